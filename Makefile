@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` (embedded SQLite, no servers) and `make test` (real servers).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SERVICES_ENV = eval "$$(scripts/services env)"
+
+.PHONY: venv demo test test-fast services services-stop lint format bench clean-demo
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Embedded default: SQLite in var/, backups in backups/, tasks in-process. No environment needed.
+demo: venv
+	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py migrate --no-input -v 0
+	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py seed_data --scale 1 --seed 42
+	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py backup_advanced --compress zstd --tag demo
+	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py list_backups
+
+services: venv
+	scripts/services start
+
+services-stop:
+	scripts/services stop
+
+# The whole suite against real PostgreSQL, Redis, celery worker, moto S3 and headless Chromium.
+test: services
+	$(SERVICES_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: services
+	$(SERVICES_ENV) && $(PY) bench/run_all.py

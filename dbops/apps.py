@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DbopsConfig(AppConfig):
+    name = "dbops"
+    verbose_name = "Database operations"
+
+    def ready(self) -> None:
+        from dbops import checks  # noqa: F401  (registers the system checks)

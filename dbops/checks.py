@@ -1,0 +1,50 @@
+"""System checks with stable ids (run by `manage.py check` and before every command)."""
+
+from __future__ import annotations
+
+import shutil
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+@register(Tags.database, deploy=False)
+def check_postgres_client_tools(app_configs, **kwargs):
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        return []
+    missing = [tool for tool in ("pg_dump", "pg_restore") if shutil.which(tool) is None]
+    if not missing:
+        return []
+    return [
+        Error(
+            f"PostgreSQL client tools not found on PATH: {', '.join(missing)}.",
+            hint="Install the postgresql-client package matching the server's major version.",
+            id="dbops.E001",
+        )
+    ]
+
+
+@register()
+def check_s3_settings(app_configs, **kwargs):
+    from multipult.settings import CONFIG
+
+    bucket = CONFIG["S3_BACKUP_BUCKET"]
+    key_id, secret = CONFIG["AWS_ACCESS_KEY_ID"], CONFIG["AWS_SECRET_ACCESS_KEY"]
+    if bool(key_id) != bool(secret):
+        return [
+            Warning(
+                "Only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set.",
+                hint="Set both, or neither to use the default AWS credential chain.",
+                id="dbops.W001",
+            )
+        ]
+    if (key_id or CONFIG["S3_ENDPOINT_URL"]) and not bucket:
+        return [
+            Warning(
+                "S3 credentials or endpoint are set but S3_BACKUP_BUCKET is not; uploads are disabled.",
+                hint="Set S3_BACKUP_BUCKET to enable --upload-s3.",
+                id="dbops.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,1 @@
+"""dbops models, one module per area (backups, snapshots, retention, profiling), re-exported here."""

@@ -1,0 +1,191 @@
+"""Every setting the project reads from the environment, declared once.
+
+Settings, `validate_config` and `show_config` all read this registry, so a variable is typed,
+defaulted, documented and masked in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A variable is set to a value that cannot be used; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected one of true/false, 1/0, yes/no, on/off")
+
+
+def _parse_int(raw: str) -> int:
+    return int(raw.strip())
+
+
+def _parse_float(raw: str) -> float:
+    return float(raw.strip())
+
+
+def _parse_str(raw: str) -> str:
+    return raw
+
+
+def _parse_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    str: _parse_str,
+    list: _parse_list,
+}
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    group: str = "general"
+
+
+@dataclass
+class ResolvedValue:
+    var: EnvVar
+    value: Any
+    source: str  # "env" or "default"
+
+    @property
+    def display(self) -> str:
+        if self.var.secret and self.value:
+            return mask_secret(str(self.value))
+        if isinstance(self.value, list):
+            return ",".join(self.value)
+        return "" if self.value is None else str(self.value)
+
+
+def mask_secret(value: str) -> str:
+    """Shows only that a secret is set and its length class, never a character of it."""
+    return "********" if value else ""
+
+
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("DEBUG", bool, False, "Django debug mode; also enables django-debug-toolbar."),
+    EnvVar("DJANGO_SECRET_KEY", str, None, "Django SECRET_KEY; generated once into var/ when unset.", secret=True),
+    EnvVar("DJANGO_ALLOWED_HOSTS", list, ["localhost", "127.0.0.1", "[::1]"], "Comma-separated ALLOWED_HOSTS."),
+    EnvVar("DB_HOST", str, None, "PostgreSQL host; when unset the embedded SQLite database is used.", group="database"),
+    EnvVar("DB_PORT", int, 5432, "PostgreSQL port.", min_value=1, max_value=65535, group="database"),
+    EnvVar("DB_NAME", str, "multipult", "PostgreSQL database name.", group="database"),
+    EnvVar("DB_USER", str, "postgres", "PostgreSQL user.", group="database"),
+    EnvVar("DB_PASSWORD", str, "", "PostgreSQL password (passed to child processes via PGPASSWORD).", secret=True, group="database"),
+    EnvVar("SQLITE_PATH", str, "var/multipult.sqlite3", "SQLite file used when DB_HOST is unset.", group="database"),
+    EnvVar("REDIS_HOST", str, None, "Redis host for the celery broker; when unset tasks run in-process.", group="redis"),
+    EnvVar("REDIS_PORT", int, 6379, "Redis port.", min_value=1, max_value=65535, group="redis"),
+    EnvVar("QUERY_PROFILING_ENABLED", bool, False, "Time every SQL statement per request/task.", group="profiling"),
+    EnvVar("SLOW_QUERY_THRESHOLD_MS", float, 100.0, "Statements slower than this are logged as slow.", min_value=0, group="profiling"),
+    EnvVar("LOG_ALL_QUERIES", bool, False, "Log every statement, not only slow ones.", group="profiling"),
+    EnvVar("N_PLUS_ONE_THRESHOLD", int, 5, "Repeats of one normalized statement in a request that count as N+1.", min_value=2, group="profiling"),
+    EnvVar("BACKUP_DIR", str, "backups", "Local folder for backup artifacts.", group="backups"),
+    EnvVar("S3_BACKUP_BUCKET", str, None, "S3 bucket for uploaded backups; unset disables S3.", group="backups"),
+    EnvVar("S3_ENDPOINT_URL", str, None, "S3-compatible endpoint (MinIO, moto); unset means AWS.", group="backups"),
+    EnvVar("AWS_ACCESS_KEY_ID", str, None, "S3 access key id.", secret=True, group="backups"),
+    EnvVar("AWS_SECRET_ACCESS_KEY", str, None, "S3 secret access key.", secret=True, group="backups"),
+    EnvVar("AWS_REGION", str, "us-east-1", "S3 region.", group="backups"),
+    EnvVar("BACKUP_ENCRYPTION_KEY", str, None, "Key for --encrypt backups.", secret=True, group="backups"),
+    EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
+    EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
+)
+
+ENV_VARS_BY_NAME: dict[str, EnvVar] = {var.name: var for var in ENV_VARS}
+
+
+def _check_range(var: EnvVar, value: Any) -> None:
+    if var.min_value is not None and value < var.min_value:
+        raise ConfigError(f"{var.name}={value!r}: must be >= {var.min_value:g}")
+    if var.max_value is not None and value > var.max_value:
+        raise ConfigError(f"{var.name}={value!r}: must be <= {var.max_value:g}")
+
+
+def resolve(var: EnvVar, environ: Mapping[str, str]) -> ResolvedValue:
+    """Reads one variable; raises ConfigError naming the variable when its value is unusable."""
+    raw = environ.get(var.name)
+    if raw is None or (raw == "" and var.type is not str):
+        return ResolvedValue(var, var.default, "default")
+    try:
+        value = PARSERS[var.type](raw)
+    except ValueError as exc:
+        raise ConfigError(f"{var.name}={raw!r} is not a valid {var.type.__name__}: {exc}") from None
+    _check_range(var, value)
+    return ResolvedValue(var, value, "env")
+
+
+def resolve_all(environ: Mapping[str, str] | None = None) -> tuple[dict[str, ResolvedValue], list[str]]:
+    """Resolves every variable; returns the values and every problem found (not only the first)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, ResolvedValue] = {}
+    problems: list[str] = []
+    for var in ENV_VARS:
+        try:
+            values[var.name] = resolve(var, environ)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            values[var.name] = ResolvedValue(var, var.default, "default")
+    if values["LOG_FORMAT"].value not in {"json", "text"}:
+        problems.append(f"LOG_FORMAT={values['LOG_FORMAT'].value!r}: must be json or text")
+    if values["LOG_LEVEL"].value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        problems.append(f"LOG_LEVEL={values['LOG_LEVEL'].value!r}: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return values, problems
+
+
+@dataclass
+class Config:
+    values: dict[str, ResolvedValue] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name].value
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Loads the configuration, failing with every bad variable named in one message."""
+    values, problems = resolve_all(environ)
+    if problems:
+        raise ConfigError("Invalid configuration: " + "; ".join(problems))
+    return Config(values)
+
+
+def project_path(value: str) -> Path:
+    """Relative paths in the environment are relative to the project folder, not the cwd."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else BASE_DIR / path
+
+
+def persistent_secret_key(var_dir: Path) -> str:
+    """A per-installation key kept in var/, so the embedded default needs no setup and no shared secret."""
+    key_file = var_dir / ".secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first; use theirs
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

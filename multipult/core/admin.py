@@ -1,0 +1,64 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    fieldsets = DjangoUserAdmin.fieldsets + (("MultiPULT", {"fields": ("phone", "roles")}),)
+    list_display = ["username", "email", "first_name", "last_name", "is_active", "is_staff", "date_joined"]
+    list_filter = ["is_active", "is_staff", "is_superuser", "roles"]
+    filter_horizontal = ["roles", "groups", "user_permissions"]
+
+
+@admin.register(Concept)
+class ConceptAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "created_by", "created_at"]
+    search_fields = ["code", "name"]
+    list_select_related = ["created_by"]
+    raw_id_fields = ["created_by"]
+
+
+class DictionaryEntryInline(admin.TabularInline):
+    model = DictionaryEntry
+    extra = 0
+
+
+@admin.register(Dictionary)
+class DictionaryAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_by", "created_at"]
+    search_fields = ["name"]
+    inlines = [DictionaryEntryInline]
+    raw_id_fields = ["created_by"]
+
+
+@admin.register(DictionaryEntry)
+class DictionaryEntryAdmin(admin.ModelAdmin):
+    list_display = ["dictionary", "key", "value", "position"]
+    search_fields = ["key", "value"]
+    list_select_related = ["dictionary"]
+    raw_id_fields = ["dictionary"]
+
+
+@admin.register(StoredFile)
+class StoredFileAdmin(admin.ModelAdmin):
+    list_display = ["name", "entity_type", "entity_id", "size", "uploaded_by", "created_at"]
+    list_filter = ["entity_type", "content_type"]
+    search_fields = ["name", "storage_path"]
+    raw_id_fields = ["uploaded_by"]
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "actor", "action", "entity_type", "entity_id"]
+    list_filter = ["action", "entity_type"]
+    date_hierarchy = "timestamp"
+    list_select_related = ["actor"]
+    raw_id_fields = ["actor"]

@@ -1,0 +1,179 @@
+"""Django settings. Every value comes from the environment through multipult.config."""
+
+from __future__ import annotations
+
+from multipult.config import BASE_DIR, load_config, persistent_secret_key, project_path
+
+CONFIG = load_config()
+
+VAR_DIR = BASE_DIR / "var"
+DEBUG = CONFIG["DEBUG"]
+SECRET_KEY = CONFIG["DJANGO_SECRET_KEY"] or persistent_secret_key(VAR_DIR)
+ALLOWED_HOSTS = CONFIG["DJANGO_ALLOWED_HOSTS"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "graphene_django",
+    "multipult.core",
+    "dbops",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+if DEBUG:
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    INTERNAL_IPS = ["127.0.0.1", "::1"]
+
+ROOT_URLCONF = "multipult.urls"
+WSGI_APPLICATION = "multipult.wsgi.application"
+ASGI_APPLICATION = "multipult.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL when DB_HOST is set, otherwise the embedded SQLite file.
+if CONFIG["DB_HOST"]:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": CONFIG["DB_HOST"],
+            "PORT": CONFIG["DB_PORT"],
+            "NAME": CONFIG["DB_NAME"],
+            "USER": CONFIG["DB_USER"],
+            "PASSWORD": CONFIG["DB_PASSWORD"],
+            "CONN_MAX_AGE": 0,
+            "TEST": {"NAME": f"test_{CONFIG['DB_NAME']}"},
+        }
+    }
+else:
+    SQLITE_FILE = project_path(CONFIG["SQLITE_PATH"])
+    SQLITE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_FILE,
+            # WAL lets readers (and the online backup API) run while a writer is active.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "core.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = VAR_DIR / "media"
+
+# Backups: always a local copy in BACKUP_DIR; S3 as a second location when a bucket is named.
+BACKUP_DIR = project_path(CONFIG["BACKUP_DIR"])
+S3_BACKUP_BUCKET = CONFIG["S3_BACKUP_BUCKET"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "backups": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+    },
+}
+if S3_BACKUP_BUCKET:
+    STORAGES["backups_s3"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BACKUP_BUCKET,
+            "endpoint_url": CONFIG["S3_ENDPOINT_URL"],
+            "access_key": CONFIG["AWS_ACCESS_KEY_ID"],
+            "secret_key": CONFIG["AWS_SECRET_ACCESS_KEY"],
+            "region_name": CONFIG["AWS_REGION"],
+            "default_acl": None,
+            "file_overwrite": False,
+            "location": "backups",
+        },
+    }
+BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+
+# Celery: Redis when REDIS_HOST is set; otherwise tasks run in-process (eager).
+REDIS_URL = f"redis://{CONFIG['REDIS_HOST']}:{CONFIG['REDIS_PORT']}/0" if CONFIG["REDIS_HOST"] else None
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Query profiling (dbops.middleware).
+QUERY_PROFILING_ENABLED = CONFIG["QUERY_PROFILING_ENABLED"]
+SLOW_QUERY_THRESHOLD_MS = CONFIG["SLOW_QUERY_THRESHOLD_MS"]
+LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
+N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
+
+GRAPHENE = {"SCHEMA": "multipult.graphql.schema.schema"}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "multipult.logging.SecretMaskingFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        # stderr, so command output on stdout stays clean for --json consumers.
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": CONFIG["LOG_FORMAT"],
+            "filters": ["mask_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": CONFIG["LOG_LEVEL"].upper()},
+    "loggers": {
+        "django": {"level": "INFO" if DEBUG else "WARNING", "propagate": True},
+        "django.db.backends": {"level": "WARNING", "propagate": True},
+    },
+}
