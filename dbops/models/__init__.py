@@ -1,1 +1,5 @@
-"""dbops models, one module per area (backups, snapshots, retention, profiling), re-exported here."""
+"""dbops models, one module per area, re-exported here."""
+
+from dbops.models.backups import BackupRecord
+
+__all__ = ["BackupRecord"]

@@ -1,0 +1,95 @@
+"""The backup catalog. Each row mirrors a manifest stored beside its artifact, so the catalog can be
+rebuilt from storage after a restore (`list_backups --sync`)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class BackupRecord(models.Model):
+    class Kind(models.TextChoices):
+        FULL = "full", "Full backup"
+        SAFETY = "safety", "Safety backup (taken before a restore)"
+        BASE = "base", "PITR base backup"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        DELETED = "deleted"
+
+    class Format(models.TextChoices):
+        CUSTOM = "custom", "pg_dump custom"
+        PLAIN = "plain", "plain SQL"
+        SQLITE = "sqlite", "SQLite database file"
+        TAR = "tar", "pg_basebackup tar"
+
+    class Compression(models.TextChoices):
+        NONE = "none"
+        GZIP = "gzip"
+        ZSTD = "zstd"
+
+    class Trigger(models.TextChoices):
+        CLI = "cli"
+        ADMIN = "admin"
+        SCHEDULE = "schedule"
+        RESTORE = "restore", "before a restore"
+        API = "api"
+
+    class VerificationStatus(models.TextChoices):
+        NEVER = "never"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Liveness of a running backup: a RUNNING row whose heartbeat is old belongs to a killed run.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+
+    engine = models.CharField(max_length=32)  # "postgresql" | "sqlite"
+    database_alias = models.CharField(max_length=64, default="default")
+    database_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=16, choices=Format.choices)
+    compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.NONE)
+    encrypted = models.BooleanField(default=False)
+    tag = models.CharField(max_length=64, blank=True)
+
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    storage_name = models.CharField(max_length=512, blank=True, help_text="Name of the artifact in the backups storage")
+    location = models.CharField(max_length=1024, blank=True, help_text="Where the local artifact lives")
+    uploaded_to_s3 = models.BooleanField(default=False)
+    s3_key = models.CharField(max_length=1024, blank=True)
+    upload_error = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    triggered_by = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.CLI)
+    triggered_by_user = models.CharField(max_length=150, blank=True)
+
+    server_version = models.CharField(max_length=64, blank=True)
+    tool_version = models.CharField(max_length=128, blank=True)
+    migration_state = models.JSONField(default=dict, blank=True)
+    row_counts = models.JSONField(default=dict, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    verification_status = models.CharField(
+        max_length=8, choices=VerificationStatus.choices, default=VerificationStatus.NEVER
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_details = models.JSONField(default=dict, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-started_at"], name="backup_status_started_idx"),
+            models.Index(fields=["database_alias", "kind", "-started_at"], name="backup_db_kind_started_idx"),
+        ]
+        permissions = [("restore_backup", "Can restore the database from a backup")]
+
+    def __str__(self) -> str:
+        return f"backup #{self.pk} {self.kind} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
