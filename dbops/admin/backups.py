@@ -1,0 +1,297 @@
+"""BackupRecord in the admin: the catalog, "Back up now", "Verify (restore test)" and the typed
+restore confirmation. Each action parses the request, calls one service (or enqueues one task) and
+presents the outcome; the work itself lives in dbops.services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.exceptions import DbopsError
+from dbops.models import BackupRecord
+
+STATUS_COLOURS = {
+    BackupRecord.Status.SUCCEEDED: "#2e7d32",
+    BackupRecord.Status.FAILED: "#c62828",
+    BackupRecord.Status.RUNNING: "#1565c0",
+    BackupRecord.Status.DELETED: "#757575",
+}
+
+
+def human_size(size_bytes: int | None) -> str:
+    return "—" if size_bytes is None else filesizeformat(size_bytes)
+
+
+def human_age(moment, now=None) -> str:
+    if moment is None:
+        return "—"
+    return f"{timesince(moment, now or timezone.now(), depth=1)} ago"
+
+
+@admin.register(BackupRecord)
+class BackupRecordAdmin(admin.ModelAdmin):
+    change_list_template = "admin/dbops/backuprecord/change_list.html"
+    change_form_template = "admin/dbops/backuprecord/change_form.html"
+    list_display = [
+        "id",
+        "status_badge",
+        "kind",
+        "database_name",
+        "started_at",
+        "age",
+        "size",
+        "compression",
+        "encrypted",
+        "verified",
+        "uploaded_to_s3",
+        "triggered_by",
+        "tag",
+    ]
+    list_display_links = ["id", "status_badge"]
+    list_filter = [
+        "status",
+        "kind",
+        "compression",
+        "verification_status",
+        "uploaded_to_s3",
+        "encrypted",
+        "triggered_by",
+        "engine",
+        ("started_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["tag", "database_name", "sha256", "storage_name", "triggered_by_user"]
+    date_hierarchy = "started_at"
+    list_per_page = 50
+    actions = ["backup_now", "verify_restore_test", "restore_selected"]
+    fieldsets = [
+        (None, {"fields": ["status_badge", "kind", "tag", "error_block"]}),
+        (
+            "Artifact",
+            {
+                "fields": [
+                    "size",
+                    "sha256",
+                    "format",
+                    "compression",
+                    "encrypted",
+                    "storage_name",
+                    "location",
+                    "uploaded_to_s3",
+                    "s3_key",
+                    "upload_error",
+                ]
+            },
+        ),
+        (
+            "Source database",
+            {"fields": ["engine", "database_alias", "database_name", "server_version", "tool_version"]},
+        ),
+        ("Contents", {"fields": ["row_counts_table", "migration_state"]}),
+        (
+            "Run",
+            {
+                "fields": [
+                    "started_at",
+                    "finished_at",
+                    "duration_seconds",
+                    "heartbeat_at",
+                    "hostname",
+                    "pid",
+                    "triggered_by",
+                    "triggered_by_user",
+                ]
+            },
+        ),
+        ("Verification", {"fields": ["verification_status", "verified_at", "verification_details", "deleted_at"]}),
+    ]
+
+    # The catalog is written by the backup services only: no hand-made or hand-edited rows, and no
+    # deleting a row while its artifact stays behind (retention deletes through backup_delete).
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_backup_permission(self, request) -> bool:
+        return request.user.has_perm("dbops.add_backuprecord")
+
+    def has_verify_permission(self, request) -> bool:
+        return request.user.has_perm("dbops.change_backuprecord")
+
+    def has_restore_permission(self, request) -> bool:
+        # Superusers hold every permission, so this is "superuser or dbops.restore_backup".
+        return request.user.is_active and request.user.has_perm("dbops.restore_backup")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] + ["status_badge", "size", "error_block", "row_counts_table"]
+
+    # --- columns -------------------------------------------------------------------------------
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, backup_record: BackupRecord):
+        colour = STATUS_COLOURS.get(backup_record.status, "#333")
+        return format_html(
+            '<strong class="backup-status backup-status-{}" style="color:{}">{}</strong>',
+            backup_record.status,
+            colour,
+            backup_record.get_status_display(),
+        )
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, backup_record: BackupRecord) -> str:
+        return human_size(backup_record.size_bytes)
+
+    @admin.display(description="age", ordering="-started_at")
+    def age(self, backup_record: BackupRecord) -> str:
+        return human_age(backup_record.finished_at or backup_record.started_at)
+
+    @admin.display(description="verified", boolean=True, ordering="verification_status")
+    def verified(self, backup_record: BackupRecord) -> bool | None:
+        if backup_record.verification_status == BackupRecord.VerificationStatus.NEVER:
+            return None
+        return backup_record.verification_status == BackupRecord.VerificationStatus.PASSED
+
+    @admin.display(description="error / log")
+    def error_block(self, backup_record: BackupRecord):
+        if not backup_record.error:
+            return "—"
+        return format_html('<pre class="backup-error" style="white-space:pre-wrap">{}</pre>', backup_record.error)
+
+    @admin.display(description="row counts")
+    def row_counts_table(self, backup_record: BackupRecord):
+        if not backup_record.row_counts:
+            return "—"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>", sorted(backup_record.row_counts.items())
+        )
+        return format_html('<table class="row-counts"><tr><th>table</th><th>rows</th></tr>{}</table>', rows)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    @admin.action(description="Back up now", permissions=["backup"])
+    def backup_now(self, request, queryset=None):
+        from dbops.tasks import run_backup
+
+        run_backup.delay_on_commit(triggered_by=BackupRecord.Trigger.ADMIN, triggered_by_user=request.user.get_username())
+        self.message_user(request, "Backup started; it appears in this list as running, then succeeded or failed.")
+
+    @admin.action(description="Verify (restore test)", permissions=["verify"])
+    def verify_restore_test(self, request, queryset):
+        from dbops.services.verification import backup_verify
+
+        for backup_record in queryset:
+            try:
+                result = backup_verify(backup_record=backup_record, restore_test=True)
+            except DbopsError as exc:
+                self.message_user(request, f"{backup_record}: verification failed: {exc}", messages.ERROR)
+                continue
+            backup_record.refresh_from_db()
+            level = messages.SUCCESS if backup_record.verification_status == "passed" else messages.ERROR
+            self.message_user(request, f"{backup_record}: verification {backup_record.verification_status}. {result}", level)
+
+    @admin.action(description="Restore the database from this backup…", permissions=["restore"])
+    def restore_selected(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one backup to restore from.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(self._url("restore", queryset.get().pk))
+
+    # --- extra views ---------------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("backup-now/", wrap(self.backup_now_view), name="dbops_backuprecord_backup_now"),
+            path("<path:object_id>/restore/", wrap(self.restore_view), name="dbops_backuprecord_restore"),
+            *super().get_urls(),
+        ]
+
+    def _url(self, name: str, *args) -> str:
+        return reverse(f"admin:dbops_backuprecord_{name}", args=args, current_app=self.admin_site.name)
+
+    def backup_now_view(self, request):
+        """The changelist's "Back up now" button: the same action, without needing a selection."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_backup_permission(request):
+            raise PermissionDenied
+        self.backup_now(request)
+        return HttpResponseRedirect(self._url("changelist"))
+
+    def restore_view(self, request, object_id):
+        if not self.has_restore_permission(request):
+            raise PermissionDenied
+        backup_record = self.get_object(request, unquote(object_id))
+        if backup_record is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        alias = backup_record.database_alias if backup_record.database_alias in connections else DEFAULT_DB_ALIAS
+        page = self._restore_page(backup_record, alias)
+        form = TypedConfirmationForm(
+            request.POST if request.method == "POST" else None, expected_name=page.target.confirmation_name
+        )
+        if request.method == "POST" and not page.blocking_problem and form.is_valid():
+            return self._run_restore(request, backup_record, alias)
+        return render_confirmation(request, self, backup_record, page, form)
+
+    def _run_restore(self, request, backup_record: BackupRecord, alias: str):
+        from dbops.services.restores import backup_restore
+
+        try:
+            result = backup_restore(
+                backup_record=backup_record, database=alias, safety_backup=True, triggered_by="admin"
+            )
+        except DbopsError as exc:
+            self.message_user(request, f"Restore from {backup_record} failed; the database was not changed: {exc}", messages.ERROR)
+            return HttpResponseRedirect(self._url("change", backup_record.pk))
+        self.message_user(request, f"Restored database from {backup_record}. {result}", messages.SUCCESS)
+        if BackupRecord.objects.filter(pk=backup_record.pk).exists():
+            return HttpResponseRedirect(self._url("change", backup_record.pk))
+        return HttpResponseRedirect(self._url("changelist"))
+
+    def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
+        target = target_database(alias)
+        blocking = ""
+        if backup_record.status != BackupRecord.Status.SUCCEEDED:
+            blocking = f"This backup is {backup_record.status}; only a succeeded backup can be restored."
+        elif backup_record.engine and backup_record.engine != target.engine:
+            blocking = f"This is a {backup_record.engine} backup; the target database runs on {target.engine}."
+        total_rows = sum(int(count) for count in (backup_record.row_counts or {}).values())
+        return ConfirmationPage(
+            title="Restore the database from a backup",
+            action_label="Restore the database",
+            target=target,
+            source_facts=[
+                ("Backup", f"#{backup_record.pk} ({backup_record.get_kind_display()})"),
+                ("Taken at", f"{timezone.localtime(backup_record.started_at):%Y-%m-%d %H:%M:%S %Z}"),
+                ("Age", human_age(backup_record.finished_at or backup_record.started_at)),
+                ("Size", human_size(backup_record.size_bytes)),
+                ("Format / compression", f"{backup_record.format} / {backup_record.compression}"),
+                ("Source database", f"{backup_record.database_name} ({backup_record.engine})"),
+                ("SHA-256", backup_record.sha256 or "—"),
+                ("Tables / rows", f"{len(backup_record.row_counts or {})} tables, {total_rows} rows"),
+                ("Tag", backup_record.tag or "—"),
+            ],
+            overwritten=[
+                f"Every table of database “{target.name}” ({target.engine}"
+                + (f" on {target.host}" if target.host else "")
+                + ") is replaced by the backup's contents.",
+                "Rows written since the backup was taken are lost (they stay in the safety backup).",
+            ],
+            tables=sorted((backup_record.row_counts or {}).items()),
+            safety_backup=True,
+            blocking_problem=blocking,
+            cancel_url=self._url("change", backup_record.pk),
+        )

@@ -1,0 +1,91 @@
+"""Headless Chromium for the admin tests: Debian's /usr/bin/chromium driven by Playwright against
+pytest-django's live server (a real HTTP server on the real test database)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an asyncio loop in this thread; Django's ORM would otherwise refuse
+# to run next to it. The live server answers in its own thread, so this is safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; install Debian's chromium package (make test does).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium_browser, request) -> Iterator:
+    """A fresh browser context (own cookies) per test; a screenshot is kept when the test fails."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    browser_page = context.new_page()
+    yield browser_page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        screenshot(browser_page, f"FAILED-{request.node.name}")
+    context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def screenshot(browser_page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    browser_page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def superuser(transactional_db, django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff_user(transactional_db, django_user_model):
+    """Staff who may see backups but holds no restore permission."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("clerk", "clerk@example.com", PASSWORD, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="dbops", codename__startswith="view_"))
+    return user
+
+
+def admin_login(browser_page, live_server, user) -> None:
+    browser_page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    browser_page.fill("#id_username", user.get_username())
+    browser_page.fill("#id_password", PASSWORD)
+    browser_page.click("input[type=submit]")
+    browser_page.wait_for_selector("#site-name")
+    assert "/admin/login/" not in browser_page.url, "login failed"
