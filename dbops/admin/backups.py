@@ -135,6 +135,14 @@ class BackupRecordAdmin(admin.ModelAdmin):
         # Superusers hold every permission, so this is "superuser or dbops.restore_backup".
         return request.user.is_active and request.user.has_perm("dbops.restore_backup")
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "has_backup_permission": self.has_backup_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "has_restore_permission": self.has_restore_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields] + ["status_badge", "size", "error_block", "row_counts_table"]
 
@@ -185,7 +193,9 @@ class BackupRecordAdmin(admin.ModelAdmin):
     def backup_now(self, request, queryset=None):
         from dbops.tasks import run_backup
 
-        run_backup.delay_on_commit(triggered_by=BackupRecord.Trigger.ADMIN, triggered_by_user=request.user.get_username())
+        run_backup.delay_on_commit(
+            triggered_by=BackupRecord.Trigger.ADMIN, triggered_by_user=request.user.get_username()
+        )
         self.message_user(request, "Backup started; it appears in this list as running, then succeeded or failed.")
 
     @admin.action(description="Verify (restore test)", permissions=["verify"])
@@ -200,7 +210,9 @@ class BackupRecordAdmin(admin.ModelAdmin):
                 continue
             backup_record.refresh_from_db()
             level = messages.SUCCESS if backup_record.verification_status == "passed" else messages.ERROR
-            self.message_user(request, f"{backup_record}: verification {backup_record.verification_status}. {result}", level)
+            self.message_user(
+                request, f"{backup_record}: verification {backup_record.verification_status}. {result}", level
+            )
 
     @admin.action(description="Restore the database from this backup…", permissions=["restore"])
     def restore_selected(self, request, queryset):
@@ -254,7 +266,9 @@ class BackupRecordAdmin(admin.ModelAdmin):
                 backup_record=backup_record, database=alias, safety_backup=True, triggered_by="admin"
             )
         except DbopsError as exc:
-            self.message_user(request, f"Restore from {backup_record} failed; the database was not changed: {exc}", messages.ERROR)
+            self.message_user(
+                request, f"Restore from {backup_record} failed; the database was not changed: {exc}", messages.ERROR
+            )
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         self.message_user(request, f"Restored database from {backup_record}. {result}", messages.SUCCESS)
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
