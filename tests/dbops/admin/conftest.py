@@ -68,18 +68,53 @@ def screenshot(browser_page, name: str) -> Path:
 
 
 @pytest.fixture
-def superuser(transactional_db, django_user_model):
+def superuser(db, django_user_model):
     return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
 
 
 @pytest.fixture
-def staff_user(transactional_db, django_user_model):
+def staff_user(db, django_user_model):
     """Staff who may see backups but holds no restore permission."""
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("clerk", "clerk@example.com", PASSWORD, is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="dbops", codename__startswith="view_"))
     return user
+
+
+@pytest.fixture
+def restorer(staff_user):
+    """Staff who is not a superuser but holds dbops.restore_backup."""
+    from django.contrib.auth.models import Permission
+
+    staff_user.user_permissions.add(Permission.objects.get(content_type__app_label="dbops", codename="restore_backup"))
+    return type(staff_user).objects.get(pk=staff_user.pk)  # fresh instance: no cached permissions
+
+
+def make_backup_record(**fields):
+    """A catalog row as the backup service writes it (for pages that only read the catalog)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from dbops.models import BackupRecord
+
+    now = timezone.now()
+    values = {
+        "status": BackupRecord.Status.SUCCEEDED,
+        "started_at": now,
+        "finished_at": now,
+        "engine": connection.vendor,
+        "database_name": connection.settings_dict["NAME"],
+        "format": BackupRecord.Format.CUSTOM,
+        "compression": BackupRecord.Compression.ZSTD,
+        "size_bytes": 3 * 1024 * 1024,
+        "sha256": "ab" * 32,
+        "row_counts": {"core_concept": 120, "core_user": 7},
+        "duration_seconds": 4.5,
+        "triggered_by": BackupRecord.Trigger.CLI,
+    }
+    values.update(fields)
+    return BackupRecord.objects.create(**values)
 
 
 def admin_login(browser_page, live_server, user) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from tests.dbops.admin.conftest import admin_login
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_superuser_logs_in_and_sees_the_admin_index(page, live_server, superuser):

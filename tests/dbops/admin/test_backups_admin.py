@@ -1,0 +1,179 @@
+"""BackupRecord admin through Django's test client: list, detail, permissions and the typed
+restore confirmation (the parts that do not need the backup engine to run)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from dbops.models import BackupRecord
+from tests.dbops.admin.conftest import make_backup_record
+
+pytestmark = pytest.mark.django_db
+
+
+def restore_url(backup_record) -> str:
+    return reverse("admin:dbops_backuprecord_restore", args=[backup_record.pk])
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_changelist_shows_status_human_size_age_and_flags(superuser):
+    three_hours_ago = timezone.now() - timedelta(hours=3)
+    make_backup_record(
+        size_bytes=5 * 1024 * 1024, uploaded_to_s3=True, started_at=three_hours_ago, finished_at=three_hours_ago
+    )
+    make_backup_record(status=BackupRecord.Status.FAILED, size_bytes=None, error="pg_dump: connection refused")
+
+    response = logged_in(superuser).get(reverse("admin:dbops_backuprecord_changelist"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "5.0\xa0MB" in html
+    assert "backup-status-succeeded" in html and "backup-status-failed" in html
+    assert "3\xa0hours ago" in html
+    assert "zstd" in html
+    # the filters staff use most
+    for filter_title in ("By status", "By compression", "By verification status", "By uploaded to s3"):
+        assert filter_title in html
+    assert 'id="backup-now"' in html
+
+
+def test_changelist_filters_by_status(superuser):
+    make_backup_record(tag="good-one")
+    make_backup_record(status=BackupRecord.Status.FAILED, tag="bad-one")
+
+    response = logged_in(superuser).get(reverse("admin:dbops_backuprecord_changelist") + "?status__exact=failed")
+
+    html = response.content.decode()
+    assert "bad-one" in html and "good-one" not in html
+
+
+def test_detail_shows_checksum_row_counts_and_error(superuser):
+    backup_record = make_backup_record(
+        status=BackupRecord.Status.FAILED, error="pg_dump: error: permission denied for table secret"
+    )
+
+    response = logged_in(superuser).get(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "ab" * 32 in html
+    assert "<td>core_concept</td><td style='text-align:right'>120</td>" in html
+    assert "permission denied for table secret" in html
+    # a failed backup offers no restore
+    assert 'id="restore-link"' not in html
+
+
+def test_catalog_rows_cannot_be_added_edited_or_deleted_by_hand(superuser):
+    backup_record = make_backup_record()
+    client = logged_in(superuser)
+
+    assert client.get(reverse("admin:dbops_backuprecord_add")).status_code == 403
+    assert client.post(reverse("admin:dbops_backuprecord_delete", args=[backup_record.pk])).status_code == 403
+    response = client.post(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk]), {"tag": "edited"})
+    assert response.status_code == 403
+    backup_record.refresh_from_db()
+    assert backup_record.tag == ""
+
+
+def test_staff_without_permission_gets_403_on_restore_page_and_post(staff_user):
+    backup_record = make_backup_record()
+    client = logged_in(staff_user)
+
+    # they may browse the catalog...
+    assert client.get(reverse("admin:dbops_backuprecord_changelist")).status_code == 200
+    detail = client.get(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk]))
+    assert detail.status_code == 200 and 'id="restore-link"' not in detail.content.decode()
+    # ...but neither see nor post the restore
+    assert client.get(restore_url(backup_record)).status_code == 403
+    typed = connection.settings_dict["NAME"]
+    assert client.post(restore_url(backup_record), {"typed_name": typed}).status_code == 403
+    changelist = client.get(reverse("admin:dbops_backuprecord_changelist")).content.decode()
+    assert "restore_selected" not in changelist
+    assert 'id="backup-now"' not in changelist
+
+
+def test_anonymous_is_sent_to_login(db):
+    backup_record = make_backup_record()
+
+    response = Client().get(restore_url(backup_record))
+
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("who", ["superuser", "restorer"])
+def test_confirmation_page_says_what_is_overwritten(who, request):
+    user = request.getfixturevalue(who)
+    backup_record = make_backup_record(tag="before-migration")
+
+    response = logged_in(user).get(restore_url(backup_record))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    database_name = connection.settings_dict["NAME"]
+    assert f'<td id="target-name">{database_name}</td>' in html
+    assert '<td id="target-engine">postgresql</td>' in html
+    assert "3.0\xa0MB" in html
+    assert "2 tables, 127 rows" in html
+    assert 'id="safety-backup"' in html and "safety backup" in html
+    assert f'<code class="expected">{database_name}</code>' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+
+
+def test_wrong_typed_name_is_refused_and_nothing_runs(superuser):
+    backup_record = make_backup_record()
+    records_before = list(BackupRecord.objects.values_list("pk", "status", "verification_status"))
+
+    response = logged_in(superuser).post(restore_url(backup_record), {"typed_name": "production"})
+
+    assert response.status_code == 200
+    assert "That is not the database name." in response.content.decode()
+    assert list(BackupRecord.objects.values_list("pk", "status", "verification_status")) == records_before
+
+
+def test_restore_post_without_csrf_token_is_forbidden(superuser):
+    backup_record = make_backup_record()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(superuser)
+
+    response = client.post(restore_url(backup_record), {"typed_name": connection.settings_dict["NAME"]})
+
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"status": BackupRecord.Status.FAILED}, "only a succeeded backup can be restored"),
+        ({"status": BackupRecord.Status.DELETED}, "only a succeeded backup can be restored"),
+        ({"engine": "sqlite"}, "This is a sqlite backup; the target database runs on postgresql."),
+    ],
+)
+def test_unrestorable_backup_shows_the_problem_and_no_form(superuser, fields, problem):
+    backup_record = make_backup_record(**fields)
+    client = logged_in(superuser)
+
+    page = client.get(restore_url(backup_record)).content.decode()
+    assert problem in page
+    assert 'id="typed-confirmation-form"' not in page
+    # posting anyway changes nothing
+    response = client.post(restore_url(backup_record), {"typed_name": connection.settings_dict["NAME"]})
+    assert response.status_code == 200 and problem in response.content.decode()
+
+
+def test_backup_now_endpoint_only_accepts_post(superuser, staff_user):
+    url = reverse("admin:dbops_backuprecord_backup_now")
+
+    assert logged_in(superuser).get(url).status_code == 405
+    assert logged_in(staff_user).post(url).status_code == 403
