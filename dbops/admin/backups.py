@@ -4,6 +4,8 @@ presents the outcome; the work itself lives in dbops.services."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -16,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.dashboard import dashboard_view
 from dbops.exceptions import DbopsError
 from dbops.models import BackupRecord
 
@@ -227,6 +230,7 @@ class BackupRecordAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("backup-now/", wrap(self.backup_now_view), name="dbops_backuprecord_backup_now"),
+            path("dashboard/", wrap(partial(dashboard_view, self)), name="dbops_dashboard"),
             path("<path:object_id>/restore/", wrap(self.restore_view), name="dbops_backuprecord_restore"),
             *super().get_urls(),
         ]

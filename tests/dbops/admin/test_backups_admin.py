@@ -177,3 +177,19 @@ def test_backup_now_endpoint_only_accepts_post(superuser, staff_user):
 
     assert logged_in(superuser).get(url).status_code == 405
     assert logged_in(staff_user).post(url).status_code == 403
+
+
+def test_changelist_query_count_does_not_grow_with_rows(superuser):
+    from django.test.utils import CaptureQueriesContext
+
+    client = logged_in(superuser)
+    url = reverse("admin:dbops_backuprecord_changelist")
+    make_backup_record()
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).status_code == 200
+    for _ in range(30):
+        make_backup_record()
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(url).status_code == 200
+
+    assert len(many) <= len(few)

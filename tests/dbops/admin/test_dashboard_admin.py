@@ -1,0 +1,71 @@
+"""The dashboard page: linked from the admin index, server-side SVG, no external resources."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from dbops.models import BackupRecord
+from tests.dbops.admin.conftest import make_backup_record
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin_index_links_the_dashboard(superuser):
+    html = logged_in(superuser).get(reverse("admin:index")).content.decode()
+
+    assert reverse("admin:dbops_dashboard") in html
+
+
+def test_dashboard_shows_last_backup_charts_and_storage(superuser, backup_dir):
+    now = timezone.now()
+    for days_ago, size in [(40, 1000), (20, 2000), (3, 4000)]:
+        make_backup_record(started_at=now - timedelta(days=days_ago), size_bytes=size, duration_seconds=days_ago / 2)
+    make_backup_record(
+        started_at=now - timedelta(minutes=5),
+        status=BackupRecord.Status.FAILED,
+        size_bytes=None,
+        duration_seconds=None,
+        error="pg_dump: server closed the connection",
+    )
+    (backup_dir / "one.dump").write_bytes(b"x" * 4096)
+
+    response = logged_in(superuser).get(reverse("admin:dbops_dashboard"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="big status-failed"' in html and "server closed the connection" in html
+    size_chart = re.search(r'<svg id="size-chart".*?</svg>', html, re.S).group(0)
+    assert size_chart.count('class="bar"') == 3 and size_chart.count('class="no-value"') == 1
+    # bars grow with the backup size: the tallest is the newest (4000 bytes)
+    heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([\d.]+)"', size_chart)]
+    assert heights == sorted(heights) and heights[-1] == max(heights)
+    assert '<svg id="duration-chart"' in html
+    assert "4.0\xa0KB" in html  # local storage used
+    # offline: nothing is fetched from another host
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+def test_dashboard_without_backups(superuser):
+    html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
+
+    assert "No backup yet" in html and "No backups in this period" in html
+
+
+def test_dashboard_needs_view_permission(django_user_model):
+    staff_without_permissions = django_user_model.objects.create_user("nobody", password="x" * 12, is_staff=True)
+
+    response = logged_in(staff_without_permissions).get(reverse("admin:dbops_dashboard"))
+
+    assert response.status_code == 403
