@@ -193,3 +193,15 @@ def test_changelist_query_count_does_not_grow_with_rows(superuser):
         assert client.get(url).status_code == 200
 
     assert len(many) <= len(few)
+
+
+def test_restore_action_leads_to_the_confirmation_page_for_exactly_one_backup(superuser):
+    first, second = make_backup_record(), make_backup_record()
+    client = logged_in(superuser)
+    url = reverse("admin:dbops_backuprecord_changelist")
+
+    one = client.post(url, {"action": "restore_selected", "_selected_action": [first.pk]})
+    two = client.post(url, {"action": "restore_selected", "_selected_action": [first.pk, second.pk]}, follow=True)
+
+    assert one.status_code == 302 and one["Location"] == restore_url(first)
+    assert "Select exactly one backup to restore from." in two.content.decode()
