@@ -212,7 +212,8 @@ class BackupRecordAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{backup_record}: verification failed: {exc}", messages.ERROR)
                 continue
             backup_record.refresh_from_db()
-            level = messages.SUCCESS if backup_record.verification_status == "passed" else messages.ERROR
+            passed = backup_record.verification_status == BackupRecord.VerificationStatus.PASSED
+            level = messages.SUCCESS if passed else messages.ERROR
             self.message_user(
                 request, f"{backup_record}: verification {backup_record.verification_status}. {result}", level
             )
@@ -270,9 +271,7 @@ class BackupRecordAdmin(admin.ModelAdmin):
                 backup_record=backup_record, database=alias, safety_backup=True, triggered_by="admin"
             )
         except DbopsError as exc:
-            self.message_user(
-                request, f"Restore from {backup_record} failed; the database was not changed: {exc}", messages.ERROR
-            )
+            self.message_user(request, f"Restore from {backup_record} failed: {exc}", messages.ERROR)
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         self.message_user(request, f"Restored database from {backup_record}. {result}", messages.SUCCESS)
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
