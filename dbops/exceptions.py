@@ -8,3 +8,7 @@ class DbopsError(Exception):
 
 class ConfigurationError(DbopsError):
     """A setting needed by the operation is missing or unusable."""
+
+
+class RetentionError(DbopsError):
+    """A retention policy cannot be applied (unknown policy, bad rules, deletions that failed)."""

@@ -1,0 +1,3 @@
+"""dbops admin, one module per area (the admin engineer extends these)."""
+
+from dbops.admin import retention  # noqa: F401  (registers RetentionPolicy)
