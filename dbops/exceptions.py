@@ -12,3 +12,11 @@ class ConfigurationError(DbopsError):
 
 class RetentionError(DbopsError):
     """A retention policy cannot be applied (unknown policy, bad rules, deletions that failed)."""
+
+
+class SeedError(DbopsError):
+    """seed_data was asked for something it cannot create (bad scale, missing tables)."""
+
+
+class UserAdminError(DbopsError):
+    """create_user / assign_role got an unknown user or role, a taken name or an unusable password."""
