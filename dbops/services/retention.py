@@ -174,6 +174,9 @@ def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.date
     # Without a successful backup every other record is "newer than the newest successful" and kept.
     if succeeded and not any(reasons.get(id(backup)) for backup in succeeded):
         return [RetentionDecision(backup, True, (SAFETY_ZERO,)) for backup in group]
+    # The latest restore point survives even when backups stopped and it fell out of every window.
+    if newest_success is not None and not reasons.get(id(newest_success)):
+        reasons[id(newest_success)].append("newest successful backup")
 
     decisions = []
     for backup in group:
@@ -192,9 +195,9 @@ def retention_plan(*, backups: Iterable[BackupRecord], policy: RetentionPolicy, 
 
     Each database and kind is planned on its own: the newest successful backup of each of the last
     N days, ISO weeks and months (in `now`'s time zone) and the newest `keep_last` are kept. Never
-    deleted: a running backup, the newest verified one, anything newer than the newest successful
-    one or started after `now`; and nothing at all in a group the rules would leave without a
-    successful backup.
+    deleted: the newest successful backup, a running backup, the newest verified one, anything newer
+    than the newest successful one or started after `now`; and nothing at all in a group where the
+    rules alone would keep no successful backup.
     """
     if timezone.is_naive(now):
         raise RetentionError("retention_plan needs an aware datetime for `now`.")
