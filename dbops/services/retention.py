@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
+from dbops.services.pre_restore import PreRestorePrune, pre_restore_databases_prune
 
 logger = logging.getLogger(__name__)
 
@@ -344,3 +345,57 @@ def retention_policies_resolve(
     for policy in policies:
         policy_validate(policy=policy)
     return policies
+
+
+@dataclass
+class RetentionRun:
+    outcomes: list[RetentionOutcome]
+    pre_restore: list[PreRestorePrune]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.ok for outcome in self.outcomes) and not any(prune.failed for prune in self.pre_restore)
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "policies": [outcome.as_dict() for outcome in self.outcomes],
+            "pre_restore_databases": [prune.as_dict() for prune in self.pre_restore],
+        }
+
+
+def retention_run(
+    *,
+    policy_name: str | None = None,
+    daily: int | None = None,
+    weekly: int | None = None,
+    monthly: int | None = None,
+    keep_last: int | None = None,
+    database: str = DEFAULT_DB_ALIAS,
+    tag: str = "",
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> RetentionRun:
+    """One retention run (the command and the scheduled task): every policy it covers is applied,
+    then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped.
+    Inputs are checked before anything is deleted."""
+    if database not in connections.settings:
+        raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
+    policies = retention_policies_resolve(
+        policy_name=policy_name,
+        daily=daily,
+        weekly=weekly,
+        monthly=monthly,
+        keep_last=keep_last,
+        database=database,
+        tag=tag,
+    )
+    now = now or timezone.now()
+    outcomes = [retention_apply(policy=policy, now=now, dry_run=dry_run) for policy in policies]
+    aliases = sorted(
+        {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
+    )
+    pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
+    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run)
