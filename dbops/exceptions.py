@@ -10,6 +10,10 @@ class ConfigurationError(DbopsError):
     """A setting needed by the operation is missing or unusable."""
 
 
+class RetentionError(DbopsError):
+    """A retention policy cannot be applied (unknown policy, bad rules, deletions that failed)."""
+
+
 class SeedError(DbopsError):
     """seed_data was asked for something it cannot create (bad scale, missing tables)."""
 

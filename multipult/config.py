@@ -107,6 +107,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "REDIS_HOST", str, None, "Redis host for the celery broker; when unset tasks run in-process.", group="redis"
     ),
     EnvVar("REDIS_PORT", int, 6379, "Redis port.", min_value=1, max_value=65535, group="redis"),
+    EnvVar("REDIS_DB", int, 0, "Redis database number for the celery broker and results.", min_value=0, group="redis"),
     EnvVar("QUERY_PROFILING_ENABLED", bool, False, "Time every SQL statement per request/task.", group="profiling"),
     EnvVar(
         "SLOW_QUERY_THRESHOLD_MS",
@@ -132,6 +133,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("AWS_SECRET_ACCESS_KEY", str, None, "S3 secret access key.", secret=True, group="backups"),
     EnvVar("AWS_REGION", str, "us-east-1", "S3 region.", group="backups"),
     EnvVar("BACKUP_ENCRYPTION_KEY", str, None, "Key for --encrypt backups.", secret=True, group="backups"),
+    EnvVar(
+        "BACKUP_NOTIFY_EMAILS",
+        list,
+        [],
+        "Comma-separated addresses mailed (besides ADMINS) when a scheduled backup task fails.",
+        group="backups",
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )

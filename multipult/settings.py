@@ -131,7 +131,9 @@ if S3_BACKUP_BUCKET:
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
 
 # Celery: Redis when REDIS_HOST is set; otherwise tasks run in-process (eager).
-REDIS_URL = f"redis://{CONFIG['REDIS_HOST']}:{CONFIG['REDIS_PORT']}/0" if CONFIG["REDIS_HOST"] else None
+REDIS_URL = (
+    f"redis://{CONFIG['REDIS_HOST']}:{CONFIG['REDIS_PORT']}/{CONFIG['REDIS_DB']}" if CONFIG["REDIS_HOST"] else None
+)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
@@ -141,6 +143,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Long, acks_late tasks: one at a time per worker process, and Redis must not redeliver a message
+# while its task can still be running (visibility timeout above the longest hard time limit).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+# Failure notifications (dbops.services.notifications): ADMINS plus BACKUP_NOTIFY_EMAILS.
+BACKUP_NOTIFY_EMAILS = CONFIG["BACKUP_NOTIFY_EMAILS"]
 
 # Query profiling (dbops.middleware).
 QUERY_PROFILING_ENABLED = CONFIG["QUERY_PROFILING_ENABLED"]

@@ -1,0 +1,99 @@
+"""apply_retention: grandfather-father-son retention over the backup catalog (dbops.services.retention)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.exceptions import DbopsError
+from dbops.management.output import write_json
+from dbops.services.retention import RetentionRun, retention_run
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("negative")
+    return value
+
+
+_count.__name__ = "count (a whole number, 0 or more)"  # argparse names the type in its error
+
+
+class Command(BaseCommand):
+    help = (
+        "Deletes the backups a retention policy no longer keeps (local file, S3 copy and record) and the "
+        "<db>_pre_restore_<time> databases older than the newest one. Without --policy or counts, every "
+        "enabled policy is applied. Keeps the newest successful and the newest verified backup, running "
+        "backups, and everything when the rules would leave no successful backup."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--policy", help="Name of the RetentionPolicy to apply (default: every enabled policy).")
+        parser.add_argument("--daily", type=_count, help="Keep the newest backup of each of the last N days.")
+        parser.add_argument("--weekly", type=_count, help="Keep the newest backup of each of the last N ISO weeks.")
+        parser.add_argument("--monthly", type=_count, help="Keep the newest backup of each of the last N months.")
+        parser.add_argument("--keep-last", type=_count, help="Also keep the newest N successful backups.")
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help='Database alias for a run given by counts only (default "default").',
+        )
+        parser.add_argument("--tag", default="", help="With counts only: apply them to backups with this tag only.")
+        parser.add_argument("--dry-run", action="store_true", help="Print the keep/delete list and change nothing.")
+        parser.add_argument("--json", action="store_true", help="Print the plan and outcome as JSON.")
+        parser.add_argument("--quiet", action="store_true", help="Print only the summary line.")
+
+    def handle(self, *args, **options):
+        try:
+            run = retention_run(
+                policy_name=options["policy"],
+                daily=options["daily"],
+                weekly=options["weekly"],
+                monthly=options["monthly"],
+                keep_last=options["keep_last"],
+                database=options["database"],
+                tag=options["tag"],
+                dry_run=options["dry_run"],
+            )
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            write_json(self.stdout, run.as_dict())
+        else:
+            self._print(run, quiet=options["quiet"])
+        if not run.ok:
+            raise CommandError("Retention finished with failures (see above); the other deletions were done.")
+
+    def _print(self, run: RetentionRun, *, quiet: bool) -> None:
+        verb = "would delete" if run.dry_run else "delete"
+        for outcome in run.outcomes:
+            plan = outcome.plan
+            if not quiet:
+                self.stdout.write(f"Policy {plan.policy_name} at {plan.now:%Y-%m-%d %H:%M %Z}:")
+                for decision in plan.decisions:
+                    backup = decision.backup
+                    action = "keep" if decision.keep else verb
+                    self.stdout.write(
+                        f"  {action:<12} #{backup.pk:<6} {backup.started_at:%Y-%m-%d %H:%M} {backup.kind:<6} "
+                        f"{backup.status:<9} {decision.reason}"
+                    )
+                for pk, error in outcome.failed:
+                    self.stderr.write(f"  failed       #{pk}: {error}")
+                for pk, why in outcome.skipped:
+                    self.stdout.write(f"  skipped      #{pk}: {why}")
+            done = len(plan.delete) if run.dry_run else len(outcome.deleted)
+            self.stdout.write(
+                f"{plan.policy_name}: kept {len(plan.keep)}, {'would delete' if run.dry_run else 'deleted'} {done}"
+                + (f", failed {len(outcome.failed)}" if outcome.failed else "")
+                + "."
+            )
+        for prune in run.pre_restore:
+            names = prune.would_drop if run.dry_run else prune.dropped
+            if names or prune.failed:
+                label = "would drop" if run.dry_run else "dropped"
+                self.stdout.write(f"Pre-restore databases of {prune.database}: {label} {', '.join(names) or 'none'}")
+                for name, error in prune.failed:
+                    self.stderr.write(f"  could not drop {name}: {error}")
+        if run.dry_run:
+            self.stdout.write(self.style.WARNING("Dry run: nothing was deleted."))

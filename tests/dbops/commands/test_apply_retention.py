@@ -1,0 +1,148 @@
+"""apply_retention against the real PostgreSQL catalog: dry run, bad input, pre-restore databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from io import StringIO
+
+import psycopg2
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from dbops.models import BackupRecord, RetentionPolicy
+from dbops.services.pre_restore import _maintenance_connection, pre_restore_databases
+
+Status = BackupRecord.Status
+
+
+def catalog_row(days_ago: float, **fields) -> BackupRecord:
+    values = {
+        "status": Status.SUCCEEDED,
+        "started_at": timezone.now() - dt.timedelta(days=days_ago),
+        "engine": "postgresql",
+        "database_name": "multipult",
+        "format": "custom",
+        "storage_name": f"multipult/row-{days_ago}.dump",
+    }
+    values.update(fields)
+    return BackupRecord.objects.create(**values)
+
+
+def catalog_state():
+    return list(BackupRecord.objects.order_by("pk").values_list("pk", "status", "deleted_at"))
+
+
+@pytest.fixture
+def nightly_history(db):
+    return [catalog_row(days) for days in range(0, 20)]
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("apply_retention", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_dry_run_prints_every_decision_and_changes_nothing(nightly_history):
+    before = catalog_state()
+    output = run("--daily", "3", "--dry-run")
+    assert catalog_state() == before
+    lines = [line for line in output.splitlines() if line.startswith("  ")]
+    assert len(lines) == 20
+    assert sum(line.lstrip().startswith("keep") for line in lines) == 3
+    assert sum(line.lstrip().startswith("would delete") for line in lines) == 17
+    assert "not selected by daily 3, weekly 0, monthly 0" in output
+    assert "Dry run: nothing was deleted." in output
+
+
+def test_dry_run_json_lists_keep_and_delete_with_reasons(nightly_history):
+    before = catalog_state()
+    payload = json.loads(run("--daily", "2", "--keep-last", "4", "--dry-run", "--json"))
+    assert catalog_state() == before
+    (policy,) = payload["policies"]
+    assert [item["id"] for item in policy["keep"]] == [b.pk for b in nightly_history[:4]]
+    assert policy["keep"][3]["reason"] == "last 4 of 4"
+    assert {item["id"] for item in policy["delete"]} == {b.pk for b in nightly_history[4:]}
+    assert policy["deleted"] == [] and payload["dry_run"] is True
+
+
+def test_named_policy_with_count_override_is_not_saved(nightly_history):
+    RetentionPolicy.objects.create(name="nightly", keep_daily=7, keep_weekly=0, keep_monthly=0)
+    payload = json.loads(run("--policy", "nightly", "--daily", "1", "--dry-run", "--json"))
+    assert len(payload["policies"][0]["keep"]) == 1
+    assert RetentionPolicy.objects.get(name="nightly").keep_daily == 7
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--policy", "nope"], "No retention policy named 'nope'"),
+        (["--daily", "0"], "keeps nothing"),
+        ([], "No enabled retention policy"),
+        (["--daily", "2", "--database", "elsewhere"], "Unknown database alias 'elsewhere'"),
+    ],
+)
+def test_bad_input_is_one_message_and_changes_nothing(nightly_history, args, message):
+    RetentionPolicy.objects.create(name="off", enabled=False)
+    before = catalog_state()
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+    assert catalog_state() == before
+
+
+@pytest.mark.parametrize("value", ["-1", "seven"])
+def test_bad_counts_are_refused_by_the_parser(nightly_history, value):
+    before = catalog_state()
+    with pytest.raises(CommandError, match="invalid count"):
+        run("--daily", value)
+    assert catalog_state() == before
+
+
+@pytest.fixture
+def pre_restore_copies(db):
+    """Three `<test db>_pre_restore_<time>` databases on the real server, dropped afterwards."""
+    base = connection.settings_dict["NAME"]
+    names = [f"{base}_pre_restore_{stamp}" for stamp in ("20260101T010000Z", "20260301T000000Z", "20260201T235959Z")]
+    maintenance = _maintenance_connection("default")
+    with maintenance.cursor() as cursor:
+        for name in names:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    yield names
+    with maintenance.cursor() as cursor:
+        for name in names:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    maintenance.close()
+
+
+def test_pre_restore_databases_older_than_the_newest_are_dropped(pre_restore_copies):
+    jan, mar, feb = pre_restore_copies
+    assert pre_restore_databases() == [mar, feb, jan]
+    catalog_row(0)
+
+    dry = json.loads(run("--daily", "1", "--dry-run", "--json"))
+    assert dry["pre_restore_databases"][0]["would_drop"] == [feb, jan]
+    assert pre_restore_databases() == [mar, feb, jan]
+
+    applied = json.loads(run("--daily", "1", "--json"))
+    assert applied["pre_restore_databases"][0]["dropped"] == [feb, jan]
+    assert pre_restore_databases() == [mar]
+
+
+def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies):
+    jan, mar, feb = pre_restore_copies
+    catalog_row(0)
+    host, port = connection.settings_dict["HOST"], connection.settings_dict["PORT"]
+    user, password = connection.settings_dict["USER"], connection.settings_dict["PASSWORD"]
+    holder = psycopg2.connect(dbname=jan, host=host, port=port, user=user, password=password)
+    try:
+        out, err = StringIO(), StringIO()
+        with pytest.raises(CommandError, match="failures"):
+            call_command("apply_retention", "--daily", "1", stdout=out, stderr=err)
+        assert f"could not drop {jan}" in err.getvalue()
+        assert pre_restore_databases() == [mar, jan]
+    finally:
+        holder.close()
