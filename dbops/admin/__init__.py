@@ -1,3 +1,3 @@
 """dbops admin, one module per area (the admin engineer extends these)."""
 
-from dbops.admin import retention  # noqa: F401  (registers RetentionPolicy)
+from dbops.admin import retention, scheduling  # noqa: F401  (registers RetentionPolicy, TaskRun)
