@@ -2,5 +2,6 @@
 
 from dbops.models.backups import BackupRecord
 from dbops.models.retention import RetentionPolicy
+from dbops.models.scheduling import TaskRun
 
-__all__ = ["BackupRecord", "RetentionPolicy"]
+__all__ = ["BackupRecord", "RetentionPolicy", "TaskRun"]

@@ -1,0 +1,281 @@
+"""What the scheduled tasks do (dbops.tasks only parses arguments and retries): each run is keyed by
+its celery task id in a TaskRun row, so a redelivered or duplicated message does not do the work
+twice, and every outcome is written to the records (TaskRun, BackupRecord, RetentionPolicy)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from dbops.exceptions import ConfigurationError, DbopsError, RetentionError
+from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.retention import retention_run
+
+logger = logging.getLogger(__name__)
+
+# A RUNNING TaskRun from another host is trusted until the longest task could still be running.
+MAX_TASK_SECONDS = 3 * 3600
+
+
+def _alive_elsewhere(task_run: TaskRun) -> bool:
+    if task_run.hostname == socket.gethostname() and task_run.pid:
+        if task_run.pid == os.getpid():
+            return False
+        try:
+            os.kill(task_run.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return timezone.now() - task_run.started_at < dt.timedelta(seconds=MAX_TASK_SECONDS)
+
+
+def task_run_execute(*, task_id: str, task_name: str, arguments: dict, action: Callable[[TaskRun], dict]) -> dict:
+    """Runs `action` once per task id: a delivery whose run already succeeded, or is running in a
+    live process, does nothing and says so; a failed or dead run is attempted again."""
+    with transaction.atomic():
+        task_run, created = TaskRun.objects.select_for_update().get_or_create(
+            task_id=task_id, defaults={"task_name": task_name, "started_at": timezone.now(), "arguments": arguments}
+        )
+        if not created and task_run.status == TaskRun.Status.SUCCEEDED:
+            return {"task_run": task_run.pk, "skipped": "already succeeded", **task_run.result}
+        if not created and task_run.status == TaskRun.Status.RUNNING and _alive_elsewhere(task_run):
+            return {"task_run": task_run.pk, "skipped": f"running in process {task_run.pid} on {task_run.hostname}"}
+        task_run.status = TaskRun.Status.RUNNING
+        task_run.attempts += 1
+        task_run.started_at = timezone.now()
+        task_run.finished_at = None
+        task_run.hostname, task_run.pid = socket.gethostname(), os.getpid()
+        task_run.error = ""
+        task_run.save()
+    try:
+        result = action(task_run)
+    except BaseException as exc:
+        task_run.status = TaskRun.Status.FAILED
+        task_run.finished_at = timezone.now()
+        task_run.error = f"{type(exc).__name__}: {exc}"
+        task_run.save()
+        raise
+    task_run.status = TaskRun.Status.SUCCEEDED
+    task_run.finished_at = timezone.now()
+    task_run.result = result
+    task_run.save()
+    return {"task_run": task_run.pk, **result}
+
+
+def scheduled_backup(
+    *,
+    task_id: str,
+    database: str = DEFAULT_DB_ALIAS,
+    compression: str = "zstd",
+    fmt: str = "custom",
+    upload_s3: bool | None = None,
+    encrypt: bool = False,
+    tag: str = "",
+) -> dict:
+    """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
+    from dbops.exceptions import UploadError
+    from dbops.services.backups import backup_create
+
+    upload = bool(settings.S3_BACKUP_BUCKET) if upload_s3 is None else upload_s3
+    arguments = {"database": database, "compression": compression, "fmt": fmt, "upload_s3": upload, "tag": tag}
+
+    def action(task_run: TaskRun) -> dict:
+        try:
+            backup_record = backup_create(
+                database=database,
+                compression=compression,
+                fmt=fmt,
+                upload_s3=upload,
+                encrypt=encrypt,
+                tag=tag,
+                triggered_by=BackupRecord.Trigger.SCHEDULE,
+            )
+        except UploadError as exc:
+            task_run.backup_record = exc.backup_record  # safe locally; retry_failed_uploads copies it later
+            raise
+        task_run.backup_record = backup_record
+        return {
+            "backup_id": backup_record.pk,
+            "size_bytes": backup_record.size_bytes,
+            "uploaded_to_s3": backup_record.uploaded_to_s3,
+        }
+
+    return task_run_execute(task_id=task_id, task_name="run_backup", arguments=arguments, action=action)
+
+
+def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict:
+    """Every enabled policy (or the named one) and the pre-restore databases, as apply_retention does."""
+
+    def action(task_run: TaskRun) -> dict:
+        run = retention_run(policy_name=policy_name)
+        summary = {
+            "policies": {
+                outcome.plan.policy_name: {
+                    "kept": len(outcome.plan.keep),
+                    "deleted": outcome.deleted,
+                    "failed": [pk for pk, _ in outcome.failed],
+                }
+                for outcome in run.outcomes
+            },
+            "pre_restore_dropped": [name for prune in run.pre_restore for name in prune.dropped],
+        }
+        if not run.ok:
+            failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
+            failures += [f"database {name}: {error}" for prune in run.pre_restore for name, error in prune.failed]
+            raise RetentionError(f"Retention could not delete everything: {'; '.join(failures)}")
+        return summary
+
+    return task_run_execute(
+        task_id=task_id, task_name="apply_retention", arguments={"policy": policy_name}, action=action
+    )
+
+
+def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
+    """Verifies the newest successful full backup of `database` (a restore test by default)."""
+    from dbops.exceptions import BackupNotFound, VerificationError
+    from dbops.services.verification import backup_verify
+
+    def action(task_run: TaskRun) -> dict:
+        backup_record = (
+            BackupRecord.objects.filter(
+                database_alias=database, kind=BackupRecord.Kind.FULL, status=BackupRecord.Status.SUCCEEDED
+            )
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        if backup_record is None:
+            raise BackupNotFound(f"No successful backup of database {database!r} to verify.")
+        task_run.backup_record = backup_record
+        backup_verify(backup_record=backup_record, restore_test=restore_test)
+        backup_record.refresh_from_db()
+        if backup_record.verification_status != BackupRecord.VerificationStatus.PASSED:
+            raise VerificationError(
+                f"Backup #{backup_record.pk} failed verification: {backup_record.verification_details}"
+            )
+        return {
+            "backup_id": backup_record.pk,
+            "verification_status": backup_record.verification_status,
+            "restore_test": restore_test,
+        }
+
+    arguments = {"database": database, "restore_test": restore_test}
+    return task_run_execute(task_id=task_id, task_name="verify_latest_backup", arguments=arguments, action=action)
+
+
+def scheduled_upload_retry(*, task_id: str) -> dict:
+    """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
+    from dbops.exceptions import UploadError
+    from dbops.services.backups import backup_upload_retry
+
+    def action(task_run: TaskRun) -> dict:
+        pending = list(
+            BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED, uploaded_to_s3=False)
+            .exclude(upload_error="")
+            .order_by("started_at")
+        )
+        if pending and not settings.S3_BACKUP_BUCKET:
+            raise ConfigurationError(f"{len(pending)} backups wait for an S3 upload but S3_BACKUP_BUCKET is unset.")
+        uploaded, failed = [], []
+        for backup_record in pending:
+            try:
+                backup_upload_retry(backup_record=backup_record)
+            except DbopsError as exc:
+                failed.append(f"#{backup_record.pk}: {exc}")
+            else:
+                uploaded.append(backup_record.pk)
+        if failed:
+            raise UploadError(f"{len(failed)} of {len(pending)} uploads still failing: {'; '.join(failed)}")
+        return {"uploaded": uploaded}
+
+    return task_run_execute(task_id=task_id, task_name="retry_failed_uploads", arguments={}, action=action)
+
+
+@dataclass(frozen=True)
+class DefaultSchedule:
+    name: str
+    task: str
+    crontab: dict
+    kwargs: dict
+    description: str
+
+
+DEFAULT_SCHEDULES = (
+    DefaultSchedule(
+        "dbops: nightly backup",
+        "dbops.tasks.run_backup",
+        {"minute": "0", "hour": "2"},
+        {"database": DEFAULT_DB_ALIAS, "compression": "zstd"},
+        "Managed zstd backup of the default database (uploaded to S3 when S3_BACKUP_BUCKET is set).",
+    ),
+    DefaultSchedule(
+        "dbops: nightly retention",
+        "dbops.tasks.apply_retention",
+        {"minute": "30", "hour": "3"},
+        {},
+        "Every enabled retention policy, then old <db>_pre_restore_<time> databases.",
+    ),
+    DefaultSchedule(
+        "dbops: weekly restore test",
+        "dbops.tasks.verify_latest_backup",
+        {"minute": "0", "hour": "5", "day_of_week": "0"},
+        {"database": DEFAULT_DB_ALIAS, "restore_test": True},
+        "Restores the newest backup into a scratch database and checks it (Sundays).",
+    ),
+    DefaultSchedule(
+        "dbops: retry failed uploads",
+        "dbops.tasks.retry_failed_uploads",
+        {"minute": "15"},
+        {},
+        "Copies backups whose S3 upload failed (hourly).",
+    ),
+)
+
+DEFAULT_POLICY = {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12}
+
+
+@dataclass(frozen=True)
+class ScheduleSetup:
+    created: list[str]
+    existing: list[str]
+
+
+def schedules_setup() -> ScheduleSetup:
+    """Creates the default periodic tasks and the `default` retention policy where missing. Existing
+    ones (perhaps edited or disabled by staff in the admin) are left exactly as they are."""
+    import json
+
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    created, existing = [], []
+    with transaction.atomic():
+        _, policy_created = RetentionPolicy.objects.get_or_create(name="default", defaults=DEFAULT_POLICY)
+        (created if policy_created else existing).append("retention policy: default")
+        for schedule in DEFAULT_SCHEDULES:
+            if PeriodicTask.objects.filter(name=schedule.name).exists():
+                existing.append(schedule.name)
+                continue
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                **{"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+                | schedule.crontab,
+                timezone=settings.TIME_ZONE,
+            )
+            PeriodicTask.objects.create(
+                name=schedule.name,
+                task=schedule.task,
+                crontab=crontab,
+                kwargs=json.dumps(schedule.kwargs),
+                description=schedule.description,
+                enabled=True,
+            )
+            created.append(schedule.name)
+    return ScheduleSetup(created=created, existing=existing)

@@ -1,0 +1,88 @@
+"""Celery tasks: parse plain arguments, call one scheduling service, retry transient failures.
+
+Each task is idempotent per task id (dbops.services.scheduling.task_run_execute), so it is safe to
+acknowledge late: a delivery lost with its worker is redelivered and does the work once. Without
+REDIS_HOST the settings make every task run in-process (eager)."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from django.db import InterfaceError, OperationalError
+
+from dbops.services import scheduling
+from dbops.services.notifications import failure_notify
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+    try:  # the backup engine's lock: another backup or restore of the database is running
+        from dbops.exceptions import BackupLockedError
+    except ImportError:  # pragma: no cover (backup engine not merged yet)
+        return errors
+    return (*errors, BackupLockedError)
+
+
+TRANSIENT_ERRORS = _transient_errors()
+
+
+class DbopsTask(Task):
+    """Late acknowledgement, bounded retries with exponential backoff for transient errors, and a
+    failure notification once the task has finally failed (not on each retry)."""
+
+    acks_late = True
+    autoretry_for = TRANSIENT_ERRORS
+    max_retries = 3
+    retry_backoff = 30
+    retry_backoff_max = 15 * 60
+    retry_jitter = True
+
+    def __call__(self, *args, **kwargs):
+        # Here rather than in on_failure, which eager (in-process) runs skip when they propagate errors.
+        try:
+            return super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except BaseException as exc:
+            failure_notify(
+                subject=f"dbops task {self.name} failed",
+                body=f"Task {self.name} (id {self.request.id}, arguments {kwargs or args}) failed "
+                f"after {self.request.retries} retries: {type(exc).__name__}: {exc}",
+            )
+            raise
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
+def run_backup(
+    self,
+    database: str = "default",
+    compression: str = "zstd",
+    fmt: str = "custom",
+    upload_s3: bool | None = None,
+    encrypt: bool = False,
+    tag: str = "",
+) -> dict:
+    return scheduling.scheduled_backup(
+        task_id=self.request.id,
+        database=database,
+        compression=compression,
+        fmt=fmt,
+        upload_s3=upload_s3,
+        encrypt=encrypt,
+        tag=tag,
+    )
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=30 * 60, time_limit=35 * 60)
+def apply_retention(self, policy: str | None = None) -> dict:
+    return scheduling.scheduled_retention(task_id=self.request.id, policy_name=policy)
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
+def verify_latest_backup(self, database: str = "default", restore_test: bool = True) -> dict:
+    return scheduling.scheduled_verify_latest(task_id=self.request.id, database=database, restore_test=restore_test)
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)
+def retry_failed_uploads(self) -> dict:
+    return scheduling.scheduled_upload_retry(task_id=self.request.id)

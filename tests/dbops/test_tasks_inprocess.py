@@ -1,0 +1,172 @@
+"""The celery tasks run in-process (task.apply, as with REDIS_HOST unset): idempotency per task id,
+outcomes on the records, failure notification; setup_schedules; the admin pages for schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from dbops import tasks
+from dbops.exceptions import RetentionError
+from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.notifications import failure_notify
+
+
+def catalog_row(days_ago: float, **fields) -> BackupRecord:
+    values = {
+        "status": BackupRecord.Status.SUCCEEDED,
+        "started_at": timezone.now() - dt.timedelta(days=days_ago),
+        "engine": "postgresql",
+        "database_name": "multipult",
+        "format": "custom",
+    }
+    return BackupRecord.objects.create(**(values | fields))
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
+    out = StringIO()
+    call_command("setup_schedules", "--json", stdout=out)
+    first = json.loads(out.getvalue())
+    assert len(first["created"]) == 5 and first["existing"] == []
+    nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
+    assert nightly.task == "dbops.tasks.run_backup" and nightly.crontab.hour == "2"
+    assert set(PeriodicTask.objects.values_list("task", flat=True)) >= {
+        "dbops.tasks.run_backup",
+        "dbops.tasks.apply_retention",
+        "dbops.tasks.verify_latest_backup",
+    }
+    # Staff disable the backup and change the policy; a second run leaves both alone.
+    nightly.enabled = False
+    nightly.save()
+    RetentionPolicy.objects.filter(name="default").update(keep_daily=3)
+    out = StringIO()
+    call_command("setup_schedules", "--json", stdout=out)
+    second = json.loads(out.getvalue())
+    assert second["created"] == [] and len(second["existing"]) == 5
+    assert PeriodicTask.objects.get(name="dbops: nightly backup").enabled is False
+    assert RetentionPolicy.objects.get(name="default").keep_daily == 3
+    assert PeriodicTask.objects.filter(name__startswith="dbops:").count() == 4
+
+
+def test_every_task_is_registered_with_the_celery_app():
+    from multipult.celery import app
+
+    app.loader.import_default_modules()
+    for name in ("run_backup", "apply_retention", "verify_latest_backup", "retry_failed_uploads"):
+        task = app.tasks[f"dbops.tasks.{name}"]
+        assert task.acks_late and task.max_retries == 3 and task.soft_time_limit < task.time_limit
+
+
+def test_retention_task_writes_its_outcome_and_is_idempotent_per_task_id(monkeypatch):
+    RetentionPolicy.objects.create(name="nightly", keep_daily=2, keep_weekly=0, keep_monthly=0)
+    rows = [catalog_row(days) for days in range(5)]
+    deletions = []
+    monkeypatch.setattr(
+        "dbops.services.retention._backup_delete",
+        lambda *, backup_record, reason: (
+            deletions.append(backup_record.pk),
+            BackupRecord.objects.filter(pk=backup_record.pk).update(status=BackupRecord.Status.DELETED),
+        ),
+    )
+    result = tasks.apply_retention.apply(task_id="retention-1").get()
+    assert sorted(result["policies"]["nightly"]["deleted"]) == sorted(b.pk for b in rows[2:])
+    task_run = TaskRun.objects.get(task_id="retention-1")
+    assert task_run.status == TaskRun.Status.SUCCEEDED and task_run.attempts == 1
+    policy = RetentionPolicy.objects.get(name="nightly")
+    assert policy.last_run_ok is True and sorted(policy.last_run_summary["deleted"]) == sorted(deletions)
+
+    # The same delivery again (a redelivered message) does nothing.
+    catalog_row(10)
+    again = tasks.apply_retention.apply(task_id="retention-1").get()
+    assert again["skipped"] == "already succeeded"
+    assert len(deletions) == 3
+    assert TaskRun.objects.get(task_id="retention-1").attempts == 1
+
+
+def test_a_failing_task_records_the_error_and_notifies(settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com", "ops@example.com"]
+    # No enabled policy: the task fails (not transient, so no retry) and says why.
+    with pytest.raises(RetentionError, match="No enabled retention policy"):
+        tasks.apply_retention.apply(task_id="retention-fails")
+    task_run = TaskRun.objects.get(task_id="retention-fails")
+    assert task_run.status == TaskRun.Status.FAILED and "No enabled retention policy" in task_run.error
+    (message,) = mail.outbox
+    assert message.to == ["ops@example.com", "backups@example.com"]
+    assert "dbops.tasks.apply_retention failed" in message.subject
+    assert "No enabled retention policy" in message.body
+
+
+def test_notification_without_recipients_only_logs(settings, caplog):
+    settings.ADMINS, settings.BACKUP_NOTIFY_EMAILS = [], []
+    assert failure_notify(subject="s", body="b") is False
+    assert mail.outbox == []
+    assert "s: b" in caplog.text
+
+
+def test_a_mail_server_that_is_down_does_not_hide_the_failure(settings, caplog):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # closed port
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com"]
+    assert failure_notify(subject="backup failed", body="details") is False
+    assert "could not mail the failure notification" in caplog.text
+
+
+def test_a_run_still_alive_in_another_process_is_not_started_twice():
+    import os
+
+    TaskRun.objects.create(
+        task_id="busy",
+        task_name="apply_retention",
+        started_at=timezone.now(),
+        hostname=__import__("socket").gethostname(),
+        pid=os.getppid(),  # a live process that is not us
+    )
+    result = tasks.apply_retention.apply(task_id="busy").get()
+    assert result["skipped"].startswith("running in process")
+
+
+def test_admin_lists_schedules_policies_and_task_runs(admin_client):
+    call_command("setup_schedules", stdout=StringIO())
+    nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
+    for url in (
+        "/admin/django_celery_beat/periodictask/",
+        f"/admin/django_celery_beat/periodictask/{nightly.pk}/change/",
+        "/admin/dbops/retentionpolicy/",
+        f"/admin/dbops/retentionpolicy/{RetentionPolicy.objects.get(name='default').pk}/change/",
+        "/admin/dbops/taskrun/",
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    assert b"dbops: nightly backup" in admin_client.get("/admin/django_celery_beat/periodictask/").content
+
+
+def test_transient_errors_are_retried_a_bounded_number_of_times(monkeypatch, settings):
+    from django.db import OperationalError
+
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com"]
+    calls = []
+
+    def flaky_run(**kwargs):
+        calls.append(kwargs)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("dbops.services.scheduling.retention_run", flaky_run)
+    # An eager apply() retries only when errors do not propagate (celery's design).
+    monkeypatch.setattr(tasks.apply_retention.app.conf, "task_eager_propagates", False)
+    result = tasks.apply_retention.apply(task_id="flaky")
+    assert result.state == "FAILURE" and isinstance(result.result, OperationalError)
+    assert len(calls) == 1 + tasks.apply_retention.max_retries
+    task_run = TaskRun.objects.get(task_id="flaky")
+    assert task_run.status == TaskRun.Status.FAILED and task_run.attempts == 4
+    assert len(mail.outbox) == 1 and "after 3 retries" in mail.outbox[0].body
