@@ -61,6 +61,8 @@ def run_backup(
     upload_s3: bool | None = None,
     encrypt: bool = False,
     tag: str = "",
+    triggered_by: str = "schedule",
+    triggered_by_user: str = "",
 ) -> dict:
     return scheduling.scheduled_backup(
         task_id=self.request.id,
@@ -70,6 +72,8 @@ def run_backup(
         upload_s3=upload_s3,
         encrypt=encrypt,
         tag=tag,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
     )
 
 

@@ -81,6 +81,8 @@ def scheduled_backup(
     upload_s3: bool | None = None,
     encrypt: bool = False,
     tag: str = "",
+    triggered_by: str = BackupRecord.Trigger.SCHEDULE,
+    triggered_by_user: str = "",
 ) -> dict:
     """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
     from dbops.exceptions import UploadError
@@ -98,7 +100,8 @@ def scheduled_backup(
                 upload_s3=upload,
                 encrypt=encrypt,
                 tag=tag,
-                triggered_by=BackupRecord.Trigger.SCHEDULE,
+                triggered_by=triggered_by,
+                triggered_by_user=triggered_by_user,
             )
         except UploadError as exc:
             task_run.backup_record = exc.backup_record  # safe locally; retry_failed_uploads copies it later

@@ -124,3 +124,14 @@ def admin_login(browser_page, live_server, user) -> None:
     browser_page.click("input[type=submit]")
     browser_page.wait_for_selector("#site-name")
     assert "/admin/login/" not in browser_page.url, "login failed"
+
+
+@pytest.fixture
+def celery_in_process():
+    """Tasks run in the request, as they do when REDIS_HOST is unset (the suite's env sets it)."""
+    from multipult.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = previous
