@@ -272,11 +272,14 @@ class PostgreSQLConnector(Connector):
         psql += ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
         with tempfile.TemporaryFile() as script:
             script.write(preamble.encode())
+            script.flush()  # the child writes through the same file descriptor, after our bytes
             with tempfile.TemporaryFile() as stderr:
                 result = subprocess.run(pg_restore, stdout=script, stderr=stderr, env=self._env())
                 if result.returncode != 0:
                     raise RestoreError(f"pg_restore failed (exit {result.returncode}): {_tail(stderr)}")
+            script.seek(0, os.SEEK_END)
             script.write(postamble.encode())
+            script.flush()
             script.seek(0)
             self._run(psql, error=RestoreError, stdin=script)
         return RestoreOutcome(database_name=self.database_name, tables=list(tables))

@@ -65,7 +65,8 @@ def manifest_of(backup_record: BackupRecord) -> dict[str, Any]:
 def manifest_save(backup_record: BackupRecord) -> None:
     """Rewrites the local manifest (and the S3 one when the artifact is there) from the record."""
     manifest = manifest_of(backup_record)
-    write_local_manifest(backup_record.storage_name, manifest)
+    if local_storage().exists(backup_record.storage_name):
+        write_local_manifest(backup_record.storage_name, manifest)
     if backup_record.uploaded_to_s3 and s3_storage() is not None:
         import json
 
