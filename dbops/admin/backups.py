@@ -8,6 +8,8 @@ from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth import login as auth_login
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -32,6 +34,30 @@ STATUS_COLOURS = {
 
 def human_size(size_bytes: int | None) -> str:
     return "—" if size_bytes is None else filesizeformat(size_bytes)
+
+
+def restore_outcome(result) -> str:
+    """One line for the message after a restore: what was restored, where the old data went."""
+    parts = [f"Restored {result.source} into database {result.database_name} in {result.seconds:.1f} s."]
+    if result.safety_backup is not None:
+        parts.append(f"Safety backup #{result.safety_backup.pk} holds the data as it was before.")
+    if result.previous_database:
+        parts.append(f"The previous database is kept as {result.previous_database} until the next retention run.")
+    if result.tables:
+        parts.append(f"Tables: {', '.join(result.tables)}.")
+    return " ".join(parts)
+
+
+def keep_signed_in(request) -> None:
+    """The restored database holds the sessions of the backup's time, not this one. Store this
+    session again when the operator's account exists there; otherwise end it cleanly (the next
+    page asks them to log in) instead of failing to save a session that is gone."""
+    user = get_user_model()._default_manager.filter(pk=request.user.pk, is_active=True, is_staff=True).first()
+    if user is None:
+        request.session.flush()
+        return
+    request.session.cycle_key()  # writes the session under a new key into the restored database
+    auth_login(request, user, backend=getattr(request.user, "backend", None))
 
 
 def human_age(moment, now=None) -> str:
@@ -222,14 +248,20 @@ class BackupRecordAdmin(admin.ModelAdmin):
             try:
                 result = backup_verify(backup_record=backup_record, restore_test=True)
             except DbopsError as exc:
-                self.message_user(request, f"{backup_record}: verification failed: {exc}", messages.ERROR)
+                self.message_user(request, f"Backup #{backup_record.pk}: not verified: {exc}", messages.ERROR)
                 continue
-            backup_record.refresh_from_db()
-            passed = backup_record.verification_status == BackupRecord.VerificationStatus.PASSED
-            level = messages.SUCCESS if passed else messages.ERROR
-            self.message_user(
-                request, f"{backup_record}: verification {backup_record.verification_status}. {result}", level
-            )
+            if result.passed:
+                self.message_user(
+                    request,
+                    f"Backup #{backup_record.pk}: verification passed (checksum ok, restored into a scratch "
+                    f"database, {result.tables_checked} tables' row counts match).",
+                    messages.SUCCESS,
+                )
+            else:
+                problems = "; ".join(result.problems) or "checksum mismatch"
+                self.message_user(
+                    request, f"Backup #{backup_record.pk}: verification FAILED: {problems}", messages.ERROR
+                )
 
     @admin.action(description="Restore the database from this backup…", permissions=["restore"])
     def restore_selected(self, request, queryset):
@@ -281,18 +313,29 @@ class BackupRecordAdmin(admin.ModelAdmin):
 
         try:
             result = backup_restore(
-                backup_record=backup_record, database=alias, safety_backup=True, triggered_by="admin"
+                backup_record=backup_record,
+                database=alias,
+                safety_backup=True,
+                triggered_by=BackupRecord.Trigger.ADMIN,
+                triggered_by_user=request.user.get_username(),
             )
         except DbopsError as exc:
-            self.message_user(request, f"Restore from {backup_record} failed: {exc}", messages.ERROR)
+            self.message_user(request, f"Restore from backup #{backup_record.pk} failed: {exc}", messages.ERROR)
             return HttpResponseRedirect(self._url("change", backup_record.pk))
-        self.message_user(request, f"Restored database from {backup_record}. {result}", messages.SUCCESS)
+        keep_signed_in(request)
+        self.message_user(request, restore_outcome(result), messages.SUCCESS)
+        for warning in result.warnings:
+            self.message_user(request, warning, messages.WARNING)
+        # The catalog was re-synced from storage: the restored backup's row is there again.
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         return HttpResponseRedirect(self._url("changelist"))
 
     def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
+        from dbops.services.restores import restore_plan
+
         target = target_database(alias)
+        restore_description = restore_plan(backup_record=backup_record, database=alias, safety_backup=True).describe()
         blocking = ""
         if backup_record.status != BackupRecord.Status.SUCCEEDED:
             blocking = f"This backup is {backup_record.status}; only a succeeded backup can be restored."
@@ -319,6 +362,7 @@ class BackupRecordAdmin(admin.ModelAdmin):
                 + (f" on {target.host}" if target.host else "")
                 + ") is replaced by the backup's contents.",
                 "Rows written since the backup was taken are lost (they stay in the safety backup).",
+                restore_description,
             ],
             tables=sorted((backup_record.row_counts or {}).items()),
             safety_backup=True,

@@ -4,6 +4,7 @@ PostgreSQL, with tasks in-process (the REDIS_HOST-unset mode)."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -49,3 +50,75 @@ def test_periodic_task_form_offers_our_tasks_by_name(superuser):
 
     for task_name in ("dbops.tasks.run_backup", "dbops.tasks.apply_retention", "dbops.tasks.verify_latest_backup"):
         assert f'<option value="{task_name}">' in html
+
+
+def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_dir):
+    from dbops.services.backups import backup_create
+
+    good = backup_create(tag="good")
+    damaged = backup_create(tag="damaged")
+    artifact = backup_dir / damaged.storage_name
+    artifact.write_bytes(artifact.read_bytes()[:-10] + b"0123456789")
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(
+        reverse("admin:dbops_backuprecord_changelist"),
+        {"action": "verify_restore_test", "_selected_action": [good.pk, damaged.pk]},
+        follow=True,
+    )
+
+    html = response.content.decode()
+    good.refresh_from_db()
+    damaged.refresh_from_db()
+    assert good.verification_status == "passed" and good.verification_details["restore_tested"] is True
+    assert damaged.verification_status == "failed"
+    assert f"Backup #{good.pk}: verification passed" in html
+    assert f"Backup #{damaged.pk}: verification FAILED" in html
+
+
+def test_restore_through_the_confirmation_page_brings_the_data_back(superuser, backup_dir, drop_pre_restore_databases):
+    from dbops.services.backups import backup_create
+    from multipult.core.models import Role
+
+    Role.objects.create(name="before-backup")
+    backup_record = backup_create(tag="admin-restore")  # superuser exists, its session not yet
+    Role.objects.create(name="after-backup")
+    Role.objects.filter(name="before-backup").delete()
+    client = Client()
+    client.force_login(superuser)
+    database_name = connection.settings_dict["NAME"]
+
+    response = client.post(
+        reverse("admin:dbops_backuprecord_restore", args=[backup_record.pk]), {"typed_name": database_name}
+    )
+
+    assert response.status_code == 302
+    connection.close()  # the restore swapped the database under our session
+    assert sorted(Role.objects.values_list("name", flat=True)) == ["before-backup"]
+    safety = BackupRecord.objects.get(kind=BackupRecord.Kind.SAFETY)
+    assert (safety.triggered_by, safety.triggered_by_user) == ("restore", "root")
+    # the operator stays signed in (their account is in the backup) and reads the outcome
+    outcome_page = client.get(response["Location"]).content.decode()
+    assert f"Safety backup #{safety.pk} holds the data as it was before." in outcome_page
+
+
+def test_restore_to_a_time_before_the_operator_existed_ends_the_session_cleanly(
+    django_user_model, backup_dir, drop_pre_restore_databases
+):
+    from dbops.services.backups import backup_create
+
+    backup_record = backup_create(tag="before-the-operator")
+    newcomer = django_user_model.objects.create_superuser("newcomer", "n@example.com", "pw-newcomer-123")
+    client = Client()
+    client.force_login(newcomer)
+
+    response = client.post(
+        reverse("admin:dbops_backuprecord_restore", args=[backup_record.pk]),
+        {"typed_name": connection.settings_dict["NAME"]},
+    )
+
+    assert response.status_code == 302
+    connection.close()
+    assert not django_user_model.objects.filter(username="newcomer").exists()
+    assert "/admin/login/" in client.get(response["Location"])["Location"]
