@@ -132,6 +132,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("AWS_SECRET_ACCESS_KEY", str, None, "S3 secret access key.", secret=True, group="backups"),
     EnvVar("AWS_REGION", str, "us-east-1", "S3 region.", group="backups"),
     EnvVar("BACKUP_ENCRYPTION_KEY", str, None, "Key for --encrypt backups.", secret=True, group="backups"),
+    EnvVar(
+        "ANONYMIZATION_SALT",
+        str,
+        None,
+        "Secret key for deterministic anonymization (export_data --anonymize); unset derives one from the secret key.",
+        secret=True,
+        group="datamigration",
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )
