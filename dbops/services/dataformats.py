@@ -29,7 +29,7 @@ from pathlib import Path
 from django.db import models
 
 from dbops.exceptions import DataMigrationError, ImportFormatError
-from dbops.services.entities import ENTITIES, ENTITY_BY_TABLE, Entity
+from dbops.services.entities import ENTITIES, ENTITY_BY_TABLE, NEVER_EXPORTED, Entity
 
 FORMATS = ("json", "jsonl", "csv", "sql")
 FILE_MARKER = "multipult-export"
@@ -249,12 +249,16 @@ class SqlWriter(_StreamWriter):
 
     def begin_entity(self, entity: Entity) -> None:
         super().begin_entity(entity)
-        columns = ", ".join(f'"{f.column}"' for f in entity.fields)
+        # NOT NULL columns that are never exported get a placeholder so a database shell can load the file
+        # ("!" is Django's unusable password); import_data ignores them.
+        self._placeholders = [f'"{name}"' for name in sorted(NEVER_EXPORTED.get(entity.model, ()))]
+        columns = ", ".join([f'"{f.column}"' for f in entity.fields] + self._placeholders)
         self._prefix = f'INSERT INTO "{entity.table}" ({columns}) VALUES ('  # noqa: S608 - identifiers from models
         self._names = entity.field_names
 
     def write(self, record: dict) -> None:
-        self.handle.write(self._prefix + ", ".join(sql_literal(record.get(name)) for name in self._names) + ");\n")
+        values = [sql_literal(record.get(name)) for name in self._names] + ["'!'"] * len(self._placeholders)
+        self.handle.write(self._prefix + ", ".join(values) + ");\n")
         self.counts[self.entity.name] += 1
 
     def _finish(self) -> None:
@@ -458,7 +462,7 @@ def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator
         raise ImportFormatError(f"{where}: holds {number} records, the manifest says {info['rows']} (truncated?).")
 
 
-_SQL_INSERT = re.compile(r'INSERT INTO "([^"]+)" \(([^)]*)\) VALUES \(')
+_SQL_INSERT = re.compile(r'\s*INSERT INTO "([^"]+)" \(([^)]*)\) VALUES \(')
 _SQL_VALUE = re.compile(r"\s*('(?:[^']|'')*'|NULL|TRUE|FALSE|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([,)])")
 _SQL_SKIP = re.compile(r"\s*(?:--[^\n]*\n|BEGIN;|COMMIT;)")
 
@@ -518,8 +522,11 @@ def read_sql(path: Path) -> Iterator[Record]:
         position += 1
         json_fields = _json_fields(entity)
         record = {}
+        hidden = NEVER_EXPORTED.get(entity.model, frozenset())
         for column, value in zip(columns, values, strict=True):
             name = by_column.get(column, column)
+            if name in hidden:
+                continue
             if name in json_fields and isinstance(value, str):
                 try:
                     value = json.loads(value)

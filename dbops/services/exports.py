@@ -16,7 +16,7 @@ from datetime import time as dtime
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -79,7 +79,7 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
             if model_field is None:
                 continue
             try:
-                value = None if raw_value.lower() == "null" else model_field.to_python(raw_value.strip("'\""))
+                value = None if raw_value.lower() == "null" else _where_value(model_field, raw_value.strip("'\""))
             except ValidationError as exc:
                 raise DataMigrationError(f"--where {expression!r}: {'; '.join(exc.messages)}") from None
             lookup = (
@@ -91,6 +91,12 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
         if not applied:
             raise DataMigrationError(f"--where {expression!r}: no exported entity has a field {field_name!r}.")
     return filters
+
+
+def _where_value(model_field, raw: str):
+    if isinstance(model_field, models.BooleanField) and raw.lower() in ("true", "false", "t", "f", "yes", "no"):
+        return raw.lower() in ("true", "t", "yes")
+    return model_field.to_python(raw)
 
 
 def _since_datetime(since: date | datetime | None) -> datetime | None:
@@ -176,7 +182,7 @@ def export_data(
     result.run_id = run.pk
     header = {
         "created_at": timezone.now().isoformat(),
-        "entities": [entity.name for entity in selected],
+        "contents": [entity.name for entity in selected],
         "anonymized": anonymize,
     }
     writer = open_writer(fmt, target, header=header)

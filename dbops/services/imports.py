@@ -325,7 +325,9 @@ def import_data(
             _validate(stages, mode=mode, using=using)
             result.entities = [_counts(stage) for stage in stages.values()]
             if dry_run:
-                transaction.set_rollback(True, using=using)
+                for stage in stages.values():
+                    stage.drop()
+                transaction.set_rollback(True, using=using)  # nothing of the run stays, not even locks
             else:
                 if snapshot:
                     from dbops.services.snapshots import snapshot_create
@@ -342,8 +344,12 @@ def import_data(
                     lambda: logger.info("import committed", extra={"run": result.run_id, "rows": result.total_rows}),
                     using=using,
                 )
-            for stage in stages.values():
-                stage.drop()
+                for stage in stages.values():
+                    stage.drop()
+    except DataMigrationError:
+        if run is not None:  # bad input changes nothing, not even the run log; the caller reports it
+            run.delete(using=using)
+        raise
     except BaseException as exc:
         if run is not None:
             run.finish(using=using, status=DataTransferRun.Status.FAILED, started=started, error=str(exc))
