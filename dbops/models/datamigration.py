@@ -73,6 +73,7 @@ class Snapshot(models.Model):
     copies = models.JSONField(default=dict)
     row_counts = models.JSONField(default=dict)
     checksums = models.JSONField(default=dict)
+    sequences = models.JSONField(default=dict, help_text="table -> [sequence, last_value, is_called] (PostgreSQL)")
     checksum = models.CharField(max_length=64, help_text="sha256 over the per-table checksums")
     size_bytes = models.PositiveBigIntegerField(default=0)
     reason = models.CharField(max_length=255, blank=True)

@@ -107,6 +107,7 @@ def snapshot_create(
                 row_counts[table] = cursor.fetchone()[0]
                 copies[table] = copy
                 checksums[table] = table_checksum(connection, copy, model._meta.pk.column)
+        sequences = _sequence_positions(connection, table_models)
         snapshot = Snapshot.objects.using(using).create(
             id=snapshot_id,
             created_at=timezone.now(),
@@ -116,11 +117,26 @@ def snapshot_create(
             row_counts=row_counts,
             checksums=checksums,
             checksum=_combined(checksums),
+            sequences=sequences,
             size_bytes=_size(connection, list(copies.values())),
             reason=reason,
             import_run=import_run,
         )
     return snapshot
+
+
+def _sequence_positions(connection, table_models: list[type[models.Model]]) -> dict[str, list]:
+    if connection.vendor != "postgresql":
+        return {}
+    positions = {}
+    with connection.cursor() as cursor:
+        for model in table_models:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [model._meta.db_table, model._meta.pk.column])
+            sequence = cursor.fetchone()[0]
+            if sequence:
+                cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608 - name from the catalog
+                positions[model._meta.db_table] = [sequence, *cursor.fetchone()]
+    return positions
 
 
 def _size(connection, tables: list[str]) -> int:
@@ -169,6 +185,8 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
                 cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM {quote(copy)}")  # noqa: S608
             for statement in connection.ops.sequence_reset_sql(no_style(), [by_table[t] for t in ordered]):
                 cursor.execute(statement)
+            for sequence, last_value, is_called in snapshot.sequences.values():  # exactly where they were
+                cursor.execute("SELECT setval(%s, %s, %s)", [sequence, last_value, is_called])
             if connection.vendor == "postgresql":
                 try:  # dangling references fail here, inside the transaction, not at commit
                     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
