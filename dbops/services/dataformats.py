@@ -406,6 +406,14 @@ class _CsvSource:
         except (KeyError, FileNotFoundError):
             raise ImportFormatError(f"{self.path}: {name} is missing.") from None
 
+    def open_binary(self, name: str):
+        try:
+            if self.archive is not None:
+                return self.archive.open(name)
+            return open(self.path / name, "rb")  # noqa: SIM115
+        except (KeyError, FileNotFoundError):
+            raise ImportFormatError(f"{self.path}: {name} is missing.") from None
+
     def close(self) -> None:
         if self.archive is not None:
             self.archive.close()
@@ -427,13 +435,25 @@ def read_csv(path: Path) -> Iterator[Record]:
         source.close()
 
 
+def _utf8_lines(binary, where: str) -> Iterator[str]:
+    """Decodes line by line, so an encoding error is reported on its own line, not a buffer later."""
+    for line_number, raw in enumerate(binary, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(
+                f"{where}: not valid UTF-8 on line {line_number} ({exc.reason} at column {exc.start + 1}); "
+                "re-save the file as UTF-8."
+            ) from None
+
+
 def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator[Record]:
     text_fields, json_fields = _text_fields(entity), _json_fields(entity)
     where = f"{source.path} {info.get('file')}"
     number = 0
-    with source.open(info.get("file", f"{entity.name}.csv")) as handle:
+    with source.open_binary(info.get("file", f"{entity.name}.csv")) as handle:
         try:
-            reader = csv.reader(handle)
+            reader = csv.reader(_utf8_lines(handle, where))
             header = next(reader, None)
             if header is None:
                 raise ImportFormatError(f"{where}: empty file (no header row).")

@@ -193,17 +193,20 @@ def export_data(
                 total = queryset.count() if progress else 0
                 writer.begin_entity(entity)
                 names, rows = _rows(queryset, entity)
-                for row in rows:
-                    record = dict(zip(names, row, strict=True))
-                    if anonymizer:
-                        anonymizer.apply(entity.name, record)
-                    if transformations:
-                        record = apply_transformations(transformations, entity.name, record)
-                        if record is None:
-                            continue
-                    writer.write(record)
-                    if progress and writer.counts[entity.name] % CHUNK_ROWS == 0:
-                        progress(entity.name, writer.counts[entity.name], total)
+                try:
+                    for row in rows:
+                        record = dict(zip(names, row, strict=True))
+                        if anonymizer:
+                            anonymizer.apply(entity.name, record)
+                        if transformations:
+                            record = apply_transformations(transformations, entity.name, record)
+                            if record is None:
+                                continue
+                        writer.write(record)
+                        if progress and writer.counts[entity.name] % CHUNK_ROWS == 0:
+                            progress(entity.name, writer.counts[entity.name], total)
+                finally:
+                    rows.close()  # closes the server-side cursor now, while its transaction is still open
                 writer.end_entity()
                 if progress:
                     progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
