@@ -58,3 +58,34 @@ class EncryptionError(DbopsError):
 
 class VerificationError(DbopsError):
     """verify_backup could not run (artifact missing, engine mismatch)."""
+
+
+class DataMigrationError(DbopsError):
+    """export_data / import_data / snapshots: an operation that cannot be done as asked."""
+
+
+class UnknownEntityError(DataMigrationError):
+    """An entity name that the data migration tools do not know; the message lists the valid ones."""
+
+
+class ImportFormatError(DataMigrationError):
+    """The input file cannot be read in the given format (malformed, truncated, wrong encoding)."""
+
+
+class ImportValidationError(DataMigrationError):
+    """Records failed validation; `problems` holds every (entity, record number, field, message)."""
+
+    def __init__(self, problems, total: int | None = None) -> None:
+        self.problems = list(problems)
+        self.total = total if total is not None else len(self.problems)
+        shown = "\n".join(f"  {problem}" for problem in self.problems[:25])
+        more = f"\n  … and {self.total - 25} more" if self.total > 25 else ""
+        super().__init__(f"{self.total} invalid record(s); nothing was imported:\n{shown}{more}")
+
+
+class AnonymizationRuleMissing(DataMigrationError):
+    """--anonymize was asked for entities with personal-looking columns that have no rule."""
+
+
+class SnapshotError(DataMigrationError):
+    """A snapshot does not exist, or a rollback could not restore it exactly."""

@@ -140,6 +140,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Comma-separated addresses mailed (besides ADMINS) when a scheduled backup task fails.",
         group="backups",
     ),
+    EnvVar(
+        "ANONYMIZATION_SALT",
+        str,
+        None,
+        "Secret key for deterministic anonymization (export_data --anonymize); unset derives one from the secret key.",
+        secret=True,
+        group="datamigration",
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )

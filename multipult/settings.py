@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from multipult.config import BASE_DIR, load_config, persistent_secret_key, project_path
 
 CONFIG = load_config()
@@ -129,6 +132,12 @@ if S3_BACKUP_BUCKET:
         },
     }
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+
+# Data migration: the keyed hash behind --anonymize; derived from SECRET_KEY when not set on its own.
+ANONYMIZATION_SALT = (
+    CONFIG["ANONYMIZATION_SALT"]
+    or hmac.new(SECRET_KEY.encode(), b"multipult.dbops.anonymization", hashlib.sha256).hexdigest()
+)
 
 # Celery: Redis when REDIS_HOST is set; otherwise tasks run in-process (eager).
 REDIS_URL = (

@@ -1,0 +1,118 @@
+"""export_data: the chosen entities into a json/jsonl/csv/sql file (see dbops.services.exports)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.exceptions import DbopsError
+from dbops.management.output import TtyProgress, write_json
+from dbops.services.dataformats import FORMATS
+from dbops.services.entities import entity_names_help
+from dbops.services.exports import export_data
+from dbops.services.transformations import transformation_names
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--since {value!r}: expected a date like 2025-01-27.") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Exports entities (users, concepts, dictionaries…) to a json, jsonl, csv (zip or folder) or sql file, "
+        "streaming, optionally anonymized."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--entities", default="", help=f"Comma-separated entities (default: all). Valid: {entity_names_help()}."
+        )
+        parser.add_argument(
+            "--output", help="File to write (csv: a .zip file or a new folder). Required unless --dry-run."
+        )
+        parser.add_argument(
+            "--format", dest="fmt", choices=FORMATS, default="jsonl", help="File format (default jsonl)."
+        )
+        parser.add_argument(
+            "--anonymize",
+            action="store_true",
+            help="Replace personal data by consistent fakes (rules in anonymization.py).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Report counts and estimated size; write nothing.")
+        parser.add_argument(
+            "--where",
+            action="append",
+            default=[],
+            help="Filter [entity.]field OP value, OP one of = != > >= < <= (repeatable), e.g. users.is_active=true.",
+        )
+        parser.add_argument("--since", help="Only rows created/changed on or after this date (YYYY-MM-DD).")
+        parser.add_argument(
+            "--transform",
+            action="append",
+            default=[],
+            help=f"Transformation for each record (repeatable): {', '.join(transformation_names())}.",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument("--quiet", action="store_true", help="No progress output.")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+
+    def handle(self, *args, **options):
+        if not options["output"] and not options["dry_run"]:
+            raise CommandError("--output is required (or use --dry-run).")
+        since = _date(options["since"]) if options["since"] else None
+        progress = TtyProgress(self.stdout, quiet=options["quiet"] or options["json"])
+        try:
+            result = export_data(
+                entities=options["entities"],
+                output=options["output"] or "-",
+                fmt=options["fmt"],
+                anonymize=options["anonymize"],
+                dry_run=options["dry_run"],
+                where=options["where"],
+                since=since,
+                transforms=options["transform"],
+                using=options["database"],
+                progress=progress if progress.enabled else None,
+            )
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            progress.close()
+        if options["json"]:
+            write_json(
+                self.stdout,
+                {
+                    "format": result.format,
+                    "path": None if result.dry_run else result.path,
+                    "dry_run": result.dry_run,
+                    "anonymized": result.anonymized,
+                    "entities": {
+                        item.entity: {"rows": item.rows, "estimated_bytes": item.estimated_bytes}
+                        for item in result.entities
+                    },
+                    "size_bytes": result.size_bytes,
+                    "seconds": round(result.seconds, 3),
+                    "run_id": result.run_id,
+                },
+            )
+            return
+        for item in result.entities:
+            estimate = f"  ~{item.estimated_bytes:,} bytes" if item.estimated_bytes is not None else ""
+            self.stdout.write(f"  {item.entity:<20} {item.rows:>12,} rows{estimate}")
+        if result.dry_run:
+            self.stdout.write(
+                f"Dry run: would export {result.total_rows:,} rows as {result.format}; nothing was written."
+            )
+            return
+        rate = result.total_rows / result.seconds if result.seconds else 0
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Exported {result.total_rows:,} rows to {result.path} ({result.size_bytes:,} bytes, "
+                f"{result.seconds:.1f}s, {rate:,.0f} rows/s){' anonymized' if result.anonymized else ''}."
+            )
+        )

@@ -1,0 +1,311 @@
+"""The data migration commands end to end, and every bad input of issue 9: one readable message,
+a non-zero exit (CommandError), and the database and existing files exactly as they were."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command, get_commands, load_command_class
+from django.core.management.base import CommandError
+
+from dbops.models import DataTransferRun, Snapshot
+from dbops.services import transformations
+from multipult.core.models import Concept, User
+from tests.dbops.datamigration_helpers import fingerprint, seed, wipe_domain
+
+pytestmark = pytest.mark.django_db
+
+COMMANDS = ["export_data", "import_data", "list_snapshots", "rollback_migration"]
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def fails(*args, match: str) -> str:
+    with pytest.raises(CommandError, match=match) as caught:
+        run(*args)
+    return str(caught.value)
+
+
+@pytest.fixture
+def exported(tmp_path):
+    """A seeded database, a jsonl export of it, and the database emptied (so the file imports cleanly)."""
+    seed(scale=0.2)
+    path = tmp_path / "all.jsonl"
+    run("export_data", "--output", str(path), "--format", "jsonl", "--quiet")
+    wipe_domain()
+    return path
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def _write_jsonl(path, header_from, records):
+    lines = [_lines(header_from)[0]]
+    counts = {}
+    for entity, data in records:
+        lines.append(json.dumps({"entity": entity, "data": data}))
+        counts[entity] = counts.get(entity, 0) + 1
+    lines.append(json.dumps({"end": True, "counts": counts}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _user(**overrides):
+    record = {
+        "id": 900001, "username": "ok.user", "first_name": "Ok", "last_name": "User", "email": "ok@example.com",
+        "is_staff": False, "is_active": True, "is_superuser": False, "date_joined": "2025-01-01T00:00:00+00:00",
+        "last_login": None, "phone": "",
+    }  # fmt: skip
+    record.update(overrides)
+    return record
+
+
+# --- happy paths ------------------------------------------------------------------------------------
+
+
+def test_every_option_has_help():
+    for name in COMMANDS:
+        command = load_command_class(get_commands()[name], name)
+        parser = command.create_parser("manage.py", name)
+        own = [action for action in parser._actions if action.dest not in {"help", "version"}]
+        assert all(action.help for action in own), name
+
+
+def test_export_import_snapshot_list_and_rollback_through_the_commands(exported, tmp_path):
+    out = run("import_data", "--input", str(exported), "--format", "jsonl", "--dry-run")
+    assert "nothing was changed" in out and User.objects.count() == 0
+    result = json.loads(run("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json"))
+    assert result["entities"]["users"]["created"] == User.objects.count() > 0
+    listed = json.loads(run("list_snapshots", "--json"))
+    assert [item["id"] for item in listed] == [result["snapshot_id"]]
+    assert listed[0]["row_counts"]["core_user"] == 0 and listed[0]["import_run"] == result["run_id"]
+    assert result["snapshot_id"] in run("list_snapshots")
+
+    out = run("rollback_migration", "--snapshot-id", result["snapshot_id"], "--confirm")
+    assert "checksums match" in out
+    assert User.objects.count() == 0 and Concept.objects.count() == 0
+
+
+def test_export_dry_run_and_json_output(tmp_path):
+    seed(scale=0.1)
+    out = run("export_data", "--entities", "concepts", "--format", "csv", "--output", str(tmp_path / "c"), "--dry-run")
+    assert "would export" in out and not (tmp_path / "c").exists()
+    payload = json.loads(run("export_data", "--entities", "concepts", "--dry-run", "--json"))
+    assert payload["entities"]["concepts"]["rows"] == Concept.objects.count()
+
+
+def test_transformations_on_import(exported, tmp_path):
+    # a user from another system: full_name instead of first/last, "mail" instead of "email"
+    record = _user(email=None)
+    del record["first_name"], record["last_name"], record["email"]
+    record.update(full_name="Ada Lovelace", mail="  ADA@Example.COM ")
+    path = _write_jsonl(tmp_path / "other.jsonl", exported, [("users", record)])
+    run(
+        "import_data", "--input", str(path), "--format", "jsonl",
+        "--transform", "split_full_name", "--transform", "normalize_emails",
+    )  # fmt: skip
+    user = User.objects.get(pk=900001)
+    assert (user.first_name, user.last_name, user.email) == ("Ada", "Lovelace", "ada@example.com")
+    fails(
+        "import_data", "--input", str(path), "--format", "jsonl", "--transform", "nope", match="Unknown transformation"
+    )
+
+
+def test_a_registered_transformation_can_drop_records(exported, tmp_path):
+    @transformations.transformation("test_only_staff")
+    def only_staff(entity, record):
+        return None if entity == "users" and not record["is_staff"] else record
+
+    try:
+        path = _write_jsonl(
+            tmp_path / "t.jsonl",
+            exported,
+            [("users", _user()), ("users", _user(id=900002, username="s", is_staff=True))],
+        )
+        run("import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_only_staff")
+        assert list(User.objects.values_list("pk", flat=True)) == [900002]
+    finally:
+        transformations._REGISTRY.pop("test_only_staff")
+
+
+# --- bad input: each leaves the database (and files) exactly as they were ------------------------------
+
+
+def test_malformed_json(exported, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "multipult-export", "version": 1, "entities": {"users": [{"id": 1,, }]}}')
+    state = fingerprint()
+    fails("import_data", "--input", str(bad), "--format", "json", match=r"malformed or truncated JSON at line 1")
+    assert fingerprint() == state
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("jsonl", "t.jsonl"), ("json", "t.json"), ("sql", "t.sql")])
+def test_truncated_file(exported, tmp_path, fmt, name):
+    full = tmp_path / f"full-{name}"
+    # the fixture wiped the data; put it back, export in this format, wipe again
+    run("import_data", "--input", str(exported), "--format", "jsonl", "--quiet")
+    run("export_data", "--output", str(full), "--format", fmt, "--quiet")
+    wipe_domain()
+    cut = tmp_path / name
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    state = fingerprint()
+    fails("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
+    # cut exactly at a line end too: still detected
+    cut.write_bytes(data[: data.rindex(b"\n", 0, len(data) // 2) + 1])
+    fails("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
+    assert fingerprint() == state
+
+
+def test_truncated_csv_in_a_folder(tmp_path):
+    seed(scale=0.2)
+    folder = tmp_path / "csv"
+    run("export_data", "--output", str(folder), "--format", "csv", "--quiet")
+    wipe_domain()
+    logs = folder / "audit_logs.csv"
+    logs.write_text("\n".join(logs.read_text().splitlines()[:10]) + "\n")
+    state = fingerprint()
+    fails("import_data", "--input", str(folder), "--format", "csv", match="manifest says")
+    assert fingerprint() == state
+
+
+def test_wrong_format_flag(exported, tmp_path):
+    state = fingerprint()
+    fails("import_data", "--input", str(exported), "--format", "json", match="use --format jsonl")
+    fails("import_data", "--input", str(exported), "--format", "csv", match="needs a .zip archive or a folder")
+    fails("import_data", "--input", str(exported), "--format", "sql", match="not a MultiPULT export")
+    fails("import_data", "--input", str(exported), "--format", "xml", match="invalid choice")
+    assert fingerprint() == state
+
+
+def test_unknown_entity(exported, tmp_path):
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text("precious")
+    message = fails(
+        "export_data", "--entities", "users,widgets", "--output", str(existing), "--format", "jsonl",
+        match="Unknown entity: widgets",
+    )  # fmt: skip
+    assert "users, user_roles, concepts" in message
+    assert existing.read_text() == "precious"
+    lines = _lines(exported)
+    lines.insert(2, json.dumps({"entity": "widgets", "data": {"id": 1}}))
+    bad = tmp_path / "widgets.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    state = fingerprint()
+    fails("import_data", "--input", str(bad), "--format", "jsonl", match="unknown entity 'widgets'")
+    assert fingerprint() == state
+
+
+def test_duplicate_primary_keys(exported, tmp_path):
+    path = _write_jsonl(
+        tmp_path / "dup.jsonl", exported, [("users", _user()), ("users", _user(username="other", email="o@x.org"))]
+    )
+    state = fingerprint()
+    fails("import_data", "--input", str(path), "--format", "jsonl", match=r"users record 2, field 'id': duplicate id")
+    assert fingerprint() == state
+    # and a duplicate of a unique column that is not the key, against a row already in the database
+    run("import_data", "--input", str(_write_jsonl(tmp_path / "one.jsonl", exported, [("users", _user())])),
+        "--format", "jsonl")  # fmt: skip
+    path = _write_jsonl(tmp_path / "dup2.jsonl", exported, [("users", _user(id=900005))])
+    state = fingerprint()
+    fails(
+        "import_data",
+        "--input",
+        str(path),
+        "--format",
+        "jsonl",
+        match="username already used by existing row id 900001",
+    )
+    assert fingerprint() == state
+
+
+def test_dangling_foreign_keys(exported, tmp_path):
+    concept = {"id": 1, "code": "X", "name": "x", "description": "", "created_by": 424242,
+               "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"}  # fmt: skip
+    membership = {"id": 1, "user": 900001, "role": 77777}
+    path = _write_jsonl(
+        tmp_path / "fk.jsonl", exported, [("users", _user()), ("user_roles", membership), ("concepts", concept)]
+    )
+    state = fingerprint()
+    message = fails("import_data", "--input", str(path), "--format", "jsonl", match="neither in the file nor")
+    assert "user_roles record 1, field 'role': points at Role id 77777" in message
+    assert "concepts record 1, field 'created_by': points at User id 424242" in message
+    assert "field 'user'" not in message  # user 900001 is in the same file: fine
+    assert fingerprint() == state
+
+
+def test_wrong_types(exported, tmp_path):
+    path = _write_jsonl(
+        tmp_path / "types.jsonl",
+        exported,
+        [
+            ("users", _user(id="abc")),
+            ("users", _user(id=900002, username="b", is_active="maybe")),
+            ("users", _user(id=900003, username="c", date_joined="yesterday")),
+            ("users", _user(id=900004, username="d" * 151)),
+            ("users", _user(id=900005, username=None)),
+        ],
+    )
+    state = fingerprint()
+    message = fails("import_data", "--input", str(path), "--format", "jsonl", match="5 invalid record")
+    assert "users record 1, field 'id': expected an integer, got 'abc'" in message
+    assert "users record 2, field 'is_active': expected true or false" in message
+    assert "users record 3, field 'date_joined': expected an ISO 8601 date-time" in message
+    assert "users record 4, field 'username': longer than 150 characters" in message
+    assert "users record 5, field 'username': required" in message
+    assert fingerprint() == state
+
+
+def test_encoding_error_in_csv(tmp_path):
+    seed(scale=0.1)
+    folder = tmp_path / "csv"
+    run("export_data", "--entities", "users", "--output", str(folder), "--format", "csv", "--quiet")
+    wipe_domain()
+    users = folder / "users.csv"
+    rows = users.read_bytes().split(b"\n")
+    rows[2] = rows[2].replace(b",", b",Jos\xe9 ", 1)  # Latin-1 é in a UTF-8 file
+    users.write_bytes(b"\n".join(rows))
+    state = fingerprint()
+    fails("import_data", "--input", str(folder), "--format", "csv", match="users.csv: not valid UTF-8 on line 3")
+    assert fingerprint() == state
+
+
+def test_snapshot_id_that_does_not_exist():
+    seed(scale=0.1)
+    state = fingerprint()
+    fails("rollback_migration", "--snapshot-id", "snapshot_20000101_000000", "--confirm", match="does not exist")
+    assert fingerprint() == state
+
+
+def test_rollback_without_confirm(exported):
+    result = json.loads(run("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json"))
+    state = fingerprint()
+    fails("rollback_migration", "--snapshot-id", result["snapshot_id"], match="add --confirm")
+    assert fingerprint() == state
+    assert Snapshot.objects.get(id=result["snapshot_id"]).status == Snapshot.Status.AVAILABLE
+
+
+def test_failed_export_keeps_the_existing_file_and_records_the_failure(tmp_path):
+    seed(scale=0.1)
+    existing = tmp_path / "keep.jsonl"
+    existing.write_text("precious")
+
+    @transformations.transformation("test_explodes")
+    def explodes(entity, record):
+        raise RuntimeError("boom in the middle")
+
+    try:
+        with pytest.raises(RuntimeError):
+            run("export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes")
+    finally:
+        transformations._REGISTRY.pop("test_explodes")
+    assert existing.read_text() == "precious"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.jsonl"]
+    assert DataTransferRun.objects.get().status == DataTransferRun.Status.FAILED
