@@ -70,6 +70,7 @@ class ConfirmationPage:
     overwritten: list[str]
     tables: list[tuple[str, object]] = field(default_factory=list)
     safety_backup: bool = True
+    safety_note: str = ""  # shown instead of the safety-backup line when there is none
     blocking_problem: str = ""
     cancel_url: str = ""
 
