@@ -8,3 +8,11 @@ class DbopsError(Exception):
 
 class ConfigurationError(DbopsError):
     """A setting needed by the operation is missing or unusable."""
+
+
+class SeedError(DbopsError):
+    """seed_data was asked for something it cannot create (bad scale, missing tables)."""
+
+
+class UserAdminError(DbopsError):
+    """create_user / assign_role got an unknown user or role, a taken name or an unusable password."""
