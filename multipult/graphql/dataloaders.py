@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from dbops.services.profiling import code_path
+from dbops.services.profiling import code_path, path_label
 from multipult.core.models import AuditLog, DictionaryEntry, Role, StoredFile, User
 from multipult.graphql.futures import SyncFuture
 
@@ -77,7 +77,7 @@ class DataLoader:
         keys, self._queue = self._queue, []
         self.stats.batches += 1
         self.stats.keys += len(keys)
-        token = code_path.set(f"dataloader:{self.name or type(self).__name__}")
+        token = code_path.set(self._code_path())
         try:
             values = list(self.batch_load(keys))
             if len(values) != len(keys):
@@ -96,6 +96,12 @@ class DataLoader:
             else:
                 future.set_result(value)
         return True
+
+    def _code_path(self) -> str:
+        # A batch runs outside any resolver; when one key is loaded eagerly (batch=False) name its field too.
+        label = f"dataloader:{self.name or type(self).__name__}"
+        field = code_path.get()
+        return f"{path_label(field)} ({label})" if field is not None and not isinstance(field, str) else label
 
 
 class DataLoaders:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLError, located_error
+from django.conf import settings
+from graphene.validation import depth_limit_validator
+from graphql import GraphQLError, located_error, specified_rules
 from graphql.execution import ExecutionContext
 from graphql.execution.execute import get_argument_values, get_field_def
 from graphql.pyutils import Path, Undefined, is_iterable
@@ -20,6 +22,11 @@ from graphql.type import GraphQLNonNull, is_non_null_type
 
 from dbops.services.profiling import code_path, current_profile
 from multipult.graphql.futures import SyncFuture
+
+
+def validation_rules() -> tuple:
+    """graphql-core's standard rules plus the depth limit (a rules argument replaces, not extends)."""
+    return (*specified_rules, depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH))
 
 
 class DeferredExecutionContext(ExecutionContext):

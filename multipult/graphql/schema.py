@@ -5,9 +5,14 @@ Root lists filter on the indexed fields only, so every root query is an index sc
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import graphene
+from graphql import ExecutionResult, execute, parse, validate
 
 from multipult.core.models import AuditLog, Concept, Dictionary, Role, StoredFile, User
+from multipult.graphql.dataloaders import get_dataloaders
+from multipult.graphql.execution import DeferredExecutionContext, validation_rules
 from multipult.graphql.types import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -118,3 +123,29 @@ class Query(graphene.ObjectType):
 
 
 schema = graphene.Schema(query=Query)
+
+
+def execute_query(
+    query: str,
+    *,
+    user=None,
+    variables: dict | None = None,
+    operation_name: str | None = None,
+    batch: bool = True,
+) -> ExecutionResult:
+    """Runs a query outside HTTP (tests, benchmarks, shell) as /graphql does, minus authentication.
+
+    `batch=False` loads every related object with its own query: the naive baseline.
+    """
+    document = parse(query)
+    errors = validate(schema.graphql_schema, document, validation_rules())
+    if errors:
+        return ExecutionResult(data=None, errors=errors)
+    return execute(
+        schema.graphql_schema,
+        document,
+        context_value=SimpleNamespace(user=user, dataloaders=get_dataloaders(batch=batch)),
+        variable_values=variables,
+        operation_name=operation_name,
+        execution_context_class=DeferredExecutionContext,
+    )

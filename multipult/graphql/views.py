@@ -6,13 +6,11 @@ import json
 
 from django.conf import settings
 from django.http import JsonResponse
-from graphene.validation import depth_limit_validator
 from graphene_django.views import GraphQLView as BaseGraphQLView
-from graphql import specified_rules
 
 from dbops.services.profiling import current_profile
 from multipult.graphql.dataloaders import get_dataloaders
-from multipult.graphql.execution import DeferredExecutionContext
+from multipult.graphql.execution import DeferredExecutionContext, validation_rules
 
 
 class GraphQLView(BaseGraphQLView):
@@ -20,8 +18,7 @@ class GraphQLView(BaseGraphQLView):
 
     @property
     def validation_rules(self):
-        # graphql-core replaces (not extends) its standard rules with these, so list them all.
-        return (*specified_rules, depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH))
+        return validation_rules()  # read per request, so the depth setting can change in tests
 
     @validation_rules.setter
     def validation_rules(self, value) -> None:  # the base __init__ assigns it; the property wins
