@@ -40,7 +40,9 @@ class SyncFuture:
         items = list(items)
         combined = cls()
         results: list[Any] = [None] * len(items)
-        remaining = [0]
+        # Count every future before attaching any callback: an already-settled one calls back at once,
+        # and must not bring the count to zero while later futures are still pending.
+        remaining = [sum(1 for item in items if isinstance(item, SyncFuture))]
 
         def settle(index: int, future: SyncFuture) -> None:
             if combined.done():
@@ -53,12 +55,12 @@ class SyncFuture:
             if remaining[0] == 0:
                 combined.set_result(results)
 
+        for index, item in enumerate(items):  # plain values first, for the same reason
+            if not isinstance(item, SyncFuture):
+                results[index] = item
         for index, item in enumerate(items):
             if isinstance(item, SyncFuture):
-                remaining[0] += 1
                 item._add_callback(lambda future, index=index: settle(index, future))
-            else:
-                results[index] = item
         if remaining[0] == 0 and not combined.done():
             combined.set_result(results)
         return combined

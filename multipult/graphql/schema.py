@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import graphene
-from graphql import ExecutionResult, execute, parse, validate
+from graphql import ExecutionResult, GraphQLError, execute, parse, validate
 
 from multipult.core.models import AuditLog, Concept, Dictionary, Role, StoredFile, User
 from multipult.graphql.dataloaders import get_dataloaders
@@ -29,16 +29,15 @@ from multipult.graphql.types import (
 
 def _page(queryset, limit: int, offset: int):
     if not 0 <= limit <= MAX_PAGE_SIZE:
-        raise graphene.GraphQLError(f"limit must be between 0 and {MAX_PAGE_SIZE}.")
+        raise GraphQLError(f"limit must be between 0 and {MAX_PAGE_SIZE}.")
     if offset < 0:
-        raise graphene.GraphQLError("offset must not be negative.")
+        raise GraphQLError("offset must not be negative.")
     return queryset[offset : offset + limit]
 
 
 def _paged_list(of_type, **filters):
     return graphene.List(
         graphene.NonNull(of_type),
-        required=True,
         limit=graphene.Int(default_value=DEFAULT_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}."),
         offset=graphene.Int(default_value=0),
         **filters,

@@ -1,5 +1,7 @@
 """GraphQL types of the domain. Every relation resolves through the request's DataLoaders.
 
+Lists are nullable (their items are not), so a failing relation nulls only itself, not its parent.
+
 Only the listed fields are exposed: the password hash (and anything token-like) never is.
 """
 
@@ -10,6 +12,7 @@ from functools import partial
 import graphene
 from graphene.relay.connection import connection_adapter, page_info_adapter
 from graphene_django import DjangoObjectType
+from graphql import GraphQLError
 from graphql_relay import connection_from_array_slice, get_offset_with_default
 
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
@@ -29,7 +32,7 @@ def _user_of(info, user_id):
 
 
 class RoleType(DjangoObjectType):
-    users = graphene.List(graphene.NonNull(lambda: UserType), required=True)
+    users = graphene.List(graphene.NonNull(lambda: UserType))
 
     class Meta:
         model = Role
@@ -42,11 +45,10 @@ class RoleType(DjangoObjectType):
 
 
 class UserType(DjangoObjectType):
-    roles = graphene.List(graphene.NonNull(RoleType), required=True)
-    files = graphene.List(graphene.NonNull(lambda: StoredFileType), required=True)
+    roles = graphene.List(graphene.NonNull(RoleType))
+    files = graphene.List(graphene.NonNull(lambda: StoredFileType))
     recent_audit_logs = graphene.List(
         graphene.NonNull(lambda: AuditLogType),
-        required=True,
         limit=graphene.Int(default_value=5, description=f"At most {MAX_RECENT_AUDIT_LOGS}."),
         description="This user's latest audit log entries, newest first.",
     )
@@ -79,7 +81,7 @@ class UserType(DjangoObjectType):
     @staticmethod
     def resolve_recent_audit_logs(user, info, limit=5):
         if not 0 < limit <= MAX_RECENT_AUDIT_LOGS:
-            raise graphene.GraphQLError(f"limit must be between 1 and {MAX_RECENT_AUDIT_LOGS}.")
+            raise GraphQLError(f"limit must be between 1 and {MAX_RECENT_AUDIT_LOGS}.")
         return _loader(info, loaders.RecentAuditLogsByActorIdLoader).load((user.pk, limit))
 
 
@@ -105,7 +107,7 @@ class DictionaryEntryType(DjangoObjectType):
 
 class DictionaryType(DjangoObjectType):
     created_by = graphene.Field(UserType)
-    entries = graphene.List(graphene.NonNull(DictionaryEntryType), required=True)
+    entries = graphene.List(graphene.NonNull(DictionaryEntryType))
 
     class Meta:
         model = Dictionary
@@ -167,7 +169,7 @@ class QuerySetConnectionField(graphene.relay.ConnectionField):
         first, last = args.get("first"), args.get("last")
         for name, value in (("first", first), ("last", last)):
             if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
-                raise graphene.GraphQLError(f"{name} must be between 0 and {MAX_PAGE_SIZE}.")
+                raise GraphQLError(f"{name} must be between 0 and {MAX_PAGE_SIZE}.")
         if first is None and last is None:
             args = {**args, "first": DEFAULT_PAGE_SIZE}
         total = resolved.count()

@@ -256,5 +256,12 @@ def test_sync_future_basics():
     assert not gathered.done()
     pending.set_result(SyncFuture.resolved(2))  # adopts a returned future
     assert gathered.result() == [1, 2, 3]
+    # regression: a settled future before a pending one must not resolve the gather early
+    later = SyncFuture()
+    early = SyncFuture.gather([SyncFuture.resolved("a"), later])
+    assert not early.done()
+    later.set_result("b")
+    assert early.result() == ["a", "b"]
+    assert SyncFuture.gather([SyncFuture.resolved(1), 2]).result() == [1, 2]
     with pytest.raises(RuntimeError, match="pending"):
         SyncFuture().result()
