@@ -92,7 +92,7 @@ def path_label(value: Any) -> str:
 # -- normalization ----------------------------------------------------------------------------------
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _NUMBER_LITERAL = re.compile(r"(?<![\w$.\"])-?\d+(?:\.\d+)?(?![\w\"])")
-_PLACEHOLDER_LIST = re.compile(r"\((?:\s*(?:%s|\?)\s*,)+\s*(?:%s|\?)\s*\)")
+_PLACEHOLDER_LIST = re.compile(r"\bIN\s*\((?:\s*(?:%s|\?)\s*,)*\s*(?:%s|\?)\s*\)", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
 
@@ -101,7 +101,7 @@ def normalize_sql(sql: str) -> tuple[str, str]:
     """(fingerprint, normalized statement): literals masked, IN lists collapsed, whitespace squeezed."""
     normalized = _STRING_LITERAL.sub("?", sql)
     normalized = _NUMBER_LITERAL.sub("?", normalized)
-    normalized = _PLACEHOLDER_LIST.sub("(...)", normalized)
+    normalized = _PLACEHOLDER_LIST.sub("IN (...)", normalized)
     normalized = _SPACES.sub(" ", normalized).strip()
     return hashlib.sha1(normalized.encode(), usedforsecurity=False).hexdigest(), normalized
 
