@@ -43,8 +43,9 @@ _current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.Cont
 )
 
 _PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
-_THIS_FILE = __file__
+# Not a call site: libraries, this module, and the GraphQL plumbing (the resolver's field path says more).
 _NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
+_NOT_APP_FILES = (__file__, "multipult/graphql/execution.py", "multipult/graphql/futures.py")
 _code_locations: dict[CodeType, str | None] = {}
 _SAMPLE_CHARS = 4000
 
@@ -58,11 +59,11 @@ def _code_location(code: CodeType) -> str | None:
     filename = code.co_filename
     if (
         not filename.startswith(_PROJECT_ROOT)
-        or filename == _THIS_FILE
+        or filename.endswith(_NOT_APP_FILES)
         or any(part in filename for part in _NOT_APP_CODE)
     ):
         return None
-    return f"{filename[len(_PROJECT_ROOT) :]}:{code.co_name}"
+    return f"{filename[len(_PROJECT_ROOT) :]}:{code.co_qualname}"
 
 
 def call_site(depth: int = 2) -> str:
@@ -299,10 +300,11 @@ def _log_summary(summary: ProfileSummary, all_records: list | None) -> None:
             )
     for group in summary.slow:
         logger.warning(
-            "slow query: %.1f ms (max) x%d at %s: %s",
+            "slow query: %.1f ms (max) x%d at %s%s: %s",
             group.max_ms,
             group.count,
             group.call_site,
+            f" (GraphQL field {group.code_path})" if group.code_path else "",
             group.sample_sql,
             extra={"duration_ms": round(group.max_ms, 3), "call_site": group.call_site, "source": summary.source},
         )

@@ -98,18 +98,19 @@ class DeferredExecutionContext(ExecutionContext):
 
         try:
             args = get_argument_values(field_def, field_nodes[0], self.variable_values)
-            if self._track_paths:
-                token = code_path.set(path)
-                try:
-                    result = resolve_fn(source, info, **args)
-                finally:
-                    code_path.reset(token)
-            else:
+            # Under the profiler, the field path covers resolving and completing (a lazy queryset runs then).
+            token = code_path.set(path) if self._track_paths else None
+            try:
                 result = resolve_fn(source, info, **args)
-            if isinstance(result, SyncFuture):
-                completed = result.then(lambda value: self.complete_value(return_type, field_nodes, info, path, value))
-            else:
-                completed = self.complete_value(return_type, field_nodes, info, path, result)
+                if isinstance(result, SyncFuture):
+                    completed = result.then(
+                        lambda value: self.complete_value(return_type, field_nodes, info, path, value)
+                    )
+                else:
+                    completed = self.complete_value(return_type, field_nodes, info, path, result)
+            finally:
+                if token is not None:
+                    code_path.reset(token)
             if isinstance(completed, SyncFuture):
                 return completed.then(None, on_error)
             return completed
