@@ -126,6 +126,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
         min_value=2,
         group="profiling",
     ),
+    EnvVar(
+        "GRAPHQL_ALLOW_ANONYMOUS",
+        bool,
+        False,
+        "Serve /graphql to anonymous users (by default it needs a logged-in user).",
+        group="graphql",
+    ),
+    EnvVar(
+        "GRAPHQL_MAX_DEPTH", int, 8, "Deepest field nesting a GraphQL query may have.", min_value=1, group="graphql"
+    ),
     EnvVar("BACKUP_DIR", str, "backups", "Local folder for backup artifacts.", group="backups"),
     EnvVar("S3_BACKUP_BUCKET", str, None, "S3 bucket for uploaded backups; unset disables S3.", group="backups"),
     EnvVar("S3_ENDPOINT_URL", str, None, "S3-compatible endpoint (MinIO, moto); unset means AWS.", group="backups"),

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dbops.middleware.QueryProfilingMiddleware",  # outermost: sees every statement of the request
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -167,6 +168,8 @@ LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
 N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
 
 GRAPHENE = {"SCHEMA": "multipult.graphql.schema.schema"}
+GRAPHQL_ALLOW_ANONYMOUS = CONFIG["GRAPHQL_ALLOW_ANONYMOUS"]
+GRAPHQL_MAX_DEPTH = CONFIG["GRAPHQL_MAX_DEPTH"]
 
 LOGGING = {
     "version": 1,

@@ -2,8 +2,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from multipult.graphql.views import GraphQLView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("graphql", GraphQLView.as_view(graphiql=True), name="graphql"),
 ]
 
 if settings.DEBUG:

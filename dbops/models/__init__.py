@@ -2,7 +2,8 @@
 
 from dbops.models.backups import BackupRecord
 from dbops.models.datamigration import DataTransferRun, Snapshot
+from dbops.models.profiling import SlowQuery
 from dbops.models.retention import RetentionPolicy
 from dbops.models.scheduling import TaskRun
 
-__all__ = ["BackupRecord", "DataTransferRun", "RetentionPolicy", "Snapshot", "TaskRun"]
+__all__ = ["BackupRecord", "DataTransferRun", "RetentionPolicy", "SlowQuery", "Snapshot", "TaskRun"]

@@ -1,0 +1,395 @@
+"""SQL query profiling for requests, celery tasks and management commands.
+
+`QueryProfile` is an execute wrapper (Django `connection.execute_wrapper`) and a context manager: it
+tags every statement with a sqlcommenter comment (route or GraphQL operation and the calling code)
+so PostgreSQL's own logs and pg_stat_statements lead back to the code, times it, and at the end
+logs one structured summary, warns about slow statements and N+1 patterns (one normalized
+statement repeated >= N_PLUS_ONE_THRESHOLD times), and upserts the slow ones into `SlowQuery` in one
+statement outside the profiled transaction. The per-statement path is kept to a few dict lookups;
+everything else happens once at the end.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import hashlib
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
+
+from dbops.models.profiling import SlowQuery
+
+logger = logging.getLogger("dbops.profiling")
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+# What the running code is doing, finer than the route: a GraphQL field path (graphql-core Path, or
+# a string such as "dataloader:rolesByUserId"). Set by the GraphQL execution context and loaders.
+code_path: contextvars.ContextVar[Any] = contextvars.ContextVar("dbops_code_path", default=None)
+_current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.ContextVar(
+    "dbops_query_profile", default=None
+)
+
+_PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
+# Not a call site: libraries, this module, and the GraphQL plumbing (the resolver's field path says more).
+_NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
+_NOT_APP_FILES = (__file__, "multipult/graphql/execution.py", "multipult/graphql/futures.py")
+_code_locations: dict[CodeType, str | None] = {}
+_SAMPLE_CHARS = 4000
+
+
+def current_profile() -> QueryProfile | None:
+    """The profile recording this request/task, if any."""
+    return _current_profile.get()
+
+
+def _code_location(code: CodeType) -> str | None:
+    filename = code.co_filename
+    if (
+        not filename.startswith(_PROJECT_ROOT)
+        or filename.endswith(_NOT_APP_FILES)
+        or any(part in filename for part in _NOT_APP_CODE)
+    ):
+        return None
+    return f"{filename[len(_PROJECT_ROOT) :]}:{code.co_qualname}"
+
+
+def call_site(depth: int = 2) -> str:
+    """`path/to/file.py:function:line` of the nearest project frame (not Django, not this module)."""
+    frame = sys._getframe(depth)
+    while frame is not None:
+        code = frame.f_code
+        try:
+            location = _code_locations[code]
+        except KeyError:
+            location = _code_locations[code] = _code_location(code)
+        if location is not None:
+            return f"{location}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "unknown"
+
+
+def path_label(value: Any) -> str:
+    """`users.roles` for a graphql-core Path of users[3].roles; strings pass through."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return ".".join(str(key) for key in value.as_list() if not isinstance(key, int))
+
+
+# -- normalization ----------------------------------------------------------------------------------
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_NUMBER_LITERAL = re.compile(r"(?<![\w$.\"])-?\d+(?:\.\d+)?(?![\w\"])")
+_PLACEHOLDER_LIST = re.compile(r"\bIN\s*\((?:\s*(?:%s|\?)\s*,)*\s*(?:%s|\?)\s*\)", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=2048)
+def normalize_sql(sql: str) -> tuple[str, str]:
+    """(fingerprint, normalized statement): literals masked, IN lists collapsed, whitespace squeezed."""
+    normalized = _STRING_LITERAL.sub("?", sql)
+    normalized = _NUMBER_LITERAL.sub("?", normalized)
+    normalized = _PLACEHOLDER_LIST.sub("IN (...)", normalized)
+    normalized = _SPACES.sub(" ", normalized).strip()
+    return hashlib.sha1(normalized.encode(), usedforsecurity=False).hexdigest(), normalized
+
+
+def mask_sql(sql: str) -> str:
+    """A statement safe to log or store: placeholders stay placeholders, inline literals become ?."""
+    masked = _NUMBER_LITERAL.sub("?", _STRING_LITERAL.sub("?", sql))
+    return masked[:_SAMPLE_CHARS]
+
+
+def sqlcomment(tags: dict[str, str]) -> str:
+    """A sqlcommenter comment: keys sorted, values URL-encoded and single-quoted."""
+    body = ",".join(f"{key}='{quote(str(value), safe='')}'" for key, value in sorted(tags.items()) if value)
+    return f" /*{body}*/" if body else ""
+
+
+@dataclass
+class StatementGroup:
+    fingerprint: str
+    statement: str
+    sample_sql: str
+    count: int = 0
+    total_ms: float = 0.0
+    max_ms: float = 0.0
+    last_ms: float = 0.0
+    call_site: str = ""
+    code_path: str = ""
+
+
+@dataclass
+class ProfileSummary:
+    source: str
+    count: int
+    total_ms: float
+    slowest: StatementGroup | None
+    duplicates: int
+    groups: list[StatementGroup] = field(default_factory=list)
+    slow: list[StatementGroup] = field(default_factory=list)
+    n_plus_one: list[StatementGroup] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        slowest = self.slowest
+        return {
+            "source": self.source,
+            "queries": self.count,
+            "total_ms": round(self.total_ms, 3),
+            "duplicates": self.duplicates,
+            "slowest_ms": round(slowest.max_ms, 3) if slowest else 0.0,
+            "slowest_sql": slowest.sample_sql[:300] if slowest else "",
+            "slowest_call_site": slowest.call_site if slowest else "",
+            "slow": len(self.slow),
+            "n_plus_one": [f"{group.count}x {group.statement[:120]}" for group in self.n_plus_one],
+        }
+
+
+class QueryProfile:
+    """Times every statement on the wrapped connections while active (a context manager)."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        using: tuple[str, ...] | None = None,
+        slow_threshold_ms: float | None = None,
+        n_plus_one_threshold: int | None = None,
+        log_all: bool | None = None,
+        persist: bool = True,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.source = source
+        self.using = using or tuple(settings.DATABASES)
+        self.slow_threshold_ms = settings.SLOW_QUERY_THRESHOLD_MS if slow_threshold_ms is None else slow_threshold_ms
+        self.n_plus_one_threshold = (
+            settings.N_PLUS_ONE_THRESHOLD if n_plus_one_threshold is None else n_plus_one_threshold
+        )
+        self.log_all = settings.LOG_ALL_QUERIES if log_all is None else log_all
+        self.persist = persist
+        # (sql, ms, call site, code path) per statement, in order
+        self.records: list[tuple[str, float, str, Any]] = []
+        self.summary: ProfileSummary | None = None
+        self._tags: dict[str, str] = {"route": source, **(tags or {})}
+        self._comment_cache: dict[str, tuple[str, str]] = {}
+        self._stack: ExitStack | None = None
+        self._token: contextvars.Token | None = None
+        self._started = 0.0
+        self.elapsed_ms = 0.0
+
+    # -- tags ---------------------------------------------------------------------------------------
+    def tag(self, **tags: str) -> None:
+        """Adds request-level sqlcommenter tags (e.g. graphql_operation) for the statements that follow."""
+        self._tags.update({key: value for key, value in tags.items() if value})
+        self._comment_cache.clear()
+
+    def _comment(self, site: str, escape_percent: bool) -> str:
+        comments = self._comment_cache.get(site)
+        if comments is None:
+            comment = sqlcomment({**self._tags, "code_location": site})
+            comments = self._comment_cache[site] = (comment, comment.replace("%", "%%"))
+        return comments[1] if escape_percent else comments[0]
+
+    # -- the execute wrapper ------------------------------------------------------------------------
+    def __call__(self, execute, sql, params, many, context):
+        site = call_site()
+        started = time.perf_counter()
+        try:
+            # A parameterized statement goes through %-formatting: the comment's % must be doubled.
+            return execute(sql + self._comment(site, params is not None), params, many, context)
+        finally:
+            self.records.append((sql, (time.perf_counter() - started) * 1000.0, site, code_path.get()))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def __enter__(self) -> QueryProfile:
+        self._stack = ExitStack()
+        for alias in self.using:
+            self._stack.enter_context(connections[alias].execute_wrapper(self))
+        self._token = _current_profile.set(self)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.elapsed_ms = (time.perf_counter() - self._started) * 1000.0
+        _current_profile.reset(self._token)
+        self._stack.close()  # unwrap first: the profiler's own writes are not profiled
+        self.summary = self.finish()
+
+    def finish(self) -> ProfileSummary:
+        summary = summarize(self.records, source=self.source, slow_threshold_ms=self.slow_threshold_ms,
+                            n_plus_one_threshold=self.n_plus_one_threshold)  # fmt: skip
+        _log_summary(summary, self.records if self.log_all else None)
+        if self.persist and summary.slow:
+            slow_queries_record(groups=summary.slow, source=self._tags.get("graphql_operation") or self.source)
+        return summary
+
+    @property
+    def total_ms(self) -> float:
+        return sum(record[1] for record in self.records)
+
+    def server_timing(self) -> str:
+        """The Server-Timing header value: database time and statement count, and the whole span."""
+        return f'db;dur={self.total_ms:.2f};desc="{len(self.records)} queries", total;dur={self.elapsed_ms:.2f}'
+
+
+def summarize(
+    records: list[tuple[str, float, str, Any]], *, source: str, slow_threshold_ms: float, n_plus_one_threshold: int
+) -> ProfileSummary:
+    groups: dict[str, StatementGroup] = {}
+    slow: dict[str, StatementGroup] = {}
+    total_ms = 0.0
+    for sql, duration_ms, site, path in records:
+        total_ms += duration_ms
+        fingerprint, statement = normalize_sql(sql)
+        group = groups.get(fingerprint)
+        if group is None:
+            group = groups[fingerprint] = StatementGroup(fingerprint, statement, "", call_site=site, code_path=path)
+        group.count += 1
+        group.total_ms += duration_ms
+        group.max_ms = max(group.max_ms, duration_ms)
+        if duration_ms >= slow_threshold_ms:
+            slow_group = slow.get(fingerprint)
+            if slow_group is None:
+                slow_group = slow[fingerprint] = StatementGroup(fingerprint, statement, "")
+            slow_group.count += 1
+            slow_group.total_ms += duration_ms
+            slow_group.max_ms = max(slow_group.max_ms, duration_ms)
+            slow_group.last_ms = duration_ms
+            slow_group.sample_sql, slow_group.call_site, slow_group.code_path = mask_sql(sql), site, path
+    for group in groups.values():
+        group.code_path = path_label(group.code_path)
+        group.sample_sql = mask_sql(group.statement)
+    for group in slow.values():
+        group.code_path = path_label(group.code_path)
+    ordered = sorted(groups.values(), key=lambda group: group.total_ms, reverse=True)
+    slowest = max(groups.values(), key=lambda group: group.max_ms, default=None)
+    return ProfileSummary(
+        source=source,
+        count=len(records),
+        total_ms=total_ms,
+        slowest=slowest,
+        duplicates=len(records) - len(groups),
+        groups=ordered,
+        slow=sorted(slow.values(), key=lambda group: group.fingerprint),
+        n_plus_one=[group for group in ordered if group.count >= n_plus_one_threshold],
+    )
+
+
+def _log_summary(summary: ProfileSummary, all_records: list | None) -> None:
+    if all_records is not None:
+        for sql, duration_ms, site, path in all_records:
+            logger.info(
+                "query %.2f ms at %s: %s",
+                duration_ms,
+                site,
+                mask_sql(sql),
+                extra={"duration_ms": round(duration_ms, 3), "call_site": site, "code_path": path_label(path)},
+            )
+    for group in summary.slow:
+        logger.warning(
+            "slow query: %.1f ms (max) x%d at %s%s: %s",
+            group.max_ms,
+            group.count,
+            group.call_site,
+            f" (GraphQL field {group.code_path})" if group.code_path else "",
+            group.sample_sql,
+            extra={"duration_ms": round(group.max_ms, 3), "call_site": group.call_site, "source": summary.source},
+        )
+    for group in summary.n_plus_one:
+        where = f" (GraphQL field {group.code_path})" if group.code_path else ""
+        logger.warning(
+            "N+1 queries: %d x the same statement at %s%s: %s",
+            group.count,
+            group.call_site,
+            where,
+            group.statement[:500],
+            extra={"repeats": group.count, "call_site": group.call_site, "code_path": group.code_path},
+        )
+    logger.info("query summary for %s", summary.source, extra={"query_summary": summary.as_dict()})
+
+
+# -- persistence ------------------------------------------------------------------------------------
+_UPSERT = """
+INSERT INTO {table} (fingerprint, statement, sample_sql, count, total_ms, max_ms, last_ms, call_site, source,
+                     first_seen, last_seen)
+VALUES {rows}
+ON CONFLICT (fingerprint) DO UPDATE SET
+    count = {table}.count + EXCLUDED.count,
+    total_ms = {table}.total_ms + EXCLUDED.total_ms,
+    max_ms = CASE WHEN EXCLUDED.max_ms > {table}.max_ms THEN EXCLUDED.max_ms ELSE {table}.max_ms END,
+    last_ms = EXCLUDED.last_ms,
+    sample_sql = EXCLUDED.sample_sql,
+    call_site = EXCLUDED.call_site,
+    source = EXCLUDED.source,
+    last_seen = EXCLUDED.last_seen
+"""
+
+
+def slow_queries_record(*, groups: list[StatementGroup], source: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Upserts slow statement groups in one statement that commits on its own.
+
+    Inside a transaction (ATOMIC_REQUESTS, a task in `atomic`) the write goes through a separate
+    connection, so a rollback of the profiled work does not erase the evidence of its slow queries.
+    A failure here is logged, never raised: profiling must not break the request.
+    """
+    connection = connections[using]
+    own_connection = connection.in_atomic_block
+    if own_connection:
+        connection = connections.create_connection(using)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params: list[Any] = []
+    for group in sorted(groups, key=lambda group: group.fingerprint):  # one lock order for every writer
+        params += [group.fingerprint, group.statement, group.sample_sql, group.count, group.total_ms,
+                   group.max_ms, group.last_ms, group.call_site[:255], source[:255], now, now]  # fmt: skip
+    row = "(" + ", ".join(["%s"] * 11) + ")"
+    sql = _UPSERT.format(table=connection.ops.quote_name(SlowQuery._meta.db_table), rows=", ".join([row] * len(groups)))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except Exception:
+        logger.exception("could not record %d slow queries", len(groups))
+    finally:
+        if own_connection:
+            connection.close()
+
+
+def slow_queries_top(*, limit: int = 20) -> list[SlowQuery]:
+    """The slow statements that cost the most in total (count x duration), worst first."""
+    return list(SlowQuery.objects.order_by("-total_ms", "-max_ms")[:limit])
+
+
+# -- entry points for tasks and commands ----------------------------------------------------------
+def query_profile(source: str, **options: Any) -> QueryProfile:
+    """`with query_profile("command:seed_data"):` profiles the block regardless of the setting."""
+    return QueryProfile(source, **options)
+
+
+def profiled(source: str | None = None) -> Callable[[FuncT], FuncT]:
+    """Decorator for celery tasks and command handlers; profiles only when QUERY_PROFILING_ENABLED."""
+
+    def decorate(func: FuncT) -> FuncT:
+        label = source or f"{func.__module__}.{func.__qualname__}"
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if not settings.QUERY_PROFILING_ENABLED or current_profile() is not None:
+                return func(*args, **kwargs)
+            with QueryProfile(label):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

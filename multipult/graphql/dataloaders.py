@@ -1,0 +1,213 @@
+"""Per-request DataLoaders: one class per relation, batching and caching within one request.
+
+`get_dataloaders()` makes a fresh `DataLoaders` registry for each request (the GraphQL view stores
+it as `info.context.dataloaders`); a resolver asks it for a loader class and gets that request's
+instance: `info.context.dataloaders[RolesByUserIdLoader].load(user.pk)`. Nothing is shared between
+requests, and a loader refuses to be used from another thread than the one that created it.
+`batch=False` gives the naive behaviour (one query per key) through the same code, the baseline of
+the benchmark.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+
+from dbops.services.profiling import code_path, path_label
+from multipult.core.models import AuditLog, DictionaryEntry, Role, StoredFile, User
+from multipult.graphql.futures import SyncFuture
+
+LoaderT = TypeVar("LoaderT", bound="DataLoader")
+UserRole = User.roles.through
+
+
+@dataclass
+class LoaderStats:
+    batches: int = 0
+    keys: int = 0
+    cache_hits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"batches": self.batches, "keys": self.keys, "cacheHits": self.cache_hits}
+
+
+class DataLoader:
+    """Collects keys, then loads them in one `batch_load` call; `load` returns a `SyncFuture`."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, batch: bool = True) -> None:
+        self.batch = batch
+        self.stats = LoaderStats()
+        self._cache: dict[Hashable, SyncFuture] = {}
+        self._queue: list[Hashable] = []
+        self._thread = threading.get_ident()
+
+    def batch_load(self, keys: Sequence[Any]) -> Sequence[Any]:
+        """Returns one value per key, in the order of `keys` (an Exception value fails that key)."""
+        raise NotImplementedError
+
+    def load(self, key: Hashable) -> SyncFuture:
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(f"{type(self).__name__} belongs to another request's thread.")
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        future = SyncFuture()
+        self._cache[key] = future
+        self._queue.append(key)
+        if not self.batch:
+            self.dispatch()
+        return future
+
+    def load_many(self, keys: Iterable[Hashable]) -> SyncFuture:
+        return SyncFuture.gather([self.load(key) for key in keys])
+
+    def dispatch(self) -> bool:
+        """Loads every queued key in one batch; False when nothing was queued."""
+        if not self._queue:
+            return False
+        keys, self._queue = self._queue, []
+        self.stats.batches += 1
+        self.stats.keys += len(keys)
+        token = code_path.set(self._code_path())
+        try:
+            values = list(self.batch_load(keys))
+            if len(values) != len(keys):
+                raise RuntimeError(f"{type(self).__name__}: {len(values)} values for {len(keys)} keys.")
+        except Exception as error:
+            for key in keys:  # a failed key is not cached: a later load may retry it
+                self._cache.pop(key).set_exception(error)
+            return True
+        finally:
+            code_path.reset(token)
+        for key, value in zip(keys, values, strict=True):
+            future = self._cache[key]
+            if isinstance(value, Exception):
+                del self._cache[key]
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+        return True
+
+    def _code_path(self) -> str:
+        # A batch runs outside any resolver; when one key is loaded eagerly (batch=False) name its field too.
+        label = f"dataloader:{self.name or type(self).__name__}"
+        field = code_path.get()
+        return f"{path_label(field)} ({label})" if field is not None and not isinstance(field, str) else label
+
+
+class DataLoaders:
+    """The loaders of one request, created lazily per class."""
+
+    def __init__(self, *, batch: bool = True) -> None:
+        self.batch = batch
+        self._loaders: dict[type[DataLoader], DataLoader] = {}
+
+    def __getitem__(self, loader_class: type[LoaderT]) -> LoaderT:
+        loader = self._loaders.get(loader_class)
+        if loader is None:
+            loader = self._loaders[loader_class] = loader_class(batch=self.batch)
+        return loader  # type: ignore[return-value]
+
+    def dispatch(self) -> bool:
+        """Runs one round: every loader with queued keys loads them once. False when all were idle."""
+        dispatched = False
+        for loader in list(self._loaders.values()):
+            dispatched = loader.dispatch() or dispatched
+        return dispatched
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {loader.name or type(loader).__name__: loader.stats.as_dict() for loader in self._loaders.values()}
+
+
+def get_dataloaders(*, batch: bool = True) -> DataLoaders:
+    """A fresh registry for one request; never reuse it for another request."""
+    return DataLoaders(batch=batch)
+
+
+def _group(rows: Iterable[Any], key_attr: str) -> dict[Any, list[Any]]:
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, key_attr)].append(row)
+    return grouped
+
+
+class UserByIdLoader(DataLoader):
+    name = "userById"
+
+    def batch_load(self, keys):
+        users = User.objects.in_bulk(keys)
+        return [users.get(key) for key in keys]
+
+
+class RolesByUserIdLoader(DataLoader):
+    name = "rolesByUserId"
+
+    def batch_load(self, keys):
+        links = UserRole.objects.filter(user_id__in=keys).select_related("role").order_by("role__name", "role_id")
+        roles: dict[int, list[Role]] = defaultdict(list)
+        for link in links:
+            roles[link.user_id].append(link.role)
+        return [roles.get(key, []) for key in keys]
+
+
+class UsersByRoleIdLoader(DataLoader):
+    name = "usersByRoleId"
+
+    def batch_load(self, keys):
+        links = UserRole.objects.filter(role_id__in=keys).select_related("user").order_by("user_id")
+        users: dict[int, list[User]] = defaultdict(list)
+        for link in links:
+            users[link.role_id].append(link.user)
+        return [users.get(key, []) for key in keys]
+
+
+class FilesByUploaderIdLoader(DataLoader):
+    name = "filesByUploaderId"
+
+    def batch_load(self, keys):
+        files = StoredFile.objects.filter(uploaded_by_id__in=keys).order_by("-created_at", "-id")
+        files = _group(files, "uploaded_by_id")
+        return [files.get(key, []) for key in keys]
+
+
+class RecentAuditLogsByActorIdLoader(DataLoader):
+    """Key: (actor id, limit). One windowed query per distinct limit in the batch."""
+
+    name = "recentAuditLogsByActorId"
+
+    def batch_load(self, keys):
+        by_limit: dict[int, set[int]] = defaultdict(set)
+        for actor_id, limit in keys:
+            by_limit[limit].add(actor_id)
+        logs: dict[tuple[int, int], list[AuditLog]] = defaultdict(list)
+        for limit, actor_ids in by_limit.items():
+            ranked = (
+                AuditLog.objects.filter(actor_id__in=actor_ids)
+                .annotate(
+                    rank=Window(
+                        RowNumber(), partition_by=[F("actor_id")], order_by=[F("timestamp").desc(), F("id").desc()]
+                    )
+                )
+                .filter(rank__lte=limit)
+                .order_by("actor_id", "rank")
+            )
+            for log in ranked:
+                logs[(log.actor_id, limit)].append(log)
+        return [logs.get(key, []) for key in keys]
+
+
+class EntriesByDictionaryIdLoader(DataLoader):
+    name = "entriesByDictionaryId"
+
+    def batch_load(self, keys):
+        entries = _group(DictionaryEntry.objects.filter(dictionary_id__in=keys), "dictionary_id")
+        return [entries.get(key, []) for key in keys]
