@@ -11,16 +11,6 @@ from django.template.response import TemplateResponse
 from dbops.admin.charts import history_chart
 from dbops.services.dashboard import dashboard_summary
 
-# SlowQuery columns as the profiler names them; the first attribute present wins.
-SLOW_QUERY_COLUMNS = [
-    ("statement", ("normalized_sql", "statement", "fingerprint", "sample_sql", "sql")),
-    ("calls", ("count", "calls")),
-    ("max ms", ("max_ms", "max_duration_ms")),
-    ("total ms", ("total_ms", "total_duration_ms")),
-    ("where", ("route", "operation", "call_site")),
-    ("last seen", ("last_seen", "last_seen_at")),
-]
-
 
 def dashboard_view(model_admin, request):
     if not model_admin.has_view_permission(request):
@@ -50,15 +40,5 @@ def dashboard_view(model_admin, request):
             title=f"Backup duration, last {summary.days} days",
             chart_id="duration-chart",
         ),
-        "slow_query_headers": [header for header, _ in SLOW_QUERY_COLUMNS],
-        "slow_query_rows": [_slow_query_cells(slow_query) for slow_query in summary.slow_queries],
     }
     return TemplateResponse(request, "admin/dbops/dashboard.html", context)
-
-
-def _slow_query_cells(slow_query) -> list:
-    cells = []
-    for _, attributes in SLOW_QUERY_COLUMNS:
-        present = [getattr(slow_query, name) for name in attributes if hasattr(slow_query, name)]
-        cells.append(present[0] if present else "")
-    return cells

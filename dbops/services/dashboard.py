@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.utils import timezone
 
-from dbops.models import BackupRecord
+from dbops.models import BackupRecord, SlowQuery
+from dbops.services.profiling import slow_queries_top
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class DashboardSummary:
     last_succeeded: BackupRecord | None
     history: list[BackupPoint]
     storage: list[StorageUsage]
-    slow_queries: list = field(default_factory=list)
+    slow_queries: list[SlowQuery] = field(default_factory=list)
     slow_queries_note: str = ""
 
 
@@ -118,15 +119,11 @@ def _walk_sizes(storage: Storage, folder: str) -> Iterator[int]:
         yield from _walk_sizes(storage, f"{folder}/{directory}" if folder else directory)
 
 
-def _slow_queries(*, limit: int) -> tuple[list, str]:
-    try:
-        from dbops.services.profiling import slow_queries_top
-    except ImportError:
-        return [], "The query profiler is not part of this build."
-    slow_queries = list(slow_queries_top(limit=limit))
-    if not slow_queries:
-        note = "No slow statements recorded yet."
-        if not settings.QUERY_PROFILING_ENABLED:
-            note += " Profiling is off (QUERY_PROFILING_ENABLED=false)."
-        return [], note
-    return slow_queries, ""
+def _slow_queries(*, limit: int) -> tuple[list[SlowQuery], str]:
+    slow_queries = slow_queries_top(limit=limit)
+    if slow_queries:
+        return slow_queries, ""
+    note = "No slow statements recorded yet."
+    if not settings.QUERY_PROFILING_ENABLED:
+        note += " Profiling is off (QUERY_PROFILING_ENABLED=false)."
+    return [], note

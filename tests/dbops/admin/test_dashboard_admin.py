@@ -69,3 +69,32 @@ def test_dashboard_needs_view_permission(django_user_model):
     response = logged_in(staff_without_permissions).get(reverse("admin:dbops_dashboard"))
 
     assert response.status_code == 403
+
+
+# transactional: the profiler commits SlowQuery rows on its own connection; the flush removes them
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_lists_the_slowest_statements_the_profiler_recorded(superuser):
+    from django.db import connection
+
+    from dbops.services.profiling import query_profile
+
+    # a real slow statement through the real profiler (pg_sleep), persisted as a SlowQuery
+    with query_profile("/reports/heavy", slow_threshold_ms=20), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.05), 'dashboard-probe'")
+
+    html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
+
+    table = re.search(r'<table id="slow-queries">.*?</table>', html, re.S).group(0)
+    assert "pg_sleep" in table and "/reports/heavy" in table
+    assert "No slow statements recorded yet." not in html
+
+
+def test_dashboard_says_when_nothing_slow_was_recorded(superuser, settings):
+    from dbops.models import SlowQuery
+
+    settings.QUERY_PROFILING_ENABLED = False
+    SlowQuery.objects.all().delete()
+
+    html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
+
+    assert "No slow statements recorded yet. Profiling is off (QUERY_PROFILING_ENABLED=false)." in html
