@@ -13,7 +13,7 @@ from dbops.models import BackupRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_backup_now_button_takes_a_backup_recorded_as_admin(superuser, backup_dir, celery_in_process):
+def test_backup_now_button_takes_a_backup_recorded_as_admin(superuser, backup_dir, s3_bucket, celery_in_process):
     client = Client()
     client.force_login(superuser)
 
@@ -25,11 +25,12 @@ def test_backup_now_button_takes_a_backup_recorded_as_admin(superuser, backup_di
     assert (backup_record.triggered_by, backup_record.triggered_by_user) == ("admin", "root")
     assert backup_record.row_counts["core_user"] == 1
     assert (backup_dir / backup_record.storage_name).stat().st_size == backup_record.size_bytes
+    assert backup_record.uploaded_to_s3  # the task uploads when a bucket is configured (our own here)
     assert "Backup finished" in response.content.decode()
     assert "backup-status-succeeded" in response.content.decode()
 
 
-def test_backup_now_action_from_the_list(superuser, backup_dir, celery_in_process):
+def test_backup_now_action_from_the_list(superuser, backup_dir, s3_bucket, celery_in_process):
     client = Client()
     client.force_login(superuser)
     client.post(reverse("admin:dbops_backuprecord_backup_now"))
@@ -77,7 +78,10 @@ def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_d
     assert f"Backup #{damaged.pk}: verification FAILED" in html
 
 
-def test_restore_through_the_confirmation_page_brings_the_data_back(superuser, backup_dir, drop_pre_restore_databases):
+def test_restore_through_the_confirmation_page_brings_the_data_back(
+    superuser, backup_dir, s3_bucket, drop_pre_restore_databases
+):
+    # s3_bucket: a bucket of our own, so the catalog re-sync after the restore sees only our backups
     from dbops.services.backups import backup_create
     from multipult.core.models import Role
 
@@ -104,7 +108,7 @@ def test_restore_through_the_confirmation_page_brings_the_data_back(superuser, b
 
 
 def test_restore_to_a_time_before_the_operator_existed_ends_the_session_cleanly(
-    django_user_model, backup_dir, drop_pre_restore_databases
+    django_user_model, backup_dir, s3_bucket, drop_pre_restore_databases
 ):
     from dbops.services.backups import backup_create
 

@@ -21,7 +21,7 @@ def role_names_in_the_admin(page, live_server) -> list[str]:
 
 
 def test_backup_change_data_restore_and_see_it_back(
-    page, live_server, superuser, backup_dir, celery_in_process, drop_pre_restore_databases
+    page, live_server, superuser, backup_dir, s3_bucket, celery_in_process, drop_pre_restore_databases
 ):
     Role.objects.create(name="editor")
     admin_login(page, live_server, superuser)
