@@ -141,6 +141,7 @@ class BackupRecordAdmin(admin.ModelAdmin):
             },
         ),
         ("Verification", {"fields": ["verification_status", "verified_at", "verification_details", "deleted_at"]}),
+        ("Restores from this backup", {"fields": ["restore_log"]}),
     ]
 
     # The catalog is written by the backup services only: no hand-made or hand-edited rows, and no
@@ -173,7 +174,8 @@ class BackupRecordAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields] + ["status_badge", "size", "error_block", "row_counts_table"]
+        shown = ["status_badge", "size", "error_block", "row_counts_table", "restore_log"]
+        return [field.name for field in self.model._meta.fields] + shown
 
     # --- columns -------------------------------------------------------------------------------
 
@@ -215,6 +217,36 @@ class BackupRecordAdmin(admin.ModelAdmin):
             "", "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>", sorted(backup_record.row_counts.items())
         )
         return format_html('<table class="row-counts"><tr><th>table</th><th>rows</th></tr>{}</table>', rows)
+
+    @admin.display(description="restores")
+    def restore_log(self, backup_record: BackupRecord):
+        from multipult.core.models import AuditLog
+
+        # backup_restore writes one audit entry per restore, into the restored database.
+        entries = AuditLog.objects.filter(
+            action=AuditLog.Action.RESTORE, entity_type="dbops.BackupRecord", entity_id=backup_record.pk
+        ).order_by("-timestamp")[:20]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{timezone.localtime(entry.timestamp):%Y-%m-%d %H:%M:%S}",
+                    entry.changes.get("by") or "—",
+                    entry.changes.get("database", ""),
+                    f"#{entry.changes['safety_backup']}" if entry.changes.get("safety_backup") else "none",
+                    entry.changes.get("previous_database") or "—",
+                )
+                for entry in entries
+            ),
+        )
+        if not rows:
+            return "never restored"
+        return format_html(
+            '<table class="restore-log"><tr><th>when</th><th>by</th><th>database</th><th>safety backup</th>'
+            "<th>previous database kept as</th></tr>{}</table>",
+            rows,
+        )
 
     # --- actions -------------------------------------------------------------------------------
 
