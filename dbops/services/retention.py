@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
+from dbops.services.backups import backup_delete
 from dbops.services.pre_restore import PreRestorePrune, pre_restore_databases_prune
 
 logger = logging.getLogger(__name__)
@@ -235,12 +236,6 @@ class RetentionOutcome:
         }
 
 
-def _backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
-    from dbops.services.backups import backup_delete  # the backup engine owns artifacts and manifests
-
-    backup_delete(backup_record=backup_record, reason=reason)
-
-
 def retention_apply(
     *, policy: RetentionPolicy, now: dt.datetime | None = None, dry_run: bool = False
 ) -> RetentionOutcome:
@@ -265,7 +260,7 @@ def retention_apply(
             outcome.skipped.append((planned.pk, "changed since planning"))
             continue
         try:
-            _backup_delete(backup_record=current, reason=f"retention {plan.policy_name}: {decision.reason}")
+            backup_delete(backup_record=current, reason=f"retention {plan.policy_name}: {decision.reason}")
         except (DbopsError, OSError) as exc:
             logger.warning("retention could not delete backup %s: %s", planned.pk, exc)
             outcome.failed.append((planned.pk, str(exc)))

@@ -15,8 +15,16 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from dbops.exceptions import ConfigurationError, DbopsError, RetentionError
+from dbops.exceptions import (
+    BackupNotFound,
+    ConfigurationError,
+    DbopsError,
+    RetentionError,
+    UploadError,
+    VerificationError,
+)
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.backups import backup_create, backup_upload_retry
 from dbops.services.retention import retention_run
 
 logger = logging.getLogger(__name__)
@@ -83,9 +91,6 @@ def scheduled_backup(
     tag: str = "",
 ) -> dict:
     """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
-    from dbops.exceptions import UploadError
-    from dbops.services.backups import backup_create
-
     upload = bool(settings.S3_BACKUP_BUCKET) if upload_s3 is None else upload_s3
     arguments = {"database": database, "compression": compression, "fmt": fmt, "upload_s3": upload, "tag": tag}
 
@@ -142,8 +147,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
 
 def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
     """Verifies the newest successful full backup of `database` (a restore test by default)."""
-    from dbops.exceptions import BackupNotFound, VerificationError
-    from dbops.services.verification import backup_verify
+    from dbops.services.verification import backup_verify  # the backup engine's step 2
 
     def action(task_run: TaskRun) -> dict:
         backup_record = (
@@ -174,8 +178,6 @@ def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, r
 
 def scheduled_upload_retry(*, task_id: str) -> dict:
     """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
-    from dbops.exceptions import UploadError
-    from dbops.services.backups import backup_upload_retry
 
     def action(task_run: TaskRun) -> dict:
         pending = list(

@@ -72,7 +72,7 @@ def test_retention_task_writes_its_outcome_and_is_idempotent_per_task_id(monkeyp
     rows = [catalog_row(days) for days in range(5)]
     deletions = []
     monkeypatch.setattr(
-        "dbops.services.retention._backup_delete",
+        "dbops.services.retention.backup_delete",
         lambda *, backup_record, reason: (
             deletions.append(backup_record.pk),
             BackupRecord.objects.filter(pk=backup_record.pk).update(status=BackupRecord.Status.DELETED),
