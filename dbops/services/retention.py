@@ -10,11 +10,13 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
+from dbops.connectors import get_connector
 from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups import backup_delete
@@ -236,23 +238,38 @@ class RetentionOutcome:
         }
 
 
-def retention_apply(
-    *, policy: RetentionPolicy, now: dt.datetime | None = None, dry_run: bool = False
-) -> RetentionOutcome:
-    """Plans the policy over the catalog and, unless `dry_run`, deletes the planned backups.
-
-    A backup whose status changed since planning (say, it was deleted by another run) is skipped.
-    One failed deletion does not stop the others; every failure is in the outcome, and a saved
-    policy records the outcome of its last real run.
-    """
-    now = now or timezone.now()
+def _plan_from_catalog(policy: RetentionPolicy, now: dt.datetime) -> RetentionPlan:
     candidates = BackupRecord.objects.exclude(status=Status.DELETED)
     if policy.database_alias:
         candidates = candidates.filter(database_alias=policy.database_alias)
-    plan = retention_plan(backups=list(candidates), policy=policy, now=now)
+    return retention_plan(backups=list(candidates), policy=policy, now=now)
+
+
+def retention_apply(
+    *, policy: RetentionPolicy, now: dt.datetime | None = None, dry_run: bool = False, wait_for_lock: bool = False
+) -> RetentionOutcome:
+    """Plans the policy over the catalog and, unless `dry_run`, deletes the planned backups.
+
+    Deletions happen under the backup engine's per-database lock, so no backup or restore of the
+    database runs meanwhile: BackupLockedError if one does (unless `wait_for_lock`). The plan is
+    made again once the lock is held. One failed deletion does not stop the others; every failure
+    is in the outcome, and a saved policy records the outcome of its last real run.
+    """
+    now = now or timezone.now()
+    plan = _plan_from_catalog(policy, now)
     outcome = RetentionOutcome(plan=plan, dry_run=dry_run)
-    if dry_run:
-        return outcome
+    if dry_run or not plan.delete:
+        return _record_run(policy, outcome, now)
+    with ExitStack() as locks:
+        for alias in sorted({decision.backup.database_alias for decision in plan.delete}):
+            if alias in connections.settings:  # records of a removed alias have no database to lock
+                locks.enter_context(get_connector(alias).lock(wait=wait_for_lock))
+        outcome.plan = plan = _plan_from_catalog(policy, now)
+        _delete_planned(plan, outcome)
+    return _record_run(policy, outcome, now)
+
+
+def _delete_planned(plan: RetentionPlan, outcome: RetentionOutcome) -> None:
     for decision in plan.delete:
         planned = decision.backup
         current = BackupRecord.objects.filter(pk=planned.pk).first()
@@ -266,6 +283,12 @@ def retention_apply(
             outcome.failed.append((planned.pk, str(exc)))
         else:
             outcome.deleted.append(planned.pk)
+
+
+def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.datetime) -> RetentionOutcome:
+    plan = outcome.plan
+    if outcome.dry_run:
+        return outcome
     logger.info(
         "retention %s: kept %d, deleted %d, failed %d",
         plan.policy_name,
@@ -372,6 +395,7 @@ def retention_run(
     tag: str = "",
     dry_run: bool = False,
     now: dt.datetime | None = None,
+    wait_for_lock: bool = False,
 ) -> RetentionRun:
     """One retention run (the command and the scheduled task): every policy it covers is applied,
     then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped.
@@ -388,7 +412,9 @@ def retention_run(
         tag=tag,
     )
     now = now or timezone.now()
-    outcomes = [retention_apply(policy=policy, now=now, dry_run=dry_run) for policy in policies]
+    outcomes = [
+        retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
+    ]
     aliases = sorted(
         {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )

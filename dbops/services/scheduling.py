@@ -122,7 +122,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
     """Every enabled policy (or the named one) and the pre-restore databases, as apply_retention does."""
 
     def action(task_run: TaskRun) -> dict:
-        run = retention_run(policy_name=policy_name)
+        run = retention_run(policy_name=policy_name, wait_for_lock=True)  # a nightly backup may still run
         summary = {
             "policies": {
                 outcome.plan.policy_name: {

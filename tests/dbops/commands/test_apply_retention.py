@@ -146,3 +146,15 @@ def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies
         assert pre_restore_databases() == [mar, jan]
     finally:
         holder.close()
+
+
+def test_refuses_while_a_backup_or_restore_holds_the_database_lock(nightly_history):
+    from dbops.connectors import get_connector
+
+    before = catalog_state()
+    with get_connector("default").lock(), pytest.raises(CommandError, match="Another backup or restore"):
+        run("--daily", "1")
+    assert catalog_state() == before
+    # A dry run needs no lock.
+    with get_connector("default").lock():
+        assert "would delete" in run("--daily", "1", "--dry-run")
