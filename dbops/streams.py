@@ -195,6 +195,45 @@ class _PeekReader:
         return True
 
 
+class ZstdReader:
+    """Decompresses zstd frames from `source`; unlike zstandard's stream_reader it raises on a
+    truncated frame instead of returning a short result."""
+
+    def __init__(self, source) -> None:
+        self._source = source
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = self._decompressor.decompressobj()
+        self._pending = b""
+        self._eof = False
+
+    def _fill(self) -> None:
+        chunk = self._source.read(64 * 1024)  # small input reads bound the decompressed burst
+        if not chunk:
+            if not self._frame.eof:
+                raise zstandard.ZstdError("zstd data is truncated (the last frame is incomplete)")
+            self._eof = True
+            return
+        while chunk:
+            self._pending += self._frame.decompress(chunk)
+            if self._frame.eof:
+                chunk = self._frame.unused_data
+                if chunk:
+                    self._frame = self._decompressor.decompressobj()
+            else:
+                chunk = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._pending) < size):
+            self._fill()
+        if size < 0:
+            size = len(self._pending)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
 def decoded_reader(source, *, encryption_key: str | None) -> tuple[object, list[str]]:
     """Peels encryption and compression off `source`; returns the reader of the dump and the layers found."""
     layers: list[str] = []
@@ -204,7 +243,7 @@ def decoded_reader(source, *, encryption_key: str | None) -> tuple[object, list[
         if kind == "encrypted":
             reader = _PeekReader(DecryptingReader(reader, encryption_key or ""))
         elif kind == "zstd":
-            reader = _PeekReader(zstandard.ZstdDecompressor().stream_reader(reader, read_across_frames=True))
+            reader = _PeekReader(ZstdReader(reader))
         elif kind == "gzip":
             reader = _PeekReader(gzip.GzipFile(fileobj=reader, mode="rb"))
         else:

@@ -131,71 +131,100 @@ def backup_create(
         raise UploadError("--upload-s3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).")
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
-    folder = _storage_folder(connector)
-
+    connector.preflight()
     with connector.lock(wait=wait):
-        backup_mark_stale(database_name=connector.database_name)
-        _remove_partials(folder)
-        now = timezone.now()
-        backup_record = BackupRecord.objects.create(
-            kind=kind,
-            status=BackupRecord.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            engine=connector.engine,
-            database_alias=database,
-            database_name=connector.database_name,
-            format=fmt,
+        backup_record = backup_create_locked(
+            connector=connector,
             compression=compression,
-            encrypted=encrypt,
+            fmt=fmt,
+            encryption_key=key,
             tag=tag,
+            kind=kind,
             triggered_by=triggered_by,
             triggered_by_user=triggered_by_user,
-            server_version=connector.server_version(),
-            migration_state=connector.migration_state(),
-        )
-        suffix = EXTENSIONS[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
-        backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
-        backup_record.save(update_fields=["storage_name"])
-        started = time.perf_counter()
-        try:
-            with atomic_local_writer(backup_record.storage_name) as (handle, final_path):
-                pipeline = PipelineWriter(
-                    handle,
-                    compression=compression,
-                    encryption_key=key,
-                    progress=_with_heartbeat(backup_record, progress),
-                )
-                dump_result = connector.dump(pipeline, fmt=fmt)
-                pipeline.close()
-        except BaseException as exc:
-            _mark_failed(backup_record, exc)
-            if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
-                raise
-            raise BackupError(f"Backup failed: {exc}") from exc
-
-        backup_record.status = BackupRecord.Status.SUCCEEDED
-        backup_record.finished_at = timezone.now()
-        backup_record.heartbeat_at = backup_record.finished_at
-        backup_record.duration_seconds = round(time.perf_counter() - started, 3)
-        backup_record.size_bytes = pipeline.size
-        backup_record.sha256 = pipeline.sha256
-        backup_record.location = final_path
-        backup_record.row_counts = dump_result.row_counts
-        backup_record.tool_version = dump_result.tool_version
-        manifest_save(backup_record)  # manifest first: a record never claims more than storage holds
-        backup_record.save()
-        logger.info(
-            "backup %s succeeded: %s, %d bytes from %d dump bytes",
-            backup_record.pk,
-            backup_record.storage_name,
-            pipeline.size,
-            pipeline.raw.size,
+            progress=progress,
         )
     if upload_s3:
         _upload(backup_record)
+    return backup_record
+
+
+def backup_create_locked(
+    *,
+    connector: Connector,
+    compression: str,
+    fmt: str,
+    encryption_key: str | None,
+    tag: str,
+    kind: str,
+    triggered_by: str,
+    triggered_by_user: str,
+    progress: ByteProgress | None,
+) -> BackupRecord:
+    """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
+    folder = _storage_folder(connector)
+    encrypt = encryption_key is not None
+    key = encryption_key
+    backup_mark_stale(database_name=connector.database_name)
+    _remove_partials(folder)
+    now = timezone.now()
+    backup_record = BackupRecord.objects.create(
+        kind=kind,
+        status=BackupRecord.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        engine=connector.engine,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        format=fmt,
+        compression=compression,
+        encrypted=encrypt,
+        tag=tag,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+        server_version=connector.server_version(),
+        migration_state=connector.migration_state(),
+    )
+    suffix = EXTENSIONS[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
+    backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
+    backup_record.save(update_fields=["storage_name"])
+    started = time.perf_counter()
+    try:
+        with atomic_local_writer(backup_record.storage_name) as (handle, final_path):
+            pipeline = PipelineWriter(
+                handle,
+                compression=compression,
+                encryption_key=key,
+                progress=_with_heartbeat(backup_record, progress),
+            )
+            dump_result = connector.dump(pipeline, fmt=fmt)
+            pipeline.close()
+    except BaseException as exc:
+        _mark_failed(backup_record, exc)
+        if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
+            raise
+        raise BackupError(f"Backup failed: {exc}") from exc
+
+    backup_record.status = BackupRecord.Status.SUCCEEDED
+    backup_record.finished_at = timezone.now()
+    backup_record.heartbeat_at = backup_record.finished_at
+    backup_record.duration_seconds = round(time.perf_counter() - started, 3)
+    backup_record.size_bytes = pipeline.size
+    backup_record.sha256 = pipeline.sha256
+    backup_record.location = final_path
+    backup_record.row_counts = dump_result.row_counts
+    backup_record.tool_version = dump_result.tool_version
+    manifest_save(backup_record)  # manifest first: a record never claims more than storage holds
+    backup_record.save()
+    logger.info(
+        "backup %s succeeded: %s, %d bytes from %d dump bytes",
+        backup_record.pk,
+        backup_record.storage_name,
+        pipeline.size,
+        pipeline.raw.size,
+    )
     return backup_record
 
 
@@ -293,6 +322,7 @@ def backup_export(
     key = _encryption_key(encrypt)
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
+    connector.preflight()
     started = time.perf_counter()
     with connector.lock(), atomic_file_writer(output) as handle:
         pipeline = PipelineWriter(handle, compression=compression, encryption_key=key, progress=progress)
