@@ -26,6 +26,7 @@ from dbops.exceptions import (
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups import backup_create, backup_upload_retry
 from dbops.services.retention import retention_run
+from dbops.services.verification import backup_verify
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,6 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
 
 def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
     """Verifies the newest successful full backup of `database` (a restore test by default)."""
-    from dbops.services.verification import backup_verify  # the backup engine's step 2
 
     def action(task_run: TaskRun) -> dict:
         backup_record = (

@@ -15,8 +15,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from dbops import tasks
-from dbops.exceptions import RetentionError, UploadError
+from dbops.exceptions import BackupNotFound, RetentionError, UploadError
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.backups import backup_create
 from dbops.services.notifications import failure_notify
 
 
@@ -198,3 +199,27 @@ def test_failed_upload_is_recorded_then_retried_by_its_task(backup_dir, s3_bucke
     assert backup_record.s3_key.endswith(backup_record.storage_name)
     # And a later run has nothing left to do
     assert tasks.retry_failed_uploads.apply(task_id="retry-2").get()["uploaded"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_latest_backup_restore_tests_the_newest_backup(backup_dir, settings):
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com"]
+    # No backup yet: the task fails and says so
+    with pytest.raises(BackupNotFound, match="No successful backup"):
+        tasks.verify_latest_backup.apply(task_id="verify-0")
+    assert "No successful backup" in mail.outbox[0].body
+
+    older = backup_create(compression="zstd")
+    newest = backup_create(compression="gzip")
+    result = tasks.verify_latest_backup.apply(task_id="verify-1").get()
+    assert result == {
+        "task_run": result["task_run"],
+        "backup_id": newest.pk,
+        "verification_status": "passed",
+        "restore_test": True,
+    }
+    newest.refresh_from_db()
+    older.refresh_from_db()
+    assert newest.verification_status == "passed" and newest.verified_at is not None
+    assert older.verification_status == "never"
+    assert TaskRun.objects.get(task_id="verify-1").backup_record_id == newest.pk
