@@ -132,7 +132,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("AWS_SECRET_ACCESS_KEY", str, None, "S3 secret access key.", secret=True, group="backups"),
     EnvVar("AWS_REGION", str, "us-east-1", "S3 region.", group="backups"),
     EnvVar("BACKUP_ENCRYPTION_KEY", str, None, "Key for --encrypt backups.", secret=True, group="backups"),
-    EnvVar("PITR_STORAGE", str, "local", "Where WAL and PITR base backups go: local (BACKUP_DIR) or s3.", group="backups"),
+    EnvVar(
+        "PITR_STORAGE", str, "local", "Where WAL and PITR base backups go: local (BACKUP_DIR) or s3.", group="backups"
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )
