@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import socket
@@ -23,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr_wal import CHUNK, archived_cluster_ids, pitr_storage, wal_archived_names
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+Progress = Callable[[str, int, int], None]  # (label, done, total), e.g. dbops.management.output.TtyProgress
 
 
 # --- server settings -------------------------------------------------------------------------------
@@ -144,6 +146,7 @@ def pitr_base_backup_create(
     storage: str | None = None,
     triggered_by: str = BackupRecord.Trigger.CLI,
     triggered_by_user: str = "",
+    progress: Progress | None = None,
 ) -> BackupRecord:
     """Takes a base backup with pg_basebackup, stores it and catalogues it (status row kept up to date)."""
     report = pitr_settings_check(using=using)
@@ -170,7 +173,8 @@ def pitr_base_backup_create(
     )
     try:
         with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
-            tool_version = _run_basebackup(params, Path(workdir), label=f"multipult dbops base backup #{record.pk}")
+            label = f"multipult dbops base backup #{record.pk}"
+            tool_version = _run_basebackup(params, Path(workdir), label=label, progress=progress)
             manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
             wal_range = manifest["WAL-Ranges"][0]
             with _server(using) as cursor:
@@ -225,22 +229,42 @@ def pitr_base_backup_create(
     return record
 
 
-def _run_basebackup(params: dict, workdir: Path, *, label: str) -> str:
+def _run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
     tool = shutil.which("pg_basebackup") or "/usr/lib/postgresql/15/bin/pg_basebackup"
     if not Path(tool).exists():
         raise PitrError("pg_basebackup not found; install the PostgreSQL client tools.")
     command = [
         tool,
         "-h", str(params["host"]), "-p", str(params["port"]), "-U", params["user"],
-        "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label,
+        "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label, "-P",
     ]  # fmt: skip
     env = {**os.environ, "PGPASSWORD": params["password"] or ""}  # the password never on the command line
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PitrError(f"pg_basebackup failed: {detail}")
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+        stderr = _follow_progress(child.stderr, progress)
+    if child.returncode != 0:
+        detail = ([line for line in stderr.splitlines() if line.strip() and "kB (" not in line] or ["no output"])[-1]
+        raise PitrError(f"pg_basebackup failed: {detail.strip()}")
     version = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
     return version.stdout.strip()
+
+
+def _follow_progress(stream, progress: Progress | None) -> str:
+    """Reads pg_basebackup's -P lines ("1234/5678 kB (21%), 0/1 tablespace", \r-separated) as they come."""
+    seen, pending = [], b""
+    while chunk := stream.read1(4096):
+        pending += chunk
+        *lines, pending = re.split(rb"[\r\n]", pending)
+        for line in lines:
+            text = line.decode(errors="replace")
+            seen.append(text)
+            match = _PROGRESS.match(text.strip())
+            if match and progress:
+                progress("base backup (kB)", int(match["done"]), max(int(match["total"]), int(match["done"])))
+    seen.append(pending.decode(errors="replace"))
+    return "\n".join(seen[-50:])
+
+
+_PROGRESS = re.compile(r"^(?P<done>\d+)/(?P<total>\d+) kB")
 
 
 def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:

@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils.dateparse import parse_datetime
 
 from dbops.exceptions import DbopsError
-from dbops.management.output import write_json
+from dbops.management.output import TtyProgress, write_json
 from dbops.services.pitr import pitr_base_backup_create, pitr_restore, pitr_settings_check
 
 
@@ -28,6 +28,7 @@ class Command(BaseCommand):
         base = actions.add_parser("base-backup", help="Take a base backup with pg_basebackup.")
         base.add_argument("--storage", choices=["local", "s3"], help="Where to store it (default: PITR_STORAGE).")
         base.add_argument("--json", action="store_true", help="Print the catalog row as JSON.")
+        base.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
         restore = actions.add_parser("restore", help="Build a data directory recovered to --target-time.")
         restore.add_argument(
             "--target-time", required=True, help='The moment to recover to, with timezone: "2026-01-27 12:00:00+00".'
@@ -83,7 +84,11 @@ class Command(BaseCommand):
             raise CommandError(f"The server is not ready for PITR: {len(report.problems)} setting(s) to fix (above).")
 
     def _base_backup(self, options):
-        record = pitr_base_backup_create(using=options["database"], storage=options["storage"])
+        progress = TtyProgress(self.stdout, quiet=options["quiet"] or options["json"])
+        try:
+            record = pitr_base_backup_create(using=options["database"], storage=options["storage"], progress=progress)
+        finally:
+            progress.close()
         if options["json"]:
             write_json(
                 self.stdout,

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from dbops.models import BackupRecord
-from dbops.services.pitr import pitr_archive_command, pitr_wal_needed
+from dbops.services.pitr import pitr_archive_command, pitr_base_backup_create, pitr_wal_needed
 from tests.dbops.pitr_cluster import pitr_clusters  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -69,8 +69,10 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
         out = StringIO()
         call_command("pitr", "setup", "--database", alias, "--python", pitr_clusters.python, stdout=out)
         assert "[FAIL]" not in out.getvalue()
-        call_command("pitr", "base-backup", "--database", alias, stdout=StringIO())
-    record = BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
+        progress_calls = []
+        record = pitr_base_backup_create(using=alias, progress=lambda *call: progress_calls.append(call))
+    assert record == BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
+    assert progress_calls and progress_calls[-1][1] == progress_calls[-1][2]  # pg_basebackup -P, to 100%
     assert record.status == BackupRecord.Status.SUCCEEDED and record.format == BackupRecord.Format.TAR
 
     # When rows are written before the noted time, then changed after it
