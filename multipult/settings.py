@@ -129,6 +129,7 @@ if S3_BACKUP_BUCKET:
         },
     }
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 
 # Celery: Redis when REDIS_HOST is set; otherwise tasks run in-process (eager).
 REDIS_URL = (

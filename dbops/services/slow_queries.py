@@ -1,0 +1,134 @@
+"""The slowest statements worth analyzing: from `pg_stat_statements` and the profiler's store.
+
+The profiler's store (`dbops.services.profiling.slow_queries_top`) is optional: without it only
+`pg_stat_statements` is read; without that extension (not preloaded, no permission) only the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+
+from dbops.exceptions import AnalyzerError
+from dbops.services.analyzer import LARGE_TABLE_ROWS, QueryAnalysis, query_analyze
+
+logger = logging.getLogger(__name__)
+
+# Application statements only: not our own EXPLAINs, not catalog introspection.
+_PG_STAT_STATEMENTS_TOP = """
+SELECT queryid, query, calls, mean_exec_time, total_exec_time
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query ~* '^\\s*(select|with|insert|update|delete)\\M'
+  AND query !~* '(pg_stat_statements|pg_catalog\\.|information_schema\\.|\\mpg_class\\M)'
+ORDER BY mean_exec_time DESC
+LIMIT %s
+"""
+
+
+@dataclass
+class SlowStatement:
+    sql: str
+    source: str  # "pg_stat_statements" | "profiler"
+    calls: int | None = None
+    mean_ms: float | None = None
+    reference: Any = None  # queryid, or the profiler row's id
+
+
+@dataclass
+class SlowAnalysis:
+    statement: SlowStatement
+    analysis: QueryAnalysis | None
+    error: str = ""
+
+
+@dataclass
+class SlowReport:
+    analyses: list[SlowAnalysis] = field(default_factory=list)
+    sources_unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def slow_queries_analyze(
+    *, limit: int = 10, analyze: bool = False, using: str = DEFAULT_DB_ALIAS, large_table_rows: int = LARGE_TABLE_ROWS
+) -> SlowReport:
+    """Analyzes the slowest statements; one that cannot be explained is reported, not fatal."""
+    if limit < 1:
+        raise AnalyzerError(f"--limit must be at least 1; got {limit}.")
+    report = SlowReport()
+    statements: list[SlowStatement] = []
+    for source, reader in (("profiler", _profiler_top), ("pg_stat_statements", _pg_stat_statements_top)):
+        try:
+            statements.extend(reader(limit=limit, using=using))
+        except _SourceUnavailable as exc:
+            report.sources_unavailable[source] = str(exc)
+    seen: set[str] = set()
+    for statement in statements:
+        key = " ".join(statement.sql.split()).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            analysis = query_analyze(sql=statement.sql, analyze=analyze, using=using, large_table_rows=large_table_rows)
+        except AnalyzerError as exc:
+            report.analyses.append(SlowAnalysis(statement, None, str(exc)))
+            continue
+        analysis.source = {"source": statement.source, "calls": statement.calls, "mean_ms": statement.mean_ms}
+        report.analyses.append(SlowAnalysis(statement, analysis))
+    return report
+
+
+class _SourceUnavailable(Exception):
+    pass
+
+
+def _pg_stat_statements_top(*, limit: int, using: str) -> list[SlowStatement]:
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        raise _SourceUnavailable("not a PostgreSQL database")
+    try:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    except DatabaseError as exc:
+        logger.info("pg_stat_statements cannot be created: %s", exc)  # no permission: it may still exist
+    try:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(_PG_STAT_STATEMENTS_TOP, [limit])
+            rows = cursor.fetchall()
+    except DatabaseError as exc:
+        raise _SourceUnavailable(str(exc).strip().splitlines()[0]) from exc
+    return [
+        SlowStatement(sql=query, source="pg_stat_statements", calls=calls, mean_ms=mean_ms, reference=queryid)
+        for queryid, query, calls, mean_ms, _total_ms in rows
+    ]
+
+
+def _profiler_top(*, limit: int, using: str) -> list[SlowStatement]:
+    try:
+        from dbops.services.profiling import slow_queries_top  # issue 5; absent until it lands
+    except ImportError as exc:
+        raise _SourceUnavailable("the profiler's slow-query store is not installed") from exc
+    statements = []
+    for row in slow_queries_top(limit=limit):
+        sql = _field(row, "sql", "statement", "normalized_sql", "query")
+        if sql:
+            statements.append(
+                SlowStatement(
+                    sql=sql,
+                    source="profiler",
+                    calls=_field(row, "calls", "count", "occurrences"),
+                    mean_ms=_field(row, "mean_ms", "avg_ms", "duration_ms", "max_duration_ms"),
+                    reference=_field(row, "pk", "id"),
+                )
+            )
+    return statements
+
+
+def _field(row: Any, *names: str) -> Any:
+    for name in names:
+        value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+        if value is not None:
+            return value
+    return None
