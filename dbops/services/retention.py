@@ -21,6 +21,7 @@ from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups import backup_delete
 from dbops.services.pre_restore import PreRestorePrune, pre_restore_databases_prune
+from dbops.services.wal_retention import WalPrune, wal_prune
 
 logger = logging.getLogger(__name__)
 
@@ -370,10 +371,15 @@ class RetentionRun:
     outcomes: list[RetentionOutcome]
     pre_restore: list[PreRestorePrune]
     dry_run: bool
+    wal: WalPrune | None = None  # only when a policy covers PITR base backups
 
     @property
     def ok(self) -> bool:
-        return all(outcome.ok for outcome in self.outcomes) and not any(prune.failed for prune in self.pre_restore)
+        return (
+            all(outcome.ok for outcome in self.outcomes)
+            and not any(prune.failed for prune in self.pre_restore)
+            and not (self.wal and self.wal.failed)
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -381,6 +387,7 @@ class RetentionRun:
             "ok": self.ok,
             "policies": [outcome.as_dict() for outcome in self.outcomes],
             "pre_restore_databases": [prune.as_dict() for prune in self.pre_restore],
+            "wal": self.wal.as_dict() if self.wal else None,
         }
 
 
@@ -398,7 +405,8 @@ def retention_run(
     wait_for_lock: bool = False,
 ) -> RetentionRun:
     """One retention run (the command and the scheduled task): every policy it covers is applied,
-    then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped.
+    then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped,
+    and, when a policy covers PITR base backups, the archived WAL no kept base backup needs.
     Inputs are checked before anything is deleted."""
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
@@ -419,4 +427,7 @@ def retention_run(
         {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )
     pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
-    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run)
+    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
+    deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
+    wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
+    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal)

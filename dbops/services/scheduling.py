@@ -134,10 +134,12 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
                 for outcome in run.outcomes
             },
             "pre_restore_dropped": [name for prune in run.pre_restore for name in prune.dropped],
+            "wal_deleted": sum(map(len, run.wal.deleted.values())) if run.wal else 0,
         }
         if not run.ok:
             failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
             failures += [f"database {name}: {error}" for prune in run.pre_restore for name, error in prune.failed]
+            failures += [f"WAL {name}: {error}" for name, error in (run.wal.failed if run.wal else [])]
             raise RetentionError(f"Retention could not delete everything: {'; '.join(failures)}")
         return summary
 
