@@ -167,3 +167,15 @@ def test_refuses_while_a_backup_or_restore_holds_the_database_lock(nightly_histo
     # A dry run needs no lock.
     with get_connector("default").lock():
         assert "would delete" in run("--daily", "1", "--dry-run")
+
+
+@pytest.mark.parametrize("history_size", [5, 60])
+def test_planning_costs_the_same_queries_whatever_the_catalog_size(db, history_size, django_assert_num_queries):
+    from dbops.services.retention import retention_apply
+
+    for days in range(history_size):
+        catalog_row(days)
+    policy = RetentionPolicy.objects.create(name="p", keep_daily=3, keep_weekly=0, keep_monthly=0)
+    with django_assert_num_queries(1):  # the catalog, read once
+        outcome = retention_apply(policy=policy, dry_run=True)
+    assert len(outcome.plan.delete) == history_size - 3
