@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("admin/dbops/", include("dbops.urls")),  # before admin.site.urls, which would claim the prefix
     path("admin/", admin.site.urls),
 ]
 
