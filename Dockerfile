@@ -12,4 +12,4 @@ RUN useradd --system --home /app multipult && mkdir -p /app/var /backups && chow
 USER multipult
 ENV PYTHONUNBUFFERED=1 BACKUP_DIR=/backups
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --no-input && python manage.py runserver 0.0.0.0:8000"]
+CMD ["sh", "-c", "python manage.py migrate --no-input && python manage.py setup_schedules && python manage.py runserver 0.0.0.0:8000"]

@@ -89,3 +89,23 @@ class AnonymizationRuleMissing(DataMigrationError):
 
 class SnapshotError(DataMigrationError):
     """A snapshot does not exist, or a rollback could not restore it exactly."""
+
+
+class AnalyzerError(DbopsError):
+    """analyze_query got a statement it cannot explain (empty, several, not a query, rejected by the server)."""
+
+
+class PitrError(DbopsError):
+    """Point-in-time recovery cannot proceed: bad settings, no usable base backup, bad target, failed tool."""
+
+
+class WalArchiveConflict(PitrError):
+    """A WAL file with the same name but different content is already archived: never overwrite it."""
+
+
+class WalNotFound(PitrError):
+    """The requested WAL file is not in the archive (normal at the end of recovery)."""
+
+
+class WalChecksumMismatch(PitrError):
+    """An archived WAL file does not match its recorded checksum."""

@@ -10,20 +10,12 @@ from celery import Task, shared_task
 from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
+from dbops.exceptions import BackupLockedError
 from dbops.services import scheduling
 from dbops.services.notifications import failure_notify
 
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
-    try:  # the backup engine's lock: another backup or restore of the database is running
-        from dbops.exceptions import BackupLockedError
-    except ImportError:  # pragma: no cover (backup engine not merged yet)
-        return errors
-    return (*errors, BackupLockedError)
-
-
-TRANSIENT_ERRORS = _transient_errors()
+# Worth retrying later: a lost database connection, or another backup/restore holding the lock.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, BackupLockedError)
 
 
 class DbopsTask(Task):

@@ -158,6 +158,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
         secret=True,
         group="datamigration",
     ),
+    EnvVar(
+        "PITR_STORAGE", str, "local", "Where WAL and PITR base backups go: local (BACKUP_DIR) or s3.", group="backups"
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )
@@ -196,6 +199,8 @@ def resolve_all(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Res
         except ConfigError as exc:
             problems.append(str(exc))
             values[var.name] = ResolvedValue(var, var.default, "default")
+    if values["PITR_STORAGE"].value not in {"local", "s3"}:
+        problems.append(f"PITR_STORAGE={values['PITR_STORAGE'].value!r}: must be local or s3")
     if values["LOG_FORMAT"].value not in {"json", "text"}:
         problems.append(f"LOG_FORMAT={values['LOG_FORMAT'].value!r}: must be json or text")
     if values["LOG_LEVEL"].value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

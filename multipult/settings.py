@@ -133,6 +133,7 @@ if S3_BACKUP_BUCKET:
         },
     }
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 
 # Data migration: the keyed hash behind --anonymize; derived from SECRET_KEY when not set on its own.
 ANONYMIZATION_SALT = (

@@ -5,6 +5,7 @@ from django.urls import include, path
 from multipult.graphql.views import GraphQLView
 
 urlpatterns = [
+    path("admin/dbops/", include("dbops.urls")),  # before admin.site.urls, which would claim the prefix
     path("admin/", admin.site.urls),
     path("graphql", GraphQLView.as_view(graphiql=True), name="graphql"),
 ]

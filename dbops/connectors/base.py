@@ -48,6 +48,10 @@ class Connector(ABC):
     def database_name(self) -> str:
         return str(self.settings_dict["NAME"])
 
+    def preflight(self) -> None:
+        """Raises BackupError if a dump cannot even start (tool missing), before any record is written."""
+        return None  # nothing to check for engines that need no external tool
+
     @abstractmethod
     def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
         """Writes a consistent dump of the whole database to `stream` (anything with write(bytes))."""

@@ -138,6 +138,9 @@ class PostgreSQLConnector(Connector):
         return tables
 
     # -- dump ---------------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        self._tool("pg_dump")
+
     def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
         if fmt not in self.formats:
             raise BackupError(f"PostgreSQL backups are custom or plain, not {fmt!r}.")
@@ -148,11 +151,12 @@ class PostgreSQLConnector(Connector):
             with snapshot_connection.cursor() as cursor:
                 cursor.execute("SELECT pg_export_snapshot()")
                 snapshot = cursor.fetchone()[0]
+                args = [pg_dump, *self._conn_args(), "--dbname", self.database_name, "--no-password"]
+                args += [f"--snapshot={snapshot}", f"--lock-wait-timeout={self.lock_wait_timeout}"]
+                args += ["--format=custom", "--compress=0"] if fmt == "custom" else ["--format=plain"]
+                self._stream_from(args, stream)
+                # Counted after the dump but in the same snapshot, so they describe exactly what was dumped.
                 row_counts = _count_tables(cursor)
-            args = [pg_dump, *self._conn_args(), "--dbname", self.database_name, "--no-password"]
-            args += [f"--snapshot={snapshot}", f"--lock-wait-timeout={self.lock_wait_timeout}"]
-            args += ["--format=custom", "--compress=0"] if fmt == "custom" else ["--format=plain"]
-            self._stream_from(args, stream)
         finally:
             snapshot_connection.rollback()
             snapshot_connection.close()

@@ -2,8 +2,17 @@
 
 from dbops.models.backups import BackupRecord
 from dbops.models.datamigration import DataTransferRun, Snapshot
+from dbops.models.pitr import PitrBaseBackup
 from dbops.models.profiling import SlowQuery
 from dbops.models.retention import RetentionPolicy
 from dbops.models.scheduling import TaskRun
 
-__all__ = ["BackupRecord", "DataTransferRun", "RetentionPolicy", "SlowQuery", "Snapshot", "TaskRun"]
+__all__ = [
+    "BackupRecord",
+    "DataTransferRun",
+    "PitrBaseBackup",
+    "RetentionPolicy",
+    "SlowQuery",
+    "Snapshot",
+    "TaskRun",
+]

@@ -131,6 +131,7 @@ def backup_create(
         raise UploadError("--upload-s3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).")
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
+    connector.preflight()
     with connector.lock(wait=wait):
         backup_record = backup_create_locked(
             connector=connector,
@@ -321,6 +322,7 @@ def backup_export(
     key = _encryption_key(encrypt)
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
+    connector.preflight()
     started = time.perf_counter()
     with connector.lock(), atomic_file_writer(output) as handle:
         pipeline = PipelineWriter(handle, compression=compression, encryption_key=key, progress=progress)

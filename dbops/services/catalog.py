@@ -104,6 +104,8 @@ def _fields_from(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _collect_manifests(include_s3: bool) -> dict[str, dict[str, Any]]:
+    # A bucket may be shared by several installations: only this one's databases belong in its catalog.
+    own_databases = {str(config["NAME"]) for config in connections.settings.values()}
     found: dict[str, dict[str, Any]] = {}
     sources = [local_storage()]
     if include_s3 and s3_storage() is not None:
@@ -116,7 +118,7 @@ def _collect_manifests(include_s3: bool) -> dict[str, dict[str, Any]]:
             continue
         for name in names:
             manifest = read_manifest(storage, name)
-            if manifest is None:
+            if manifest is None or str(manifest.get("database_name")) not in own_databases:
                 continue
             key = manifest["storage_name"]
             if key in found:  # the local copy wins, but S3 may know about the upload

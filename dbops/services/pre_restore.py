@@ -11,6 +11,7 @@ import psycopg2
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg2 import sql
 
+from dbops.connectors import get_connector
 from dbops.exceptions import RetentionError
 
 logger = logging.getLogger(__name__)
@@ -52,26 +53,25 @@ def _maintenance_connection(alias: str):
     return connection
 
 
-def _newest_first_key(row: tuple[str, int], prefix: str) -> tuple[str, int]:
-    # The suffix is the swap time; its digits sort chronologically whatever separators it uses.
-    name, oid = row
-    return ("".join(re.findall(r"\d", name[len(prefix) :])), oid)
+def _pre_restore_pattern(database_name: str) -> re.Pattern:
+    # The restore engine names them `<name cut to fit 63 bytes>_pre_restore_<YYYYmmddHHMMSS>`.
+    suffix_length = len(PRE_RESTORE_INFIX) + 14
+    return re.compile(re.escape(database_name[: 63 - suffix_length]) + re.escape(PRE_RESTORE_INFIX) + r"(\d{14})")
 
 
 def pre_restore_databases(*, database: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Names of the kept pre-restore copies of `database`'s PostgreSQL database, newest first."""
-    connection = connections[database]
-    if connection.vendor != "postgresql":
+    """Names of the kept pre-restore copies of `database`'s PostgreSQL database, newest first.
+
+    The backup engine's listing is a LIKE on a name prefix, so it also returns the copies of other
+    databases whose names start the same (`multipult` vs `multipult_staging`); only exact names stay."""
+    if connections[database].vendor != "postgresql":
         return []
-    prefix = f"{connection.settings_dict['NAME']}{PRE_RESTORE_INFIX}"
-    maintenance = _maintenance_connection(database)
-    try:
-        with maintenance.cursor() as cursor:
-            cursor.execute("SELECT datname, oid FROM pg_database WHERE left(datname, %s) = %s", [len(prefix), prefix])
-            rows = cursor.fetchall()
-    finally:
-        maintenance.close()
-    return [name for name, _ in sorted(rows, key=lambda row: _newest_first_key(row, prefix), reverse=True)]
+    connector = get_connector(database)
+    pattern = _pre_restore_pattern(connector.database_name)
+    stamped = [
+        (match.group(1), name) for name in connector.pre_restore_databases() if (match := pattern.fullmatch(name))
+    ]
+    return [name for _, name in sorted(stamped, reverse=True)]
 
 
 def pre_restore_databases_prune(*, database: str = DEFAULT_DB_ALIAS, dry_run: bool = False) -> PreRestorePrune:

@@ -178,6 +178,8 @@ def backup_restore(
             if unknown:
                 raise RestoreError(f"Table(s) not in the backup: {', '.join(unknown)}.")
 
+        if safety_backup:
+            connector.preflight()
         with connector.lock(wait=wait):
             if safety_backup:
                 result.safety_backup = backup_create_locked(

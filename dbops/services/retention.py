@@ -10,14 +10,18 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
+from dbops.connectors import get_connector
 from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
+from dbops.services.backups import backup_delete
 from dbops.services.pre_restore import PreRestorePrune, pre_restore_databases_prune
+from dbops.services.wal_retention import WalPrune, wal_prune
 
 logger = logging.getLogger(__name__)
 
@@ -235,29 +239,38 @@ class RetentionOutcome:
         }
 
 
-def _backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
-    from dbops.services.backups import backup_delete  # the backup engine owns artifacts and manifests
-
-    backup_delete(backup_record=backup_record, reason=reason)
-
-
-def retention_apply(
-    *, policy: RetentionPolicy, now: dt.datetime | None = None, dry_run: bool = False
-) -> RetentionOutcome:
-    """Plans the policy over the catalog and, unless `dry_run`, deletes the planned backups.
-
-    A backup whose status changed since planning (say, it was deleted by another run) is skipped.
-    One failed deletion does not stop the others; every failure is in the outcome, and a saved
-    policy records the outcome of its last real run.
-    """
-    now = now or timezone.now()
+def _plan_from_catalog(policy: RetentionPolicy, now: dt.datetime) -> RetentionPlan:
     candidates = BackupRecord.objects.exclude(status=Status.DELETED)
     if policy.database_alias:
         candidates = candidates.filter(database_alias=policy.database_alias)
-    plan = retention_plan(backups=list(candidates), policy=policy, now=now)
+    return retention_plan(backups=list(candidates), policy=policy, now=now)
+
+
+def retention_apply(
+    *, policy: RetentionPolicy, now: dt.datetime | None = None, dry_run: bool = False, wait_for_lock: bool = False
+) -> RetentionOutcome:
+    """Plans the policy over the catalog and, unless `dry_run`, deletes the planned backups.
+
+    Deletions happen under the backup engine's per-database lock, so no backup or restore of the
+    database runs meanwhile: BackupLockedError if one does (unless `wait_for_lock`). The plan is
+    made again once the lock is held. One failed deletion does not stop the others; every failure
+    is in the outcome, and a saved policy records the outcome of its last real run.
+    """
+    now = now or timezone.now()
+    plan = _plan_from_catalog(policy, now)
     outcome = RetentionOutcome(plan=plan, dry_run=dry_run)
-    if dry_run:
-        return outcome
+    if dry_run or not plan.delete:
+        return _record_run(policy, outcome, now)
+    with ExitStack() as locks:
+        for alias in sorted({decision.backup.database_alias for decision in plan.delete}):
+            if alias in connections.settings:  # records of a removed alias have no database to lock
+                locks.enter_context(get_connector(alias).lock(wait=wait_for_lock))
+        outcome.plan = plan = _plan_from_catalog(policy, now)
+        _delete_planned(plan, outcome)
+    return _record_run(policy, outcome, now)
+
+
+def _delete_planned(plan: RetentionPlan, outcome: RetentionOutcome) -> None:
     for decision in plan.delete:
         planned = decision.backup
         current = BackupRecord.objects.filter(pk=planned.pk).first()
@@ -265,12 +278,18 @@ def retention_apply(
             outcome.skipped.append((planned.pk, "changed since planning"))
             continue
         try:
-            _backup_delete(backup_record=current, reason=f"retention {plan.policy_name}: {decision.reason}")
+            backup_delete(backup_record=current, reason=f"retention {plan.policy_name}: {decision.reason}")
         except (DbopsError, OSError) as exc:
             logger.warning("retention could not delete backup %s: %s", planned.pk, exc)
             outcome.failed.append((planned.pk, str(exc)))
         else:
             outcome.deleted.append(planned.pk)
+
+
+def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.datetime) -> RetentionOutcome:
+    plan = outcome.plan
+    if outcome.dry_run:
+        return outcome
     logger.info(
         "retention %s: kept %d, deleted %d, failed %d",
         plan.policy_name,
@@ -352,10 +371,15 @@ class RetentionRun:
     outcomes: list[RetentionOutcome]
     pre_restore: list[PreRestorePrune]
     dry_run: bool
+    wal: WalPrune | None = None  # only when a policy covers PITR base backups
 
     @property
     def ok(self) -> bool:
-        return all(outcome.ok for outcome in self.outcomes) and not any(prune.failed for prune in self.pre_restore)
+        return (
+            all(outcome.ok for outcome in self.outcomes)
+            and not any(prune.failed for prune in self.pre_restore)
+            and not (self.wal and self.wal.failed)
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -363,6 +387,7 @@ class RetentionRun:
             "ok": self.ok,
             "policies": [outcome.as_dict() for outcome in self.outcomes],
             "pre_restore_databases": [prune.as_dict() for prune in self.pre_restore],
+            "wal": self.wal.as_dict() if self.wal else None,
         }
 
 
@@ -377,9 +402,11 @@ def retention_run(
     tag: str = "",
     dry_run: bool = False,
     now: dt.datetime | None = None,
+    wait_for_lock: bool = False,
 ) -> RetentionRun:
     """One retention run (the command and the scheduled task): every policy it covers is applied,
-    then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped.
+    then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped,
+    and, when a policy covers PITR base backups, the archived WAL no kept base backup needs.
     Inputs are checked before anything is deleted."""
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
@@ -393,9 +420,14 @@ def retention_run(
         tag=tag,
     )
     now = now or timezone.now()
-    outcomes = [retention_apply(policy=policy, now=now, dry_run=dry_run) for policy in policies]
+    outcomes = [
+        retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
+    ]
     aliases = sorted(
         {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )
     pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
-    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run)
+    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
+    deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
+    wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
+    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal)

@@ -15,9 +15,18 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from dbops.exceptions import ConfigurationError, DbopsError, RetentionError
+from dbops.exceptions import (
+    BackupNotFound,
+    ConfigurationError,
+    DbopsError,
+    RetentionError,
+    UploadError,
+    VerificationError,
+)
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.backups import backup_create, backup_upload_retry
 from dbops.services.retention import retention_run
+from dbops.services.verification import backup_verify
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +94,6 @@ def scheduled_backup(
     triggered_by_user: str = "",
 ) -> dict:
     """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
-    from dbops.exceptions import UploadError
-    from dbops.services.backups import backup_create
-
     upload = bool(settings.S3_BACKUP_BUCKET) if upload_s3 is None else upload_s3
     arguments = {"database": database, "compression": compression, "fmt": fmt, "upload_s3": upload, "tag": tag}
 
@@ -120,7 +126,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
     """Every enabled policy (or the named one) and the pre-restore databases, as apply_retention does."""
 
     def action(task_run: TaskRun) -> dict:
-        run = retention_run(policy_name=policy_name)
+        run = retention_run(policy_name=policy_name, wait_for_lock=True)  # a nightly backup may still run
         summary = {
             "policies": {
                 outcome.plan.policy_name: {
@@ -131,10 +137,12 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
                 for outcome in run.outcomes
             },
             "pre_restore_dropped": [name for prune in run.pre_restore for name in prune.dropped],
+            "wal_deleted": sum(map(len, run.wal.deleted.values())) if run.wal else 0,
         }
         if not run.ok:
             failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
             failures += [f"database {name}: {error}" for prune in run.pre_restore for name, error in prune.failed]
+            failures += [f"WAL {name}: {error}" for name, error in (run.wal.failed if run.wal else [])]
             raise RetentionError(f"Retention could not delete everything: {'; '.join(failures)}")
         return summary
 
@@ -145,8 +153,6 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
 
 def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
     """Verifies the newest successful full backup of `database` (a restore test by default)."""
-    from dbops.exceptions import BackupNotFound, VerificationError
-    from dbops.services.verification import backup_verify
 
     def action(task_run: TaskRun) -> dict:
         backup_record = (
@@ -177,8 +183,6 @@ def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, r
 
 def scheduled_upload_retry(*, task_id: str) -> dict:
     """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
-    from dbops.exceptions import UploadError
-    from dbops.services.backups import backup_upload_retry
 
     def action(task_run: TaskRun) -> dict:
         pending = list(

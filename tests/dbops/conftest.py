@@ -11,6 +11,13 @@ from django.db import connections
 from multipult.core.models import Concept, Dictionary, DictionaryEntry, Role
 
 
+@pytest.fixture(autouse=True)
+def no_shared_s3(settings):
+    """Tests use S3 only through the `s3_bucket` fixture (a bucket of their own), never the shared one."""
+    settings.STORAGES = {name: value for name, value in settings.STORAGES.items() if name != "backups_s3"}
+    settings.S3_BACKUP_BUCKET = None
+
+
 @pytest.fixture
 def some_data(db):
     """A few rows in several related tables (committed when the test is transactional)."""

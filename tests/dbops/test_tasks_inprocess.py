@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -14,8 +15,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from dbops import tasks
-from dbops.exceptions import RetentionError
+from dbops.exceptions import BackupNotFound, RetentionError, UploadError
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.services.backups import backup_create
 from dbops.services.notifications import failure_notify
 
 
@@ -67,30 +69,28 @@ def test_every_task_is_registered_with_the_celery_app():
         assert task.acks_late and task.max_retries == 3 and task.soft_time_limit < task.time_limit
 
 
-def test_retention_task_writes_its_outcome_and_is_idempotent_per_task_id(monkeypatch):
+def test_retention_task_writes_its_outcome_and_is_idempotent_per_task_id():
+    # Catalog rows without artifacts: backup_delete only marks them deleted (and audits it).
     RetentionPolicy.objects.create(name="nightly", keep_daily=2, keep_weekly=0, keep_monthly=0)
     rows = [catalog_row(days) for days in range(5)]
-    deletions = []
-    monkeypatch.setattr(
-        "dbops.services.retention._backup_delete",
-        lambda *, backup_record, reason: (
-            deletions.append(backup_record.pk),
-            BackupRecord.objects.filter(pk=backup_record.pk).update(status=BackupRecord.Status.DELETED),
-        ),
-    )
     result = tasks.apply_retention.apply(task_id="retention-1").get()
-    assert sorted(result["policies"]["nightly"]["deleted"]) == sorted(b.pk for b in rows[2:])
+    deleted = sorted(b.pk for b in rows[2:])
+    assert sorted(result["policies"]["nightly"]["deleted"]) == deleted
+    assert sorted(BackupRecord.objects.filter(status="deleted").values_list("pk", flat=True)) == deleted
     task_run = TaskRun.objects.get(task_id="retention-1")
     assert task_run.status == TaskRun.Status.SUCCEEDED and task_run.attempts == 1
     policy = RetentionPolicy.objects.get(name="nightly")
-    assert policy.last_run_ok is True and sorted(policy.last_run_summary["deleted"]) == sorted(deletions)
+    assert policy.last_run_ok is True and sorted(policy.last_run_summary["deleted"]) == deleted
 
     # The same delivery again (a redelivered message) does nothing.
-    catalog_row(10)
+    old = catalog_row(10)
     again = tasks.apply_retention.apply(task_id="retention-1").get()
     assert again["skipped"] == "already succeeded"
-    assert len(deletions) == 3
+    assert BackupRecord.objects.get(pk=old.pk).status == "succeeded"
     assert TaskRun.objects.get(task_id="retention-1").attempts == 1
+    # A new delivery (new task id) does the work.
+    tasks.apply_retention.apply(task_id="retention-2").get()
+    assert BackupRecord.objects.get(pk=old.pk).status == "deleted"
 
 
 def test_a_failing_task_records_the_error_and_notifies(settings):
@@ -170,3 +170,56 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(monkeypatch, set
     task_run = TaskRun.objects.get(task_id="flaky")
     assert task_run.status == TaskRun.Status.FAILED and task_run.attempts == 4
     assert len(mail.outbox) == 1 and "after 3 retries" in mail.outbox[0].body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_upload_is_recorded_then_retried_by_its_task(backup_dir, s3_bucket, settings):
+    # Given a scheduled backup whose S3 copy fails (the bucket is gone)
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com"]
+    working = settings.STORAGES["backups_s3"]
+    settings.STORAGES = settings.STORAGES | {
+        "backups_s3": working | {"OPTIONS": working["OPTIONS"] | {"bucket_name": f"{s3_bucket}-missing"}}
+    }
+    with pytest.raises(UploadError):
+        tasks.run_backup.apply(kwargs={"upload_s3": True, "tag": "upload-fails"}, task_id="upload-fails")
+    # Then the backup is kept locally, the record says the upload failed, and someone is told
+    task_run = TaskRun.objects.get(task_id="upload-fails")
+    backup_record = task_run.backup_record
+    assert task_run.status == "failed" and "UploadError" in task_run.error
+    assert backup_record.status == "succeeded" and not backup_record.uploaded_to_s3 and backup_record.upload_error
+    assert Path(backup_record.location).is_file()
+    assert len(mail.outbox) == 1 and "run_backup failed" in mail.outbox[0].subject
+
+    # When S3 is back and the retry task runs, the backup is uploaded and the error cleared
+    settings.STORAGES = settings.STORAGES | {"backups_s3": working}
+    result = tasks.retry_failed_uploads.apply(task_id="retry-1").get()
+    assert result["uploaded"] == [backup_record.pk]
+    backup_record.refresh_from_db()
+    assert backup_record.uploaded_to_s3 and backup_record.upload_error == ""
+    assert backup_record.s3_key.endswith(backup_record.storage_name)
+    # And a later run has nothing left to do
+    assert tasks.retry_failed_uploads.apply(task_id="retry-2").get()["uploaded"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_latest_backup_restore_tests_the_newest_backup(backup_dir, settings):
+    settings.BACKUP_NOTIFY_EMAILS = ["backups@example.com"]
+    # No backup yet: the task fails and says so
+    with pytest.raises(BackupNotFound, match="No successful backup"):
+        tasks.verify_latest_backup.apply(task_id="verify-0")
+    assert "No successful backup" in mail.outbox[0].body
+
+    older = backup_create(compression="zstd")
+    newest = backup_create(compression="gzip")
+    result = tasks.verify_latest_backup.apply(task_id="verify-1").get()
+    assert result == {
+        "task_run": result["task_run"],
+        "backup_id": newest.pk,
+        "verification_status": "passed",
+        "restore_test": True,
+    }
+    newest.refresh_from_db()
+    older.refresh_from_db()
+    assert newest.verification_status == "passed" and newest.verified_at is not None
+    assert older.verification_status == "never"
+    assert TaskRun.objects.get(task_id="verify-1").backup_record_id == newest.pk

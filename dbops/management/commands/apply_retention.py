@@ -95,5 +95,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"Pre-restore databases of {prune.database}: {label} {', '.join(names) or 'none'}")
                 for name, error in prune.failed:
                     self.stderr.write(f"  could not drop {name}: {error}")
+        if run.wal is not None:
+            self._print_wal(run)
         if run.dry_run:
             self.stdout.write(self.style.WARNING("Dry run: nothing was deleted."))
+
+    def _print_wal(self, run: RetentionRun) -> None:
+        wal = run.wal
+        if wal.skipped:
+            self.stdout.write(f"Archived WAL ({wal.storage}): not pruned, {wal.skipped}.")
+            return
+        by_cluster = wal.would_delete if run.dry_run else wal.deleted
+        for cluster_id, names in by_cluster.items():
+            label = "would delete" if run.dry_run else "deleted"
+            self.stdout.write(f"Archived WAL of cluster {cluster_id} ({wal.storage}): {label} {len(names)} files")
+        for name, error in wal.failed:
+            self.stderr.write(f"  could not delete WAL {name}: {error}")

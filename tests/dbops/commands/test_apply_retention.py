@@ -101,11 +101,19 @@ def test_bad_counts_are_refused_by_the_parser(nightly_history, value):
     assert catalog_state() == before
 
 
+def all_databases() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database")
+        return {row[0] for row in cursor.fetchall()}
+
+
 @pytest.fixture
 def pre_restore_copies(db):
     """Three `<test db>_pre_restore_<time>` databases on the real server, dropped afterwards."""
     base = connection.settings_dict["NAME"]
-    names = [f"{base}_pre_restore_{stamp}" for stamp in ("20260101T010000Z", "20260301T000000Z", "20260201T235959Z")]
+    names = [f"{base}_pre_restore_{stamp}" for stamp in ("20260101010000", "20260301000000", "20260201235959")]
+    # Another database whose name merely starts the same, with its own copy: never ours to drop.
+    names.append(f"{base}x_pre_restore_20250101000000")
     maintenance = _maintenance_connection("default")
     with maintenance.cursor() as cursor:
         for name in names:
@@ -119,7 +127,7 @@ def pre_restore_copies(db):
 
 
 def test_pre_restore_databases_older_than_the_newest_are_dropped(pre_restore_copies):
-    jan, mar, feb = pre_restore_copies
+    jan, mar, feb, other = pre_restore_copies
     assert pre_restore_databases() == [mar, feb, jan]
     catalog_row(0)
 
@@ -130,10 +138,11 @@ def test_pre_restore_databases_older_than_the_newest_are_dropped(pre_restore_cop
     applied = json.loads(run("--daily", "1", "--json"))
     assert applied["pre_restore_databases"][0]["dropped"] == [feb, jan]
     assert pre_restore_databases() == [mar]
+    assert other in all_databases()
 
 
 def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies):
-    jan, mar, feb = pre_restore_copies
+    jan, mar, feb, _ = pre_restore_copies
     catalog_row(0)
     host, port = connection.settings_dict["HOST"], connection.settings_dict["PORT"]
     user, password = connection.settings_dict["USER"], connection.settings_dict["PASSWORD"]
@@ -146,3 +155,27 @@ def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies
         assert pre_restore_databases() == [mar, jan]
     finally:
         holder.close()
+
+
+def test_refuses_while_a_backup_or_restore_holds_the_database_lock(nightly_history):
+    from dbops.connectors import get_connector
+
+    before = catalog_state()
+    with get_connector("default").lock(), pytest.raises(CommandError, match="Another backup or restore"):
+        run("--daily", "1")
+    assert catalog_state() == before
+    # A dry run needs no lock.
+    with get_connector("default").lock():
+        assert "would delete" in run("--daily", "1", "--dry-run")
+
+
+@pytest.mark.parametrize("history_size", [5, 60])
+def test_planning_costs_the_same_queries_whatever_the_catalog_size(db, history_size, django_assert_num_queries):
+    from dbops.services.retention import retention_apply
+
+    for days in range(history_size):
+        catalog_row(days)
+    policy = RetentionPolicy.objects.create(name="p", keep_daily=3, keep_weekly=0, keep_monthly=0)
+    with django_assert_num_queries(1):  # the catalog, read once
+        outcome = retention_apply(policy=policy, dry_run=True)
+    assert len(outcome.plan.delete) == history_size - 3

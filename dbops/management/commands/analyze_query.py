@@ -1,0 +1,97 @@
+"""analyze_query: a statement's plan as a tree, the costliest nodes marked, and index advice."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.exceptions import DbopsError
+from dbops.management.output import write_json
+from dbops.services.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
+from dbops.services.slow_queries import slow_queries_analyze
+
+
+class Command(BaseCommand):
+    help = (
+        "Explains a SQL statement (or, with --slow, the slowest captured statements) on PostgreSQL: an indented "
+        "plan tree with the costliest nodes marked, and CREATE INDEX / models.Index advice for sequential scans "
+        "of large tables filtered on unindexed columns. --analyze runs the statement inside a rolled-back "
+        "transaction."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("sql", nargs="?", help="The statement to explain (quote it). Omit with --slow.")
+        parser.add_argument(
+            "--slow",
+            action="store_true",
+            help="Analyze the slowest statements from the profiler's store and pg_stat_statements instead.",
+        )
+        parser.add_argument("--limit", type=int, default=5, help="With --slow: how many statements (default 5).")
+        parser.add_argument(
+            "--analyze",
+            action="store_true",
+            help="EXPLAIN ANALYZE, BUFFERS: really run the statement, inside a transaction that is rolled back.",
+        )
+        parser.add_argument(
+            "--min-rows",
+            type=int,
+            default=LARGE_TABLE_ROWS,
+            help=f"Tables with fewer rows get no index advice (default {LARGE_TABLE_ROWS:,}).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the analysis as JSON.")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+
+    def handle(self, *args, **options):
+        sql, slow = options["sql"], options["slow"]
+        if bool(sql) == slow:
+            raise CommandError('Give either one SQL statement or --slow (e.g. analyze_query "SELECT ..." --analyze).')
+        if options["min_rows"] < 0:
+            raise CommandError(f"--min-rows must be 0 or more; got {options['min_rows']}.")
+        common = {"analyze": options["analyze"], "using": options["database"], "large_table_rows": options["min_rows"]}
+        try:
+            if slow:
+                self._present_slow(slow_queries_analyze(limit=options["limit"], **common), options["json"])
+                return
+            analysis = query_analyze(sql=sql, **common)
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            write_json(self.stdout, analysis.to_dict())
+            return
+        for line in analysis_render(analysis):
+            self.stdout.write(line)
+
+    def _present_slow(self, report, as_json: bool) -> None:
+        if as_json:
+            write_json(
+                self.stdout,
+                {
+                    "sources_unavailable": report.sources_unavailable,
+                    "statements": [
+                        {
+                            "sql": item.statement.sql,
+                            "source": item.statement.source,
+                            "calls": item.statement.calls,
+                            "mean_ms": item.statement.mean_ms,
+                            "error": item.error,
+                            "analysis": item.analysis.to_dict() if item.analysis else None,
+                        }
+                        for item in report.analyses
+                    ],
+                },
+            )
+            return
+        for source, reason in report.sources_unavailable.items():
+            self.stdout.write(self.style.WARNING(f"{source}: not used ({reason})"))
+        if not report.analyses:
+            self.stdout.write("No slow statements captured yet.")
+        for number, item in enumerate(report.analyses, start=1):
+            statement = item.statement
+            stats = f"{statement.calls} calls, mean {statement.mean_ms:.3f} ms" if statement.mean_ms is not None else ""
+            self.stdout.write(self.style.MIGRATE_HEADING(f"#{number} [{statement.source}] {stats}"))
+            self.stdout.write(f"  {' '.join(statement.sql.split())}")
+            if item.error:
+                self.stdout.write(self.style.ERROR(f"  cannot analyze: {item.error}"))
+                continue
+            for line in analysis_render(item.analysis):
+                self.stdout.write(f"  {line}")

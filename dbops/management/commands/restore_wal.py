@@ -1,0 +1,35 @@
+"""restore_wal: PostgreSQL's restore_command (`restore_wal %f %p --cluster-id ID`)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dbops.exceptions import DbopsError
+from dbops.services.pitr_wal import cluster_id_from_data_dir, wal_restore
+
+
+class Command(BaseCommand):
+    help = (
+        "Writes one archived WAL file to PATH after checking its SHA-256. Meant as the restore_command that "
+        "`pitr restore` configures; exits non-zero when the file is not archived (normal at the end of recovery)."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="WAL file name (%%f).")
+        parser.add_argument("path", help="Where to write it (%%p).")
+        parser.add_argument(
+            "--cluster-id",
+            help="The archive's system identifier; default: read from global/pg_control in the current directory.",
+        )
+        parser.add_argument("--storage", choices=["local", "s3"], help="Where to read (default: PITR_STORAGE).")
+
+    def handle(self, *args, **options):
+        try:
+            cluster_id = options["cluster_id"] or cluster_id_from_data_dir(".")
+            size = wal_restore(
+                name=options["name"], destination=options["path"], cluster_id=cluster_id, storage=options["storage"]
+            )
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"{options['name']} restored ({size:,} bytes, checksum verified).")

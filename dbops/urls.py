@@ -1,0 +1,12 @@
+"""dbops admin pages outside the model admins (mounted under /admin/dbops/ by multipult.urls)."""
+
+from django.urls import path
+
+from dbops import views
+
+app_name = "dbops"
+
+urlpatterns = [
+    path("slow-statements/", views.slow_statements_view, name="slow-statements"),
+    path("slow-statements/plan/", views.query_plan_view, name="query-plan"),
+]

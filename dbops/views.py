@@ -1,0 +1,61 @@
+"""Admin pages for the query analyzer: the slowest captured statements, each linked to its plan.
+
+Only statements the profiler or pg_stat_statements captured can be explained here (by reference, never
+free SQL from the browser), and only with plain EXPLAIN: nothing is executed.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from dbops.exceptions import AnalyzerError
+from dbops.services.analyzer import analysis_render
+from dbops.services.slow_queries import slow_statement_analyze, slow_statements_top
+
+
+def query_plan_url(*, source: str, reference) -> str:
+    """The admin URL of one captured statement's plan (the profiler's SlowQuery admin links here)."""
+    return reverse("dbops:query-plan") + "?" + urlencode({"source": source, "ref": reference})
+
+
+@staff_member_required
+def slow_statements_view(request):
+    report = slow_statements_top(limit=50)
+    rows = [
+        {
+            "statement": item.statement,
+            "plan_url": query_plan_url(source=item.statement.source, reference=item.statement.reference),
+        }
+        for item in report.analyses
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Slow statements",
+        "rows": rows,
+        "sources_unavailable": report.sources_unavailable,
+    }
+    return render(request, "admin/dbops/slow_statements.html", context)
+
+
+@staff_member_required
+def query_plan_view(request):
+    source, reference = request.GET.get("source", ""), request.GET.get("ref", "")
+    try:
+        item = slow_statement_analyze(source=source, reference=reference)
+    except AnalyzerError as exc:
+        raise Http404(str(exc)) from exc
+    context = {
+        **admin.site.each_context(request),
+        "title": "Query plan",
+        "statement": item.statement,
+        "error": item.error,
+        "plan_lines": analysis_render(item.analysis) if item.analysis else [],
+        "suggestions": item.analysis.suggestions if item.analysis else [],
+        "back_url": reverse("dbops:slow-statements"),
+    }
+    return render(request, "admin/dbops/query_plan.html", context)

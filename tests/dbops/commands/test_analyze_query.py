@@ -1,0 +1,65 @@
+"""analyze_query: the command edge (argument checks, text and JSON output, one message per bad input)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from multipult.core.models import StoredFile
+from tests.dbops.analyzer_data import ROWS, large_files_table  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("analyze_query", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_text_output_has_tree_marker_and_advice():
+    output = run("SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--analyze")
+
+    assert "-> Seq Scan on core_storedfile" in output
+    assert "<== costliest" in output
+    assert 'CREATE INDEX CONCURRENTLY "storedfile_sha256_idx" ON "core_storedfile" ("sha256");' in output
+    assert 'models.Index(fields=["sha256"], name="storedfile_sha256_idx")  # in core.StoredFile.Meta.indexes' in output
+
+
+def test_json_output():
+    payload = json.loads(run("SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--json"))
+
+    assert payload["analyzed"] is False
+    assert payload["plan"]["node_type"] == "Seq Scan"
+    assert payload["suggestions"][0]["columns"] == ["sha256"]
+    assert payload["raw_plan"][0]["Plan"]["Relation Name"] == "core_storedfile"
+
+
+def test_slow_json_lists_captured_statements():
+    list(StoredFile.objects.filter(sha256="zz").values_list("id"))
+    payload = json.loads(run("--slow", "--limit", "20", "--json"))
+
+    assert "pg_stat_statements" not in payload["sources_unavailable"]
+    assert any('"core_storedfile"."sha256"' in item["sql"] for item in payload["statements"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Give either one SQL statement or --slow"),
+        (("SELECT 1", "--slow"), "Give either one SQL statement or --slow"),
+        (("DELETE FROM core_storedfile; DROP TABLE core_storedfile",), "exactly one statement"),
+        (("TRUNCATE core_storedfile",), "Only "),
+        (("SELECT * FROM no_such_table",), 'relation "no_such_table" does not exist'),
+        (("--slow", "--limit", "0"), "--limit must be at least 1"),
+        (("SELECT 1", "--min-rows", "-1"), "--min-rows must be 0 or more"),
+    ],
+)
+def test_bad_input_is_one_message_and_changes_nothing(args, message):
+    with pytest.raises(CommandError, match=message) as caught:
+        run(*args, "--analyze")
+    assert "\n" not in str(caught.value)
+    assert StoredFile.objects.count() == ROWS

@@ -1,0 +1,163 @@
+"""Throwaway PostgreSQL clusters for the PITR tests: initdb'd as the postgres OS user in a temporary
+folder, on free loopback ports, always stopped and deleted at teardown. The shared server is never used."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+DB_OWNER = "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def as_db_owner(*command: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """initdb and pg_ctl refuse to run as root; run them as the postgres OS user when we are root."""
+    prefix = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", DB_OWNER, "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *command], env=env, capture_output=True, text=True, check=check, timeout=180)
+
+
+def server_python() -> tuple[str, dict[str, str]]:
+    """An interpreter the postgres OS user can run manage.py with, and the environment it needs.
+
+    The venv's own interpreter may sit under a home directory postgres cannot enter (here /root is
+    0700); then the system interpreter of the same version runs with the venv's site-packages."""
+    probe = as_db_owner(sys.executable, "-c", "import django", check=False)
+    if probe.returncode == 0:
+        return sys.executable, {}
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    return system, {"PYTHONPATH": sysconfig.get_paths()["purelib"]}
+
+
+class Cluster:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str]) -> None:
+        self.data_dir, self.port, self.env = data_dir, port, env
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    def initdb(self, **settings: str) -> None:
+        as_db_owner(
+            str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+            "--wal-segsize=1", "-E", "UTF8", "--locale=C.UTF-8", env=self.env,
+        )  # fmt: skip
+        base = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.data_dir.parent}'",
+            "fsync": "off",
+            "shared_buffers": "16MB",
+            "max_connections": "20",
+        }
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            for key, value in {**base, **settings}.items():
+                conf.write(f"{key} = {value}\n")
+
+    def start(self) -> None:
+        result = as_db_owner(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log), "-w", "-t", "120", "start",
+            env=self.env, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"pg_ctl start failed: {result.stderr}\n{self.log_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            as_db_owner(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop", check=False)
+
+    def connect(self):
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        connection.autocommit = True
+        return connection
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with self.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_until(self, sql: str, expected, *, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.query(sql)[0][0]
+                if last == expected:
+                    return
+            except psycopg2.OperationalError as exc:  # still starting up
+                last = exc
+            time.sleep(0.2)
+        raise AssertionError(f"{sql!r} still gives {last!r} after {timeout}s\n{self.log_text()[-3000:]}")
+
+
+class ClusterFactory:
+    """Makes clusters in one postgres-owned temporary folder; `close` stops them and removes it."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="dbops-pitr-"))
+        self.root.chmod(0o755)
+        shutil.chown(self.root, DB_OWNER, DB_OWNER) if os.geteuid() == 0 else None
+        self.archive_dir = self.root / "archive"  # BACKUP_DIR of the test and of the servers' commands
+        self.archive_dir.mkdir(mode=0o755)
+        shutil.chown(self.archive_dir, DB_OWNER, DB_OWNER) if os.geteuid() == 0 else None
+        self.python, python_env = server_python()
+        # What archive_wal / restore_wal need when the server runs them: storage settings, no secrets.
+        self.env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "BACKUP_DIR": str(self.archive_dir),
+            "PITR_STORAGE": "local",
+            "DJANGO_SECRET_KEY": "throwaway-cluster-test",
+            "SQLITE_PATH": str(self.root / "unused.sqlite3"),
+            "LOG_FORMAT": "text",
+            "LOG_LEVEL": "WARNING",
+            **python_env,
+        }
+        self.clusters: list[Cluster] = []
+
+    def new(self, name: str) -> Cluster:
+        cluster = Cluster(self.root / name, free_port(), self.env)
+        self.clusters.append(cluster)
+        return cluster
+
+    def adopt(self, data_dir: Path) -> Cluster:
+        cluster = Cluster(data_dir, free_port(), self.env)
+        self.clusters.append(cluster)
+        return cluster
+
+    def close(self) -> None:
+        for cluster in reversed(self.clusters):
+            cluster.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pitr_clusters(settings):
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} (set PG_BIN).")
+    factory = ClusterFactory()
+    storages = dict(settings.STORAGES)
+    storages["backups"] = {**storages["backups"], "OPTIONS": {**storages["backups"]["OPTIONS"]}}
+    storages["backups"]["OPTIONS"]["location"] = factory.archive_dir
+    settings.STORAGES = storages
+    settings.BACKUP_DIR = factory.archive_dir
+    settings.PITR_STORAGE = "local"
+    try:
+        yield factory
+    finally:
+        factory.close()

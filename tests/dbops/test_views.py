@@ -1,0 +1,50 @@
+"""The admin's slow-statement pages: each captured statement links to its plan (real pg_stat_statements)."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+from django.urls import reverse
+
+from multipult.core.models import StoredFile
+from tests.dbops.analyzer_data import large_files_table  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_user(username="ops", password="x-very-long-pass", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+def test_slow_statements_link_to_plans_with_index_advice(staff_client):
+    list(StoredFile.objects.filter(sha256="needle").values_list("id"))
+
+    listing = staff_client.get(reverse("dbops:slow-statements"))
+
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    rows = re.findall(r'<code>(.*?)</code></td>\s*<td><a class="plan-link" href="([^"]+)"', html, re.S)
+    links = [unescape(href) for sql, href in rows if '"core_storedfile"."sha256" = $1' in unescape(sql)]
+    assert links, html
+    plan = staff_client.get(links[0])
+    assert plan.status_code == 200
+    page = unescape(plan.content.decode())
+    assert "-> Seq Scan on core_storedfile" in page and "<== costliest" in page
+    assert 'CREATE INDEX CONCURRENTLY "storedfile_sha256_idx" ON "core_storedfile" ("sha256");' in page
+
+
+def test_unknown_reference_is_404(staff_client):
+    response = staff_client.get(reverse("dbops:query-plan") + "?source=pg_stat_statements&ref=abc")
+    assert response.status_code == 404
+    response = staff_client.get(reverse("dbops:query-plan") + "?source=elsewhere&ref=1")
+    assert response.status_code == 404
+
+
+def test_pages_need_staff(client):
+    response = client.get(reverse("dbops:slow-statements"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
