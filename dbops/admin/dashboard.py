@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 
 from dbops.admin.charts import history_chart
 from dbops.services.dashboard import dashboard_summary
+from dbops.views import query_plan_url
 
 
 def dashboard_view(model_admin, request):
@@ -40,5 +41,10 @@ def dashboard_view(model_admin, request):
             title=f"Backup duration, last {summary.days} days",
             chart_id="duration-chart",
         ),
+        # each statement links to its EXPLAIN page (the query analyzer's admin view)
+        "slow_query_rows": [
+            (slow_query, query_plan_url(source="profiler", reference=slow_query.pk))
+            for slow_query in summary.slow_queries
+        ],
     }
     return TemplateResponse(request, "admin/dbops/dashboard.html", context)

@@ -86,6 +86,10 @@ def test_dashboard_lists_the_slowest_statements_the_profiler_recorded(superuser)
 
     table = re.search(r'<table id="slow-queries">.*?</table>', html, re.S).group(0)
     assert "pg_sleep" in table and "/reports/heavy" in table
+    # each statement links to its plan, which the analyzer's page explains
+    plan_url = re.search(r'<a href="([^"]+)" class="plan-link">', table).group(1).replace("&amp;", "&")
+    plan_page = logged_in(superuser).get(plan_url)
+    assert plan_page.status_code == 200 and "pg_sleep" in plan_page.content.decode()
     assert "No slow statements recorded yet." not in html
 
 
