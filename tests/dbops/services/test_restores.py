@@ -202,3 +202,17 @@ def test_backup_file_with_manifest_is_checked_against_it(tmp_path, backup_dir, s
     with pytest.raises(CommandError, match="damaged"):
         run("restore_db", "--input", str(copy), "--confirm")
     assert state() == before
+
+
+def test_sqlite_restore_of_some_tables(backup_dir, sqlite_alias):
+    import sqlite3
+    from contextlib import closing
+
+    alias, path = sqlite_alias
+    backup_record = backup_create(database=alias)
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DELETE FROM item")
+        db.execute("DELETE FROM tag")
+        db.commit()
+    backup_restore(backup_record=backup_record, database=alias, tables=["item"], safety_backup=False)
+    assert get_connector(alias).table_counts() == {"item": 100, "tag": 0}
