@@ -124,6 +124,10 @@ def backup_create(
     `.backup_record`) when the local backup succeeded but the S3 copy failed."""
     if compression not in COMPRESSIONS:
         raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    if kind not in BackupRecord.Kind.values:
+        raise BackupError(f"Unknown backup kind {kind!r}; use one of {', '.join(BackupRecord.Kind.values)}.")
+    if triggered_by not in BackupRecord.Trigger.values:
+        raise BackupError(f"Unknown trigger {triggered_by!r}; use one of {', '.join(BackupRecord.Trigger.values)}.")
     if len(tag) > BackupRecord._meta.get_field("tag").max_length:
         raise BackupError("--tag is longer than 64 characters.")
     key = _encryption_key(encrypt)

@@ -202,6 +202,8 @@ def looks_stale(backup_record: BackupRecord, *, max_silence_seconds: int = 120) 
         except ProcessLookupError:
             return True
         except PermissionError:
-            pass
+            return False  # alive, owned by another user
+        return False  # alive here (perhaps waiting on a lock, so no heartbeat): not stale
+    # Another host: only the heartbeat can tell.
     beat = backup_record.heartbeat_at or backup_record.started_at
     return (timezone.now() - beat).total_seconds() > max_silence_seconds
