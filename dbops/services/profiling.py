@@ -226,7 +226,10 @@ class QueryProfile:
         self.elapsed_ms = (time.perf_counter() - self._started) * 1000.0
         _current_profile.reset(self._token)
         self._stack.close()  # unwrap first: the profiler's own writes are not profiled
-        self.summary = self.finish()
+        try:
+            self.summary = self.finish()
+        except Exception:  # profiling must never break the request or task it observes
+            logger.exception("query profile of %s could not be summarized", self.source)
 
     def finish(self) -> ProfileSummary:
         summary = summarize(self.records, source=self.source, slow_threshold_ms=self.slow_threshold_ms,

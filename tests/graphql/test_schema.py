@@ -273,3 +273,11 @@ def test_graphiql_page_renders_for_a_browser(settings, admin_client):
     assert response.status_code == 200
     assert b"graphiql" in response.content.lower()
     assert json.loads(post(admin_client, "{ __typename }").content) == {"data": {"__typename": "Query"}}
+
+
+def test_introspection_passes_the_depth_limit():
+    from graphql import get_introspection_query
+
+    result = execute_query(get_introspection_query(descriptions=True))
+    assert result.errors is None
+    assert "User" in {type_["name"] for type_ in result.data["__schema"]["types"]}
