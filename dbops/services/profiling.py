@@ -321,7 +321,14 @@ def _log_summary(summary: ProfileSummary, all_records: list | None) -> None:
             group.statement[:500],
             extra={"repeats": group.count, "call_site": group.call_site, "code_path": group.code_path},
         )
-    logger.info("query summary for %s", summary.source, extra={"query_summary": summary.as_dict()})
+    logger.info(
+        "query summary for %s: %d queries, %.1f ms, %d duplicates",
+        summary.source,
+        summary.count,
+        summary.total_ms,
+        summary.duplicates,
+        extra={"query_summary": summary.as_dict()},
+    )
 
 
 # -- persistence ------------------------------------------------------------------------------------
