@@ -43,7 +43,13 @@ from dbops.services.pitr_server import (
     server_cursor,
     server_params,
 )
-from dbops.services.pitr_wal import CHUNK, archived_cluster_ids, pitr_storage, wal_archived_names
+from dbops.services.pitr_wal import (
+    CHUNK,
+    archived_cluster_ids,
+    pitr_storage,
+    wal_archived_names,
+    wal_last_archived_at,
+)
 
 __all__ = [
     "PitrRestoreResult",
@@ -200,6 +206,14 @@ def pitr_restore(
     record = _base_backup_for(target_time, backup_id)
     pitr = record.pitr
     _kind, backend = pitr_storage(pitr.storage)
+    # Recovery stops at the first commit after the target, so WAL archived after the target must exist.
+    last_archived = wal_last_archived_at(cluster_id=pitr.cluster_id, storage=pitr.storage)
+    if last_archived is None or last_archived <= target_time:
+        when = last_archived.isoformat() if last_archived else "never"
+        raise PitrError(
+            f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
+            "run SELECT pg_switch_wal() on the server, or choose an earlier time."
+        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()

@@ -130,15 +130,29 @@ def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_pa
     assert [p.name for p in nonempty.iterdir()] == ["keep.txt"]
 
 
+def test_restore_refuses_a_target_the_archived_wal_does_not_reach(backup_dir, tmp_path, settings):
+    settings.PITR_STORAGE = "local"
+    base_backup("000000010000000000000003")
+    (tmp_path / "segment").write_bytes(b"wal")
+    wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
+
+    with pytest.raises(CommandError, match="no WAL from after .* pg_switch_wal"):
+        call_command(
+            "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(tmp_path / "restored")
+        )
+    assert not (tmp_path / "restored").exists()
+
+
 def test_restore_of_a_corrupt_base_backup_removes_the_new_directory(backup_dir, tmp_path, settings):
     settings.PITR_STORAGE = "local"
     record = base_backup("000000010000000000000003")
+    (tmp_path / "segment").write_bytes(b"wal")
+    wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
+    target = timezone.now() - timedelta(seconds=1)  # before the segment above was archived
     artifact = backup_dir / record.storage_name
     artifact.parent.mkdir(parents=True)
     artifact.write_bytes(b"not a tar.gz at all")
 
     with pytest.raises(CommandError, match="cannot be unpacked"):
-        call_command(
-            "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(tmp_path / "restored")
-        )
+        call_command("pitr", "restore", "--target-time", target.isoformat(), "--target-dir", str(tmp_path / "restored"))
     assert not (tmp_path / "restored").exists()
