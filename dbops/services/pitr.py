@@ -52,6 +52,7 @@ from dbops.services.pitr_wal import (
 )
 
 __all__ = [
+    "PitrClusterStatus",
     "PitrRestoreResult",
     "PitrSettingsReport",
     "SettingCheck",
@@ -60,6 +61,7 @@ __all__ = [
     "pitr_base_backup_create",
     "pitr_restore",
     "pitr_settings_check",
+    "pitr_status",
     "pitr_wal_needed",
     "wal_segment_name",
 ]
@@ -340,6 +342,52 @@ def pitr_wal_needed(*, kept_base_backups: Iterable[BackupRecord], storage: str |
             (needed if keep else removable).append(name)
         retention.needed[cluster_id], retention.removable[cluster_id] = needed, removable
     return retention
+
+
+@dataclass
+class PitrClusterStatus:
+    cluster_id: str
+    base_backups: list[dict]  # id, finished_at, start_wal, size_bytes, storage_name (newest first)
+    wal_files: int
+    first_wal: str | None
+    last_wal: str | None
+    last_archived_at: datetime | None
+
+
+def pitr_status(*, storage: str | None = None) -> list[PitrClusterStatus]:
+    """Per cluster: its succeeded base backups and the extent of its WAL archive (for `pitr status`)."""
+    by_cluster: dict[str, list[dict]] = {}
+    base_backups = (
+        PitrBaseBackup.objects.filter(backup__status=BackupRecord.Status.SUCCEEDED)
+        .select_related("backup")
+        .order_by("-backup__finished_at")
+    )
+    for pitr in base_backups:
+        by_cluster.setdefault(pitr.cluster_id, []).append(
+            {
+                "id": pitr.backup_id,
+                "finished_at": pitr.backup.finished_at,
+                "start_wal": pitr.start_wal,
+                "size_bytes": pitr.backup.size_bytes,
+                "storage": pitr.storage,
+                "storage_name": pitr.backup.storage_name,
+            }
+        )
+    statuses = []
+    for cluster_id in sorted(set(by_cluster) | set(archived_cluster_ids(storage=storage))):
+        names = wal_archived_names(cluster_id=cluster_id, storage=storage)
+        segments = [name for name in names if len(name) >= 24]
+        statuses.append(
+            PitrClusterStatus(
+                cluster_id=cluster_id,
+                base_backups=by_cluster.get(cluster_id, []),
+                wal_files=len(names),
+                first_wal=segments[0][:24] if segments else None,
+                last_wal=segments[-1][:24] if segments else None,
+                last_archived_at=wal_last_archived_at(cluster_id=cluster_id, storage=storage),
+            )
+        )
+    return statuses
 
 
 # --- helpers ---------------------------------------------------------------------------------------
