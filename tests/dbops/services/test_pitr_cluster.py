@@ -74,6 +74,7 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
     assert record == BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
     assert progress_calls and progress_calls[-1][1] == progress_calls[-1][2]  # pg_basebackup -P, to 100%
     assert record.status == BackupRecord.Status.SUCCEEDED and record.format == BackupRecord.Format.TAR
+    assert record.pitr.storage == settings.PITR_STORAGE and record.uploaded_to_s3 == (settings.PITR_STORAGE == "s3")
 
     # When rows are written before the noted time, then changed after it
     source.query("INSERT INTO item SELECT i, 'after backup' FROM generate_series(51, 100) i")
