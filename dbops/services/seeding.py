@@ -104,6 +104,7 @@ def seed_create(
     progress: ProgressCallback | None = None,
 ) -> SeedResult:
     """Inserts one seed plan in a single transaction; nothing is left behind if it fails."""
+    seed_plan(scale=scale, seed=seed)  # bad input fails before any lock or query
     started = time.perf_counter()
     connection = connections[using]
     with transaction.atomic(using=using):
