@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from dbops.services.seeding import seed_plan
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
-from tests.dbops.management.conftest import run_manage
+from tests.dbops.commandline import run_manage
 
 DOMAIN_MODELS = (Role, User, User.roles.through, Concept, Dictionary, DictionaryEntry, StoredFile, AuditLog)
 

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str | None = None):
@@ -30,25 +28,3 @@ def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str 
         text=True,
         timeout=120,
     )
-
-
-@pytest.fixture
-def test_db_env(django_db_setup, django_db_blocker):
-    """Environment that points a child process at the (committed state of the) test database."""
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        name = connection.settings_dict["NAME"]
-    return {"DB_NAME": name}
-
-
-@pytest.fixture
-def sqlite_env(tmp_path):
-    """Environment for a child process on a fresh embedded SQLite file (no servers)."""
-    return {
-        "DB_HOST": None,
-        "REDIS_HOST": None,
-        "S3_BACKUP_BUCKET": None,
-        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-        "BACKUP_DIR": str(tmp_path / "backups"),
-    }
