@@ -219,6 +219,12 @@ def _check_s3_bucket(values, timeout: float) -> list[ConfigProblem]:
     return []
 
 
+def mask_configured_secrets(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replaces the value of every secret variable set in the environment with ********."""
+    values, _ = resolve_all(os.environ if environ is None else environ)
+    return _masked(text, values)
+
+
 def _masked(text: str, values) -> str:
     """Driver messages can echo connection parameters; keep every configured secret out of them."""
     for var in ENV_VARS:
