@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_ENV = eval "$$(scripts/services env)"
 
-.PHONY: venv demo test test-fast services services-stop lint format bench clean-demo
+.PHONY: venv demo test test-fast services services-stop lint format bench clean-demo developers-md
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ format: venv
 
 bench: services
 	$(SERVICES_ENV) && $(PY) bench/run_all.py
+
+# Regenerates the environment-variables table in DEVELOPERS.md from multipult/config.py.
+developers-md: venv
+	$(PY) scripts/update_developers_md

@@ -16,3 +16,41 @@ class SeedError(DbopsError):
 
 class UserAdminError(DbopsError):
     """create_user / assign_role got an unknown user or role, a taken name or an unusable password."""
+
+
+class BackupError(DbopsError):
+    """A backup could not be taken (dump tool missing or failing, storage not writable...)."""
+
+
+class BackupNotFound(DbopsError):
+    """No backup with the given id (or no backup at all for --latest)."""
+
+
+class BackupLockedError(BackupError):
+    """Another backup or restore of the same database is running."""
+
+
+class UploadError(BackupError):
+    """The artifact is safe locally but could not be copied to S3 (`backup_record` says which)."""
+
+    backup_record = None
+
+
+class RestoreError(DbopsError):
+    """A restore was refused or failed; the database was left as it was."""
+
+
+class NotABackupError(RestoreError):
+    """The given file is not a backup this project can read."""
+
+
+class ChecksumMismatch(RestoreError):
+    """The artifact in storage does not match the SHA-256 recorded at backup time."""
+
+
+class EncryptionError(DbopsError):
+    """An encrypted backup cannot be written or read (missing or wrong key, damaged ciphertext)."""
+
+
+class VerificationError(DbopsError):
+    """verify_backup could not run (artifact missing, engine mismatch)."""

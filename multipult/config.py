@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,14 +94,37 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("DB_PORT", int, 5432, "PostgreSQL port.", min_value=1, max_value=65535, group="database"),
     EnvVar("DB_NAME", str, "multipult", "PostgreSQL database name.", group="database"),
     EnvVar("DB_USER", str, "postgres", "PostgreSQL user.", group="database"),
-    EnvVar("DB_PASSWORD", str, "", "PostgreSQL password (passed to child processes via PGPASSWORD).", secret=True, group="database"),
+    EnvVar(
+        "DB_PASSWORD",
+        str,
+        "",
+        "PostgreSQL password (passed to child processes via PGPASSWORD).",
+        secret=True,
+        group="database",
+    ),
     EnvVar("SQLITE_PATH", str, "var/multipult.sqlite3", "SQLite file used when DB_HOST is unset.", group="database"),
-    EnvVar("REDIS_HOST", str, None, "Redis host for the celery broker; when unset tasks run in-process.", group="redis"),
+    EnvVar(
+        "REDIS_HOST", str, None, "Redis host for the celery broker; when unset tasks run in-process.", group="redis"
+    ),
     EnvVar("REDIS_PORT", int, 6379, "Redis port.", min_value=1, max_value=65535, group="redis"),
     EnvVar("QUERY_PROFILING_ENABLED", bool, False, "Time every SQL statement per request/task.", group="profiling"),
-    EnvVar("SLOW_QUERY_THRESHOLD_MS", float, 100.0, "Statements slower than this are logged as slow.", min_value=0, group="profiling"),
+    EnvVar(
+        "SLOW_QUERY_THRESHOLD_MS",
+        float,
+        100.0,
+        "Statements slower than this are logged as slow.",
+        min_value=0,
+        group="profiling",
+    ),
     EnvVar("LOG_ALL_QUERIES", bool, False, "Log every statement, not only slow ones.", group="profiling"),
-    EnvVar("N_PLUS_ONE_THRESHOLD", int, 5, "Repeats of one normalized statement in a request that count as N+1.", min_value=2, group="profiling"),
+    EnvVar(
+        "N_PLUS_ONE_THRESHOLD",
+        int,
+        5,
+        "Repeats of one normalized statement in a request that count as N+1.",
+        min_value=2,
+        group="profiling",
+    ),
     EnvVar("BACKUP_DIR", str, "backups", "Local folder for backup artifacts.", group="backups"),
     EnvVar("S3_BACKUP_BUCKET", str, None, "S3 bucket for uploaded backups; unset disables S3.", group="backups"),
     EnvVar("S3_ENDPOINT_URL", str, None, "S3-compatible endpoint (MinIO, moto); unset means AWS.", group="backups"),
@@ -193,3 +217,30 @@ def persistent_secret_key(var_dir: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key
+
+
+def env_vars_markdown() -> str:
+    """The variables table of DEVELOPERS.md, generated so the document cannot drift from the code."""
+    lines = ["| variable | type | default | secret | meaning |", "|---|---|---|---|---|"]
+    for var in ENV_VARS:
+        if isinstance(var.default, list):
+            default = ",".join(var.default)
+        elif isinstance(var.default, bool):
+            default = str(var.default).lower()
+        else:
+            default = "" if var.default is None else str(var.default)
+        bounds = []
+        if var.min_value is not None:
+            bounds.append(f">= {var.min_value:g}")
+        if var.max_value is not None:
+            bounds.append(f"<= {var.max_value:g}")
+        kind = var.type.__name__ + (f" ({', '.join(bounds)})" if bounds else "")
+        lines.append(
+            f"| `{var.name}` | {kind} | {f'`{default}`' if default else 'unset'} | "
+            f"{'yes' if var.secret else ''} | {var.help} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(env_vars_markdown())

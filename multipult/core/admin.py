@@ -36,6 +36,7 @@ class DictionaryAdmin(admin.ModelAdmin):
     list_display = ["name", "created_by", "created_at"]
     search_fields = ["name"]
     inlines = [DictionaryEntryInline]
+    list_select_related = ["created_by"]
     raw_id_fields = ["created_by"]
 
 
@@ -52,6 +53,7 @@ class StoredFileAdmin(admin.ModelAdmin):
     list_display = ["name", "entity_type", "entity_id", "size", "uploaded_by", "created_at"]
     list_filter = ["entity_type", "content_type"]
     search_fields = ["name", "storage_path"]
+    list_select_related = ["uploaded_by"]
     raw_id_fields = ["uploaded_by"]
 
 

@@ -74,3 +74,11 @@ def test_secret_masking_filter_hides_configured_secret(monkeypatch):
     SecretMaskingFilter().filter(record)
     assert "s3cr3t-value" not in record.getMessage()
     assert "********" in record.getMessage()
+
+
+def test_developers_md_lists_every_variable_as_declared():
+    from multipult.config import env_vars_markdown
+
+    text = (ROOT / "DEVELOPERS.md").read_text()
+    table = text.split("<!-- env-vars:start -->\n", 1)[1].split("<!-- env-vars:end -->", 1)[0]
+    assert table.strip() == env_vars_markdown().strip(), "run make developers-md"

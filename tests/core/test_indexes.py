@@ -36,7 +36,12 @@ def _plan_index_names(queryset) -> set[str]:
 def populated():
     now = timezone.now()
     users = User.objects.bulk_create(
-        User(username=f"user{i}", email=f"u{i}@example.com", is_active=i % 10 != 0, date_joined=now - timedelta(minutes=i))
+        User(
+            username=f"user{i}",
+            email=f"u{i}@example.com",
+            is_active=i % 10 != 0,
+            date_joined=now - timedelta(minutes=i),
+        )
         for i in range(2_000)
     )
     Dictionary.objects.bulk_create(Dictionary(name=f"dict-{i}") for i in range(ROWS // 4))

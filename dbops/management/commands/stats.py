@@ -5,19 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.management.output import write_json
+from dbops.management.output import human_bytes, write_json
 from dbops.services.stats import stats_collect
-
-
-def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 class Command(BaseCommand):

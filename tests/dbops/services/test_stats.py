@@ -86,7 +86,7 @@ def test_stats_command_text_and_json(backup_dir):
     text = out.getvalue()
     for heading in ("postgresql database", "cache hit ratio", "Tables", "Indexes", "Backups", "core_auditlog"):
         assert heading in text
-    assert "2.0 kB succeeded" in text
+    assert "2.0 KiB succeeded" in text
 
     out = StringIO()
     call_command("stats", "--json", stdout=out)

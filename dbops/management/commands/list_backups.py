@@ -1,0 +1,65 @@
+"""list_backups: the backup catalog, newest first, as a table or JSON."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dbops.exceptions import DbopsError
+from dbops.management.output import human_bytes, write_json
+from dbops.models import BackupRecord
+from dbops.services.backups import backups_list, catalog_sync
+from dbops.services.catalog import looks_stale, manifest_of
+
+
+class Command(BaseCommand):
+    help = "Lists the backup catalog, newest first (human table, or --json)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print the records as one JSON array.")
+        parser.add_argument(
+            "--status",
+            action="append",
+            choices=BackupRecord.Status.values,
+            help="Only records with this status (repeatable).",
+        )
+        parser.add_argument("--database", default=None, help="Only backups of this database alias.")
+        parser.add_argument("--limit", type=int, default=None, help="At most this many records.")
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="First rebuild the catalog from the manifests in storage (local and S3).",
+        )
+
+    def handle(self, *args, **options):
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1.")
+        try:
+            if options["sync"]:
+                result = catalog_sync()
+                if not options["json"]:
+                    self.stdout.write(
+                        f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
+                        f"{len(result.missing)} marked deleted (artifact missing)."
+                    )
+            records = list(backups_list(status=options["status"], database=options["database"], limit=options["limit"]))
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            write_json(self.stdout, [{**manifest_of(r), "location": r.location, "error": r.error} for r in records])
+            return
+        if not records:
+            self.stdout.write("No backups.")
+            return
+        header = (
+            f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6}  {'status':<9}  {'format':<6}  {'compr':<5}  "
+            f"{'size':>10}  {'s3':<3}  tag / error"
+        )
+        self.stdout.write(header)
+        for record in records:
+            status = "stale?" if looks_stale(record) else record.status
+            note = record.error or record.upload_error or record.tag
+            self.stdout.write(
+                f"{record.pk:>5}  {record.started_at:%Y-%m-%d %H:%M:%S}  {record.kind:<6}  {status:<9}  "
+                f"{record.format:<6}  {record.compression + ('+enc' if record.encrypted else ''):<5}  "
+                f"{human_bytes(record.size_bytes):>10}  {'yes' if record.uploaded_to_s3 else 'no':<3}  {note[:60]}"
+            )
