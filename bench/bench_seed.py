@@ -1,6 +1,6 @@
 """Benchmark: seed_data's bulk path (COPY on PostgreSQL) against a naive bulk_create baseline.
 
-    eval "$(scripts/services env)" && .venv/bin/python bench/bench_seed.py [--scale 100] [--baseline-scale 10]
+    eval "$(scripts/services env)" && .venv/bin/python bench/bench_seed.py [--scale 100] [--baseline-scale 10] [--quick]
 
 Both run in the same process on a throwaway database (created and dropped here), on the same mix
 of tables (seed_plan's counts). The baseline is what one writes first: Faker called per row, model
@@ -144,7 +144,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=100, help="seed_data scale (about 1,000 rows per unit).")
     parser.add_argument("--baseline-scale", type=float, default=10, help="Scale of the slower naive baseline.")
     parser.add_argument("--seed", type=int, default=1, help="Random seed for both.")
+    parser.add_argument("--quick", action="store_true", help="Small sizes (scale 5, baseline 1) for a smoke run.")
     args = parser.parse_args()
+    if args.quick:
+        args.scale, args.baseline_scale = 5, 1
 
     settings_dict = connection.settings_dict
     settings_dict.setdefault("TEST", {})["NAME"] = f"bench_seed_{os.getpid()}"

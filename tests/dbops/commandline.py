@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str | None = None):
     """`python manage.py ARGS` with the current environment plus `env` (None removes a variable)."""
+    return run_script("manage.py", *args, env=env, stdin=stdin)
+
+
+def run_script(script: str, *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None):
+    """`python SCRIPT ARGS` in the project folder, with the current environment plus `env`."""
     child_env = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
@@ -20,7 +25,7 @@ def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str 
         else:
             child_env[name] = value
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, script, *args],
         cwd=ROOT,
         env=child_env,
         input=stdin,
@@ -28,3 +33,17 @@ def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str 
         text=True,
         timeout=120,
     )
+
+
+def sqlite_environment(folder: Path) -> dict[str, str | None]:
+    """Environment for a child process on a fresh embedded SQLite file in `folder` (no servers)."""
+    return {
+        "DB_HOST": None,
+        "REDIS_HOST": None,
+        "S3_BACKUP_BUCKET": None,
+        "S3_ENDPOINT_URL": None,
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "SQLITE_PATH": str(folder / "db.sqlite3"),
+        "BACKUP_DIR": str(folder / "backups"),
+    }

@@ -76,10 +76,6 @@ def test_db_env(django_db_setup, django_db_blocker):
 @pytest.fixture
 def sqlite_env(tmp_path):
     """Environment for a child process on a fresh embedded SQLite file (no servers)."""
-    return {
-        "DB_HOST": None,
-        "REDIS_HOST": None,
-        "S3_BACKUP_BUCKET": None,
-        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-        "BACKUP_DIR": str(tmp_path / "backups"),
-    }
+    from tests.dbops.commandline import sqlite_environment
+
+    return sqlite_environment(tmp_path)
