@@ -96,3 +96,56 @@ def test_sqlite_seed_is_reproducible_and_matches_the_plan(tmp_path, sqlite_env):
         # Django reads the seeded timestamps and JSON back (format matches what the ORM writes).
         timestamp, changes = db_a.execute("SELECT timestamp, changes FROM core_auditlog LIMIT 1").fetchone()
         assert timestamp.startswith(("2024-", "2025-")) and changes.startswith("{")
+
+
+@pytest.mark.django_db
+def test_dry_run_does_not_count_roles_that_exist():
+    Role.objects.create(name="admin")
+    out = StringIO()
+    call_command("seed_data", "--dry-run", stdout=out)
+    roles_line = next(line for line in out.getvalue().splitlines() if line.strip().startswith("roles"))
+    assert roles_line.split()[-1] == str(seed_plan(scale=1).counts["roles"] - 1)
+
+
+def test_progress_is_shown_on_a_terminal_only(sqlite_env):
+    """A real pseudo-terminal as stdout: progress lines appear; with --quiet they do not."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.dbops.commandline import ROOT
+
+    env = {key: value for key, value in {**os.environ, **sqlite_env}.items() if value is not None}
+    assert (
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, timeout=120
+        ).returncode
+        == 0
+    )
+
+    def run_on_tty(*args: str) -> str:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "seed_data", "--scale", "0.2", *args],
+            cwd=ROOT, env=env, stdout=follower, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        assert process.wait(timeout=120) == 0
+        return b"".join(chunks).decode()
+
+    shown = run_on_tty()
+    audit_logs = seed_plan(scale=0.2).counts["audit_logs"]
+    assert f"\raudit_logs: {audit_logs:,}/{audit_logs:,} (100%)" in shown.replace("\r\n", "\n")
+    quiet = run_on_tty("--quiet")
+    assert "\r" not in quiet.replace("\r\n", "\n") and "Created" in quiet
