@@ -35,6 +35,20 @@ def _snapshot() -> dict[str, list[tuple]]:
     return snapshot
 
 
+def _index_and_key_definitions() -> list[tuple[str, str]]:
+    """Every index and foreign key of the seeded tables, as PostgreSQL would re-create them."""
+    tables = [model._meta.db_table for model in COUNTED.values()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = ANY(%s::regclass[]) "
+            "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY 1",
+            [tables, tables],
+        )
+        return cursor.fetchall()
+
+
 def _empty_domain_tables() -> None:
     for model in (AuditLog, StoredFile, DictionaryEntry, Dictionary, Concept, User.roles.through, User, Role):
         model.objects.all().delete()
@@ -119,9 +133,11 @@ def test_a_failure_half_way_leaves_nothing_behind(monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(seeding, "_audit_rows", failing_audit_rows)
+    definitions = _index_and_key_definitions()
     with pytest.raises(RuntimeError):
         seed_create(scale=0.2, seed=1)
     assert User.objects.count() == 0 and Role.objects.count() == 0
+    assert _index_and_key_definitions() == definitions  # dropped indexes and keys came back too
 
 
 def test_copy_values_escape_what_copy_text_format_treats_specially():
@@ -152,3 +168,30 @@ def test_copy_round_trips_awkward_text(monkeypatch):
         "ünïcødé",
     }
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_indexes_and_foreign_keys_are_rebuilt_identically_and_tables_analyzed():
+    definitions = _index_and_key_definitions()
+    assert any("audit_entity_time_idx" in name for name, _ in definitions)
+    assert any("FOREIGN KEY" in definition for _, definition in definitions)
+
+    seed_create(scale=0.5, seed=4)
+
+    assert _index_and_key_definitions() == definitions
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'core_auditlog'::regclass")
+        assert cursor.fetchone()[0] == AuditLog.objects.count()  # ANALYZE ran after the load
+
+
+@pytest.mark.django_db
+def test_only_tables_with_more_new_rows_than_old_are_rebuilt():
+    from dbops.services.seeding import _CopyWriter
+
+    seed_create(scale=0.5, seed=4)
+    existing = AuditLog.objects.count()
+    writer = _CopyWriter(connection)
+    assert writer.tables_worth_rebuilding({AuditLog: existing, Concept: Concept.objects.count() + 1}) == [
+        "core_concept"
+    ]
+    assert writer.tables_worth_rebuilding({AuditLog: existing + 1}) == ["core_auditlog"]
