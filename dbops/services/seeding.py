@@ -181,7 +181,7 @@ class _Context:
 
     def timestamp(self, rng: random.Random, not_before: int = EPOCH_END - SPAN_SECONDS) -> tuple[int, str]:
         epoch = not_before + int(rng.random() * (EPOCH_END - not_before))
-        return epoch, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + self.ts_suffix
+        return epoch, self.format_epoch(epoch)
 
     def format_epoch(self, epoch: int) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + self.ts_suffix
@@ -403,14 +403,17 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_value(value) -> str:
+    if type(value) is str:
+        # Fast path in C: nearly no seeded text holds a backslash or a control character.
+        if "\\" not in value and value.isprintable():
+            return value
+        return value.translate(_COPY_ESCAPES)
     if value is None:
         return "\\N"
     if value is True:
         return "t"
     if value is False:
         return "f"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
     return str(value)
 
 
