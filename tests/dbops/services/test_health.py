@@ -168,6 +168,14 @@ def test_backup_ages_are_judged_against_their_thresholds(probes):
 
 
 @pytest.mark.django_db
+def test_the_probes_cost_a_fixed_handful_of_queries(probes, django_assert_max_num_queries):
+    for hours in range(20):
+        record(finished_hours_ago=hours, verified_hours_ago=hours)
+    with django_assert_max_num_queries(6):  # SELECT 1, applied migrations, last backup, last verification
+        health_check()
+
+
+@pytest.mark.django_db
 def test_too_little_free_disk_is_degraded(probes):
     probes.HEALTH_MIN_FREE_DISK_MB = 10**12
     disk = health_check().as_dict()["checks"]["disk"]
