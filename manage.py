@@ -14,6 +14,10 @@ def main() -> None:
 
         execute_from_command_line(sys.argv)
     except ConfigError as exc:
+        from dbops.management.standalone import COMMANDS, run_without_settings
+
+        if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # these two explain a bad environment themselves
+            sys.exit(run_without_settings(sys.argv))
         # A bad environment variable: one readable line, not a traceback from settings import.
         sys.stderr.write(f"Configuration error: {exc}\n")
         sys.exit(2)

@@ -1,6 +1,7 @@
-"""Admin pages for the query analyzer: the slowest captured statements, each linked to its plan.
+"""HTTP views of dbops: the health endpoint for load balancers, and the admin pages of the query
+analyzer (the slowest captured statements, each linked to its plan).
 
-Only statements the profiler or pg_stat_statements captured can be explained here (by reference, never
+For the analyzer, only statements the profiler or pg_stat_statements captured can be explained here (by reference, never
 free SQL from the browser), and only with plain EXPLAIN: nothing is executed.
 """
 
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 from dbops.exceptions import AnalyzerError
 from dbops.services.analyzer import analysis_render
+from dbops.services.health import UNHEALTHY, health_check
 from dbops.services.slow_queries import slow_statement_analyze, slow_statements_top
 
 
@@ -59,3 +63,11 @@ def query_plan_view(request):
         "back_url": reverse("dbops:slow-statements"),
     }
     return render(request, "admin/dbops/query_plan.html", context)
+
+
+@never_cache
+@require_safe
+def health(request: HttpRequest) -> JsonResponse:
+    """The health report as JSON: 200 when healthy or degraded, 503 when unhealthy (cannot serve)."""
+    report = health_check()
+    return JsonResponse(report.as_dict(), status=503 if report.status == UNHEALTHY else 200)

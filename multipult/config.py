@@ -161,6 +161,39 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "PITR_STORAGE", str, "local", "Where WAL and PITR base backups go: local (BACKUP_DIR) or s3.", group="backups"
     ),
+    EnvVar(
+        "BACKUP_MAX_AGE_HOURS",
+        float,
+        26.0,
+        "health_check: the last successful backup may be this old.",
+        min_value=0.1,
+        group="health",
+    ),
+    EnvVar(
+        "VERIFY_MAX_AGE_HOURS",
+        float,
+        192.0,
+        "health_check: the last verified backup may be this old.",
+        min_value=0.1,
+        group="health",
+    ),
+    EnvVar(
+        "HEALTH_MIN_FREE_DISK_MB",
+        int,
+        1024,
+        "health_check: less free space in BACKUP_DIR is degraded.",
+        min_value=0,
+        group="health",
+    ),
+    EnvVar(
+        "HEALTH_TIMEOUT_SECONDS",
+        float,
+        2.0,
+        "health_check: timeout of each probe (Redis, celery, S3).",
+        min_value=0.1,
+        max_value=60,
+        group="health",
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
 )

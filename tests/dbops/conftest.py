@@ -1,4 +1,5 @@
-"""Fixtures for the backup engine tests: a little real data, and a throwaway SQLite database alias."""
+"""Fixtures for the dbops tests: a little real data, a throwaway SQLite alias (backup engine), and the
+environment for commands run in a child process (operations commands)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,20 @@ def drop_pre_restore_databases():
     connector = get_connector()
     for name in connector.pre_restore_databases():
         connector.drop_database(name)
+
+
+def test_db_env(django_db_setup, django_db_blocker):
+    """Environment that points a child process at the (committed state of the) test database."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    return {"DB_NAME": name}
+
+
+@pytest.fixture
+def sqlite_env(tmp_path):
+    """Environment for a child process on a fresh embedded SQLite file (no servers)."""
+    from tests.dbops.commandline import sqlite_environment
+
+    return sqlite_environment(tmp_path)

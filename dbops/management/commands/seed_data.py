@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from dbops.exceptions import DbopsError
 from dbops.management.output import TtyProgress
 from dbops.services.seeding import seed_create, seed_plan
+from multipult.core.models import Role
 
 
 class Command(BaseCommand):
@@ -29,11 +30,11 @@ class Command(BaseCommand):
         scale, seed, using = options["scale"], options["seed"], options["database"]
         try:
             if options["dry_run"]:
-                plan = seed_plan(scale=scale, seed=seed)
+                plan = seed_plan(scale=scale, seed=seed, existing_roles=self._existing_roles(using))
                 self.stdout.write(f"Would create {plan.total:,} rows (scale {scale:g}, seed {seed}):")
                 for label, count in plan.counts.items():
                     self.stdout.write(f"  {label:<20} {count:>12,}")
-                self.stdout.write("Roles that already exist are not created again. Nothing was written.")
+                self.stdout.write("Nothing was written.")
                 return
             progress = TtyProgress(self.stdout, quiet=options["quiet"])
             result = seed_create(scale=scale, seed=seed, using=using, progress=progress)
@@ -50,3 +51,11 @@ class Command(BaseCommand):
                 f"scale {scale:g}, seed {seed}."
             )
         )
+
+    @staticmethod
+    def _existing_roles(using: str) -> list[str]:
+        """Read-only: roles seed_data would skip. A dry run still works before migrate or offline."""
+        try:
+            return list(Role.objects.using(using).values_list("name", flat=True))
+        except DatabaseError:
+            return []

@@ -1,0 +1,46 @@
+"""health_check: database, migrations, Redis, celery workers, S3, disk and backup ages.
+
+Exit status 0 healthy, 1 degraded, 2 unhealthy (see dbops.services.health for what each means).
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.management.output import write_json
+from dbops.services.health import DEGRADED, OK, SKIPPED, UNHEALTHY, health_check
+
+
+class Command(BaseCommand):
+    help = (
+        "Checks the database (connect and latency), migrations, Redis, celery workers, the S3 bucket, free disk "
+        "in BACKUP_DIR and the age of the last successful and last verified backup. "
+        "Exit status: 0 healthy, 1 degraded, 2 unhealthy."
+    )
+    # The checks themselves are what this command reports; system checks must not stop it first.
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print the report as one JSON document.")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+
+    def handle(self, *args, **options):
+        report = health_check(using=options["database"])
+        if options["json"]:
+            write_json(self.stdout, report.as_dict())
+        else:
+            styles = {
+                OK: self.style.SUCCESS,
+                SKIPPED: str,
+                DEGRADED: self.style.WARNING,
+                UNHEALTHY: self.style.ERROR,
+            }
+            width = max(len(check.name) for check in report.checks)
+            for check in report.checks:
+                label = styles[check.status](f"{check.status:<9}")
+                self.stdout.write(f"  {check.name:<{width}}  {label}  {check.message}")
+            self.stdout.write(styles[report.status](f"Overall: {report.status}"))
+        if report.exit_code:
+            self.stdout.flush()
+            raise SystemExit(report.exit_code)

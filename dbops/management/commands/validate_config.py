@@ -1,0 +1,35 @@
+"""validate_config: every configuration problem at once, exit 1 if there is any."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dbops.management.output import write_json
+from dbops.services.configuration import config_validate
+
+
+class Command(BaseCommand):
+    help = (
+        "Checks every setting the project reads (types, ranges, S3 settings complete, BACKUP_DIR writable, "
+        "database reachable; Redis and the S3 bucket reachable with --deep) and lists all problems at once. "
+        "Exit status 1 when there is any problem."
+    )
+    # It diagnoses the environment itself, so it must run even where checks (or settings) would fail.
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--deep", action="store_true", help="Also connect to Redis and the S3 bucket.")
+        parser.add_argument("--json", action="store_true", help="Print the problems as a JSON document.")
+
+    def handle(self, *args, **options):
+        problems = config_validate(deep=options["deep"])
+        if options["json"]:
+            write_json(self.stdout, {"ok": not problems, "problems": [vars(problem) for problem in problems]})
+        elif not problems:
+            scope = "including Redis and S3 reachability" if options["deep"] else "use --deep for Redis and S3"
+            self.stdout.write(self.style.SUCCESS(f"Configuration OK ({scope})."))
+        else:
+            for problem in problems:
+                self.stdout.write(f"  - {problem}")
+        if problems:
+            raise CommandError(f"{len(problems)} configuration problem(s); see the list above.", returncode=1)
