@@ -39,8 +39,14 @@ class Concept(models.Model):
     code = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True)
+    # No single-column index: concept_creator_created_idx leads with created_by and serves those lookups.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="concepts"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="concepts",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -74,7 +80,8 @@ class Dictionary(models.Model):
 
 
 class DictionaryEntry(models.Model):
-    dictionary = models.ForeignKey(Dictionary, on_delete=models.CASCADE, related_name="entries")
+    # No single-column index: dictionary_entry_key_uniq leads with dictionary and serves those lookups.
+    dictionary = models.ForeignKey(Dictionary, on_delete=models.CASCADE, related_name="entries", db_index=False)
     key = models.CharField(max_length=255)
     value = models.TextField(blank=True)
     position = models.PositiveIntegerField(default=0)
@@ -126,8 +133,14 @@ class AuditLog(models.Model):
         BACKUP = "backup"
         RESTORE = "restore"
 
+    # No single-column index: audit_actor_time_idx leads with actor and serves those lookups.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_logs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_logs",
+        db_index=False,
     )
     action = models.CharField(max_length=16, choices=Action.choices)
     entity_type = models.CharField(max_length=64)

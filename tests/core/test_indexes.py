@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from multipult.core.models import AuditLog, Concept, Dictionary, StoredFile, User
+from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, StoredFile, User
 
 pytestmark = pytest.mark.django_db
 
@@ -95,3 +95,36 @@ def test_dictionary_by_name_uses_index(populated):
 def test_concepts_by_creator_uses_index(populated):
     queryset = Concept.objects.filter(created_by=populated[3]).order_by("-created_at")[:20]
     assert "concept_creator_created_idx" in _plan_index_names(queryset)
+
+
+def test_no_domain_index_is_a_redundant_prefix_of_another():
+    """A single-column index whose column leads a composite index only costs writes; the composite serves it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT t.relname, i.relname, ix.indisunique, array_agg(a.attname ORDER BY k.ord)
+            FROM pg_index ix
+            JOIN pg_class t ON t.oid = ix.indrelid
+            JOIN pg_class i ON i.oid = ix.indexrelid
+            JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+            JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+            WHERE t.relname = ANY(%s)
+            GROUP BY t.relname, i.relname, ix.indisunique
+            """,
+            # Our models' tables; Django's auto-created many-to-many tables keep its own index layout.
+            [[model._meta.db_table for model in (AuditLog, Concept, Dictionary, DictionaryEntry, StoredFile, User)]],
+        )
+        indexes = cursor.fetchall()
+    redundant = [
+        (table, name)
+        for table, name, unique, columns in indexes
+        if not unique
+        and any(
+            other_table == table
+            and other_name != name
+            and len(other_columns) > len(columns)
+            and other_columns[: len(columns)] == columns
+            for other_table, other_name, _, other_columns in indexes
+        )
+    ]
+    assert redundant == []

@@ -81,6 +81,7 @@ def drop_pre_restore_databases():
         connector.drop_database(name)
 
 
+@pytest.fixture
 def test_db_env(django_db_setup, django_db_blocker):
     """Environment that points a child process at the (committed state of the) test database."""
     from django.db import connection
