@@ -49,7 +49,8 @@ def test_round_trip(size):
     data = os.urandom(size)
     blob = encrypt(data)
     assert decrypt(blob) == data
-    assert data[:64] not in blob or size == 0
+    # Only a plaintext long enough not to occur in random ciphertext by chance says anything here.
+    assert size < 16 or data[:64] not in blob
 
 
 def test_wrong_and_missing_key():

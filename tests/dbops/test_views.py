@@ -32,7 +32,7 @@ def test_slow_statements_link_to_plans_with_index_advice(staff_client):
     links = [unescape(href) for sql, href in rows if '"core_storedfile"."sha256" = $1' in unescape(sql)]
     assert links, html
     plan = staff_client.get(links[0])
-    assert plan.status_code == 200
+    assert plan.status_code == 200, (links, plan.content.decode()[-3000:])
     page = unescape(plan.content.decode())
     assert "-> Seq Scan on core_storedfile" in page and "<== costliest" in page
     assert 'CREATE INDEX CONCURRENTLY "storedfile_sha256_idx" ON "core_storedfile" ("sha256");' in page
