@@ -23,6 +23,7 @@ from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
 CHUNK_SIZE = 1 << 20
 MAINTENANCE_DB = "postgres"
+PRE_RESTORE_SUFFIX = "_pre_restore_{stamp}"  # stamp: %Y%m%d%H%M%S
 STDERR_LIMIT = 4000
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
@@ -214,7 +215,7 @@ class PostgreSQLConnector(Connector):
         stamp = timezone.now().strftime("%Y%m%d%H%M%S")
         target = self.database_name
         fresh = _ident_name(target, f"_restoring_{stamp}")
-        previous = _ident_name(target, f"_pre_restore_{stamp}")
+        previous = _ident_name(target, PRE_RESTORE_SUFFIX.format(stamp=stamp))
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
             self._create_database_like(admin, fresh)
@@ -311,7 +312,9 @@ class PostgreSQLConnector(Connector):
             admin.close()
 
     def drop_database(self, name: str) -> None:
-        """Drops a database on the same server (used for `<name>_pre_restore_*` clean-up)."""
+        """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else)."""
+        if name not in self.pre_restore_databases():
+            raise RestoreError(f"{name} is not a pre-restore copy of {self.database_name}; not dropping it.")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
             _drop_database(admin, name)
@@ -320,11 +323,10 @@ class PostgreSQLConnector(Connector):
 
     def pre_restore_databases(self) -> list[str]:
         """Databases kept by earlier full restores of this one, oldest first."""
+        base = _ident_name(self.database_name, PRE_RESTORE_SUFFIX.format(stamp="0" * 14))[: -len("0" * 14)]
+        pattern = "^" + re.escape(base) + r"[0-9]{14}$"
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-                [self.database_name[:40].replace("_", r"\_") + r"%\_pre\_restore\_%"],
-            )
+            cursor.execute("SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY datname", [pattern])
             return [row[0] for row in cursor.fetchall()]
 
     # -- lock ---------------------------------------------------------------------------------------
