@@ -19,7 +19,7 @@ from typing import BinaryIO
 from django.utils import timezone
 
 from dbops.connectors.base import Connector, DumpResult, RestoreOutcome
-from dbops.exceptions import BackupError, BackupLockedError, RestoreError
+from dbops.exceptions import BackupError, BackupLockedError, DatabaseUnavailable, RestoreError
 
 CHUNK_SIZE = 1 << 20
 MAINTENANCE_DB = "postgres"
@@ -86,7 +86,11 @@ class PostgreSQLConnector(Connector):
         params.pop("cursor_factory", None)
         if dbname is not None:
             params["dbname"] = dbname
-        raw = self.connection.Database.connect(**params)
+        try:
+            raw = self.connection.Database.connect(**params)
+        except self.connection.Database.OperationalError as exc:
+            where = f"{params.get('host', 'local socket')}:{params.get('port', '')}/{params.get('dbname', '')}"
+            raise DatabaseUnavailable(f"Cannot connect to PostgreSQL at {where}: {str(exc).strip()}") from exc
         raw.autocommit = autocommit
         return raw
 
@@ -209,6 +213,12 @@ class PostgreSQLConnector(Connector):
                 [encoding, collate, ctype],
             )
 
+    def _create_database_like_or_fail(self, admin, new_name: str) -> None:
+        try:
+            self._create_database_like(admin, new_name)
+        except self.connection.Database.Error as exc:
+            raise RestoreError(f"Cannot create database {new_name} to restore into: {str(exc).strip()}") from exc
+
     def restore(self, dump_path: Path, *, fmt: str, tables: list[str] | None = None, jobs: int = 1) -> RestoreOutcome:
         if tables:
             return self._restore_tables(dump_path, fmt=fmt, tables=tables)
@@ -218,7 +228,7 @@ class PostgreSQLConnector(Connector):
         previous = _ident_name(target, PRE_RESTORE_SUFFIX.format(stamp=stamp))
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
-            self._create_database_like(admin, fresh)
+            self._create_database_like_or_fail(admin, fresh)
             try:
                 self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
             except BaseException:
@@ -302,7 +312,7 @@ class PostgreSQLConnector(Connector):
         scratch = _ident_name(self.database_name, f"_verify_{timezone.now():%Y%m%d%H%M%S}")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
-            self._create_database_like(admin, scratch)
+            self._create_database_like_or_fail(admin, scratch)
             try:
                 self._load(dump_path, scratch, fmt=fmt, jobs=jobs)
                 yield _ScratchDatabase(self, scratch)
