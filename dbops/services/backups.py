@@ -168,7 +168,6 @@ def backup_create_locked(
     """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
     folder = _storage_folder(connector)
     encrypt = encryption_key is not None
-    key = encryption_key
     backup_mark_stale(database_name=connector.database_name)
     _remove_partials(folder)
     now = timezone.now()
@@ -200,7 +199,7 @@ def backup_create_locked(
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
-                encryption_key=key,
+                encryption_key=encryption_key,
                 progress=_with_heartbeat(backup_record, progress),
             )
             dump_result = connector.dump(pipeline, fmt=fmt)
