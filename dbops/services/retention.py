@@ -410,6 +410,12 @@ def retention_run(
     Inputs are checked before anything is deleted."""
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
+    by_counts = any(count is not None for count in (daily, weekly, monthly, keep_last))
+    if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
+        raise RetentionError(
+            "--tag and --database scope a run given by counts (--daily/--weekly/--monthly/--keep-last); "
+            "a saved policy has its own scope (edit it in the admin)."
+        )
     policies = retention_policies_resolve(
         policy_name=policy_name,
         daily=daily,

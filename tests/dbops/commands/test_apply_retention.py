@@ -83,6 +83,8 @@ def test_named_policy_with_count_override_is_not_saved(nightly_history):
         (["--daily", "0"], "keeps nothing"),
         ([], "No enabled retention policy"),
         (["--daily", "2", "--database", "elsewhere"], "Unknown database alias 'elsewhere'"),
+        (["--policy", "off", "--tag", "nightly"], "--tag and --database scope a run given by counts"),
+        (["--tag", "nightly"], "--tag and --database scope a run given by counts"),
     ],
 )
 def test_bad_input_is_one_message_and_changes_nothing(nightly_history, args, message):
