@@ -256,7 +256,7 @@ def retention_apply(
     made again once the lock is held. One failed deletion does not stop the others; every failure
     is in the outcome, and a saved policy records the outcome of its last real run.
     """
-    now = now or timezone.now()
+    now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
     plan = _plan_from_catalog(policy, now)
     outcome = RetentionOutcome(plan=plan, dry_run=dry_run)
     if dry_run or not plan.delete:
@@ -425,7 +425,7 @@ def retention_run(
         database=database,
         tag=tag,
     )
-    now = now or timezone.now()
+    now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
     outcomes = [
         retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
     ]
