@@ -183,13 +183,14 @@ def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.date
     if newest_success is not None and not reasons.get(id(newest_success)):
         reasons[id(newest_success)].append("newest successful backup")
 
+    not_selected = (f"not selected by {policy.rules_display}",)
     decisions = []
     for backup in group:
         why = reasons.get(id(backup))
         if why:
             decisions.append(RetentionDecision(backup, True, tuple(why)))
         elif backup.status == Status.SUCCEEDED:
-            decisions.append(RetentionDecision(backup, False, (f"not selected by {policy.rules_display}",)))
+            decisions.append(RetentionDecision(backup, False, not_selected))
         else:
             decisions.append(RetentionDecision(backup, False, (f"{backup.status} and older than a kept backup",)))
     return decisions
