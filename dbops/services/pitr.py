@@ -101,6 +101,7 @@ def pitr_base_backup_create(
         triggered_by=triggered_by,
         triggered_by_user=triggered_by_user,
     )
+    saved_names: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
             label = f"multipult dbops base backup #{record.pk}"
@@ -120,6 +121,7 @@ def pitr_base_backup_create(
             for local_name in ("base.tar.gz", "backup_manifest"):
                 with (Path(workdir) / local_name).open("rb") as handle:
                     saved = backend.save(f"{folder}/{local_name}", File(handle, name=local_name))
+                saved_names.append(saved)
                 if local_name == "base.tar.gz":
                     storage_name = saved
         timeline = int(wal_range["Timeline"])
@@ -148,12 +150,14 @@ def pitr_base_backup_create(
             record.tool_version = tool_version
             record.save()
             pitr.save()
-    except Exception as exc:
+    except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
+        for name in saved_names:  # no half-stored backup left behind
+            backend.delete(name)
         record.status = BackupRecord.Status.FAILED
         record.finished_at = timezone.now()
-        record.error = str(exc)
+        record.error = str(exc) or type(exc).__name__
         record.save(update_fields=["status", "finished_at", "error"])
-        if isinstance(exc, PitrError):
+        if isinstance(exc, PitrError) or not isinstance(exc, Exception):
             raise
         raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
     return record
