@@ -183,3 +183,13 @@ def _run(*args) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def test_system_check_warns_when_pitr_storage_is_s3_without_a_bucket(settings):
+    from dbops.checks import check_pitr_settings
+
+    settings.PITR_STORAGE = "s3"
+    settings.STORAGES = {name: spec for name, spec in settings.STORAGES.items() if name != "backups_s3"}
+    assert [warning.id for warning in check_pitr_settings(None)] == ["dbops.W801"]
+    settings.PITR_STORAGE = "local"
+    assert check_pitr_settings(None) == []
