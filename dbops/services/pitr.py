@@ -192,6 +192,7 @@ def pitr_restore(
     owner: str | None = None,
     keep_archiving: bool = False,
     python: str | None = None,
+    progress: Progress | None = None,
 ) -> PitrRestoreResult:
     """Builds a data directory that, once started, recovers to `target_time` and opens for writes.
 
@@ -225,7 +226,7 @@ def pitr_restore(
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        _extract_verified(backend, record, target_dir)
+        _extract_verified(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
@@ -283,18 +284,25 @@ def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupReco
 
 
 class _HashingReader:
-    def __init__(self, stream) -> None:
-        self.stream, self.digest = stream, hashlib.sha256()
+    """Hashes what the tar reader consumes and reports progress about every megabyte."""
+
+    def __init__(self, stream, total: int, progress: Progress | None) -> None:
+        self.stream, self.digest, self.total, self.progress = stream, hashlib.sha256(), total, progress
+        self.done = self.reported = 0
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.stream.read(size)
         self.digest.update(chunk)
+        self.done += len(chunk)
+        if self.progress and (self.done - self.reported >= CHUNK or (not chunk and self.done != self.reported)):
+            self.reported = self.done
+            self.progress("unpacking base backup (bytes)", self.done, max(self.total, self.done))
         return chunk
 
 
-def _extract_verified(backend, record: BackupRecord, target_dir: Path) -> None:
+def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
     with backend.open(record.storage_name, "rb") as stored:
-        reader = _HashingReader(stored)
+        reader = _HashingReader(stored, record.size_bytes or 0, progress)
         try:
             with tarfile.open(fileobj=reader, mode="r|gz") as archive:
                 archive.extractall(target_dir, filter="data")
