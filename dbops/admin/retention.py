@@ -1,8 +1,10 @@
-"""A minimal RetentionPolicy admin: editable rules and the outcome of the last run."""
+"""A minimal RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run preview."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from dbops.exceptions import DbopsError
 from dbops.models import RetentionPolicy
+from dbops.services.retention import retention_apply
 
 
 @admin.register(RetentionPolicy)
@@ -30,3 +32,15 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         ("Applies to", {"fields": ["database_alias", "kind", "tag"]}),
         ("Last run", {"fields": ["last_run_at", "last_run_ok", "last_run_summary", "created_at", "updated_at"]}),
     ]
+    actions = ["preview_retention"]
+
+    @admin.action(permissions=["view"], description="Preview: what retention would delete (changes nothing)")
+    def preview_retention(self, request, queryset):
+        for policy in queryset:
+            try:
+                plan = retention_apply(policy=policy, dry_run=True).plan
+            except DbopsError as exc:
+                self.message_user(request, f"{policy.name}: {exc}", messages.ERROR)
+                continue
+            doomed = ", ".join(f"#{decision.backup.pk}" for decision in plan.delete) or "nothing"
+            self.message_user(request, f"{policy.name}: keeps {len(plan.keep)}, would delete {doomed}.")

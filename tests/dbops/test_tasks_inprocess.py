@@ -260,3 +260,19 @@ def test_without_redis_configured_delay_runs_the_task_in_process():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(sorted(b.pk for b in rows[1:]))
     assert TaskRun.objects.get(task_name="apply_retention").status == "succeeded"
+
+
+def test_admin_preview_action_lists_what_would_go_and_changes_nothing(admin_client):
+    policy = RetentionPolicy.objects.create(name="nightly", keep_daily=1, keep_weekly=0, keep_monthly=0)
+    rows = [catalog_row(days) for days in range(3)]
+    response = admin_client.post(
+        "/admin/dbops/retentionpolicy/",
+        {"action": "preview_retention", "_selected_action": [policy.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    text = " | ".join(str(message) for message in response.context["messages"])
+    assert f"nightly: keeps 1, would delete #{rows[1].pk}, #{rows[2].pk}." in text
+    assert BackupRecord.objects.filter(status="deleted").count() == 0
+    policy.refresh_from_db()
+    assert policy.last_run_at is None
