@@ -118,7 +118,7 @@ def figure_celery(repeat: int, backup_dir: Path) -> None:
             cwd=ROOT, env=os.environ | {"REDIS_DB": BENCH_REDIS_DB, "LOG_FORMAT": "text"}, stdout=handle,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    app = Celery("bench-issue4", broker=redis_url, backend=redis_url)
+    app = Celery("bench-issue4", broker=redis_url, backend=redis_url, set_as_current=False)
     try:
         deadline = time.monotonic() + 120
         while b"ready." not in log.read_bytes():
