@@ -22,6 +22,10 @@ class UserAdminError(DbopsError):
     """create_user / assign_role got an unknown user or role, a taken name or an unusable password."""
 
 
+class DatabaseUnavailable(DbopsError):
+    """The database server cannot be reached (or refuses the connection)."""
+
+
 class BackupError(DbopsError):
     """A backup could not be taken (dump tool missing or failing, storage not writable...)."""
 

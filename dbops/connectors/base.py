@@ -84,6 +84,14 @@ class Connector(ABC):
         """Tables present in a (decoded) dump, for --tables checks; empty when the format cannot say."""
         return []
 
+    def pre_restore_databases(self) -> list[str]:
+        """Databases kept aside by earlier full restores (PostgreSQL `<name>_pre_restore_<time>`)."""
+        return []
+
+    def drop_database(self, name: str) -> None:
+        """Drops one of pre_restore_databases() (retention's clean-up)."""
+        raise NotImplementedError(f"{self.engine} keeps no databases aside")
+
     def migration_state(self) -> dict[str, list[str]]:
         """Applied migrations per app, to warn when a backup comes from a different code version."""
         recorder = MigrationRecorder(self.connection)

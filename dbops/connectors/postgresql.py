@@ -19,10 +19,11 @@ from typing import BinaryIO
 from django.utils import timezone
 
 from dbops.connectors.base import Connector, DumpResult, RestoreOutcome
-from dbops.exceptions import BackupError, BackupLockedError, RestoreError
+from dbops.exceptions import BackupError, BackupLockedError, DatabaseUnavailable, RestoreError
 
 CHUNK_SIZE = 1 << 20
 MAINTENANCE_DB = "postgres"
+PRE_RESTORE_SUFFIX = "_pre_restore_{stamp}"  # stamp: %Y%m%d%H%M%S
 STDERR_LIMIT = 4000
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
@@ -85,7 +86,11 @@ class PostgreSQLConnector(Connector):
         params.pop("cursor_factory", None)
         if dbname is not None:
             params["dbname"] = dbname
-        raw = self.connection.Database.connect(**params)
+        try:
+            raw = self.connection.Database.connect(**params)
+        except self.connection.Database.OperationalError as exc:
+            where = f"{params.get('host', 'local socket')}:{params.get('port', '')}/{params.get('dbname', '')}"
+            raise DatabaseUnavailable(f"Cannot connect to PostgreSQL at {where}: {str(exc).strip()}") from exc
         raw.autocommit = autocommit
         return raw
 
@@ -208,16 +213,22 @@ class PostgreSQLConnector(Connector):
                 [encoding, collate, ctype],
             )
 
+    def _create_database_like_or_fail(self, admin, new_name: str) -> None:
+        try:
+            self._create_database_like(admin, new_name)
+        except self.connection.Database.Error as exc:
+            raise RestoreError(f"Cannot create database {new_name} to restore into: {str(exc).strip()}") from exc
+
     def restore(self, dump_path: Path, *, fmt: str, tables: list[str] | None = None, jobs: int = 1) -> RestoreOutcome:
         if tables:
             return self._restore_tables(dump_path, fmt=fmt, tables=tables)
         stamp = timezone.now().strftime("%Y%m%d%H%M%S")
         target = self.database_name
         fresh = _ident_name(target, f"_restoring_{stamp}")
-        previous = _ident_name(target, f"_pre_restore_{stamp}")
+        previous = _ident_name(target, PRE_RESTORE_SUFFIX.format(stamp=stamp))
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
-            self._create_database_like(admin, fresh)
+            self._create_database_like_or_fail(admin, fresh)
             try:
                 self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
             except BaseException:
@@ -301,7 +312,7 @@ class PostgreSQLConnector(Connector):
         scratch = _ident_name(self.database_name, f"_verify_{timezone.now():%Y%m%d%H%M%S}")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
-            self._create_database_like(admin, scratch)
+            self._create_database_like_or_fail(admin, scratch)
             try:
                 self._load(dump_path, scratch, fmt=fmt, jobs=jobs)
                 yield _ScratchDatabase(self, scratch)
@@ -311,7 +322,9 @@ class PostgreSQLConnector(Connector):
             admin.close()
 
     def drop_database(self, name: str) -> None:
-        """Drops a database on the same server (used for `<name>_pre_restore_*` clean-up)."""
+        """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else)."""
+        if name not in self.pre_restore_databases():
+            raise RestoreError(f"{name} is not a pre-restore copy of {self.database_name}; not dropping it.")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
             _drop_database(admin, name)
@@ -320,11 +333,10 @@ class PostgreSQLConnector(Connector):
 
     def pre_restore_databases(self) -> list[str]:
         """Databases kept by earlier full restores of this one, oldest first."""
+        base = _ident_name(self.database_name, PRE_RESTORE_SUFFIX.format(stamp="0" * 14))[: -len("0" * 14)]
+        pattern = "^" + re.escape(base) + r"[0-9]{14}$"
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-                [self.database_name[:40].replace("_", r"\_") + r"%\_pre\_restore\_%"],
-            )
+            cursor.execute("SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY datname", [pattern])
             return [row[0] for row in cursor.fetchall()]
 
     # -- lock ---------------------------------------------------------------------------------------

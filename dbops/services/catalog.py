@@ -106,10 +106,12 @@ def _fields_from(manifest: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _collect_manifests(include_s3: bool) -> dict[str, dict[str, Any]]:
+def _collect_manifests(include_s3: bool) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Manifests by storage name, and whether every storage could be listed."""
     # A bucket may be shared by several installations: only this one's databases belong in its catalog.
     own_databases = {str(config["NAME"]) for config in connections.settings.values()}
     found: dict[str, dict[str, Any]] = {}
+    complete = True
     sources = [local_storage()]
     if include_s3 and s3_storage() is not None:
         sources.append(s3_storage())
@@ -118,6 +120,7 @@ def _collect_manifests(include_s3: bool) -> dict[str, dict[str, Any]]:
             names = list(iter_manifest_names(storage))
         except Exception as exc:  # S3 unreachable: sync what the local storage knows
             logger.warning("cannot list backup manifests in %s: %s", type(storage).__name__, exc)
+            complete = False
             continue
         for name in names:
             manifest = read_manifest(storage, name)
@@ -129,14 +132,14 @@ def _collect_manifests(include_s3: bool) -> dict[str, dict[str, Any]]:
                 found[key]["s3_key"] = found[key].get("s3_key") or manifest.get("s3_key", "")
             else:
                 found[key] = manifest
-    return found
+    return found, complete
 
 
 def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncResult:
     """Creates or updates a BackupRecord for every manifest in storage (keeping the manifest's id when
     it is free), and marks succeeded records whose artifact is in no storage as deleted."""
     result = SyncResult()
-    manifests = _collect_manifests(include_s3)
+    manifests, complete = _collect_manifests(include_s3)
     with transaction.atomic():
         existing = {record.storage_name: record for record in BackupRecord.objects.exclude(storage_name="")}
         for storage_name, manifest in sorted(manifests.items()):
@@ -158,7 +161,7 @@ def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncR
                     setattr(record, name, values[name])
                 record.save(update_fields=changed)
                 result.updated.append(record.pk)
-        if mark_missing:
+        if mark_missing and complete:  # an unreachable S3 must not make its backups look deleted
             gone = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED).exclude(
                 storage_name__in=list(manifests)
             )

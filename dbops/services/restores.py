@@ -14,7 +14,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from dbops.connectors import Connector, get_connector
-from dbops.exceptions import BackupNotFound, RestoreError
+from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
 from dbops.models import BackupRecord
 from dbops.services.artifacts import artifact_decode, artifact_fetch, file_check
 from dbops.services.backups import ByteProgress, backup_create_locked
@@ -193,7 +193,12 @@ def backup_restore(
                     triggered_by_user=triggered_by_user,
                     progress=None,
                 )
-            outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
+            try:
+                outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
+            except DbopsError:
+                raise
+            except Exception as exc:  # database driver errors: still one readable message
+                raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
             # The restored catalog is as old as the backup: bring back every backup storage knows of.

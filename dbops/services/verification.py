@@ -63,6 +63,8 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
             raise
         except DbopsError as exc:
             result.problems.append(str(exc))
+        except Exception as exc:  # a database driver error during the restore test is a failed check too
+            result.problems.append(f"restore test failed: {exc}")
     result.passed = result.checksum_ok and not result.problems
     _record(result)
     return result

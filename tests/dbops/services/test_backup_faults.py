@@ -293,3 +293,36 @@ def test_unknown_kind_or_compression_is_refused(backup_dir, some_data):
     with pytest.raises(BackupError, match="Unknown compression"):
         backup_create(compression="lz4")
     assert BackupRecord.objects.count() == 0
+
+
+def test_sync_while_s3_is_unreachable_does_not_mark_s3_backups_deleted(backup_dir, s3_bucket, settings, some_data):
+    backup_record = backup_create(upload_s3=True)
+    for path in backup_dir.rglob("*"):
+        if path.is_file():
+            path.unlink()  # only the S3 copy is left
+    broken = dict(settings.STORAGES)
+    broken["backups_s3"] = {
+        **broken["backups_s3"],
+        "OPTIONS": {**broken["backups_s3"]["OPTIONS"], "endpoint_url": "http://127.0.0.1:9"},
+    }
+    good, settings.STORAGES = settings.STORAGES, broken
+    run("list_backups", "--sync")
+    assert BackupRecord.objects.get(pk=backup_record.pk).status == "succeeded"
+    settings.STORAGES = good
+    run("list_backups", "--sync")
+    assert BackupRecord.objects.get(pk=backup_record.pk).status == "succeeded"
+
+
+def test_unreachable_database_gives_one_clear_message(backup_dir, db):
+    from django.db import connections
+
+    alias = "unreachable"
+    config = {**connections.settings["default"], "PORT": 9, "NAME": "nowhere"}
+    connections.settings[alias] = config
+    try:
+        with pytest.raises(CommandError, match="Cannot connect to PostgreSQL"):
+            run("backup_advanced", "--database", alias, "--quiet")
+    finally:
+        connections[alias].close()
+        del connections.settings[alias]
+    assert BackupRecord.objects.count() == 0

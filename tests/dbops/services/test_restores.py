@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from dbops.connectors import get_connector
+from dbops.exceptions import RestoreError
 from dbops.models import BackupRecord
 from dbops.services.backups import backup_create
 from dbops.services.restores import backup_restore
@@ -216,3 +217,24 @@ def test_sqlite_restore_of_some_tables(backup_dir, sqlite_alias):
         db.commit()
     backup_restore(backup_record=backup_record, database=alias, tables=["item"], safety_backup=False)
     assert get_connector(alias).table_counts() == {"item": 100, "tag": 0}
+
+
+def test_only_this_databases_pre_restore_copies_are_listed_and_dropped(db):
+    connector = get_connector()
+    stranger = f"{connector.database_name}_x_pre_restore_20260101000000"
+    mine = f"{connector.database_name}_pre_restore_20260101000000"
+    admin = connector._raw_connection("postgres")
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{stranger}"')
+            cursor.execute(f'CREATE DATABASE "{mine}"')
+        assert connector.pre_restore_databases() == [mine]
+        with pytest.raises(RestoreError, match="not a pre-restore copy"):
+            connector.drop_database(stranger)
+        connector.drop_database(mine)
+        assert connector.pre_restore_databases() == []
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{stranger}"')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{mine}"')
+        admin.close()
