@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
@@ -150,6 +151,7 @@ def pitr_base_backup_create(
             record.tool_version = tool_version
             record.save()
             pitr.save()
+            saved_names.append(_save_manifest(backend, record, pitr))
     except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
         for name in saved_names:  # no half-stored backup left behind
             backend.delete(name)
@@ -161,6 +163,28 @@ def pitr_base_backup_create(
             raise
         raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
     return record
+
+
+MANIFEST_SUFFIX = ".manifest.json"  # the backup catalog's convention: a manifest beside each artifact
+
+
+def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
+    """The catalog row and its PITR facts beside the artifact, so the catalog can be rebuilt from storage."""
+    manifest: dict = {"manifest_version": 1, "id": record.pk}
+    for model_field in BackupRecord._meta.concrete_fields:
+        if model_field.name not in ("id", "location"):
+            value = getattr(record, model_field.attname)
+            manifest[model_field.name] = value.isoformat() if isinstance(value, datetime) else value
+    manifest["pitr"] = {
+        model_field.name: getattr(pitr, model_field.attname)
+        for model_field in PitrBaseBackup._meta.concrete_fields
+        if model_field.name not in ("id", "backup")
+    }
+    name = record.storage_name + MANIFEST_SUFFIX
+    saved = backend.save(name, ContentFile(json.dumps(manifest, indent=2).encode()))
+    if saved != name:
+        raise PitrError(f"Storage saved the manifest {name} as {saved}.")
+    return saved
 
 
 def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:

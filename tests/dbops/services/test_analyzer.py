@@ -12,7 +12,7 @@ from dbops.exceptions import AnalyzerError
 from dbops.services.analyzer import analysis_render, query_analyze
 from dbops.services.slow_queries import slow_queries_analyze
 from multipult.core.models import StoredFile
-from tests.dbops.analyzer_data import ROWS, large_files_table  # noqa: F401  (fixture)
+from tests.dbops.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
 
@@ -123,8 +123,7 @@ def test_bad_statements_are_refused_and_change_nothing(sql, message):
 
 
 def test_slow_statements_from_pg_stat_statements_are_analyzed():
-    for _ in range(3):
-        list(StoredFile.objects.filter(sha256="nothing-like-this").values_list("id"))
+    capture_sha256_lookup()
 
     report = slow_queries_analyze(limit=20)
 

@@ -4,6 +4,7 @@ another port, holds exactly the rows from before it."""
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from io import StringIO
@@ -15,6 +16,7 @@ from django.core.management import call_command
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr import pitr_archive_command, pitr_base_backup_create, pitr_status, pitr_wal_needed
+from dbops.services.pitr_wal import pitr_storage
 from tests.dbops.pitr_cluster import pitr_clusters  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -76,6 +78,11 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
     assert progress_calls and progress_calls[-1][1] == progress_calls[-1][2]  # pg_basebackup -P, to 100%
     assert record.status == BackupRecord.Status.SUCCEEDED and record.format == BackupRecord.Format.TAR
     assert record.pitr.storage == settings.PITR_STORAGE and record.uploaded_to_s3 == (settings.PITR_STORAGE == "s3")
+    _kind, backend = pitr_storage()
+    with backend.open(record.storage_name + ".manifest.json", "rb") as handle:  # the catalog can be rebuilt
+        manifest = json.load(handle)
+    assert manifest["kind"] == "base" and manifest["sha256"] == record.sha256
+    assert manifest["pitr"]["start_wal"] == record.pitr.start_wal
 
     # When rows are written before the noted time, then changed after it
     source.query("INSERT INTO item SELECT i, 'after backup' FROM generate_series(51, 100) i")
