@@ -1,7 +1,6 @@
-"""RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run "Preview"."""
+"""A minimal RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run preview."""
 
 from django.contrib import admin, messages
-from django.template.response import TemplateResponse
 
 from dbops.exceptions import DbopsError
 from dbops.models import RetentionPolicy
@@ -26,7 +25,6 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "kind"]
     list_editable = ["enabled"]
     search_fields = ["name", "tag"]
-    actions = ["preview"]
     readonly_fields = ["created_at", "updated_at", "last_run_at", "last_run_ok", "last_run_summary"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
@@ -34,19 +32,15 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         ("Applies to", {"fields": ["database_alias", "kind", "tag"]}),
         ("Last run", {"fields": ["last_run_at", "last_run_ok", "last_run_summary", "created_at", "updated_at"]}),
     ]
+    actions = ["preview_retention"]
 
-    @admin.action(description="Preview: which backups each policy keeps and deletes (dry run)", permissions=["view"])
-    def preview(self, request, queryset):
-        outcomes = []
+    @admin.action(permissions=["view"], description="Preview: what retention would delete (changes nothing)")
+    def preview_retention(self, request, queryset):
         for policy in queryset:
             try:
-                outcomes.append(retention_apply(policy=policy, dry_run=True))
+                plan = retention_apply(policy=policy, dry_run=True).plan
             except DbopsError as exc:
                 self.message_user(request, f"{policy.name}: {exc}", messages.ERROR)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Retention preview (dry run: nothing is deleted)",
-            "opts": self.model._meta,
-            "plans": [outcome.plan for outcome in outcomes],
-        }
-        return TemplateResponse(request, "admin/dbops/retentionpolicy/preview.html", context)
+                continue
+            doomed = ", ".join(f"#{decision.backup.pk}" for decision in plan.delete) or "nothing"
+            self.message_user(request, f"{policy.name}: keeps {len(plan.keep)}, would delete {doomed}.")

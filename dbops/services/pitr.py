@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
@@ -101,6 +102,7 @@ def pitr_base_backup_create(
         triggered_by=triggered_by,
         triggered_by_user=triggered_by_user,
     )
+    saved_names: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
             label = f"multipult dbops base backup #{record.pk}"
@@ -120,6 +122,7 @@ def pitr_base_backup_create(
             for local_name in ("base.tar.gz", "backup_manifest"):
                 with (Path(workdir) / local_name).open("rb") as handle:
                     saved = backend.save(f"{folder}/{local_name}", File(handle, name=local_name))
+                saved_names.append(saved)
                 if local_name == "base.tar.gz":
                     storage_name = saved
         timeline = int(wal_range["Timeline"])
@@ -148,15 +151,40 @@ def pitr_base_backup_create(
             record.tool_version = tool_version
             record.save()
             pitr.save()
-    except Exception as exc:
+            saved_names.append(_save_manifest(backend, record, pitr))
+    except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
+        for name in saved_names:  # no half-stored backup left behind
+            backend.delete(name)
         record.status = BackupRecord.Status.FAILED
         record.finished_at = timezone.now()
-        record.error = str(exc)
+        record.error = str(exc) or type(exc).__name__
         record.save(update_fields=["status", "finished_at", "error"])
-        if isinstance(exc, PitrError):
+        if isinstance(exc, PitrError) or not isinstance(exc, Exception):
             raise
         raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
     return record
+
+
+MANIFEST_SUFFIX = ".manifest.json"  # the backup catalog's convention: a manifest beside each artifact
+
+
+def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
+    """The catalog row and its PITR facts beside the artifact, so the catalog can be rebuilt from storage."""
+    manifest: dict = {"manifest_version": 1, "id": record.pk}
+    for model_field in BackupRecord._meta.concrete_fields:
+        if model_field.name not in ("id", "location"):
+            value = getattr(record, model_field.attname)
+            manifest[model_field.name] = value.isoformat() if isinstance(value, datetime) else value
+    manifest["pitr"] = {
+        model_field.name: getattr(pitr, model_field.attname)
+        for model_field in PitrBaseBackup._meta.concrete_fields
+        if model_field.name not in ("id", "backup")
+    }
+    name = record.storage_name + MANIFEST_SUFFIX
+    saved = backend.save(name, ContentFile(json.dumps(manifest, indent=2).encode()))
+    if saved != name:
+        raise PitrError(f"Storage saved the manifest {name} as {saved}.")
+    return saved
 
 
 def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:
@@ -188,6 +216,7 @@ def pitr_restore(
     owner: str | None = None,
     keep_archiving: bool = False,
     python: str | None = None,
+    progress: Progress | None = None,
 ) -> PitrRestoreResult:
     """Builds a data directory that, once started, recovers to `target_time` and opens for writes.
 
@@ -221,7 +250,7 @@ def pitr_restore(
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        _extract_verified(backend, record, target_dir)
+        _extract_verified(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
@@ -279,18 +308,25 @@ def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupReco
 
 
 class _HashingReader:
-    def __init__(self, stream) -> None:
-        self.stream, self.digest = stream, hashlib.sha256()
+    """Hashes what the tar reader consumes and reports progress about every megabyte."""
+
+    def __init__(self, stream, total: int, progress: Progress | None) -> None:
+        self.stream, self.digest, self.total, self.progress = stream, hashlib.sha256(), total, progress
+        self.done = self.reported = 0
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.stream.read(size)
         self.digest.update(chunk)
+        self.done += len(chunk)
+        if self.progress and (self.done - self.reported >= CHUNK or (not chunk and self.done != self.reported)):
+            self.reported = self.done
+            self.progress("unpacking base backup (bytes)", self.done, max(self.total, self.done))
         return chunk
 
 
-def _extract_verified(backend, record: BackupRecord, target_dir: Path) -> None:
+def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
     with backend.open(record.storage_name, "rb") as stored:
-        reader = _HashingReader(stored)
+        reader = _HashingReader(stored, record.size_bytes or 0, progress)
         try:
             with tarfile.open(fileobj=reader, mode="r|gz") as archive:
                 archive.extractall(target_dir, filter="data")

@@ -118,9 +118,15 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
     return PitrSettingsReport(checks=checks, archive_command=wanted_command, archiver=archiver)
 
 
-def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
+def basebackup_tool() -> str | None:
+    """pg_basebackup on PATH, else Debian's server package location (not on PATH there)."""
     tool = shutil.which("pg_basebackup") or "/usr/lib/postgresql/15/bin/pg_basebackup"
-    if not Path(tool).exists():
+    return tool if Path(tool).exists() else None
+
+
+def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
+    tool = basebackup_tool()
+    if tool is None:
         raise PitrError("pg_basebackup not found; install the PostgreSQL client tools.")
     command = [
         tool,

@@ -96,7 +96,8 @@ def slow_statement_analyze(
     else:
         raise AnalyzerError(f"Unknown slow-statement source {source!r}.")
     if not statements:
-        raise AnalyzerError(f"No captured statement {reference} in {source}.")
+        # pg_stat_statements evicts its least-used entries when full, so a listed one can be gone a moment later.
+        raise AnalyzerError(f"Statement {reference} is not (or no longer) captured in {source}.")
     item = SlowAnalysis(statements[0], None)
     _analyze_into(item, analyze=False, using=using, large_table_rows=large_table_rows)
     return item

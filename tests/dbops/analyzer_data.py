@@ -25,3 +25,12 @@ def large_files_table():
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fire deferred FK checks so DDL can follow
         cursor.execute("ANALYZE core_storedfile")
     return ROWS
+
+
+def capture_sha256_lookup(times: int = 50) -> None:
+    """Runs the ORM's sha256 lookup often enough that pg_stat_statements keeps it: the shared server's
+    statement table is full, and each eviction drops the least-used entries (a single call is one)."""
+    from multipult.core.models import StoredFile
+
+    for _ in range(times):
+        list(StoredFile.objects.filter(sha256="needle").values_list("id"))

@@ -122,7 +122,7 @@ def processes(celery_env, tmp_path):
 @pytest.fixture
 def client_app(redis_url):
     """A producer on the worker's broker (pytest's own celery app may point at another Redis db)."""
-    # set_as_current=False: shared_task proxies elsewhere in the run must keep resolving to the project app.
+    # not the current app: shared tasks used in-process elsewhere must keep resolving to multipult's app
     app = Celery("dbops-tests", broker=redis_url, backend=redis_url, set_as_current=False)
     yield app
     app.close()

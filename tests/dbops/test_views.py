@@ -8,8 +8,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
-from multipult.core.models import StoredFile
-from tests.dbops.analyzer_data import large_files_table  # noqa: F401  (fixture)
+from tests.dbops.analyzer_data import capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
 
@@ -22,7 +21,7 @@ def staff_client(client, django_user_model):
 
 
 def test_slow_statements_link_to_plans_with_index_advice(staff_client):
-    list(StoredFile.objects.filter(sha256="needle").values_list("id"))
+    capture_sha256_lookup()
 
     listing = staff_client.get(reverse("dbops:slow-statements"))
 

@@ -45,6 +45,7 @@ class Command(BaseCommand):
         restore.add_argument(
             "--python", help="Interpreter the restored server runs restore_wal with (default: this one)."
         )
+        restore.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
         status = actions.add_parser("status", help="List base backups and the WAL archive of each cluster.")
         status.add_argument("--storage", choices=["local", "s3"], help="Which archive to read (default: PITR_STORAGE).")
         status.add_argument("--json", action="store_true", help="Print the status as JSON.")
@@ -142,15 +143,20 @@ class Command(BaseCommand):
 
     def _restore(self, options):
         target_time = _parse_target_time(options["target_time"])
-        result = pitr_restore(
-            target_time=target_time,
-            target_dir=options["target_dir"],
-            backup_id=options["backup_id"],
-            port=options["port"],
-            owner=options["owner"],
-            keep_archiving=options["keep_archiving"],
-            python=options["python"],
-        )
+        progress = TtyProgress(self.stdout, quiet=options["quiet"])
+        try:
+            result = pitr_restore(
+                target_time=target_time,
+                target_dir=options["target_dir"],
+                backup_id=options["backup_id"],
+                port=options["port"],
+                owner=options["owner"],
+                keep_archiving=options["keep_archiving"],
+                python=options["python"],
+                progress=progress,
+            )
+        finally:
+            progress.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Data directory {result.target_dir} rebuilt from base backup #{result.base_backup.pk}; it recovers "

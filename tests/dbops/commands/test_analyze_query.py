@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from multipult.core.models import StoredFile
-from tests.dbops.analyzer_data import ROWS, large_files_table  # noqa: F401  (fixture)
+from tests.dbops.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
 
@@ -39,7 +39,7 @@ def test_json_output():
 
 
 def test_slow_json_lists_captured_statements():
-    list(StoredFile.objects.filter(sha256="zz").values_list("id"))
+    capture_sha256_lookup()
     payload = json.loads(run("--slow", "--limit", "20", "--json"))
 
     assert "pg_stat_statements" not in payload["sources_unavailable"]

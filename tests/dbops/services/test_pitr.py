@@ -183,3 +183,26 @@ def _run(*args) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def test_system_check_warns_when_pitr_storage_is_s3_without_a_bucket(settings):
+    from dbops.checks import check_pitr_settings
+
+    settings.PITR_STORAGE = "s3"
+    settings.STORAGES = {name: spec for name, spec in settings.STORAGES.items() if name != "backups_s3"}
+    assert [warning.id for warning in check_pitr_settings(None)] == ["dbops.W801"]
+    settings.PITR_STORAGE = "local"
+    assert check_pitr_settings(None) == []
+
+
+def test_unpacking_reports_progress_about_every_megabyte_and_at_the_end():
+    from io import BytesIO
+
+    from dbops.services.pitr import _HashingReader
+
+    calls = []
+    reader = _HashingReader(BytesIO(b"x" * (3 * 1024 * 1024 + 10)), 3 * 1024 * 1024 + 10, lambda *c: calls.append(c))
+    while reader.read(256 * 1024):
+        pass
+    assert [done for _label, done, _total in calls] == [1 << 20, 2 << 20, 3 << 20, (3 << 20) + 10]
+    assert calls[-1][1] == calls[-1][2]
