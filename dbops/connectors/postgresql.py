@@ -3,6 +3,8 @@ the child environment; row counts come from the very snapshot pg_dump dumps (pg_
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -168,6 +170,7 @@ class PostgreSQLConnector(Connector):
                 process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=self._env())
             except OSError as exc:
                 raise BackupError(f"cannot run {args[0]}: {exc}") from exc
+            _widen_pipe(process.stdout)
             try:
                 while chunk := process.stdout.read(CHUNK_SIZE):
                     stream.write(chunk)
@@ -367,6 +370,13 @@ def _count_tables(cursor) -> dict[str, int]:
     ]
     cursor.execute(" UNION ALL ".join(selects), [_table_key(s, t) for s, t in tables])
     return {name: count for name, count in cursor.fetchall()}
+
+
+def _widen_pipe(pipe) -> None:
+    """A 1 MiB pipe instead of 64 KiB: fewer wake-ups between pg_dump and us (Linux only)."""
+    # Not Linux, or above /proc/sys/fs/pipe-max-size: the default pipe works, only slower.
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK_SIZE)
 
 
 def _drop_database(admin, name: str) -> None:

@@ -124,6 +124,10 @@ def backup_create(
     `.backup_record`) when the local backup succeeded but the S3 copy failed."""
     if compression not in COMPRESSIONS:
         raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    if kind not in BackupRecord.Kind.values:
+        raise BackupError(f"Unknown backup kind {kind!r}; use one of {', '.join(BackupRecord.Kind.values)}.")
+    if triggered_by not in BackupRecord.Trigger.values:
+        raise BackupError(f"Unknown trigger {triggered_by!r}; use one of {', '.join(BackupRecord.Trigger.values)}.")
     if len(tag) > BackupRecord._meta.get_field("tag").max_length:
         raise BackupError("--tag is longer than 64 characters.")
     key = _encryption_key(encrypt)
@@ -164,7 +168,6 @@ def backup_create_locked(
     """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
     folder = _storage_folder(connector)
     encrypt = encryption_key is not None
-    key = encryption_key
     backup_mark_stale(database_name=connector.database_name)
     _remove_partials(folder)
     now = timezone.now()
@@ -196,7 +199,7 @@ def backup_create_locked(
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
-                encryption_key=key,
+                encryption_key=encryption_key,
                 progress=_with_heartbeat(backup_record, progress),
             )
             dump_result = connector.dump(pipeline, fmt=fmt)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -10,13 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from dbops.models import BackupRecord
-from dbops.storage import iter_manifest_names, local_storage, read_manifest, s3_storage, write_local_manifest
+from dbops.storage import (
+    iter_manifest_names,
+    local_storage,
+    manifest_name,
+    read_manifest,
+    s3_storage,
+    write_local_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +77,6 @@ def manifest_save(backup_record: BackupRecord) -> None:
     if local_storage().exists(backup_record.storage_name):
         write_local_manifest(backup_record.storage_name, manifest)
     if backup_record.uploaded_to_s3 and s3_storage() is not None:
-        import json
-
-        from django.core.files.base import ContentFile
-
-        from dbops.storage import manifest_name
-
         storage = s3_storage()
         name = manifest_name(backup_record.storage_name)
         try:
@@ -202,6 +205,8 @@ def looks_stale(backup_record: BackupRecord, *, max_silence_seconds: int = 120) 
         except ProcessLookupError:
             return True
         except PermissionError:
-            pass
+            return False  # alive, owned by another user
+        return False  # alive here (perhaps waiting on a lock, so no heartbeat): not stale
+    # Another host: only the heartbeat can tell.
     beat = backup_record.heartbeat_at or backup_record.started_at
     return (timezone.now() - beat).total_seconds() > max_silence_seconds

@@ -200,12 +200,12 @@ def backup_restore(
             if connector.alias == DEFAULT_DB_ALIAS:
                 result.sync = catalog_sync()
     result.seconds = time.perf_counter() - started
-    _audit(result, triggered_by_user)
+    _audit(result, triggered_by, triggered_by_user)
     logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
     return result
 
 
-def _audit(result: RestoreResult, user: str) -> None:
+def _audit(result: RestoreResult, triggered_by: str, user: str) -> None:
     from multipult.core.models import AuditLog
 
     AuditLog.objects.create(
@@ -219,6 +219,7 @@ def _audit(result: RestoreResult, user: str) -> None:
             "tables": result.tables,
             "previous_database": result.previous_database,
             "safety_backup": result.safety_backup.pk if result.safety_backup else None,
+            "triggered_by": triggered_by,
             "by": user,
         },
     )

@@ -24,6 +24,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--database", default=None, help="Only backups of this database alias.")
         parser.add_argument("--limit", type=int, default=None, help="At most this many records.")
+        parser.add_argument("--quiet", action="store_true", help="Only the rows: no header, no sync summary.")
         parser.add_argument(
             "--sync",
             action="store_true",
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         try:
             if options["sync"]:
                 result = catalog_sync()
-                if not options["json"]:
+                if not options["json"] and not options["quiet"]:
                     self.stdout.write(
                         f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
                         f"{len(result.missing)} marked deleted (artifact missing)."
@@ -48,13 +49,15 @@ class Command(BaseCommand):
             write_json(self.stdout, [{**manifest_of(r), "location": r.location, "error": r.error} for r in records])
             return
         if not records:
-            self.stdout.write("No backups.")
+            if not options["quiet"]:
+                self.stdout.write("No backups.")
             return
         header = (
             f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6}  {'status':<9}  {'format':<6}  {'compr':<5}  "
             f"{'size':>10}  {'s3':<3}  tag / error"
         )
-        self.stdout.write(header)
+        if not options["quiet"]:
+            self.stdout.write(header)
         for record in records:
             status = "stale?" if looks_stale(record) else record.status
             note = record.error or record.upload_error or record.tag

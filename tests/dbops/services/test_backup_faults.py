@@ -232,3 +232,64 @@ def test_progress_is_shown_on_a_tty_only(backup_dir, some_data):
     quiet = Tty()
     run("backup_advanced", "--quiet", stdout=quiet)
     assert "\r" not in quiet.getvalue()
+
+
+def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_dir, s3_bucket, some_data):
+    from dbops.services.backups import backup_delete
+    from multipult.core.models import AuditLog
+
+    backup_record = backup_create(upload_s3=True)
+    keys = [item["Key"] for item in s3_client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert backup_record.s3_key in keys and backup_record.s3_key + ".manifest.json" in keys
+
+    backup_delete(backup_record=backup_record, reason="retention: older than 30 days")
+
+    assert s3_client().list_objects_v2(Bucket=s3_bucket).get("Contents", []) == []
+    assert [p for p in backup_dir.rglob("*") if p.is_file()] == []
+    backup_record.refresh_from_db()
+    assert backup_record.status == "deleted" and backup_record.deleted_at is not None
+    entry = AuditLog.objects.get(action="delete", entity_id=backup_record.pk)
+    assert entry.changes["reason"] == "retention: older than 30 days"
+    # A sync does not bring a deleted backup back.
+    run("list_backups", "--sync")
+    assert BackupRecord.objects.get(pk=backup_record.pk).status == "deleted"
+
+
+def test_password_reaches_pg_tools_only_through_the_environment():
+    connector = PostgreSQLConnector("default")
+    password = connector.settings_dict["PASSWORD"]
+    assert password
+    assert all(password not in arg for arg in connector._conn_args())
+    assert connector._env()["PGPASSWORD"] == password
+
+
+def test_running_record_from_another_host_is_stale_only_after_silence(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dbops.services.catalog import looks_stale
+
+    record = BackupRecord(status="running", hostname="elsewhere", pid=1, started_at=timezone.now())
+    record.heartbeat_at = timezone.now() - timedelta(seconds=5)
+    assert not looks_stale(record)
+    record.heartbeat_at = timezone.now() - timedelta(minutes=10)
+    assert looks_stale(record)
+    assert not looks_stale(
+        BackupRecord(
+            status="running",
+            hostname=__import__("socket").gethostname(),
+            pid=os.getpid(),
+            started_at=timezone.now() - timedelta(hours=1),
+        )
+    )
+
+
+def test_unknown_kind_or_compression_is_refused(backup_dir, some_data):
+    from dbops.exceptions import BackupError
+
+    with pytest.raises(BackupError, match="Unknown backup kind"):
+        backup_create(kind="weekly")
+    with pytest.raises(BackupError, match="Unknown compression"):
+        backup_create(compression="lz4")
+    assert BackupRecord.objects.count() == 0

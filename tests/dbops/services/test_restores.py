@@ -173,3 +173,46 @@ def test_restore_refuses_backup_from_another_engine(backup_dir, sqlite_alias, so
         run("restore_db", "--backup-id", str(sqlite_backup.pk), "--confirm")
     assert state() == before
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.parametrize("name", ["backup.sql", "backup.sql.zst", "backup.sql.gz", "backup.dump.zst"])
+def test_truncated_backup_file_is_refused_before_touching_anything(tmp_path, backup_dir, some_data, name):
+    output = tmp_path / name
+    fmt = "custom" if ".dump" in name else "plain"
+    run("backup_db", "--output", str(output), "--format", fmt)
+    data = output.read_bytes()
+    output.write_bytes(data[: len(data) * 2 // 3])
+    Concept.objects.filter(code="C3").delete()
+    before, before_files = state(), files(backup_dir)
+    with pytest.raises(CommandError, match="truncated|damaged"):
+        run("restore_db", "--input", str(output), "--confirm")
+    assert state() == before and files(backup_dir) == before_files
+
+
+def test_backup_file_with_manifest_is_checked_against_it(tmp_path, backup_dir, some_data):
+    # A managed artifact copied elsewhere with its manifest: restore --input checks the SHA-256 first.
+    backup_record = backup_create()
+    copy = tmp_path / Path(backup_record.location).name
+    data = bytearray(Path(backup_record.location).read_bytes())
+    data[-10] ^= 0x04
+    copy.write_bytes(bytes(data))
+    manifest = Path(backup_record.location + ".manifest.json")
+    (tmp_path / (copy.name + ".manifest.json")).write_bytes(manifest.read_bytes())
+    before = state()
+    with pytest.raises(CommandError, match="damaged"):
+        run("restore_db", "--input", str(copy), "--confirm")
+    assert state() == before
+
+
+def test_sqlite_restore_of_some_tables(backup_dir, sqlite_alias):
+    import sqlite3
+    from contextlib import closing
+
+    alias, path = sqlite_alias
+    backup_record = backup_create(database=alias)
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DELETE FROM item")
+        db.execute("DELETE FROM tag")
+        db.commit()
+    backup_restore(backup_record=backup_record, database=alias, tables=["item"], safety_backup=False)
+    assert get_connector(alias).table_counts() == {"item": 100, "tag": 0}
