@@ -19,24 +19,25 @@ consumes no sequence values and registers no on_commit hooks.
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from django.contrib.auth.hashers import make_password
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.models.fields import PositiveIntegerRelDbTypeMixin
 from django.utils import timezone
 
 from dbops.exceptions import DataMigrationError, ImportValidationError
 from dbops.models import DataTransferRun
-from dbops.services.dataformats import FORMATS, _Unparsable, read_records
+from dbops.services.dataformats import FORMATS, read_records
 from dbops.services.entities import ENTITIES, Entity, entity_for_model
+from dbops.services.import_fields import IMPORT_DEFAULTS, Bad, FieldSpec, copy_text, field_specs
 from dbops.services.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,6 @@ MODES = ("insert", "upsert")
 STAGE_CHUNK = 10_000
 MAX_PROBLEMS = 1_000
 RECNO = "_dbops_recno"
-
-# Filled in on import when a file does not carry them (passwords are never exported).
-IMPORT_DEFAULTS: dict[tuple[str, str], Callable[[], object]] = {("users", "password"): lambda: make_password(None)}
 
 
 @dataclass(frozen=True, order=True)
@@ -88,166 +86,19 @@ class ImportResult:
         return sum(item.rows for item in self.entities)
 
 
-class _Bad(ValueError):
-    """A value that cannot go into its column; the message says why."""
-
-
-# --- per-field converters: file value -> Python value ready for the staging table --------------------
-
-
-def _integer_converter(model_field: models.Field) -> Callable:
-    internal = model_field.get_internal_type() if not model_field.is_relation else "BigIntegerField"
-    low, high = -(2**63), 2**63 - 1
-    if internal in ("IntegerField", "AutoField", "PositiveIntegerField"):
-        low, high = -(2**31), 2**31 - 1
-    if internal.startswith("Positive") or internal in ("AutoField", "BigAutoField"):
-        low = 0 if internal.startswith("Positive") else 1
-
-    def convert(value):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise _Bad(f"expected an integer, got {value!r}")
-        if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise _Bad(f"expected an integer, got {value!r}") from None
-        if not low <= value <= high:
-            raise _Bad(f"{value} is out of range ({low}..{high})")
-        return value
-
-    return convert
-
-
-_TRUE, _FALSE = {"true", "t", "1", "yes"}, {"false", "f", "0", "no"}
-
-
-def _boolean(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise _Bad(f"expected true or false, got {value!r}")
-
-
-def _text_converter(model_field: models.Field) -> Callable:
-    max_length = model_field.max_length
-    is_email = isinstance(model_field, models.EmailField)
-
-    def convert(value):
-        if not isinstance(value, str):
-            raise _Bad(f"expected text, got {type(value).__name__} {value!r}")
-        if max_length and len(value) > max_length:
-            raise _Bad(f"longer than {max_length} characters ({len(value)})")
-        if "\x00" in value:
-            raise _Bad("contains a NUL character")
-        if is_email and value and "@" not in value:
-            raise _Bad(f"{value!r} is not an email address")
-        return value
-
-    return convert
-
-
-def _datetime(value):
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise _Bad(f"expected an ISO 8601 date-time, got {value!r}") from None
-    else:
-        raise _Bad(f"expected an ISO 8601 date-time, got {value!r}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _ip(value):
-    try:
-        return str(ipaddress.ip_address(value.strip() if isinstance(value, str) else value))
-    except ValueError:
-        raise _Bad(f"{value!r} is not an IP address") from None
-
-
-def _json(value):
-    if isinstance(value, _Unparsable):
-        raise _Bad(f"not valid JSON: {str(value)[:60]!r}")
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _converter(model_field: models.Field) -> Callable:
-    if model_field.is_relation or isinstance(model_field, models.IntegerField | models.AutoField):
-        return _integer_converter(model_field)
-    if isinstance(model_field, models.BooleanField):
-        return _boolean
-    if isinstance(model_field, models.DateTimeField):
-        return _datetime
-    if isinstance(model_field, models.GenericIPAddressField):
-        return _ip
-    if isinstance(model_field, models.JSONField):
-        return _json
-    if isinstance(model_field, models.CharField | models.TextField):
-        return _text_converter(model_field)
-    raise DataMigrationError(f"import_data cannot read {model_field.get_internal_type()} fields yet")
-
-
-@dataclass
-class _FieldSpec:
-    name: str
-    column: str
-    convert: Callable
-    null: bool
-    default: Callable[[], object] | None  # None: the field is required
-
-
-def _field_specs(entity: Entity, now: datetime) -> list[_FieldSpec]:
-    specs = []
-    for model_field in entity.model._meta.concrete_fields:
-        default: Callable[[], object] | None = None
-        if (entity.name, model_field.name) in IMPORT_DEFAULTS:
-            default = IMPORT_DEFAULTS[(entity.name, model_field.name)]
-        elif model_field.has_default():
-            default = model_field.get_default
-        elif getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False):
-            default = lambda now=now: now  # noqa: E731
-        elif model_field.null:
-            default = lambda: None  # noqa: E731
-        elif model_field.blank and model_field.empty_strings_allowed:
-            default = lambda: ""  # noqa: E731
-        specs.append(
-            _FieldSpec(model_field.name, model_field.column, _converter(model_field), model_field.null, default)
-        )
-    return specs
-
-
-# --- staging -------------------------------------------------------------------------------------------
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
 class _Stage:
     """The staging table of one entity: the target's columns plus the record number, no constraints."""
 
-    def __init__(self, connection, entity: Entity, specs: list[_FieldSpec], order: int) -> None:
+    def __init__(self, connection, entity: Entity, specs: list[FieldSpec], order: int) -> None:
         self.connection, self.entity, self.specs, self.order = connection, entity, specs, order
         quote = connection.ops.quote_name
         self.target = quote(entity.table)
         self.name = quote(f"_dbops_stage_{entity.table}")
         self.columns = [quote(spec.column) for spec in specs]
         self.provided: list[str] | None = None  # the fields the file carries (upsert updates only these)
-        self.buffer: list[tuple] = []
+        self.provided_keys: set[str] = set()
+        self.fast_plan: list[tuple] | None = None
+        self.buffer: list = []  # COPY lines on PostgreSQL, value tuples elsewhere
         self.rows = 0
         self.copy = connection.vendor == "postgresql"
         with connection.cursor() as cursor:
@@ -258,8 +109,50 @@ class _Stage:
             )
             cursor.execute(f"ALTER TABLE {self.name} ADD COLUMN {quote(RECNO)} bigint")
 
-    def add(self, record_number: int, values: list) -> None:
-        self.buffer.append((*values, record_number))
+    def plan(self, record: dict) -> None:
+        """The first record decides which fields the file provides; the rest get defaults."""
+        self.provided = [
+            spec.name
+            for spec in self.specs
+            if spec.name in record and (self.entity.name, spec.name) not in IMPORT_DEFAULTS
+        ]
+        self.provided_keys = set(self.provided)
+        # (field to read, its fast converter) or (None, COPY text of a constant default, per-row default)
+        self.fast_plan = []
+        for spec in self.specs:
+            if spec.name in self.provided_keys:
+                self.fast_plan.append((spec.name, spec.fast, None))
+            elif (self.entity.name, spec.name) in IMPORT_DEFAULTS:
+                self.fast_plan.append((None, None, spec.default))
+            elif spec.default is not None:
+                self.fast_plan.append((None, copy_text(_db_default(spec.default)), None))
+            else:  # a required field the file does not provide: every record goes the checking way
+                self.fast_plan = None
+                return
+
+    def add_fast(self, number: int, record: dict) -> bool:
+        """Stages a record whose fields are exactly the provided ones and plainly valid; False otherwise."""
+        if not self.copy or self.fast_plan is None or record.keys() != self.provided_keys:
+            return False
+        try:
+            parts = [
+                fast(record[name]) if name is not None else fast if per_row is None else copy_text(per_row())
+                for name, fast, per_row in self.fast_plan
+            ]
+        except Bad:
+            return False
+        parts.append(str(number))
+        self.buffer.append("\t".join(parts) + "\n")
+        if len(self.buffer) >= STAGE_CHUNK:
+            self.flush()
+        return True
+
+    def add(self, number: int, values: list) -> None:
+        if self.copy:
+            self.buffer.append("\t".join(map(copy_text, values)) + f"\t{number}\n")
+        else:  # e.g. SQLite stores datetimes as naive UTC text, the way Django writes them
+            adapt = self.connection.ops.adapt_datetimefield_value
+            self.buffer.append((*(adapt(v) if isinstance(v, datetime) else v for v in values), number))
         if len(self.buffer) >= STAGE_CHUNK:
             self.flush()
 
@@ -270,17 +163,37 @@ class _Stage:
         columns = ", ".join([*self.columns, quote(RECNO)])
         with self.connection.cursor() as cursor:
             if self.copy:
-                data = io.StringIO("".join("\t".join(map(_copy_text, row)) + "\n" for row in self.buffer))
-                cursor.cursor.copy_expert(f"COPY {self.name} ({columns}) FROM STDIN", data)
+                try:
+                    cursor.cursor.copy_expert(
+                        f"COPY {self.name} ({columns}) FROM STDIN", io.StringIO("".join(self.buffer))
+                    )
+                except self.connection.Database.DataError as exc:  # a value PostgreSQL rejects that the checks passed
+                    raise ImportValidationError([self._copy_problem(exc)]) from None
             else:
                 placeholders = ", ".join(["%s"] * (len(self.columns) + 1))
                 cursor.executemany(f"INSERT INTO {self.name} ({columns}) VALUES ({placeholders})", self.buffer)  # noqa: S608
         self.rows += len(self.buffer)
         self.buffer = []
 
+    def _copy_problem(self, exc: Exception) -> Problem:
+        cause = exc.__cause__ or exc
+        context = getattr(getattr(cause, "diag", None), "context", None) or ""
+        located = re.search(r"line (\d+)(?:, column (\w+))?", context)
+        record, field_name = 0, ""
+        if located and int(located.group(1)) <= len(self.buffer):
+            record = int(self.buffer[int(located.group(1)) - 1].rsplit("\t", 1)[1])
+            by_column = {spec.column: spec.name for spec in self.specs}
+            field_name = by_column.get(located.group(2) or "", located.group(2) or "")
+        return Problem(self.order, record, self.entity.name, field_name, str(cause).splitlines()[0])
+
     def drop(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+
+
+def _db_default(default: Callable[[], object]):
+    value = default()
+    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 # --- the service ---------------------------------------------------------------------------------------
@@ -381,7 +294,7 @@ def _stage_records(
         stage = stages.get(entity_name)
         if stage is None:
             entity = ENTITIES[entity_name]
-            stage = stages[entity_name] = _Stage(connection, entity, _field_specs(entity, now), order[entity_name])
+            stage = stages[entity_name] = _Stage(connection, entity, field_specs(entity, now), order[entity_name])
         if not isinstance(record, dict):
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:
@@ -389,7 +302,9 @@ def _stage_records(
                 record = apply_transformations(transformations, entity_name, dict(record))
                 if record is None:
                     continue
-            found = _convert(stage, number, record)
+            if stage.provided is None:
+                stage.plan(record)
+            found = [] if stage.add_fast(number, record) else _convert(stage, number, record)
         if found:
             problem_count += len(found)
             if len(problems) < MAX_PROBLEMS:
@@ -405,8 +320,6 @@ def _stage_records(
 
 def _convert(stage: _Stage, number: int, record: dict) -> list[Problem]:
     entity = stage.entity
-    if stage.provided is None:
-        stage.provided = [spec.name for spec in stage.specs if spec.name in record]
     found: list[Problem] = []
     known = {spec.name for spec in stage.specs}
     for name in record:
@@ -423,12 +336,11 @@ def _convert(stage: _Stage, number: int, record: dict) -> list[Problem]:
                 continue
             try:
                 values.append(spec.convert(value))
-            except _Bad as exc:
+            except Bad as exc:
                 found.append(Problem(stage.order, number, entity.name, spec.name, str(exc)))
                 values.append(None)
         elif spec.default is not None:
-            value = spec.default()
-            values.append(_json(value) if isinstance(value, dict | list) else value)
+            values.append(_db_default(spec.default))
         else:
             found.append(Problem(stage.order, number, entity.name, spec.name, "required field is missing"))
             values.append(None)
@@ -502,6 +414,14 @@ def _validate(stages: dict[str, _Stage], *, mode: str, using: str) -> None:
                     lambda row, label=label: f"{label} already used by existing row id {row[1]}",
                 )
             for model_field in model._meta.concrete_fields:
+                if isinstance(model_field, PositiveIntegerRelDbTypeMixin):  # the fast path does not check signs
+                    column = quote(model_field.column)
+                    report(
+                        f"SELECT s.{recno}, s.{column} FROM {stage_table} s WHERE s.{column} < 0",  # noqa: S608
+                        stage,
+                        model_field.name,
+                        lambda row: f"{row[1]} is out of range (must not be negative)",
+                    )
                 if not model_field.is_relation:
                     continue
                 related = model_field.related_model

@@ -309,3 +309,29 @@ def test_failed_export_keeps_the_existing_file_and_records_the_failure(tmp_path)
     assert existing.read_text() == "precious"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.jsonl"]
     assert DataTransferRun.objects.get().status == DataTransferRun.Status.FAILED
+
+
+def test_values_only_postgresql_rejects_are_reported_with_record_and_field(exported, tmp_path):
+    log = {"id": 1, "actor": None, "action": "login", "entity_type": "core.user", "entity_id": 1,
+           "timestamp": "2025-01-01T00:00:00Z", "changes": {}, "ip_address": "10.0.0.1"}  # fmt: skip
+    entry_dictionary = {
+        "id": 1,
+        "name": "d",
+        "description": "",
+        "created_by": None,
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+    state = fingerprint()
+    # an IPv4 address with an octet over 255 has the right shape; PostgreSQL's inet input rejects it
+    path = _write_jsonl(tmp_path / "ip.jsonl", exported, [("audit_logs", log), ("audit_logs", {**log, "id": 2,
+                        "ip_address": "999.1.1.1"})])  # fmt: skip
+    fails("import_data", "--input", str(path), "--format", "jsonl",
+          match=r"audit_logs record 2, field 'ip_address': invalid input syntax for type inet")  # fmt: skip
+    # a negative position is a valid integer for the staging table; the checks refuse it
+    entry = {"id": 1, "dictionary": 1, "key": "k", "value": "v", "position": -3}
+    path = _write_jsonl(
+        tmp_path / "neg.jsonl", exported, [("dictionaries", entry_dictionary), ("dictionary_entries", entry)]
+    )
+    fails("import_data", "--input", str(path), "--format", "jsonl",
+          match=r"dictionary_entries record 1, field 'position': -3 is out of range")  # fmt: skip
+    assert fingerprint() == state
