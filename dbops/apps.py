@@ -7,3 +7,6 @@ class DbopsConfig(AppConfig):
 
     def ready(self) -> None:
         from dbops import checks  # noqa: F401  (registers the system checks)
+        from dbops.services.profiling import connect_celery_signals
+
+        connect_celery_signals()

@@ -226,7 +226,10 @@ class QueryProfile:
         self.elapsed_ms = (time.perf_counter() - self._started) * 1000.0
         _current_profile.reset(self._token)
         self._stack.close()  # unwrap first: the profiler's own writes are not profiled
-        self.summary = self.finish()
+        try:
+            self.summary = self.finish()
+        except Exception:  # profiling must never break the request or task it observes
+            logger.exception("query profile of %s could not be summarized", self.source)
 
     def finish(self) -> ProfileSummary:
         summary = summarize(self.records, source=self.source, slow_threshold_ms=self.slow_threshold_ms,
@@ -318,7 +321,14 @@ def _log_summary(summary: ProfileSummary, all_records: list | None) -> None:
             group.statement[:500],
             extra={"repeats": group.count, "call_site": group.call_site, "code_path": group.code_path},
         )
-    logger.info("query summary for %s", summary.source, extra={"query_summary": summary.as_dict()})
+    logger.info(
+        "query summary for %s: %d queries, %.1f ms, %d duplicates",
+        summary.source,
+        summary.count,
+        summary.total_ms,
+        summary.duplicates,
+        extra={"query_summary": summary.as_dict()},
+    )
 
 
 # -- persistence ------------------------------------------------------------------------------------
@@ -393,3 +403,29 @@ def profiled(source: str | None = None) -> Callable[[FuncT], FuncT]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+# Every celery task is profiled while QUERY_PROFILING_ENABLED, through the task signals (connected in
+# DbopsConfig.ready); the worker runs a task's prerun, body and postrun on one thread.
+_task_profiles: dict[str, QueryProfile] = {}
+
+
+def _task_started(task_id=None, task=None, **_: Any) -> None:
+    if task_id is None or not settings.QUERY_PROFILING_ENABLED or current_profile() is not None:
+        return
+    profile = QueryProfile(f"task:{getattr(task, 'name', task_id)}")
+    profile.__enter__()
+    _task_profiles[task_id] = profile
+
+
+def _task_finished(task_id=None, **_: Any) -> None:
+    profile = _task_profiles.pop(task_id, None) if task_id is not None else None
+    if profile is not None:
+        profile.__exit__(None, None, None)
+
+
+def connect_celery_signals() -> None:
+    from celery.signals import task_postrun, task_prerun
+
+    task_prerun.connect(_task_started, weak=False, dispatch_uid="dbops.profiling.task_started")
+    task_postrun.connect(_task_finished, weak=False, dispatch_uid="dbops.profiling.task_finished")

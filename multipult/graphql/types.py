@@ -173,14 +173,20 @@ class QuerySetConnectionField(graphene.relay.ConnectionField):
         if first is None and last is None:
             args = {**args, "first": DEFAULT_PAGE_SIZE}
         total = resolved.count()
+        # The page's bounds, computed as graphql_relay does, so exactly one LIMIT/OFFSET query runs.
         start = min(get_offset_with_default(args.get("after"), -1) + 1, total)
-        end = min(get_offset_with_default(args.get("before"), total), total)
+        end = max(min(get_offset_with_default(args.get("before"), total), total), start)  # crossed cursors: empty
+        if args.get("first") is not None:
+            end = min(end, start + args["first"])
+        if args.get("last") is not None:
+            start = max(start, end - args["last"])
+        page = list(resolved[start:end])
         connection = connection_from_array_slice(
-            resolved[start:end],
+            page,
             args,
             slice_start=start,
             array_length=total,
-            array_slice_length=max(end - start, 0),
+            array_slice_length=len(page),
             connection_type=partial(connection_adapter, connection_type),
             edge_type=connection_type.Edge,
             page_info_type=page_info_adapter,

@@ -210,3 +210,24 @@ def test_profiled_decorator_follows_the_setting(settings, caplog):
     assert count_users() == 0
     summaries = [r.query_summary for r in caplog.records if getattr(r, "query_summary", None)]
     assert summaries and summaries[0]["source"] == "task:count_users" and summaries[0]["queries"] == 1
+
+
+def test_celery_tasks_are_profiled_through_the_task_signals(settings, caplog):
+    # apply() runs the task in-process with the same prerun/postrun signals a worker sends
+    from multipult.celery import app
+
+    caplog.set_level(logging.INFO, logger="dbops.profiling")
+
+    @app.task(name="tests.count_users_twice")
+    def count_users_twice():
+        return User.objects.count() + User.objects.filter(is_active=True).count()
+
+    settings.QUERY_PROFILING_ENABLED = True
+    assert count_users_twice.apply().get() == 0
+    summaries = [r.query_summary for r in caplog.records if getattr(r, "query_summary", None)]
+    assert [(s["source"], s["queries"]) for s in summaries] == [("task:tests.count_users_twice", 2)]
+
+    caplog.clear()
+    settings.QUERY_PROFILING_ENABLED = False
+    assert count_users_twice.apply().get() == 0
+    assert [r for r in caplog.records if getattr(r, "query_summary", None)] == []

@@ -109,6 +109,16 @@ def test_relay_connection_pages_through_all_users_with_constant_queries(seeded):
     assert statements == {4}  # count, page, roles, files
 
 
+def test_connection_with_crossed_cursors_is_empty(seeded):
+    first_two = execute_query("{ usersConnection(first: 2) { edges { cursor } } }").data["usersConnection"]["edges"]
+    result = execute_query(
+        "query($a: String, $b: String) { usersConnection(after: $a, before: $b) { totalCount edges { cursor } } }",
+        variables={"a": first_two[1]["cursor"], "b": first_two[0]["cursor"]},
+    )
+    assert result.errors is None
+    assert result.data["usersConnection"] == {"totalCount": 500, "edges": []}
+
+
 def test_connection_rejects_oversized_pages(seeded):
     result = execute_query("{ usersConnection(first: 5000) { totalCount } }")
     assert result.data is None or result.data["usersConnection"] is None
@@ -273,3 +283,26 @@ def test_graphiql_page_renders_for_a_browser(settings, admin_client):
     assert response.status_code == 200
     assert b"graphiql" in response.content.lower()
     assert json.loads(post(admin_client, "{ __typename }").content) == {"data": {"__typename": "Query"}}
+
+
+def test_introspection_passes_the_depth_limit():
+    from graphql import get_introspection_query
+
+    result = execute_query(get_introspection_query(descriptions=True))
+    assert result.errors is None
+    assert "User" in {type_["name"] for type_ in result.data["__schema"]["types"]}
+
+
+def test_connection_last_and_before_page_backwards(seeded):
+    ordered = list(User.objects.order_by("-date_joined", "-id").values_list("username", flat=True))
+    tail = execute_query(
+        "{ usersConnection(last: 3) { edges { cursor node { username } } pageInfo { hasPreviousPage } } }"
+    )
+    page = tail.data["usersConnection"]
+    assert [edge["node"]["username"] for edge in page["edges"]] == ordered[-3:]
+    assert page["pageInfo"]["hasPreviousPage"] is True
+    before = execute_query(
+        "query($b: String) { usersConnection(last: 2, before: $b) { edges { node { username } } } }",
+        variables={"b": page["edges"][0]["cursor"]},
+    )
+    assert [edge["node"]["username"] for edge in before.data["usersConnection"]["edges"]] == ordered[-5:-3]

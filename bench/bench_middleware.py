@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""QueryProfilingMiddleware overhead: p50 latency of a 50-statement request with every request
+profiled vs the same request with profiling off, through the full Django stack (test client).
+
+Requests alternate with/without one by one, so drift in the shared machine's load hits both alike.
+Prints the p50 of each and the ratio; the target is <= 1.02 (2 % overhead).
+
+    eval "$(scripts/services env)" && .venv/bin/python bench/bench_middleware.py [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from _django import bench_database, median, setup_django
+
+STATEMENTS = 50
+
+
+def fifty_statements(request):
+    from django.http import JsonResponse
+
+    from multipult.core.models import User
+
+    ids = request._bench_ids
+    names = [User.objects.filter(pk=user_id).values_list("username", flat=True).first() for user_id in ids]
+    return JsonResponse({"names": names})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="Timed requests of each variant.")
+    parser.add_argument("--quick", action="store_true", help="A smoke run (60 requests each).")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests = 60
+
+    setup_django("bench_middleware")
+    from django.conf import settings
+    from django.test import Client, override_settings
+    from django.urls import path
+
+    from dbops.services.seeding import seed_create
+    from multipult.core.models import User
+
+    ids = []
+
+    def view(request):
+        request._bench_ids = ids
+        return fifty_statements(request)
+
+    urlconf = type("BenchUrls", (), {"urlpatterns": [path("fifty", view)]})
+    # The summary log is part of the cost; format it as in production, but into the void.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open("/dev/null", "w"))  # noqa: SIM115 (lives as long as the process)
+
+    with bench_database(), override_settings(ROOT_URLCONF=urlconf, SLOW_QUERY_THRESHOLD_MS=10_000):
+        seed_create(scale=3, seed=1)
+        ids.extend(User.objects.order_by("id").values_list("id", flat=True)[:STATEMENTS])
+        client = Client()
+        wall: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        for index in range(args.requests * 2 + 40):
+            profiled = index % 2 == 0
+            settings.QUERY_PROFILING_ENABLED = profiled
+            started, started_cpu = time.perf_counter(), time.process_time()
+            response = client.get("/fifty")
+            elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+            assert response.status_code == 200
+            assert ("Server-Timing" in response) is profiled
+            if index >= 40:  # the first 20 of each are warm-up
+                wall[profiled].append(elapsed)
+                cpu[profiled].append(elapsed_cpu)
+        settings.QUERY_PROFILING_ENABLED = True
+        response = client.get("/fifty")
+        assert f'desc="{STATEMENTS} queries"' in response["Server-Timing"], response["Server-Timing"]
+
+    with_ms, without_ms = median(wall[True]) * 1000, median(wall[False]) * 1000
+    ratio = with_ms / without_ms
+    # Each profiled request against the unprofiled one right after it: robust to load drift.
+    paired = median([with_ / without for with_, without in zip(wall[True], wall[False], strict=True)])
+    cpu_ratio = median(cpu[True]) / median(cpu[False])
+    print(f"{STATEMENTS}-statement request, {args.requests} requests each, alternating")
+    print(f"  p50 with profiling {with_ms:.3f} ms, without {without_ms:.3f} ms")
+    print(f"RATIO p50 with/without profiling = {ratio:.4f} ({(ratio - 1) * 100:+.2f} % overhead; target <= +2 %)")
+    print(f"RATIO median of paired with/without = {paired:.4f} ({(paired - 1) * 100:+.2f} %)")
+    print(f"RATIO p50 process CPU time with/without = {cpu_ratio:.4f} ({(cpu_ratio - 1) * 100:+.2f} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
