@@ -48,3 +48,29 @@ def check_s3_settings(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_pitr_settings(app_configs, **kwargs):
+    from django.conf import settings
+
+    from dbops.services.pitr_server import basebackup_tool
+
+    problems = []
+    if settings.PITR_STORAGE == "s3" and "backups_s3" not in settings.STORAGES:
+        problems.append(
+            Warning(
+                "PITR_STORAGE=s3 but S3_BACKUP_BUCKET is not set: archive_wal and pitr base-backup will fail.",
+                hint="Set S3_BACKUP_BUCKET (and the S3 credentials), or PITR_STORAGE=local.",
+                id="dbops.W801",
+            )
+        )
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"] and basebackup_tool() is None:
+        problems.append(
+            Warning(
+                "pg_basebackup not found: `pitr base-backup` cannot run.",
+                hint="Install the PostgreSQL client tools matching the server's major version.",
+                id="dbops.W802",
+            )
+        )
+    return problems

@@ -15,126 +15,56 @@ import hashlib
 import json
 import os
 import pwd
-import re
 import shlex
 import shutil
 import socket
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import psycopg2
-from django.conf import settings
 from django.core.files import File
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
-from dbops.services.pitr_wal import CHUNK, archived_cluster_ids, pitr_storage, wal_archived_names
+from dbops.services.pitr_server import (
+    PitrSettingsReport,
+    Progress,
+    SettingCheck,
+    pitr_archive_command,
+    pitr_restore_command,
+    pitr_settings_check,
+    run_basebackup,
+    server_cursor,
+    server_params,
+)
+from dbops.services.pitr_wal import (
+    CHUNK,
+    archived_cluster_ids,
+    pitr_storage,
+    wal_archived_names,
+    wal_last_archived_at,
+)
 
-MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
-Progress = Callable[[str, int, int], None]  # (label, done, total), e.g. dbops.management.output.TtyProgress
-
-
-# --- server settings -------------------------------------------------------------------------------
-
-
-@dataclass
-class SettingCheck:
-    name: str
-    actual: str
-    expected: str
-    ok: bool
-    fix: str = ""  # the statement that makes it right
-    warning: bool = False  # advice, not a blocker
-
-
-@dataclass
-class PitrSettingsReport:
-    checks: list[SettingCheck]
-    archive_command: str  # the one to configure
-    archiver: dict[str, object] = field(default_factory=dict)  # pg_stat_archiver
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok or check.warning for check in self.checks)
-
-    @property
-    def problems(self) -> list[SettingCheck]:
-        return [check for check in self.checks if not check.ok and not check.warning]
-
-
-def pitr_archive_command(*, python: str | None = None) -> str:
-    """The archive_command that sends each WAL file to `archive_wal`."""
-    return f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} archive_wal %p %f"
-
-
-def pitr_restore_command(*, cluster_id: str, storage: str, python: str | None = None) -> str:
-    return (
-        f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} restore_wal %f %p "
-        f"--cluster-id {cluster_id} --storage {storage}"
-    )
-
-
-def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = None) -> PitrSettingsReport:
-    """Reads the server's WAL settings and says which are wrong for PITR, with the fix for each."""
-    wanted_command = pitr_archive_command(python=python)
-    with _server(using) as cursor:
-        cursor.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('wal_level', 'archive_mode', 'archive_command', 'archive_timeout', 'max_wal_senders')"
-        )
-        values = dict(cursor.fetchall())
-        cursor.execute("SELECT archived_count, last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver")
-        columns = ("archived_count", "last_archived_wal", "failed_count", "last_failed_wal")
-        archiver = dict(zip(columns, cursor.fetchone(), strict=True))
-    command = values.get("archive_command", "")
-    checks = [
-        SettingCheck(
-            "wal_level",
-            values["wal_level"],
-            "replica or logical",
-            values["wal_level"] in ("replica", "logical"),
-            "ALTER SYSTEM SET wal_level = 'replica';  -- then restart",
-        ),
-        SettingCheck(
-            "archive_mode",
-            values["archive_mode"],
-            "on",
-            values["archive_mode"] in ("on", "always"),
-            "ALTER SYSTEM SET archive_mode = 'on';  -- then restart",
-        ),
-        SettingCheck(
-            "archive_command",
-            command,
-            "… archive_wal %p %f",
-            "archive_wal" in command and "%p" in command and "%f" in command,
-            f"ALTER SYSTEM SET archive_command = {_sql_literal(wanted_command)};  -- then SELECT pg_reload_conf()",
-        ),
-        SettingCheck(
-            "max_wal_senders",
-            values["max_wal_senders"],
-            "at least 1 (pg_basebackup)",
-            int(values["max_wal_senders"]) > 0,
-            "ALTER SYSTEM SET max_wal_senders = 10;  -- then restart",
-        ),
-        SettingCheck(
-            "archive_timeout",
-            values["archive_timeout"],
-            "> 0 (bounds how much recent WAL a lost server takes with it)",
-            int(values["archive_timeout"]) > 0,
-            "ALTER SYSTEM SET archive_timeout = '5min';  -- then SELECT pg_reload_conf()",
-            warning=True,
-        ),
-    ]
-    return PitrSettingsReport(checks=checks, archive_command=wanted_command, archiver=archiver)
+__all__ = [
+    "PitrClusterStatus",
+    "PitrRestoreResult",
+    "PitrSettingsReport",
+    "SettingCheck",
+    "WalRetention",
+    "pitr_archive_command",
+    "pitr_base_backup_create",
+    "pitr_restore",
+    "pitr_settings_check",
+    "pitr_status",
+    "pitr_wal_needed",
+    "wal_segment_name",
+]
 
 
 # --- base backup -----------------------------------------------------------------------------------
@@ -154,7 +84,7 @@ def pitr_base_backup_create(
         names = ", ".join(f"{check.name}={check.actual!r}" for check in report.problems)
         raise PitrError(f"The server is not set up for PITR ({names}); run `pitr setup` for the fixes.")
     storage_kind, backend = pitr_storage(storage)
-    params = _server_params(using)
+    params = server_params(using)
     started = time.monotonic()
     record = BackupRecord.objects.create(
         kind=BackupRecord.Kind.BASE,
@@ -171,13 +101,14 @@ def pitr_base_backup_create(
         triggered_by=triggered_by,
         triggered_by_user=triggered_by_user,
     )
+    saved_names: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
             label = f"multipult dbops base backup #{record.pk}"
-            tool_version = _run_basebackup(params, Path(workdir), label=label, progress=progress)
+            tool_version = run_basebackup(params, Path(workdir), label=label, progress=progress)
             manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
             wal_range = manifest["WAL-Ranges"][0]
-            with _server(using) as cursor:
+            with server_cursor(using) as cursor:
                 cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
                 cluster_id = cursor.fetchone()[0]
                 cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
@@ -190,6 +121,7 @@ def pitr_base_backup_create(
             for local_name in ("base.tar.gz", "backup_manifest"):
                 with (Path(workdir) / local_name).open("rb") as handle:
                     saved = backend.save(f"{folder}/{local_name}", File(handle, name=local_name))
+                saved_names.append(saved)
                 if local_name == "base.tar.gz":
                     storage_name = saved
         timeline = int(wal_range["Timeline"])
@@ -218,53 +150,17 @@ def pitr_base_backup_create(
             record.tool_version = tool_version
             record.save()
             pitr.save()
-    except Exception as exc:
+    except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
+        for name in saved_names:  # no half-stored backup left behind
+            backend.delete(name)
         record.status = BackupRecord.Status.FAILED
         record.finished_at = timezone.now()
-        record.error = str(exc)
+        record.error = str(exc) or type(exc).__name__
         record.save(update_fields=["status", "finished_at", "error"])
-        if isinstance(exc, PitrError):
+        if isinstance(exc, PitrError) or not isinstance(exc, Exception):
             raise
         raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
     return record
-
-
-def _run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
-    tool = shutil.which("pg_basebackup") or "/usr/lib/postgresql/15/bin/pg_basebackup"
-    if not Path(tool).exists():
-        raise PitrError("pg_basebackup not found; install the PostgreSQL client tools.")
-    command = [
-        tool,
-        "-h", str(params["host"]), "-p", str(params["port"]), "-U", params["user"],
-        "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label, "-P",
-    ]  # fmt: skip
-    env = {**os.environ, "PGPASSWORD": params["password"] or ""}  # the password never on the command line
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
-        stderr = _follow_progress(child.stderr, progress)
-    if child.returncode != 0:
-        detail = ([line for line in stderr.splitlines() if line.strip() and "kB (" not in line] or ["no output"])[-1]
-        raise PitrError(f"pg_basebackup failed: {detail.strip()}")
-    version = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-    return version.stdout.strip()
-
-
-def _follow_progress(stream, progress: Progress | None) -> str:
-    """Reads pg_basebackup's -P lines ("1234/5678 kB (21%), 0/1 tablespace", \r-separated) as they come."""
-    seen, pending = [], b""
-    while chunk := stream.read1(4096):
-        pending += chunk
-        *lines, pending = re.split(rb"[\r\n]", pending)
-        for line in lines:
-            text = line.decode(errors="replace")
-            seen.append(text)
-            match = _PROGRESS.match(text.strip())
-            if match and progress:
-                progress("base backup (kB)", int(match["done"]), max(int(match["total"]), int(match["done"])))
-    seen.append(pending.decode(errors="replace"))
-    return "\n".join(seen[-50:])
-
-
-_PROGRESS = re.compile(r"^(?P<done>\d+)/(?P<total>\d+) kB")
 
 
 def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:
@@ -296,6 +192,7 @@ def pitr_restore(
     owner: str | None = None,
     keep_archiving: bool = False,
     python: str | None = None,
+    progress: Progress | None = None,
 ) -> PitrRestoreResult:
     """Builds a data directory that, once started, recovers to `target_time` and opens for writes.
 
@@ -316,12 +213,20 @@ def pitr_restore(
     record = _base_backup_for(target_time, backup_id)
     pitr = record.pitr
     _kind, backend = pitr_storage(pitr.storage)
+    # Recovery stops at the first commit after the target, so WAL archived after the target must exist.
+    last_archived = wal_last_archived_at(cluster_id=pitr.cluster_id, storage=pitr.storage)
+    if last_archived is None or last_archived <= target_time:
+        when = last_archived.isoformat() if last_archived else "never"
+        raise PitrError(
+            f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
+            "run SELECT pg_switch_wal() on the server, or choose an earlier time."
+        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        _extract_verified(backend, record, target_dir)
+        _extract_verified(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
@@ -379,18 +284,25 @@ def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupReco
 
 
 class _HashingReader:
-    def __init__(self, stream) -> None:
-        self.stream, self.digest = stream, hashlib.sha256()
+    """Hashes what the tar reader consumes and reports progress about every megabyte."""
+
+    def __init__(self, stream, total: int, progress: Progress | None) -> None:
+        self.stream, self.digest, self.total, self.progress = stream, hashlib.sha256(), total, progress
+        self.done = self.reported = 0
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.stream.read(size)
         self.digest.update(chunk)
+        self.done += len(chunk)
+        if self.progress and (self.done - self.reported >= CHUNK or (not chunk and self.done != self.reported)):
+            self.reported = self.done
+            self.progress("unpacking base backup (bytes)", self.done, max(self.total, self.done))
         return chunk
 
 
-def _extract_verified(backend, record: BackupRecord, target_dir: Path) -> None:
+def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
     with backend.open(record.storage_name, "rb") as stored:
-        reader = _HashingReader(stored)
+        reader = _HashingReader(stored, record.size_bytes or 0, progress)
         try:
             with tarfile.open(fileobj=reader, mode="r|gz") as archive:
                 archive.extractall(target_dir, filter="data")
@@ -444,41 +356,53 @@ def pitr_wal_needed(*, kept_base_backups: Iterable[BackupRecord], storage: str |
     return retention
 
 
+@dataclass
+class PitrClusterStatus:
+    cluster_id: str
+    base_backups: list[dict]  # id, finished_at, start_wal, size_bytes, storage_name (newest first)
+    wal_files: int
+    first_wal: str | None
+    last_wal: str | None
+    last_archived_at: datetime | None
+
+
+def pitr_status(*, storage: str | None = None) -> list[PitrClusterStatus]:
+    """Per cluster: its succeeded base backups and the extent of its WAL archive (for `pitr status`)."""
+    by_cluster: dict[str, list[dict]] = {}
+    base_backups = (
+        PitrBaseBackup.objects.filter(backup__status=BackupRecord.Status.SUCCEEDED)
+        .select_related("backup")
+        .order_by("-backup__finished_at")
+    )
+    for pitr in base_backups:
+        by_cluster.setdefault(pitr.cluster_id, []).append(
+            {
+                "id": pitr.backup_id,
+                "finished_at": pitr.backup.finished_at,
+                "start_wal": pitr.start_wal,
+                "size_bytes": pitr.backup.size_bytes,
+                "storage": pitr.storage,
+                "storage_name": pitr.backup.storage_name,
+            }
+        )
+    statuses = []
+    for cluster_id in sorted(set(by_cluster) | set(archived_cluster_ids(storage=storage))):
+        names = wal_archived_names(cluster_id=cluster_id, storage=storage)
+        segments = [name for name in names if len(name) >= 24]
+        statuses.append(
+            PitrClusterStatus(
+                cluster_id=cluster_id,
+                base_backups=by_cluster.get(cluster_id, []),
+                wal_files=len(names),
+                first_wal=segments[0][:24] if segments else None,
+                last_wal=segments[-1][:24] if segments else None,
+                last_archived_at=wal_last_archived_at(cluster_id=cluster_id, storage=storage),
+            )
+        )
+    return statuses
+
+
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _server_params(using: str) -> dict:
-    database = settings.DATABASES.get(using)
-    if database is None:
-        raise PitrError(f"No database alias {using!r} in settings.DATABASES.")
-    if "postgresql" not in database["ENGINE"]:
-        raise PitrError(f"PITR needs PostgreSQL; database {using!r} is {database['ENGINE'].rsplit('.', 1)[-1]}.")
-    return {
-        "host": database.get("HOST") or "localhost",
-        "port": int(database.get("PORT") or 5432),
-        "user": database.get("USER") or "postgres",
-        "password": database.get("PASSWORD") or "",
-        "dbname": database.get("NAME") or "postgres",
-    }
-
-
-class _server:
-    """A short autocommit connection of its own: settings are server-wide, not the app's transaction."""
-
-    def __init__(self, using: str) -> None:
-        self.params = _server_params(using)
-
-    def __enter__(self):
-        try:
-            self.connection = psycopg2.connect(connect_timeout=10, **self.params)
-        except psycopg2.Error as exc:
-            where = f"{self.params['host']}:{self.params['port']}"
-            raise PitrError(f"Cannot connect to PostgreSQL at {where}: {exc}") from exc
-        self.connection.autocommit = True
-        return self.connection.cursor()
-
-    def __exit__(self, *exc_info) -> None:
-        self.connection.close()
 
 
 def _sha256(path: Path) -> str:
@@ -491,7 +415,3 @@ def _sha256(path: Path) -> str:
 
 def _conf_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

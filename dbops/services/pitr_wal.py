@@ -173,6 +173,16 @@ def wal_archived_names(*, cluster_id: str, storage: str | None = None) -> list[s
     return sorted(f.removesuffix(".json") for f in files if f.endswith(".json"))
 
 
+def wal_last_archived_at(*, cluster_id: str, storage: str | None = None) -> datetime | None:
+    """When the newest archived WAL segment of a cluster was archived (None when nothing is)."""
+    segments = [name for name in wal_archived_names(cluster_id=cluster_id, storage=storage) if len(name) >= 24]
+    if not segments:
+        return None
+    _kind, backend = pitr_storage(storage)
+    newest = max(segments, key=lambda name: (name[8:24], name[:8]))
+    return datetime.fromisoformat(_read_manifest(backend, f"{wal_prefix(cluster_id)}/{newest}.json")["archived_at"])
+
+
 def archived_cluster_ids(*, storage: str | None = None) -> list[str]:
     _kind, backend = pitr_storage(storage)
     try:

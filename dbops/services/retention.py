@@ -183,13 +183,14 @@ def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.date
     if newest_success is not None and not reasons.get(id(newest_success)):
         reasons[id(newest_success)].append("newest successful backup")
 
+    not_selected = (f"not selected by {policy.rules_display}",)
     decisions = []
     for backup in group:
         why = reasons.get(id(backup))
         if why:
             decisions.append(RetentionDecision(backup, True, tuple(why)))
         elif backup.status == Status.SUCCEEDED:
-            decisions.append(RetentionDecision(backup, False, (f"not selected by {policy.rules_display}",)))
+            decisions.append(RetentionDecision(backup, False, not_selected))
         else:
             decisions.append(RetentionDecision(backup, False, (f"{backup.status} and older than a kept backup",)))
     return decisions
@@ -256,7 +257,7 @@ def retention_apply(
     made again once the lock is held. One failed deletion does not stop the others; every failure
     is in the outcome, and a saved policy records the outcome of its last real run.
     """
-    now = now or timezone.now()
+    now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
     plan = _plan_from_catalog(policy, now)
     outcome = RetentionOutcome(plan=plan, dry_run=dry_run)
     if dry_run or not plan.delete:
@@ -410,6 +411,12 @@ def retention_run(
     Inputs are checked before anything is deleted."""
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
+    by_counts = any(count is not None for count in (daily, weekly, monthly, keep_last))
+    if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
+        raise RetentionError(
+            "--tag and --database scope a run given by counts (--daily/--weekly/--monthly/--keep-last); "
+            "a saved policy has its own scope (edit it in the admin)."
+        )
     policies = retention_policies_resolve(
         policy_name=policy_name,
         daily=daily,
@@ -419,7 +426,7 @@ def retention_run(
         database=database,
         tag=tag,
     )
-    now = now or timezone.now()
+    now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
     outcomes = [
         retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
     ]

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # A RUNNING TaskRun from another host is trusted until the longest task could still be running.
 MAX_TASK_SECONDS = 3 * 3600
+# Finished TaskRun rows older than this are removed by the retention task.
+TASK_RUN_HISTORY_DAYS = 90
 
 
 def _alive_elsewhere(task_run: TaskRun) -> bool:
@@ -122,6 +124,13 @@ def scheduled_backup(
     return task_run_execute(task_id=task_id, task_name="run_backup", arguments=arguments, action=action)
 
 
+def task_runs_prune(*, days: int = TASK_RUN_HISTORY_DAYS) -> int:
+    """Forgets finished task runs older than `days` (the backups themselves have their own records)."""
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    removed, _ = TaskRun.objects.exclude(status=TaskRun.Status.RUNNING).filter(finished_at__lt=cutoff).delete()
+    return removed
+
+
 def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict:
     """Every enabled policy (or the named one) and the pre-restore databases, as apply_retention does."""
 
@@ -138,6 +147,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
             },
             "pre_restore_dropped": [name for prune in run.pre_restore for name in prune.dropped],
             "wal_deleted": sum(map(len, run.wal.deleted.values())) if run.wal else 0,
+            "task_runs_removed": task_runs_prune(),
         }
         if not run.ok:
             failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]

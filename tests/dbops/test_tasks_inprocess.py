@@ -88,9 +88,14 @@ def test_retention_task_writes_its_outcome_and_is_idempotent_per_task_id():
     assert again["skipped"] == "already succeeded"
     assert BackupRecord.objects.get(pk=old.pk).status == "succeeded"
     assert TaskRun.objects.get(task_id="retention-1").attempts == 1
-    # A new delivery (new task id) does the work.
-    tasks.apply_retention.apply(task_id="retention-2").get()
+    # A new delivery (new task id) does the work, and forgets task runs older than 90 days.
+    ancient = TaskRun.objects.create(
+        task_id="ancient", task_name="run_backup", status="succeeded",
+        started_at=timezone.now() - dt.timedelta(days=100), finished_at=timezone.now() - dt.timedelta(days=100),
+    )  # fmt: skip
+    result = tasks.apply_retention.apply(task_id="retention-2").get()
     assert BackupRecord.objects.get(pk=old.pk).status == "deleted"
+    assert result["task_runs_removed"] == 1 and not TaskRun.objects.filter(pk=ancient.pk).exists()
 
 
 def test_a_failing_task_records_the_error_and_notifies(settings):

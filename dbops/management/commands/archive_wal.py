@@ -33,6 +33,8 @@ class Command(BaseCommand):
             )
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
+        except OSError as exc:  # storage unreachable or not writable: PostgreSQL keeps the file and retries
+            raise CommandError(f"Cannot archive {options['name']}: {exc}") from exc
         state = "already archived (identical)" if result.already_archived else "archived"
         self.stdout.write(
             f"{result.name} {state}: {result.size_bytes:,} -> {result.stored_bytes:,} bytes, "

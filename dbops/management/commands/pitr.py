@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_datetime
 
 from dbops.exceptions import DbopsError
 from dbops.management.output import TtyProgress, write_json
-from dbops.services.pitr import pitr_base_backup_create, pitr_restore, pitr_settings_check
+from dbops.services.pitr import pitr_base_backup_create, pitr_restore, pitr_settings_check, pitr_status
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore|status")
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         setup.add_argument("--json", action="store_true", help="Print the report as JSON.")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
@@ -45,11 +45,20 @@ class Command(BaseCommand):
         restore.add_argument(
             "--python", help="Interpreter the restored server runs restore_wal with (default: this one)."
         )
-        for sub in (setup, base, restore):
+        restore.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
+        status = actions.add_parser("status", help="List base backups and the WAL archive of each cluster.")
+        status.add_argument("--storage", choices=["local", "s3"], help="Which archive to read (default: PITR_STORAGE).")
+        status.add_argument("--json", action="store_true", help="Print the status as JSON.")
+        for sub in (setup, base, restore, status):
             sub.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
 
     def handle(self, *args, **options):
-        handler = {"setup": self._setup, "base-backup": self._base_backup, "restore": self._restore}[options["action"]]
+        handler = {
+            "setup": self._setup,
+            "base-backup": self._base_backup,
+            "restore": self._restore,
+            "status": self._status,
+        }[options["action"]]
         try:
             handler(options)
         except DbopsError as exc:
@@ -110,17 +119,44 @@ class Command(BaseCommand):
             )
         )
 
+    def _status(self, options):
+        statuses = pitr_status(storage=options["storage"])
+        if options["json"]:
+            write_json(self.stdout, [asdict(status) for status in statuses])
+            return
+        if not statuses:
+            self.stdout.write("No base backups and no archived WAL yet.")
+        for status in statuses:
+            last = status.last_archived_at.isoformat() if status.last_archived_at else "-"
+            self.stdout.write(
+                self.style.MIGRATE_HEADING(f"cluster {status.cluster_id}: {status.wal_files} WAL files")
+                + f" ({status.first_wal or '-'} .. {status.last_wal or '-'}, last archived {last})"
+            )
+            for base in status.base_backups:
+                size = f"{base['size_bytes']:,} bytes" if base["size_bytes"] is not None else "size unknown"
+                self.stdout.write(
+                    f"  base backup #{base['id']}  {base['finished_at']:%Y-%m-%d %H:%M:%S%z}  "
+                    f"from {base['start_wal']}  {size}  {base['storage']}:{base['storage_name']}"
+                )
+            if not status.base_backups:
+                self.stdout.write("  no base backup: this WAL cannot be used for a restore")
+
     def _restore(self, options):
         target_time = _parse_target_time(options["target_time"])
-        result = pitr_restore(
-            target_time=target_time,
-            target_dir=options["target_dir"],
-            backup_id=options["backup_id"],
-            port=options["port"],
-            owner=options["owner"],
-            keep_archiving=options["keep_archiving"],
-            python=options["python"],
-        )
+        progress = TtyProgress(self.stdout, quiet=options["quiet"])
+        try:
+            result = pitr_restore(
+                target_time=target_time,
+                target_dir=options["target_dir"],
+                backup_id=options["backup_id"],
+                port=options["port"],
+                owner=options["owner"],
+                keep_archiving=options["keep_archiving"],
+                python=options["python"],
+                progress=progress,
+            )
+        finally:
+            progress.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Data directory {result.target_dir} rebuilt from base backup #{result.base_backup.pk}; it recovers "

@@ -32,4 +32,6 @@ class Command(BaseCommand):
             )
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
+        except OSError as exc:  # storage unreachable or not writable: PostgreSQL keeps the file and retries
+            raise CommandError(f"Cannot restore {options['name']}: {exc}") from exc
         self.stdout.write(f"{options['name']} restored ({size:,} bytes, checksum verified).")

@@ -83,6 +83,8 @@ def test_named_policy_with_count_override_is_not_saved(nightly_history):
         (["--daily", "0"], "keeps nothing"),
         ([], "No enabled retention policy"),
         (["--daily", "2", "--database", "elsewhere"], "Unknown database alias 'elsewhere'"),
+        (["--policy", "off", "--tag", "nightly"], "--tag and --database scope a run given by counts"),
+        (["--tag", "nightly"], "--tag and --database scope a run given by counts"),
     ],
 )
 def test_bad_input_is_one_message_and_changes_nothing(nightly_history, args, message):
@@ -179,3 +181,29 @@ def test_planning_costs_the_same_queries_whatever_the_catalog_size(db, history_s
     with django_assert_num_queries(1):  # the catalog, read once
         outcome = retention_apply(policy=policy, dry_run=True)
     assert len(outcome.plan.delete) == history_size - 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exit_codes_and_one_line_messages_from_the_shell():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = os.environ | {"DB_NAME": connection.settings_dict["NAME"]}
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", "apply_retention", *args], cwd=root, env=env, capture_output=True, text=True
+        )
+
+    refused = manage("--policy", "nope")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "CommandError: No retention policy named 'nope' (known: none)."
+    bad_count = manage("--daily", "-3")
+    assert bad_count.returncode == 2 and "invalid count" in bad_count.stderr
+    catalog_row(0)
+    ok = manage("--daily", "1", "--dry-run")
+    assert ok.returncode == 0 and "Dry run: nothing was deleted." in ok.stdout
+    assert manage("--help").returncode == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType, SimpleNamespace
+
 import pytest
 from django.db import connection
 
@@ -135,3 +138,33 @@ def test_slow_statements_from_pg_stat_statements_are_analyzed():
     analysis = ours[0].analysis
     assert analysis is not None and analysis.generic_plan
     assert [s.columns for s in analysis.suggestions] == [["sha256"]]
+
+
+def test_profiler_store_statements_are_analyzed_when_the_store_is_installed(monkeypatch):
+    # The profiler's store (issue 5) is not on this branch: an in-memory stand-in with its interface
+    # (slow_queries_top(limit=) -> rows with sample_sql, count, mean_ms, pk; literals masked as "?").
+    row = SimpleNamespace(
+        pk=7,
+        sample_sql='SELECT "core_storedfile"."id" FROM "core_storedfile" WHERE "core_storedfile"."sha256" = %s '
+        'AND "core_storedfile"."size" > ? LIMIT 21',
+        count=12,
+        mean_ms=250.0,
+    )
+    store = ModuleType("dbops.services.profiling")
+    store.slow_queries_top = lambda *, limit: [row][:limit]
+    monkeypatch.setitem(sys.modules, "dbops.services.profiling", store)
+
+    report = slow_queries_analyze(limit=5)
+
+    assert "profiler" not in report.sources_unavailable
+    [item] = [item for item in report.analyses if item.statement.source == "profiler"]
+    assert item.statement.reference == 7 and item.statement.calls == 12
+    assert item.analysis is not None and item.analysis.generic_plan
+    assert [s.columns for s in item.analysis.suggestions] == [["sha256", "size"]]
+
+
+def test_without_the_profiler_store_pg_stat_statements_alone_is_used(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dbops.services.profiling", None)  # import fails like before issue 5 lands
+    report = slow_queries_analyze(limit=3)
+    assert "profiler" in report.sources_unavailable
+    assert "pg_stat_statements" not in report.sources_unavailable

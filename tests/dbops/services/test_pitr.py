@@ -3,6 +3,7 @@ the catalog; the full backup/restore cycle is in test_pitr_cluster.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
 
@@ -130,15 +131,78 @@ def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_pa
     assert [p.name for p in nonempty.iterdir()] == ["keep.txt"]
 
 
+def test_restore_refuses_a_target_the_archived_wal_does_not_reach(backup_dir, tmp_path, settings):
+    settings.PITR_STORAGE = "local"
+    base_backup("000000010000000000000003")
+    (tmp_path / "segment").write_bytes(b"wal")
+    wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
+
+    with pytest.raises(CommandError, match="no WAL from after .* pg_switch_wal"):
+        call_command(
+            "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(tmp_path / "restored")
+        )
+    assert not (tmp_path / "restored").exists()
+
+
 def test_restore_of_a_corrupt_base_backup_removes_the_new_directory(backup_dir, tmp_path, settings):
     settings.PITR_STORAGE = "local"
     record = base_backup("000000010000000000000003")
+    (tmp_path / "segment").write_bytes(b"wal")
+    wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
+    target = timezone.now() - timedelta(seconds=1)  # before the segment above was archived
     artifact = backup_dir / record.storage_name
     artifact.parent.mkdir(parents=True)
     artifact.write_bytes(b"not a tar.gz at all")
 
     with pytest.raises(CommandError, match="cannot be unpacked"):
-        call_command(
-            "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(tmp_path / "restored")
-        )
+        call_command("pitr", "restore", "--target-time", target.isoformat(), "--target-dir", str(tmp_path / "restored"))
     assert not (tmp_path / "restored").exists()
+
+
+def test_status_lists_base_backups_and_wal_extent_per_cluster(backup_dir, tmp_path, settings):
+    settings.PITR_STORAGE = "local"
+    record = base_backup("000000010000000000000003")
+    for name in ("000000010000000000000003", "000000010000000000000004", "00000002.history"):
+        (tmp_path / name).write_bytes(name.encode())
+        wal_archive(path=tmp_path / name, name=name, cluster_id=CLUSTER)
+    (tmp_path / "orphan").write_bytes(b"x")
+    wal_archive(path=tmp_path / "orphan", name="000000010000000000000001", cluster_id="42")
+
+    payload = json.loads(_run("pitr", "status", "--json"))
+    text = _run("pitr", "status")
+
+    ours, orphan = sorted(payload, key=lambda item: item["cluster_id"] != CLUSTER)
+    assert ours["cluster_id"] == CLUSTER and ours["wal_files"] == 3
+    assert (ours["first_wal"], ours["last_wal"]) == ("000000010000000000000003", "000000010000000000000004")
+    assert [base["id"] for base in ours["base_backups"]] == [record.pk]
+    assert orphan["cluster_id"] == "42" and orphan["base_backups"] == []
+    assert f"base backup #{record.pk}" in text and "no base backup: this WAL cannot be used" in text
+
+
+def _run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_system_check_warns_when_pitr_storage_is_s3_without_a_bucket(settings):
+    from dbops.checks import check_pitr_settings
+
+    settings.PITR_STORAGE = "s3"
+    settings.STORAGES = {name: spec for name, spec in settings.STORAGES.items() if name != "backups_s3"}
+    assert [warning.id for warning in check_pitr_settings(None)] == ["dbops.W801"]
+    settings.PITR_STORAGE = "local"
+    assert check_pitr_settings(None) == []
+
+
+def test_unpacking_reports_progress_about_every_megabyte_and_at_the_end():
+    from io import BytesIO
+
+    from dbops.services.pitr import _HashingReader
+
+    calls = []
+    reader = _HashingReader(BytesIO(b"x" * (3 * 1024 * 1024 + 10)), 3 * 1024 * 1024 + 10, lambda *c: calls.append(c))
+    while reader.read(256 * 1024):
+        pass
+    assert [done for _label, done, _total in calls] == [1 << 20, 2 << 20, 3 << 20, (3 << 20) + 10]
+    assert calls[-1][1] == calls[-1][2]

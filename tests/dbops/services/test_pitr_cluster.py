@@ -12,8 +12,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from dbops.models import BackupRecord
-from dbops.services.pitr import pitr_archive_command, pitr_base_backup_create, pitr_wal_needed
+from dbops.exceptions import PitrError
+from dbops.models import BackupRecord, PitrBaseBackup
+from dbops.services.pitr import pitr_archive_command, pitr_base_backup_create, pitr_status, pitr_wal_needed
 from tests.dbops.pitr_cluster import pitr_clusters  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -74,6 +75,7 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
     assert record == BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
     assert progress_calls and progress_calls[-1][1] == progress_calls[-1][2]  # pg_basebackup -P, to 100%
     assert record.status == BackupRecord.Status.SUCCEEDED and record.format == BackupRecord.Format.TAR
+    assert record.pitr.storage == settings.PITR_STORAGE and record.uploaded_to_s3 == (settings.PITR_STORAGE == "s3")
 
     # When rows are written before the noted time, then changed after it
     source.query("INSERT INTO item SELECT i, 'after backup' FROM generate_series(51, 100) i")
@@ -111,3 +113,26 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
     assert record.pitr.start_wal in retention.needed[cluster_id]
     assert all(name[8:24] < record.pitr.start_wal[8:] for name in retention.removable[cluster_id])
     assert pitr_wal_needed(kept_base_backups=[]).needed[cluster_id] == []
+
+
+def test_failed_base_backup_is_marked_failed_and_leaves_no_files(pitr_clusters):  # noqa: F811
+    # Given a cluster set up for PITR whose pg_hba refuses replication connections (pg_basebackup's)
+    source = pitr_clusters.new("source")
+    source.initdb(
+        wal_level="replica",
+        archive_mode="on",
+        archive_command="'" + pitr_archive_command(python=pitr_clusters.python).replace("'", "''") + "'",
+    )
+    hba = source.data_dir / "pg_hba.conf"
+    hba.write_text("host replication all 127.0.0.1/32 reject\n" + hba.read_text())
+    source.start()
+
+    with database_alias("pitr_source", source.port) as alias, pytest.raises(PitrError, match="pg_basebackup failed"):
+        pitr_base_backup_create(using=alias)
+
+    record = BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
+    assert record.status == BackupRecord.Status.FAILED and "pg_hba.conf rejects" in record.error
+    assert record.finished_at is not None and not PitrBaseBackup.objects.exists()
+    assert all(status.base_backups == [] for status in pitr_status())
+    if settings.PITR_STORAGE == "local":  # nothing stored under the base backup folders
+        assert not list(pitr_clusters.archive_dir.glob("pitr/*/base/*"))
