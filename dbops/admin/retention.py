@@ -26,7 +26,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "kind"]
     list_editable = ["enabled"]
     search_fields = ["name", "tag"]
-    actions = ["preview"]
+    actions = ["preview_retention"]
     readonly_fields = ["created_at", "updated_at", "last_run_at", "last_run_ok", "last_run_summary"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
@@ -35,18 +35,23 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         ("Last run", {"fields": ["last_run_at", "last_run_ok", "last_run_summary", "created_at", "updated_at"]}),
     ]
 
-    @admin.action(description="Preview: which backups each policy keeps and deletes (dry run)", permissions=["view"])
-    def preview(self, request, queryset):
-        outcomes = []
+    @admin.action(permissions=["view"], description="Preview: what retention would keep and delete (changes nothing)")
+    def preview_retention(self, request, queryset):
+        plans = []
         for policy in queryset:
             try:
-                outcomes.append(retention_apply(policy=policy, dry_run=True))
+                plan = retention_apply(policy=policy, dry_run=True).plan
             except DbopsError as exc:
                 self.message_user(request, f"{policy.name}: {exc}", messages.ERROR)
+                continue
+            plans.append(plan)
+            doomed = ", ".join(f"#{decision.backup.pk}" for decision in plan.delete) or "nothing"
+            self.message_user(request, f"{policy.name}: keeps {len(plan.keep)}, would delete {doomed}.")
+        # The message is the summary; the page lists every backup with its reason.
         context = {
             **self.admin_site.each_context(request),
             "title": "Retention preview (dry run: nothing is deleted)",
             "opts": self.model._meta,
-            "plans": [outcome.plan for outcome in outcomes],
+            "plans": plans,
         }
         return TemplateResponse(request, "admin/dbops/retentionpolicy/preview.html", context)

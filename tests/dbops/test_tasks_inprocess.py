@@ -228,3 +228,51 @@ def test_verify_latest_backup_restore_tests_the_newest_backup(backup_dir, settin
     assert newest.verification_status == "passed" and newest.verified_at is not None
     assert older.verification_status == "never"
     assert TaskRun.objects.get(task_id="verify-1").backup_record_id == newest.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_configured_delay_runs_the_task_in_process():
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    RetentionPolicy.objects.create(name="nightly", keep_daily=1, keep_weekly=0, keep_monthly=0)
+    rows = [catalog_row(days) for days in range(3)]
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_HOST", "REDIS_PORT", "REDIS_DB"}}
+    env["DB_NAME"] = connection.settings_dict["NAME"]
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from dbops.tasks import apply_retention\n"
+        "assert settings.CELERY_TASK_ALWAYS_EAGER\n"
+        "print(sorted(apply_retention.delay().get()['policies']['nightly']['deleted']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env | {"DJANGO_SETTINGS_MODULE": "multipult.settings"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(b.pk for b in rows[1:]))
+    assert TaskRun.objects.get(task_name="apply_retention").status == "succeeded"
+
+
+def test_admin_preview_action_lists_what_would_go_and_changes_nothing(admin_client):
+    policy = RetentionPolicy.objects.create(name="nightly", keep_daily=1, keep_weekly=0, keep_monthly=0)
+    rows = [catalog_row(days) for days in range(3)]
+    response = admin_client.post(
+        "/admin/dbops/retentionpolicy/",
+        {"action": "preview_retention", "_selected_action": [policy.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    text = " | ".join(str(message) for message in response.context["messages"])
+    assert f"nightly: keeps 1, would delete #{rows[1].pk}, #{rows[2].pk}." in text
+    assert BackupRecord.objects.filter(status="deleted").count() == 0
+    policy.refresh_from_db()
+    assert policy.last_run_at is None
