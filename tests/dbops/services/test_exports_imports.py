@@ -198,3 +198,27 @@ def test_where_not_equal_and_null(tmp_path):
     assert result.entities[0].rows == AuditLog.objects.exclude(action="login").count()
     result = export_data(entities="audit_logs", output=tmp_path / "b.jsonl", fmt="jsonl", where=["actor=null"])
     assert result.entities[0].rows == AuditLog.objects.filter(actor__isnull=True).count()
+
+
+def test_export_memory_is_bounded_by_the_chunk_not_the_table(tmp_path, monkeypatch):
+    """Streaming by design: with 200-row chunks, 8x the rows must not need more Python memory."""
+    import tracemalloc
+
+    from dbops.services import exports
+
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 200)
+
+    def peak_for(scale: float, name: str) -> tuple[int, int]:
+        wipe_domain()
+        seed(scale=scale)
+        tracemalloc.start()
+        try:
+            result = export_data(entities="audit_logs,dictionary_entries", output=tmp_path / name, fmt="jsonl")
+            return tracemalloc.get_traced_memory()[1], result.total_rows
+        finally:
+            tracemalloc.stop()
+
+    small_peak, small_rows = peak_for(1, "small.jsonl")
+    big_peak, big_rows = peak_for(8, "big.jsonl")
+    assert big_rows > 7 * small_rows
+    assert big_peak < 1.5 * small_peak, (small_peak, big_peak)
