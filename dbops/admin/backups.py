@@ -232,7 +232,7 @@ class BackupRecordAdmin(admin.ModelAdmin):
             (
                 (
                     f"{timezone.localtime(entry.timestamp):%Y-%m-%d %H:%M:%S}",
-                    entry.changes.get("by") or "—",
+                    f"{entry.changes.get('by') or '—'} ({entry.changes.get('triggered_by') or '?'})",
                     entry.changes.get("database", ""),
                     f"#{entry.changes['safety_backup']}" if entry.changes.get("safety_backup") else "none",
                     entry.changes.get("previous_database") or "—",

@@ -1,6 +1,7 @@
-"""A minimal RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run preview."""
+"""RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run "Preview"."""
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 
 from dbops.exceptions import DbopsError
 from dbops.models import RetentionPolicy
@@ -25,6 +26,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "kind"]
     list_editable = ["enabled"]
     search_fields = ["name", "tag"]
+    actions = ["preview_retention"]
     readonly_fields = ["created_at", "updated_at", "last_run_at", "last_run_ok", "last_run_summary"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
@@ -32,15 +34,24 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         ("Applies to", {"fields": ["database_alias", "kind", "tag"]}),
         ("Last run", {"fields": ["last_run_at", "last_run_ok", "last_run_summary", "created_at", "updated_at"]}),
     ]
-    actions = ["preview_retention"]
 
-    @admin.action(permissions=["view"], description="Preview: what retention would delete (changes nothing)")
+    @admin.action(permissions=["view"], description="Preview: what retention would keep and delete (changes nothing)")
     def preview_retention(self, request, queryset):
+        plans = []
         for policy in queryset:
             try:
                 plan = retention_apply(policy=policy, dry_run=True).plan
             except DbopsError as exc:
                 self.message_user(request, f"{policy.name}: {exc}", messages.ERROR)
                 continue
+            plans.append(plan)
             doomed = ", ".join(f"#{decision.backup.pk}" for decision in plan.delete) or "nothing"
             self.message_user(request, f"{policy.name}: keeps {len(plan.keep)}, would delete {doomed}.")
+        # The message is the summary; the page lists every backup with its reason.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retention preview (dry run: nothing is deleted)",
+            "opts": self.model._meta,
+            "plans": plans,
+        }
+        return TemplateResponse(request, "admin/dbops/retentionpolicy/preview.html", context)

@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from django.core.management.color import no_style
@@ -149,8 +150,9 @@ class _Stage:
     def add(self, number: int, values: list) -> None:
         if self.copy:
             self.buffer.append("\t".join(map(copy_text, values)) + f"\t{number}\n")
-        else:
-            self.buffer.append((*values, number))
+        else:  # e.g. SQLite stores datetimes as naive UTC text, the way Django writes them
+            adapt = self.connection.ops.adapt_datetimefield_value
+            self.buffer.append((*(adapt(v) if isinstance(v, datetime) else v for v in values), number))
         if len(self.buffer) >= STAGE_CHUNK:
             self.flush()
 

@@ -56,7 +56,10 @@ def table_checksum(connection, table: str, order_by: str = "id") -> str:
             cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT", sink)
             return sink.hash.hexdigest()
         digest = hashlib.sha256()
-        cursor.execute(query)
+        # Cast to text: the copy's declared types differ from the table's, and the driver converts by type.
+        columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
+        casts = ", ".join(f"CAST({quote(column)} AS TEXT)" for column in columns)
+        cursor.execute(f"SELECT {casts} FROM {quote(table)} ORDER BY {quote(order_by)}")  # noqa: S608
         while rows := cursor.fetchmany(5_000):
             for row in rows:
                 digest.update(repr(row).encode() + b"\n")

@@ -108,7 +108,7 @@ def test_restore_through_the_confirmation_page_brings_the_data_back(
     outcome_page = client.get(response["Location"]).content.decode()
     assert f"Safety backup #{safety.pk} holds the data as it was before." in outcome_page
     # and the record's page keeps the restore in its history
-    assert re.search(rf"<td>root</td><td>{database_name}</td><td>#{safety.pk}</td>", outcome_page)
+    assert re.search(rf"<td>root \(admin\)</td><td>{database_name}</td><td>#{safety.pk}</td>", outcome_page)
 
 
 def test_restore_to_a_time_before_the_operator_existed_ends_the_session_cleanly(

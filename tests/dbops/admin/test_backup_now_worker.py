@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import redis
 from django.conf import settings
@@ -53,8 +54,8 @@ def app_on_own_broker(broker_url):
     from multipult.celery import app
 
     def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # close and forget every broker connection/producer pool, so the next send builds new ones
+        kombu.pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 

@@ -102,3 +102,28 @@ def test_dashboard_says_when_nothing_slow_was_recorded(superuser, settings):
     html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
 
     assert "No slow statements recorded yet. Profiling is off (QUERY_PROFILING_ENABLED=false)." in html
+
+
+def test_slow_query_admin_lists_rows_with_plan_links(superuser):
+    from django.utils import timezone
+
+    from dbops.models import SlowQuery
+
+    now = timezone.now()
+    statements = {"a": "SELECT ? FROM core_concept /* a */", "b": "SELECT ? FROM core_role /* b */"}
+    for letter, total in (("a", 900.0), ("b", 50.0)):
+        SlowQuery.objects.create(
+            fingerprint=letter * 40,
+            statement=statements[letter],
+            sample_sql="SELECT ?",
+            count=3,
+            total_ms=total,
+            max_ms=total / 3,
+            first_seen=now,
+            last_seen=now,
+        )
+
+    html = logged_in(superuser).get(reverse("admin:dbops_slowquery_changelist")).content.decode()
+
+    assert html.index("/* a */") < html.index("/* b */")  # costliest first
+    assert html.count(">EXPLAIN</a>") == 2

@@ -24,7 +24,8 @@ def test_preview_lists_keep_and_delete_and_changes_nothing(superuser):
     before = list(BackupRecord.objects.order_by("pk").values_list("pk", "status", "deleted_at"))
 
     response = client.post(
-        reverse("admin:dbops_retentionpolicy_changelist"), {"action": "preview", "_selected_action": [policy.pk]}
+        reverse("admin:dbops_retentionpolicy_changelist"),
+        {"action": "preview_retention", "_selected_action": [policy.pk]},
     )
 
     assert response.status_code == 200
@@ -50,7 +51,8 @@ def test_preview_needs_view_permission(django_user_model):
     client.force_login(staff)
 
     response = client.post(
-        reverse("admin:dbops_retentionpolicy_changelist"), {"action": "preview", "_selected_action": [policy.pk]}
+        reverse("admin:dbops_retentionpolicy_changelist"),
+        {"action": "preview_retention", "_selected_action": [policy.pk]},
     )
 
     assert response.status_code == 403

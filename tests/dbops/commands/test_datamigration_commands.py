@@ -335,3 +335,9 @@ def test_values_only_postgresql_rejects_are_reported_with_record_and_field(expor
     fails("import_data", "--input", str(path), "--format", "jsonl",
           match=r"dictionary_entries record 1, field 'position': -3 is out of range")  # fmt: skip
     assert fingerprint() == state
+
+
+def test_export_refuses_a_bad_since_date_and_a_missing_output(tmp_path):
+    fails("export_data", "--since", "last tuesday", "--output", str(tmp_path / "x.jsonl"), match="expected a date")
+    fails("export_data", "--format", "jsonl", match="--output is required")
+    assert list(tmp_path.iterdir()) == []
