@@ -50,6 +50,7 @@ class BackupTotals:
     by_status: dict[str, int]
     succeeded_bytes: int
     uploaded_to_s3: int
+    s3_bytes: int
     last_finished_at: datetime | None
     local_files: int
     local_bytes: int
@@ -95,6 +96,7 @@ def backup_totals(*, using: str = DEFAULT_DB_ALIAS) -> BackupTotals:
     totals = records.aggregate(
         succeeded_bytes=Sum("size_bytes", filter=Q(status=BackupRecord.Status.SUCCEEDED)),
         uploaded=Count("id", filter=Q(uploaded_to_s3=True, status=BackupRecord.Status.SUCCEEDED)),
+        s3_bytes=Sum("size_bytes", filter=Q(uploaded_to_s3=True, status=BackupRecord.Status.SUCCEEDED)),
         last=Max("finished_at", filter=Q(status=BackupRecord.Status.SUCCEEDED)),
     )
     local_files = local_bytes = 0
@@ -109,6 +111,7 @@ def backup_totals(*, using: str = DEFAULT_DB_ALIAS) -> BackupTotals:
         by_status=by_status,
         succeeded_bytes=totals["succeeded_bytes"] or 0,
         uploaded_to_s3=totals["uploaded"],
+        s3_bytes=totals["s3_bytes"] or 0,
         last_finished_at=totals["last"],
         local_files=local_files,
         local_bytes=local_bytes,

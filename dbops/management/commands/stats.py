@@ -57,5 +57,8 @@ class Command(BaseCommand):
         write(heading("Backups"))
         statuses = ", ".join(f"{status} {count}" for status, count in backups.by_status.items()) or "none"
         write(f"  catalog: {backups.records} records ({statuses}); {human_bytes(backups.succeeded_bytes)} succeeded")
-        write(f"  uploaded to S3: {backups.uploaded_to_s3}; last success: {backups.last_finished_at or 'never'}")
+        write(
+            f"  uploaded to S3: {backups.uploaded_to_s3} ({human_bytes(backups.s3_bytes)}); "
+            f"last success: {backups.last_finished_at or 'never'}"
+        )
         write(f"  local folder: {backups.local_files} files, {human_bytes(backups.local_bytes)}")

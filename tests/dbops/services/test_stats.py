@@ -73,7 +73,7 @@ def test_backup_totals_from_the_catalog_and_the_local_folder(backup_dir):
 
     totals = stats_collect().backups
     assert totals.records == 3 and totals.by_status == {"failed": 1, "succeeded": 2}
-    assert totals.succeeded_bytes == 350 and totals.uploaded_to_s3 == 1
+    assert totals.succeeded_bytes == 350 and totals.uploaded_to_s3 == 1 and totals.s3_bytes == 100
     assert totals.last_finished_at is not None
     assert (totals.local_files, totals.local_bytes) == (2, 1024)
 
