@@ -146,6 +146,15 @@ class JsonlWriter(_StreamWriter):
         super().begin_entity(entity)
         self._prefix = '{"entity":' + json.dumps(entity.name) + ',"data":'
 
+    @property
+    def copy_prefix(self) -> str:
+        return self._prefix
+
+    def write_copy(self, copy_into) -> None:
+        """Lets the database write this entity's lines straight into the file (PostgreSQL COPY)."""
+        self.handle.flush()
+        self.counts[self.entity.name] += copy_into(self.handle)
+
     def write(self, record: dict) -> None:
         self.handle.write(self._prefix + encode_json(record) + "}\n")
         self.counts[self.entity.name] += 1
@@ -373,18 +382,18 @@ def read_jsonl(path: Path) -> Iterator[Record]:
             raise ImportFormatError(f"{path}: truncated (no end line after {sum(numbers.values())} records).")
 
 
-def _csv_value(value: str, name: str, text_fields: set[str], json_fields: set[str], where: str):
+def _csv_value(value: str, name: str, text_fields: set[str], json_fields: set[str]):
     if name in json_fields:
         try:
             return json.loads(value) if value != "" else None
         except json.JSONDecodeError:
-            return _Unparsable(value)
+            return Unparsable(value)
     if value == "" and name not in text_fields:
         return None
     return value
 
 
-class _Unparsable(str):
+class Unparsable(str):
     """A cell that should hold JSON but does not; validation reports it with its record number."""
 
 
@@ -468,7 +477,7 @@ def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator
                     entity.name,
                     number,
                     {
-                        name: _csv_value(value, name, text_fields, json_fields, where)
+                        name: _csv_value(value, name, text_fields, json_fields)
                         for name, value in zip(header, row, strict=True)
                     },
                 )
@@ -551,7 +560,7 @@ def read_sql(path: Path) -> Iterator[Record]:
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError:
-                    value = _Unparsable(value)
+                    value = Unparsable(value)
             record[name] = value
         numbers[entity.name] = numbers.get(entity.name, 0) + 1
         yield entity.name, numbers[entity.name], record

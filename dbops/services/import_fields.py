@@ -21,7 +21,7 @@ from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import models
 
 from dbops.exceptions import DataMigrationError
-from dbops.services.dataformats import _Unparsable
+from dbops.services.dataformats import Unparsable
 from dbops.services.entities import Entity
 
 # Filled in on import when a file does not carry them (passwords are never exported): an unusable
@@ -112,7 +112,7 @@ def _ip(value):
 
 
 def _json(value):
-    if isinstance(value, _Unparsable):
+    if isinstance(value, Unparsable):
         raise Bad(f"not valid JSON: {str(value)[:60]!r}")
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -240,7 +240,7 @@ def _fast_ip(value) -> str:
 
 
 def _fast_json(value) -> str:
-    if isinstance(value, _Unparsable):
+    if isinstance(value, Unparsable):
         raise Bad
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(COPY_ESCAPES)
 
