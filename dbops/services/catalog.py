@@ -151,8 +151,10 @@ def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncR
                 if isinstance(wanted_id, int) and not BackupRecord.objects.filter(pk=wanted_id).exists():
                     record.pk = wanted_id
                 record.save(force_insert=True)
+                _pitr_facts_sync(record, manifest.get("pitr"))
                 result.created.append(record.pk)
                 continue
+            _pitr_facts_sync(record, manifest.get("pitr"))
             changed = [name for name, value in values.items() if getattr(record, name) != value]
             if record.status == BackupRecord.Status.DELETED:
                 changed = []  # a deleted record stays deleted even if a stray manifest remains
@@ -173,6 +175,19 @@ def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncR
             )
         _reset_sequence()
     return result
+
+
+def _pitr_facts_sync(backup_record: BackupRecord, facts: dict[str, Any] | None) -> None:
+    """A base backup's manifest carries its PITR facts (cluster, timeline, WAL range): restore that row too,
+    or PITR restore and WAL retention would not know the backup after a catalog rebuild."""
+    if not facts:
+        return
+    from dbops.models import PitrBaseBackup
+
+    known = {model_field.name for model_field in PitrBaseBackup._meta.concrete_fields} - {"id", "backup"}
+    PitrBaseBackup.objects.update_or_create(
+        backup=backup_record, defaults={name: value for name, value in facts.items() if name in known}
+    )
 
 
 def _reset_sequence() -> None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -206,3 +207,28 @@ def test_unpacking_reports_progress_about_every_megabyte_and_at_the_end():
         pass
     assert [done for _label, done, _total in calls] == [1 << 20, 2 << 20, 3 << 20, (3 << 20) + 10]
     assert calls[-1][1] == calls[-1][2]
+
+
+def test_catalog_rebuild_from_storage_brings_back_the_pitr_facts_of_a_base_backup(backup_dir):
+    from django.db import connection
+
+    from dbops.services.catalog import catalog_sync
+    from dbops.services.pitr import _save_manifest
+    from dbops.storage import local_storage
+
+    # Given a base backup of this database whose artifact and manifest are in local storage
+    record = base_backup("000000010000000000000007")
+    record.database_name = connection.settings_dict["NAME"]
+    record.save(update_fields=["database_name"])
+    local_storage().save(record.storage_name, ContentFile(b"base backup bytes"))
+    _save_manifest(local_storage(), record, record.pitr)
+    expected = {
+        name: getattr(record.pitr, name) for name in ("cluster_id", "timeline", "start_wal", "end_wal", "storage")
+    }
+    # When the catalog is lost (as after restoring an older backup) and rebuilt from storage alone
+    BackupRecord.objects.all().delete()
+    result = catalog_sync(include_s3=False)
+    # Then the base backup is back with its PITR facts, so PITR restore and WAL retention still know it
+    assert result.created == [record.pk]
+    rebuilt = PitrBaseBackup.objects.get(backup_id=record.pk)
+    assert {name: getattr(rebuilt, name) for name in expected} == expected
