@@ -263,19 +263,26 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="Runs per measurement; the best is kept.")
     parser.add_argument("--reuse", action="store_true", help="Reuse an existing seeded bench database.")
     parser.add_argument("--keep", action="store_true", help="Keep the bench databases afterwards.")
+    parser.add_argument(
+        "--database",
+        help="Measure this existing, already seeded database (one scale, with --scales giving its scale) "
+        "instead of creating bench_issue3_s<scale>; it is never dropped.",
+    )
     args = parser.parse_args()
     if "DB_HOST" not in os.environ:
         print('Needs the PostgreSQL server: eval "$(scripts/services env)" first.', file=sys.stderr)
         return 2
     scales = [20.0] if args.quick else [float(s) for s in args.scales.split(",")]
+    if args.database and len(scales) != 1:
+        parser.error("--database measures one database: give its scale alone with --scales.")
     full_at = set(scales) if args.quick else {float(s) for s in args.full_at.split(",")}
     with tempfile.TemporaryDirectory(prefix="bench-issue3-") as folder:
         for scale in scales:
-            dbname = f"bench_issue3_s{scale:g}".replace(".", "_")
-            rows = prepare(dbname, scale, args.reuse)
+            dbname = args.database or f"bench_issue3_s{scale:g}".replace(".", "_")
+            rows = prepare(dbname, scale, args.reuse or bool(args.database))
             figures = measure_scale(dbname, args, Path(folder), full=scale in full_at)
             report(scale, rows, figures, full=scale in full_at)
-            if not args.keep:
+            if not (args.keep or args.database):
                 psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     return 0
 

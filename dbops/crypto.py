@@ -13,10 +13,6 @@ import hmac
 import os
 import struct
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from dbops.exceptions import EncryptionError
 
 MAGIC = b"MPULTENC"
@@ -30,8 +26,17 @@ _LENGTH = struct.Struct(">I")
 def _derive_key(passphrase: str, salt: bytes) -> bytes:
     if not passphrase:
         raise EncryptionError("BACKUP_ENCRYPTION_KEY is not set; it is needed to encrypt or decrypt backups.")
+    # `cryptography` is imported on first use: most backups are not encrypted (start-up time).
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     # scrypt, because the key may be a passphrase rather than 32 random bytes.
     return Scrypt(salt=salt, length=32, n=2**14, r=8, p=1).derive(passphrase.encode())
+
+
+def _cipher(key: bytes):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 def _key_check(key: bytes) -> bytes:
@@ -50,7 +55,7 @@ class EncryptingWriter:
     def __init__(self, sink, passphrase: str) -> None:
         salt, prefix = os.urandom(_SALT_LEN), os.urandom(_PREFIX_LEN)
         key = _derive_key(passphrase, salt)
-        self._aead, self._prefix, self._sink = AESGCM(key), prefix, sink
+        self._aead, self._prefix, self._sink = _cipher(key), prefix, sink
         self._header = MAGIC + bytes([VERSION]) + salt + prefix + _key_check(key)
         self._buffer = bytearray()
         self._counter = 0
@@ -96,7 +101,7 @@ class DecryptingReader:
         key = _derive_key(passphrase, salt)
         if not hmac.compare_digest(_key_check(key), check):
             raise EncryptionError("Wrong BACKUP_ENCRYPTION_KEY: it is not the key this backup was encrypted with.")
-        self._aead, self._header = AESGCM(key), header
+        self._aead, self._header = _cipher(key), header
         self._counter = 0
         self._pending = bytearray()
         self._next_length = self._read_length()
@@ -129,6 +134,8 @@ class DecryptingReader:
         ciphertext = self._read_exact(self._next_length, what="chunk")
         self._next_length = self._read_length()
         final = self._next_length is None  # the last chunk in the file must carry the final flag
+        from cryptography.exceptions import InvalidTag
+
         try:
             plaintext = self._aead.decrypt(_nonce(self._prefix, self._counter, final), ciphertext, self._header)
         except InvalidTag:

@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 from dbops.exceptions import BackupLockedError
 from dbops.services import scheduling
 from dbops.services.notifications import failure_notify
+from multipult.celery import app as celery_app  # noqa: F401  (created first, so the shared tasks below use it)
 
 # Worth retrying later: a lost database connection, or another backup/restore holding the lock.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, BackupLockedError)

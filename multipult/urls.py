@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from dbops.views import health
+from multipult.celery import app as celery_app  # noqa: F401  (web requests use our app: django-celery-beat's admin)
 from multipult.graphql.views import GraphQLView
 
 urlpatterns = [

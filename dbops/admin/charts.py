@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from dbops.services.dashboard import BackupPoint
+if TYPE_CHECKING:  # only a type: the service module is imported when the dashboard is rendered
+    from dbops.services.dashboard import BackupPoint
 
 WIDTH, HEIGHT = 720, 190
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 28

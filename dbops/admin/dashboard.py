@@ -9,11 +9,13 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 
 from dbops.admin.charts import history_chart
-from dbops.services.dashboard import dashboard_summary
-from dbops.views import query_plan_url
 
 
 def dashboard_view(model_admin, request):
+    # Imported here: this module is loaded at admin autodiscovery, i.e. by every management command.
+    from dbops.services.dashboard import dashboard_summary
+    from dbops.views import query_plan_url
+
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     summary = dashboard_summary(days=60)

@@ -6,7 +6,6 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from dbops.models import SlowQuery
-from dbops.views import query_plan_url
 
 
 @admin.register(SlowQuery)
@@ -29,4 +28,6 @@ class SlowQueryAdmin(admin.ModelAdmin):
 
     @admin.display(description="plan")
     def plan(self, slow_query: SlowQuery):
+        from dbops.views import query_plan_url  # dbops.views pulls in the analyzer and health services
+
         return format_html('<a href="{}">EXPLAIN</a>', query_plan_url(source="profiler", reference=slow_query.pk))

@@ -5,7 +5,6 @@ from django.template.response import TemplateResponse
 
 from dbops.exceptions import DbopsError
 from dbops.models import RetentionPolicy
-from dbops.services.retention import retention_apply
 
 
 @admin.register(RetentionPolicy)
@@ -37,6 +36,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["view"], description="Preview: what retention would keep and delete (changes nothing)")
     def preview_retention(self, request, queryset):
+        from dbops.services.retention import retention_apply  # here, not at admin autodiscovery (start-up time)
+
         plans = []
         for policy in queryset:
             try:

@@ -17,13 +17,16 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
-from faker import Faker
 
 from dbops.exceptions import AnonymizationRuleMissing
 from dbops.services.entities import Entity
+
+if TYPE_CHECKING:
+    from faker import Faker
 
 KEEP = "keep"
 # entity -> field -> strategy (see Anonymizer.STRATEGIES). Fields not listed are kept as they are,
@@ -95,6 +98,8 @@ class Anonymizer:
     )
 
     def __init__(self, salt: str | None = None) -> None:
+        from faker import Faker  # imported on use: it is slow to import (start-up time)
+
         self.key = (salt or settings.ANONYMIZATION_SALT).encode()
         self.faker = Faker("en_US")
         self.cache: dict[tuple[str, object], object] = {}

@@ -18,14 +18,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Max
-from faker import Faker
 
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+
+if TYPE_CHECKING:
+    from faker import Faker
 
 UserRole = User.roles.through
 
@@ -135,6 +138,8 @@ def seed_create(
 
 class _Pools:
     def __init__(self, seed: int) -> None:
+        from faker import Faker  # imported on use: it is slow to import (start-up time)
+
         fake = Faker("en_US")
         fake.seed_instance(seed)
         size = POOL_SIZE
