@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from dbops.exceptions import DataMigrationError, ImportValidationError
 from dbops.models import DataTransferRun
+from dbops.services.bulk_indexes import IndexSuspension
 from dbops.services.dataformats import FORMATS, read_records
 from dbops.services.entities import ENTITIES, Entity, entity_for_model
 from dbops.services.import_fields import IMPORT_DEFAULTS, Bad, FieldSpec, copy_text, field_specs
@@ -464,6 +465,8 @@ def _counts(stage: _Stage) -> EntityImport:
 def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> None:
     connection = connections[using]
     quote = connection.ops.quote_name
+    indexes = IndexSuspension(connection)  # big loads: indexes and foreign keys rebuilt once, after
+    indexes.suspend({stage.entity.model: stage.rows for stage in stages.values()})
     with connection.cursor() as cursor:
         for stage in stages.values():
             columns = ", ".join(stage.columns)
@@ -483,6 +486,7 @@ def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> Non
             )
             if progress:
                 progress(f"writing {stage.entity.name}", stage.rows, stage.rows)
+        indexes.restore()
         models_written = [stage.entity.model for stage in stages.values()]
         for statement in connection.ops.sequence_reset_sql(no_style(), models_written):
             cursor.execute(statement)
