@@ -480,9 +480,12 @@ def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> Non
                 ]
                 action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
                 conflict = f" ON CONFLICT ({quote(pk_column)}) {action}"
+            # No ORDER BY: the staging table was filled in record order and a temporary table is
+            # scanned in physical order (no synchronized scans on local buffers), so the sort
+            # (spilling to disk past work_mem on big files) bought nothing. WHERE keeps ON CONFLICT
+            # from being read as part of the FROM clause.
             cursor.execute(
-                f"INSERT INTO {stage.target} ({columns}) SELECT {columns} FROM {stage.name} "  # noqa: S608
-                f"WHERE 1=1 ORDER BY {quote(RECNO)}{conflict}"
+                f"INSERT INTO {stage.target} ({columns}) SELECT {columns} FROM {stage.name} WHERE true{conflict}"  # noqa: S608
             )
             if progress:
                 progress(f"writing {stage.entity.name}", stage.rows, stage.rows)
