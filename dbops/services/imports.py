@@ -10,7 +10,8 @@ Pipeline, per entity in dependency order:
    the database);
 5. if nothing failed and this is not a dry run: optional rollback snapshot, then
    `INSERT … SELECT … FROM staging [ON CONFLICT (id) DO UPDATE]`, then sequences are moved past the
-   imported ids.
+   imported ids. Tables receiving more rows than they hold get their plain indexes and foreign keys
+   rebuilt once after the write instead of maintained per row (dbops.services.bulk_indexes).
 
 A dry run stops after step 4 and rolls the transaction back: it never touches the real tables, so it
 consumes no sequence values and registers no on_commit hooks.
