@@ -202,6 +202,17 @@ def _fast_integer(value) -> str:
     raise Bad
 
 
+def _fast_integer_or_null(value) -> str:  # the common nullable case without a wrapper call
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if value is None:
+        return NULL
+    if kind is str and _DIGITS.match(value):
+        return value
+    raise Bad
+
+
 def _fast_boolean(value) -> str:
     if value is True:
         return "t"
@@ -217,7 +228,8 @@ def _fast_text(max_length: int | None) -> Callable[[object], str]:
 
     def convert(value) -> str:
         if type(value) is str and len(value) <= limit and "\x00" not in value:
-            return value.translate(COPY_ESCAPES)
+            # Two C checks beat translate(): nearly no text holds a backslash or a control character.
+            return value if "\\" not in value and value.isprintable() else value.translate(COPY_ESCAPES)
         raise Bad
 
     return convert
@@ -239,10 +251,16 @@ def _fast_ip(value) -> str:
     raise Bad
 
 
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps builds one per call
+
+
 def _fast_json(value) -> str:
     if isinstance(value, Unparsable):
         raise Bad
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(COPY_ESCAPES)
+    if type(value) is dict and not value:
+        return "{}"
+    text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
+    return text.translate(COPY_ESCAPES) if "\\" in text else text
 
 
 def _fast(model_field: models.Field) -> Callable[[object], str]:
@@ -260,6 +278,8 @@ def _fast(model_field: models.Field) -> Callable[[object], str]:
         convert = _fast_text(model_field.max_length)
     if not model_field.null:
         return convert
+    if convert is _fast_integer:
+        return _fast_integer_or_null
 
     def nullable(value) -> str:
         return NULL if value is None else convert(value)

@@ -25,6 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Max
 
 from dbops.exceptions import SeedError
+from dbops.services.bulk_indexes import IndexSuspension
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 
 if TYPE_CHECKING:
@@ -422,30 +423,13 @@ def _copy_value(value) -> str:
     return str(value)
 
 
-# Indexes that back no constraint (primary keys and unique constraints stay), and foreign keys.
-_SQL_PLAIN_INDEXES = """
-    SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-      FROM pg_index i
-     WHERE i.indrelid = ANY(%s::regclass[])
-       AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-     ORDER BY 1
-"""
-_SQL_FOREIGN_KEYS = """
-    SELECT conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid)
-      FROM pg_constraint
-     WHERE contype = 'f' AND conrelid = ANY(%s::regclass[])
-     ORDER BY 1, 2
-"""
-
-
 class _CopyWriter(_Writer):
     """PostgreSQL COPY … FROM STDIN in text format, one bounded buffer per chunk.
 
-    For tables that will hold more new rows than old ones, it follows PostgreSQL's "Populating a
-    Database" advice: plain indexes and foreign keys are dropped before the load and rebuilt after it
-    (one sort per index and one join per key instead of per-row work), then the tables are ANALYZEd.
-    All of it happens in seed_create's transaction, so a failure restores them; the tables are locked
-    for the duration, which is fine for seed data.
+    For tables that will hold more new rows than old ones, plain indexes and foreign keys are dropped
+    before the load and rebuilt after it (dbops.services.bulk_indexes). All of it happens in
+    seed_create's transaction, so a failure restores them; the tables are locked for the duration,
+    which is fine for seed data.
     """
 
     method = "copy"
@@ -453,51 +437,16 @@ class _CopyWriter(_Writer):
 
     def __init__(self, connection) -> None:
         super().__init__(connection)
-        self.rebuilt_tables: list[str] = []
-        self._recreate: list[str] = []
+        self.indexes = IndexSuspension(connection)
 
     def tables_worth_rebuilding(self, rows_per_model: dict[type[models.Model], int]) -> list[str]:
-        """Tables where the new rows outnumber the existing ones (counted up to that number only)."""
-        tables = []
-        with self.connection.cursor() as cursor:
-            for model, new_rows in rows_per_model.items():
-                table = self.connection.ops.quote_name(model._meta.db_table)
-                # Quoted identifier from model metadata; the bound keeps this cheap on huge tables.
-                cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS existing", [new_rows])  # noqa: S608
-                if cursor.fetchone()[0] < new_rows:
-                    tables.append(model._meta.db_table)
-        return tables
+        return self.indexes.tables_worth_rebuilding(rows_per_model)
 
     def suspend_indexes(self, rows_per_model: dict[type[models.Model], int]) -> None:
-        self.rebuilt_tables = self.tables_worth_rebuilding(rows_per_model)
-        if not self.rebuilt_tables:
-            return
-        quote = self.connection.ops.quote_name
-        with self.connection.cursor() as cursor:
-            cursor.execute(_SQL_PLAIN_INDEXES, [self.rebuilt_tables])
-            indexes = cursor.fetchall()
-            cursor.execute(_SQL_FOREIGN_KEYS, [self.rebuilt_tables])
-            foreign_keys = cursor.fetchall()
-            # Checks deferred earlier in this transaction block ALTER TABLE ("pending trigger events"):
-            # run them now, as Django's check_constraints() does, then go back to deferring.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-            # Catalog output (regclass text, quote_ident, pg_get_*def) is already quoted SQL.
-            for name, _ in indexes:
-                cursor.execute(f"DROP INDEX {name}")
-            for table, name, _ in foreign_keys:
-                cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-        self._recreate = [definition for _, definition in indexes]
-        self._recreate += [
-            f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}" for table, name, definition in foreign_keys
-        ]
-        self._recreate += [f"ANALYZE {quote(table)}" for table in self.rebuilt_tables]
+        self.indexes.suspend(rows_per_model)
 
     def restore_indexes(self) -> None:
-        with self.connection.cursor() as cursor:
-            for statement in self._recreate:
-                cursor.execute(statement)
-        self._recreate = []
+        self.indexes.restore()
 
     def write(self, model, rows, *, total, label, progress) -> int:
         table = self.connection.ops.quote_name(model._meta.db_table)
