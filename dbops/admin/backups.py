@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
 from dbops.admin.dashboard import dashboard_view
+from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError
 from dbops.models import BackupRecord
 
@@ -66,8 +67,9 @@ def human_age(moment, now=None) -> str:
     return f"{timesince(moment, now or timezone.now(), depth=1)} ago"
 
 
+# Read-only: retention and the services delete through backup_delete, which removes the artifact too.
 @admin.register(BackupRecord)
-class BackupRecordAdmin(admin.ModelAdmin):
+class BackupRecordAdmin(ServiceWrittenAdmin):
     change_list_template = "admin/dbops/backuprecord/change_list.html"
     change_form_template = "admin/dbops/backuprecord/change_form.html"
     list_display = [
@@ -143,17 +145,6 @@ class BackupRecordAdmin(admin.ModelAdmin):
         ("Verification", {"fields": ["verification_status", "verified_at", "verification_details", "deleted_at"]}),
         ("Restores from this backup", {"fields": ["restore_log"]}),
     ]
-
-    # The catalog is written by the backup services only: no hand-made or hand-edited rows, and no
-    # deleting a row while its artifact stays behind (retention deletes through backup_delete).
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_backup_permission(self, request) -> bool:
         return request.user.has_perm("dbops.add_backuprecord")

@@ -5,22 +5,18 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
+from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.models import SlowQuery
 
 
+# Rows are written by the profiler only.
 @admin.register(SlowQuery)
-class SlowQueryAdmin(admin.ModelAdmin):
+class SlowQueryAdmin(ServiceWrittenAdmin):
+    deletable = True  # plain history: staff may prune it
     list_display = ["short_statement", "count", "max_ms", "total_ms", "source", "last_seen", "plan"]
     list_filter = [("last_seen", admin.DateFieldListFilter)]
     search_fields = ["statement", "source", "call_site"]
     ordering = ["-total_ms"]
-
-    # Rows are written by the profiler only.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="statement", ordering="statement")
     def short_statement(self, slow_query: SlowQuery) -> str:

@@ -13,12 +13,14 @@ from django.utils import timezone
 
 from dbops.admin.backups import human_age, human_size
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError
 from dbops.models import DataTransferRun, Snapshot
 
 
+# Read-only: snapshots are made by import_data / snapshot_create and removed by their own tools.
 @admin.register(Snapshot)
-class SnapshotAdmin(admin.ModelAdmin):
+class SnapshotAdmin(ServiceWrittenAdmin):
     change_form_template = "admin/dbops/snapshot/change_form.html"
     list_display = ["id", "created_at", "age", "status", "table_list", "rows", "size", "reason", "import_run"]
     list_filter = ["status", "database_alias", ("created_at", admin.DateFieldListFilter)]
@@ -26,16 +28,6 @@ class SnapshotAdmin(admin.ModelAdmin):
     search_fields = ["id", "reason"]
     date_hierarchy = "created_at"
     actions = ["rollback_selected"]
-
-    # Snapshots are made by import_data / snapshot_create and removed by their own tools.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_rollback_permission(self, request) -> bool:
         # As destructive as a restore, so the same permission (superusers hold it implicitly).
@@ -142,21 +134,12 @@ class SnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(DataTransferRun)
-class DataTransferRunAdmin(admin.ModelAdmin):
+class DataTransferRunAdmin(ServiceWrittenAdmin):
     """Export and import runs: their status rows, read-only."""
 
     list_display = ["id", "kind", "status", "format", "started_at", "duration_seconds", "size", "path"]
     list_filter = ["kind", "status", "format"]
     search_fields = ["path", "error"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, run: DataTransferRun) -> str:
