@@ -16,7 +16,7 @@ from django.conf import settings
 from dbops.exceptions import ChecksumMismatch, EncryptionError, NotABackupError, RestoreError
 from dbops.models import BackupRecord
 from dbops.storage import MANIFEST_SUFFIX, local_storage, s3_storage
-from dbops.streams import CHUNK_SIZE, PLAIN_DUMP_END, decoded_reader, sha256_of
+from dbops.streams import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of
 
 # What the innermost layer of a decoded artifact means, per engine.
 FORMAT_OF_LAYER = {"custom": "custom", "plain": "plain", "sqlite": "sqlite", "sqlite-plain": "plain"}
@@ -98,8 +98,10 @@ def file_check(path: Path) -> dict | None:
     return manifest
 
 
-def artifact_decode(path: Path, workdir: Path) -> DecodedDump:
-    """Decrypts/decompresses `path` into `workdir`; refuses files that are not backups or are damaged."""
+def artifact_decode(path: Path, workdir: Path, *, progress: ByteProgress | None = None) -> DecodedDump:
+    """Decrypts/decompresses `path` into `workdir`; refuses files that are not backups or are damaged.
+
+    `progress(read, written)` gets the artifact bytes read and the dump bytes written after each chunk."""
     target = workdir / "decoded.dump"
     size = 0
     try:
@@ -113,6 +115,8 @@ def artifact_decode(path: Path, workdir: Path) -> DecodedDump:
                 while chunk := reader.read(CHUNK_SIZE):
                     sink.write(chunk)
                     size += len(chunk)
+                    if progress is not None:
+                        progress(source.tell(), size)
     except EncryptionError:
         raise
     except (zstandard.ZstdError, EOFError, zlib.error, OSError) as exc:

@@ -166,7 +166,7 @@ def backup_restore(
         else:
             manifest = file_check(input_path) or {}
             artifact = input_path
-        decoded = artifact_decode(artifact, workdir)
+        decoded = artifact_decode(artifact, workdir, progress=progress)
         if decoded.engine != connector.engine:
             raise RestoreError(
                 f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.output import TtyByteProgress
 from dbops.services.restores import backup_for_id, backup_restore, restore_plan
 
 
@@ -52,7 +53,12 @@ class Command(BaseCommand):
             plan = restore_plan(**common)
             if not options["confirm"]:
                 raise CommandError(f"{plan.describe()}\nNothing was done: add --confirm to restore.")
-            result = backup_restore(**common, wait=options["wait"])
+            # The long part before pg_restore/psql take over is checking and decoding the artifact.
+            progress = TtyByteProgress(self.stdout, label="restore: decoding", quiet=options["quiet"])
+            try:
+                result = backup_restore(**common, wait=options["wait"], progress=progress)
+            finally:
+                progress.close()
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
         for warning in result.warnings:

@@ -238,3 +238,35 @@ def test_only_this_databases_pre_restore_copies_are_listed_and_dropped(db):
             cursor.execute(f'DROP DATABASE IF EXISTS "{stranger}"')
             cursor.execute(f'DROP DATABASE IF EXISTS "{mine}"')
         admin.close()
+
+
+class _TerminalOut(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_restore_shows_decoding_progress_on_a_terminal_only(backup_dir, some_data, quiet):
+    backup_record = backup_create(compression="zstd")
+    out = _TerminalOut()
+    args = ["--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm"]
+    call_command("restore_db", *args, *(["--quiet"] if quiet else []), stdout=out, stderr=StringIO())
+    shown = "restore: decoding:" in out.getvalue()
+    assert shown is not quiet
+    # Not a terminal: no progress line at all.
+    plain = StringIO()
+    call_command("restore_db", *args, stdout=plain, stderr=StringIO())
+    assert "restore: decoding" not in plain.getvalue()
+
+
+def test_decoding_reports_artifact_bytes_read_and_dump_bytes_written(backup_dir, some_data, tmp_path):
+    from dbops.services.artifacts import artifact_decode
+
+    backup_record = backup_create(compression="gzip")
+    calls: list[tuple[int, int]] = []
+    decoded = artifact_decode(
+        Path(backup_record.location), tmp_path, progress=lambda read, written: calls.append((read, written))
+    )
+    assert calls, "at least one progress report"
+    assert calls == sorted(calls)  # monotonic
+    assert calls[-1] == (backup_record.size_bytes, decoded.size_bytes)
