@@ -21,6 +21,7 @@ from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import models
 
 from dbops.exceptions import DataMigrationError
+from dbops.services.copy_format import COPY_ESCAPES
 from dbops.services.dataformats import Unparsable
 from dbops.services.entities import Entity
 
@@ -168,23 +169,6 @@ def field_specs(entity: Entity, now: datetime) -> list[FieldSpec]:
             )
         )
     return specs
-
-
-COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def copy_text(value) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return value.translate(COPY_ESCAPES)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 # --- fast converters: file value -> COPY text, or Bad ---------------------------------------------------

@@ -37,9 +37,10 @@ from django.utils import timezone
 from dbops.exceptions import DataMigrationError, ImportValidationError
 from dbops.models import DataTransferRun
 from dbops.services.bulk_indexes import IndexSuspension
+from dbops.services.copy_format import copy_text
 from dbops.services.dataformats import FORMATS, read_records
 from dbops.services.entities import ENTITIES, Entity, entity_for_model
-from dbops.services.import_fields import IMPORT_DEFAULTS, Bad, FieldSpec, copy_text, field_specs
+from dbops.services.import_fields import IMPORT_DEFAULTS, Bad, FieldSpec, field_specs
 from dbops.services.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from django.db.models import Max
 
 from dbops.exceptions import SeedError
 from dbops.services.bulk_indexes import IndexSuspension
+from dbops.services.copy_format import copy_text
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 
 if TYPE_CHECKING:
@@ -405,24 +406,6 @@ def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
         yield chunk
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_value(value) -> str:
-    if type(value) is str:
-        # Fast path in C: nearly no seeded text holds a backslash or a control character.
-        if "\\" not in value and value.isprintable():
-            return value
-        return value.translate(_COPY_ESCAPES)
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    return str(value)
-
-
 class _CopyWriter(_Writer):
     """PostgreSQL COPY … FROM STDIN in text format, one bounded buffer per chunk.
 
@@ -455,7 +438,7 @@ class _CopyWriter(_Writer):
         with self.connection.cursor() as cursor:
             for chunk in _chunks(rows, CHUNK_ROWS):
                 buffer = io.StringIO()
-                buffer.writelines("\t".join(map(_copy_value, row)) + "\n" for row in chunk)
+                buffer.writelines("\t".join(map(copy_text, row)) + "\n" for row in chunk)
                 buffer.seek(0)
                 cursor.cursor.copy_expert(statement, buffer)
                 written += len(chunk)

@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 
 from dbops.exceptions import SeedError
-from dbops.services.seeding import ROLES, _copy_value, seed_create, seed_plan
+from dbops.services.copy_format import copy_text as _copy_value
+from dbops.services.seeding import ROLES, seed_create, seed_plan
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 
 COUNTED = {
