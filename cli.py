@@ -9,7 +9,9 @@ The command runs exactly as `python manage.py command_name …` would (same outp
 
 from __future__ import annotations
 
+import atexit
 import difflib
+import gc
 import os
 import signal
 import sys
@@ -69,7 +71,12 @@ def normalize_flags(command, prog: str, name: str, args: list[str]) -> list[str]
 
 
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "multipult.settings")
+    # At exit, skip the interpreter's last garbage collection over every loaded module (~0.1 s of
+    # each command's wall time); the process is ending, so nothing needs those cycles freed.
+    atexit.register(gc.freeze)
+    from multipult.settings_profiles import select_settings
+
+    select_settings(argv)  # the backup/restore/WAL commands start without the web-only apps
     from multipult.config import ConfigError
 
     name = argv[1] if len(argv) > 1 else "--help"

@@ -1,12 +1,19 @@
 #!/usr/bin/env python
 """Django's command-line utility for administrative tasks."""
 
+import atexit
+import gc
 import os
 import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "multipult.settings")
+    # At exit, skip the interpreter's last garbage collection over every loaded module (~0.1 s of
+    # each command's wall time); the process is ending, so nothing needs those cycles freed.
+    atexit.register(gc.freeze)
+    from multipult.settings_profiles import select_settings
+
+    select_settings(sys.argv)  # the backup/restore/WAL commands start without the web-only apps
     from multipult.config import ConfigError
 
     try:

@@ -10,9 +10,12 @@ For each scale a database `bench_issue3_s<scale>` is created, migrated and fille
             vs default `pg_dump -Fc` (gzip) and vs django-dbbackup `dbbackup --compress`  (target >= 3x faster,
             output no larger)
   restore : `restore_db --backup-id --jobs 2` vs bare `pg_restore -j2` of the same archive   (target <= 1.25)
-  memory  : peak RSS of our Python process for backup and restore, at every scale          (target <= 150 MB)
+  memory  : peak RSS of our process (and its children) for backup and restore, every scale (target <= 150 MB)
+Our commands run exactly as an operator runs them (`python manage.py …`, whole process wall time).
 django-dbbackup runs from its own throwaway venv under /tmp (never in requirements.txt); it is created
-on first use. Wall times are the best of --repeat runs. Databases are dropped at the end unless --keep.
+on first use. The machine is shared and noisy, so each figure is the median of --rounds paired ratios:
+every round runs the baseline and ours back to back (order alternating), and the spread is printed.
+Databases are dropped at the end unless --keep.
 """
 
 from __future__ import annotations
@@ -21,33 +24,18 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DBBACKUP_VENV = Path("/tmp/dbbackup-venv-issue3")
 DBBACKUP_PINS = ["Django==5.2.19", "psycopg2-binary==2.9.13", "django-dbbackup==5.4.0"]
-
-RUNNER = """
-import json, resource, sys, time, django
-django.setup()
-from io import StringIO
-from django.core.management import call_command
-from dbops.models import BackupRecord
-out = StringIO()
-started = time.perf_counter()
-call_command(*sys.argv[1:], stdout=out)
-seconds = time.perf_counter() - started
-latest = BackupRecord.objects.filter(kind="full").order_by("-pk").first()
-print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "seconds": seconds,
-                  "backup_id": latest.pk if latest else None,
-                  "size": latest.size_bytes if latest else None,
-                  "location": latest.location if latest else None}))
-"""
 
 DBBACKUP_SETTINGS = """
 SECRET_KEY = "bench-only"
@@ -73,23 +61,44 @@ def psql(sql: str, dbname: str = "postgres") -> str:
     ).stdout.strip()
 
 
-def timed(args, *, env=None, stdout=subprocess.DEVNULL) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = subprocess.run(args, env=env or pg_env(), stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(map(str, args))}\n{result.stderr.decode()[-2000:]}")
-    return elapsed, result.stdout.decode() if isinstance(result.stdout, bytes) else ""
+def timed(args, *, env=None, capture: bool = False) -> tuple[float, str, int]:
+    """(wall seconds, stdout, peak RSS in KiB of the process and its children) of one command."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            args, env=env or pg_env(), stdout=out if capture else subprocess.DEVNULL, stderr=err, cwd=ROOT
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # wait4: the child's own rusage (ru_maxrss)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"failed: {' '.join(map(str, args))}\n{err.read().decode()[-2000:]}")
+        out.seek(0)
+        return elapsed, out.read().decode(), usage.ru_maxrss
 
 
-def best(repeat: int, fn):
-    results = [fn() for _ in range(repeat)]
-    return min(results, key=lambda item: item[0])
+def paired_rounds(rounds: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Runs every measurement once per round, rotating the order, so that each ratio compares runs made
+    seconds apart under the same machine load."""
+    names = list(runs)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds[name].append(runs[name]())
+    return seconds
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> str:
+    """Median of the per-round ratios, with their range."""
+    ratios = sorted(n / d for n, d in zip(numerator, denominator, strict=True))
+    return f"{statistics.median(ratios):.2f} (rounds {ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 def project_env(dbname: str, backup_dir: Path) -> dict[str, str]:
     env = {**os.environ, "DB_NAME": dbname, "BACKUP_DIR": str(backup_dir), "LOG_LEVEL": "WARNING"}
-    env["DJANGO_SETTINGS_MODULE"] = "multipult.settings"
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py picks the settings as it does for operators
     for name in (
         "S3_BACKUP_BUCKET",
         "S3_ENDPOINT_URL",
@@ -144,115 +153,100 @@ def run_dbbackup(dbname: str, workdir: Path) -> tuple[float, int]:
         )
     )
     env = {**pg_env(), "DJANGO_SETTINGS_MODULE": "bench_dbbackup_settings", "PYTHONPATH": str(settings_dir)}
-    elapsed, _ = timed([str(python), "-m", "django", "dbbackup", "--compress", "--noinput", "-q"], env=env)
+    elapsed, _, _ = timed([str(python), "-m", "django", "dbbackup", "--compress", "--noinput", "-q"], env=env)
     size = sum(p.stat().st_size for p in location.iterdir())
     return elapsed, size
 
 
 def measure_scale(dbname: str, args, workdir: Path, full: bool) -> dict:
-    figures: dict = {}
     backup_dir = workdir / f"backups-{dbname}"
     shutil.rmtree(backup_dir, ignore_errors=True)
     backup_dir.mkdir()
     env = project_env(dbname, backup_dir)
-    conn = ["-d", dbname]
+    manage = [PYTHON, "manage.py"]
+    facts: dict = {"backup_rss_kb": 0, "restore_rss_kb": 0, "in_process": []}
 
-    figures["floor"] = best(args.repeat, lambda: timed(["sh", "-c", f"pg_dump -Fc -Z0 -d {dbname} > /dev/null"]))[0]
+    def floor() -> float:
+        return timed(["sh", "-c", f"pg_dump -Fc -Z0 -d {dbname} > /dev/null"])[0]
 
-    def ours_backup():
-        elapsed, out = timed(
-            [PYTHON, "-c", RUNNER, "backup_advanced", "--compress", "zstd", "--quiet"], env=env, stdout=subprocess.PIPE
-        )
-        return elapsed, json.loads(out.strip().splitlines()[-1])
+    def ours_backup() -> float:
+        elapsed, _, rss = timed([*manage, "backup_advanced", "--compress", "zstd", "--quiet"], env=env)
+        facts["backup_rss_kb"] = max(facts["backup_rss_kb"], rss)
+        latest = json.loads(timed([*manage, "list_backups", "--json"], env=env, capture=True)[1])[0]
+        facts["in_process"].append(latest["duration_seconds"])
+        facts["latest"] = latest
+        return elapsed
 
-    figures["ours_backup"], info = best(args.repeat, ours_backup)
-    figures["ours_size"], figures["backup_rss_mb"] = info["size"], info["maxrss_kb"] / 1024
-    figures["ours_backup_in_process"] = info["seconds"]
+    def pg_dump_default() -> float:
+        default_dump = workdir / "default.dump"
+        elapsed = timed(["pg_dump", "-Fc", "-d", dbname, "-f", str(default_dump)])[0]
+        facts["pg_dump_default_size"] = default_dump.stat().st_size
+        default_dump.unlink()
+        return elapsed
+
+    def dbbackup() -> float:
+        elapsed, facts["dbbackup_size"] = run_dbbackup(dbname, workdir)
+        return elapsed
+
+    backup_runs = {"floor": floor, "ours_backup": ours_backup}
+    if full:
+        backup_runs |= {"pg_dump_default": pg_dump_default, "dbbackup": dbbackup}
+    seconds = paired_rounds(args.rounds, backup_runs)
+    latest = facts["latest"]
+    facts["ours_size"] = latest["size_bytes"]
 
     # The same archive, undecorated, for the bare pg_restore baseline.
     raw = workdir / "raw.dump"
-    subprocess.run(["zstd", "-d", "-q", "-f", info["location"], "-o", str(raw)], check=True)
-    figures["raw_size"] = raw.stat().st_size
+    subprocess.run(["zstd", "-d", "-q", "-f", latest["location"], "-o", str(raw)], check=True)
+    facts["raw_size"] = raw.stat().st_size
 
-    if full:
-        default_dump = workdir / "default.dump"
-        figures["pg_dump_default"] = best(
-            args.repeat, lambda: timed(["pg_dump", "-Fc", *conn, "-f", str(default_dump)])
-        )[0]
-        figures["pg_dump_default_size"] = default_dump.stat().st_size
-        default_dump.unlink()
-        figures["dbbackup"], figures["dbbackup_size"] = best(args.repeat, lambda: run_dbbackup(dbname, workdir))
-
-    def bare_restore():
+    def bare_restore() -> float:
         target = f"{dbname}_bare"
         psql(f'DROP DATABASE IF EXISTS "{target}"')
         psql(f'CREATE DATABASE "{target}" TEMPLATE template0')
         try:
-            return timed(["pg_restore", "-j2", "--no-owner", "--exit-on-error", "-d", target, str(raw)])
+            return timed(["pg_restore", "-j2", "--no-owner", "--exit-on-error", "-d", target, str(raw)])[0]
         finally:
             psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
-    figures["bare_restore"] = best(args.repeat, bare_restore)[0]
-
-    def ours_restore():
-        elapsed, out = timed(
-            [
-                PYTHON,
-                "-c",
-                RUNNER,
-                "restore_db",
-                "--backup-id",
-                str(info["backup_id"]),
-                "--confirm",
-                "--jobs",
-                "2",
-                "--no-safety-backup",
-                "--quiet",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-        )
+    def ours_restore() -> float:
+        command = ["restore_db", "--backup-id", str(latest["id"]), "--confirm", "--jobs", "2", "--no-safety-backup"]
+        elapsed, _, rss = timed([*manage, *command, "--quiet"], env=env)
+        facts["restore_rss_kb"] = max(facts["restore_rss_kb"], rss)
         kept = f"SELECT datname FROM pg_database WHERE datname LIKE '{dbname}\\_pre\\_restore\\_%'"  # noqa: S608
         for name in psql(kept).split():
             psql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        return elapsed, json.loads(out.strip().splitlines()[-1])
+        return elapsed
 
-    figures["ours_restore"], restore_info = best(args.repeat, ours_restore)
-    figures["restore_rss_mb"] = restore_info["maxrss_kb"] / 1024
-    figures["ours_restore_in_process"] = restore_info["seconds"]
+    seconds |= paired_rounds(args.rounds, {"bare_restore": bare_restore, "ours_restore": ours_restore})
     raw.unlink()
     shutil.rmtree(backup_dir, ignore_errors=True)
-    return figures
+    return {"seconds": seconds, **facts}
 
 
 def report(scale: float, rows: int, f: dict, full: bool) -> None:
-    """Each figure as a ratio; "in-process" leaves out our ~1-3 s of Python/Django start-up."""
+    """Each figure as the median of per-round ratios; "in-process" is the backup's own recorded duration,
+    without our Python/Django start-up."""
     mb = 1024 * 1024
-    print(f"\nscale {scale:g}: {rows:,} rows, uncompressed custom dump {f['raw_size'] / mb:.0f} MB")
-    print(
-        f"  backup zstd / floor (pg_dump -Fc -Z0 > /dev/null)   = {f['ours_backup'] / f['floor']:.2f}  (<= 1.25); "
-        f"in-process {f['ours_backup_in_process'] / f['floor']:.2f}"
-    )
+    s = f["seconds"]
+    dump_mb = f["raw_size"] / mb
+    print(f"\nscale {scale:g}: {rows:,} rows, uncompressed custom dump {dump_mb:.0f} MB, {len(s['floor'])} rounds")
+    print(f"  backup zstd / floor (pg_dump -Fc -Z0 > /dev/null)   = {ratio(s['ours_backup'], s['floor'])}  (<= 1.25)")
+    print(f"    in-process (recorded duration) / floor            = {ratio(f['in_process'], s['floor'])}")
     if full:
         for label, key in (("pg_dump -Fc (gzip)", "pg_dump_default"), ("dbbackup --compress", "dbbackup")):
             print(
-                f"  {label + ' / backup zstd':<52}= {f[key] / f['ours_backup']:.2f}  (>= 3); "
-                f"in-process {f[key] / f['ours_backup_in_process']:.2f}; "
+                f"  {label + ' / backup zstd':<52}= {ratio(s[key], s['ours_backup'])}  (>= 3); "
                 f"size ours/theirs = {f['ours_size'] / f[key + '_size']:.2f} (<= 1)"
             )
+    restore = ratio(s["ours_restore"], s["bare_restore"])
+    print(f"  restore --jobs 2 / bare pg_restore -j2              = {restore}  (<= 1.25)")
     print(
-        f"  restore --jobs 2 / bare pg_restore -j2              = {f['ours_restore'] / f['bare_restore']:.2f}  "
-        f"(<= 1.25); in-process {f['ours_restore_in_process'] / f['bare_restore']:.2f}"
+        f"  peak RSS of our process: backup {f['backup_rss_kb'] / 1024:.0f} MB, "
+        f"restore {f['restore_rss_kb'] / 1024:.0f} MB (<= 150)"
     )
-    print(
-        f"  peak RSS of our process: backup {f['backup_rss_mb']:.0f} MB, restore {f['restore_rss_mb']:.0f} MB (<= 150)"
-    )
-    print(
-        "  (seconds: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in f.items() if isinstance(v, float) and not k.endswith("_mb"))
-        + ")",
-        flush=True,
-    )
+    medians = {name: statistics.median(values) for name, values in s.items()}
+    print("  (median seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()) + ")", flush=True)
 
 
 def main() -> int:
@@ -260,7 +254,7 @@ def main() -> int:
     parser.add_argument("--scales", default="1000,4000", help="seed_data scales (1000 = ~1M rows).")
     parser.add_argument("--full-at", default="1000", help="Scales at which the gzip/dbbackup baselines also run.")
     parser.add_argument("--quick", action="store_true", help="Small smoke run: scale 20, all figures.")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs per measurement; the best is kept.")
+    parser.add_argument("--rounds", type=int, default=5, help="Paired rounds per figure; the median ratio is kept.")
     parser.add_argument("--reuse", action="store_true", help="Reuse an existing seeded bench database.")
     parser.add_argument("--keep", action="store_true", help="Keep the bench databases afterwards.")
     parser.add_argument(

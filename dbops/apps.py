@@ -7,6 +7,6 @@ class DbopsConfig(AppConfig):
 
     def ready(self) -> None:
         from dbops import checks  # noqa: F401  (registers the system checks)
-        from dbops.services.profiling import connect_celery_signals
 
-        connect_celery_signals()
+        # The task-profiling signals are connected by multipult.celery when the celery app is made:
+        # importing celery here cost every command ~0.1 s, and only processes that run tasks need them.

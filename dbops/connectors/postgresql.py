@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -152,6 +153,7 @@ class PostgreSQLConnector(Connector):
         if fmt not in self.formats:
             raise BackupError(f"PostgreSQL backups are custom or plain, not {fmt!r}.")
         pg_dump = self._tool("pg_dump")
+        version = subprocess.Popen([pg_dump, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         snapshot_connection = self._raw_connection(autocommit=False)
         try:
             snapshot_connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -161,13 +163,21 @@ class PostgreSQLConnector(Connector):
                 args = [pg_dump, *self._conn_args(), "--dbname", self.database_name, "--no-password"]
                 args += [f"--snapshot={snapshot}", f"--lock-wait-timeout={self.lock_wait_timeout}"]
                 args += ["--format=custom", "--compress=0"] if fmt == "custom" else ["--format=plain"]
-                self._stream_from(args, stream)
-                # Counted after the dump but in the same snapshot, so they describe exactly what was dumped.
-                row_counts = _count_tables(cursor)
+                # Rows are counted in the exported snapshot itself, so they describe exactly what is dumped,
+                # and while pg_dump runs rather than after it (the counts read what the dump just cached).
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-count") as counter:
+                    row_counts = counter.submit(_count_tables, cursor)
+                    try:
+                        self._stream_from(args, stream)
+                    except BaseException:
+                        snapshot_connection.cancel()
+                        raise
+                    row_counts = row_counts.result()
         finally:
             snapshot_connection.rollback()
             snapshot_connection.close()
-        return DumpResult(row_counts=row_counts, tool_version=self.tool_version())
+            tool_version = version.communicate()[0].strip()
+        return DumpResult(row_counts=row_counts, tool_version=tool_version)
 
     def _stream_from(self, args: list[str], stream: BinaryIO) -> None:
         with tempfile.TemporaryFile() as stderr:

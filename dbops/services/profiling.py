@@ -406,11 +406,11 @@ def profiled(source: str | None = None) -> Callable[[FuncT], FuncT]:
 
 
 # Every celery task is profiled while QUERY_PROFILING_ENABLED, through the task signals (connected in
-# DbopsConfig.ready); the worker runs a task's prerun, body and postrun on one thread.
+# multipult.celery); the worker runs a task's prerun, body and postrun on one thread.
 _task_profiles: dict[str, QueryProfile] = {}
 
 
-def _task_started(task_id=None, task=None, **_: Any) -> None:
+def task_profile_start(task_id=None, task=None, **_: Any) -> None:
     if task_id is None or not settings.QUERY_PROFILING_ENABLED or current_profile() is not None:
         return
     profile = QueryProfile(f"task:{getattr(task, 'name', task_id)}")
@@ -418,14 +418,7 @@ def _task_started(task_id=None, task=None, **_: Any) -> None:
     _task_profiles[task_id] = profile
 
 
-def _task_finished(task_id=None, **_: Any) -> None:
+def task_profile_finish(task_id=None, **_: Any) -> None:
     profile = _task_profiles.pop(task_id, None) if task_id is not None else None
     if profile is not None:
         profile.__exit__(None, None, None)
-
-
-def connect_celery_signals() -> None:
-    from celery.signals import task_postrun, task_prerun
-
-    task_prerun.connect(_task_started, weak=False, dispatch_uid="dbops.profiling.task_started")
-    task_postrun.connect(_task_finished, weak=False, dispatch_uid="dbops.profiling.task_finished")

@@ -14,6 +14,9 @@ from dbops.services.catalog import looks_stale, manifest_of
 class Command(BaseCommand):
     help = "Lists the backup catalog, newest first (human table, or --json)."
 
+    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
+    requires_system_checks = []
+
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print the records as one JSON array.")
         parser.add_argument(
