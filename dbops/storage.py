@@ -44,7 +44,8 @@ class _WritebackFile:
         written = self._handle.write(data)
         self._written += written
         if self._written - self._flushed >= WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._handle.fileno(), self._flushed, self._written - self._flushed, os.POSIX_FADV_DONTNEED)
+            pending = self._written - self._flushed
+            os.posix_fadvise(self._handle.fileno(), self._flushed, pending, os.POSIX_FADV_DONTNEED)
             self._flushed = self._written
         return written
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
 from dbops.services.slow_queries import slow_queries_analyze
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Explains a SQL statement (or, with --slow, the slowest captured statements) on PostgreSQL: an indented "
         "plan tree with the costliest nodes marked, and CREATE INDEX / models.Index advice for sequential scans "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.retention import RetentionRun, retention_run
 
@@ -20,7 +21,7 @@ def _count(raw: str) -> int:
 _count.__name__ = "count (a whole number, 0 or more)"  # argparse names the type in its error
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Deletes the backups a retention policy no longer keeps (local file, S3 copy and record) and the "
         "<db>_pre_restore_<time> databases older than the newest one. Without --policy or counts, every "

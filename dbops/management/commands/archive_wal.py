@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.pitr_wal import cluster_id_from_data_dir, wal_archive
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Stores one WAL file, zstd-compressed and SHA-256 checksummed, in the PITR storage (local BACKUP_DIR or "
         "S3). Meant as the server's archive_command: archive_wal %p %f. Archiving identical bytes again succeeds; "

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.users import role_assign
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = "Gives the user with --user-id the role named --role. Unknown user or role: an error, nothing changes."
 
     def add_arguments(self, parser):

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.checks import Tags
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError, UploadError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups import backup_create
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Takes a managed backup: streams the dump through compression (and encryption) into the backup "
         "storage, records it in the catalog with its SHA-256 and row counts, writes a manifest beside it, "
         "and optionally copies both to S3."
     )
 
-    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
-    requires_system_checks = []
+    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
+    # of unrelated apps. `manage.py check` runs them all.
+    requires_system_checks = [Tags.database]
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.checks import Tags
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups import backup_export
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Writes a backup of the database to --output (plain SQL by default; .gz or .zst in the name "
         "compresses). The file appears only once complete. Not recorded in the catalog: use "
         "backup_advanced for managed backups."
     )
 
-    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
-    requires_system_checks = []
+    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
+    # of unrelated apps. `manage.py check` runs them all.
+    requires_system_checks = [Tags.database]
 
     def add_arguments(self, parser):
         parser.add_argument("--output", "-o", required=True, help="File to write, e.g. backup.sql or backup.sql.zst.")

@@ -6,14 +6,15 @@ import getpass
 import os
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.users import user_create
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Creates a user. The password is read from the environment variable named by --password-from-env, "
         "or prompted for on a terminal; it is never accepted on the command line."

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.dataformats import FORMATS
 from dbops.services.entities import entity_names_help
@@ -22,7 +23,7 @@ def _date(value: str) -> date:
         raise CommandError(f"--since {value!r}: expected a date like 2025-01-27.") from None
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Exports entities (users, concepts, dictionaries…) to a json, jsonl, csv (zip or folder) or sql file, "
         "streaming, optionally anonymized."

@@ -5,14 +5,14 @@ Exit status 0 healthy, 1 degraded, 2 unhealthy (see dbops.services.health for wh
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.health import DEGRADED, OK, SKIPPED, UNHEALTHY, health_check
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Checks the database (connect and latency), migrations, Redis, celery workers, the S3 bucket, free disk "
         "in BACKUP_DIR and the age of the last successful and last verified backup. "

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.dataformats import FORMATS
 from dbops.services.imports import MODES, import_data
 from dbops.services.transformations import transformation_names
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Imports a file written by export_data: validates every record first (types, required fields, foreign keys, "
         "unique constraints), then writes all of it in one transaction or nothing."

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.checks import Tags
+from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
 from dbops.models import BackupRecord
 from dbops.services.backups import backups_list, catalog_sync
 from dbops.services.catalog import looks_stale, manifest_of
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = "Lists the backup catalog, newest first (human table, or --json)."
 
-    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
-    requires_system_checks = []
+    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
+    # of unrelated apps. `manage.py check` runs them all.
+    requires_system_checks = [Tags.database]
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print the records as one JSON array.")

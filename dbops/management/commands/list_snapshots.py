@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.snapshots import snapshot_list
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = "Lists rollback snapshots (newest first): id, created, tables, row counts, checksum, size, the import."
 
     def add_arguments(self, parser):

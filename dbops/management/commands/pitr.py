@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.dateparse import parse_datetime
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.pitr import pitr_base_backup_create, pitr_restore, pitr_settings_check, pitr_status
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Point-in-time recovery: `setup` checks the server's WAL settings (and prints the fixes), `base-backup` "
         "takes a pg_basebackup recorded as a base backup, `restore` builds a data directory recovered to a moment."

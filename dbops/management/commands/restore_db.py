@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.checks import Tags
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress
 from dbops.services.restores import backup_for_id, backup_restore, restore_plan
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Restores the database from --input FILE or --backup-id ID. The checksum is verified and the "
         "backup decoded before anything is touched; a safety backup is taken first; on PostgreSQL a full "
@@ -18,8 +20,9 @@ class Command(BaseCommand):
         "would do."
     )
 
-    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
-    requires_system_checks = []
+    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
+    # of unrelated apps. `manage.py check` runs them all.
+    requires_system_checks = [Tags.database]
 
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group(required=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.pitr_wal import cluster_id_from_data_dir, wal_restore
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Writes one archived WAL file to PATH after checking its SHA-256. Meant as the restore_command that "
         "`pitr restore` configures; exits non-zero when the file is not archived (normal at the end of recovery)."

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.snapshots import snapshot_get, snapshot_rollback
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = "Restores the tables of a snapshot to their exact state at snapshot time, in one transaction."
 
     def add_arguments(self, parser):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress
 from dbops.services.seeding import seed_create, seed_plan
 from multipult.core.models import Role
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Creates realistic, reproducible data for every domain model: about 1,000 rows per scale unit "
         "(--scale 1000 is about a million rows), the same data for the same --seed."

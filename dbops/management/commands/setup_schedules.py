@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.scheduling import schedules_setup
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Creates the default periodic tasks (nightly backup, nightly retention, weekly restore test, hourly "
         "upload retry) and the 'default' retention policy where missing. Existing ones are left as staff "

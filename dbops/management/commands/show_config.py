@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from django.core.management.base import BaseCommand
-
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.configuration import config_show
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = "Shows every setting read from the environment: its effective value, its source (env or default)."
     requires_system_checks = []
 

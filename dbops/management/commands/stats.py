@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
 from dbops.services.stats import stats_collect
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Database statistics: size, rows per table (estimated; exact with --exact), table and index sizes, "
         "index usage and unused indexes, cache hit ratio, connections and backup storage totals."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.configuration import config_validate
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Checks every setting the project reads (types, ranges, S3 settings complete, BACKUP_DIR writable, "
         "database reachable; Redis and the S3 bucket reachable with --deep) and lists all problems at once. "

@@ -3,21 +3,24 @@ database and compares the tables and row counts recorded at backup time."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.checks import Tags
+from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
 from dbops.services.restores import backup_for_id
 from dbops.services.verification import backup_latest, backup_verify
 
 
-class Command(BaseCommand):
+class Command(DbopsCommand):
     help = (
         "Verifies a backup: its SHA-256 from storage (local, else S3); with --restore-test also restores it "
         "into a scratch database (dropped after) and checks tables and row counts. The result is recorded."
     )
 
-    # Not held up (~0.1 s) or blocked by checks of unrelated apps; `manage.py check` runs them all.
-    requires_system_checks = []
+    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
+    # of unrelated apps. `manage.py check` runs them all.
+    requires_system_checks = [Tags.database]
 
     def add_arguments(self, parser):
         parser.add_argument("backup_id", nargs="?", help="Id of the backup (see list_backups).")

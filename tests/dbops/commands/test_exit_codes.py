@@ -4,6 +4,7 @@ line on stderr for bad input (no traceback)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,25 @@ ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def manage(*args, backup_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(backup_dir)}
+def manage(*args, backup_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(backup_dir), **(env or {})}
     env.pop("S3_BACKUP_BUCKET", None)
     return subprocess.run(
-        [sys.executable, "manage.py", *args, "--skip-checks"], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, str(ROOT / "manage.py"), *args, "--skip-checks"],
+        cwd=backup_dir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
+
+
+def run_psql(dbname: str, sql: str) -> str:
+    """One value from another database, through psql (the password only in the environment)."""
+    settings_dict = connection.settings_dict
+    env = {**os.environ, "PGPASSWORD": settings_dict["PASSWORD"] or ""}
+    args = ["psql", "-X", "-At", "-h", settings_dict["HOST"], "-p", str(settings_dict["PORT"])]
+    args += ["-U", settings_dict["USER"], "-d", dbname, "-c", sql]
+    return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_exit_codes_and_messages(tmp_path):
@@ -38,3 +52,53 @@ def test_exit_codes_and_messages(tmp_path):
 
     usage = manage("restore_db", "--backup-id", "1", "--input", "x", backup_dir=tmp_path)
     assert usage.returncode == 2 and "not allowed with argument" in usage.stderr
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+COMMANDS_THAT_NEED_THE_DATABASE = [
+    ("backup_advanced", "--quiet"),
+    ("list_backups",),
+    ("verify_backup", "--latest"),
+    ("restore_db", "--backup-id", "1", "--confirm"),
+    ("stats",),
+    ("export_data", "--output", "out.json"),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS_THAT_NEED_THE_DATABASE, ids=lambda args: args[0])
+def test_unreachable_database_is_one_line_not_a_traceback(tmp_path, args):
+    result = manage(*args, backup_dir=tmp_path, env={"DB_PORT": str(unused_port())})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Cannot connect to PostgreSQL at 127.0.0.1:" in result.stderr and "Connection refused" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def unmigrated_database():
+    name = f"{connection.settings_dict['NAME']}_unmigrated"
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("args", COMMANDS_THAT_NEED_THE_DATABASE, ids=lambda args: args[0])
+def test_unmigrated_database_says_to_migrate_and_stays_empty(tmp_path, unmigrated_database, args):
+    result = manage(*args, backup_dir=tmp_path, env={"DB_NAME": unmigrated_database})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "run `python manage.py migrate` first" in result.stderr
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [unmigrated_database])
+        assert cursor.fetchone() == (1,)
+    tables = run_psql(unmigrated_database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == "0"
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []

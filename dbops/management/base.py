@@ -1,0 +1,35 @@
+"""The base of every dbops command: a database that cannot be reached or is not migrated yet gives one
+readable line and exit 1 (CommandError), never a traceback from deep inside the ORM."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connections
+
+_MISSING_TABLE = re.compile(r'relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
+_CANNOT_CONNECT = ("could not connect", "connection to server", "unable to open database file", "Connection refused")
+
+
+def describe_database_error(exc: DatabaseError) -> str:
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if not line.startswith(("LINE ", " ")))
+    missing = _MISSING_TABLE.search(str(exc))
+    if missing:
+        table = missing.group("pg") or missing.group("sqlite")
+        return f"The database has no table {table}: run `python manage.py migrate` first."
+    if any(marker in text for marker in _CANNOT_CONNECT):
+        settings_dict = connections["default"].settings_dict
+        if settings_dict.get("HOST"):  # worded like the connectors' own DatabaseUnavailable
+            where = f"{settings_dict['HOST']}:{settings_dict.get('PORT') or 5432}/{settings_dict.get('NAME')}"
+            return f"Cannot connect to PostgreSQL at {where}: {text}"
+        return f"Cannot open the database {settings_dict.get('NAME')}: {text}"
+    return f"Database error: {text}"
+
+
+class DbopsCommand(BaseCommand):
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except DatabaseError as exc:
+            raise CommandError(describe_database_error(exc)) from exc
