@@ -3,7 +3,6 @@
 
 import atexit
 import gc
-import os
 import sys
 
 
