@@ -195,7 +195,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="health",
     ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
-    EnvVar("LOG_FORMAT", str, "json", "json for structured logs, text for a human console.", group="logging"),
+    EnvVar(
+        "LOG_FORMAT",
+        str,
+        "auto",
+        "json (structured), text (one plain line per record), or auto: text when stderr is a terminal, else json.",
+        group="logging",
+    ),
 )
 
 ENV_VARS_BY_NAME: dict[str, EnvVar] = {var.name: var for var in ENV_VARS}
@@ -234,8 +240,8 @@ def resolve_all(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Res
             values[var.name] = ResolvedValue(var, var.default, "default")
     if values["PITR_STORAGE"].value not in {"local", "s3"}:
         problems.append(f"PITR_STORAGE={values['PITR_STORAGE'].value!r}: must be local or s3")
-    if values["LOG_FORMAT"].value not in {"json", "text"}:
-        problems.append(f"LOG_FORMAT={values['LOG_FORMAT'].value!r}: must be json or text")
+    if values["LOG_FORMAT"].value not in {"json", "text", "auto"}:
+        problems.append(f"LOG_FORMAT={values['LOG_FORMAT'].value!r}: must be json, text or auto")
     if values["LOG_LEVEL"].value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         problems.append(f"LOG_LEVEL={values['LOG_LEVEL'].value!r}: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return values, problems

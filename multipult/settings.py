@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 
 from multipult.config import BASE_DIR, load_config, persistent_secret_key, project_path
 
@@ -178,6 +179,11 @@ GRAPHENE = {"SCHEMA": "multipult.graphql.schema.schema"}
 GRAPHQL_ALLOW_ANONYMOUS = CONFIG["GRAPHQL_ALLOW_ANONYMOUS"]
 GRAPHQL_MAX_DEPTH = CONFIG["GRAPHQL_MAX_DEPTH"]
 
+# auto: people at a terminal read plain lines; log collectors (stderr not a TTY) get JSON.
+LOG_FORMAT = CONFIG["LOG_FORMAT"]
+if LOG_FORMAT == "auto":
+    LOG_FORMAT = "text" if sys.stderr is not None and sys.stderr.isatty() else "json"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -195,7 +201,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
-            "formatter": CONFIG["LOG_FORMAT"],
+            "formatter": LOG_FORMAT,
             "filters": ["mask_secrets"],
         },
     },

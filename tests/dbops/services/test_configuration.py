@@ -48,7 +48,7 @@ def test_every_problem_is_listed_at_once(good_env, tmp_path):
     problems = {problem.name: problem.message for problem in config_validate(environ=environ, deep=True)}
 
     assert "not a valid float" in problems["SLOW_QUERY_THRESHOLD_MS"]
-    assert "must be json or text" in problems["LOG_FORMAT"]
+    assert "must be json, text or auto" in problems["LOG_FORMAT"]
     assert "set both or neither" in problems["AWS_SECRET_ACCESS_KEY"]
     assert "is not a folder" in problems["BACKUP_DIR"]
     assert "cannot connect to PostgreSQL" in problems["database"]
