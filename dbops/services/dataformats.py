@@ -2,7 +2,7 @@
 stream them back as (entity, record number, record).
 
 - json: one document `{"format": "multipult-export", "version": 1, ..., "entities": {name: [records]}}`
-  (written as a stream; read whole, so prefer jsonl for very large files).
+  (written and read as a stream: memory stays bounded by the largest record, not the file).
 - jsonl: a header line, one `{"entity": name, "data": record}` line per record, an `{"end": ...}`
   line with the row counts (a file cut short has no end line and is rejected).
 - csv: `manifest.json` plus one `<entity>.csv` per entity (header row = field names), in a folder or
@@ -31,6 +31,7 @@ from django.db import models
 
 from dbops.exceptions import DataMigrationError, ImportFormatError
 from dbops.services.entities import ENTITIES, ENTITY_BY_TABLE, NEVER_EXPORTED, Entity
+from dbops.services.json_stream import JsonDocumentReader, JsonShapeError, JsonStreamError
 
 FORMATS = ("json", "jsonl", "csv", "sql")
 FILE_MARKER = "multipult-export"
@@ -324,24 +325,34 @@ def _decode_errors(path: Path):
 
 
 def read_json(path: Path) -> Iterator[Record]:
+    """Streams the records of a json export (bounded memory, see json_stream). The header is checked as
+    soon as it has been read (before `entities` in files we write), else at the end: records are only
+    staged until the whole file has been read, so a late refusal still writes nothing."""
+    source = str(path)
+    header: dict = {}
+    numbers: dict[str, int] = {}
     with _decode_errors(path), _open_text(path) as handle:
+        reader = JsonDocumentReader(handle)
         try:
-            document = json.load(handle)
-        except json.JSONDecodeError as exc:
+            for name, record in reader.read(header):
+                if not numbers and "format" in header:
+                    _check_header(header, source)
+                if name not in numbers:
+                    _entity_named(name, source)
+                    numbers[name] = 0
+                numbers[name] += 1
+                yield name, numbers[name], record
+        except JsonStreamError as exc:
             hint = " (one JSON document per line? then use --format jsonl)" if exc.msg == "Extra data" else ""
             raise ImportFormatError(
-                f"{path}: malformed or truncated JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{hint}."
+                f"{path}: malformed or truncated JSON at line {exc.line}, column {exc.column}: {exc.msg}{hint}."
             ) from None
-    _check_header(document, str(path))
-    entities = document.get("entities")
-    if not isinstance(entities, dict):
+        except JsonShapeError as exc:
+            _check_header(header, source)  # a file that is no export at all says so first
+            raise ImportFormatError(f"{path}: {exc}.") from None
+    _check_header(header, source)
+    if not reader.saw_entities:
         raise ImportFormatError(f"{path}: no 'entities' object.")
-    for name, records in entities.items():
-        _entity_named(name, str(path))
-        if not isinstance(records, list):
-            raise ImportFormatError(f"{path}: entities.{name} is not a list.")
-        for number, record in enumerate(records, 1):
-            yield name, number, record
 
 
 _scan_json = json.scanner.make_scanner(json.JSONDecoder())
