@@ -521,6 +521,7 @@ def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator
 
 _SQL_INSERT = re.compile(r'\s*INSERT INTO "([^"]+)" \(([^)]*)\) VALUES \(')
 _SQL_VALUE = re.compile(r"\s*('(?:[^']|'')*'|NULL|TRUE|FALSE|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([,)])")
+_ONLY_WHITESPACE_LEFT = re.compile(r"\s*\Z")
 _SQL_SKIP = re.compile(r"\s*(?:--[^\n]*\n|BEGIN;|COMMIT;)")
 
 
@@ -545,6 +546,7 @@ def read_sql(path: Path) -> Iterator[Record]:
         _check_header(None, str(path))
     numbers: dict[str, int] = {}
     position, committed, end_counts = 0, False, None
+    counted_to, line = 0, 1  # line numbers counted on as we go: counting from the start each time is quadratic
     while position < len(text):
         skip = _SQL_SKIP.match(text, position)
         if skip:
@@ -554,10 +556,11 @@ def read_sql(path: Path) -> Iterator[Record]:
                 end_counts = json.loads(token[len("-- end ") :])
             position = skip.end()
             continue
-        if not text[position:].strip():
+        if _ONLY_WHITESPACE_LEFT.match(text, position):  # not text[position:].strip(): a copy per statement
             break
         statement = _SQL_INSERT.match(text, position)
-        line = text.count("\n", 0, position) + 1
+        line += text.count("\n", counted_to, position)
+        counted_to = position
         if not statement:
             raise ImportFormatError(f"{path}: line {line}: not an INSERT statement written by export_data.")
         entity = ENTITY_BY_TABLE.get(statement.group(1))
