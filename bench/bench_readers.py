@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the import_data file readers (json, jsonl, csv, sql), in-process, no database.
 
-    .venv/bin/python bench/bench_readers.py [--records 200000]
+    .venv/bin/python bench/bench_readers.py [--records 200000] [--quick]
 
 For each format a file of N concept records is written by export_data's own writer, then read back
 by import_data's reader. Printed per format, each as a ratio measured in the same run:
@@ -72,7 +72,10 @@ def measure(read) -> tuple[float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000, help="N (the larger run reads 4N).")
+    parser.add_argument("--quick", action="store_true", help="Small smoke run: N = 20,000.")
     args = parser.parse_args()
+    if args.quick:
+        args.records = 20_000
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as folder:
         results = {}
         for count in (args.records, 4 * args.records):
