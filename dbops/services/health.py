@@ -99,24 +99,15 @@ def health_report_cached(*, using: str = DEFAULT_DB_ALIAS, max_age_seconds: floa
     max_age = float(settings.HEALTH_CACHE_SECONDS if max_age_seconds is None else max_age_seconds)
     if max_age <= 0:
         return CachedReport(health_check(using=using), 0.0)
-    cached = _fresh(using, max_age)
-    if cached is None:
-        with _refresh_lock:
-            cached = _fresh(using, max_age)  # refreshed by the thread we waited for?
-            if cached is None:
-                started = _clock()
-                report = health_check(using=using)
-                _cached[using] = (started, report)
-                cached = CachedReport(report, _clock() - started)
-    return cached
-
-
-def _fresh(using: str, max_age: float) -> CachedReport | None:
-    entry = _cached.get(using)
-    if entry is None:
-        return None
-    age = _clock() - entry[0]
-    return CachedReport(entry[1], age) if 0 <= age < max_age else None
+    seen = _cached.get(using)
+    if seen is not None and 0 <= _clock() - seen[0] < max_age:
+        return CachedReport(seen[1], _clock() - seen[0])
+    with _refresh_lock:
+        entry = _cached.get(using)
+        # Refreshed by the thread we waited for: share it, even when its probes took longer than the TTL.
+        if entry is None or entry is seen:
+            entry = _cached[using] = (_clock(), health_check(using=using))
+    return CachedReport(entry[1], _clock() - entry[0])
 
 
 def health_cache_clear() -> None:

@@ -1,5 +1,6 @@
 """Headless Chromium for the admin tests: Debian's /usr/bin/chromium driven by Playwright against
-pytest-django's live server (a real HTTP server on the real test database)."""
+pytest-django's live server (a real HTTP server on the real test database); and a real celery worker
+for the actions the admin enqueues (each module on its own Redis database number)."""
 
 from __future__ import annotations
 

@@ -339,6 +339,8 @@ def test_concurrent_requests_during_a_refresh_share_one_computation(probes, chec
     threads_count = 8
     lock = ArrivalCountingLock()
     monkeypatch.setattr(health, "_refresh_lock", lock)
+    clock = [1000.0]
+    monkeypatch.setattr(health, "_clock", lambda: clock[0])
     counted_check = health.health_check
 
     def slow_first_check(**kwargs):
@@ -346,6 +348,7 @@ def test_concurrent_requests_during_a_refresh_share_one_computation(probes, chec
         deadline = time.monotonic() + 30
         while lock.arrived < threads_count and time.monotonic() < deadline:
             time.sleep(0.01)
+        clock[0] += 90  # and let the probes take longer than the TTL: the waiters still share them
         return counted_check(**kwargs)
 
     monkeypatch.setattr(health, "health_check", slow_first_check)
