@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
 from dbops.admin.dashboard import dashboard_view
@@ -303,6 +304,11 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         task_arguments = {"backup_id": backup_record.pk, "requested_by": request.user.get_username()}
         try:
             transaction.on_commit(partial(verify_backup.apply_async, kwargs=task_arguments, task_id=task_id))
+        except BrokerUnreachable as exc:
+            self.message_user(
+                request, f"Backup #{backup_record.pk}: could not queue the verification: {exc}", messages.ERROR
+            )
+            return
         except DbopsError as exc:  # in-process only: a queued task reports on its TaskRun instead
             backup_record.refresh_from_db()
             if backup_record.verified_at == verified_before:  # it never got as far as recording an outcome

@@ -173,9 +173,9 @@ def broker_url(worker_redis_db):
     client.close()
 
 
-@pytest.fixture
-def app_on_own_broker(broker_url):
-    """Points this process's celery app (the admin's producer) at our broker database."""
+@contextlib.contextmanager
+def app_on_broker(url: str):
+    """Points this process's celery app (the admin's producer) at the broker `url`, not eager."""
     from multipult.celery import app
 
     def reset_pools():
@@ -186,10 +186,18 @@ def app_on_own_broker(broker_url):
 
     saved = (app.conf.broker_url, app.conf.task_always_eager)
     reset_pools()
-    app.conf.broker_url, app.conf.task_always_eager = broker_url, False
-    yield app
-    reset_pools()
-    app.conf.broker_url, app.conf.task_always_eager = saved
+    app.conf.broker_url, app.conf.task_always_eager = url, False
+    try:
+        yield app
+    finally:
+        reset_pools()
+        app.conf.broker_url, app.conf.task_always_eager = saved
+
+
+@pytest.fixture
+def app_on_own_broker(broker_url):
+    with app_on_broker(broker_url) as app:
+        yield app
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ PostgreSQL, with tasks in-process (the REDIS_HOST-unset mode)."""
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from django.db import connection
@@ -11,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dbops.models import BackupRecord, TaskRun
-from tests.dbops.admin.conftest import make_backup_record
+from tests.dbops.admin.conftest import app_on_broker, make_backup_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,6 +120,23 @@ def test_verify_of_a_failed_backup_is_refused_without_queueing(superuser, celery
     assert not TaskRun.objects.exists()
     failed.refresh_from_db()
     assert failed.verification_status == "never"
+
+
+def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
+    backup_record = make_backup_record()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = Client()
+    client.force_login(superuser)
+
+    with app_on_broker(f"redis://127.0.0.1:{closed_port}/0"):
+        response = client.post(reverse("admin:dbops_backuprecord_verify", args=[backup_record.pk]), follow=True)
+
+    assert response.status_code == 200
+    assert f"Backup #{backup_record.pk}: could not queue the verification:" in response.content.decode()
+    backup_record.refresh_from_db()
+    assert backup_record.verification_status == "never" and not TaskRun.objects.exists()
 
 
 def test_verify_without_the_change_permission_is_denied(staff_user, django_user_model, celery_in_process):
