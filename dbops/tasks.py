@@ -80,6 +80,13 @@ def verify_latest_backup(self, database: str = "default", restore_test: bool = T
     return scheduling.scheduled_verify_latest(task_id=self.request.id, database=database, restore_test=restore_test)
 
 
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
+def verify_backup(self, backup_id: int, restore_test: bool = True, requested_by: str = "") -> dict:
+    return scheduling.requested_verify(
+        task_id=self.request.id, backup_id=backup_id, restore_test=restore_test, requested_by=requested_by
+    )
+
+
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)
 def retry_failed_uploads(self) -> dict:
     return scheduling.scheduled_upload_retry(task_id=self.request.id)

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_safe
 
 from dbops.exceptions import AnalyzerError
 from dbops.services.analyzer import analysis_render
-from dbops.services.health import UNHEALTHY, health_check
+from dbops.services.health import UNHEALTHY, health_report_cached
 from dbops.services.slow_queries import slow_statement_analyze, slow_statements_top
 
 
@@ -68,6 +68,11 @@ def query_plan_view(request):
 @never_cache
 @require_safe
 def health(request: HttpRequest) -> JsonResponse:
-    """The health report as JSON: 200 when healthy or degraded, 503 when unhealthy (cannot serve)."""
-    report = health_check()
-    return JsonResponse(report.as_dict(), status=503 if report.status == UNHEALTHY else 200)
+    """The health report as JSON: 200 when healthy or degraded, 503 when unhealthy (cannot serve).
+    It may be up to HEALTH_CACHE_SECONDS old: `checked_at` and `age_seconds` (and the Age header) say
+    how old; Cache-Control still forbids caches between us and the load balancer to keep it."""
+    cached = health_report_cached()
+    body = {**cached.report.as_dict(), "age_seconds": round(cached.age_seconds, 3)}
+    response = JsonResponse(body, status=503 if cached.report.status == UNHEALTHY else 200)
+    response["Age"] = str(int(cached.age_seconds))
+    return response

@@ -194,6 +194,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         max_value=60,
         group="health",
     ),
+    EnvVar(
+        "HEALTH_CACHE_SECONDS",
+        float,
+        5.0,
+        "/health/: seconds one process reuses its last report (0 computes every request); health_check never caches.",
+        min_value=0,
+        max_value=300,
+        group="health",
+    ),
     EnvVar("LOG_LEVEL", str, "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).", group="logging"),
     EnvVar(
         "LOG_FORMAT",

@@ -8,11 +8,17 @@ Levels, worst wins:
   balancer would not bring a backup back.
 - ok: exit 0, HTTP 200.
 Each probe has a short timeout (HEALTH_TIMEOUT_SECONDS) and never raises: a failure is a result.
+
+`/health/` serves `health_report_cached`: the report is kept for HEALTH_CACHE_SECONDS per process,
+and concurrent requests during a refresh wait for the one computation instead of each running the
+probes (a dead worker would otherwise cost every poll the ping timeout). `health_check` (and the
+command) always computes afresh.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -74,6 +80,39 @@ def health_check(*, using: str = DEFAULT_DB_ALIAS, now: datetime | None = None) 
         checks += [_skipped(name, "database unreachable") for name in ("last_backup", "last_verified_backup")]
     status = max((check.status for check in checks), key=_RANK.__getitem__)
     return HealthReport(status=OK if status == SKIPPED else status, checks=checks, checked_at=now)
+
+
+@dataclass(frozen=True)
+class CachedReport:
+    report: HealthReport
+    age_seconds: float  # since the probes started
+
+
+_cached: dict[str, tuple[float, HealthReport]] = {}  # alias -> (monotonic start of its probes, report)
+_refresh_lock = threading.Lock()
+_clock = time.monotonic
+
+
+def health_report_cached(*, using: str = DEFAULT_DB_ALIAS, max_age_seconds: float | None = None) -> CachedReport:
+    """The last report of this process when younger than `max_age_seconds` (HEALTH_CACHE_SECONDS;
+    0 disables the cache), else a fresh one. One thread refreshes; the others wait and share it."""
+    max_age = float(settings.HEALTH_CACHE_SECONDS if max_age_seconds is None else max_age_seconds)
+    if max_age <= 0:
+        return CachedReport(health_check(using=using), 0.0)
+    seen = _cached.get(using)
+    if seen is not None and 0 <= _clock() - seen[0] < max_age:
+        return CachedReport(seen[1], _clock() - seen[0])
+    with _refresh_lock:
+        entry = _cached.get(using)
+        # Refreshed by the thread we waited for: share it, even when its probes took longer than the TTL.
+        if entry is None or entry is seen:
+            entry = _cached[using] = (_clock(), health_check(using=using))
+    return CachedReport(entry[1], _clock() - entry[0])
+
+
+def health_cache_clear() -> None:
+    """Forgets the cached reports of this process (the next request computes afresh)."""
+    _cached.clear()
 
 
 def _skipped(name: str, why: str) -> CheckResult:

@@ -161,6 +161,21 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
     )
 
 
+def _verify_and_require_pass(task_run: TaskRun, backup_record: BackupRecord, *, restore_test: bool) -> dict:
+    """Verifies one backup for a task run: the outcome is written on the record either way, and a
+    failed verification fails the task run too (with the reasons), so the task list shows it."""
+    task_run.backup_record = backup_record
+    result = backup_verify(backup_record=backup_record, restore_test=restore_test)
+    if not result.passed:
+        problems = "; ".join(result.problems) or "checksum mismatch"
+        raise VerificationError(f"Backup #{backup_record.pk} failed verification: {problems}")
+    return {
+        "backup_id": backup_record.pk,
+        "verification_status": backup_record.verification_status,
+        "restore_test": restore_test,
+    }
+
+
 def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
     """Verifies the newest successful full backup of `database` (a restore test by default)."""
 
@@ -174,21 +189,25 @@ def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, r
         )
         if backup_record is None:
             raise BackupNotFound(f"No successful backup of database {database!r} to verify.")
-        task_run.backup_record = backup_record
-        backup_verify(backup_record=backup_record, restore_test=restore_test)
-        backup_record.refresh_from_db()
-        if backup_record.verification_status != BackupRecord.VerificationStatus.PASSED:
-            raise VerificationError(
-                f"Backup #{backup_record.pk} failed verification: {backup_record.verification_details}"
-            )
-        return {
-            "backup_id": backup_record.pk,
-            "verification_status": backup_record.verification_status,
-            "restore_test": restore_test,
-        }
+        return _verify_and_require_pass(task_run, backup_record, restore_test=restore_test)
 
     arguments = {"database": database, "restore_test": restore_test}
     return task_run_execute(task_id=task_id, task_name="verify_latest_backup", arguments=arguments, action=action)
+
+
+def requested_verify(*, task_id: str, backup_id: int, restore_test: bool = True, requested_by: str = "") -> dict:
+    """Verifies one given backup (the admin's "Verify (restore test)", run by a worker): checksum
+    and, by default, a restore into a scratch database. The outcome lands on the BackupRecord
+    (verification status, time, details) and on this task's TaskRun."""
+
+    def action(task_run: TaskRun) -> dict:
+        backup_record = BackupRecord.objects.filter(pk=backup_id).first()
+        if backup_record is None:
+            raise BackupNotFound(f"Backup #{backup_id} does not exist (any more); nothing to verify.")
+        return _verify_and_require_pass(task_run, backup_record, restore_test=restore_test)
+
+    arguments = {"backup_id": backup_id, "restore_test": restore_test, "requested_by": requested_by}
+    return task_run_execute(task_id=task_id, task_name="verify_backup", arguments=arguments, action=action)
 
 
 def scheduled_upload_retry(*, task_id: str) -> dict:

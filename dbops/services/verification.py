@@ -36,11 +36,19 @@ def backup_latest(*, database: str | None = None) -> BackupRecord:
     return backup_record
 
 
+def verification_refusal(backup_record: BackupRecord) -> str:
+    """Why this backup cannot be verified at all ("" when it can): checked before queueing a task."""
+    if backup_record.status != BackupRecord.Status.SUCCEEDED:
+        return f"Backup #{backup_record.pk} is {backup_record.status}; nothing to verify."
+    return ""
+
+
 def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jobs: int = 1) -> VerificationResult:
     """Checks the artifact's SHA-256 from storage (local, else S3) and, with `restore_test`, restores it
     into a scratch database and compares the tables and row counts. Records the outcome on the record."""
-    if backup_record.status != BackupRecord.Status.SUCCEEDED:
-        raise VerificationError(f"Backup #{backup_record.pk} is {backup_record.status}; nothing to verify.")
+    refusal = verification_refusal(backup_record)
+    if refusal:
+        raise VerificationError(refusal)
     result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False)
     with tempfile.TemporaryDirectory(prefix="dbops-verify-") as folder:
         workdir = Path(folder)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from dbops import tasks
-from dbops.exceptions import BackupNotFound, RetentionError, UploadError
+from dbops.exceptions import BackupNotFound, RetentionError, UploadError, VerificationError
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups import backup_create
 from dbops.services.notifications import failure_notify
@@ -64,7 +64,7 @@ def test_every_task_is_registered_with_the_celery_app():
     from multipult.celery import app
 
     app.loader.import_default_modules()
-    for name in ("run_backup", "apply_retention", "verify_latest_backup", "retry_failed_uploads"):
+    for name in ("run_backup", "apply_retention", "verify_latest_backup", "verify_backup", "retry_failed_uploads"):
         task = app.tasks[f"dbops.tasks.{name}"]
         assert task.acks_late and task.max_retries == 3 and task.soft_time_limit < task.time_limit
 
@@ -228,6 +228,45 @@ def test_verify_latest_backup_restore_tests_the_newest_backup(backup_dir, settin
     assert newest.verification_status == "passed" and newest.verified_at is not None
     assert older.verification_status == "never"
     assert TaskRun.objects.get(task_id="verify-1").backup_record_id == newest.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_backup_verifies_the_given_backup_once_per_task_id(backup_dir):
+    older = backup_create(compression="zstd")
+    backup_create(compression="gzip")  # newer, not asked for
+
+    result = tasks.verify_backup.apply(kwargs={"backup_id": older.pk}, task_id="verify-one").get()
+
+    assert result == {"task_run": result["task_run"], "backup_id": older.pk, "verification_status": "passed",
+                      "restore_test": True}  # fmt: skip
+    older.refresh_from_db()
+    verified_at = older.verified_at
+    assert older.verification_status == "passed" and older.verification_details["restore_tested"] is True
+    assert set(BackupRecord.objects.exclude(pk=older.pk).values_list("verification_status", flat=True)) == {"never"}
+    # A redelivery of the same task id does not verify again
+    again = tasks.verify_backup.apply(kwargs={"backup_id": older.pk}, task_id="verify-one").get()
+    assert again["skipped"] == "already succeeded"
+    older.refresh_from_db()
+    assert older.verified_at == verified_at
+    task_run = TaskRun.objects.get(task_id="verify-one")
+    assert (task_run.task_name, task_run.attempts, task_run.backup_record_id) == ("verify_backup", 1, older.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_backup_of_a_damaged_or_missing_backup_fails_its_task_run(backup_dir):
+    damaged = backup_create(compression="zstd")
+    artifact = backup_dir / damaged.storage_name
+    artifact.write_bytes(b"not the backup")
+
+    with pytest.raises(VerificationError, match=f"Backup #{damaged.pk} failed verification: .*is damaged"):
+        tasks.verify_backup.apply(kwargs={"backup_id": damaged.pk}, task_id="verify-damaged")
+    damaged.refresh_from_db()
+    assert damaged.verification_status == "failed" and "is damaged" in damaged.verification_details["problems"][0]
+    assert TaskRun.objects.get(task_id="verify-damaged").status == "failed"
+
+    with pytest.raises(BackupNotFound, match="does not exist"):
+        tasks.verify_backup.apply(kwargs={"backup_id": damaged.pk + 1000}, task_id="verify-missing")
+    assert "BackupNotFound" in TaskRun.objects.get(task_id="verify-missing").error
 
 
 @pytest.mark.django_db(transaction=True)

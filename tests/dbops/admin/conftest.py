@@ -1,13 +1,22 @@
 """Headless Chromium for the admin tests: Debian's /usr/bin/chromium driven by Playwright against
-pytest-django's live server (a real HTTP server on the real test database)."""
+pytest-django's live server (a real HTTP server on the real test database); and a real celery worker
+for the actions the admin enqueues (each module on its own Redis database number)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import kombu.pools
 import pytest
+import redis
 
 # Playwright's sync API runs an asyncio loop in this thread; Django's ORM would otherwise refuse
 # to run next to it. The live server answers in its own thread, so this is safe here.
@@ -135,3 +144,102 @@ def celery_in_process():
     app.conf.task_always_eager = True
     yield app
     app.conf.task_always_eager = previous
+
+
+# --- a real celery worker for the admin's queued actions ----------------------------------------
+# Each test module names its own Redis database number (fixture `worker_redis_db`), so runs of
+# different modules, and the scheduling tests (db 4), never take each other's messages.
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def wait_for(condition, *, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}\n{log.read_text()[-4000:] if log.exists() else ''}")
+
+
+@pytest.fixture
+def broker_url(worker_redis_db):
+    url = f"redis://{os.environ['REDIS_HOST']}:{os.environ['REDIS_PORT']}/{worker_redis_db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@contextlib.contextmanager
+def app_on_broker(url: str):
+    """Points this process's celery app (the admin's producer) at the broker `url`, not eager."""
+    from multipult.celery import app
+
+    def reset_pools():
+        # close and forget every broker connection/producer pool, so the next send builds new ones
+        kombu.pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = (app.conf.broker_url, app.conf.task_always_eager)
+    reset_pools()
+    app.conf.broker_url, app.conf.task_always_eager = url, False
+    try:
+        yield app
+    finally:
+        reset_pools()
+        app.conf.broker_url, app.conf.task_always_eager = saved
+
+
+@pytest.fixture
+def app_on_own_broker(broker_url):
+    with app_on_broker(broker_url) as app:
+        yield app
+
+
+@pytest.fixture
+def start_worker(transactional_db, worker_redis_db, backup_dir, s3_bucket, tmp_path):
+    """Starts a real `celery -A multipult worker` on our broker database and pytest's test database
+    when called (a test may enqueue first); it is killed with its process group at teardown."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = os.environ | {
+        "DB_NAME": connection.settings_dict["NAME"],
+        "REDIS_DB": str(worker_redis_db),
+        "BACKUP_DIR": str(backup_dir),
+        "S3_BACKUP_BUCKET": s3_bucket,
+        "S3_ENDPOINT_URL": settings.STORAGES["backups_s3"]["OPTIONS"]["endpoint_url"],
+        "LOG_FORMAT": "text",
+        "PYTHONUNBUFFERED": "1",
+    }
+    started = []
+
+    def start() -> subprocess.Popen:
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("ab") as handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "multipult", "worker", "--pool=solo", "--loglevel=INFO",
+                 f"--hostname=admin-{uuid.uuid4().hex[:6]}@%h"],
+                cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        process.log = log
+        started.append(process)
+        wait_for(lambda: b"ready." in log.read_bytes(), timeout=90, what="the worker", log=log)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker()

@@ -4,13 +4,15 @@ PostgreSQL, with tasks in-process (the REDIS_HOST-unset mode)."""
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from dbops.models import BackupRecord
+from dbops.models import BackupRecord, TaskRun
+from tests.dbops.admin.conftest import app_on_broker, make_backup_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +57,8 @@ def test_periodic_task_form_offers_our_tasks_by_name(superuser):
         assert f'<option value="{task_name}">' in html
 
 
-def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_dir):
+def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_dir, celery_in_process):
+    # REDIS_HOST unset: the queued verify_backup task runs in-process, so the page shows the outcome
     from dbops.services.backups import backup_create
 
     good = backup_create(tag="good")
@@ -76,8 +79,94 @@ def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_d
     damaged.refresh_from_db()
     assert good.verification_status == "passed" and good.verification_details["restore_tested"] is True
     assert damaged.verification_status == "failed"
+    assert "is damaged" in damaged.verification_details["problems"][0]
     assert f"Backup #{good.pk}: verification passed" in html
-    assert f"Backup #{damaged.pk}: verification FAILED" in html
+    assert f"Backup #{damaged.pk}: verification FAILED: Backup #{damaged.pk} is damaged" in html
+    runs = {run.backup_record_id: run for run in TaskRun.objects.filter(task_name="verify_backup")}
+    assert runs[good.pk].status == "succeeded" and runs[damaged.pk].status == "failed"
+    assert runs[good.pk].arguments == {"backup_id": good.pk, "restore_test": True, "requested_by": "root"}
+
+
+def test_verify_button_on_the_record_page(superuser, backup_dir, celery_in_process):
+    from dbops.services.backups import backup_create
+
+    backup_record = backup_create(tag="button")
+    client = Client()
+    client.force_login(superuser)
+    page = client.get(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk])).content.decode()
+    verify_url = reverse("admin:dbops_backuprecord_verify", args=[backup_record.pk])
+    assert f'action="{verify_url}"' in page
+
+    response = client.post(verify_url, follow=True)
+
+    backup_record.refresh_from_db()
+    assert backup_record.verification_status == "passed"
+    assert f"Backup #{backup_record.pk}: verification passed" in response.content.decode()
+    assert client.get(verify_url).status_code == 405
+
+
+def test_verify_of_a_failed_backup_is_refused_without_queueing(superuser, celery_in_process):
+    failed = make_backup_record(status=BackupRecord.Status.FAILED)
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(
+        reverse("admin:dbops_backuprecord_changelist"),
+        {"action": "verify_restore_test", "_selected_action": [failed.pk]},
+        follow=True,
+    )
+
+    assert f"Backup #{failed.pk} is failed; nothing to verify." in response.content.decode()
+    assert not TaskRun.objects.exists()
+    failed.refresh_from_db()
+    assert failed.verification_status == "never"
+
+
+def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
+    backup_record = make_backup_record()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = Client()
+    client.force_login(superuser)
+
+    with app_on_broker(f"redis://127.0.0.1:{closed_port}/0"):
+        response = client.post(reverse("admin:dbops_backuprecord_verify", args=[backup_record.pk]), follow=True)
+
+    assert response.status_code == 200
+    assert f"Backup #{backup_record.pk}: could not queue the verification:" in response.content.decode()
+    backup_record.refresh_from_db()
+    assert backup_record.verification_status == "never" and not TaskRun.objects.exists()
+
+
+def test_verify_without_the_change_permission_is_denied(staff_user, django_user_model, celery_in_process):
+    backup_record = make_backup_record()
+    verify_url = reverse("admin:dbops_backuprecord_verify", args=[backup_record.pk])
+    client = Client()
+    client.force_login(staff_user)  # may view backups, not change them
+
+    assert client.post(verify_url).status_code == 403
+    page = client.get(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk])).content.decode()
+    assert verify_url not in page
+    # the list offers no such action to them, and posting it anyway does nothing
+    listing = client.get(reverse("admin:dbops_backuprecord_changelist")).content.decode()
+    assert 'value="verify_restore_test"' not in listing
+    client.post(
+        reverse("admin:dbops_backuprecord_changelist"),
+        {"action": "verify_restore_test", "_selected_action": [backup_record.pk]},
+    )
+    # staff without any dbops permission get 403 on the list itself
+    outsider = django_user_model.objects.create_user("outsider", "o@example.com", "pw-outsider-123", is_staff=True)
+    client.force_login(outsider)
+    assert client.post(verify_url).status_code == 403
+    response = client.post(
+        reverse("admin:dbops_backuprecord_changelist"),
+        {"action": "verify_restore_test", "_selected_action": [backup_record.pk]},
+    )
+    assert response.status_code == 403
+    assert not TaskRun.objects.exists()
+    backup_record.refresh_from_db()
+    assert backup_record.verification_status == "never" and backup_record.verified_at is None
 
 
 def test_restore_through_the_confirmation_page_brings_the_data_back(

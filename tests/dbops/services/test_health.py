@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -15,11 +16,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
+from django.test import Client
 from django.utils import timezone
 
 from dbops.models import BackupRecord
-from dbops.services.health import health_check
+from dbops.services import health
+from dbops.services.health import health_cache_clear, health_check
 from tests.dbops.commandline import ROOT, run_manage
 
 REDIS_PORT = os.environ.get("REDIS_PORT", "56379")
@@ -46,6 +49,14 @@ def record(*, finished_hours_ago: float | None, verified_hours_ago: float | None
         verification_status="passed" if verified_hours_ago is not None else "never",
         verified_at=now - timedelta(hours=verified_hours_ago) if verified_hours_ago is not None else None,
     )
+
+
+@pytest.fixture(autouse=True)
+def no_cached_report():
+    """/health/ keeps its report per process: every test starts (and leaves) without one."""
+    health_cache_clear()
+    yield
+    health_cache_clear()
 
 
 @pytest.fixture
@@ -220,3 +231,144 @@ def test_unreachable_database_exits_2_and_skips_what_needs_it(tmp_path):
     assert checks["database"]["status"] == "unhealthy"
     assert checks["migrations"]["status"] == checks["last_backup"]["status"] == "skipped"
     assert os.environ["DB_PASSWORD"] not in result.stdout + result.stderr
+
+
+# --- /health/ caches its report per process (HEALTH_CACHE_SECONDS) ---------------------------------
+
+
+@pytest.fixture
+def check_calls(monkeypatch):
+    """Counts the runs of the real health_check behind /health/ (the probes themselves still run)."""
+    calls = []
+    real_check = health.health_check
+
+    def counted_check(**kwargs):
+        calls.append(threading.current_thread().name)
+        return real_check(**kwargs)
+
+    monkeypatch.setattr(health, "health_check", counted_check)
+    return calls
+
+
+@pytest.mark.django_db
+def test_within_the_ttl_many_requests_run_the_checks_once(probes, check_calls, client):
+    probes.HEALTH_TIMEOUT_SECONDS = 0.3
+    probes.HEALTH_CACHE_SECONDS = 60
+
+    responses = [client.get("/health/") for _ in range(10)]
+
+    assert len(check_calls) == 1
+    bodies = [response.json() for response in responses]
+    assert len({body["checked_at"] for body in bodies}) == 1
+    assert all(response.status_code == 200 and int(response["Age"]) >= 0 for response in responses)
+    assert all(0 <= body["age_seconds"] < 60 for body in bodies)
+    assert bodies[-1]["age_seconds"] >= bodies[0]["age_seconds"]
+    assert "no-cache" in responses[-1]["Cache-Control"]  # only this process caches, never a proxy
+
+
+@pytest.mark.django_db
+def test_after_the_ttl_the_checks_run_again(probes, check_calls, client, monkeypatch):
+    probes.HEALTH_TIMEOUT_SECONDS = 0.3
+    probes.HEALTH_CACHE_SECONDS = 5
+    clock = [1000.0]  # the cache's monotonic clock, moved by hand (no sleeping, no timing)
+    monkeypatch.setattr(health, "_clock", lambda: clock[0])
+    first = client.get("/health/").json()
+
+    clock[0] += 4.0  # still within the TTL: the same report, 4 s old
+    within = client.get("/health/")
+    assert len(check_calls) == 1
+    assert within.json()["checked_at"] == first["checked_at"] and int(within["Age"]) == 4
+
+    clock[0] += 1.5  # past it: computed again
+    after = client.get("/health/")
+    assert len(check_calls) == 2
+    assert after.json()["checked_at"] > first["checked_at"] and int(after["Age"]) == 0
+
+
+@pytest.mark.django_db
+def test_ttl_zero_computes_every_request(probes, check_calls, client):
+    probes.HEALTH_TIMEOUT_SECONDS = 0.3
+    probes.HEALTH_CACHE_SECONDS = 0
+
+    responses = [client.get("/health/") for _ in range(3)]
+
+    assert len(check_calls) == 3
+    assert len({response.json()["checked_at"] for response in responses}) == 3
+    assert all(response["Age"] == "0" for response in responses)
+
+
+@pytest.mark.django_db
+def test_the_health_check_command_is_never_cached(probes, check_calls, client):
+    probes.HEALTH_TIMEOUT_SECONDS = 0.3
+    probes.HEALTH_CACHE_SECONDS = 60
+    cached_at = client.get("/health/").json()["checked_at"]
+
+    reports = []
+    for _ in range(2):
+        out = StringIO()
+        with pytest.raises(SystemExit):  # degraded: no backup yet, no worker on the private broker
+            call_command("health_check", "--json", stdout=out)
+        reports.append(json.loads(out.getvalue()))
+
+    assert len(check_calls) == 1  # the command calls health_check directly, never the cache
+    assert all(report["checked_at"] > cached_at for report in reports)
+    assert reports[0]["checked_at"] != reports[1]["checked_at"]
+    assert client.get("/health/").json()["checked_at"] == cached_at  # and leaves the cache alone
+
+
+class ArrivalCountingLock:
+    """The cache's real lock, counting the threads that reached it (so a test knows they all wait)."""
+
+    def __init__(self):
+        self._lock, self._count_lock, self.arrived = threading.Lock(), threading.Lock(), 0
+
+    def __enter__(self):
+        with self._count_lock:
+            self.arrived += 1
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_during_a_refresh_share_one_computation(probes, check_calls, monkeypatch):
+    probes.HEALTH_TIMEOUT_SECONDS = 0.3
+    probes.HEALTH_CACHE_SECONDS = 60
+    threads_count = 8
+    lock = ArrivalCountingLock()
+    monkeypatch.setattr(health, "_refresh_lock", lock)
+    clock = [1000.0]
+    monkeypatch.setattr(health, "_clock", lambda: clock[0])
+    counted_check = health.health_check
+
+    def slow_first_check(**kwargs):
+        # Hold the refresh until every request has missed the cache and queued on the lock.
+        deadline = time.monotonic() + 30
+        while lock.arrived < threads_count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock[0] += 90  # and let the probes take longer than the TTL: the waiters still share them
+        return counted_check(**kwargs)
+
+    monkeypatch.setattr(health, "health_check", slow_first_check)
+    bodies, errors = [], []
+
+    def poll():
+        try:
+            bodies.append(Client().get("/health/").json())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=poll, name=f"poll-{n}") for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors and len(bodies) == threads_count
+    assert lock.arrived == threads_count  # all of them missed the cache and waited for the refresh
+    assert len(check_calls) == 1
+    assert len({body["checked_at"] for body in bodies}) == 1
