@@ -275,6 +275,9 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
                     triggered_by_user=request.user.get_username(),
                 )
             )
+        except BrokerUnreachable as exc:
+            self.message_user(request, f"Could not queue the backup: {exc}", messages.ERROR)
+            return
         except DbopsError as exc:
             self.message_user(request, f"The backup failed: {exc}", messages.ERROR)
             return

@@ -139,6 +139,21 @@ def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
     assert backup_record.verification_status == "never" and not TaskRun.objects.exists()
 
 
+def test_back_up_now_with_the_broker_down_says_so_and_starts_nothing(superuser):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = Client()
+    client.force_login(superuser)
+
+    with app_on_broker(f"redis://127.0.0.1:{closed_port}/0"):
+        response = client.post(reverse("admin:dbops_backuprecord_backup_now"), follow=True)
+
+    assert response.status_code == 200
+    assert "Could not queue the backup:" in response.content.decode()
+    assert not BackupRecord.objects.exists() and not TaskRun.objects.exists()
+
+
 def test_verify_without_the_change_permission_is_denied(staff_user, django_user_model, celery_in_process):
     backup_record = make_backup_record()
     verify_url = reverse("admin:dbops_backuprecord_verify", args=[backup_record.pk])
