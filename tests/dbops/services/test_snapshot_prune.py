@@ -241,3 +241,21 @@ def test_exit_codes_and_one_line_messages_from_the_shell():
     assert ok.returncode == 0 and snapshot.id in ok.stdout, ok.stderr
     assert not Snapshot.objects.filter(pk=snapshot.pk).exists() and copy_tables() == set()
     assert manage("--help").returncode == 0
+
+
+def test_the_scheduled_task_prunes_with_the_conservative_default_and_records_its_run(snapshots):
+    from dbops import tasks
+    from dbops.models import TaskRun
+
+    call_command("setup_schedules", stdout=StringIO())
+    from django_celery_beat.models import PeriodicTask
+
+    schedule = PeriodicTask.objects.get(name="dbops: prune old snapshots")
+    assert schedule.task == "dbops.tasks.prune_snapshots" and schedule.enabled
+    kwargs = json.loads(schedule.kwargs)
+    assert kwargs == {"older_than_days": 30, "keep_last": 3}
+    result = tasks.prune_snapshots.apply(kwargs=kwargs, task_id="prune-1").get()
+    # 90, 60 and 40 days old are past 30 days, but the 3 newest stay: only the 90-day one goes.
+    assert result["pruned"] == [snapshots[0].id] and result["kept"] == 3
+    assert TaskRun.objects.get(task_id="prune-1").status == TaskRun.Status.SUCCEEDED
+    assert copy_tables() == {table for snapshot in snapshots[1:] for table in snapshot.copies.values()}
