@@ -259,3 +259,38 @@ def test_smtp_password_is_masked_by_show_config_and_validate_config():
     assert shown["EMAIL_HOST_PASSWORD"]["display"] == "********" and shown["EMAIL_HOST"]["display"] == "127.0.0.1"
     validated = run_manage("validate_config", "--json", EMAIL_HOST_PASSWORD=PASSWORD, EMAIL_PORT="x")
     assert PASSWORD not in validated.stdout + validated.stderr and "EMAIL_PORT" in validated.stdout
+
+
+def mail_env(port: int, **extra: str) -> dict[str, str]:
+    return {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port), "EMAIL_HOST_USER": "dbops"} | extra
+
+
+def mail_problems(environ: dict[str, str]) -> list:
+    from dbops.services.configuration import _check_mail
+    from multipult.config import resolve_all
+
+    values, problems = resolve_all(environ)
+    assert problems == []
+    return _check_mail(values)
+
+
+def test_validate_config_deep_logs_in_to_the_mail_server_without_sending(smtp_server):
+    assert mail_problems(mail_env(smtp_server.port, EMAIL_HOST_PASSWORD=PASSWORD)) == []
+    assert smtp_server.authenticator.logins == ["dbops"] and smtp_server.envelopes == []
+
+
+def test_validate_config_deep_names_a_wrong_password_or_dead_server_without_the_password(smtp_server):
+    (problem,) = mail_problems(mail_env(smtp_server.port, EMAIL_HOST_PASSWORD=PASSWORD + "-wrong"))
+    assert problem.name == "mail" and "SMTPAuthenticationError" in problem.message
+    assert PASSWORD not in problem.message
+    (problem,) = mail_problems(mail_env(free_port(), EMAIL_TIMEOUT="1"))
+    assert problem.name == "mail" and "ConnectionRefusedError" in problem.message
+    assert mail_problems({}) == []  # no EMAIL_HOST: nothing to reach
+    result = run_manage(
+        "validate_config",
+        "--deep",
+        "--json",
+        **mail_env(smtp_server.port, EMAIL_HOST_PASSWORD=PASSWORD + "-wrong"),
+    )
+    assert result.returncode == 1 and PASSWORD not in result.stdout + result.stderr
+    assert "mail" in [problem["name"] for problem in json.loads(result.stdout)["problems"]]
