@@ -90,3 +90,12 @@ def verify_backup(self, backup_id: int, restore_test: bool = True, requested_by:
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)
 def retry_failed_uploads(self) -> dict:
     return scheduling.scheduled_upload_retry(task_id=self.request.id)
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=30 * 60, time_limit=35 * 60)
+def prune_snapshots(
+    self, older_than_days: int = scheduling.SNAPSHOT_PRUNE_DAYS, keep_last: int = scheduling.SNAPSHOT_KEEP_LAST
+) -> dict:
+    return scheduling.scheduled_snapshot_prune(
+        task_id=self.request.id, older_than_days=older_than_days, keep_last=keep_last
+    )

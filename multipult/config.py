@@ -151,6 +151,39 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="backups",
     ),
     EnvVar(
+        "EMAIL_HOST",
+        str,
+        None,
+        "SMTP server for failure notifications; unset means notifications are only logged (no SMTP connection).",
+        group="mail",
+    ),
+    EnvVar(
+        "EMAIL_PORT",
+        int,
+        25,
+        "SMTP port (587 with EMAIL_USE_TLS, 465 with EMAIL_USE_SSL).",
+        min_value=1,
+        max_value=65535,
+        group="mail",
+    ),
+    EnvVar("EMAIL_HOST_USER", str, "", "SMTP user; empty means no SMTP authentication.", group="mail"),
+    EnvVar("EMAIL_HOST_PASSWORD", str, "", "SMTP password.", secret=True, group="mail"),
+    EnvVar("EMAIL_USE_TLS", bool, False, "STARTTLS on a plain connection (usually port 587).", group="mail"),
+    EnvVar(
+        "EMAIL_USE_SSL", bool, False, "Implicit TLS (usually port 465); not together with EMAIL_USE_TLS.", group="mail"
+    ),
+    EnvVar(
+        "EMAIL_TIMEOUT",
+        float,
+        10.0,
+        "Seconds an SMTP connect/command may take, so a dead mail server cannot hang a backup task.",
+        min_value=0.1,
+        max_value=300,
+        group="mail",
+    ),
+    EnvVar("DEFAULT_FROM_EMAIL", str, "dbops@localhost", "From address of failure notifications.", group="mail"),
+    EnvVar("SERVER_EMAIL", str, "dbops@localhost", "From address of Django's own error mails to ADMINS.", group="mail"),
+    EnvVar(
         "ANONYMIZATION_SALT",
         str,
         None,
@@ -249,6 +282,11 @@ def resolve_all(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Res
             values[var.name] = ResolvedValue(var, var.default, "default")
     if values["PITR_STORAGE"].value not in {"local", "s3"}:
         problems.append(f"PITR_STORAGE={values['PITR_STORAGE'].value!r}: must be local or s3")
+    if values["EMAIL_USE_TLS"].value and values["EMAIL_USE_SSL"].value:
+        problems.append("EMAIL_USE_SSL=True: not together with EMAIL_USE_TLS (STARTTLS or implicit TLS, not both)")
+    for name in ("DEFAULT_FROM_EMAIL", "SERVER_EMAIL"):
+        if "@" not in values[name].value:
+            problems.append(f"{name}={values[name].value!r}: must be an e-mail address")
     if values["LOG_FORMAT"].value not in {"json", "text", "auto"}:
         problems.append(f"LOG_FORMAT={values['LOG_FORMAT'].value!r}: must be json, text or auto")
     if values["LOG_LEVEL"].value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -162,6 +162,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 # Failure notifications (dbops.services.notifications): ADMINS plus BACKUP_NOTIFY_EMAILS.
 BACKUP_NOTIFY_EMAILS = CONFIG["BACKUP_NOTIFY_EMAILS"]
+# Mail: SMTP when EMAIL_HOST is set; otherwise notifications are only logged (no connection attempted).
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if CONFIG["EMAIL_HOST"] else "dbops.mail.LogOnlyEmailBackend"
+)
+EMAIL_HOST = CONFIG["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = CONFIG["EMAIL_PORT"]
+EMAIL_HOST_USER = CONFIG["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = CONFIG["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = CONFIG["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = CONFIG["EMAIL_USE_SSL"]
+EMAIL_TIMEOUT = CONFIG["EMAIL_TIMEOUT"]
+DEFAULT_FROM_EMAIL = CONFIG["DEFAULT_FROM_EMAIL"]
+SERVER_EMAIL = CONFIG["SERVER_EMAIL"]
 
 # Query profiling (dbops.middleware).
 QUERY_PROFILING_ENABLED = CONFIG["QUERY_PROFILING_ENABLED"]

@@ -68,6 +68,7 @@ def config_validate(*, environ: Mapping[str, str] | None = None, deep: bool = Fa
     if deep:
         problems += _check_redis(values, timeout)
         problems += _check_s3_bucket(values, timeout)
+        problems += _check_mail(values)
     return problems
 
 
@@ -179,6 +180,34 @@ def _check_redis(values, timeout: float) -> list[ConfigProblem]:
         return [ConfigProblem("redis", f"cannot reach Redis: {exc}")]
     finally:
         client.close()
+    return []
+
+
+def _check_mail(values) -> list[ConfigProblem]:
+    """Connects to EMAIL_HOST as the mail backend would (TLS/SSL, login) within EMAIL_TIMEOUT; sends nothing."""
+    host = _value(values, "EMAIL_HOST")
+    if not host:
+        return []
+    import smtplib
+    import ssl
+
+    port, timeout = _value(values, "EMAIL_PORT"), float(_value(values, "EMAIL_TIMEOUT"))
+    user, password = _value(values, "EMAIL_HOST_USER"), _value(values, "EMAIL_HOST_PASSWORD")
+    try:
+        if _value(values, "EMAIL_USE_SSL"):
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(host, port, timeout=timeout)
+        with client:
+            if _value(values, "EMAIL_USE_TLS"):
+                client.starttls(context=ssl.create_default_context())
+            if user:
+                client.login(user, password)
+            client.noop()
+    except (OSError, smtplib.SMTPException) as exc:
+        # The reply or the socket error only; smtplib never puts the password in its exceptions.
+        detail = str(exc).replace(password, "********") if password else str(exc)
+        return [ConfigProblem("mail", f"cannot use the mail server {host}:{port}: {type(exc).__name__}: {detail}")]
     return []
 
 

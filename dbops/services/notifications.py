@@ -1,5 +1,7 @@
-"""Failure notifications for unattended jobs: always a log line, and a mail (Django's mail settings)
-to ADMINS and BACKUP_NOTIFY_EMAILS when any address is configured."""
+"""Failure notifications for unattended jobs: always a log line, and a mail to ADMINS and
+BACKUP_NOTIFY_EMAILS when any address is configured. The mail settings come from the EMAIL_*
+variables (multipult.config); without EMAIL_HOST the mail backend only logs (dbops.mail), and
+EMAIL_TIMEOUT bounds how long a dead mail server can hold up the task that failed."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def failure_notify(*, subject: str, body: str) -> bool:
     if not recipients:
         return False
     try:
-        send_mail(
+        sent = send_mail(
             subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
             message=body,
             from_email=None,
@@ -34,4 +36,4 @@ def failure_notify(*, subject: str, body: str) -> bool:
     except Exception:  # noqa: BLE001 (any mail transport error; logged with traceback)
         logger.exception("could not mail the failure notification to %s", ", ".join(recipients))
         return False
-    return True
+    return sent > 0

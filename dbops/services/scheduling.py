@@ -26,6 +26,7 @@ from dbops.exceptions import (
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups import backup_create, backup_upload_retry
 from dbops.services.retention import retention_run
+from dbops.services.snapshots import snapshot_prune
 from dbops.services.verification import backup_verify
 
 logger = logging.getLogger(__name__)
@@ -236,6 +237,28 @@ def scheduled_upload_retry(*, task_id: str) -> dict:
     return task_run_execute(task_id=task_id, task_name="retry_failed_uploads", arguments={}, action=action)
 
 
+SNAPSHOT_PRUNE_DAYS = 30  # the default schedule's --older-than
+SNAPSHOT_KEEP_LAST = 3  # and --keep-last
+
+
+def scheduled_snapshot_prune(
+    *, task_id: str, older_than_days: int = SNAPSHOT_PRUNE_DAYS, keep_last: int = SNAPSHOT_KEEP_LAST
+) -> dict:
+    """prune_snapshots on a schedule: rollback snapshots older than `older_than_days`, keeping the newest."""
+
+    def action(task_run: TaskRun) -> dict:
+        result = snapshot_prune(older_than_days=older_than_days, keep_last=keep_last)
+        return {
+            "pruned": [snapshot.id for snapshot in result.pruned],
+            "skipped_in_rollback": result.skipped_in_rollback,
+            "kept": result.kept,
+            "freed_bytes": result.freed_bytes,
+        }
+
+    arguments = {"older_than_days": older_than_days, "keep_last": keep_last}
+    return task_run_execute(task_id=task_id, task_name="prune_snapshots", arguments=arguments, action=action)
+
+
 @dataclass(frozen=True)
 class DefaultSchedule:
     name: str
@@ -273,6 +296,14 @@ DEFAULT_SCHEDULES = (
         {"minute": "15"},
         {},
         "Copies backups whose S3 upload failed (hourly).",
+    ),
+    DefaultSchedule(
+        "dbops: prune old snapshots",
+        "dbops.tasks.prune_snapshots",
+        {"minute": "45", "hour": "3", "day_of_week": "1"},
+        {"older_than_days": SNAPSHOT_PRUNE_DAYS, "keep_last": SNAPSHOT_KEEP_LAST},
+        f"Drops rollback snapshots older than {SNAPSHOT_PRUNE_DAYS} days, keeping the {SNAPSHOT_KEEP_LAST} newest "
+        "(Mondays; as prune_snapshots does).",
     ),
 )
 

@@ -8,9 +8,10 @@ sequences, and proves the result by comparing checksums before it commits.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
@@ -173,6 +174,11 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
     by_table = {entity.table: entity.model for entity in ENTITIES.values()}
     ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
     with transaction.atomic(using=using):
+        # Held until the rollback commits: snapshot_prune skips a snapshot whose row is locked.
+        try:
+            snapshot = Snapshot.objects.using(using).select_for_update().get(id=snapshot.id)
+        except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
+            raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
         checksums_before = {
             table: table_checksum(connection, table, by_table[table]._meta.pk.column) for table in ordered
         }
@@ -216,3 +222,81 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
         checksums_before=checksums_before,
         checksums_after=checksums_after,
     )
+
+
+@dataclass
+class PrunedSnapshot:
+    id: str
+    created_at: str
+    status: str
+    tables: list[str]  # the copy tables dropped (or that would be)
+    size_bytes: int
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    older_than_days: int
+    keep_last: int
+    cutoff: str
+    pruned: list[PrunedSnapshot] = field(default_factory=list)
+    skipped_in_rollback: list[str] = field(default_factory=list)  # locked by a rollback in progress
+    kept: int = 0
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(snapshot.size_bytes for snapshot in self.pruned)
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SnapshotError(f"{name} must be a whole number, got {value!r}.")
+    if value < 0:
+        raise SnapshotError(f"{name} must be 0 or more, got {value}.")
+    return value
+
+
+def snapshot_prune(
+    *, older_than_days: int, keep_last: int = 0, dry_run: bool = False, using: str = DEFAULT_DB_ALIAS
+) -> PruneResult:
+    """Drops the copy tables and deletes the records of snapshots taken more than `older_than_days`
+    days ago, except the `keep_last` newest snapshots and any snapshot a rollback is using right now
+    (its row is locked by snapshot_rollback). Each snapshot goes in its own transaction; a dry run
+    lists the same snapshots and changes nothing."""
+    older_than_days = _check_count("--older-than", older_than_days)
+    keep_last = _check_count("--keep-last", keep_last)
+    cutoff = timezone.now() - dt.timedelta(days=older_than_days)
+    snapshots = Snapshot.objects.using(using)
+    newest = list(snapshots.order_by("-created_at", "-id").values_list("id", flat=True)[:keep_last])
+    candidates = list(snapshots.filter(created_at__lt=cutoff).exclude(id__in=newest).order_by("created_at", "id"))
+    result = PruneResult(
+        dry_run=dry_run, older_than_days=older_than_days, keep_last=keep_last, cutoff=cutoff.isoformat()
+    )
+    result.kept = snapshots.count() - len(candidates)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    for candidate in candidates:
+        with transaction.atomic(using=using):
+            locked = snapshots.select_for_update(skip_locked=True).filter(id=candidate.id).first()
+            if locked is None:
+                if snapshots.filter(id=candidate.id).exists():  # gone means pruned concurrently: not ours
+                    result.skipped_in_rollback.append(candidate.id)
+                    result.kept += 1
+                continue
+            result.pruned.append(
+                PrunedSnapshot(
+                    id=locked.id,
+                    created_at=locked.created_at.isoformat(),
+                    status=locked.status,
+                    tables=sorted(locked.copies.values()),
+                    size_bytes=locked.size_bytes,
+                )
+            )
+            if dry_run:
+                continue
+            with connection.cursor() as cursor:
+                for copy in sorted(locked.copies.values()):
+                    if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
+                        cursor.execute(f"DROP TABLE IF EXISTS {quote(copy)}")
+            locked.delete(using=using)
+    return result

@@ -39,7 +39,7 @@ def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
     out = StringIO()
     call_command("setup_schedules", "--json", stdout=out)
     first = json.loads(out.getvalue())
-    assert len(first["created"]) == 5 and first["existing"] == []
+    assert len(first["created"]) == 6 and first["existing"] == []
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     assert nightly.task == "dbops.tasks.run_backup" and nightly.crontab.hour == "2"
     assert set(PeriodicTask.objects.values_list("task", flat=True)) >= {
@@ -54,17 +54,18 @@ def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
     out = StringIO()
     call_command("setup_schedules", "--json", stdout=out)
     second = json.loads(out.getvalue())
-    assert second["created"] == [] and len(second["existing"]) == 5
+    assert second["created"] == [] and len(second["existing"]) == 6
     assert PeriodicTask.objects.get(name="dbops: nightly backup").enabled is False
     assert RetentionPolicy.objects.get(name="default").keep_daily == 3
-    assert PeriodicTask.objects.filter(name__startswith="dbops:").count() == 4
+    assert PeriodicTask.objects.filter(name__startswith="dbops:").count() == 5
 
 
 def test_every_task_is_registered_with_the_celery_app():
     from multipult.celery import app
 
     app.loader.import_default_modules()
-    for name in ("run_backup", "apply_retention", "verify_latest_backup", "verify_backup", "retry_failed_uploads"):
+    names = ("run_backup", "apply_retention", "verify_latest_backup", "verify_backup", "retry_failed_uploads")
+    for name in (*names, "prune_snapshots"):
         task = app.tasks[f"dbops.tasks.{name}"]
         assert task.acks_late and task.max_retries == 3 and task.soft_time_limit < task.time_limit
 

@@ -10,7 +10,8 @@ from dbops.services.scheduling import schedules_setup
 class Command(DbopsCommand):
     help = (
         "Creates the default periodic tasks (nightly backup, nightly retention, weekly restore test, hourly "
-        "upload retry) and the 'default' retention policy where missing. Existing ones are left as staff "
+        "upload retry, weekly pruning of rollback snapshots older than 30 days) and the 'default' retention "
+        "policy where missing. Existing ones are left as staff "
         "edited them in the admin; safe to run on every deploy."
     )
 

@@ -12,14 +12,16 @@ from dbops.services.configuration import config_validate
 class Command(DbopsCommand):
     help = (
         "Checks every setting the project reads (types, ranges, S3 settings complete, BACKUP_DIR writable, "
-        "database reachable; Redis and the S3 bucket reachable with --deep) and lists all problems at once. "
-        "Exit status 1 when there is any problem."
+        "database reachable; Redis, the S3 bucket and the mail server reachable with --deep) and lists all "
+        "problems at once. Exit status 1 when there is any problem."
     )
     # It diagnoses the environment itself, so it must run even where checks (or settings) would fail.
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--deep", action="store_true", help="Also connect to Redis and the S3 bucket.")
+        parser.add_argument(
+            "--deep", action="store_true", help="Also connect to Redis, the S3 bucket and the mail server (EMAIL_HOST)."
+        )
         parser.add_argument("--json", action="store_true", help="Print the problems as a JSON document.")
 
     def handle(self, *args, **options):
@@ -27,7 +29,7 @@ class Command(DbopsCommand):
         if options["json"]:
             write_json(self.stdout, {"ok": not problems, "problems": [vars(problem) for problem in problems]})
         elif not problems:
-            scope = "including Redis and S3 reachability" if options["deep"] else "use --deep for Redis and S3"
+            scope = "including Redis, S3 and mail" if options["deep"] else "use --deep for Redis, S3 and mail"
             self.stdout.write(self.style.SUCCESS(f"Configuration OK ({scope})."))
         else:
             for problem in problems:
