@@ -122,11 +122,16 @@ def test_verify_of_a_failed_backup_is_refused_without_queueing(superuser, celery
     assert failed.verification_status == "never"
 
 
-def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
-    backup_record = make_backup_record()
+def unused_port() -> int:
+    """A loopback port nothing listens on: a broker that is down."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
+    backup_record = make_backup_record()
+    closed_port = unused_port()
     client = Client()
     client.force_login(superuser)
 
@@ -140,9 +145,7 @@ def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):
 
 
 def test_back_up_now_with_the_broker_down_says_so_and_starts_nothing(superuser):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = unused_port()
     client = Client()
     client.force_login(superuser)
 
