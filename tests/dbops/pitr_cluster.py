@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -16,14 +15,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.ports import unused_port
+
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 DB_OWNER = "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def as_db_owner(*command: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -131,12 +126,12 @@ class ClusterFactory:
         self.clusters: list[Cluster] = []
 
     def new(self, name: str) -> Cluster:
-        cluster = Cluster(self.root / name, free_port(), self.env)
+        cluster = Cluster(self.root / name, unused_port(), self.env)
         self.clusters.append(cluster)
         return cluster
 
     def adopt(self, data_dir: Path) -> Cluster:
-        cluster = Cluster(data_dir, free_port(), self.env)
+        cluster = Cluster(data_dir, unused_port(), self.env)
         self.clusters.append(cluster)
         return cluster
 

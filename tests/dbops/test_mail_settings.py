@@ -23,17 +23,12 @@ from dbops.exceptions import DbopsError
 from dbops.models import TaskRun
 from dbops.services.configuration import config_show, config_validate
 from dbops.services.notifications import failure_notify
+from tests.ports import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "smtp-pa55word-never-shown"
 
 pytestmark = pytest.mark.django_db
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Inbox:
@@ -62,7 +57,7 @@ class Authenticator:
 def smtp_server():
     inbox, authenticator = Inbox(), Authenticator()
     controller = Controller(
-        inbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticator, auth_require_tls=False
+        inbox, hostname="127.0.0.1", port=unused_port(), authenticator=authenticator, auth_require_tls=False
     )
     controller.start()
     inbox.port, inbox.authenticator = controller.port, authenticator
@@ -156,7 +151,7 @@ def test_a_mail_server_that_never_answers_costs_at_most_email_timeout(silent_ser
 
 
 def test_a_refused_connection_leaves_the_task_record_as_it_was(smtp_settings, caplog):
-    smtp_settings(EMAIL_PORT=free_port())  # nothing listens there
+    smtp_settings(EMAIL_PORT=unused_port())  # nothing listens there
     failing_backup("mail-refused")
     task_run = TaskRun.objects.get(task_id="mail-refused")
     assert task_run.status == TaskRun.Status.FAILED and "ConnectionRefused" not in task_run.error
@@ -283,7 +278,7 @@ def test_validate_config_deep_names_a_wrong_password_or_dead_server_without_the_
     (problem,) = mail_problems(mail_env(smtp_server.port, EMAIL_HOST_PASSWORD=PASSWORD + "-wrong"))
     assert problem.name == "mail" and "SMTPAuthenticationError" in problem.message
     assert PASSWORD not in problem.message
-    (problem,) = mail_problems(mail_env(free_port(), EMAIL_TIMEOUT="1"))
+    (problem,) = mail_problems(mail_env(unused_port(), EMAIL_TIMEOUT="1"))
     assert problem.name == "mail" and "ConnectionRefusedError" in problem.message
     assert mail_problems({}) == []  # no EMAIL_HOST: nothing to reach
     result = run_manage(

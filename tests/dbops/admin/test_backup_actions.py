@@ -4,7 +4,6 @@ PostgreSQL, with tasks in-process (the REDIS_HOST-unset mode)."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 from django.db import connection
@@ -13,6 +12,7 @@ from django.urls import reverse
 
 from dbops.models import BackupRecord, TaskRun
 from tests.dbops.admin.conftest import app_on_broker, make_backup_record
+from tests.ports import unused_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,13 +120,6 @@ def test_verify_of_a_failed_backup_is_refused_without_queueing(superuser, celery
     assert not TaskRun.objects.exists()
     failed.refresh_from_db()
     assert failed.verification_status == "never"
-
-
-def unused_port() -> int:
-    """A loopback port nothing listens on: a broker that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_verify_with_the_broker_down_says_so_and_changes_nothing(superuser):

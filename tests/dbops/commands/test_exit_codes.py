@@ -4,13 +4,14 @@ line on stderr for bad input (no traceback)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from django.db import connection
+
+from tests.ports import unused_port
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,12 +53,6 @@ def test_exit_codes_and_messages(tmp_path):
 
     usage = manage("restore_db", "--backup-id", "1", "--input", "x", backup_dir=tmp_path)
     assert usage.returncode == 2 and "not allowed with argument" in usage.stderr
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 COMMANDS_THAT_NEED_THE_DATABASE = [

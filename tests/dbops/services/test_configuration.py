@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from io import StringIO
 
 import pytest
@@ -13,13 +12,7 @@ from django.core.management import CommandError, call_command
 from dbops.services.configuration import config_show, config_validate
 from multipult.config import ENV_VARS
 from tests.dbops.commandline import run_manage
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound once by us, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import unused_port
 
 
 @pytest.fixture
@@ -38,9 +31,9 @@ def test_every_problem_is_listed_at_once(good_env, tmp_path):
     environ = {
         **good_env,
         "SLOW_QUERY_THRESHOLD_MS": "abc",
-        "DB_PORT": str(closed_port()),
-        "REDIS_PORT": str(closed_port()),
-        "S3_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}",
+        "DB_PORT": str(unused_port()),
+        "REDIS_PORT": str(unused_port()),
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{unused_port()}",
         "AWS_SECRET_ACCESS_KEY": "",
         "BACKUP_DIR": str(a_file / "sub"),
         "LOG_FORMAT": "xml",
@@ -57,7 +50,7 @@ def test_every_problem_is_listed_at_once(good_env, tmp_path):
 
 
 def test_redis_and_s3_are_only_probed_with_deep(good_env):
-    environ = {**good_env, "REDIS_PORT": str(closed_port()), "S3_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}"}
+    environ = {**good_env, "REDIS_PORT": str(unused_port()), "S3_ENDPOINT_URL": f"http://127.0.0.1:{unused_port()}"}
     assert config_validate(environ=environ) == []
     assert {problem.name for problem in config_validate(environ=environ, deep=True)} == {"redis", "s3"}
 
@@ -115,7 +108,7 @@ def test_show_config_command_json_has_no_secret(monkeypatch):
 def test_validate_config_command_raises_with_the_count(monkeypatch, tmp_path):
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
     call_command("validate_config", stdout=StringIO())
-    monkeypatch.setenv("REDIS_PORT", str(closed_port()))
+    monkeypatch.setenv("REDIS_PORT", str(unused_port()))
     out = StringIO()
     with pytest.raises(CommandError, match="1 configuration problem"):
         call_command("validate_config", "--deep", stdout=out)
@@ -126,7 +119,7 @@ def test_validate_config_runs_even_when_settings_cannot_load(tmp_path):
     # A bad type stops every other command at settings import; validate_config still lists everything.
     result = run_manage(
         "validate_config", "--json",
-        env={"SLOW_QUERY_THRESHOLD_MS": "abc", "DB_PORT": str(closed_port()), "BACKUP_DIR": str(tmp_path)},
+        env={"SLOW_QUERY_THRESHOLD_MS": "abc", "DB_PORT": str(unused_port()), "BACKUP_DIR": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,16 +23,11 @@ from dbops.models import BackupRecord
 from dbops.services import health
 from dbops.services.health import health_cache_clear, health_check
 from tests.dbops.commandline import ROOT, run_manage
+from tests.ports import unused_port
 
 REDIS_PORT = os.environ.get("REDIS_PORT", "56379")
 # A Redis database of its own: workers of other test runs on db 0 must not answer our pings.
 PRIVATE_BROKER = f"redis://127.0.0.1:{REDIS_PORT}/13"
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def record(*, finished_hours_ago: float | None, verified_hours_ago: float | None = None, status="succeeded"):
@@ -118,12 +112,12 @@ def test_healthy_when_every_server_answers_and_backups_are_fresh(celery_worker, 
 @pytest.mark.django_db
 def test_unreachable_redis_and_s3_are_degraded_not_unhealthy(probes, s3_bucket):
     record(finished_hours_ago=1, verified_hours_ago=2)
-    port = closed_port()
+    port = unused_port()
     probes.REDIS_URL = probes.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
     storages = dict(probes.STORAGES)
     storages["backups_s3"] = {
         **storages["backups_s3"],
-        "OPTIONS": {**storages["backups_s3"]["OPTIONS"], "endpoint_url": f"http://127.0.0.1:{closed_port()}"},
+        "OPTIONS": {**storages["backups_s3"]["OPTIONS"], "endpoint_url": f"http://127.0.0.1:{unused_port()}"},
     }
     probes.STORAGES = storages
 
@@ -224,7 +218,7 @@ def test_health_endpoint_is_json_200_when_degraded_and_has_no_secrets(probes, cl
 def test_unreachable_database_exits_2_and_skips_what_needs_it(tmp_path):
     result = run_manage(
         "health_check", "--json",
-        env={"DB_PORT": str(closed_port()), "BACKUP_DIR": str(tmp_path), "HEALTH_TIMEOUT_SECONDS": "0.5"},
+        env={"DB_PORT": str(unused_port()), "BACKUP_DIR": str(tmp_path), "HEALTH_TIMEOUT_SECONDS": "0.5"},
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     checks = json.loads(result.stdout)["checks"]
