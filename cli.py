@@ -9,9 +9,7 @@ The command runs exactly as `python manage.py command_name …` would (same outp
 
 from __future__ import annotations
 
-import atexit
 import difflib
-import gc
 import os
 import signal
 import sys
@@ -71,12 +69,9 @@ def normalize_flags(command, prog: str, name: str, args: list[str]) -> list[str]
 
 
 def main(argv: list[str]) -> int:
-    # At exit, skip the interpreter's last garbage collection over every loaded module (~0.1 s of
-    # each command's wall time); the process is ending, so nothing needs those cycles freed.
-    atexit.register(gc.freeze)
-    from multipult.settings_profiles import select_settings
+    from multipult.settings_profiles import prepare_command_process
 
-    select_settings(argv)  # the backup/restore/WAL commands start without the web-only apps
+    prepare_command_process(argv)
     from multipult.config import ConfigError
 
     name = argv[1] if len(argv) > 1 else "--help"

@@ -1,18 +1,13 @@
 #!/usr/bin/env python
 """Django's command-line utility for administrative tasks."""
 
-import atexit
-import gc
 import sys
 
 
 def main() -> None:
-    # At exit, skip the interpreter's last garbage collection over every loaded module (~0.1 s of
-    # each command's wall time); the process is ending, so nothing needs those cycles freed.
-    atexit.register(gc.freeze)
-    from multipult.settings_profiles import select_settings
+    from multipult.settings_profiles import prepare_command_process
 
-    select_settings(sys.argv)  # the backup/restore/WAL commands start without the web-only apps
+    prepare_command_process(sys.argv)
     from multipult.config import ConfigError
 
     try:

@@ -10,6 +10,8 @@ Kept free of Django and settings imports: it is read before settings are chosen.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 
 DEFAULT_SETTINGS = "multipult.settings"
@@ -39,3 +41,11 @@ def select_settings(argv: list[str]) -> None:
     """Sets DJANGO_SETTINGS_MODULE for the command named in argv[1] (before Django is set up)."""
     command = argv[1] if len(argv) > 1 else ""
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module_for(command, os.environ.get("DJANGO_SETTINGS_MODULE"))
+
+
+def prepare_command_process(argv: list[str]) -> None:
+    """What manage.py and cli.py do first: choose the settings, and skip the exit-time collection."""
+    # At exit, skip the interpreter's last garbage collection over every loaded module (~0.1 s of
+    # each command's wall time); the process is ending, so nothing needs those cycles freed.
+    atexit.register(gc.freeze)
+    select_settings(argv)  # the backup/restore/WAL commands start without the web-only apps

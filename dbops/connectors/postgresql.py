@@ -111,10 +111,7 @@ class PostgreSQLConnector(Connector):
             return cursor.fetchone()[0]
 
     def tool_version(self) -> str:
-        path = shutil.which("pg_dump")
-        if path is None:
-            return ""
-        return subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+        return _version_of(_start_version(shutil.which("pg_dump")))
 
     def table_counts(self) -> dict[str, int]:
         return self._counts_in(self.database_name)
@@ -153,7 +150,7 @@ class PostgreSQLConnector(Connector):
         if fmt not in self.formats:
             raise BackupError(f"PostgreSQL backups are custom or plain, not {fmt!r}.")
         pg_dump = self._tool("pg_dump")
-        version = subprocess.Popen([pg_dump, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        version = _start_version(pg_dump)  # read after the dump: it runs meanwhile
         snapshot_connection = self._raw_connection(autocommit=False)
         try:
             snapshot_connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -176,7 +173,7 @@ class PostgreSQLConnector(Connector):
         finally:
             snapshot_connection.rollback()
             snapshot_connection.close()
-            tool_version = version.communicate()[0].strip()
+            tool_version = _version_of(version)
         return DumpResult(row_counts=row_counts, tool_version=tool_version)
 
     def _stream_from(self, args: list[str], stream: BinaryIO) -> None:
@@ -392,6 +389,16 @@ def _count_tables(cursor) -> dict[str, int]:
     ]
     cursor.execute(" UNION ALL ".join(selects), [_table_key(s, t) for s, t in tables])
     return {name: count for name, count in cursor.fetchall()}
+
+
+def _start_version(tool: str | None) -> subprocess.Popen | None:
+    if tool is None:
+        return None
+    return subprocess.Popen([tool, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _version_of(process: subprocess.Popen | None) -> str:
+    return process.communicate()[0].strip() if process is not None else ""
 
 
 def _widen_pipe(pipe) -> None:
