@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
 
         django.setup()
     except ConfigError as exc:
-        from dbops.management.standalone import COMMANDS, run_without_settings
+        from multipult.core.management.standalone import COMMANDS, run_without_settings
 
         if command_name in COMMANDS:  # these two explain a bad environment themselves
             return run_without_settings([argv[0], command_name, *argv[2:]])

@@ -15,7 +15,7 @@ def main() -> None:
 
         execute_from_command_line(sys.argv)
     except ConfigError as exc:
-        from dbops.management.standalone import COMMANDS, run_without_settings
+        from multipult.core.management.standalone import COMMANDS, run_without_settings
 
         if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # these two explain a bad environment themselves
             sys.exit(run_without_settings(sys.argv))

@@ -26,7 +26,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from dbops.services.analyzer import query_analyze  # noqa: E402
+from dbops.instrumentation.analyzer import query_analyze  # noqa: E402
 
 TABLE = "bench_analyzer_scratch"
 QUERY = "SELECT id, name FROM bench_analyzer_scratch WHERE checksum = 'deadbeef'"

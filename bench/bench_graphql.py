@@ -56,7 +56,7 @@ def main() -> int:
         args.users, args.runs = 100, 2
 
     setup_django("bench_graphql")
-    from dbops.services.seeding import seed_create
+    from multipult.core.services.seeding import seed_create
     from multipult.graphql.schema import execute_query
 
     with bench_database():

@@ -42,8 +42,8 @@ def main() -> int:
     from django.test import Client, override_settings
     from django.urls import path
 
-    from dbops.services.seeding import seed_create
     from multipult.core.models import User
+    from multipult.core.services.seeding import seed_create
 
     ids = []
 

@@ -32,8 +32,8 @@ django.setup()
 
 from django.test.utils import override_settings  # noqa: E402
 
-from dbops.services.pitr_wal import WAL_NAME, wal_archive  # noqa: E402
-from tests.dbops.pitr_cluster import PG_BIN, ClusterFactory, as_db_owner  # noqa: E402
+from dbops.services.pitr.wal_archive import WAL_NAME, wal_archive  # noqa: E402
+from tests.dbops.services.pitr.cluster import PG_BIN, ClusterFactory, as_db_owner  # noqa: E402
 
 
 def main() -> int:

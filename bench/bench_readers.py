@@ -30,8 +30,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from dbops.services.dataformats import FORMATS, READERS, open_writer  # noqa: E402
-from dbops.services.entities import ENTITIES  # noqa: E402
+from dbops.services.datamigration.entities import ENTITIES  # noqa: E402
+from dbops.services.datamigration.formats import FORMATS, READERS, open_writer  # noqa: E402
 
 
 def write_file(fmt: str, folder: Path, count: int) -> Path:

@@ -72,7 +72,7 @@ def figure_plan(count: int, repeat: int) -> None:
     from django.utils import timezone
 
     from dbops.models import RetentionPolicy
-    from dbops.services.retention import retention_plan
+    from dbops.services.backups.retention import retention_plan
 
     now = timezone.now()
     history = records(count, now)
@@ -107,7 +107,7 @@ def figure_celery(repeat: int, backup_dir: Path) -> None:
     from celery import Celery
 
     from dbops.models import BackupRecord
-    from dbops.services.backups import backup_create
+    from dbops.services.backups.create import backup_create
 
     redis_url = f"redis://{os.environ['REDIS_HOST']}:{os.environ['REDIS_PORT']}/{BENCH_REDIS_DB}"
     log = backup_dir / "worker.log"

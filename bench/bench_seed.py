@@ -27,7 +27,6 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from faker import Faker  # noqa: E402
 
-from dbops.services.seeding import ROLES, seed_create, seed_plan  # noqa: E402
 from multipult.core.models import (  # noqa: E402
     AuditLog,
     Concept,
@@ -37,6 +36,7 @@ from multipult.core.models import (  # noqa: E402
     StoredFile,
     User,
 )
+from multipult.core.services.seeding import ROLES, seed_create, seed_plan  # noqa: E402
 
 
 def naive_seed(*, scale: float, seed: int) -> int:

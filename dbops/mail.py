@@ -1,6 +1,6 @@
 """The mail backend used when EMAIL_HOST is unset: nothing goes over the network.
 
-The notification itself is already logged by dbops.services.notifications; this backend adds one
+The notification itself is already logged by dbops.services.ops.notifications; this backend adds one
 line saying the mail was not sent and why, and reports zero messages sent."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from dbops.services.profiling import QueryProfile
+from dbops.instrumentation.profiling import QueryProfile
 
 
 class QueryProfilingMiddleware:

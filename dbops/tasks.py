@@ -1,6 +1,6 @@
 """Celery tasks: parse plain arguments, call one scheduling service, retry transient failures.
 
-Each task is idempotent per task id (dbops.services.scheduling.task_run_execute), so it is safe to
+Each task is idempotent per task id (dbops.services.ops.scheduling.task_run_execute), so it is safe to
 acknowledge late: a delivery lost with its worker is redelivered and does the work once. Without
 REDIS_HOST the settings make every task run in-process (eager)."""
 
@@ -11,8 +11,8 @@ from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
 from dbops.exceptions import BackupLockedError
-from dbops.services import scheduling
-from dbops.services.notifications import failure_notify
+from dbops.services.ops import scheduling
+from dbops.services.ops.notifications import failure_notify
 from multipult.celery import app as celery_app  # noqa: F401  (created first, so the shared tasks below use it)
 
 # Worth retrying later: a lost database connection, or another backup/restore holding the lock.

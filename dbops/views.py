@@ -17,9 +17,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dbops.exceptions import AnalyzerError
-from dbops.services.analyzer import analysis_render
-from dbops.services.health import UNHEALTHY, health_report_cached
-from dbops.services.slow_queries import slow_statement_analyze, slow_statements_top
+from dbops.instrumentation.analyzer import analysis_render
+from dbops.instrumentation.slow_queries import slow_statement_analyze, slow_statements_top
+from dbops.services.ops.health import UNHEALTHY, health_report_cached
 
 
 def query_plan_url(*, source: str, reference) -> str:

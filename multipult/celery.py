@@ -17,13 +17,13 @@ app.autodiscover_tasks()
 # because it needs the app registry, which the worker sets up after importing this module.
 @task_prerun.connect(weak=False, dispatch_uid="dbops.profiling.task_started")
 def _profile_task_started(**kwargs) -> None:
-    from dbops.services.profiling import task_profile_start
+    from dbops.instrumentation.profiling import task_profile_start
 
     task_profile_start(**kwargs)
 
 
 @task_postrun.connect(weak=False, dispatch_uid="dbops.profiling.task_finished")
 def _profile_task_finished(**kwargs) -> None:
-    from dbops.services.profiling import task_profile_finish
+    from dbops.instrumentation.profiling import task_profile_finish
 
     task_profile_finish(**kwargs)

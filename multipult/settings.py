@@ -160,7 +160,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
-# Failure notifications (dbops.services.notifications): ADMINS plus BACKUP_NOTIFY_EMAILS.
+# Failure notifications (dbops.services.ops.notifications): ADMINS plus BACKUP_NOTIFY_EMAILS.
 BACKUP_NOTIFY_EMAILS = CONFIG["BACKUP_NOTIFY_EMAILS"]
 # Mail: SMTP when EMAIL_HOST is set; otherwise notifications are only logged (no connection attempted).
 EMAIL_BACKEND = (
@@ -182,7 +182,7 @@ SLOW_QUERY_THRESHOLD_MS = CONFIG["SLOW_QUERY_THRESHOLD_MS"]
 LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
 N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
 
-# Health thresholds and probe timeout (dbops.services.health, health_check, /health/).
+# Health thresholds and probe timeout (dbops.services.ops.health, health_check, /health/).
 BACKUP_MAX_AGE_HOURS = CONFIG["BACKUP_MAX_AGE_HOURS"]
 VERIFY_MAX_AGE_HOURS = CONFIG["VERIFY_MAX_AGE_HOURS"]
 HEALTH_MIN_FREE_DISK_MB = CONFIG["HEALTH_MIN_FREE_DISK_MB"]

@@ -76,3 +76,21 @@ def backup_dir(tmp_path, settings):
     settings.STORAGES = storages
     settings.BACKUP_DIR = folder
     return folder
+
+
+@pytest.fixture
+def test_db_env(django_db_setup, django_db_blocker):
+    """Environment that points a child process at the (committed state of the) test database."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    return {"DB_NAME": name}
+
+
+@pytest.fixture
+def sqlite_env(tmp_path):
+    """Environment for a child process on a fresh embedded SQLite file (no servers)."""
+    from tests.dbops.commandline import sqlite_environment
+
+    return sqlite_environment(tmp_path)

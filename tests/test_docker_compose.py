@@ -1,12 +1,9 @@
 """docker-compose.yml stays wired to the configuration registry (no docker needed to check it)."""
 
-from pathlib import Path
-
 import yaml
 
 from multipult.config import ENV_VARS_BY_NAME, resolve_all
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def _compose() -> dict:

@@ -295,7 +295,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         """Enqueues dbops.tasks.verify_backup for one record when the request commits (a restore test
         takes minutes on a big database: never inside the request). In-process (REDIS_HOST unset)
         it has run by the time on_commit returns, so the outcome is shown instead."""
-        from dbops.services.verification import verification_refusal
+        from dbops.services.backups.verify import verification_refusal
         from dbops.tasks import verify_backup
 
         refusal = verification_refusal(backup_record)
@@ -393,7 +393,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         return render_confirmation(request, self, backup_record, page, form)
 
     def _run_restore(self, request, backup_record: BackupRecord, alias: str):
-        from dbops.services.restores import backup_restore
+        from dbops.services.backups.restore import backup_restore
 
         try:
             result = backup_restore(
@@ -416,7 +416,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         return HttpResponseRedirect(self._url("changelist"))
 
     def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
-        from dbops.services.restores import restore_plan
+        from dbops.services.backups.restore import restore_plan
 
         target = target_database(alias)
         restore_description = restore_plan(backup_record=backup_record, database=alias, safety_backup=True).describe()

@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 if TYPE_CHECKING:  # only a type: the service module is imported when the dashboard is rendered
-    from dbops.services.dashboard import BackupPoint
+    from dbops.services.ops.dashboard import BackupPoint
 
 WIDTH, HEIGHT = 720, 190
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 28

@@ -13,7 +13,7 @@ from dbops.admin.charts import history_chart
 
 def dashboard_view(model_admin, request):
     # Imported here: this module is loaded at admin autodiscovery, i.e. by every management command.
-    from dbops.services.dashboard import dashboard_summary
+    from dbops.services.ops.dashboard import dashboard_summary
     from dbops.views import query_plan_url
 
     if not model_admin.has_view_permission(request):

@@ -36,7 +36,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["view"], description="Preview: what retention would keep and delete (changes nothing)")
     def preview_retention(self, request, queryset):
-        from dbops.services.retention import retention_apply  # here, not at admin autodiscovery (start-up time)
+        from dbops.services.backups.retention import retention_apply  # here, not at admin autodiscovery (start-up time)
 
         plans = []
         for policy in queryset:

@@ -1,5 +1,5 @@
 """Snapshots (taken before imports) in the admin: the list, and rollback through the same typed
-confirmation page as a restore. The rollback itself is dbops.services.snapshots.snapshot_rollback."""
+confirmation page as a restore. The rollback itself is dbops.services.datamigration.snapshots.snapshot_rollback."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ class SnapshotAdmin(ServiceWrittenAdmin):
         return render_confirmation(request, self, snapshot, page, form)
 
     def _run_rollback(self, request, snapshot: Snapshot, alias: str):
-        from dbops.services.snapshots import snapshot_rollback
+        from dbops.services.datamigration.snapshots import snapshot_rollback
 
         try:
             result = snapshot_rollback(snapshot_id=snapshot.pk, using=alias)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from dbops.services.profiling import code_path, path_label
+from dbops.instrumentation.profiling import code_path, path_label
 from multipult.core.models import AuditLog, DictionaryEntry, Role, StoredFile, User
 from multipult.graphql.futures import SyncFuture
 

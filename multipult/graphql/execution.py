@@ -20,7 +20,7 @@ from graphql.execution.execute import get_argument_values, get_field_def
 from graphql.pyutils import Path, Undefined, is_iterable
 from graphql.type import GraphQLNonNull, is_non_null_type
 
-from dbops.services.profiling import code_path, current_profile
+from dbops.instrumentation.profiling import code_path, current_profile
 from multipult.graphql.futures import SyncFuture
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from graphene_django.views import GraphQLView as BaseGraphQLView
 
-from dbops.services.profiling import current_profile
+from dbops.instrumentation.profiling import current_profile
 from multipult.graphql.dataloaders import get_dataloaders
 from multipult.graphql.execution import DeferredExecutionContext, validation_rules
 

@@ -6,8 +6,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from dbops.services.seeding import seed_create
 from multipult.core import models as core_models
+from multipult.core.services.seeding import seed_create
 
 DOMAIN_MODELS = [
     core_models.Role,

@@ -1,13 +1,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from multipult.config import ENV_VARS, ConfigError, load_config, resolve_all
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def test_defaults_need_no_environment():

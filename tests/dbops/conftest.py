@@ -74,26 +74,8 @@ def unwritable_dir(tmp_path):
 def drop_pre_restore_databases():
     """Drops the `<test db>_pre_restore_*` databases a full restore leaves behind."""
     yield
-    from dbops.connectors import get_connector
+    from dbops.engines import get_connector
 
     connector = get_connector()
     for name in connector.pre_restore_databases():
         connector.drop_database(name)
-
-
-@pytest.fixture
-def test_db_env(django_db_setup, django_db_blocker):
-    """Environment that points a child process at the (committed state of the) test database."""
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        name = connection.settings_dict["NAME"]
-    return {"DB_NAME": name}
-
-
-@pytest.fixture
-def sqlite_env(tmp_path):
-    """Environment for a child process on a fresh embedded SQLite file (no servers)."""
-    from tests.dbops.commandline import sqlite_environment
-
-    return sqlite_environment(tmp_path)

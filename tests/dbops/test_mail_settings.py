@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 from email import message_from_bytes
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -21,11 +20,11 @@ from django.core import mail
 from dbops import tasks
 from dbops.exceptions import DbopsError
 from dbops.models import TaskRun
-from dbops.services.configuration import config_show, config_validate
-from dbops.services.notifications import failure_notify
+from dbops.services.ops.notifications import failure_notify
+from multipult.core.services.configuration import config_show, config_validate
+from tests.paths import ROOT
 from tests.ports import unused_port
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "smtp-pa55word-never-shown"
 
 pytestmark = pytest.mark.django_db
@@ -261,8 +260,8 @@ def mail_env(port: int, **extra: str) -> dict[str, str]:
 
 
 def mail_problems(environ: dict[str, str]) -> list:
-    from dbops.services.configuration import _check_mail
     from multipult.config import resolve_all
+    from multipult.core.services.configuration import _check_mail
 
     values, problems = resolve_all(environ)
     assert problems == []

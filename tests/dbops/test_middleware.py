@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -14,11 +13,12 @@ from django.http import JsonResponse
 from django.urls import path
 
 from dbops.models import SlowQuery
-from dbops.services.seeding import seed_create
 from multipult.core.models import User
+from multipult.core.services.seeding import seed_create
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
+
 NESTED = "query UsersWithRoles { users(limit: 20) { username roles { name } files { name } } }"
 
 

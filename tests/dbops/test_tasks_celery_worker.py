@@ -25,11 +25,12 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
-from dbops.services.backups import backup_create
+from dbops.services.backups.create import backup_create
+from tests.paths import ROOT
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
+
 REDIS_DB = 4
 CELERY = [sys.executable, "-m", "celery", "-A", "multipult"]
 

@@ -17,8 +17,9 @@ from django_celery_beat.models import PeriodicTask
 from dbops import tasks
 from dbops.exceptions import BackupNotFound, RetentionError, UploadError, VerificationError
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
-from dbops.services.backups import backup_create
-from dbops.services.notifications import failure_notify
+from dbops.services.backups.create import backup_create
+from dbops.services.ops.notifications import failure_notify
+from tests.paths import ROOT
 
 
 def catalog_row(days_ago: float, **fields) -> BackupRecord:
@@ -167,7 +168,7 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(monkeypatch, set
         calls.append(kwargs)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("dbops.services.scheduling.retention_run", flaky_run)
+    monkeypatch.setattr("dbops.services.ops.scheduling.retention_run", flaky_run)
     # An eager apply() retries only when errors do not propagate (celery's design).
     monkeypatch.setattr(tasks.apply_retention.app.conf, "task_eager_propagates", False)
     result = tasks.apply_retention.apply(task_id="flaky")
@@ -292,7 +293,7 @@ def test_without_redis_configured_delay_runs_the_task_in_process():
     result = subprocess.run(
         [sys.executable, "-c", script],
         env=env | {"DJANGO_SETTINGS_MODULE": "multipult.settings"},
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from dbops.services.seeding import seed_create
 from multipult.core.models import AuditLog, Role, StoredFile, User
+from multipult.core.services.seeding import seed_create
 from multipult.graphql.schema import execute_query, schema
 
 pytestmark = pytest.mark.django_db

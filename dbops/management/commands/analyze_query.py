@@ -6,10 +6,10 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
+from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
+from dbops.instrumentation.slow_queries import slow_queries_analyze
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
-from dbops.services.slow_queries import slow_queries_analyze
 
 
 class Command(DbopsCommand):

@@ -1,4 +1,4 @@
-"""apply_retention: grandfather-father-son retention over the backup catalog (dbops.services.retention)."""
+"""apply_retention: grandfather-father-son retention over the backup catalog (dbops.services.backups.retention)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.retention import RetentionRun, retention_run
+from dbops.services.backups.retention import RetentionRun, retention_run
 
 
 def _count(raw: str) -> int:

@@ -9,7 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError, UploadError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
-from dbops.services.backups import backup_create
+from dbops.services.backups.create import backup_create
 
 
 class Command(DbopsCommand):

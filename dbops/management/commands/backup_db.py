@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
-from dbops.services.backups import backup_export
+from dbops.services.backups.create import backup_export
 
 
 class Command(DbopsCommand):

@@ -1,4 +1,4 @@
-"""export_data: the chosen entities into a json/jsonl/csv/sql file (see dbops.services.exports)."""
+"""export_data: the chosen entities into a json/jsonl/csv/sql file (see dbops.services.datamigration.exports)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
-from dbops.services.dataformats import FORMATS
-from dbops.services.entities import entity_names_help
-from dbops.services.exports import export_data
-from dbops.services.transformations import transformation_names
+from dbops.services.datamigration.entities import entity_names_help
+from dbops.services.datamigration.exports import export_data
+from dbops.services.datamigration.formats import FORMATS
+from dbops.services.datamigration.transformations import transformation_names
 
 
 def _date(value: str) -> date:

@@ -1,6 +1,6 @@
 """health_check: database, migrations, Redis, celery workers, S3, disk and backup ages.
 
-Exit status 0 healthy, 1 degraded, 2 unhealthy (see dbops.services.health for what each means).
+Exit status 0 healthy, 1 degraded, 2 unhealthy (see dbops.services.ops.health for what each means).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.health import DEGRADED, OK, SKIPPED, UNHEALTHY, health_check
+from dbops.services.ops.health import DEGRADED, OK, SKIPPED, UNHEALTHY, health_check
 
 
 class Command(DbopsCommand):

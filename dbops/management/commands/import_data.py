@@ -1,4 +1,4 @@
-"""import_data: validate a whole export file, then import it in one transaction (see dbops.services.imports)."""
+"""import_data: validate a whole export file, then import it in one transaction (services.datamigration.imports)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
-from dbops.services.dataformats import FORMATS
-from dbops.services.imports import MODES, import_data
-from dbops.services.transformations import transformation_names
+from dbops.services.datamigration.formats import FORMATS
+from dbops.services.datamigration.imports import MODES, import_data
+from dbops.services.datamigration.transformations import transformation_names
 
 
 class Command(DbopsCommand):

@@ -9,8 +9,8 @@ from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
 from dbops.models import BackupRecord
-from dbops.services.backups import backups_list, catalog_sync
-from dbops.services.catalog import looks_stale, manifest_of
+from dbops.services.backups.catalog import looks_stale, manifest_of
+from dbops.services.backups.create import backups_list, catalog_sync
 
 
 class Command(DbopsCommand):

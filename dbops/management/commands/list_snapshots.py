@@ -6,7 +6,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.snapshots import snapshot_list
+from dbops.services.datamigration.snapshots import snapshot_list
 
 
 class Command(DbopsCommand):

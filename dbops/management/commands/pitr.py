@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
-from dbops.services.pitr import pitr_base_backup_create, pitr_restore, pitr_settings_check, pitr_status
+from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check, pitr_status
 
 
 class Command(DbopsCommand):

@@ -1,4 +1,4 @@
-"""prune_snapshots: drop old rollback snapshots (see dbops.services.snapshots.snapshot_prune)."""
+"""prune_snapshots: drop old rollback snapshots (see dbops.services.datamigration.snapshots.snapshot_prune)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.snapshots import snapshot_prune
+from dbops.services.datamigration.snapshots import snapshot_prune
 
 
 def _count(option: str, raw: str | None) -> int:

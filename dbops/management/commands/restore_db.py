@@ -9,7 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress
-from dbops.services.restores import backup_for_id, backup_restore, restore_plan
+from dbops.services.backups.restore import backup_for_id, backup_restore, restore_plan
 
 
 class Command(DbopsCommand):

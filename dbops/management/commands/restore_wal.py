@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.services.pitr_wal import cluster_id_from_data_dir, wal_restore
+from dbops.services.pitr.wal_archive import cluster_id_from_data_dir, wal_restore
 
 
 class Command(DbopsCommand):

@@ -1,4 +1,4 @@
-"""rollback_migration: restore the tables of a snapshot exactly (see dbops.services.snapshots)."""
+"""rollback_migration: restore the tables of a snapshot exactly (see dbops.services.datamigration.snapshots)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.services.snapshots import snapshot_get, snapshot_rollback
+from dbops.services.datamigration.snapshots import snapshot_get, snapshot_rollback
 
 
 class Command(DbopsCommand):

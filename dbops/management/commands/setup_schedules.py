@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
-from dbops.services.scheduling import schedules_setup
+from dbops.services.ops.scheduling import schedules_setup
 
 
 class Command(DbopsCommand):

@@ -6,7 +6,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
-from dbops.services.stats import stats_collect
+from dbops.services.ops.stats import stats_collect
 
 
 class Command(DbopsCommand):

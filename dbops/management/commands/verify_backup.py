@@ -8,8 +8,8 @@ from django.core.management.base import CommandError
 
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.services.restores import backup_for_id
-from dbops.services.verification import backup_latest, backup_verify
+from dbops.services.backups.restore import backup_for_id
+from dbops.services.backups.verify import backup_latest, backup_verify
 
 
 class Command(DbopsCommand):

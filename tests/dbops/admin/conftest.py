@@ -18,6 +18,8 @@ import kombu.pools
 import pytest
 import redis
 
+from tests.paths import ROOT
+
 # Playwright's sync API runs an asyncio loop in this thread; Django's ORM would otherwise refuse
 # to run next to it. The live server answers in its own thread, so this is safe here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -33,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "correct-horse-battery-staple"
 
 
@@ -149,8 +151,6 @@ def celery_in_process():
 # --- a real celery worker for the admin's queued actions ----------------------------------------
 # Each test module names its own Redis database number (fixture `worker_redis_db`), so runs of
 # different modules, and the scheduling tests (db 4), never take each other's messages.
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def wait_for(condition, *, timeout: float, what: str, log: Path):

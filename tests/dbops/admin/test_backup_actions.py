@@ -59,7 +59,7 @@ def test_periodic_task_form_offers_our_tasks_by_name(superuser):
 
 def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_dir, celery_in_process):
     # REDIS_HOST unset: the queued verify_backup task runs in-process, so the page shows the outcome
-    from dbops.services.backups import backup_create
+    from dbops.services.backups.create import backup_create
 
     good = backup_create(tag="good")
     damaged = backup_create(tag="damaged")
@@ -88,7 +88,7 @@ def test_verify_action_restore_tests_and_records_the_outcome(superuser, backup_d
 
 
 def test_verify_button_on_the_record_page(superuser, backup_dir, celery_in_process):
-    from dbops.services.backups import backup_create
+    from dbops.services.backups.create import backup_create
 
     backup_record = backup_create(tag="button")
     client = Client()
@@ -184,7 +184,7 @@ def test_restore_through_the_confirmation_page_brings_the_data_back(
     superuser, backup_dir, s3_bucket, drop_pre_restore_databases
 ):
     # s3_bucket: a bucket of our own, so the catalog re-sync after the restore sees only our backups
-    from dbops.services.backups import backup_create
+    from dbops.services.backups.create import backup_create
     from multipult.core.models import Role
 
     Role.objects.create(name="before-backup")
@@ -214,7 +214,7 @@ def test_restore_through_the_confirmation_page_brings_the_data_back(
 def test_restore_to_a_time_before_the_operator_existed_ends_the_session_cleanly(
     django_user_model, backup_dir, s3_bucket, drop_pre_restore_databases
 ):
-    from dbops.services.backups import backup_create
+    from dbops.services.backups.create import backup_create
 
     backup_record = backup_create(tag="before-the-operator")
     newcomer = django_user_model.objects.create_superuser("newcomer", "n@example.com", "pw-newcomer-123")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from dbops.services.snapshots import snapshot_create
+from dbops.services.datamigration.snapshots import snapshot_create
 from multipult.core.models import Concept
 from tests.dbops.admin.conftest import admin_login, screenshot
 

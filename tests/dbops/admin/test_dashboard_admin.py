@@ -76,7 +76,7 @@ def test_dashboard_needs_view_permission(django_user_model):
 def test_dashboard_lists_the_slowest_statements_the_profiler_recorded(superuser):
     from django.db import connection
 
-    from dbops.services.profiling import query_profile
+    from dbops.instrumentation.profiling import query_profile
 
     # a real slow statement through the real profiler (pg_sleep), persisted as a SlowQuery
     with query_profile("/reports/heavy", slow_threshold_ms=20), connection.cursor() as cursor:

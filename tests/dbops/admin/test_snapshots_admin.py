@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dbops.models import Snapshot
-from dbops.services.snapshots import snapshot_create
+from dbops.services.datamigration.snapshots import snapshot_create
 from multipult.core.models import Concept
 
 # Not transactional on purpose: the snapshot's copy tables vanish with the test's transaction.

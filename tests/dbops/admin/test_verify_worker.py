@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dbops.models import BackupRecord, TaskRun
-from dbops.services.backups import backup_create
+from dbops.services.backups.create import backup_create
 from tests.dbops.admin.conftest import wait_for
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

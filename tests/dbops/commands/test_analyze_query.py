@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from multipult.core.models import StoredFile
-from tests.dbops.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
+from tests.dbops.instrumentation.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
 

@@ -13,7 +13,8 @@ from django.db import connection
 from django.utils import timezone
 
 from dbops.models import BackupRecord, RetentionPolicy
-from dbops.services.pre_restore import _maintenance_connection, pre_restore_databases
+from dbops.services.backups.pre_restore import _maintenance_connection, pre_restore_databases
+from tests.paths import ROOT
 
 Status = BackupRecord.Status
 
@@ -160,7 +161,7 @@ def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies
 
 
 def test_refuses_while_a_backup_or_restore_holds_the_database_lock(nightly_history):
-    from dbops.connectors import get_connector
+    from dbops.engines import get_connector
 
     before = catalog_state()
     with get_connector("default").lock(), pytest.raises(CommandError, match="Another backup or restore"):
@@ -173,7 +174,7 @@ def test_refuses_while_a_backup_or_restore_holds_the_database_lock(nightly_histo
 
 @pytest.mark.parametrize("history_size", [5, 60])
 def test_planning_costs_the_same_queries_whatever_the_catalog_size(db, history_size, django_assert_num_queries):
-    from dbops.services.retention import retention_apply
+    from dbops.services.backups.retention import retention_apply
 
     for days in range(history_size):
         catalog_row(days)
@@ -188,9 +189,8 @@ def test_exit_codes_and_one_line_messages_from_the_shell():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[3]
+    root = ROOT
     env = os.environ | {"DB_NAME": connection.settings_dict["NAME"]}
 
     def manage(*args):

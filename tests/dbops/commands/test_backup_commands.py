@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from dbops.artifacts.pipeline import PLAIN_DUMP_MARKER
 from dbops.models import BackupRecord
-from dbops.streams import PLAIN_DUMP_MARKER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,9 +11,9 @@ from django.core.management import call_command, get_commands, load_command_clas
 from django.core.management.base import CommandError
 
 from dbops.models import DataTransferRun, Snapshot
-from dbops.services import transformations
+from dbops.services.datamigration import transformations
 from multipult.core.models import Concept, User
-from tests.dbops.datamigration_helpers import fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
 
 pytestmark = pytest.mark.django_db
 

@@ -1,3 +1,0 @@
-from dbops.connectors.base import CONNECTOR_MAPPING, Connector, DumpResult, RestoreOutcome, get_connector
-
-__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "RestoreOutcome", "get_connector"]

@@ -1,0 +1,3 @@
+from dbops.engines.base import CONNECTOR_MAPPING, Connector, DumpResult, RestoreOutcome, get_connector
+
+__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "RestoreOutcome", "get_connector"]

@@ -1,0 +1,352 @@
+"""Taking backups: `backup_create` (managed, recorded in the catalog), `backup_export` (a plain file
+the user names, for `backup_db --output`), `backup_delete`, `backup_upload_retry`.
+
+The pipeline streams dump -> compress -> [encrypt] -> hash -> `<name>.partial`, renamed only on success,
+then writes the manifest beside the artifact and, if asked, copies both to S3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from dbops.engines import Connector, get_connector
+from dbops.exceptions import BackupError, DbopsError, EncryptionError, UploadError
+from dbops.models import BackupRecord
+from dbops.services.backups.catalog import (
+    backup_mark_stale,
+    catalog_sync,
+    manifest_of,
+    manifest_save,
+)
+from dbops.artifacts.storage import (
+    PARTIAL_SUFFIX,
+    atomic_file_writer,
+    atomic_local_writer,
+    delete_everywhere,
+    local_storage,
+    s3_storage,
+    s3_upload,
+)
+from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, EXTENSIONS, PipelineWriter, sha256_of
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "backup_create",
+    "backup_delete",
+    "backup_export",
+    "backup_upload_retry",
+    "backups_list",
+    "catalog_sync",
+]
+
+ByteProgress = Callable[[int, int], None]  # (dump bytes read, artifact bytes written)
+HEARTBEAT_SECONDS = 10
+COMPRESSIONS = tuple(BackupRecord.Compression.values)
+
+
+def _resolve_format(connector: Connector, fmt: str) -> str:
+    if fmt == "custom" and "custom" not in connector.formats:
+        return connector.default_format  # "custom" means the engine's native format (SQLite: the file)
+    if fmt not in connector.formats:
+        raise BackupError(f"Format {fmt!r} is not available for {connector.engine}; use one of {connector.formats}.")
+    return fmt
+
+
+def _encryption_key(encrypt: bool) -> str | None:
+    if not encrypt:
+        return None
+    key = settings.BACKUP_ENCRYPTION_KEY
+    if not key:
+        raise EncryptionError("--encrypt needs BACKUP_ENCRYPTION_KEY to be set.")
+    return key
+
+
+def _storage_folder(connector: Connector) -> str:
+    return Path(connector.database_name).stem if connector.engine == "sqlite" else connector.database_name
+
+
+def _with_heartbeat(backup_record: BackupRecord, progress: ByteProgress | None) -> ByteProgress:
+    """Progress callback that also refreshes heartbeat_at, so a killed run is detectably stale."""
+    last_beat = time.monotonic()
+
+    def report(read: int, written: int) -> None:
+        nonlocal last_beat
+        if progress is not None:
+            progress(read, written)
+        if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+            last_beat = time.monotonic()
+            BackupRecord.objects.filter(pk=backup_record.pk).update(heartbeat_at=timezone.now())
+
+    return report
+
+
+def _remove_partials(folder: str) -> None:
+    """Leftovers of killed runs (only called under the database's lock, so none is in use)."""
+    storage = local_storage()
+    try:
+        _, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        if name.endswith(PARTIAL_SUFFIX):
+            storage.delete(f"{folder}/{name}")
+
+
+def backup_create(
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    compression: str = "zstd",
+    fmt: str = "custom",
+    upload_s3: bool = False,
+    encrypt: bool = False,
+    tag: str = "",
+    kind: str = BackupRecord.Kind.FULL,
+    triggered_by: str = BackupRecord.Trigger.CLI,
+    triggered_by_user: str = "",
+    progress: ByteProgress | None = None,
+    wait: bool = False,
+) -> BackupRecord:
+    """Takes a managed backup and returns its (succeeded) record.
+
+    Raises BackupLockedError if another backup/restore of the database runs (unless `wait`),
+    BackupError if the dump fails (record left `failed`), and UploadError (carrying
+    `.backup_record`) when the local backup succeeded but the S3 copy failed."""
+    if compression not in COMPRESSIONS:
+        raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    if kind not in BackupRecord.Kind.values:
+        raise BackupError(f"Unknown backup kind {kind!r}; use one of {', '.join(BackupRecord.Kind.values)}.")
+    if triggered_by not in BackupRecord.Trigger.values:
+        raise BackupError(f"Unknown trigger {triggered_by!r}; use one of {', '.join(BackupRecord.Trigger.values)}.")
+    if len(tag) > BackupRecord._meta.get_field("tag").max_length:
+        raise BackupError("--tag is longer than 64 characters.")
+    key = _encryption_key(encrypt)
+    if upload_s3 and s3_storage() is None:
+        raise UploadError("--upload-s3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).")
+    connector = get_connector(database)
+    fmt = _resolve_format(connector, fmt)
+    connector.preflight()
+    with connector.lock(wait=wait):
+        backup_record = backup_create_locked(
+            connector=connector,
+            compression=compression,
+            fmt=fmt,
+            encryption_key=key,
+            tag=tag,
+            kind=kind,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+            progress=progress,
+        )
+    if upload_s3:
+        _upload(backup_record)
+    return backup_record
+
+
+def backup_create_locked(
+    *,
+    connector: Connector,
+    compression: str,
+    fmt: str,
+    encryption_key: str | None,
+    tag: str,
+    kind: str,
+    triggered_by: str,
+    triggered_by_user: str,
+    progress: ByteProgress | None,
+) -> BackupRecord:
+    """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
+    folder = _storage_folder(connector)
+    encrypt = encryption_key is not None
+    backup_mark_stale(database_name=connector.database_name)
+    _remove_partials(folder)
+    now = timezone.now()
+    backup_record = BackupRecord.objects.create(
+        kind=kind,
+        status=BackupRecord.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        engine=connector.engine,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        format=fmt,
+        compression=compression,
+        encrypted=encrypt,
+        tag=tag,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+        server_version=connector.server_version(),
+        migration_state=connector.migration_state(),
+    )
+    suffix = EXTENSIONS[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
+    backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
+    backup_record.save(update_fields=["storage_name"])
+    started = time.perf_counter()
+    try:
+        with atomic_local_writer(backup_record.storage_name) as (handle, final_path):
+            pipeline = PipelineWriter(
+                handle,
+                compression=compression,
+                encryption_key=encryption_key,
+                progress=_with_heartbeat(backup_record, progress),
+            )
+            dump_result = connector.dump(pipeline, fmt=fmt)
+            pipeline.close()
+    except BaseException as exc:
+        _mark_failed(backup_record, exc)
+        if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
+            raise
+        raise BackupError(f"Backup failed: {exc}") from exc
+
+    backup_record.status = BackupRecord.Status.SUCCEEDED
+    backup_record.finished_at = timezone.now()
+    backup_record.heartbeat_at = backup_record.finished_at
+    backup_record.duration_seconds = round(time.perf_counter() - started, 3)
+    backup_record.size_bytes = pipeline.size
+    backup_record.sha256 = pipeline.sha256
+    backup_record.location = final_path
+    backup_record.row_counts = dump_result.row_counts
+    backup_record.tool_version = dump_result.tool_version
+    manifest_save(backup_record)  # manifest first: a record never claims more than storage holds
+    backup_record.save()
+    logger.info(
+        "backup %s succeeded: %s, %d bytes from %d dump bytes",
+        backup_record.pk,
+        backup_record.storage_name,
+        pipeline.size,
+        pipeline.raw.size,
+    )
+    return backup_record
+
+
+def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:
+    backup_record.status = BackupRecord.Status.FAILED
+    backup_record.finished_at = timezone.now()
+    backup_record.error = str(exc) or type(exc).__name__
+    backup_record.save(update_fields=["status", "finished_at", "error"])
+
+
+def _upload(backup_record: BackupRecord) -> None:
+    try:
+        key = s3_upload(backup_record.location, backup_record.storage_name, manifest_of(backup_record))
+    except UploadError as exc:
+        backup_record.uploaded_to_s3 = False
+        backup_record.upload_error = str(exc)
+        backup_record.save(update_fields=["uploaded_to_s3", "upload_error"])
+        manifest_save(backup_record)
+        exc.backup_record = backup_record
+        raise
+    backup_record.uploaded_to_s3 = True
+    backup_record.s3_key = key
+    backup_record.upload_error = ""
+    backup_record.save(update_fields=["uploaded_to_s3", "s3_key", "upload_error"])
+    manifest_save(backup_record)
+
+
+def backup_upload_retry(*, backup_record: BackupRecord) -> BackupRecord:
+    """Copies a succeeded local backup to S3 again (after an upload failure)."""
+    if backup_record.status != BackupRecord.Status.SUCCEEDED:
+        raise UploadError(f"Backup #{backup_record.pk} is {backup_record.status}; only succeeded backups upload.")
+    if not backup_record.location or not Path(backup_record.location).exists():
+        raise UploadError(f"Backup #{backup_record.pk} has no local artifact to upload.")
+    with open(backup_record.location, "rb") as handle:
+        digest, _ = sha256_of(handle)
+    if digest != backup_record.sha256:
+        raise UploadError(f"Backup #{backup_record.pk}: the local artifact no longer matches its checksum.")
+    _upload(backup_record)
+    return backup_record
+
+
+def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
+    """Removes the local and S3 artifact and manifests, and marks the record deleted (with an audit entry)."""
+    from multipult.core.models import AuditLog
+
+    removed = delete_everywhere(backup_record.storage_name) if backup_record.storage_name else []
+    backup_record.status = BackupRecord.Status.DELETED
+    backup_record.deleted_at = timezone.now()
+    backup_record.save(update_fields=["status", "deleted_at"])
+    AuditLog.objects.create(
+        action=AuditLog.Action.DELETE,
+        entity_type="dbops.BackupRecord",
+        entity_id=backup_record.pk,
+        timestamp=backup_record.deleted_at,
+        changes={"reason": reason, "removed": removed},
+    )
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    size_bytes: int
+    sha256: str
+    fmt: str
+    compression: str
+    row_counts: dict[str, int]
+    seconds: float
+
+
+def _compression_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".gz": "gzip", ".zst": "zstd"}.get(suffix, "none")
+
+
+def backup_export(
+    *,
+    output: Path,
+    database: str = DEFAULT_DB_ALIAS,
+    fmt: str = "plain",
+    compression: str | None = None,
+    encrypt: bool = False,
+    overwrite: bool = False,
+    progress: ByteProgress | None = None,
+) -> ExportResult:
+    """Writes one backup to a file the caller names (no catalog record); compression from the suffix
+    (.gz, .zst) unless given. The file appears only when complete."""
+    output = Path(output)
+    compression = compression or _compression_for(output)
+    if compression not in COMPRESSIONS:
+        raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    if output.exists() and not overwrite:
+        raise BackupError(f"{output} already exists; choose another name or pass --overwrite.")
+    if not output.parent.is_dir():
+        raise BackupError(f"Folder {output.parent} does not exist.")
+    key = _encryption_key(encrypt)
+    connector = get_connector(database)
+    fmt = _resolve_format(connector, fmt)
+    connector.preflight()
+    started = time.perf_counter()
+    with connector.lock(), atomic_file_writer(output) as handle:
+        pipeline = PipelineWriter(handle, compression=compression, encryption_key=key, progress=progress)
+        dump_result = connector.dump(pipeline, fmt=fmt)
+        pipeline.close()
+    return ExportResult(
+        path=output,
+        size_bytes=pipeline.size,
+        sha256=pipeline.sha256,
+        fmt=fmt,
+        compression=compression,
+        row_counts=dump_result.row_counts,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def backups_list(*, status: list[str] | None = None, database: str | None = None, limit: int | None = None):
+    """Catalog records, newest first."""
+    records = BackupRecord.objects.all()
+    if status:
+        records = records.filter(status__in=status)
+    if database:
+        records = records.filter(database_alias=database)
+    return records[:limit] if limit else records

@@ -1,0 +1,238 @@
+"""Restoring: `restore_plan` says what a restore would do (the refusal without --confirm), and
+`backup_restore` does it: checksum and decode first, then a safety backup, then the connector's
+all-or-nothing restore, then the catalog re-synced from the manifests in storage."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from dbops.engines import Connector, get_connector
+from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
+from dbops.models import BackupRecord
+from dbops.artifacts.reading import artifact_decode, artifact_fetch, file_check
+from dbops.services.backups.create import ByteProgress, backup_create_locked
+from dbops.services.backups.catalog import SyncResult, catalog_sync, manifest_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RestorePlan:
+    source: str  # "backup #12 (…)" or the input path
+    database_name: str
+    engine: str
+    tables: list[str]
+    jobs: int
+    safety_backup: bool
+
+    def describe(self) -> str:
+        if self.tables:
+            what = f"replace the rows of table(s) {', '.join(self.tables)} in one transaction"
+        elif self.engine == "postgresql":
+            what = (
+                "restore into a fresh database and swap it in by rename; the current database is kept as "
+                f"{self.database_name}_pre_restore_<time>"
+            )
+        else:
+            what = "replace the whole database file in one step"
+        safety = "take a safety backup first, then " if self.safety_backup else "NOT take a safety backup, then "
+        return (
+            f"Would restore {self.source} into {self.engine} database {self.database_name}: "
+            f"verify its checksum, {safety}{what}."
+        )
+
+
+@dataclass
+class RestoreResult:
+    database_name: str
+    source: str
+    backup_record: BackupRecord | None = None
+    safety_backup: BackupRecord | None = None
+    previous_database: str = ""
+    tables: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sync: SyncResult | None = None
+    seconds: float = 0.0
+
+
+def _source_label(backup_record: BackupRecord | None, input_path: Path | None) -> str:
+    if backup_record is not None:
+        return f"backup #{backup_record.pk} ({backup_record.started_at:%Y-%m-%d %H:%M} UTC, {backup_record.format})"
+    return str(input_path)
+
+
+def _check_arguments(backup_record, input_path, tables, jobs) -> None:
+    if (backup_record is None) == (input_path is None):
+        raise RestoreError("Give exactly one of a backup id or an input file.")
+    if jobs < 1:
+        raise RestoreError("--jobs must be at least 1.")
+    if tables is not None and not [t for t in tables if t]:
+        raise RestoreError("--tables needs at least one table name.")
+
+
+def restore_plan(
+    *,
+    backup_record: BackupRecord | None = None,
+    input_path: Path | str | None = None,
+    database: str = DEFAULT_DB_ALIAS,
+    tables: list[str] | None = None,
+    jobs: int = 1,
+    safety_backup: bool = True,
+) -> RestorePlan:
+    """What backup_restore would do, without doing anything."""
+    input_path = Path(input_path) if input_path is not None else None
+    _check_arguments(backup_record, input_path, tables, jobs)
+    connector = get_connector(database)
+    if input_path is not None and not input_path.is_file():
+        raise RestoreError(f"{input_path} does not exist or is not a file.")
+    return RestorePlan(
+        source=_source_label(backup_record, input_path),
+        database_name=connector.database_name,
+        engine=connector.engine,
+        tables=list(tables or []),
+        jobs=jobs,
+        safety_backup=safety_backup,
+    )
+
+
+def _compatibility_warnings(connector: Connector, manifest: dict) -> list[str]:
+    warnings = []
+    source_version = str(manifest.get("server_version") or "")
+    current_version = connector.server_version()
+    if source_version and _major(source_version) > _major(current_version):
+        warnings.append(
+            f"The backup comes from a newer server ({source_version}) than this one ({current_version}); "
+            "it may not restore cleanly."
+        )
+    source_migrations = manifest.get("migration_state")
+    if source_migrations and source_migrations != connector.migration_state():
+        warnings.append(
+            "The backup's migration state differs from this database's: run `manage.py migrate` "
+            "(or deploy the matching code) after the restore."
+        )
+    return warnings
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".")[0].split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def backup_restore(
+    *,
+    backup_record: BackupRecord | None = None,
+    input_path: Path | str | None = None,
+    database: str = DEFAULT_DB_ALIAS,
+    tables: list[str] | None = None,
+    jobs: int = 1,
+    safety_backup: bool = True,
+    triggered_by: str = BackupRecord.Trigger.CLI,
+    triggered_by_user: str = "",
+    progress: ByteProgress | None = None,
+    wait: bool = False,
+) -> RestoreResult:
+    """Restores a managed backup or a backup file into `database`.
+
+    Nothing is touched until the artifact's checksum is proven and it decodes completely; a failed
+    restore leaves the database as it was. Raises RestoreError (or ChecksumMismatch,
+    NotABackupError, EncryptionError, BackupLockedError)."""
+    started = time.perf_counter()
+    input_path = Path(input_path) if input_path is not None else None
+    _check_arguments(backup_record, input_path, tables, jobs)
+    tables = [t.strip() for t in tables or [] if t.strip()]
+    connector = get_connector(database)
+    result = RestoreResult(database_name=connector.database_name, source=_source_label(backup_record, input_path))
+    result.backup_record = backup_record
+
+    with tempfile.TemporaryDirectory(prefix="dbops-restore-") as folder:
+        workdir = Path(folder)
+        if backup_record is not None:
+            if backup_record.engine != connector.engine:
+                raise RestoreError(
+                    f"Backup #{backup_record.pk} is a {backup_record.engine} backup; "
+                    f"database {database!r} is {connector.engine}. Refusing."
+                )
+            artifact = artifact_fetch(backup_record, workdir)
+            manifest = manifest_of(backup_record)
+        else:
+            manifest = file_check(input_path) or {}
+            artifact = input_path
+        decoded = artifact_decode(artifact, workdir, progress=progress)
+        if decoded.engine != connector.engine:
+            raise RestoreError(
+                f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."
+            )
+        result.warnings = _compatibility_warnings(connector, manifest)
+        if tables:
+            available = connector.archive_tables(decoded.path, fmt=decoded.fmt)
+            unknown = [t for t in tables if t not in available]
+            if unknown:
+                raise RestoreError(f"Table(s) not in the backup: {', '.join(unknown)}.")
+
+        if safety_backup:
+            connector.preflight()
+        with connector.lock(wait=wait):
+            if safety_backup:
+                result.safety_backup = backup_create_locked(
+                    connector=connector,
+                    compression="zstd",
+                    fmt=connector.default_format,
+                    encryption_key=None,
+                    tag=f"before restore of {result.source}"[:64],
+                    kind=BackupRecord.Kind.SAFETY,
+                    triggered_by=BackupRecord.Trigger.RESTORE,
+                    triggered_by_user=triggered_by_user,
+                    progress=None,
+                )
+            try:
+                outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
+            except DbopsError:
+                raise
+            except Exception as exc:  # database driver errors: still one readable message
+                raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
+            result.previous_database = outcome.previous_database
+            result.tables = outcome.tables
+            # The restored catalog is as old as the backup: bring back every backup storage knows of.
+            if connector.alias == DEFAULT_DB_ALIAS:
+                result.sync = catalog_sync()
+    result.seconds = time.perf_counter() - started
+    _audit(result, triggered_by, triggered_by_user)
+    logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
+    return result
+
+
+def _audit(result: RestoreResult, triggered_by: str, user: str) -> None:
+    from multipult.core.models import AuditLog
+
+    AuditLog.objects.create(
+        action=AuditLog.Action.RESTORE,
+        entity_type="dbops.BackupRecord",
+        entity_id=result.backup_record.pk if result.backup_record else None,
+        timestamp=timezone.now(),
+        changes={
+            "source": result.source,
+            "database": result.database_name,
+            "tables": result.tables,
+            "previous_database": result.previous_database,
+            "safety_backup": result.safety_backup.pk if result.safety_backup else None,
+            "triggered_by": triggered_by,
+            "by": user,
+        },
+    )
+
+
+def backup_for_id(backup_id: int | str) -> BackupRecord:
+    """The record with this id, or BackupNotFound."""
+    try:
+        return BackupRecord.objects.get(pk=int(backup_id))
+    except (BackupRecord.DoesNotExist, ValueError, TypeError):
+        raise BackupNotFound(f"No backup with id {backup_id!r} (see list_backups).") from None

@@ -1,0 +1,302 @@
+"""Rollback snapshots: copies of whole tables kept inside the database, taken before an import.
+
+A snapshot copies each table with `CREATE TABLE … AS SELECT *` (fast, exact, no file round trip) and
+records each table's checksum: sha256 of its rows in primary-key order, streamed through COPY on
+PostgreSQL. A rollback empties the tables and copies the rows back in one transaction, resets the
+sequences, and proves the result by comparing checksums before it commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+from django.core.management.color import no_style
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.utils import timezone
+
+from dbops.exceptions import SnapshotError
+from dbops.models import DataTransferRun, Snapshot
+from dbops.services.datamigration.entities import ENTITIES, resolve_entities
+
+COPY_PREFIX = "dbops_snap_"
+
+
+@dataclass
+class RollbackResult:
+    snapshot_id: str
+    tables: list[str]
+    row_counts: dict[str, int]
+    checksums_before: dict[str, str]
+    checksums_after: dict[str, str]
+
+
+class _HashSink(io.RawIOBase):
+    """A write-only file object that hashes what COPY TO writes into it (memory stays flat)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.hash.update(data if isinstance(data, bytes) else data.encode())
+        return len(data)
+
+
+def table_checksum(connection, table: str, order_by: str = "id") -> str:
+    """sha256 of the table's rows in primary-key order, independent of physical row order."""
+    quote = connection.ops.quote_name
+    query = f"SELECT * FROM {quote(table)} ORDER BY {quote(order_by)}"  # noqa: S608 - quoted identifiers
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            sink = _HashSink()
+            cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT", sink)
+            return sink.hash.hexdigest()
+        digest = hashlib.sha256()
+        # Cast to text: the copy's declared types differ from the table's, and the driver converts by type.
+        columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
+        casts = ", ".join(f"CAST({quote(column)} AS TEXT)" for column in columns)
+        cursor.execute(f"SELECT {casts} FROM {quote(table)} ORDER BY {quote(order_by)}")  # noqa: S608
+        while rows := cursor.fetchmany(5_000):
+            for row in rows:
+                digest.update(repr(row).encode() + b"\n")
+        return digest.hexdigest()
+
+
+def _combined(checksums: dict[str, str]) -> str:
+    return hashlib.sha256("".join(f"{table}:{checksums[table]}\n" for table in sorted(checksums)).encode()).hexdigest()
+
+
+def _new_snapshot_id(using: str) -> str:
+    base = f"snapshot_{timezone.now():%Y%m%d_%H%M%S}"
+    snapshot_id, suffix = base, 1
+    while Snapshot.objects.using(using).filter(id=snapshot_id).exists():
+        suffix += 1
+        snapshot_id = f"{base}_{suffix}"
+    return snapshot_id
+
+
+def _tables_for(entities: list[str] | str | None) -> list[type[models.Model]]:
+    return [entity.model for entity in resolve_entities(entities)]
+
+
+def snapshot_create(
+    *,
+    entities: list[str] | str | None,
+    using: str = DEFAULT_DB_ALIAS,
+    reason: str = "",
+    import_run: DataTransferRun | None = None,
+) -> Snapshot:
+    """Copies the tables of the entities (all when none are named) and records their checksums."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table_models = _tables_for(entities)
+    with transaction.atomic(using=using):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                tables = ", ".join(quote(model._meta.db_table) for model in table_models)
+                cursor.execute(f"LOCK TABLE {tables} IN SHARE MODE")  # a consistent picture of all of them
+        snapshot_id = _new_snapshot_id(using)
+        copies, row_counts, checksums = {}, {}, {}
+        with connection.cursor() as cursor:
+            for model in table_models:
+                table = model._meta.db_table
+                copy = f"{COPY_PREFIX}{snapshot_id.removeprefix('snapshot_')}_{table}"[:63]
+                cursor.execute(f"CREATE TABLE {quote(copy)} AS SELECT * FROM {quote(table)}")  # noqa: S608
+                cursor.execute(f"SELECT COUNT(*) FROM {quote(copy)}")  # noqa: S608
+                row_counts[table] = cursor.fetchone()[0]
+                copies[table] = copy
+                checksums[table] = table_checksum(connection, copy, model._meta.pk.column)
+        sequences = _sequence_positions(connection, table_models)
+        snapshot = Snapshot.objects.using(using).create(
+            id=snapshot_id,
+            created_at=timezone.now(),
+            database_alias=using,
+            tables=[model._meta.db_table for model in table_models],
+            copies=copies,
+            row_counts=row_counts,
+            checksums=checksums,
+            checksum=_combined(checksums),
+            sequences=sequences,
+            size_bytes=_size(connection, list(copies.values())),
+            reason=reason,
+            import_run=import_run,
+        )
+    return snapshot
+
+
+def _sequence_positions(connection, table_models: list[type[models.Model]]) -> dict[str, list]:
+    if connection.vendor != "postgresql":
+        return {}
+    positions = {}
+    with connection.cursor() as cursor:
+        for model in table_models:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [model._meta.db_table, model._meta.pk.column])
+            sequence = cursor.fetchone()[0]
+            if sequence:
+                cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608 - name from the catalog
+                positions[model._meta.db_table] = [sequence, *cursor.fetchone()]
+    return positions
+
+
+def _size(connection, tables: list[str]) -> int:
+    if connection.vendor != "postgresql" or not tables:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(pg_total_relation_size(c::regclass)), 0) FROM unnest(%s) AS c", [tables])
+        return int(cursor.fetchone()[0])
+
+
+def snapshot_list(*, using: str = DEFAULT_DB_ALIAS) -> list[Snapshot]:
+    return list(Snapshot.objects.using(using).select_related("import_run"))
+
+
+def snapshot_get(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Snapshot:
+    try:
+        return Snapshot.objects.using(using).get(id=snapshot_id)
+    except Snapshot.DoesNotExist:
+        known = list(Snapshot.objects.using(using).values_list("id", flat=True)[:5])
+        hint = f" Recent snapshots: {', '.join(known)}." if known else " There are no snapshots."
+        raise SnapshotError(f"Snapshot {snapshot_id!r} does not exist.{hint}") from None
+
+
+def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> RollbackResult:
+    """Restores the snapshot's tables exactly (rows and sequences) in one transaction.
+
+    Fails, changing nothing, if rows in other tables still point at rows the rollback removes."""
+    snapshot = snapshot_get(snapshot_id=snapshot_id, using=using)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    by_table = {entity.table: entity.model for entity in ENTITIES.values()}
+    ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
+    with transaction.atomic(using=using):
+        # Held until the rollback commits: snapshot_prune skips a snapshot whose row is locked.
+        try:
+            snapshot = Snapshot.objects.using(using).select_for_update().get(id=snapshot.id)
+        except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
+            raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
+        checksums_before = {
+            table: table_checksum(connection, table, by_table[table]._meta.pk.column) for table in ordered
+        }
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"LOCK TABLE {', '.join(quote(t) for t in ordered)} IN ACCESS EXCLUSIVE MODE")
+            for table in reversed(ordered):  # children first
+                cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608
+            for table in ordered:
+                copy = snapshot.copies.get(table)
+                if not copy:
+                    raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {table}.")
+                cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM {quote(copy)}")  # noqa: S608
+            for statement in connection.ops.sequence_reset_sql(no_style(), [by_table[t] for t in ordered]):
+                cursor.execute(statement)
+            for sequence, last_value, is_called in snapshot.sequences.values():  # exactly where they were
+                cursor.execute("SELECT setval(%s, %s, %s)", [sequence, last_value, is_called])
+            if connection.vendor == "postgresql":
+                try:  # dangling references fail here, inside the transaction, not at commit
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                except IntegrityError as exc:
+                    raise SnapshotError(
+                        f"Cannot roll back {snapshot.id}: rows in other tables point at rows it would remove "
+                        f"({str(exc).splitlines()[0]}); nothing changed."
+                    ) from None
+        checksums_after = {
+            table: table_checksum(connection, table, by_table[table]._meta.pk.column) for table in ordered
+        }
+        mismatched = [table for table in ordered if checksums_after[table] != snapshot.checksums.get(table)]
+        if mismatched:
+            raise SnapshotError(
+                f"Rollback of {snapshot.id} did not reproduce {', '.join(mismatched)}; nothing changed."
+            )
+        snapshot.status = Snapshot.Status.ROLLED_BACK
+        snapshot.rolled_back_at = timezone.now()
+        snapshot.save(using=using, update_fields=["status", "rolled_back_at"])
+    return RollbackResult(
+        snapshot_id=snapshot.id,
+        tables=ordered,
+        row_counts=dict(snapshot.row_counts),
+        checksums_before=checksums_before,
+        checksums_after=checksums_after,
+    )
+
+
+@dataclass
+class PrunedSnapshot:
+    id: str
+    created_at: str
+    status: str
+    tables: list[str]  # the copy tables dropped (or that would be)
+    size_bytes: int
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    older_than_days: int
+    keep_last: int
+    cutoff: str
+    pruned: list[PrunedSnapshot] = field(default_factory=list)
+    skipped_in_rollback: list[str] = field(default_factory=list)  # locked by a rollback in progress
+    kept: int = 0
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(snapshot.size_bytes for snapshot in self.pruned)
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SnapshotError(f"{name} must be a whole number, got {value!r}.")
+    if value < 0:
+        raise SnapshotError(f"{name} must be 0 or more, got {value}.")
+    return value
+
+
+def snapshot_prune(
+    *, older_than_days: int, keep_last: int = 0, dry_run: bool = False, using: str = DEFAULT_DB_ALIAS
+) -> PruneResult:
+    """Drops the copy tables and deletes the records of snapshots taken more than `older_than_days`
+    days ago, except the `keep_last` newest snapshots and any snapshot a rollback is using right now
+    (its row is locked by snapshot_rollback). Each snapshot goes in its own transaction; a dry run
+    lists the same snapshots and changes nothing."""
+    older_than_days = _check_count("--older-than", older_than_days)
+    keep_last = _check_count("--keep-last", keep_last)
+    cutoff = timezone.now() - dt.timedelta(days=older_than_days)
+    snapshots = Snapshot.objects.using(using)
+    newest = list(snapshots.order_by("-created_at", "-id").values_list("id", flat=True)[:keep_last])
+    candidates = list(snapshots.filter(created_at__lt=cutoff).exclude(id__in=newest).order_by("created_at", "id"))
+    result = PruneResult(
+        dry_run=dry_run, older_than_days=older_than_days, keep_last=keep_last, cutoff=cutoff.isoformat()
+    )
+    result.kept = snapshots.count() - len(candidates)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    for candidate in candidates:
+        with transaction.atomic(using=using):
+            locked = snapshots.select_for_update(skip_locked=True).filter(id=candidate.id).first()
+            if locked is None:
+                if snapshots.filter(id=candidate.id).exists():  # gone means pruned concurrently: not ours
+                    result.skipped_in_rollback.append(candidate.id)
+                    result.kept += 1
+                continue
+            result.pruned.append(
+                PrunedSnapshot(
+                    id=locked.id,
+                    created_at=locked.created_at.isoformat(),
+                    status=locked.status,
+                    tables=sorted(locked.copies.values()),
+                    size_bytes=locked.size_bytes,
+                )
+            )
+            if dry_run:
+                continue
+            with connection.cursor() as cursor:
+                for copy in sorted(locked.copies.values()):
+                    if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
+                        cursor.execute(f"DROP TABLE IF EXISTS {quote(copy)}")
+            locked.delete(using=using)
+    return result

@@ -1,0 +1,267 @@
+"""health_check: is this installation able to serve, and are its backups fresh?
+
+Levels, worst wins:
+- unhealthy: the application cannot serve requests (database unreachable, migrations not applied).
+  `health_check` exits 2, `/health/` answers 503 so a load balancer takes the node out.
+- degraded: it serves, but something needs an operator (Redis, celery workers, S3, free disk,
+  backup or verification older than its threshold). Exit 1, HTTP 200: taking nodes out of a load
+  balancer would not bring a backup back.
+- ok: exit 0, HTTP 200.
+Each probe has a short timeout (HEALTH_TIMEOUT_SECONDS) and never raises: a failure is a result.
+
+`/health/` serves `health_report_cached`: the report is kept for HEALTH_CACHE_SECONDS per process,
+and concurrent requests during a refresh wait for the one computation instead of each running the
+probes (a dead worker would otherwise cost every poll the ping timeout). `health_check` (and the
+command) always computes afresh.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from dbops.models import BackupRecord
+from multipult.core.services.configuration import mask_configured_secrets, s3_client
+
+OK, DEGRADED, UNHEALTHY, SKIPPED = "ok", "degraded", "unhealthy", "skipped"
+_RANK = {OK: 0, SKIPPED: 0, DEGRADED: 1, UNHEALTHY: 2}
+EXIT_CODES = {OK: 0, DEGRADED: 1, UNHEALTHY: 2}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HealthReport:
+    status: str
+    checks: list[CheckResult]
+    checked_at: datetime
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "checked_at": self.checked_at.isoformat(),
+            "checks": {check.name: {k: v for k, v in asdict(check).items() if k != "name"} for check in self.checks},
+        }
+
+
+def health_check(*, using: str = DEFAULT_DB_ALIAS, now: datetime | None = None) -> HealthReport:
+    """Runs every probe and returns the report; the overall status is the worst single status."""
+    now = now or timezone.now()
+    timeout = float(settings.HEALTH_TIMEOUT_SECONDS)
+    checks = [_database(using)]
+    database_up = checks[0].status == OK
+    checks.append(_migrations(using) if database_up else _skipped("migrations", "database unreachable"))
+    redis_check = _redis(timeout)
+    checks += [redis_check, _celery_workers(timeout, redis_check), _s3(timeout), _disk()]
+    if database_up:
+        checks += _backup_ages(using, now)
+    else:
+        checks += [_skipped(name, "database unreachable") for name in ("last_backup", "last_verified_backup")]
+    status = max((check.status for check in checks), key=_RANK.__getitem__)
+    return HealthReport(status=OK if status == SKIPPED else status, checks=checks, checked_at=now)
+
+
+@dataclass(frozen=True)
+class CachedReport:
+    report: HealthReport
+    age_seconds: float  # since the probes started
+
+
+_cached: dict[str, tuple[float, HealthReport]] = {}  # alias -> (monotonic start of its probes, report)
+_refresh_lock = threading.Lock()
+_clock = time.monotonic
+
+
+def health_report_cached(*, using: str = DEFAULT_DB_ALIAS, max_age_seconds: float | None = None) -> CachedReport:
+    """The last report of this process when younger than `max_age_seconds` (HEALTH_CACHE_SECONDS;
+    0 disables the cache), else a fresh one. One thread refreshes; the others wait and share it."""
+    max_age = float(settings.HEALTH_CACHE_SECONDS if max_age_seconds is None else max_age_seconds)
+    if max_age <= 0:
+        return CachedReport(health_check(using=using), 0.0)
+    seen = _cached.get(using)
+    if seen is not None and 0 <= _clock() - seen[0] < max_age:
+        return CachedReport(seen[1], _clock() - seen[0])
+    with _refresh_lock:
+        entry = _cached.get(using)
+        # Refreshed by the thread we waited for: share it, even when its probes took longer than the TTL.
+        if entry is None or entry is seen:
+            entry = _cached[using] = (_clock(), health_check(using=using))
+    return CachedReport(entry[1], _clock() - entry[0])
+
+
+def health_cache_clear() -> None:
+    """Forgets the cached reports of this process (the next request computes afresh)."""
+    _cached.clear()
+
+
+def _skipped(name: str, why: str) -> CheckResult:
+    return CheckResult(name, SKIPPED, why)
+
+
+def _probe(name: str, failure_status: str, probe: Callable[[], CheckResult]) -> CheckResult:
+    """Turns any exception of a probe into a result (the report must always be produced)."""
+    try:
+        return probe()
+    except Exception as exc:  # noqa: BLE001 - every failure of an external system is a finding, not a crash
+        return CheckResult(name, failure_status, f"{type(exc).__name__}: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return mask_configured_secrets(text.splitlines()[0]) if text else "no details"
+
+
+def _database(using: str) -> CheckResult:
+    def probe() -> CheckResult:
+        connection = connections[using]
+        started = time.perf_counter()
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return CheckResult("database", OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
+
+    return _probe("database", UNHEALTHY, probe)
+
+
+def _migrations(using: str) -> CheckResult:
+    def probe() -> CheckResult:
+        executor = MigrationExecutor(connections[using])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if plan:
+            pending = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+            return CheckResult("migrations", UNHEALTHY, f"{len(pending)} not applied", {"pending": pending})
+        return CheckResult("migrations", OK, "all applied")
+
+    return _probe("migrations", UNHEALTHY, probe)
+
+
+def _redis(timeout: float) -> CheckResult:
+    url = getattr(settings, "REDIS_URL", None)
+    if not url:
+        return _skipped("redis", "REDIS_HOST unset: tasks run in-process")
+
+    def probe() -> CheckResult:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            started = time.perf_counter()
+            client.ping()
+            latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        finally:
+            client.close()
+        return CheckResult("redis", OK, "ping answered", {"latency_ms": latency_ms})
+
+    return _probe("redis", DEGRADED, probe)
+
+
+def _celery_workers(timeout: float, redis_check: CheckResult) -> CheckResult:
+    if redis_check.status == SKIPPED:
+        return _skipped("celery_workers", "REDIS_HOST unset: tasks run in-process")
+    if redis_check.status != OK:
+        return CheckResult("celery_workers", DEGRADED, "not asked: the broker (Redis) is unreachable")
+
+    def probe() -> CheckResult:
+        from multipult.celery import app
+
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+            # limit=1: return on the first answer instead of always waiting for the whole timeout.
+            replies = app.control.ping(timeout=timeout, limit=1, connection=connection)
+        workers = sorted(name for reply in replies for name in reply)
+        if not workers:
+            return CheckResult("celery_workers", DEGRADED, f"no worker answered a ping within {timeout:g}s")
+        return CheckResult("celery_workers", OK, f"{len(workers)} answered", {"workers": workers})
+
+    return _probe("celery_workers", DEGRADED, probe)
+
+
+def _s3(timeout: float) -> CheckResult:
+    storage = settings.STORAGES.get("backups_s3")
+    if not storage:
+        return _skipped("s3", "S3_BACKUP_BUCKET unset")
+    options = storage["OPTIONS"]
+
+    def probe() -> CheckResult:
+        started = time.perf_counter()
+        s3_client(options, timeout).head_bucket(Bucket=options["bucket_name"])
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return CheckResult("s3", OK, "bucket reachable", {"latency_ms": latency_ms})
+
+    return _probe("s3", DEGRADED, probe)
+
+
+def _disk() -> CheckResult:
+    folder = Path(settings.BACKUP_DIR)
+    minimum_mb = int(settings.HEALTH_MIN_FREE_DISK_MB)
+
+    def probe() -> CheckResult:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # BACKUP_DIR is created on first backup
+        free_mb = shutil.disk_usage(existing).free // (1024 * 1024)
+        details = {"free_mb": free_mb, "min_free_mb": minimum_mb}
+        if free_mb < minimum_mb:
+            return CheckResult("disk", DEGRADED, f"{free_mb:,} MB free in BACKUP_DIR, below {minimum_mb:,} MB", details)
+        return CheckResult("disk", OK, f"{free_mb:,} MB free in BACKUP_DIR", details)
+
+    return _probe("disk", DEGRADED, probe)
+
+
+def _backup_ages(using: str, now: datetime) -> list[CheckResult]:
+    def probe() -> list[CheckResult]:
+        records = BackupRecord.objects.using(using)
+        last_backup = (
+            records.filter(status=BackupRecord.Status.SUCCEEDED, finished_at__isnull=False)
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+        last_verified = (
+            records.filter(verification_status=BackupRecord.VerificationStatus.PASSED, verified_at__isnull=False)
+            .order_by("-verified_at")
+            .values_list("verified_at", flat=True)
+            .first()
+        )
+        return [
+            _age("last_backup", "successful backup", last_backup, now, float(settings.BACKUP_MAX_AGE_HOURS)),
+            _age("last_verified_backup", "verified backup", last_verified, now, float(settings.VERIFY_MAX_AGE_HOURS)),
+        ]
+
+    try:
+        return probe()
+    except Exception as exc:  # noqa: BLE001 - e.g. the dbops tables are missing before migrate
+        failed = f"{type(exc).__name__}: {_first_line(exc)}"
+        return [CheckResult(name, DEGRADED, failed) for name in ("last_backup", "last_verified_backup")]
+
+
+def _age(name: str, what: str, at: datetime | None, now: datetime, max_hours: float) -> CheckResult:
+    if at is None:
+        return CheckResult(name, DEGRADED, f"no {what} yet", {"max_age_hours": max_hours})
+    age_hours = round((now - at) / timedelta(hours=1), 2)
+    details = {"at": at.isoformat(), "age_hours": age_hours, "max_age_hours": max_hours}
+    if age_hours > max_hours:
+        return CheckResult(name, DEGRADED, f"last {what} is {age_hours:g}h old (limit {max_hours:g}h)", details)
+    return CheckResult(name, OK, f"last {what} is {age_hours:g}h old", details)

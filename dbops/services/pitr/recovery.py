@@ -1,0 +1,441 @@
+"""Point-in-time recovery for PostgreSQL: server settings check, base backups, restore to a moment,
+and which archived WAL retention must keep.
+
+A base backup is `pg_basebackup -Ft -z -X fetch` (self-contained) stored through the PITR storage
+beside its `backup_manifest`, catalogued as a BackupRecord (kind base, format tar) plus a
+PitrBaseBackup row with its cluster id and first WAL segment. WAL arrives continuously through the
+server's archive_command (`archive_wal`, see pitr_wal.py). A restore unpacks the newest base backup
+finished before the target and configures recovery (restore_command = our `restore_wal`,
+recovery_target_time, recovery.signal) so that starting the server replays exactly up to the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from dbops.engines.pitr_server import (
+    PitrSettingsReport,
+    Progress,
+    SettingCheck,
+    pitr_archive_command,
+    pitr_restore_command,
+    pitr_settings_check,
+    run_basebackup,
+    server_cursor,
+    server_params,
+)
+from dbops.exceptions import PitrError
+from dbops.models import BackupRecord, PitrBaseBackup
+from dbops.services.pitr.wal_archive import (
+    CHUNK,
+    archived_cluster_ids,
+    pitr_storage,
+    wal_archived_names,
+    wal_last_archived_at,
+)
+
+__all__ = [
+    "PitrClusterStatus",
+    "PitrRestoreResult",
+    "PitrSettingsReport",
+    "SettingCheck",
+    "WalRetention",
+    "pitr_archive_command",
+    "pitr_base_backup_create",
+    "pitr_restore",
+    "pitr_settings_check",
+    "pitr_status",
+    "pitr_wal_needed",
+    "wal_segment_name",
+]
+
+
+# --- base backup -----------------------------------------------------------------------------------
+
+
+def pitr_base_backup_create(
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    storage: str | None = None,
+    triggered_by: str = BackupRecord.Trigger.CLI,
+    triggered_by_user: str = "",
+    progress: Progress | None = None,
+) -> BackupRecord:
+    """Takes a base backup with pg_basebackup, stores it and catalogues it (status row kept up to date)."""
+    report = pitr_settings_check(using=using)
+    if report.problems:
+        names = ", ".join(f"{check.name}={check.actual!r}" for check in report.problems)
+        raise PitrError(f"The server is not set up for PITR ({names}); run `pitr setup` for the fixes.")
+    storage_kind, backend = pitr_storage(storage)
+    params = server_params(using)
+    started = time.monotonic()
+    record = BackupRecord.objects.create(
+        kind=BackupRecord.Kind.BASE,
+        status=BackupRecord.Status.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        engine="postgresql",
+        database_alias=using,
+        database_name=params["dbname"],
+        format=BackupRecord.Format.TAR,
+        compression=BackupRecord.Compression.GZIP,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+    )
+    saved_names: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
+            label = f"multipult dbops base backup #{record.pk}"
+            tool_version = run_basebackup(params, Path(workdir), label=label, progress=progress)
+            manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
+            wal_range = manifest["WAL-Ranges"][0]
+            with server_cursor(using) as cursor:
+                cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
+                cluster_id = cursor.fetchone()[0]
+                cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
+                segment_size = cursor.fetchone()[0]
+                cursor.execute("SHOW server_version")
+                server_version = cursor.fetchone()[0]
+            folder = f"pitr/{cluster_id}/base/{record.started_at:%Y%m%dT%H%M%SZ}-{record.pk}"
+            artifact = Path(workdir) / "base.tar.gz"
+            sha256 = _sha256(artifact)
+            for local_name in ("base.tar.gz", "backup_manifest"):
+                with (Path(workdir) / local_name).open("rb") as handle:
+                    saved = backend.save(f"{folder}/{local_name}", File(handle, name=local_name))
+                saved_names.append(saved)
+                if local_name == "base.tar.gz":
+                    storage_name = saved
+        timeline = int(wal_range["Timeline"])
+        pitr = PitrBaseBackup(
+            backup=record,
+            cluster_id=cluster_id,
+            timeline=timeline,
+            start_lsn=wal_range["Start-LSN"],
+            end_lsn=wal_range["End-LSN"],
+            start_wal=wal_segment_name(timeline, wal_range["Start-LSN"], segment_size),
+            end_wal=wal_segment_name(timeline, wal_range["End-LSN"], segment_size),
+            wal_segment_size=segment_size,
+            storage=storage_kind,
+        )
+        with transaction.atomic():
+            record.status = BackupRecord.Status.SUCCEEDED
+            record.finished_at = timezone.now()
+            record.duration_seconds = time.monotonic() - started
+            record.size_bytes = backend.size(storage_name)
+            record.sha256 = sha256
+            record.storage_name = storage_name
+            record.location = backend.path(storage_name) if storage_kind == "local" else ""
+            record.uploaded_to_s3 = storage_kind == "s3"
+            record.s3_key = storage_name if storage_kind == "s3" else ""
+            record.server_version = server_version
+            record.tool_version = tool_version
+            record.save()
+            pitr.save()
+            saved_names.append(_save_manifest(backend, record, pitr))
+    except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
+        for name in saved_names:  # no half-stored backup left behind
+            backend.delete(name)
+        record.status = BackupRecord.Status.FAILED
+        record.finished_at = timezone.now()
+        record.error = str(exc) or type(exc).__name__
+        record.save(update_fields=["status", "finished_at", "error"])
+        if isinstance(exc, PitrError) or not isinstance(exc, Exception):
+            raise
+        raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
+    return record
+
+
+MANIFEST_SUFFIX = ".manifest.json"  # the backup catalog's convention: a manifest beside each artifact
+
+
+def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
+    """The catalog row and its PITR facts beside the artifact, so the catalog can be rebuilt from storage."""
+    manifest: dict = {"manifest_version": 1, "id": record.pk}
+    for model_field in BackupRecord._meta.concrete_fields:
+        if model_field.name not in ("id", "location"):
+            value = getattr(record, model_field.attname)
+            manifest[model_field.name] = value.isoformat() if isinstance(value, datetime) else value
+    manifest["pitr"] = {
+        model_field.name: getattr(pitr, model_field.attname)
+        for model_field in PitrBaseBackup._meta.concrete_fields
+        if model_field.name not in ("id", "backup")
+    }
+    name = record.storage_name + MANIFEST_SUFFIX
+    saved = backend.save(name, ContentFile(json.dumps(manifest, indent=2).encode()))
+    if saved != name:
+        raise PitrError(f"Storage saved the manifest {name} as {saved}.")
+    return saved
+
+
+def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:
+    """The WAL file holding an LSN such as 0/2000028 (as PostgreSQL's pg_walfile_name computes it)."""
+    high, low = (int(part, 16) for part in lsn.split("/"))
+    segment = ((high << 32) | low) // segment_size
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
+
+
+# --- restore ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PitrRestoreResult:
+    target_dir: Path
+    target_time: datetime
+    base_backup: BackupRecord
+    restore_command: str
+    start_command: str
+
+
+def pitr_restore(
+    *,
+    target_time: datetime,
+    target_dir: Path | str,
+    backup_id: int | None = None,
+    port: int | None = None,
+    owner: str | None = None,
+    keep_archiving: bool = False,
+    python: str | None = None,
+    progress: Progress | None = None,
+) -> PitrRestoreResult:
+    """Builds a data directory that, once started, recovers to `target_time` and opens for writes.
+
+    Checks every input before touching the disk; on a failure after that, removes what it created.
+    """
+    target_dir = Path(target_dir).absolute()
+    if timezone.is_naive(target_time):
+        raise PitrError("The target time needs a timezone, e.g. 2026-01-27 12:00:00+00.")
+    if target_time > timezone.now():
+        raise PitrError(f"The target time {target_time.isoformat()} is in the future.")
+    if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
+        raise PitrError(f"{target_dir} exists and is not an empty directory; give a new one.")
+    if not target_dir.parent.is_dir():
+        raise PitrError(f"{target_dir.parent} does not exist.")
+    if port is not None and not 1 <= port <= 65535:
+        raise PitrError(f"--port must be between 1 and 65535; got {port}.")
+    owner_ids = _owner_ids(owner)
+    record = _base_backup_for(target_time, backup_id)
+    pitr = record.pitr
+    _kind, backend = pitr_storage(pitr.storage)
+    # Recovery stops at the first commit after the target, so WAL archived after the target must exist.
+    last_archived = wal_last_archived_at(cluster_id=pitr.cluster_id, storage=pitr.storage)
+    if last_archived is None or last_archived <= target_time:
+        when = last_archived.isoformat() if last_archived else "never"
+        raise PitrError(
+            f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
+            "run SELECT pg_switch_wal() on the server, or choose an earlier time."
+        )
+    restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
+
+    created = not target_dir.exists()
+    target_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        _extract_verified(backend, record, target_dir, progress)
+        for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
+            (target_dir / stale).unlink(missing_ok=True)
+        lines = [
+            f"# multipult dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
+            f"restore_command = {_conf_literal(restore_command)}",
+            f"recovery_target_time = {_conf_literal(target_time.isoformat())}",
+            "recovery_target_action = 'promote'",
+        ]
+        if port is not None:
+            lines.append(f"port = {port}")
+        if not keep_archiving:  # a copy must not archive into the source cluster's WAL archive
+            lines.append("archive_mode = 'off'")
+        with (target_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("\n" + "\n".join(lines) + "\n")
+        (target_dir / "recovery.signal").touch()
+        target_dir.chmod(0o700)
+        if owner_ids:
+            for path in [target_dir, *target_dir.rglob("*")]:
+                os.lchown(path, *owner_ids)
+    except BaseException:
+        if created:
+            shutil.rmtree(target_dir, ignore_errors=True)
+        else:
+            for child in target_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        raise
+    return PitrRestoreResult(
+        target_dir=target_dir,
+        target_time=target_time,
+        base_backup=record,
+        restore_command=restore_command,
+        start_command=f"pg_ctl -D {shlex.quote(str(target_dir))} start",
+    )
+
+
+def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupRecord:
+    usable = BackupRecord.objects.filter(
+        kind=BackupRecord.Kind.BASE, status=BackupRecord.Status.SUCCEEDED, pitr__isnull=False
+    ).select_related("pitr")
+    if backup_id is not None:
+        record = usable.filter(pk=backup_id).first()
+        if record is None:
+            raise PitrError(f"Backup #{backup_id} is not a succeeded PITR base backup.")
+        if record.finished_at > target_time:
+            raise PitrError(
+                f"Base backup #{backup_id} finished at {record.finished_at.isoformat()}, after the target time."
+            )
+        return record
+    record = usable.filter(finished_at__lte=target_time).order_by("-finished_at").first()
+    if record is None:
+        raise PitrError(
+            f"No PITR base backup finished before {target_time.isoformat()}; take one with `pitr base-backup`."
+        )
+    return record
+
+
+class _HashingReader:
+    """Hashes what the tar reader consumes and reports progress about every megabyte."""
+
+    def __init__(self, stream, total: int, progress: Progress | None) -> None:
+        self.stream, self.digest, self.total, self.progress = stream, hashlib.sha256(), total, progress
+        self.done = self.reported = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.digest.update(chunk)
+        self.done += len(chunk)
+        if self.progress and (self.done - self.reported >= CHUNK or (not chunk and self.done != self.reported)):
+            self.reported = self.done
+            self.progress("unpacking base backup (bytes)", self.done, max(self.total, self.done))
+        return chunk
+
+
+def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
+    with backend.open(record.storage_name, "rb") as stored:
+        reader = _HashingReader(stored, record.size_bytes or 0, progress)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|gz") as archive:
+                archive.extractall(target_dir, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise PitrError(f"Base backup #{record.pk} cannot be unpacked: {exc}") from exc
+        while reader.read(CHUNK):  # hash any trailing bytes the tar reader did not need
+            pass
+    if reader.digest.hexdigest() != record.sha256:
+        raise PitrError(f"Base backup #{record.pk} is corrupt: its SHA-256 does not match the catalog.")
+
+
+def _owner_ids(owner: str | None) -> tuple[int, int] | None:
+    if not owner:
+        return None
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise PitrError(f"No such user {owner!r} for --owner.") from None
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise PitrError(f"Only root can give the data directory to {owner!r}.")
+    return entry.pw_uid, entry.pw_gid
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+
+@dataclass
+class WalRetention:
+    needed: dict[str, list[str]]  # cluster id -> WAL names to keep
+    removable: dict[str, list[str]]  # cluster id -> WAL names no kept base backup needs
+
+
+def pitr_wal_needed(*, kept_base_backups: Iterable[BackupRecord], storage: str | None = None) -> WalRetention:
+    """Which archived WAL the kept base backups still need: for each cluster, everything from the
+    oldest kept base backup's first segment on (any timeline), and every timeline history file.
+    A cluster with no kept base backup needs none of its WAL. Non-base records are ignored."""
+    oldest_start: dict[str, str] = {}
+    base_ids = [record.pk for record in kept_base_backups if record.kind == BackupRecord.Kind.BASE]
+    for pitr in PitrBaseBackup.objects.filter(backup_id__in=base_ids):
+        segment = pitr.start_wal[8:]  # timeline-independent position
+        if pitr.cluster_id not in oldest_start or segment < oldest_start[pitr.cluster_id]:
+            oldest_start[pitr.cluster_id] = segment
+    retention = WalRetention(needed={}, removable={})
+    for cluster_id in archived_cluster_ids(storage=storage):
+        needed, removable = [], []
+        start = oldest_start.get(cluster_id)
+        for name in wal_archived_names(cluster_id=cluster_id, storage=storage):
+            keep = start is not None and (name.endswith(".history") or name[8:24] >= start)
+            (needed if keep else removable).append(name)
+        retention.needed[cluster_id], retention.removable[cluster_id] = needed, removable
+    return retention
+
+
+@dataclass
+class PitrClusterStatus:
+    cluster_id: str
+    base_backups: list[dict]  # id, finished_at, start_wal, size_bytes, storage_name (newest first)
+    wal_files: int
+    first_wal: str | None
+    last_wal: str | None
+    last_archived_at: datetime | None
+
+
+def pitr_status(*, storage: str | None = None) -> list[PitrClusterStatus]:
+    """Per cluster: its succeeded base backups and the extent of its WAL archive (for `pitr status`)."""
+    by_cluster: dict[str, list[dict]] = {}
+    base_backups = (
+        PitrBaseBackup.objects.filter(backup__status=BackupRecord.Status.SUCCEEDED)
+        .select_related("backup")
+        .order_by("-backup__finished_at")
+    )
+    for pitr in base_backups:
+        by_cluster.setdefault(pitr.cluster_id, []).append(
+            {
+                "id": pitr.backup_id,
+                "finished_at": pitr.backup.finished_at,
+                "start_wal": pitr.start_wal,
+                "size_bytes": pitr.backup.size_bytes,
+                "storage": pitr.storage,
+                "storage_name": pitr.backup.storage_name,
+            }
+        )
+    statuses = []
+    for cluster_id in sorted(set(by_cluster) | set(archived_cluster_ids(storage=storage))):
+        names = wal_archived_names(cluster_id=cluster_id, storage=storage)
+        segments = [name for name in names if len(name) >= 24]
+        statuses.append(
+            PitrClusterStatus(
+                cluster_id=cluster_id,
+                base_backups=by_cluster.get(cluster_id, []),
+                wal_files=len(names),
+                first_wal=segments[0][:24] if segments else None,
+                last_wal=segments[-1][:24] if segments else None,
+                last_archived_at=wal_last_archived_at(cluster_id=cluster_id, storage=storage),
+            )
+        )
+    return statuses
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _conf_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

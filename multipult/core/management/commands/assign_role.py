@@ -1,0 +1,30 @@
+"""assign_role: gives a user a role (idempotent)."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.exceptions import DbopsError
+from dbops.management.base import DbopsCommand
+from multipult.core.services.users import role_assign
+
+
+class Command(DbopsCommand):
+    help = "Gives the user with --user-id the role named --role. Unknown user or role: an error, nothing changes."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user-id", type=int, required=True, help="Id of the user (see the admin or the API).")
+        parser.add_argument("--role", required=True, help="Name of an existing role, e.g. editor.")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+
+    def handle(self, *args, **options):
+        try:
+            assignment = role_assign(user_id=options["user_id"], role_name=options["role"], using=options["database"])
+        except DbopsError as exc:
+            raise CommandError(str(exc)) from exc
+        user, role = assignment.user, assignment.role
+        if assignment.added:
+            self.stdout.write(self.style.SUCCESS(f"User #{user.pk} {user.username} now has the role {role.name}."))
+        else:
+            self.stdout.write(f"User #{user.pk} {user.username} already had the role {role.name}; nothing changed.")

@@ -1,0 +1,31 @@
+"""show_config: the effective configuration and where each value came from; secrets masked."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from dbops.management.base import DbopsCommand
+from dbops.management.output import write_json
+from multipult.core.services.configuration import config_show
+
+
+class Command(DbopsCommand):
+    help = "Shows every setting read from the environment: its effective value, its source (env or default)."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
+
+    def handle(self, *args, **options):
+        entries = config_show()
+        if options["json"]:
+            write_json(self.stdout, [asdict(entry) for entry in entries])
+            return
+        width = max(len(entry.name) for entry in entries)
+        group = None
+        for entry in entries:
+            if entry.group != group:
+                group = entry.group
+                self.stdout.write(self.style.MIGRATE_HEADING(f"[{group}]"))
+            value = entry.display if entry.display != "" else "(unset)"
+            self.stdout.write(f"  {entry.name:<{width}}  {value}  ({entry.source})")

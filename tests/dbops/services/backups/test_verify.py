@@ -1,0 +1,76 @@
+"""verify_backup on the real PostgreSQL: checksum from storage, restore test into a scratch database."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from dbops.models import BackupRecord
+from dbops.services.backups.create import backup_create
+from dbops.services.backups.verify import backup_verify
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def databases_like(pattern: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_verify_latest_with_restore_test_records_the_result(backup_dir, some_data):
+    backup_create(tag="old")
+    newest = backup_create(tag="new")
+    output = run("verify_backup", "--latest", "--restore-test")
+    assert f"Backup #{newest.pk} verified" in output and "restore test" in output
+    newest.refresh_from_db()
+    assert newest.verification_status == "passed" and newest.verified_at is not None
+    assert newest.verification_details["restore_tested"] is True
+    assert newest.verification_details["tables_checked"] == len(newest.row_counts)
+    assert databases_like(f"{connection.settings_dict['NAME']}_verify_%") == []  # scratch database dropped
+
+
+def test_verify_detects_a_flipped_bit_and_records_failure(backup_dir, some_data):
+    backup_record = backup_create()
+    artifact = Path(backup_record.location)
+    data = bytearray(artifact.read_bytes())
+    data[100] ^= 0x80
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(CommandError, match="FAILED verification"):
+        run("verify_backup", str(backup_record.pk))
+    backup_record.refresh_from_db()
+    assert backup_record.verification_status == "failed"
+    assert "damaged" in backup_record.verification_details["problems"][0]
+
+
+def test_restore_test_compares_row_counts(backup_dir, some_data):
+    backup_record = backup_create()
+    # A catalog that claims different counts than the archive holds must fail the restore test.
+    BackupRecord.objects.filter(pk=backup_record.pk).update(
+        row_counts={**backup_record.row_counts, "core_concept": 31, "ghost_table": 1}
+    )
+    backup_record.refresh_from_db()
+    result = backup_verify(backup_record=backup_record, restore_test=True)
+    assert not result.passed and result.checksum_ok
+    assert any("core_concept: 30 rows after restore, 31" in problem for problem in result.problems)
+    assert any("ghost_table is missing" in problem for problem in result.problems)
+
+
+def test_verify_unknown_id_and_missing_argument(db):
+    with pytest.raises(CommandError, match="No backup with id"):
+        run("verify_backup", "424242")
+    with pytest.raises(CommandError, match="backup id or --latest"):
+        run("verify_backup")
+    with pytest.raises(CommandError, match="no succeeded backup"):
+        run("verify_backup", "--latest")

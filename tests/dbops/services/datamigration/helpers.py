@@ -1,0 +1,47 @@
+"""Shared helpers for the data migration tests (export, import, anonymization, snapshots)."""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from dbops.models import DataTransferRun, Snapshot
+from dbops.services.datamigration.entities import ENTITIES
+from dbops.services.datamigration.snapshots import table_checksum
+from multipult.core.services.seeding import seed_create
+
+
+def seed(scale: float = 0.3, seed: int = 7) -> None:
+    seed_create(scale=scale, seed=seed)
+
+
+def domain_rows() -> dict[str, list[tuple]]:
+    """Every exported column of every entity, in primary-key order (passwords are not exported)."""
+    return {
+        name: list(entity.model.objects.order_by("pk").values_list(*[f.attname for f in entity.fields]))
+        for name, entity in ENTITIES.items()
+    }
+
+
+def fingerprint() -> dict[str, object]:
+    """Checksums of every domain table plus the dbops bookkeeping rows: equal means nothing changed."""
+    state: dict[str, object] = {entity.table: table_checksum(connection, entity.table) for entity in ENTITIES.values()}
+    state["runs"] = list(DataTransferRun.objects.order_by("pk").values_list("pk", "status"))
+    state["snapshots"] = list(Snapshot.objects.order_by("pk").values_list("pk", "status"))
+    return state
+
+
+def sequence_positions() -> dict[str, tuple]:
+    positions = {}
+    with connection.cursor() as cursor:
+        for entity in ENTITIES.values():
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [entity.table])
+            sequence = cursor.fetchone()[0]
+            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608
+            positions[entity.table] = cursor.fetchone()
+    return positions
+
+
+def wipe_domain() -> None:
+    with connection.cursor() as cursor:
+        for entity in reversed(list(ENTITIES.values())):
+            cursor.execute(f'DELETE FROM "{entity.table}"')  # noqa: S608
