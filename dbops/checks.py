@@ -54,7 +54,7 @@ def check_s3_settings(app_configs, **kwargs):
 def check_pitr_settings(app_configs, **kwargs):
     from django.conf import settings
 
-    from dbops.engines.pitr_server import basebackup_tool
+    from dbops.engines.postgresql.server import basebackup_tool
 
     problems = []
     if settings.PITR_STORAGE == "s3" and "backups_s3" not in settings.STORAGES:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import models
 
-from dbops.engines.copy_format import COPY_ESCAPES
+from dbops.engines.postgresql.copy_format import COPY_ESCAPES
 from dbops.exceptions import DataMigrationError
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.formats import Unparsable

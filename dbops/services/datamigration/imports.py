@@ -11,7 +11,7 @@ Pipeline, per entity in dependency order:
 5. if nothing failed and this is not a dry run: optional rollback snapshot, then
    `INSERT … SELECT … FROM staging [ON CONFLICT (id) DO UPDATE]`, then sequences are moved past the
    imported ids. Tables receiving more rows than they hold get their plain indexes and foreign keys
-   rebuilt once after the write instead of maintained per row (dbops.engines.bulk_indexes).
+   rebuilt once after the write instead of maintained per row (dbops.engines.postgresql.bulk_indexes).
 
 A dry run stops after step 4 and rolls the transaction back: it never touches the real tables, so it
 consumes no sequence values and registers no on_commit hooks.
@@ -34,8 +34,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models.fields import PositiveIntegerRelDbTypeMixin
 from django.utils import timezone
 
-from dbops.engines.bulk_indexes import IndexSuspension
-from dbops.engines.copy_format import copy_text
+from dbops.engines.postgresql.bulk_indexes import IndexSuspension
+from dbops.engines.postgresql.copy_format import copy_text
 from dbops.exceptions import DataMigrationError, ImportValidationError
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.entities import ENTITIES, Entity, entity_for_model

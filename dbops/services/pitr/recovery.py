@@ -31,7 +31,7 @@ from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from dbops.engines.pitr_server import (
+from dbops.engines.postgresql.server import (
     PitrSettingsReport,
     Progress,
     SettingCheck,

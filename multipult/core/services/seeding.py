@@ -24,8 +24,8 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Max
 
-from dbops.engines.bulk_indexes import IndexSuspension
-from dbops.engines.copy_format import copy_text
+from dbops.engines.postgresql.bulk_indexes import IndexSuspension
+from dbops.engines.postgresql.copy_format import copy_text
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 
@@ -410,7 +410,7 @@ class _CopyWriter(_Writer):
     """PostgreSQL COPY … FROM STDIN in text format, one bounded buffer per chunk.
 
     For tables that will hold more new rows than old ones, plain indexes and foreign keys are dropped
-    before the load and rebuilt after it (dbops.engines.bulk_indexes). All of it happens in
+    before the load and rebuilt after it (dbops.engines.postgresql.bulk_indexes). All of it happens in
     seed_create's transaction, so a failure restores them; the tables are locked for the duration,
     which is fine for seed data.
     """

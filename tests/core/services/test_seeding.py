@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from dbops.engines.copy_format import copy_text as _copy_value
+from dbops.engines.postgresql.copy_format import copy_text as _copy_value
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 from multipult.core.services.seeding import ROLES, seed_create, seed_plan
