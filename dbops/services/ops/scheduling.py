@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.exceptions import (
     BackupNotFound,
     ConfigurationError,
@@ -54,7 +55,7 @@ def _alive_elsewhere(task_run: TaskRun) -> bool:
 def task_run_execute(*, task_id: str, task_name: str, arguments: dict, action: Callable[[TaskRun], dict]) -> dict:
     """Runs `action` once per task id: a delivery whose run already succeeded, or is running in a
     live process, does nothing and says so; a failed or dead run is attempted again."""
-    with transaction.atomic():
+    with transaction.atomic(using=operations_alias()):
         task_run, created = TaskRun.objects.select_for_update().get_or_create(
             task_id=task_id, defaults={"task_name": task_name, "started_at": timezone.now(), "arguments": arguments}
         )
@@ -324,7 +325,7 @@ def schedules_setup() -> ScheduleSetup:
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     created, existing = [], []
-    with transaction.atomic():
+    with transaction.atomic(using=operations_alias()):
         _, policy_created = RetentionPolicy.objects.get_or_create(name="default", defaults=DEFAULT_POLICY)
         (created if policy_created else existing).append("retention policy: default")
         for schedule in DEFAULT_SCHEDULES:

@@ -51,7 +51,7 @@ def test_a_failed_big_import_leaves_indexes_and_keys_in_place(tmp_path, monkeypa
     target = tmp_path / "all.jsonl"
     export_data(entities=None, output=target, fmt="jsonl")
     wipe_domain()
-    from dbops.engines import bulk_indexes
+    from dbops.engines.postgresql import bulk_indexes
 
     def failing_restore(self):
         raise RuntimeError("disk full")
