@@ -118,3 +118,14 @@ def sqlite_env(tmp_path):
     from tests.dbops.commandline import sqlite_environment
 
     return sqlite_environment(tmp_path)
+
+
+@pytest.fixture
+def drop_pre_restore_databases():
+    """Drops the `<test db>_pre_restore_*` databases a full restore leaves behind."""
+    yield
+    from dbops.engines import get_connector
+
+    connector = get_connector()
+    for name in connector.pre_restore_databases():
+        connector.drop_database(name)

@@ -212,6 +212,38 @@ def requested_verify(*, task_id: str, backup_id: int, restore_test: bool = True,
     return task_run_execute(task_id=task_id, task_name="verify_backup", arguments=arguments, action=action)
 
 
+def requested_restore(
+    *, task_id: str, backup_id: int, tables: list[str] | None = None, requested_by: str = "", trigger: str = "api"
+) -> dict:
+    """Restores one backup for a task (a safety backup first), recorded on this task's TaskRun. The
+    TaskRun lives in the operations database, so the restore it describes does not rewind it."""
+    from dbops.services.backups.restore import backup_restore
+
+    def action(task_run: TaskRun) -> dict:
+        backup_record = BackupRecord.objects.filter(pk=backup_id).first()
+        if backup_record is None:
+            raise BackupNotFound(f"Backup #{backup_id} does not exist (any more); nothing restored.")
+        task_run.backup_record = backup_record
+        result = backup_restore(
+            backup_record=backup_record,
+            database=backup_record.database_alias,
+            tables=tables,
+            triggered_by=trigger,
+            triggered_by_user=requested_by,
+            wait=True,  # a nightly backup may hold the lock for a while
+        )
+        return {
+            "backup_id": backup_record.pk,
+            "database": result.database_name,
+            "tables": result.tables,
+            "safety_backup_id": result.safety_backup.pk if result.safety_backup else None,
+            "previous_database": result.previous_database,
+        }
+
+    arguments = {"backup_id": backup_id, "tables": tables or [], "requested_by": requested_by}
+    return task_run_execute(task_id=task_id, task_name="restore_backup", arguments=arguments, action=action)
+
+
 def scheduled_upload_retry(*, task_id: str) -> dict:
     """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
 
