@@ -4,8 +4,10 @@ before, plus the rows of the restore itself, and the task that restored ends `su
 
 from __future__ import annotations
 
+import json
 import uuid
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -128,3 +130,35 @@ def test_restore_db_on_the_command_line_keeps_the_operations_state(backup_then_c
     assert "re-synced" not in out.getvalue()
     # A record re-synced from storage would have lost its location: nothing was re-synced at all.
     assert BackupRecord.objects.get(pk=backup_record.pk).location == backup_record.location
+
+
+def test_on_the_embedded_sqlite_default_the_state_has_a_file_of_its_own_that_a_restore_leaves_alone(sqlite_env):
+    from tests.dbops.commandline import run_manage
+
+    def manage(*args: str) -> str:
+        result = run_manage(*args, env=sqlite_env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    manage("migrate", "--no-input", "-v", "0")
+    manage("seed_data", "--scale", "0.05", "--seed", "1")
+    manage("backup_advanced", "--quiet", "--tag", "before")
+    manage("setup_schedules")  # after the backup: a rewind would drop these schedules and the policy
+    before = json.loads(manage("list_backups", "--json"))
+    backup_id = next(row["id"] for row in before if row["tag"] == "before")
+
+    manage("restore_db", "--backup-id", str(backup_id), "--confirm", "--quiet")
+
+    after = json.loads(manage("list_backups", "--json"))
+    assert {row["id"] for row in before} < {row["id"] for row in after}  # plus the safety backup
+    schedules = manage("shell", "-c", SHOW_SCHEDULES)
+    assert "dbops: nightly backup" in schedules and "default" in schedules
+    folder = Path(sqlite_env["SQLITE_PATH"]).parent
+    assert (folder / "db-ops.sqlite3").is_file()
+
+
+SHOW_SCHEDULES = (
+    "from django_celery_beat.models import PeriodicTask; from dbops.models import RetentionPolicy;"
+    "print(list(PeriodicTask.objects.values_list('name', flat=True)));"
+    "print(list(RetentionPolicy.objects.values_list('name', flat=True)))"
+)
