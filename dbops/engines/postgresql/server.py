@@ -15,12 +15,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.conf import dbops_setting
 from dbops.exceptions import PitrError
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -52,14 +54,19 @@ class PitrSettingsReport:
         return [check for check in self.checks if not check.ok and not check.warning]
 
 
+def server_python(python: str | None = None) -> str:
+    """The interpreter the server runs our commands with: `python`, else DBOPS["PITR_PYTHON"], else this one."""
+    return python or dbops_setting("PITR_PYTHON") or sys.executable
+
+
 def pitr_archive_command(*, python: str | None = None) -> str:
     """The archive_command that sends each WAL file to `archive_wal`."""
-    return f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} archive_wal %p %f"
+    return f"{shlex.quote(server_python(python))} {shlex.quote(str(MANAGE_PY))} archive_wal %p %f"
 
 
 def pitr_restore_command(*, cluster_id: str, storage: str, python: str | None = None) -> str:
     return (
-        f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} restore_wal %f %p "
+        f"{shlex.quote(server_python(python))} {shlex.quote(str(MANAGE_PY))} restore_wal %f %p "
         f"--cluster-id {cluster_id} --storage {storage}"
     )
 
@@ -73,9 +80,8 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
             "('wal_level', 'archive_mode', 'archive_command', 'archive_timeout', 'max_wal_senders')"
         )
         values = dict(cursor.fetchall())
-        cursor.execute("SELECT archived_count, last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver")
-        columns = ("archived_count", "last_archived_wal", "failed_count", "last_failed_wal")
-        archiver = dict(zip(columns, cursor.fetchone(), strict=True))
+        cursor.execute(ARCHIVER_QUERY)
+        archiver = dict(zip(ARCHIVER_COLUMNS, cursor.fetchone(), strict=True))
     command = values.get("archive_command", "")
     checks = [
         SettingCheck(
@@ -116,6 +122,48 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
         ),
     ]
     return PitrSettingsReport(checks=checks, archive_command=wanted_command, archiver=archiver)
+
+
+@dataclass
+class WalSwitch:
+    cluster_id: str
+    segment: str  # the WAL file the switch completed: the one to see archived
+    switched_at: datetime  # the server's clock
+
+
+ARCHIVER_COLUMNS = (
+    "archived_count", "last_archived_wal", "last_archived_time", "failed_count", "last_failed_wal", "last_failed_time",
+)  # fmt: skip
+ARCHIVER_QUERY = (
+    "SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time "
+    "FROM pg_stat_archiver"
+)
+
+
+def server_wal_switch(*, using: str = DEFAULT_DB_ALIAS) -> WalSwitch:
+    """Writes a restore point (so there is WAL to switch even on an idle server, as pgBackRest's check
+    does) and switches to a new WAL file, which the archiver then archives."""
+    with server_cursor(using) as cursor:
+        try:
+            cursor.execute("SELECT pg_create_restore_point('multipult dbops pitr check')")
+            cursor.execute(
+                "SELECT system_identifier::text, pg_walfile_name(pg_switch_wal()), now() FROM pg_control_system()"
+            )
+        except psycopg2.Error as exc:
+            raise PitrError(f"Cannot switch WAL on the server: {_first_line(exc)}") from exc
+        cluster_id, segment, switched_at = cursor.fetchone()
+    return WalSwitch(cluster_id=cluster_id, segment=segment, switched_at=switched_at)
+
+
+def server_archiver_status(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, object]:
+    """pg_stat_archiver: counts, and the last archived and last failed WAL file with their times."""
+    with server_cursor(using) as cursor:
+        cursor.execute(ARCHIVER_QUERY)
+        return dict(zip(ARCHIVER_COLUMNS, cursor.fetchone(), strict=True))
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def basebackup_tool() -> str | None:

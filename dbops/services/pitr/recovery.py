@@ -43,6 +43,7 @@ from dbops.engines.postgresql.server import (
     server_cursor,
     server_params,
 )
+from dbops.engines.postgresql.wal import wal_segment_name
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.wal_archive import (
@@ -52,18 +53,18 @@ from dbops.services.pitr.wal_archive import (
     wal_archived_names,
     wal_last_archived_at,
 )
+from dbops.services.pitr.wal_gaps import restore_wal_gap
 
 __all__ = [
-    "PitrClusterStatus",
     "PitrRestoreResult",
     "PitrSettingsReport",
     "SettingCheck",
     "WalRetention",
+    "base_backup_unpack",
     "pitr_archive_command",
     "pitr_base_backup_create",
     "pitr_restore",
     "pitr_settings_check",
-    "pitr_status",
     "pitr_wal_needed",
     "wal_segment_name",
 ]
@@ -188,14 +189,6 @@ def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
     return saved
 
 
-def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:
-    """The WAL file holding an LSN such as 0/2000028 (as PostgreSQL's pg_walfile_name computes it)."""
-    high, low = (int(part, 16) for part in lsn.split("/"))
-    segment = ((high << 32) | low) // segment_size
-    per_id = 0x100000000 // segment_size
-    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
-
-
 # --- restore ---------------------------------------------------------------------------------------
 
 
@@ -246,12 +239,20 @@ def pitr_restore(
             f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
             "run SELECT pg_switch_wal() on the server, or choose an earlier time."
         )
+    gap = restore_wal_gap(pitr=pitr, target_time=target_time)
+    if gap is not None:
+        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
+        raise PitrError(
+            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
+            f"base backup #{record.pk} to {target_time.isoformat()} needs; take a new base backup or choose an "
+            "earlier time (`pitr status` shows the gaps)."
+        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        _extract_verified(backend, record, target_dir, progress)
+        base_backup_unpack(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
@@ -325,7 +326,8 @@ class _HashingReader:
         return chunk
 
 
-def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
+def base_backup_unpack(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
+    """Unpacks base.tar.gz into `target_dir`, hashing it on the way: PitrError when it does not match."""
     with backend.open(record.storage_name, "rb") as stored:
         reader = _HashingReader(stored, record.size_bytes or 0, progress)
         try:
@@ -379,52 +381,6 @@ def pitr_wal_needed(*, kept_base_backups: Iterable[BackupRecord], storage: str |
             (needed if keep else removable).append(name)
         retention.needed[cluster_id], retention.removable[cluster_id] = needed, removable
     return retention
-
-
-@dataclass
-class PitrClusterStatus:
-    cluster_id: str
-    base_backups: list[dict]  # id, finished_at, start_wal, size_bytes, storage_name (newest first)
-    wal_files: int
-    first_wal: str | None
-    last_wal: str | None
-    last_archived_at: datetime | None
-
-
-def pitr_status(*, storage: str | None = None) -> list[PitrClusterStatus]:
-    """Per cluster: its succeeded base backups and the extent of its WAL archive (for `pitr status`)."""
-    by_cluster: dict[str, list[dict]] = {}
-    base_backups = (
-        PitrBaseBackup.objects.filter(backup__status=BackupRecord.Status.SUCCEEDED)
-        .select_related("backup")
-        .order_by("-backup__finished_at")
-    )
-    for pitr in base_backups:
-        by_cluster.setdefault(pitr.cluster_id, []).append(
-            {
-                "id": pitr.backup_id,
-                "finished_at": pitr.backup.finished_at,
-                "start_wal": pitr.start_wal,
-                "size_bytes": pitr.backup.size_bytes,
-                "storage": pitr.storage,
-                "storage_name": pitr.backup.storage_name,
-            }
-        )
-    statuses = []
-    for cluster_id in sorted(set(by_cluster) | set(archived_cluster_ids(storage=storage))):
-        names = wal_archived_names(cluster_id=cluster_id, storage=storage)
-        segments = [name for name in names if len(name) >= 24]
-        statuses.append(
-            PitrClusterStatus(
-                cluster_id=cluster_id,
-                base_backups=by_cluster.get(cluster_id, []),
-                wal_files=len(names),
-                first_wal=segments[0][:24] if segments else None,
-                last_wal=segments[-1][:24] if segments else None,
-                last_archived_at=wal_last_archived_at(cluster_id=cluster_id, storage=storage),
-            )
-        )
-    return statuses
 
 
 # --- helpers ---------------------------------------------------------------------------------------

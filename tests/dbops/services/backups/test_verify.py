@@ -72,5 +72,5 @@ def test_verify_unknown_id_and_missing_argument(db):
         run("verify_backup", "424242")
     with pytest.raises(CommandError, match="backup id or --latest"):
         run("verify_backup")
-    with pytest.raises(CommandError, match="no succeeded backup"):
+    with pytest.raises(CommandError, match="No successful backup"):
         run("verify_backup", "--latest")

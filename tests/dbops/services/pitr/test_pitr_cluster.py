@@ -15,7 +15,8 @@ from django.core.management import call_command
 
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
-from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create, pitr_status, pitr_wal_needed
+from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create, pitr_wal_needed
+from dbops.services.pitr.status import pitr_status
 from dbops.services.pitr.wal_archive import pitr_storage
 from tests.dbops.services.pitr.cluster import pitr_clusters  # noqa: F401  (fixture)
 
