@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg2
 
+from dbops.engines.postgresql.server import conf_literal
 from dbops.exceptions import PitrError
 
 DB_OWNER = "postgres"  # the OS user PostgreSQL runs as when we are root
@@ -148,7 +149,7 @@ def scratch_recovery_run(
     }
     with (data_dir / "postgresql.auto.conf").open("a") as conf:
         conf.write("\n# multipult dbops scratch recovery (verification)\n")
-        conf.writelines(f"{name} = {_conf_literal(value)}\n" for name, value in overrides.items())
+        conf.writelines(f"{name} = {conf_literal(value)}\n" for name, value in overrides.items())
     (data_dir / "recovery.signal").touch()
     data_dir.chmod(0o700)
     _give_to_owner(workspace)
@@ -248,7 +249,3 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _conf_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -240,5 +240,10 @@ def server_cursor(using: str) -> Iterator:
         connection.close()
 
 
+def conf_literal(value: str) -> str:
+    """A quoted value for postgresql.conf / postgresql.auto.conf."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"

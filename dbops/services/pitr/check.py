@@ -73,4 +73,7 @@ def _archiver_summary(archiver: dict) -> str:
     failed = archiver["last_failed_wal"] or "none"
     if archiver["last_failed_time"] is not None:
         failed += f" at {archiver['last_failed_time'].isoformat()}"
-    return f"pg_stat_archiver: last archived {archived}, last failed {failed} ({archiver['failed_count']} failures)"
+    summary = f"pg_stat_archiver: last archived {archived}, last failed {failed} ({archiver['failed_count']} failures)"
+    if not archiver["failed_count"]:  # exit 126/127 or a signal kills the archiver before it counts a failure
+        summary += "; no failure counted: archive_command may not even start (wrong path?), see the server log"
+    return summary

@@ -36,6 +36,7 @@ from dbops.engines.postgresql.server import (
     PitrSettingsReport,
     Progress,
     SettingCheck,
+    conf_literal,
     pitr_archive_command,
     pitr_restore_command,
     pitr_settings_check,
@@ -257,8 +258,8 @@ def pitr_restore(
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
             f"# multipult dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
-            f"restore_command = {_conf_literal(restore_command)}",
-            f"recovery_target_time = {_conf_literal(target_time.isoformat())}",
+            f"restore_command = {conf_literal(restore_command)}",
+            f"recovery_target_time = {conf_literal(target_time.isoformat())}",
             "recovery_target_action = 'promote'",
         ]
         if port is not None:
@@ -392,7 +393,3 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _conf_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
