@@ -155,12 +155,12 @@ def scratch_recovery_run(
     _give_to_owner(workspace)
     pg_ctl = server_tool("pg_ctl", major=_major_of(data_dir))
     log = workspace / SERVER_LOG
-    started = _as_owner(
-        [pg_ctl, "-D", str(data_dir), "-l", str(log), "-w", "-t", str(max(1, int(timeout))), "start"],
-        cwd=workspace,
-        timeout=timeout + 60,
-    )
-    try:
+    try:  # from here on the server may be running: always stopped below, even on Ctrl-C
+        started = _as_owner(
+            [pg_ctl, "-D", str(data_dir), "-l", str(log), "-w", "-t", str(max(1, int(timeout))), "start"],
+            cwd=workspace,
+            timeout=timeout + 60,
+        )
         if started.returncode != 0:
             raise PitrError(f"The scratch server did not reach a consistent state: {_server_reason(log, started)}")
         deadline = time.monotonic() + timeout

@@ -4,7 +4,7 @@ and which archived WAL retention must keep.
 A base backup is `pg_basebackup -Ft -z -X fetch` (self-contained) stored through the PITR storage
 beside its `backup_manifest`, catalogued as a BackupRecord (kind base, format tar) plus a
 PitrBaseBackup row with its cluster id and first WAL segment. WAL arrives continuously through the
-server's archive_command (`archive_wal`, see pitr_wal.py). A restore unpacks the newest base backup
+server's archive_command (`archive_wal`, see wal_archive.py). A restore unpacks the newest base backup
 finished before the target and configures recovery (restore_command = our `restore_wal`,
 recovery_target_time, recovery.signal) so that starting the server replays exactly up to the target.
 """
