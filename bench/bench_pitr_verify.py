@@ -61,7 +61,11 @@ def main() -> int:
     os.environ.update({name: value for name, value in factory.env.items() if name != "PATH"})  # scratch server's env
     record = None
     try:
-        with override_settings(STORAGES=storages, PITR_STORAGE="local", DBOPS={"PITR_PYTHON": factory.python}):
+        with override_settings(
+            STORAGES=storages,
+            PITR_STORAGE="local",
+            DBOPS={**getattr(settings, "DBOPS", {}), "PITR_PYTHON": factory.python},
+        ):
             source = factory.archiving_source()
             subprocess.run(
                 [str(PG_BIN / "pgbench"), "-i", "-q", "-s", str(scale), "-h", "127.0.0.1", "-p", str(source.port),
