@@ -28,7 +28,7 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--restore-test", action="store_true", help="Also restore into a scratch database and compare row counts."
         )
-        parser.add_argument("--jobs", type=int, default=1, help="Parallel pg_restore jobs for --restore-test.")
+        parser.add_argument("--jobs", type=int, default=1, help="Parallel restore jobs for --restore-test.")
         parser.add_argument("--quiet", action="store_true", help="Only the result line.")
 
     def handle(self, *args, **options):

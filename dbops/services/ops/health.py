@@ -31,6 +31,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from dbops.engines import get_connector
 from dbops.models import BackupRecord
 from multipult.core.services.configuration import mask_configured_secrets, s3_client
 
@@ -141,7 +142,8 @@ def _database(using: str) -> CheckResult:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("database", OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
+        engine = get_connector(using).engine
+        return CheckResult("database", OK, f"{engine} answered", {"latency_ms": latency_ms})
 
     return _probe("database", UNHEALTHY, probe)
 

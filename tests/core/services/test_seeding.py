@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from dbops.engines import get_connector
 from dbops.engines.postgresql.copy_format import copy_text as _copy_value
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
@@ -191,7 +192,7 @@ def test_only_tables_with_more_new_rows_than_old_are_rebuilt():
 
     seed_create(scale=0.5, seed=4)
     existing = AuditLog.objects.count()
-    writer = _CopyWriter(connection)
+    writer = _CopyWriter(get_connector())
     assert writer.tables_worth_rebuilding({AuditLog: existing, Concept: Concept.objects.count() + 1}) == [
         "core_concept"
     ]

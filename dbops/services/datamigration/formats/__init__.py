@@ -8,7 +8,7 @@ stream them back as (entity, record number, record).
 - csv: `manifest.json` plus one `<entity>.csv` per entity (header row = field names), in a folder or
   a .zip. Empty cells are NULL for non-text columns; JSON columns hold JSON text.
 - sql: `INSERT INTO "table" (columns) VALUES (...);` one per record in dependency order between
-  BEGIN/COMMIT, standard literals only, so psql or sqlite3 can run it as is.
+  BEGIN/COMMIT, standard literals only, so the PostgreSQL or SQLite command-line shell can run it as is.
 """
 
 from __future__ import annotations
