@@ -6,7 +6,6 @@ import pytest
 from django.db import connection
 
 from dbops.engines import get_connector
-from dbops.engines.postgresql.copy_format import copy_text as _copy_value
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 from multipult.core.services.seeding import ROLES, seed_create, seed_plan
@@ -140,13 +139,6 @@ def test_a_failure_half_way_leaves_nothing_behind(monkeypatch):
         seed_create(scale=0.2, seed=1)
     assert User.objects.count() == 0 and Role.objects.count() == 0
     assert _index_and_key_definitions() == definitions  # dropped indexes and keys came back too
-
-
-def test_copy_values_escape_what_copy_text_format_treats_specially():
-    assert _copy_value(None) == "\\N"
-    assert _copy_value(True) == "t" and _copy_value(False) == "f"
-    assert _copy_value("a\tb\nc\\d\re") == "a\\tb\\nc\\\\d\\re"
-    assert _copy_value(12) == "12"
 
 
 @pytest.mark.django_db
