@@ -13,6 +13,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
 from dbops.models import BackupRecord
@@ -201,8 +202,9 @@ def backup_restore(
                 raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
-            # The restored catalog is as old as the backup: bring back every backup storage knows of.
-            if connector.alias == DEFAULT_DB_ALIAS:
+            # Only when the operations state lives in the restored database (DBOPS["DATABASE"] unset) is
+            # the catalog as old as the backup: then bring back every backup storage knows of.
+            if connector.alias == operations_alias():
                 result.sync = catalog_sync()
     result.seconds = time.perf_counter() - started
     _audit(result, triggered_by, triggered_by_user)

@@ -11,7 +11,7 @@ from dbops.engines.postgresql.copy_format import COPY_ESCAPES
 from dbops.exceptions import ImportFormatError, ImportValidationError
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
-from dbops.services.datamigration.formats import _json_line
+from dbops.services.datamigration.formats.jsonl import _json_line
 from dbops.services.datamigration.import_fields import _fast_json, _fast_text
 from dbops.services.datamigration.imports import import_data
 from tests.dbops.services.datamigration.helpers import domain_rows, seed, wipe_domain
