@@ -170,8 +170,8 @@ class Connector(ABC):
         """Databases kept aside by earlier full restores (PostgreSQL `<name>_pre_restore_<time>`)."""
         return []
 
-    def drop_database(self, name: str) -> None:
-        """Drops one of pre_restore_databases() (retention's clean-up)."""
+    def drop_database(self, name: str, *, force: bool = False) -> None:
+        """Drops one of pre_restore_databases() (retention's clean-up); `force` ends sessions on it first."""
         raise NotImplementedError(f"{self.engine} keeps no databases aside")
 
     def migration_state(self) -> dict[str, list[str]]:

@@ -294,16 +294,8 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             admin.close()
 
     def database_ensure(self) -> bool:
-        admin = self._raw_connection(MAINTENANCE_DB)
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database_name])
-                if cursor.fetchone():
-                    return False
-                cursor.execute(f"CREATE DATABASE {quote_ident(self.database_name)}")
-                return True
-        finally:
-            admin.close()
+        with maintenance.maintenance_session(self.settings_dict) as admin:
+            return maintenance.database_create_missing(admin, self.database_name)
 
     def drop_database(self, name: str, *, force: bool = False) -> None:
         """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else); one still

@@ -86,6 +86,16 @@ def database_create_like(admin, name: str, *, like: str) -> None:
         )
 
 
+def database_create_missing(admin, name: str) -> bool:
+    """CREATE DATABASE `name` (the server's defaults) unless it exists; True when it was created."""
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone():
+            return False
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
 def database_drop(admin, name: str, *, force: bool) -> None:
     """DROP DATABASE IF EXISTS; `force` ends the sessions on it first, otherwise one in use fails."""
     statement = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"

@@ -117,11 +117,6 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
     return PitrSettingsReport(checks=checks, archive_command=wanted_command, archiver=archiver)
 
 
-def basebackup_tool() -> str | None:
-    """pg_basebackup, found the engine's one way (dbops.engines.postgresql.tools), or None."""
-    return tools.tool_path("pg_basebackup")
-
-
 def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
     tool = tools.tool_require("pg_basebackup", error=PitrError)
     command = [
