@@ -9,7 +9,6 @@ hba file of its own, and never archives.
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import psycopg2
 
+from dbops.engines.postgresql import tools
 from dbops.engines.postgresql.server import conf_literal
 from dbops.exceptions import PitrError
 
@@ -37,26 +37,8 @@ USER_TABLES_COUNT = (
 
 
 def server_tool(name: str, *, major: str | None = None) -> str:
-    """A PostgreSQL program: the given major version's Debian folder first (a data directory needs its
-    own major), then PATH, then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
-    (Private finder until dbops/engines/postgresql/tools.py lands; the integrator folds it in.)"""
-    candidates = [Path(f"/usr/lib/postgresql/{major}/bin") / name] if major else []
-    on_path = shutil.which(name)
-    candidates += [Path(on_path)] if on_path else []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
-        candidates += [Path(bindir) / name] if bindir else []
-    newest_first = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
-    candidates += [Path(folder) / name for folder in newest_first]
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise PitrError(f"{name} not found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin); install PostgreSQL.")
-
-
-def _version_key(folder: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", folder))
+    """A PostgreSQL program of the data directory's own major version where there is one."""
+    return tools.tool_require(name, error=PitrError, major=major)
 
 
 # --- pg_verifybackup -------------------------------------------------------------------------------

@@ -1,15 +1,14 @@
-"""PostgreSQL server side of PITR: its WAL settings (checked, with the fix for each) and pg_basebackup.
+"""PostgreSQL server side of PITR: its WAL settings (checked, with the fix for each), its identity, and
+pg_basebackup.
 
-Uses short autocommit connections of its own (psycopg2) to the server behind a database alias:
+Server-wide queries run on the engine's maintenance connection (dbops.engines.postgresql.maintenance):
 settings are server-wide facts, not part of the application's transaction.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.conf import dbops_setting
+from dbops.engines.postgresql import maintenance, tools
 from dbops.exceptions import PitrError
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -166,29 +166,45 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def basebackup_tool() -> str | None:
-    """pg_basebackup on PATH, else Debian's server package location (not on PATH there)."""
-    tool = shutil.which("pg_basebackup") or "/usr/lib/postgresql/15/bin/pg_basebackup"
-    return tool if Path(tool).exists() else None
-
-
 def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
-    tool = basebackup_tool()
-    if tool is None:
-        raise PitrError("pg_basebackup not found; install the PostgreSQL client tools.")
+    tool = tools.tool_require("pg_basebackup", error=PitrError)
     command = [
         tool,
         "-h", str(params["host"]), "-p", str(params["port"]), "-U", params["user"],
         "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label, "-P",
     ]  # fmt: skip
-    env = {**os.environ, "PGPASSWORD": params["password"] or ""}  # the password never on the command line
+    # The password only as PGPASSWORD in the child's environment, which holds nothing else of ours.
+    env = tools.child_environment(params.get("settings"), password=params["password"], application_name="dbops")
     with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
         stderr = _follow_progress(child.stderr, progress)
     if child.returncode != 0:
-        detail = ([line for line in stderr.splitlines() if line.strip() and "kB (" not in line] or ["no output"])[-1]
-        raise PitrError(f"pg_basebackup failed: {detail.strip()}")
-    version = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-    return version.stdout.strip()
+        errors = [line for line in stderr.splitlines() if line.strip() and "kB (" not in line]
+        raise PitrError(tools.tool_failure(tool, child.returncode, "\n".join(errors[-5:])))
+    return tools.tool_version_read(tools.tool_version_start(tool))
+
+
+def server_start_command(data_dir: Path) -> str:
+    """The shell command that starts a server on `data_dir` (pg_ctl's full path when it is off PATH)."""
+    pg_ctl = tools.tool_path("pg_ctl") or "pg_ctl"
+    return f"{shlex.quote(pg_ctl)} -D {shlex.quote(str(data_dir))} start"
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    cluster_id: str  # pg_control_system().system_identifier: the same for every copy of one cluster
+    wal_segment_size: int
+    server_version: str
+
+
+def server_identity(using: str) -> ServerIdentity:
+    with server_cursor(using) as cursor:
+        cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
+        cluster_id = cursor.fetchone()[0]
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
+        segment_size = cursor.fetchone()[0]
+        cursor.execute("SHOW server_version")
+        server_version = cursor.fetchone()[0]
+    return ServerIdentity(cluster_id=cluster_id, wal_segment_size=segment_size, server_version=server_version)
 
 
 def _follow_progress(stream, progress: Progress | None) -> str:
@@ -222,22 +238,17 @@ def server_params(using: str) -> dict:
         "user": database.get("USER") or "postgres",
         "password": database.get("PASSWORD") or "",
         "dbname": database.get("NAME") or "postgres",
+        "settings": database,  # the whole entry: OPTIONS (sslmode...) reach the programs' environment too
     }
 
 
 @contextmanager
 def server_cursor(using: str) -> Iterator:
-    """A short autocommit connection of its own: settings are server-wide, not the app's transaction."""
+    """A cursor on the maintenance connection: settings are server-wide, not the app's transaction."""
     params = server_params(using)
-    try:
-        connection = psycopg2.connect(connect_timeout=10, **params)
-    except psycopg2.Error as exc:
-        raise PitrError(f"Cannot connect to PostgreSQL at {params['host']}:{params['port']}: {exc}") from exc
-    connection.autocommit = True
-    try:
-        yield connection.cursor()
-    finally:
-        connection.close()
+    target = {**params["settings"], "HOST": params["host"], "PORT": params["port"], "USER": params["user"]}
+    with maintenance.maintenance_session(target, error=PitrError) as connection, connection.cursor() as cursor:
+        yield cursor
 
 
 def conf_literal(value: str) -> str:

@@ -20,7 +20,7 @@ from dbops.services.pitr.status import pitr_status
 class Command(DbopsCommand):
     help = (
         "Point-in-time recovery: `setup` checks the server's WAL settings (and prints the fixes), `base-backup` "
-        "takes a pg_basebackup recorded as a base backup, `restore` builds a data directory recovered to a moment, "
+        "takes a physical base backup of the cluster, `restore` builds a data directory recovered to a moment, "
         "`status` lists base backups and WAL gaps, `check` proves the server's WAL reaches the archive now."
     )
 
@@ -29,7 +29,7 @@ class Command(DbopsCommand):
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         setup.add_argument("--json", action="store_true", help="Print the report as JSON.")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
-        base = actions.add_parser("base-backup", help="Take a base backup with pg_basebackup.")
+        base = actions.add_parser("base-backup", help="Take a base backup (a physical copy of the whole cluster).")
         base.add_argument("--storage", choices=["local", "s3"], help="Where to store it (default: PITR_STORAGE).")
         base.add_argument("--json", action="store_true", help="Print the catalog row as JSON.")
         base.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")

@@ -42,7 +42,7 @@ class Command(DbopsCommand):
             help="Also restore into a scratch database and compare row counts (a PITR base backup: replay its WAL "
             "in a scratch server until consistent).",
         )
-        parser.add_argument("--jobs", type=int, default=1, help="Parallel pg_restore jobs for --restore-test.")
+        parser.add_argument("--jobs", type=int, default=1, help="Parallel restore jobs for --restore-test.")
         parser.add_argument("--quiet", action="store_true", help="Only the result line.")
 
     def handle(self, *args, **options):

@@ -1,7 +1,7 @@
 """Point-in-time recovery for PostgreSQL: server settings check, base backups, restore to a moment,
 and which archived WAL retention must keep.
 
-A base backup is `pg_basebackup -Ft -z -X fetch` (self-contained) stored through the PITR storage
+A base backup is a tar-format, gzipped, self-contained one (WAL fetched) stored through the PITR storage
 beside its `backup_manifest`, catalogued as a BackupRecord (kind base, format tar) plus a
 PitrBaseBackup row with its cluster id and first WAL segment. WAL arrives continuously through the
 server's archive_command (`archive_wal`, see wal_archive.py). A restore unpacks the newest base backup
@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import pwd
-import shlex
 import shutil
 import socket
 import tarfile
@@ -41,8 +40,9 @@ from dbops.engines.postgresql.server import (
     pitr_restore_command,
     pitr_settings_check,
     run_basebackup,
-    server_cursor,
+    server_identity,
     server_params,
+    server_start_command,
 )
 from dbops.engines.postgresql.wal import wal_segment_name
 from dbops.exceptions import PitrError
@@ -82,7 +82,7 @@ def pitr_base_backup_create(
     triggered_by_user: str = "",
     progress: Progress | None = None,
 ) -> BackupRecord:
-    """Takes a base backup with pg_basebackup, stores it and catalogues it (status row kept up to date)."""
+    """Takes a base backup through the engine, stores it and catalogues it (status row kept up to date)."""
     report = pitr_settings_check(using=using)
     if report.problems:
         names = ", ".join(f"{check.name}={check.actual!r}" for check in report.problems)
@@ -112,13 +112,9 @@ def pitr_base_backup_create(
             tool_version = run_basebackup(params, Path(workdir), label=label, progress=progress)
             manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
             wal_range = manifest["WAL-Ranges"][0]
-            with server_cursor(using) as cursor:
-                cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
-                cluster_id = cursor.fetchone()[0]
-                cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
-                segment_size = cursor.fetchone()[0]
-                cursor.execute("SHOW server_version")
-                server_version = cursor.fetchone()[0]
+            identity = server_identity(using)
+            cluster_id, segment_size = identity.cluster_id, identity.wal_segment_size
+            server_version = identity.server_version
             folder = f"pitr/{cluster_id}/base/{record.started_at:%Y%m%dT%H%M%SZ}-{record.pk}"
             artifact = Path(workdir) / "base.tar.gz"
             sha256 = _sha256(artifact)
@@ -285,7 +281,7 @@ def pitr_restore(
         target_time=target_time,
         base_backup=record,
         restore_command=restore_command,
-        start_command=f"pg_ctl -D {shlex.quote(str(target_dir))} start",
+        start_command=server_start_command(target_dir),
     )
 
 

@@ -18,9 +18,11 @@ import pytest
 from django.conf import settings as django_settings
 
 from dbops.engines.postgresql.server import pitr_archive_command
+from dbops.engines.postgresql.tools import tool_path
 from tests.ports import unused_port
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+# The server programs' folder, found the engine's way (a PATH entry may be a symlink: resolve it).
+PG_BIN = Path(os.environ.get("PG_BIN") or Path(os.path.realpath(tool_path("initdb") or "initdb")).parent)
 DB_OWNER = "postgres"
 
 
