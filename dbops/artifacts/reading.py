@@ -31,6 +31,7 @@ FORMAT_OF_LAYER = {"custom": "custom", "plain": "plain", "sqlite": "sqlite", "sq
 ENGINE_OF_LAYER = {"custom": "postgresql", "plain": "postgresql", "sqlite": "sqlite", "sqlite-plain": "sqlite"}
 PRESENT, MISSING, DAMAGED = "present", "missing", "damaged"
 READABLE_STATUSES = (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.MISSING)
+_PLACE_NAMES = {LOCAL: "local", S3: "S3"}
 
 
 @dataclass
@@ -64,7 +65,7 @@ class ArtifactCopies:
     def failure(self) -> RestoreError:
         pk = self.backup_record.pk
         if self.damage:
-            details = "; ".join(f"the {place} copy {what}" for place, what in self.damage.items())
+            details = "; ".join(f"the {_PLACE_NAMES[place]} copy {what}" for place, what in self.damage.items())
             more = f"; S3 could not be asked: {self.unreachable}" if self.unreachable else ""
             return ChecksumMismatch(f"Backup #{pk} is damaged: {details}{more}.")
         if self.unreachable:

@@ -196,7 +196,7 @@ def backup_restore(
             raise RestoreError(
                 f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."
             )
-        result.warnings = _compatibility_warnings(connector, manifest)
+        result.warnings += _compatibility_warnings(connector, manifest)
         if tables:
             available = connector.archive_tables(decoded.path, fmt=decoded.fmt)
             unknown = [t for t in tables if t not in available]
