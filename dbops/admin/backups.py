@@ -222,7 +222,8 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
 
     @admin.display(description="verified", boolean=True, ordering="verification_status")
     def verified(self, backup_record: BackupRecord) -> bool | None:
-        if backup_record.verification_status == BackupRecord.VerificationStatus.NEVER:
+        status = BackupRecord.VerificationStatus
+        if backup_record.verification_status in (status.NEVER, status.KEY_UNAVAILABLE):  # unknown, not failed
             return None
         return backup_record.verification_status == BackupRecord.VerificationStatus.PASSED
 
