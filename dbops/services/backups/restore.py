@@ -17,6 +17,7 @@ from django.utils import timezone
 from dbops.artifacts.manifest import manifest_of
 from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check, record_decryption_keys
 from dbops.artifacts.sidecar import sidecar_path
+from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupError, BackupNotFound, CatalogSyncRefused, DbopsError, RestoreError
 from dbops.models import BackupRecord
@@ -216,8 +217,9 @@ def backup_restore(
                 raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
-            # The restored catalog is as old as the backup: bring back every backup storage knows of.
-            if connector.alias == DEFAULT_DB_ALIAS:
+            # Only when the operations state lives in the restored database (DBOPS["DATABASE"] unset) is
+            # the catalog as old as the backup: then bring back every backup storage knows of.
+            if connector.alias == operations_alias():
                 try:
                     result.sync = catalog_sync()
                 except CatalogSyncRefused as exc:  # the restore is done; the catalog stays as restored

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from django.db import DEFAULT_DB_ALIAS, router, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from dbops.artifacts.manifest import manifest_of, manifest_write
 from dbops.artifacts.storage import storage_put
+from dbops.conf import operations_alias
 from dbops.engines.postgresql.server import (
     PitrSettingsReport,
     Progress,
@@ -135,7 +136,7 @@ def pitr_base_backup_create(
             wal_segment_size=segment_size,
             storage=storage_kind,
         )
-        with transaction.atomic(using=router.db_for_write(BackupRecord)):
+        with transaction.atomic(using=operations_alias()):
             record.status = BackupRecord.Status.SUCCEEDED
             record.finished_at = timezone.now()
             record.duration_seconds = time.monotonic() - started
