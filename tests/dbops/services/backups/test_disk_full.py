@@ -58,10 +58,10 @@ def fill_before(monkeypatch, module, name: str, folder) -> list[str]:
 
 
 def test_disk_full_in_the_middle_of_the_artifact(backup_dir, mounts, tmp_path, some_data):
-    # Given a dump (plain, uncompressed) more than twice the size of a 32 KiB disk holding the backup folder
+    # Given a dump (plain, uncompressed) more than twice the size of a 16 KiB disk holding the backup folder
     full_size = backup_export(output=tmp_path / "measure.sql").size_bytes
-    assert full_size > 2 * 32 * 1024
-    mounts.tmpfs(backup_dir, "32k")
+    assert full_size > 2 * 16 * 1024
+    mounts.tmpfs(backup_dir, "16k")
     before = data_state()
     # When the backup streams into it
     message = one_line_failure("backup_advanced", "--compress", "none", "--format", "plain", "--quiet")
