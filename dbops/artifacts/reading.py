@@ -179,7 +179,7 @@ def file_check(path: Path, *, verify: bool = True) -> FileCheck:
         raise RestoreError(f"{path} does not exist or is not a file.")
     with open(path, "rb") as handle:
         if sniff_layers(handle.read(64)) == "unknown":
-            raise NotABackupError(f"{path} is not a backup (no pg_dump, SQL dump or SQLite content).")
+            raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content).")
     manifest = manifest_beside(path) or {}
     expected, source = sidecar_digest(path), sidecar_path(path)
     if expected is None and manifest.get("sha256"):
@@ -217,7 +217,7 @@ def artifact_decode(
             kind = layers[-1]
             if kind == "unknown":
                 what = " inside " + "+".join(layers[:-1]) if len(layers) > 1 else ""
-                raise NotABackupError(f"{path} is not a backup (no pg_dump, SQL dump or SQLite content{what}).")
+                raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content{what}).")
             with open(target, "wb", buffering=0) as sink:
                 while chunk := reader.read(CHUNK_SIZE):
                     size += _write_decoded(sink, chunk, target)
@@ -230,7 +230,7 @@ def artifact_decode(
             raise RestoreError(f"{path} does not exist.") from exc
         raise NotABackupError(f"{path} is damaged or truncated: {exc}") from exc
     if kind == "plain" and PLAIN_DUMP_END not in _tail(target):
-        raise NotABackupError(f"{path} is truncated: the SQL dump does not end with pg_dump's completion mark.")
+        raise NotABackupError(f"{path} is truncated: the SQL dump does not end with PostgreSQL's completion mark.")
     return DecodedDump(
         path=target, fmt=FORMAT_OF_LAYER[kind], engine=ENGINE_OF_LAYER[kind], layers=layers, size_bytes=size
     )

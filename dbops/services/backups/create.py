@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from dbops.artifacts.keyring import RingKey, ring_newest_key
 from dbops.artifacts.manifest import manifest_name, manifest_of, manifest_write
-from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, EXTENSIONS, PipelineWriter, sha256_of
+from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
 from dbops.artifacts.sidecar import sidecar_path, sidecar_write
 from dbops.artifacts.storage import (
     PARTIAL_SUFFIX,
@@ -186,7 +186,7 @@ def backup_create_locked(
         server_version=connector.server_version(),
         migration_state=connector.migration_state(),
     )
-    suffix = EXTENSIONS[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
+    suffix = connector.artifact_extensions[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
     backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
     backup_record.save(update_fields=["storage_name"])
     started = time.perf_counter()
@@ -292,7 +292,7 @@ def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
     from multipult.core.models import AuditLog
 
     names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
-    if backup_record.kind == BackupRecord.Kind.BASE:  # pg_basebackup's own manifest sits beside it
+    if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
         names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
     removed = delete_everywhere(names) if backup_record.storage_name else []
     backup_record.status = BackupRecord.Status.DELETED

@@ -15,7 +15,7 @@ def presence_from_known_facts(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dbops', '0002_operations'),
+        ('dbops', '0003_backup_format_labels_name_formats'),
     ]
 
     operations = [
