@@ -17,7 +17,7 @@ class Command(DbopsCommand):
     help = (
         "Verifies a backup: its SHA-256 from storage (local, else S3); with --restore-test also restores it "
         "into a scratch database (dropped after) and checks tables and row counts. A PITR base backup is also "
-        "checked with pg_verifybackup, and its restore test replays its WAL in a scratch server. The result is "
+        "checked against its backup manifest, and its restore test replays its WAL in a scratch server. The result is "
         "recorded."
     )
 

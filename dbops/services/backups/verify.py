@@ -107,11 +107,11 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
 
 
 def _base_backup_verify(backup_record: BackupRecord, *, restore_test: bool) -> VerificationResult:
-    """A PITR base backup: checksum, pg_verifybackup and, as its restore test, WAL replay to its end."""
+    """A PITR base backup: checksum, its backup manifest and, as its restore test, WAL replay to its end."""
     from dbops.services.pitr.verification import pitr_base_backup_verify  # PostgreSQL-only, loaded on demand
 
     outcome = pitr_base_backup_verify(backup_record=backup_record, restore_test=restore_test)
-    checks = ["checksum", "pg_verifybackup"]
+    checks = ["checksum", "backup manifest"]
     if outcome.restore_tested:
         checks.append(f"WAL replay to {outcome.details['replayed_to_lsn']}")
     result = VerificationResult(

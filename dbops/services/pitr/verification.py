@@ -1,5 +1,5 @@
 """Proving a PITR base backup works before it is needed: its SHA-256 while unpacking it into a scratch
-folder, pg_verifybackup against its backup_manifest (every file's checksum, and its WAL parsed), and
+folder, checked against its backup_manifest (every file's checksum, and its WAL parsed), and
 as the restore test, WAL replay in a scratch server started on the unpacked backup, with our
 restore_wal as restore_command, until it is consistent (the backup's end LSN). `backup_verify`
 records the outcome on the BackupRecord like any other verification."""
@@ -27,7 +27,7 @@ REPLAY_TIMEOUT = 1800.0  # seconds for the scratch server to replay to the backu
 @dataclass
 class BaseBackupVerification:
     checksum_ok: bool = False
-    manifest_ok: bool = False  # pg_verifybackup passed
+    manifest_ok: bool = False  # every file matched the backup manifest
     replay_ok: bool = False  # the scratch server reached the backup's end and answered queries
     restore_tested: bool = False
     problems: list[str] = field(default_factory=list)
@@ -37,7 +37,7 @@ class BaseBackupVerification:
 def pitr_base_backup_verify(
     *, backup_record: BackupRecord, restore_test: bool = False, timeout: float = REPLAY_TIMEOUT
 ) -> BaseBackupVerification:
-    """Checksum and pg_verifybackup; with `restore_test`, WAL replay in a scratch server too. Every
+    """Checksum and backup manifest; with `restore_test`, WAL replay in a scratch server too. Every
     check that fails adds a problem; nothing outside a temporary folder is written."""
     try:
         pitr = backup_record.pitr

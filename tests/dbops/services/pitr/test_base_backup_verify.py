@@ -63,7 +63,7 @@ def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(pitr_
     output = run_verify("--latest", "--kind", "base", "--restore-test")
 
     # Then every check passed and is recorded on the catalog row
-    assert f"Backup #{record.pk} verified: checksum + pg_verifybackup + WAL replay to " in output
+    assert f"Backup #{record.pk} verified: checksum + backup manifest + WAL replay to " in output
     record.refresh_from_db()
     details = record.verification_details
     assert record.verification_status == BackupRecord.VerificationStatus.PASSED, details
