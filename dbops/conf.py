@@ -3,20 +3,43 @@ so a project plugs dbops in with INSTALLED_APPS and settings alone.
 
     DBOPS = {
         "DATABASE": "dbops",  # alias of the database that holds the operations state
+        "ENTITIES": [  # what export_data / import_data / snapshots move, in dependency order
+            {"name": "authors", "model": "library.Author", "since_field": "created_at",
+             "anonymize": {"name": "last_name"}},
+            {"name": "books", "model": "library.Book", "parent": ["author", "authors"]},
+        ],
+        "CELERY_APP": "myproject.celery.app",  # unset: celery's current app
     }
+
+An entity declaration (see dbops.services.datamigration.entities) has: `name`, `model` ("app_label.Model"),
+and optionally `since_field` (what --since filters on), `companions` (entities exported with it),
+`parent` ([foreign key field, parent entity]), `exclude` (fields never exported, e.g. a password) and
+`anonymize` ({field: strategy or "keep"}). Apps may also call `entity_register(...)` in AppConfig.ready().
+The `dbops.E1xx` system checks validate all of it at start-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
+from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
     # The operations state (catalog, task runs, schedules, policies, snapshots...) lives in this alias,
     # apart from the data a restore replaces. Unset: the default database (a restore then rewinds it).
     "DATABASE": None,
+    # The data-migration entities (dicts, see the module docstring), in dependency order.
+    "ENTITIES": [],
+    # Dotted path of the project's celery app; None: celery's current app (the one the project made).
+    "CELERY_APP": None,
+    # Dotted path of a callable text -> text that hides the project's secrets in messages; None: dbops
+    # masks the secrets it can see in Django's settings (database passwords, storage keys, ...).
+    "MASK_SECRETS": None,
+    # Path suffixes of project files that are plumbing, not call sites, for the query profiler.
+    "PROFILING_SKIP_FILES": (),
 }
 
 
@@ -29,3 +52,20 @@ def dbops_setting(name: str) -> Any:
 def operations_alias() -> str:
     """The database alias of the operations state."""
     return dbops_setting("DATABASE") or DEFAULT_DB_ALIAS
+
+
+def celery_app():
+    """The project's celery app: DBOPS["CELERY_APP"] when set (imported, so it exists before tasks bind to
+    it), else celery's current app."""
+    path = dbops_setting("CELERY_APP")
+    if path:
+        return import_string(path)
+    from celery import current_app
+
+    return current_app._get_current_object()
+
+
+def secret_masker() -> Callable[[str], str] | None:
+    """The project's secret masker (DBOPS["MASK_SECRETS"]), or None for dbops's own."""
+    path = dbops_setting("MASK_SECRETS")
+    return import_string(path) if path else None

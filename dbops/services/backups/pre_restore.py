@@ -63,7 +63,7 @@ def pre_restore_databases(*, database: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Names of the kept pre-restore copies of `database`'s PostgreSQL database, newest first.
 
     The backup engine's listing is a LIKE on a name prefix, so it also returns the copies of other
-    databases whose names start the same (`multipult` vs `multipult_staging`); only exact names stay."""
+    databases whose names start the same (`shop` vs `shop_staging`); only exact names stay."""
     if connections[database].vendor != "postgresql":
         return []
     connector = get_connector(database)

@@ -11,14 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
-from django.utils import timezone
 
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
-from dbops.models import BackupRecord
+from dbops.models import BackupRecord, RestoreRecord
 from dbops.artifacts.reading import artifact_decode, artifact_fetch, file_check
 from dbops.services.backups.create import ByteProgress, backup_create_locked
 from dbops.services.backups.catalog import SyncResult, catalog_sync, manifest_of
+from dbops.services.backups.restore_history import (
+    restore_history_carry,
+    restore_history_hold,
+    restore_record_finish,
+    restore_record_start,
+)
+from dbops.signals import database_restored, signal_send
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +66,7 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     sync: SyncResult | None = None
     seconds: float = 0.0
+    restore_record: RestoreRecord | None = None
 
 
 def _source_label(backup_record: BackupRecord | None, input_path: Path | None) -> str:
@@ -152,7 +159,67 @@ def backup_restore(
     connector = get_connector(database)
     result = RestoreResult(database_name=connector.database_name, source=_source_label(backup_record, input_path))
     result.backup_record = backup_record
+    restore_record = restore_record_start(
+        backup_record=backup_record,
+        input_path=input_path,
+        source=result.source,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        tables=tables,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+    )
+    try:
+        _restore(
+            connector,
+            result,
+            input_path=input_path,
+            tables=tables,
+            jobs=jobs,
+            safety_backup=safety_backup,
+            triggered_by_user=triggered_by_user,
+            progress=progress,
+            wait=wait,
+        )
+    except BaseException as exc:
+        restore_record_finish(
+            restore_record,
+            status=RestoreRecord.Status.FAILED,
+            started=started,
+            error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, DbopsError) else str(exc),
+            safety_backup=result.safety_backup,
+        )
+        raise
+    result.seconds = time.perf_counter() - started
+    not_recorded = restore_record_finish(
+        restore_record,
+        status=RestoreRecord.Status.SUCCEEDED,
+        started=started,
+        safety_backup=result.safety_backup,
+        previous_database=result.previous_database,
+        warnings=result.warnings,
+    )
+    result.warnings += [not_recorded] if not_recorded else []
+    result.restore_record = restore_record
+    result.warnings += signal_send(database_restored, sender=RestoreRecord, restore_record=restore_record)
+    logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
+    return result
 
+
+def _restore(
+    connector: Connector,
+    result: RestoreResult,
+    *,
+    input_path: Path | None,
+    tables: list[str],
+    jobs: int,
+    safety_backup: bool,
+    triggered_by_user: str,
+    progress: ByteProgress | None,
+    wait: bool,
+) -> None:
+    """backup_restore's work, filling `result`: prove and decode the artifact, safety backup, restore."""
+    backup_record, database = result.backup_record, connector.alias
     with tempfile.TemporaryDirectory(prefix="dbops-restore-") as folder:
         workdir = Path(folder)
         if backup_record is not None:
@@ -193,6 +260,8 @@ def backup_restore(
                     triggered_by_user=triggered_by_user,
                     progress=None,
                 )
+            # Read last, so the history held includes this restore's own running row.
+            held_history = restore_history_hold(database_alias=connector.alias)
             try:
                 outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
             except DbopsError:
@@ -204,30 +273,9 @@ def backup_restore(
             # The restored catalog is as old as the backup: bring back every backup storage knows of.
             if connector.alias == DEFAULT_DB_ALIAS:
                 result.sync = catalog_sync()
-    result.seconds = time.perf_counter() - started
-    _audit(result, triggered_by, triggered_by_user)
-    logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
-    return result
-
-
-def _audit(result: RestoreResult, triggered_by: str, user: str) -> None:
-    from multipult.core.models import AuditLog
-
-    AuditLog.objects.create(
-        action=AuditLog.Action.RESTORE,
-        entity_type="dbops.BackupRecord",
-        entity_id=result.backup_record.pk if result.backup_record else None,
-        timestamp=timezone.now(),
-        changes={
-            "source": result.source,
-            "database": result.database_name,
-            "tables": result.tables,
-            "previous_database": result.previous_database,
-            "safety_backup": result.safety_backup.pk if result.safety_backup else None,
-            "triggered_by": triggered_by,
-            "by": user,
-        },
-    )
+            not_carried = restore_history_carry(held_history)
+            if not_carried:
+                result.warnings.append(not_carried)
 
 
 def backup_for_id(backup_id: int | str) -> BackupRecord:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import models
 
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES
@@ -25,11 +23,6 @@ from dbops.exceptions import DataMigrationError
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.formats import Unparsable
 
-# Filled in on import when a file does not carry them (passwords are never exported): an unusable
-# password like make_password(None) makes, without its 40 secrets.choice calls per user.
-IMPORT_DEFAULTS: dict[tuple[str, str], Callable[[], object]] = {
-    ("users", "password"): lambda: UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
-}
 NULL = "\\N"
 
 
@@ -148,8 +141,8 @@ def field_specs(entity: Entity, now: datetime) -> list[FieldSpec]:
     specs = []
     for model_field in entity.model._meta.concrete_fields:
         default: Callable[[], object] | None = None
-        if (entity.name, model_field.name) in IMPORT_DEFAULTS:
-            default = IMPORT_DEFAULTS[(entity.name, model_field.name)]
+        if model_field.name in entity.import_defaults:  # never exported: the declaration says how to fill it
+            default = entity.import_defaults[model_field.name]
         elif model_field.has_default():
             default = model_field.get_default
         elif getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False):
