@@ -26,6 +26,19 @@ def check_postgres_client_tools(app_configs, **kwargs):
 
 
 @register()
+def check_backup_storage(app_configs, **kwargs):
+    if "backups" in settings.STORAGES:
+        return []
+    return [
+        Error(
+            "STORAGES has no 'backups' storage: backups have nowhere to go.",
+            hint="Add STORAGES['backups'], e.g. a FileSystemStorage with OPTIONS {'location': BACKUP_DIR}.",
+            id="dbops.E110",
+        )
+    ]
+
+
+@register()
 def check_s3_settings(app_configs, **kwargs):
     storage = settings.STORAGES.get("backups_s3")
     if not storage:

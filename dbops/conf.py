@@ -20,7 +20,10 @@ The `dbops.E1xx` system checks validate all of it at start-up.
 
 from __future__ import annotations
 
+import copy
+import hmac
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +44,40 @@ DEFAULTS: dict[str, Any] = {
     # Path suffixes of project files that are plumbing, not call sites, for the query profiler.
     "PROFILING_SKIP_FILES": (),
 }
+
+
+# Top-level settings dbops reads, and what a project that sets none of them gets (applied once, in
+# DbopsConfig.ready, so every reader sees the same value). Callables compute a default from other settings.
+PROJECT_DEFAULTS: dict[str, Any] = {
+    "BACKUP_DIR": lambda: (
+        (settings.STORAGES.get("backups", {}).get("OPTIONS") or {}).get("location")
+        or Path(getattr(settings, "BASE_DIR", ".")) / "backups"
+    ),
+    "S3_BACKUP_BUCKET": lambda: (settings.STORAGES.get("backups_s3", {}).get("OPTIONS") or {}).get("bucket_name"),
+    "BACKUP_ENCRYPTION_KEY": None,
+    "PITR_STORAGE": "local",  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
+    "ANONYMIZATION_SALT": lambda: hmac.new(settings.SECRET_KEY.encode(), b"dbops.anonymization", "sha256").hexdigest(),
+    "BACKUP_NOTIFY_EMAILS": [],
+    "QUERY_PROFILING_ENABLED": False,
+    "SLOW_QUERY_THRESHOLD_MS": 100.0,
+    "LOG_ALL_QUERIES": False,
+    "N_PLUS_ONE_THRESHOLD": 5,
+    "BACKUP_MAX_AGE_HOURS": 26.0,
+    "VERIFY_MAX_AGE_HOURS": 192.0,
+    "HEALTH_MIN_FREE_DISK_MB": 1024,
+    "HEALTH_TIMEOUT_SECONDS": 2.0,
+    "HEALTH_CACHE_SECONDS": 5.0,
+}
+
+
+def project_defaults_apply() -> list[str]:
+    """Sets every PROJECT_DEFAULTS setting the project left out; returns their names."""
+    applied = []
+    for name, default in PROJECT_DEFAULTS.items():
+        if not hasattr(settings, name):
+            setattr(settings, name, default() if callable(default) else copy.copy(default))
+            applied.append(name)
+    return applied
 
 
 def dbops_setting(name: str) -> Any:

@@ -75,21 +75,13 @@ def check_rules(selected: list[Entity]) -> None:
         raise AnonymizationRuleMissing(f"Unknown anonymization strategies: {', '.join(unknown)}.")
 
 
-def anonymization_salt() -> str:
-    """settings.ANONYMIZATION_SALT, or a key derived from SECRET_KEY when the project sets none."""
-    configured = getattr(settings, "ANONYMIZATION_SALT", None)
-    if configured:
-        return configured
-    return hmac.new(settings.SECRET_KEY.encode(), b"dbops.anonymization", hashlib.sha256).hexdigest()
-
-
 class Anonymizer:
     STRATEGIES = STRATEGIES
 
     def __init__(self, salt: str | None = None) -> None:
         from faker import Faker  # imported on use: it is slow to import (start-up time)
 
-        self.key = (salt or anonymization_salt()).encode()
+        self.key = (salt or settings.ANONYMIZATION_SALT).encode()
         self.faker = Faker("en_US")
         self.cache: dict[tuple[str, object], object] = {}
         self.plans = {

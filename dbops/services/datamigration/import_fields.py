@@ -14,8 +14,12 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from uuid import UUID
 
+from django.core.exceptions import ValidationError
+from django.core.validators import DecimalValidator
 from django.db import models
 
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES
@@ -98,6 +102,58 @@ def _datetime(value):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _date(value):
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected an ISO 8601 date (YYYY-MM-DD), got {value!r}")
+
+
+def _float(value):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected a number, got {value!r}")
+
+
+def _decimal_converter(model_field: models.DecimalField) -> Callable:
+    fits = DecimalValidator(model_field.max_digits, model_field.decimal_places)
+
+    def convert(value):
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise Bad(f"expected a decimal number, got {value!r}")
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except InvalidOperation:
+            raise Bad(f"expected a decimal number, got {value!r}") from None
+        try:
+            fits(number)
+        except ValidationError as exc:
+            raise Bad(f"{value!r}: {' '.join(exc.messages)}") from None
+        return number
+
+    return convert
+
+
+def _uuid(value):
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected a UUID, got {value!r}")
+
+
 def _ip(value):
     try:
         return str(ipaddress.ip_address(value.strip() if isinstance(value, str) else value))
@@ -118,6 +174,14 @@ def _converter(model_field: models.Field) -> Callable:
         return _boolean
     if isinstance(model_field, models.DateTimeField):
         return _datetime
+    if isinstance(model_field, models.DateField):  # after DateTimeField, its subclass
+        return _date
+    if isinstance(model_field, models.DecimalField):
+        return _decimal_converter(model_field)
+    if isinstance(model_field, models.FloatField):
+        return _float
+    if isinstance(model_field, models.UUIDField):
+        return _uuid
     if isinstance(model_field, models.GenericIPAddressField):
         return _ip
     if isinstance(model_field, models.JSONField):
@@ -222,6 +286,13 @@ def _fast_datetime(value) -> str:
     raise Bad
 
 
+def _fast_checked(strict: Callable) -> Callable[[object], str]:
+    def convert(value) -> str:
+        return str(strict(value))  # Bad propagates: the checking path then names the problem
+
+    return convert
+
+
 def _fast_ip(value) -> str:
     if type(value) is str and _IP_SHAPE.match(value):
         return value
@@ -247,6 +318,8 @@ def _fast(model_field: models.Field) -> Callable[[object], str]:
         convert = _fast_boolean
     elif isinstance(model_field, models.DateTimeField):
         convert = _fast_datetime
+    elif isinstance(model_field, models.DateField | models.DecimalField | models.FloatField | models.UUIDField):
+        convert = _fast_checked(_converter(model_field))  # less common types: the strict check, then its text
     elif isinstance(model_field, models.GenericIPAddressField):
         convert = _fast_ip
     elif isinstance(model_field, models.JSONField):

@@ -24,8 +24,10 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 from django.db import models
 
@@ -40,8 +42,10 @@ FILE_VERSION = 1
 
 
 def _json_default(value):
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)  # a Decimal as text keeps every digit; import_data reads both back
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
