@@ -97,10 +97,23 @@ def check_dbops_settings(app_configs, **kwargs):
 
 @register()
 def check_entities(app_configs, **kwargs):
-    """The data-migration entity declarations (DBOPS['ENTITIES'], entity_register): dbops.E101-E108."""
+    """The data-migration entity declarations (DBOPS['ENTITIES'], entity_register): dbops.E101-E108, and
+    fields import_data could not read back (dbops.E111)."""
     from dbops.services.datamigration.entities import ENTITIES
+    from dbops.services.datamigration.import_fields import unreadable_fields
 
-    return [Error(f"DBOPS['ENTITIES']: {problem.message}", id=problem.check_id) for problem in ENTITIES.problems()]
+    problems = ENTITIES.problems()
+    if problems:
+        return [Error(f"DBOPS['ENTITIES']: {problem.message}", id=problem.check_id) for problem in problems]
+    return [
+        Error(
+            f"DBOPS['ENTITIES']: entity {entity.name!r} has fields import_data cannot read: {', '.join(unreadable)}.",
+            hint="Exclude them (with a default), or leave the entity out.",
+            id="dbops.E111",
+        )
+        for entity in ENTITIES.values()
+        if (unreadable := unreadable_fields(entity))
+    ]
 
 
 @register()

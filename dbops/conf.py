@@ -83,7 +83,8 @@ def project_defaults_apply() -> list[str]:
 def dbops_setting(name: str) -> Any:
     if name not in DEFAULTS:
         raise KeyError(f"unknown DBOPS setting {name!r}")
-    return getattr(settings, "DBOPS", {}).get(name, DEFAULTS[name])
+    declared = getattr(settings, "DBOPS", {})
+    return (declared if isinstance(declared, dict) else {}).get(name, DEFAULTS[name])  # dbops.E100 says if not
 
 
 def operations_alias() -> str:

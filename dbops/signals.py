@@ -4,7 +4,7 @@ Receivers run in the process that did the work, after it is done; one that raise
 reported as a warning of the operation, never undoes it (send_robust).
 
 - backup_deleted(sender=BackupRecord, backup_record, reason, removed, deleted_at): a backup's artifacts
-  were removed (`removed`: their storage names) and its record marked deleted.
+  were removed (`removed`: "local:<name>" / "s3:<key>" of each file) and its record marked deleted.
 - database_restored(sender=RestoreRecord, restore_record): a restore succeeded; the record holds the
   facts (source backup or file, database, tables, safety backup, previous database, who, when). Sent
   after the restore, so a receiver writes into the restored database.

@@ -261,13 +261,14 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
     )
 
 
-def _relation_problems(entities: dict[str, Entity]) -> list[EntityProblem]:
+def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[EntityProblem]:
+    """`broken`: names whose own declaration failed (reported already, so not again as unknown)."""
     problems = []
     position = {name: index for index, name in enumerate(entities)}
     by_model = {entity.model: entity for entity in entities.values()}
     for entity in entities.values():
-        unknown = [name for name in entity.companions if name not in entities]
-        if entity.parent and entity.parent[1] not in entities:
+        unknown = [name for name in entity.companions if name not in entities and name not in broken]
+        if entity.parent and entity.parent[1] not in entities and entity.parent[1] not in broken:
             unknown.append(entity.parent[1])
         if unknown:
             problems.append(
@@ -319,15 +320,19 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
     entities: dict[str, Entity] = {}
     problems: list[EntityProblem] = []
     models_seen: dict[type[models.Model], str] = {}
+    broken: set[str] = set()
     for position, declaration in enumerate(declarations):
         shape = _shape_problem(position, declaration)
         if shape:
             problems.append(EntityProblem("dbops.E101", shape))
+            if isinstance(declaration, dict) and isinstance(declaration.get("name"), str):
+                broken.add(declaration["name"])
             continue
         name, label = declaration["name"], declaration["model"]
         model = _model_for(label)
         if model is None:
             problems.append(EntityProblem("dbops.E102", f"entity {name!r}: {label!r} is not an installed model."))
+            broken.add(name)
             continue
         if name in entities or model in models_seen:
             twice = f"name {name!r}" if name in entities else f"model {label} (also {models_seen[model]!r})"
@@ -335,7 +340,7 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
             continue
         entities[name] = _entity_from(declaration, model, problems)
         models_seen[model] = name
-    return entities, problems + _relation_problems(entities) + _strategy_problems(entities)
+    return entities, problems + _relation_problems(entities, broken) + _strategy_problems(entities)
 
 
 # --- using them ------------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ def _decimal_converter(model_field: models.DecimalField) -> Callable:
             number = Decimal(value.strip() if isinstance(value, str) else str(value))
         except InvalidOperation:
             raise Bad(f"expected a decimal number, got {value!r}") from None
+        if not number.is_finite():
+            raise Bad(f"expected a decimal number, got {value!r}")
         try:
             fits(number)
         except ValidationError as exc:
@@ -189,6 +191,17 @@ def _converter(model_field: models.Field) -> Callable:
     if isinstance(model_field, models.CharField | models.TextField):
         return _text_converter(model_field)
     raise DataMigrationError(f"import_data cannot read {model_field.get_internal_type()} fields yet")
+
+
+def unreadable_fields(entity: Entity) -> list[str]:
+    """`field (Type)` for each field of the entity import_data has no converter for (the dbops.E111 check)."""
+    found = []
+    for model_field in entity.fields:
+        try:
+            _converter(model_field)
+        except DataMigrationError:
+            found.append(f"{model_field.name} ({model_field.get_internal_type()})")
+    return found
 
 
 @dataclass
