@@ -196,3 +196,38 @@ def test_a_wrong_entity_model_in_the_sample_project_is_one_clear_error(sample_pr
     assert "Traceback" not in result.errors
     assert not target.exists() and sample_project.rows() == before
     assert sample_project.one("SELECT count(*) FROM dbops_datatransferrun") == (0,)
+
+
+ADMIN_PAGES = """
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+client = Client()
+client.force_login(User.objects.create_superuser("librarian", "l@example.org", "a-long-password-1"))
+for name, args in [("admin:index", []), ("admin:dbops_backuprecord_changelist", []),
+                   ("admin:dbops_backuprecord_change", [1]), ("admin:dbops_backuprecord_restore", [1]),
+                   ("admin:dbops_dashboard", []), ("admin:dbops_restorerecord_changelist", []),
+                   ("admin:dbops_snapshot_changelist", []), ("dbops:slow-statements", [])]:
+    response = client.get(reverse(name, args=args), HTTP_HOST="localhost")
+    print(name, response.status_code, "type the database name" in response.content.decode())
+"""
+
+
+def test_the_dbops_admin_pages_render_in_the_sample_project(sample_project):
+    # The admin templates ship inside the app: a project without MultiPULT's templates folder renders them.
+    sample_project.ok("backup_advanced", "--quiet")
+
+    out = sample_project.ok("shell", "--no-imports", "-c", ADMIN_PAGES)
+
+    statuses = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    assert statuses == {
+        "admin:index": "200 False",
+        "admin:dbops_backuprecord_changelist": "200 False",
+        "admin:dbops_backuprecord_change": "200 False",
+        "admin:dbops_backuprecord_restore": "200 True",  # the typed confirmation page
+        "admin:dbops_dashboard": "200 False",
+        "admin:dbops_restorerecord_changelist": "200 False",
+        "admin:dbops_snapshot_changelist": "200 False",
+        "dbops:slow-statements": "200 False",
+    }

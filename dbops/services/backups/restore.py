@@ -23,6 +23,7 @@ from dbops.services.backups.restore_history import (
     restore_history_hold,
     restore_record_finish,
     restore_record_start,
+    restore_record_warn,
 )
 from dbops.signals import database_restored, signal_send
 
@@ -201,7 +202,10 @@ def backup_restore(
     )
     result.warnings += [not_recorded] if not_recorded else []
     result.restore_record = restore_record
-    result.warnings += signal_send(database_restored, sender=RestoreRecord, restore_record=restore_record)
+    receiver_failures = signal_send(database_restored, sender=RestoreRecord, restore_record=restore_record)
+    if receiver_failures:
+        result.warnings += receiver_failures
+        restore_record_warn(restore_record, receiver_failures)
     logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
     return result
 

@@ -92,6 +92,17 @@ def restore_record_finish(
     return None
 
 
+def restore_record_warn(restore_record: RestoreRecord, warnings: list[str]) -> None:
+    """Adds warnings that came after the finish (the project's receivers) to a finished record."""
+    restore_record.warnings = [*restore_record.warnings, *warnings]
+    if restore_record.pk is None:
+        return
+    try:
+        restore_record.save(using=router.db_for_write(RestoreRecord), update_fields=["warnings"])
+    except DatabaseError as exc:
+        logger.error("could not add warnings to restore #%s: %s", restore_record.pk, exc)
+
+
 def restore_history_hold(*, database_alias: str) -> list[RestoreRecord] | None:
     """The restore history, when it lives in the database a restore is about to replace (else None)."""
     using = router.db_for_write(RestoreRecord)
