@@ -90,6 +90,16 @@ def verify_backup(self, backup_id: int, restore_test: bool = True, requested_by:
     )
 
 
+# Not retried automatically: the operator who asked for a restore decides whether to ask again.
+@shared_task(bind=True, base=DbopsTask, autoretry_for=(), soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
+def restore_backup(
+    self, backup_id: int, tables: list[str] | None = None, requested_by: str = "", trigger: str = "api"
+) -> dict:
+    return scheduling.requested_restore(
+        task_id=self.request.id, backup_id=backup_id, tables=tables, requested_by=requested_by, trigger=trigger
+    )
+
+
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)
 def retry_failed_uploads(self) -> dict:
     return scheduling.scheduled_upload_retry(task_id=self.request.id)

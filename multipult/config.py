@@ -104,6 +104,21 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar("SQLITE_PATH", str, "var/multipult.sqlite3", "SQLite file used when DB_HOST is unset.", group="database"),
     EnvVar(
+        "OPS_DB_NAME",
+        str,
+        None,
+        "PostgreSQL database of the operations state (backup catalog, task runs, schedules, policies, "
+        "snapshots); kept apart so a restore never rewinds it. Unset: <DB_NAME>_ops on the same server.",
+        group="database",
+    ),
+    EnvVar(
+        "OPS_SQLITE_PATH",
+        str,
+        None,
+        "SQLite file of the operations state when DB_HOST is unset. Unset: beside SQLITE_PATH, named <name>-ops.",
+        group="database",
+    ),
+    EnvVar(
         "REDIS_HOST", str, None, "Redis host for the celery broker; when unset tasks run in-process.", group="redis"
     ),
     EnvVar("REDIS_PORT", int, 6379, "Redis port.", min_value=1, max_value=65535, group="redis"),

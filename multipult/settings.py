@@ -77,6 +77,13 @@ if CONFIG["DB_HOST"]:
             "TEST": {"NAME": f"test_{CONFIG['DB_NAME']}"},
         }
     }
+    # The operations state lives in a database of its own on the same server (see DBOPS below).
+    OPS_DB_NAME = CONFIG["OPS_DB_NAME"] or f"{CONFIG['DB_NAME']}_ops"
+    DATABASES["dbops"] = {
+        **DATABASES["default"],
+        "NAME": OPS_DB_NAME,
+        "TEST": {"NAME": f"test_{OPS_DB_NAME}"},
+    }
 else:
     SQLITE_FILE = project_path(CONFIG["SQLITE_PATH"])
     SQLITE_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +95,19 @@ else:
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
         }
     }
+    OPS_SQLITE_FILE = (
+        project_path(CONFIG["OPS_SQLITE_PATH"])
+        if CONFIG["OPS_SQLITE_PATH"]
+        else SQLITE_FILE.with_name(f"{SQLITE_FILE.stem}-ops{SQLITE_FILE.suffix}")
+    )
+    OPS_SQLITE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["dbops"] = {**DATABASES["default"], "NAME": OPS_SQLITE_FILE}
+
+# dbops keeps the operations state (catalog, task runs, schedules, policies, snapshots, slow queries)
+# in the `dbops` alias, so restoring the application database never rewinds it (README: "What survives
+# what"). The router sends dbops's and django-celery-beat's models there.
+DBOPS = {"DATABASE": "dbops"}
+DATABASE_ROUTERS = ["dbops.routers.OperationsRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
@@ -142,9 +162,9 @@ ANONYMIZATION_SALT = (
     or hmac.new(SECRET_KEY.encode(), b"multipult.dbops.anonymization", hashlib.sha256).hexdigest()
 )
 
-# dbops (see dbops.conf): MultiPULT's data-migration entities, in dependency order, with the
-# anonymization rule of every column that looks personal ("keep": configuration or reference data).
-DBOPS = {
+# The rest of dbops's settings (see dbops.conf): MultiPULT's data-migration entities, in dependency order,
+# with the anonymization rule of every column that looks personal ("keep": configuration or reference data).
+DBOPS |= {
     "ENTITIES": [
         {
             "name": "roles",

@@ -20,6 +20,27 @@ def pytest_configure(config):
         )
 
 
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that touches the database gets the operations database too (DBOPS["DATABASE"]):
+    the catalog, task runs and schedules live there, apart from the data a restore replaces."""
+    from dbops.conf import operations_alias
+
+    wanted = {"default", operations_alias()}
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None and not DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            continue
+        kwargs = dict(marker.kwargs) if marker else {}
+        databases = kwargs.get("databases")
+        if databases == "__all__":
+            continue
+        kwargs["databases"] = sorted(wanted | set(databases or ["default"]))
+        item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False)
+
+
 @pytest.fixture
 def s3_endpoint_url() -> str:
     url = os.environ.get("S3_ENDPOINT_URL")
@@ -81,11 +102,14 @@ def backup_dir(tmp_path, settings):
 @pytest.fixture
 def test_db_env(django_db_setup, django_db_blocker):
     """Environment that points a child process at the (committed state of the) test database."""
-    from django.db import connection
+    from django.db import connection, connections
+
+    from dbops.conf import operations_alias
 
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
-    return {"DB_NAME": name}
+        ops_name = connections[operations_alias()].settings_dict["NAME"]
+    return {"DB_NAME": name, "OPS_DB_NAME": ops_name}
 
 
 @pytest.fixture
@@ -94,3 +118,14 @@ def sqlite_env(tmp_path):
     from tests.dbops.commandline import sqlite_environment
 
     return sqlite_environment(tmp_path)
+
+
+@pytest.fixture
+def drop_pre_restore_databases():
+    """Drops the `<test db>_pre_restore_*` databases a full restore leaves behind."""
+    yield
+    from dbops.engines import get_connector
+
+    connector = get_connector()
+    for name in connector.pre_restore_databases():
+        connector.drop_database(name)

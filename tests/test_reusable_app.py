@@ -16,7 +16,7 @@ DBOPS = ROOT / "dbops"
 # Persisted format identifiers that predate the app's independence: files and encrypted backups already
 # written carry them, so changing either would make those unreadable. They name a format, not a module.
 PERSISTED_IDENTIFIERS = {
-    ("dbops/services/datamigration/formats/__init__.py", "multipult-export"),
+    ("dbops/services/datamigration/formats/base.py", "multipult-export"),
     ("dbops/artifacts/crypto.py", "multipult-backup-key-check"),
 }
 
@@ -94,5 +94,5 @@ def test_the_checker_lets_prose_and_persisted_identifiers_be():
     prose = '"""Used by multipult.settings."""\n# multipult mounts it\ndef f():\n    """For MultiPULT."""\n'
     assert multipult_references(Path("dbops/example.py"), prose) == []
     marker = 'FILE_MARKER = "multipult-export"\n'
-    assert multipult_references(Path("dbops/services/datamigration/formats/__init__.py"), marker) == []
+    assert multipult_references(Path("dbops/services/datamigration/formats/base.py"), marker) == []
     assert multipult_references(Path("dbops/other.py"), marker) != []

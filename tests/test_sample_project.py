@@ -102,6 +102,15 @@ class SampleProject:
             for statement in statements:
                 cursor.execute(statement)
 
+    def all(self, query: str, *params) -> list[tuple]:
+        with _connect(self.name) as connection, connection.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall()
+
+    def drop_database(self, name: str) -> None:
+        with _connect("postgres") as connection, connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}"')
+
     def one(self, query: str, *params) -> tuple | None:
         with _connect(self.name) as connection, connection.cursor() as cursor:
             cursor.execute(query, params)
@@ -175,6 +184,39 @@ def test_the_sample_project_backs_up_verifies_restores_exports_and_imports(sampl
     # Then every row is back as it was
     assert re.search(r"Imported 13 rows", out), out
     assert sample_project.rows() == seeded
+
+    # When the backup is restored once more (copies are named to the second: drop the first one's)
+    sample_project.drop_database(previous)
+    sample_project.ok("restore_db", "--backup-id", str(backup_id), "--confirm", "--no-safety-backup", "--quiet")
+
+    # Then the first restore's record was carried across this one (the backup predates both)
+    history = sample_project.all("SELECT status, safety_backup_id IS NOT NULL FROM dbops_restorerecord ORDER BY id")
+    assert history == [("succeeded", True), ("succeeded", False)]
+    assert sample_project.rows() == seeded
+
+
+def test_restoring_a_backup_older_than_the_restore_history_says_so(sample_project):
+    # Given a backup taken while dbops was one migration back (no restore history table yet)
+    sample_project.ok("seed_library")
+    sample_project.ok("migrate", "dbops", "0002", "-v", "0")
+    sample_project.ok("backup_advanced", "--quiet")
+    (backup_id,) = sample_project.one("SELECT max(id) FROM dbops_backuprecord")
+    sample_project.ok("migrate", "-v", "0")
+    sample_project.execute("DELETE FROM library_loan")
+
+    # When it is restored
+    result = sample_project.manage("restore_db", "--backup-id", str(backup_id), "--confirm")
+
+    # Then the restore stands (exit 0, rows back) and the operator is told why its record is missing
+    assert result.returncode == 0, result.errors
+    assert sample_project.one("SELECT count(*) FROM library_loan") == (5,)
+    assert (
+        "could not be written into the restored database" in result.errors
+        and "run `manage.py migrate`" in result.errors
+    )
+    assert "Traceback" not in result.errors
+    sample_project.ok("migrate", "-v", "0")
+    assert sample_project.one("SELECT count(*) FROM dbops_restorerecord") == (0,)
 
 
 def test_a_wrong_entity_model_in_the_sample_project_is_one_clear_error(sample_project, tmp_path):

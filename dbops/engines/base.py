@@ -84,6 +84,10 @@ class Connector(ABC):
         """Tables present in a (decoded) dump, for --tables checks; empty when the format cannot say."""
         return []
 
+    def database_ensure(self) -> bool:
+        """Creates this alias's database when the server has none by that name; True if it did."""
+        return False  # engines whose database is created on first connection (SQLite: a file)
+
     def pre_restore_databases(self) -> list[str]:
         """Databases kept aside by earlier full restores (PostgreSQL `<name>_pre_restore_<time>`)."""
         return []

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections, router
 from django.utils import timezone
 
 from dbops.conf import dbops_setting
@@ -348,17 +348,17 @@ ON CONFLICT (fingerprint) DO UPDATE SET
 """
 
 
-def slow_queries_record(*, groups: list[StatementGroup], source: str, using: str = DEFAULT_DB_ALIAS) -> None:
+def slow_queries_record(*, groups: list[StatementGroup], source: str, using: str | None = None) -> None:
     """Upserts slow statement groups in one statement that commits on its own.
 
     Inside a transaction (ATOMIC_REQUESTS, a task in `atomic`) the write goes through a separate
     connection, so a rollback of the profiled work does not erase the evidence of its slow queries.
     A failure here is logged, never raised: profiling must not break the request.
     """
-    connection = connections[using]
+    connection = connections[using or router.db_for_write(SlowQuery)]  # the operations database
     own_connection = connection.in_atomic_block
     if own_connection:
-        connection = connections.create_connection(using)
+        connection = connections.create_connection(connection.alias)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     params: list[Any] = []
     for group in sorted(groups, key=lambda group: group.fingerprint):  # one lock order for every writer

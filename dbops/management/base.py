@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
 _MISSING_TABLE = re.compile(r'relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
+_MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
 _CANNOT_CONNECT = ("could not connect", "connection to server", "unable to open database file", "Connection refused")
 
 
@@ -18,6 +19,12 @@ def describe_database_error(exc: DatabaseError) -> str:
     if missing:
         table = missing.group("pg") or missing.group("sqlite")
         return f"The database has no table {table}: run `python manage.py migrate` first."
+    absent = _MISSING_DATABASE.search(text)
+    if absent:
+        return (
+            f"The database {absent.group('name')} does not exist: run `python manage.py migrate` first "
+            "(it creates the operations database), or check DB_NAME and OPS_DB_NAME."
+        )
     if any(marker in text for marker in _CANNOT_CONNECT):
         settings_dict = connections["default"].settings_dict
         if settings_dict.get("HOST"):  # worded like the connectors' own DatabaseUnavailable

@@ -43,7 +43,7 @@ class DataTransferRun(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} {self.status} {self.path}"
 
-    def finish(self, *, using: str, status: str, started: float, error: str = "", **values) -> None:
+    def finish(self, *, status: str, started: float, error: str = "", **values) -> None:
         """Records the outcome; `started` is the run's time.perf_counter() start."""
         self.status = status
         self.error = error[:10_000]
@@ -51,7 +51,7 @@ class DataTransferRun(models.Model):
         self.duration_seconds = time.perf_counter() - started
         for name, value in values.items():
             setattr(self, name, value)
-        self.save(using=using)
+        self.save()
 
 
 class Snapshot(models.Model):

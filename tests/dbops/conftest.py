@@ -68,14 +68,3 @@ def unwritable_dir(tmp_path):
     folder.chmod(0o500)
     yield folder
     folder.chmod(0o700)
-
-
-@pytest.fixture
-def drop_pre_restore_databases():
-    """Drops the `<test db>_pre_restore_*` databases a full restore leaves behind."""
-    yield
-    from dbops.engines import get_connector
-
-    connector = get_connector()
-    for name in connector.pre_restore_databases():
-        connector.drop_database(name)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections, router
 from django.http import JsonResponse
 from django.urls import path
 
@@ -72,7 +72,7 @@ def test_profiling_off_adds_nothing(settings, admin_client, caplog):
 def forget_slow_queries():
     yield
     # rows recorded during the test transaction were committed through their own connection
-    own = connections.create_connection(DEFAULT_DB_ALIAS)
+    own = connections.create_connection(router.db_for_write(SlowQuery))
     with own.cursor() as cursor:
         cursor.execute(f"DELETE FROM {SlowQuery._meta.db_table}")  # noqa: S608 (a model's table name)
     own.close()

@@ -328,6 +328,18 @@ class PostgreSQLConnector(Connector):
         finally:
             admin.close()
 
+    def database_ensure(self) -> bool:
+        admin = self._raw_connection(MAINTENANCE_DB)
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database_name])
+                if cursor.fetchone():
+                    return False
+                cursor.execute(f"CREATE DATABASE {quote_ident(self.database_name)}")
+                return True
+        finally:
+            admin.close()
+
     def drop_database(self, name: str) -> None:
         """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else)."""
         if name not in self.pre_restore_databases():

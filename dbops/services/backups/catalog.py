@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from dbops.conf import operations_alias
 from dbops.models import BackupRecord
 from dbops.artifacts.storage import (
     iter_manifest_names,
@@ -140,7 +141,7 @@ def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncR
     it is free), and marks succeeded records whose artifact is in no storage as deleted."""
     result = SyncResult()
     manifests, complete = _collect_manifests(include_s3)
-    with transaction.atomic():
+    with transaction.atomic(using=operations_alias()):
         existing = {record.storage_name: record for record in BackupRecord.objects.exclude(storage_name="")}
         for storage_name, manifest in sorted(manifests.items()):
             values = _fields_from(manifest)
@@ -192,7 +193,7 @@ def _pitr_facts_sync(backup_record: BackupRecord, facts: dict[str, Any] | None) 
 
 def _reset_sequence() -> None:
     """Ids taken from manifests may be above the sequence; move it past them."""
-    connection = connections[DEFAULT_DB_ALIAS]
+    connection = connections[operations_alias()]
     statements = connection.ops.sequence_reset_sql(no_style(), [BackupRecord])
     with connection.cursor() as cursor:
         for statement in statements:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
 from dbops.models import BackupRecord, RestoreRecord
@@ -274,8 +275,9 @@ def _restore(
                 raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
-            # The restored catalog is as old as the backup: bring back every backup storage knows of.
-            if connector.alias == DEFAULT_DB_ALIAS:
+            # Only when the operations state lives in the restored database (DBOPS["DATABASE"] unset) is
+            # the catalog as old as the backup: then bring back every backup storage knows of.
+            if connector.alias == operations_alias():
                 result.sync = catalog_sync()
             not_carried = restore_history_carry(held_history)
             if not_carried:

@@ -166,7 +166,7 @@ def export_data(
         return result
 
     started = time.perf_counter()
-    run = DataTransferRun.objects.using(using).create(
+    run = DataTransferRun.objects.create(
         kind=DataTransferRun.Kind.EXPORT,
         format=fmt,
         path=str(target),
@@ -221,12 +221,11 @@ def export_data(
         result.size_bytes = writer.finish()
     except BaseException as exc:
         writer.abort()
-        run.finish(using=using, status=DataTransferRun.Status.FAILED, error=str(exc), started=started)
+        run.finish(status=DataTransferRun.Status.FAILED, error=str(exc), started=started)
         raise
     result.entities = [EntityExport(entity=name, rows=count) for name, count in writer.counts.items()]
     result.seconds = time.perf_counter() - started
     run.finish(
-        using=using,
         status=DataTransferRun.Status.SUCCEEDED,
         started=started,
         row_counts=dict(writer.counts),

@@ -223,7 +223,7 @@ def import_data(
     started = time.perf_counter()
     run = None
     if not dry_run:
-        run = DataTransferRun.objects.using(using).create(
+        run = DataTransferRun.objects.create(
             kind=DataTransferRun.Kind.IMPORT,
             format=fmt,
             path=str(path),
@@ -262,16 +262,15 @@ def import_data(
                     stage.drop()
     except DataMigrationError:
         if run is not None:  # bad input changes nothing, not even the run log; the caller reports it
-            run.delete(using=using)
+            run.delete()
         raise
     except BaseException as exc:
         if run is not None:
-            run.finish(using=using, status=DataTransferRun.Status.FAILED, started=started, error=str(exc))
+            run.finish(status=DataTransferRun.Status.FAILED, started=started, error=str(exc))
         raise
     result.seconds = time.perf_counter() - started
     if run is not None:
         run.finish(
-            using=using,
             status=DataTransferRun.Status.SUCCEEDED,
             started=started,
             entities=[item.entity for item in result.entities],

@@ -17,6 +17,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.exceptions import SnapshotError
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.entities import ENTITIES, resolve_entities
@@ -74,7 +75,7 @@ def _combined(checksums: dict[str, str]) -> str:
 def _new_snapshot_id(using: str) -> str:
     base = f"snapshot_{timezone.now():%Y%m%d_%H%M%S}"
     snapshot_id, suffix = base, 1
-    while Snapshot.objects.using(using).filter(id=snapshot_id).exists():
+    while Snapshot.objects.filter(id=snapshot_id).exists():
         suffix += 1
         snapshot_id = f"{base}_{suffix}"
     return snapshot_id
@@ -112,7 +113,7 @@ def snapshot_create(
                 copies[table] = copy
                 checksums[table] = table_checksum(connection, copy, model._meta.pk.column)
         sequences = _sequence_positions(connection, table_models)
-        snapshot = Snapshot.objects.using(using).create(
+        snapshot = Snapshot.objects.create(
             id=snapshot_id,
             created_at=timezone.now(),
             database_alias=using,
@@ -151,15 +152,17 @@ def _size(connection, tables: list[str]) -> int:
         return int(cursor.fetchone()[0])
 
 
-def snapshot_list(*, using: str = DEFAULT_DB_ALIAS) -> list[Snapshot]:
-    return list(Snapshot.objects.using(using).select_related("import_run"))
+def snapshot_list(*, using: str | None = None) -> list[Snapshot]:
+    """Snapshots, newest first; of one database alias when `using` is given."""
+    snapshots = Snapshot.objects.select_related("import_run")
+    return list(snapshots.filter(database_alias=using) if using else snapshots)
 
 
 def snapshot_get(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Snapshot:
     try:
-        return Snapshot.objects.using(using).get(id=snapshot_id)
+        return Snapshot.objects.get(id=snapshot_id, database_alias=using)
     except Snapshot.DoesNotExist:
-        known = list(Snapshot.objects.using(using).values_list("id", flat=True)[:5])
+        known = list(Snapshot.objects.filter(database_alias=using).values_list("id", flat=True)[:5])
         hint = f" Recent snapshots: {', '.join(known)}." if known else " There are no snapshots."
         raise SnapshotError(f"Snapshot {snapshot_id!r} does not exist.{hint}") from None
 
@@ -173,10 +176,10 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
     quote = connection.ops.quote_name
     by_table = {entity.table: entity.model for entity in ENTITIES.values()}
     ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
-    with transaction.atomic(using=using):
+    with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
         # Held until the rollback commits: snapshot_prune skips a snapshot whose row is locked.
         try:
-            snapshot = Snapshot.objects.using(using).select_for_update().get(id=snapshot.id)
+            snapshot = Snapshot.objects.select_for_update().get(id=snapshot.id)
         except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
             raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
         checksums_before = {
@@ -214,7 +217,7 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
             )
         snapshot.status = Snapshot.Status.ROLLED_BACK
         snapshot.rolled_back_at = timezone.now()
-        snapshot.save(using=using, update_fields=["status", "rolled_back_at"])
+        snapshot.save(update_fields=["status", "rolled_back_at"])
     return RollbackResult(
         snapshot_id=snapshot.id,
         tables=ordered,
@@ -266,7 +269,7 @@ def snapshot_prune(
     older_than_days = _check_count("--older-than", older_than_days)
     keep_last = _check_count("--keep-last", keep_last)
     cutoff = timezone.now() - dt.timedelta(days=older_than_days)
-    snapshots = Snapshot.objects.using(using)
+    snapshots = Snapshot.objects.filter(database_alias=using)
     newest = list(snapshots.order_by("-created_at", "-id").values_list("id", flat=True)[:keep_last])
     candidates = list(snapshots.filter(created_at__lt=cutoff).exclude(id__in=newest).order_by("created_at", "id"))
     result = PruneResult(
@@ -276,7 +279,7 @@ def snapshot_prune(
     connection = connections[using]
     quote = connection.ops.quote_name
     for candidate in candidates:
-        with transaction.atomic(using=using):
+        with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
             locked = snapshots.select_for_update(skip_locked=True).filter(id=candidate.id).first()
             if locked is None:
                 if snapshots.filter(id=candidate.id).exists():  # gone means pruned concurrently: not ours
@@ -298,5 +301,5 @@ def snapshot_prune(
                 for copy in sorted(locked.copies.values()):
                     if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
                         cursor.execute(f"DROP TABLE IF EXISTS {quote(copy)}")
-            locked.delete(using=using)
+            locked.delete()
     return result

@@ -31,7 +31,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from dbops.conf import celery_app
+from dbops.conf import celery_app, operations_alias
 from dbops.masking import mask_secrets
 from dbops.models import BackupRecord
 from dbops.services.ops.s3_probe import s3_client
@@ -71,9 +71,13 @@ def health_check(*, using: str = DEFAULT_DB_ALIAS, now: datetime | None = None) 
     """Runs every probe and returns the report; the overall status is the worst single status."""
     now = now or timezone.now()
     timeout = float(settings.HEALTH_TIMEOUT_SECONDS)
+    ops = operations_alias()
     checks = [_database(using)]
     database_up = checks[0].status == OK
-    checks.append(_migrations(using) if database_up else _skipped("migrations", "database unreachable"))
+    if ops != using:  # the catalog and schedules live apart from the data
+        checks.append(_database(ops, name="operations_database"))
+        database_up = database_up and checks[-1].status == OK
+    checks.append(_migrations(using, ops) if database_up else _skipped("migrations", "database unreachable"))
     redis_check = _redis(timeout)
     checks += [redis_check, _celery_workers(timeout, redis_check), _s3(timeout), _disk()]
     if database_up:
@@ -134,7 +138,7 @@ def _first_line(exc: Exception) -> str:
     return mask_secrets(text.splitlines()[0]) if text else "no details"
 
 
-def _database(using: str) -> CheckResult:
+def _database(using: str, *, name: str = "database") -> CheckResult:
     def probe() -> CheckResult:
         connection = connections[using]
         started = time.perf_counter()
@@ -143,17 +147,20 @@ def _database(using: str) -> CheckResult:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("database", OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
+        return CheckResult(name, OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
 
-    return _probe("database", UNHEALTHY, probe)
+    return _probe(name, UNHEALTHY, probe)
 
 
-def _migrations(using: str) -> CheckResult:
+def _migrations(*aliases: str) -> CheckResult:
     def probe() -> CheckResult:
-        executor = MigrationExecutor(connections[using])
-        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        if plan:
-            pending = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+        pending = []
+        for alias in dict.fromkeys(aliases):
+            executor = MigrationExecutor(connections[alias])
+            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            where = "" if alias == DEFAULT_DB_ALIAS else f" ({alias})"
+            pending += [f"{migration.app_label}.{migration.name}{where}" for migration, _ in plan]
+        if pending:
             return CheckResult("migrations", UNHEALTHY, f"{len(pending)} not applied", {"pending": pending})
         return CheckResult("migrations", OK, "all applied")
 
@@ -233,7 +240,7 @@ def _disk() -> CheckResult:
 
 def _backup_ages(using: str, now: datetime) -> list[CheckResult]:
     def probe() -> list[CheckResult]:
-        records = BackupRecord.objects.using(using)
+        records = BackupRecord.objects.filter(database_alias=using)
         last_backup = (
             records.filter(status=BackupRecord.Status.SUCCEEDED, finished_at__isnull=False)
             .order_by("-finished_at")

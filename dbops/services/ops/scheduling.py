@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.exceptions import (
     BackupNotFound,
     ConfigurationError,
@@ -54,7 +55,7 @@ def _alive_elsewhere(task_run: TaskRun) -> bool:
 def task_run_execute(*, task_id: str, task_name: str, arguments: dict, action: Callable[[TaskRun], dict]) -> dict:
     """Runs `action` once per task id: a delivery whose run already succeeded, or is running in a
     live process, does nothing and says so; a failed or dead run is attempted again."""
-    with transaction.atomic():
+    with transaction.atomic(using=operations_alias()):
         task_run, created = TaskRun.objects.select_for_update().get_or_create(
             task_id=task_id, defaults={"task_name": task_name, "started_at": timezone.now(), "arguments": arguments}
         )
@@ -211,6 +212,38 @@ def requested_verify(*, task_id: str, backup_id: int, restore_test: bool = True,
     return task_run_execute(task_id=task_id, task_name="verify_backup", arguments=arguments, action=action)
 
 
+def requested_restore(
+    *, task_id: str, backup_id: int, tables: list[str] | None = None, requested_by: str = "", trigger: str = "api"
+) -> dict:
+    """Restores one backup for a task (a safety backup first), recorded on this task's TaskRun. The
+    TaskRun lives in the operations database, so the restore it describes does not rewind it."""
+    from dbops.services.backups.restore import backup_restore
+
+    def action(task_run: TaskRun) -> dict:
+        backup_record = BackupRecord.objects.filter(pk=backup_id).first()
+        if backup_record is None:
+            raise BackupNotFound(f"Backup #{backup_id} does not exist (any more); nothing restored.")
+        task_run.backup_record = backup_record
+        result = backup_restore(
+            backup_record=backup_record,
+            database=backup_record.database_alias,
+            tables=tables,
+            triggered_by=trigger,
+            triggered_by_user=requested_by,
+            wait=True,  # a nightly backup may hold the lock for a while
+        )
+        return {
+            "backup_id": backup_record.pk,
+            "database": result.database_name,
+            "tables": result.tables,
+            "safety_backup_id": result.safety_backup.pk if result.safety_backup else None,
+            "previous_database": result.previous_database,
+        }
+
+    arguments = {"backup_id": backup_id, "tables": tables or [], "requested_by": requested_by}
+    return task_run_execute(task_id=task_id, task_name="restore_backup", arguments=arguments, action=action)
+
+
 def scheduled_upload_retry(*, task_id: str) -> dict:
     """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
 
@@ -324,7 +357,7 @@ def schedules_setup() -> ScheduleSetup:
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     created, existing = [], []
-    with transaction.atomic():
+    with transaction.atomic(using=operations_alias()):
         _, policy_created = RetentionPolicy.objects.get_or_create(name="default", defaults=DEFAULT_POLICY)
         (created if policy_created else existing).append("retention policy: default")
         for schedule in DEFAULT_SCHEDULES:

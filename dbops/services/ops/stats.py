@@ -91,7 +91,7 @@ def stats_collect(*, using: str = DEFAULT_DB_ALIAS, exact: bool = False) -> Data
 
 def backup_totals(*, using: str = DEFAULT_DB_ALIAS) -> BackupTotals:
     """The catalog's view of backups plus what the local backup folder really holds."""
-    records = BackupRecord.objects.using(using)
+    records = BackupRecord.objects.filter(database_alias=using)
     by_status = dict(records.values_list("status").annotate(count=Count("id")).order_by("status"))
     totals = records.aggregate(
         succeeded_bytes=Sum("size_bytes", filter=Q(status=BackupRecord.Status.SUCCEEDED)),

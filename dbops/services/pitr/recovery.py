@@ -31,6 +31,7 @@ from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.engines.postgresql.server import (
     PitrSettingsReport,
     Progress,
@@ -137,7 +138,7 @@ def pitr_base_backup_create(
             wal_segment_size=segment_size,
             storage=storage_kind,
         )
-        with transaction.atomic():
+        with transaction.atomic(using=operations_alias()):
             record.status = BackupRecord.Status.SUCCEEDED
             record.finished_at = timezone.now()
             record.duration_seconds = time.monotonic() - started

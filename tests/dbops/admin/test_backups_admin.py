@@ -180,19 +180,19 @@ def test_backup_now_endpoint_only_accepts_post(superuser, staff_user):
 
 
 def test_changelist_query_count_does_not_grow_with_rows(superuser):
-    from django.test.utils import CaptureQueriesContext
+    from tests.queries import queries_on_every_database
 
     client = logged_in(superuser)
     url = reverse("admin:dbops_backuprecord_changelist")
     make_backup_record()
-    with CaptureQueriesContext(connection) as few:
+    with queries_on_every_database() as few:
         assert client.get(url).status_code == 200
     for _ in range(30):
         make_backup_record()
-    with CaptureQueriesContext(connection) as many:
+    with queries_on_every_database() as many:
         assert client.get(url).status_code == 200
 
-    assert len(many) <= len(few)
+    assert len(few.contexts[-1]) > 0 and len(many) <= len(few)  # the catalog's own queries are counted
 
 
 def test_restore_action_leads_to_the_confirmation_page_for_exactly_one_backup(superuser):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import connection, connections, router, transaction
 
 from dbops.instrumentation.profiling import (
     mask_sql,
@@ -29,7 +29,7 @@ def _forget_slow_queries():
     # Slow queries recorded inside a test's transaction are committed through their own connection
     # (by design), so the test transaction's rollback does not remove them: delete them the same way.
     yield
-    own = connections.create_connection(DEFAULT_DB_ALIAS)
+    own = connections.create_connection(router.db_for_write(SlowQuery))
     try:
         with own.cursor() as cursor:
             cursor.execute(f"DELETE FROM {SlowQuery._meta.db_table}")  # noqa: S608 (a model's table name)

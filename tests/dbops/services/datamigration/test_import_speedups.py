@@ -10,7 +10,7 @@ from django.db import connection
 from dbops.exceptions import ImportFormatError, ImportValidationError
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
-from dbops.services.datamigration.formats import _json_line
+from dbops.services.datamigration.formats.jsonl import _json_line
 from dbops.services.datamigration.import_fields import _fast_json, _fast_text
 from dbops.services.datamigration.imports import import_data
 from tests.dbops.services.datamigration.helpers import domain_rows, seed, wipe_domain
@@ -51,7 +51,7 @@ def test_a_failed_big_import_leaves_indexes_and_keys_in_place(tmp_path, monkeypa
     target = tmp_path / "all.jsonl"
     export_data(entities=None, output=target, fmt="jsonl")
     wipe_domain()
-    from dbops.engines import bulk_indexes
+    from dbops.engines.postgresql import bulk_indexes
 
     def failing_restore(self):
         raise RuntimeError("disk full")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.formats import read_json
-from dbops.services.datamigration.json_stream import JsonDocumentReader, JsonShapeError, JsonStreamError
+from dbops.services.datamigration.formats.json_stream import JsonDocumentReader, JsonShapeError, JsonStreamError
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner))

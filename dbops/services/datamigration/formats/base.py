@@ -1,0 +1,142 @@
+"""What every export format shares: the file header, the JSON encoding of values, the writer that
+only moves its file into place when complete, and the reader-side checks of header and entity."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+from django.db import models
+
+from dbops.exceptions import ImportFormatError
+from dbops.services.datamigration.entities import ENTITIES, Entity
+
+# The format's name since its first files: changing it would make every file written so far unreadable.
+FILE_MARKER = "multipult-export"
+FILE_VERSION = 1
+
+
+def _json_default(value):
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)  # a Decimal as text keeps every digit; import_data reads both back
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_json(record: dict) -> str:
+    return json.dumps(record, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text_fields(entity: Entity) -> set[str]:
+    return {f.name for f in entity.fields if isinstance(f, models.CharField | models.TextField)}
+
+
+def _json_fields(entity: Entity) -> set[str]:
+    return {f.name for f in entity.fields if isinstance(f, models.JSONField)}
+
+
+class ExportWriter:
+    """Writes into a temporary sibling of the target and moves it into place only on success, so a
+    failed export leaves whatever was at the target untouched."""
+
+    def __init__(self, target: Path, *, header: dict) -> None:
+        self.target = target
+        self.header = {"format": FILE_MARKER, "version": FILE_VERSION, **header}
+        self.counts: dict[str, int] = {}
+        self.entity: Entity | None = None
+        self._temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+
+    def begin_entity(self, entity: Entity) -> None:
+        self.entity = entity
+        self.counts[entity.name] = 0
+
+    def write(self, record: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def end_entity(self) -> None:
+        self.entity = None
+
+    def _finish(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self) -> int:
+        """Closes the file, moves it into place and returns its size in bytes."""
+        self._finish()
+        produced = self._temp / "out"
+        if produced.is_dir():
+            if self.target.exists():
+                shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()
+            size = sum(path.stat().st_size for path in produced.rglob("*") if path.is_file())
+        else:
+            size = produced.stat().st_size
+        os.replace(produced, self.target)
+        shutil.rmtree(self._temp, ignore_errors=True)
+        return size
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_quietly()
+        shutil.rmtree(self._temp, ignore_errors=True)
+
+    def _close_quietly(self) -> None:
+        pass
+
+
+class _StreamWriter(ExportWriter):
+    def __init__(self, target: Path, *, header: dict) -> None:
+        super().__init__(target, header=header)
+        self.handle = open(self._temp / "out", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+
+    def _finish(self) -> None:
+        self.handle.close()
+
+    def _close_quietly(self) -> None:
+        self.handle.close()
+
+
+Record = tuple[str, int, dict]  # (entity name, record number in the file, record)
+
+
+def _check_header(header, source: str) -> dict:
+    if not isinstance(header, dict) or header.get("format") != FILE_MARKER:
+        raise ImportFormatError(f"{source} is not an export_data file (no {FILE_MARKER!r} header).")
+    if header.get("version") != FILE_VERSION:
+        raise ImportFormatError(f"{source}: unsupported export version {header.get('version')!r}.")
+    return header
+
+
+def _entity_named(name, source: str) -> Entity:
+    if name not in ENTITIES:
+        raise ImportFormatError(f"{source}: unknown entity {name!r}; valid: {', '.join(ENTITIES)}.")
+    return ENTITIES[name]
+
+
+def _open_text(path: Path):
+    if not path.is_file():
+        raise ImportFormatError(f"{path} is not a file.")
+    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+
+
+def _decode_errors(path: Path):
+    """Turns a bad byte sequence into one readable message instead of a traceback."""
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
+
+    return guard()
+
+
+class Unparsable(str):
+    """A cell that should hold JSON but does not; validation reports it with its record number."""
