@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.db import connection
 
 from dbops.services.datamigration.snapshots import snapshot_create
@@ -26,7 +27,7 @@ def test_rollback_to_a_snapshot(page, live_server, superuser, concepts_snapshot)
     Concept.objects.filter(code="C1").delete()
     admin_login(page, live_server, superuser)
 
-    page.goto(f"{live_server.url}/admin/dbops/snapshot/{concepts_snapshot.pk}/change/")
+    page.goto(f"{live_server.url}/admin/dbops/snapshot/{quote(concepts_snapshot.pk)}/change/")
     page.click("#rollback-link")
     assert "core_concept" in page.locator("#overwritten").inner_text()
     assert "No safety backup is taken" in page.locator("#safety-note").inner_text()
