@@ -71,10 +71,9 @@ class SnapshotAdmin(ServiceWrittenAdmin):
         ]
 
     def _url(self, name: str, *args) -> str:
-        # quote() as the admin's own links do: an id's "_22" (a snapshot taken at 22:xx) would unquote to '"'.
-        return reverse(
-            f"admin:dbops_snapshot_{name}", args=[quote(arg) for arg in args], current_app=self.admin_site.name
-        )
+        # quote() as the admin's own links do: an id taken at 22:xx holds "_22", which unquotes to '"'.
+        quoted = [quote(arg) for arg in args]
+        return reverse(f"admin:dbops_snapshot_{name}", args=quoted, current_app=self.admin_site.name)
 
     def rollback_view(self, request, object_id):
         if not self.has_rollback_permission(request):

@@ -32,6 +32,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from dbops.conf import celery_app, operations_alias
+from dbops.engines import get_connector
 from dbops.masking import mask_secrets
 from dbops.models import BackupRecord
 from dbops.services.ops.s3_probe import s3_client
@@ -147,7 +148,8 @@ def _database(using: str, *, name: str = "database") -> CheckResult:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult(name, OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
+        engine = get_connector(using).engine
+        return CheckResult(name, OK, f"{engine} answered", {"latency_ms": latency_ms})
 
     return _probe(name, UNHEALTHY, probe)
 

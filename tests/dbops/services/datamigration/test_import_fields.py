@@ -39,7 +39,7 @@ def _fields():
 def test_good_values_convert_and_the_fast_path_agrees(kind, value, expected):
     field = _fields()[kind]
     assert _converter(field)(value) == expected
-    assert _fast(field)(value) == str(expected)
+    assert _fast(field, {})(value) == str(expected)
 
 
 @pytest.mark.parametrize(
@@ -64,9 +64,9 @@ def test_bad_values_name_the_problem_on_both_paths(kind, value, says):
     with pytest.raises(Bad, match=says):
         _converter(field)(value)
     with pytest.raises(Bad):
-        _fast(field)(value)
+        _fast(field, {})(value)
 
 
 def test_a_nullable_field_takes_null_on_the_fast_path():
     field = models.DateField(name="born", null=True)
-    assert _fast(field)(None) == "\\N"
+    assert _fast(field, {})(None) == "\\N"
