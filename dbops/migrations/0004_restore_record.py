@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dbops', '0002_operations'),
+        ('dbops', '0003_backup_format_labels_name_formats'),
     ]
 
     operations = [
