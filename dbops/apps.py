@@ -7,6 +7,9 @@ class DbopsConfig(AppConfig):
 
     def ready(self) -> None:
         from dbops import checks  # noqa: F401  (registers the system checks)
+        from dbops.conf import project_defaults_apply
 
-        # The task-profiling signals are connected by multipult.celery when the celery app is made:
-        # importing celery here cost every command ~0.1 s, and only processes that run tasks need them.
+        project_defaults_apply()
+
+        # The task-profiling signals are connected by the project where it makes its celery app
+        # (task_profile_start/finish): importing celery here cost every command ~0.1 s.

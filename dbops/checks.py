@@ -33,24 +33,38 @@ def check_postgres_client_tools(app_configs, **kwargs):
 
 
 @register()
-def check_s3_settings(app_configs, **kwargs):
-    from multipult.settings import CONFIG
+def check_backup_storage(app_configs, **kwargs):
+    if "backups" in settings.STORAGES:
+        return []
+    return [
+        Error(
+            "STORAGES has no 'backups' storage: backups have nowhere to go.",
+            hint="Add STORAGES['backups'], e.g. a FileSystemStorage with OPTIONS {'location': BACKUP_DIR}.",
+            id="dbops.E110",
+        )
+    ]
 
-    bucket = CONFIG["S3_BACKUP_BUCKET"]
-    key_id, secret = CONFIG["AWS_ACCESS_KEY_ID"], CONFIG["AWS_SECRET_ACCESS_KEY"]
-    if bool(key_id) != bool(secret):
+
+@register()
+def check_s3_settings(app_configs, **kwargs):
+    storage = settings.STORAGES.get("backups_s3")
+    if not storage:
+        return []
+    options = storage.get("OPTIONS") or {}
+    if bool(options.get("access_key")) != bool(options.get("secret_key")):
         return [
             Warning(
-                "Only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set.",
-                hint="Set both, or neither to use the default AWS credential chain.",
+                "STORAGES['backups_s3'] has only one of access_key and secret_key.",
+                hint="Set both (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or neither to use the default AWS "
+                "credential chain.",
                 id="dbops.W001",
             )
         ]
-    if (key_id or CONFIG["S3_ENDPOINT_URL"]) and not bucket:
+    if not options.get("bucket_name"):
         return [
             Warning(
-                "S3 credentials or endpoint are set but S3_BACKUP_BUCKET is not; uploads are disabled.",
-                hint="Set S3_BACKUP_BUCKET to enable --upload-s3.",
+                "STORAGES['backups_s3'] names no bucket_name; uploads to S3 will fail.",
+                hint="Set its bucket_name (S3_BACKUP_BUCKET), or remove the storage to disable S3.",
                 id="dbops.W002",
             )
         ]
@@ -58,9 +72,61 @@ def check_s3_settings(app_configs, **kwargs):
 
 
 @register()
+def check_dbops_settings(app_configs, **kwargs):
+    """DBOPS itself: a dict of known keys whose dotted paths import (dbops.E100, dbops.E109)."""
+    from django.utils.module_loading import import_string
+
+    from dbops.conf import DEFAULTS
+
+    declared = getattr(settings, "DBOPS", {})
+    if not isinstance(declared, dict):
+        return [Error(f"DBOPS must be a dict, not {type(declared).__name__}.", id="dbops.E100")]
+    problems = []
+    unknown = sorted(set(declared) - set(DEFAULTS))
+    if unknown:
+        problems.append(
+            Error(
+                f"Unknown DBOPS setting(s): {', '.join(unknown)}.",
+                hint=f"Known: {', '.join(DEFAULTS)} (see dbops/conf.py).",
+                id="dbops.E100",
+            )
+        )
+    for name in ("CELERY_APP", "MASK_SECRETS"):
+        path = declared.get(name)
+        if path is None:
+            continue
+        try:
+            import_string(path)
+        except (ImportError, TypeError, ValueError) as exc:
+            problems.append(Error(f"DBOPS[{name!r}] = {path!r} cannot be imported: {exc}", id="dbops.E109"))
+    return problems
+
+
+@register()
+def check_entities(app_configs, **kwargs):
+    """The data-migration entity declarations (DBOPS['ENTITIES'], entity_register): dbops.E101-E108, and
+    fields import_data could not read back (dbops.E111)."""
+    from dbops.services.datamigration.entities import ENTITIES
+    from dbops.services.datamigration.import_fields import unreadable_fields
+
+    problems = ENTITIES.problems()
+    if problems:
+        return [Error(f"DBOPS['ENTITIES']: {problem.message}", id=problem.check_id) for problem in problems]
+    return [
+        Error(
+            f"DBOPS['ENTITIES']: entity {entity.name!r} has fields import_data cannot read: {', '.join(unreadable)}.",
+            hint="Exclude them (with a default), or leave the entity out.",
+            id="dbops.E111",
+        )
+        for entity in ENTITIES.values()
+        if (unreadable := unreadable_fields(entity))
+    ]
+
+
+@register()
 def check_pitr_settings(app_configs, **kwargs):
     problems = []
-    if settings.PITR_STORAGE == "s3" and "backups_s3" not in settings.STORAGES:
+    if getattr(settings, "PITR_STORAGE", "local") == "s3" and "backups_s3" not in settings.STORAGES:
         problems.append(
             Warning(
                 "PITR_STORAGE=s3 but S3_BACKUP_BUCKET is not set: archive_wal and pitr base-backup will fail.",

@@ -1,8 +1,9 @@
 """Celery tasks: parse plain arguments, call one scheduling service, retry transient failures.
 
 Each task is idempotent per task id (dbops.services.ops.scheduling.task_run_execute), so it is safe to
-acknowledge late: a delivery lost with its worker is redelivered and does the work once. Without
-REDIS_HOST the settings make every task run in-process (eager)."""
+acknowledge late: a delivery lost with its worker is redelivered and does the work once. The tasks are
+shared: they run on the project's celery app (DBOPS["CELERY_APP"], else celery's current app), so the
+project's celery settings decide the broker, or in-process (eager) runs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from celery import Task, shared_task
 from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
+from dbops.conf import celery_app
 from dbops.exceptions import BackupLockedError
 from dbops.services.ops import scheduling
 from dbops.services.ops.notifications import failure_notify
-from multipult.celery import app as celery_app  # noqa: F401  (created first, so the shared tasks below use it)
+
+celery_app()  # the project's app exists (and is current) before the shared tasks below bind to it
 
 # Worth retrying later: a lost database connection, or another backup/restore holding the lock.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, BackupLockedError)

@@ -1,4 +1,4 @@
-"""dbops admin pages outside the model admins (mounted under /admin/dbops/ by multipult.urls)."""
+"""dbops admin pages outside the model admins (the project mounts them under /admin/dbops/)."""
 
 from django.urls import path
 

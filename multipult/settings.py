@@ -163,6 +163,69 @@ ANONYMIZATION_SALT = (
     or hmac.new(SECRET_KEY.encode(), b"multipult.dbops.anonymization", hashlib.sha256).hexdigest()
 )
 
+# The rest of dbops's settings (see dbops.conf): MultiPULT's data-migration entities, in dependency order,
+# with the anonymization rule of every column that looks personal ("keep": configuration or reference data).
+DBOPS |= {
+    "ENTITIES": [
+        {
+            "name": "roles",
+            "model": "core.Role",
+            "since_field": "created_at",
+            "anonymize": {"name": "keep", "description": "keep"},  # configuration, not people
+        },
+        {
+            "name": "users",
+            "model": "core.User",
+            "since_field": "date_joined",
+            "companions": ["roles", "user_roles"],
+            "exclude": ["password"],
+            "anonymize": {
+                "username": "username",
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "email": "email",
+                "phone": "phone",
+            },
+        },
+        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"]},
+        {
+            "name": "concepts",
+            "model": "core.Concept",
+            "since_field": "updated_at",
+            "anonymize": {"name": "keep", "description": "text"},  # a concept name is a domain term
+        },
+        {
+            "name": "dictionaries",
+            "model": "core.Dictionary",
+            "since_field": "created_at",
+            "companions": ["dictionary_entries"],
+            "anonymize": {"name": "keep", "description": "text"},
+        },
+        {
+            "name": "dictionary_entries",
+            "model": "core.DictionaryEntry",
+            "parent": ["dictionary", "dictionaries"],
+            "anonymize": {"value": "keep"},  # reference data (codes, labels), not about people
+        },
+        {
+            "name": "stored_files",
+            "model": "core.StoredFile",
+            "since_field": "created_at",
+            "anonymize": {"name": "filename", "storage_path": "filepath"},
+        },
+        {
+            "name": "audit_logs",
+            "model": "core.AuditLog",
+            "since_field": "timestamp",
+            "anonymize": {"changes": "clear", "ip_address": "ip"},
+        },
+    ],
+    "CELERY_APP": "multipult.celery.app",
+    "MASK_SECRETS": "multipult.core.services.configuration.mask_configured_secrets",
+    # GraphQL plumbing: the resolver's field path says more than these frames.
+    "PROFILING_SKIP_FILES": ("multipult/graphql/execution.py", "multipult/graphql/futures.py"),
+}
+
 # Celery: Redis when REDIS_HOST is set; otherwise tasks run in-process (eager).
 REDIS_URL = (
     f"redis://{CONFIG['REDIS_HOST']}:{CONFIG['REDIS_PORT']}/{CONFIG['REDIS_DB']}" if CONFIG["REDIS_HOST"] else None

@@ -244,31 +244,29 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
 
     @admin.display(description="restores")
     def restore_log(self, backup_record: BackupRecord):
-        from multipult.core.models import AuditLog
-
-        # backup_restore writes one audit entry per restore, into the restored database.
-        entries = AuditLog.objects.filter(
-            action=AuditLog.Action.RESTORE, entity_type="dbops.BackupRecord", entity_id=backup_record.pk
-        ).order_by("-timestamp")[:20]
+        # backup_restore writes one RestoreRecord per restore (running, then succeeded or failed).
+        restore_records = backup_record.restores.order_by("-started_at", "-id")[:20]
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    f"{timezone.localtime(entry.timestamp):%Y-%m-%d %H:%M:%S}",
-                    f"{entry.changes.get('by') or '—'} ({entry.changes.get('triggered_by') or '?'})",
-                    entry.changes.get("database", ""),
-                    f"#{entry.changes['safety_backup']}" if entry.changes.get("safety_backup") else "none",
-                    entry.changes.get("previous_database") or "—",
+                    f"{timezone.localtime(restore_record.started_at):%Y-%m-%d %H:%M:%S}",
+                    restore_record.get_status_display()
+                    + (f": {restore_record.error.splitlines()[0]}" if restore_record.error else ""),
+                    f"{restore_record.triggered_by_user or '—'} ({restore_record.triggered_by})",
+                    restore_record.database_name,
+                    f"#{restore_record.safety_backup_id}" if restore_record.safety_backup_id else "none",
+                    restore_record.previous_database or "—",
                 )
-                for entry in entries
+                for restore_record in restore_records
             ),
         )
         if not rows:
             return "never restored"
         return format_html(
-            '<table class="restore-log"><tr><th>when</th><th>by</th><th>database</th><th>safety backup</th>'
-            "<th>previous database kept as</th></tr>{}</table>",
+            '<table class="restore-log"><tr><th>when</th><th>outcome</th><th>by</th><th>database</th>'
+            "<th>safety backup</th><th>previous database kept as</th></tr>{}</table>",
             rows,
         )
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 
+from dbops.conf import dbops_setting
 from dbops.models.profiling import SlowQuery
 
 logger = logging.getLogger("dbops.profiling")
@@ -43,9 +44,8 @@ _current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.Cont
 )
 
 _PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
-# Not a call site: libraries, this module, and the GraphQL plumbing (the resolver's field path says more).
+# Not a call site: libraries, this module, and the project's plumbing (DBOPS["PROFILING_SKIP_FILES"]).
 _NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
-_NOT_APP_FILES = (__file__, "multipult/graphql/execution.py", "multipult/graphql/futures.py")
 _code_locations: dict[CodeType, str | None] = {}
 _SAMPLE_CHARS = 4000
 
@@ -59,7 +59,7 @@ def _code_location(code: CodeType) -> str | None:
     filename = code.co_filename
     if (
         not filename.startswith(_PROJECT_ROOT)
-        or filename.endswith(_NOT_APP_FILES)
+        or filename.endswith((__file__, *dbops_setting("PROFILING_SKIP_FILES")))
         or any(part in filename for part in _NOT_APP_CODE)
     ):
         return None
@@ -405,8 +405,8 @@ def profiled(source: str | None = None) -> Callable[[FuncT], FuncT]:
     return decorate
 
 
-# Every celery task is profiled while QUERY_PROFILING_ENABLED, through the task signals (connected in
-# multipult.celery); the worker runs a task's prerun, body and postrun on one thread.
+# Every celery task is profiled while QUERY_PROFILING_ENABLED, through the task signals (the project
+# connects them where it makes its celery app); the worker runs a task's prerun, body and postrun on one thread.
 _task_profiles: dict[str, QueryProfile] = {}
 
 

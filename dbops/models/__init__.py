@@ -1,6 +1,6 @@
 """dbops models, one module per area, re-exported here."""
 
-from dbops.models.backups import BackupRecord
+from dbops.models.backups import BackupRecord, RestoreRecord
 from dbops.models.datamigration import DataTransferRun, Snapshot
 from dbops.models.pitr import PitrBaseBackup
 from dbops.models.profiling import SlowQuery
@@ -11,6 +11,7 @@ __all__ = [
     "BackupRecord",
     "DataTransferRun",
     "PitrBaseBackup",
+    "RestoreRecord",
     "RetentionPolicy",
     "SlowQuery",
     "Snapshot",

@@ -110,3 +110,45 @@ class BackupRecord(models.Model):
 
     def __str__(self) -> str:
         return f"backup #{self.pk} {self.kind} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class RestoreRecord(models.Model):
+    """One restore (backup_restore): created running before anything is touched, finished either way.
+
+    When the operations state lives in the database being restored, backup_restore carries these rows
+    across the restore, so the history is not rewound to the backup's time."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    backup = models.ForeignKey(
+        BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores", db_index=False
+    )
+    input_path = models.CharField(max_length=1024, blank=True, help_text="The backup file, for a file restore")
+    source = models.CharField(max_length=1024, help_text="What was restored, as the operator saw it")
+    database_alias = models.CharField(max_length=64)
+    database_name = models.CharField(max_length=255)
+    tables = models.JSONField(default=list, blank=True, help_text="Only these tables; empty: the whole database")
+    safety_backup = models.ForeignKey(
+        BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    previous_database = models.CharField(max_length=255, blank=True, help_text="Where the replaced database is kept")
+    triggered_by = models.CharField(
+        max_length=16, choices=BackupRecord.Trigger.choices, default=BackupRecord.Trigger.CLI
+    )
+    triggered_by_user = models.CharField(max_length=150, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["backup", "-started_at"], name="restore_backup_started_idx")]
+
+    def __str__(self) -> str:
+        return f"restore #{self.pk} {self.status} {self.source}"

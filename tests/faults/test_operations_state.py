@@ -18,7 +18,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from dbops import tasks
 from dbops.conf import operations_alias
-from dbops.models import BackupRecord, RetentionPolicy, SlowQuery, Snapshot, TaskRun
+from dbops.models import BackupRecord, RestoreRecord, RetentionPolicy, SlowQuery, Snapshot, TaskRun
 from dbops.services.backups.create import backup_create
 from dbops.services.datamigration.snapshots import snapshot_create, snapshot_prune, snapshot_rollback
 from multipult.core.models import Role
@@ -109,9 +109,12 @@ def test_a_restore_task_leaves_every_operations_table_as_it_was_plus_its_own_row
     assert outcome["safety_backup_id"] is not None
     safety = BackupRecord.objects.get(pk=outcome["safety_backup_id"])
     assert safety.kind == BackupRecord.Kind.SAFETY and safety.status == BackupRecord.Status.SUCCEEDED
-    # The only new rows are the restore's own: its safety backup and its task run.
+    # The only new rows are the restore's own: its safety backup, its task run and its restore record.
+    restore_record = RestoreRecord.objects.get(pk__in=added.get("dbops_restorerecord", []))
+    assert (restore_record.status, restore_record.backup_id) == ("succeeded", backup_record.pk)
     assert added == {
         "dbops_backuprecord": [safety.pk],
+        "dbops_restorerecord": [restore_record.pk],
         "dbops_taskrun": [task_run.pk],
     }
     # The schedules staff edited after the backup are as they left them.
@@ -132,8 +135,9 @@ def test_restore_db_on_the_command_line_keeps_the_operations_state(backup_then_c
     )
 
     added = rows_added(before, operations_state())
-    assert list(added) == ["dbops_backuprecord"]
+    assert list(added) == ["dbops_backuprecord", "dbops_restorerecord"]
     assert [BackupRecord.objects.get(pk=pk).kind for pk in added["dbops_backuprecord"]] == ["safety"]
+    assert [RestoreRecord.objects.get(pk=pk).status for pk in added["dbops_restorerecord"]] == ["succeeded"]
     assert set(Role.objects.values_list("name", flat=True)) == {"in-the-backup"}
     assert f"kept as {connections[DEFAULT_DB_ALIAS].settings_dict['NAME']}_pre_restore_" in out.getvalue()
     assert "re-synced" not in out.getvalue()

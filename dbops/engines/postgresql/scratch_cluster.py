@@ -130,7 +130,7 @@ def scratch_recovery_run(
         "recovery_target_action": "pause",
     }
     with (data_dir / "postgresql.auto.conf").open("a") as conf:
-        conf.write("\n# multipult dbops scratch recovery (verification)\n")
+        conf.write("\n# dbops scratch recovery (verification)\n")
         conf.writelines(f"{name} = {conf_literal(value)}\n" for name, value in overrides.items())
     (data_dir / "recovery.signal").touch()
     data_dir.chmod(0o700)

@@ -145,7 +145,7 @@ def server_wal_switch(*, using: str = DEFAULT_DB_ALIAS) -> WalSwitch:
     does) and switches to a new WAL file, which the archiver then archives."""
     with server_cursor(using) as cursor:
         try:
-            cursor.execute("SELECT pg_create_restore_point('multipult dbops pitr check')")
+            cursor.execute("SELECT pg_create_restore_point('dbops pitr check')")
             cursor.execute(
                 "SELECT system_identifier::text, pg_walfile_name(pg_switch_wal()), now() FROM pg_control_system()"
             )

@@ -38,6 +38,7 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
+from dbops.signals import backup_deleted, signal_send
 
 logger = logging.getLogger(__name__)
 
@@ -287,10 +288,9 @@ def backup_upload_retry(*, backup_record: BackupRecord) -> BackupRecord:
     return backup_record
 
 
-def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
-    """Removes the local and S3 artifact and manifests, and marks the record deleted (with an audit entry)."""
-    from multipult.core.models import AuditLog
-
+def backup_delete(*, backup_record: BackupRecord, reason: str) -> list[str]:
+    """Removes the local and S3 artifact and manifests, and marks the record deleted; then sends
+    backup_deleted (the project's audit log). Returns the failures of its receivers (also logged)."""
     names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
     if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
         names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
@@ -298,12 +298,13 @@ def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
     backup_record.status = BackupRecord.Status.DELETED
     backup_record.deleted_at = timezone.now()
     backup_record.save(update_fields=["status", "deleted_at"])
-    AuditLog.objects.create(
-        action=AuditLog.Action.DELETE,
-        entity_type="dbops.BackupRecord",
-        entity_id=backup_record.pk,
-        timestamp=backup_record.deleted_at,
-        changes={"reason": reason, "removed": removed},
+    return signal_send(
+        backup_deleted,
+        sender=BackupRecord,
+        backup_record=backup_record,
+        reason=reason,
+        removed=removed,
+        deleted_at=backup_record.deleted_at,
     )
 
 

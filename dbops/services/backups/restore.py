@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
-from django.utils import timezone
 
 from dbops.artifacts.manifest import manifest_of
 from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check, record_decryption_keys
@@ -20,9 +19,17 @@ from dbops.artifacts.sidecar import sidecar_path
 from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupError, BackupNotFound, CatalogSyncRefused, DbopsError, RestoreError
-from dbops.models import BackupRecord
-from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
+from dbops.models import BackupRecord, RestoreRecord
 from dbops.services.backups.create import ByteProgress, backup_create_locked
+from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
+from dbops.services.backups.restore_history import (
+    restore_history_carry,
+    restore_history_hold,
+    restore_record_finish,
+    restore_record_start,
+    restore_record_warn,
+)
+from dbops.signals import database_restored, signal_send
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)  # which copy was used and why, what it was checked against
     sync: SyncResult | None = None
     seconds: float = 0.0
+    restore_record: RestoreRecord | None = None
 
 
 def _source_label(backup_record: BackupRecord | None, input_path: Path | None) -> str:
@@ -169,7 +177,72 @@ def backup_restore(
     connector = get_connector(database)
     result = RestoreResult(database_name=connector.database_name, source=_source_label(backup_record, input_path))
     result.backup_record = backup_record
+    restore_record = restore_record_start(
+        backup_record=backup_record,
+        input_path=input_path,
+        source=result.source,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        tables=tables,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+    )
+    try:
+        _restore(
+            connector,
+            result,
+            input_path=input_path,
+            tables=tables,
+            jobs=jobs,
+            safety_backup=safety_backup,
+            verify=verify,
+            triggered_by_user=triggered_by_user,
+            progress=progress,
+            wait=wait,
+        )
+    except BaseException as exc:
+        restore_record_finish(
+            restore_record,
+            status=RestoreRecord.Status.FAILED,
+            started=started,
+            error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, DbopsError) else str(exc),
+            safety_backup=result.safety_backup,
+        )
+        raise
+    result.seconds = time.perf_counter() - started
+    not_recorded = restore_record_finish(
+        restore_record,
+        status=RestoreRecord.Status.SUCCEEDED,
+        started=started,
+        safety_backup=result.safety_backup,
+        previous_database=result.previous_database,
+        warnings=result.warnings,
+    )
+    result.warnings += [not_recorded] if not_recorded else []
+    result.restore_record = restore_record
+    receiver_failures = signal_send(database_restored, sender=RestoreRecord, restore_record=restore_record)
+    if receiver_failures:
+        result.warnings += receiver_failures
+        restore_record_warn(restore_record, receiver_failures)
+    logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
+    return result
 
+
+def _restore(
+    connector: Connector,
+    result: RestoreResult,
+    *,
+    input_path: Path | None,
+    tables: list[str],
+    jobs: int,
+    safety_backup: bool,
+    verify: bool,
+    triggered_by_user: str,
+    progress: ByteProgress | None,
+    wait: bool,
+) -> None:
+    """backup_restore's work, filling `result`: prove and decode the artifact, safety backup, restore."""
+    backup_record, database = result.backup_record, connector.alias
     with tempfile.TemporaryDirectory(prefix="dbops-restore-") as folder:
         workdir = Path(folder)
         if backup_record is not None:
@@ -209,6 +282,8 @@ def backup_restore(
         with connector.lock(wait=wait):
             if safety_backup:
                 result.safety_backup = _safety_backup(connector, result.source, triggered_by_user)
+            # Read last, so the history held includes this restore's own running row.
+            held_history = restore_history_hold(database_alias=connector.alias)
             try:
                 outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
             except DbopsError:
@@ -224,10 +299,9 @@ def backup_restore(
                     result.sync = catalog_sync()
                 except CatalogSyncRefused as exc:  # the restore is done; the catalog stays as restored
                     result.warnings.append(str(exc))
-    result.seconds = time.perf_counter() - started
-    _audit(result, triggered_by, triggered_by_user)
-    logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
-    return result
+            not_carried = restore_history_carry(held_history)
+            if not_carried:
+                result.warnings.append(not_carried)
 
 
 def _safety_backup(connector: Connector, source: str, user: str) -> BackupRecord:
@@ -245,26 +319,6 @@ def _safety_backup(connector: Connector, source: str, user: str) -> BackupRecord
         )
     except BackupError as exc:
         raise RestoreError(f"The safety backup failed, so nothing was restored: {exc}") from exc
-
-
-def _audit(result: RestoreResult, triggered_by: str, user: str) -> None:
-    from multipult.core.models import AuditLog
-
-    AuditLog.objects.create(
-        action=AuditLog.Action.RESTORE,
-        entity_type="dbops.BackupRecord",
-        entity_id=result.backup_record.pk if result.backup_record else None,
-        timestamp=timezone.now(),
-        changes={
-            "source": result.source,
-            "database": result.database_name,
-            "tables": result.tables,
-            "previous_database": result.previous_database,
-            "safety_backup": result.safety_backup.pk if result.safety_backup else None,
-            "triggered_by": triggered_by,
-            "by": user,
-        },
-    )
 
 
 def backup_for_id(backup_id: int | str) -> BackupRecord:

@@ -6,9 +6,9 @@ and nobody without the salt can map fakes back. Names come from Faker seeded wit
 look real; emails and usernames carry a slice of the hash, so they stay unique; phones are 555
 numbers; free text is replaced or cleared. Passwords are never exported at all.
 
-RULES below is the one place that says what happens to each column. A column that looks personal
-(by name or type) and has no rule stops the export, naming the column: a new field cannot leak by
-default.
+The project says what happens to each column: the `anonymize` rules of each entity declaration
+(DBOPS["ENTITIES"], see dbops.services.datamigration.entities). A column that looks personal (by name or
+type) and has no rule stops the export, naming the column: a new field cannot leak by default.
 """
 
 from __future__ import annotations
@@ -23,30 +23,24 @@ from django.conf import settings
 from django.db import models
 
 from dbops.exceptions import AnonymizationRuleMissing
-from dbops.services.datamigration.entities import Entity
+from dbops.services.datamigration.entities import ENTITIES, KEEP, Entity
 
 if TYPE_CHECKING:
     from faker import Faker
 
-KEEP = "keep"
-# entity -> field -> strategy (see Anonymizer.STRATEGIES). Fields not listed are kept as they are,
-# which is only allowed for fields that do not look personal (see looks_personal).
-RULES: dict[str, dict[str, str]] = {
-    "roles": {"name": KEEP, "description": KEEP},  # role names and texts are configuration, not people
-    "users": {
-        "username": "username",
-        "first_name": "first_name",
-        "last_name": "last_name",
-        "email": "email",
-        "phone": "phone",
-    },
-    "user_roles": {},
-    "concepts": {"name": KEEP, "description": "text"},  # a concept name is a domain term
-    "dictionaries": {"name": KEEP, "description": "text"},
-    "dictionary_entries": {"value": KEEP},  # reference data (codes, labels), not about people
-    "stored_files": {"name": "filename", "storage_path": "filepath"},
-    "audit_logs": {"changes": "clear", "ip_address": "ip"},
-}
+# Every strategy an entity's `anonymize` rules may name (each is an Anonymizer method `_<name>`), besides KEEP.
+STRATEGIES = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "ip",
+    "text",
+    "clear",
+    "filename",
+    "filepath",
+)
 
 _PERSONAL_NAME = re.compile(
     r"(^|_)(e?mail|phone|mobile|tel|fax|name|username|surname|address|street|city|zip|postcode|ip|"
@@ -63,7 +57,7 @@ def looks_personal(model_field: models.Field) -> bool:
 def missing_rules(selected: list[Entity]) -> list[str]:
     missing = []
     for entity in selected:
-        rules = RULES.get(entity.name, {})
+        rules = entity.anonymize
         missing += [f"{entity.name}.{f.name}" for f in entity.fields if looks_personal(f) and f.name not in rules]
     return missing
 
@@ -73,29 +67,16 @@ def check_rules(selected: list[Entity]) -> None:
     if missing:
         raise AnonymizationRuleMissing(
             "Refusing to export with --anonymize: these columns look like personal data and have no "
-            f"anonymization rule: {', '.join(missing)}. Add a rule (or 'keep') for each in "
-            "dbops/services/datamigration/anonymization.py RULES."
+            f"anonymization rule: {', '.join(missing)}. Add a rule (or 'keep') for each to the entity's "
+            "'anonymize' rules in DBOPS['ENTITIES']."
         )
-    unknown = sorted(
-        {strategy for rules in RULES.values() for strategy in rules.values()} - set(Anonymizer.STRATEGIES) - {KEEP}
-    )
+    unknown = sorted({strategy for entity in selected for strategy in entity.anonymize.values()} - {*STRATEGIES, KEEP})
     if unknown:
-        raise AnonymizationRuleMissing(f"Unknown anonymization strategies in RULES: {', '.join(unknown)}.")
+        raise AnonymizationRuleMissing(f"Unknown anonymization strategies: {', '.join(unknown)}.")
 
 
 class Anonymizer:
-    STRATEGIES = (
-        "username",
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "ip",
-        "text",
-        "clear",
-        "filename",
-        "filepath",
-    )
+    STRATEGIES = STRATEGIES
 
     def __init__(self, salt: str | None = None) -> None:
         from faker import Faker  # imported on use: it is slow to import (start-up time)
@@ -104,8 +85,12 @@ class Anonymizer:
         self.faker = Faker("en_US")
         self.cache: dict[tuple[str, object], object] = {}
         self.plans = {
-            entity: [(name, getattr(self, f"_{strategy}")) for name, strategy in rules.items() if strategy != KEEP]
-            for entity, rules in RULES.items()
+            entity.name: [
+                (name, getattr(self, f"_{strategy}"))
+                for name, strategy in entity.anonymize.items()
+                if strategy in STRATEGIES  # KEEP is not one; unknown ones are refused by check_rules
+            ]
+            for entity in ENTITIES.values()
         }
 
     def apply(self, entity: str, record: dict) -> dict:

@@ -1,24 +1,33 @@
-"""The entities that export_data / import_data move, in dependency order, and how their fields
-are named and typed in a portable file.
+"""The entities that export_data / import_data / snapshots move, in dependency order, and how their
+fields are named and typed in a portable file.
+
+The project declares them: `DBOPS["ENTITIES"]` in its settings (see dbops.conf), or `entity_register(...)`
+from an app's AppConfig.ready(). `ENTITIES` is the registry, read like a dict {name: Entity}; it is built
+on first use, after the app registry is ready, and again when DBOPS changes (override_settings).
 
 A record is a dict keyed by field name (a foreign key by its field name, holding the related id),
 values in JSON-friendly types: int, bool, str, None, ISO 8601 strings for datetimes, any JSON value
-for JSON fields. Passwords are never part of a record.
+for JSON fields. Excluded fields (a password) are never part of a record.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.apps import apps
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+from django.core.signals import setting_changed
 from django.db import models
 
-from dbops.exceptions import UnknownEntityError
-from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+from dbops.conf import dbops_setting
+from dbops.exceptions import ConfigurationError, UnknownEntityError
 
-UserRole = User.roles.through
-
-# Never exported, never read from a file (imports give users an unusable password).
-NEVER_EXPORTED: dict[type[models.Model], frozenset[str]] = {User: frozenset({"password"})}
+DECLARATION_OPTIONS = frozenset({"name", "model", "since_field", "companions", "parent", "exclude", "anonymize"})
+KEEP = "keep"  # the anonymization rule for a field that is not personal data
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ class Entity:
     # (foreign key field, parent entity): rows are limited to the exported parents when both are selected.
     parent: tuple[str, str] | None = None
     fields: tuple[models.Field, ...] = field(default=(), compare=False)
+    never_exported: frozenset[str] = frozenset()  # not in files; imports fill them (import_defaults)
+    anonymize: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> strategy or "keep"
+    import_defaults: Mapping[str, Callable[[], object]] = field(default_factory=dict, compare=False)
 
     @property
     def table(self) -> str:
@@ -41,40 +53,312 @@ class Entity:
         return [model_field.name for model_field in self.fields]
 
 
-def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
-    hidden = NEVER_EXPORTED.get(model, frozenset())
-    return tuple(f for f in model._meta.concrete_fields if f.name not in hidden)
+@dataclass(frozen=True)
+class EntityProblem:
+    check_id: str  # the dbops.E1xx system check id
+    message: str
 
 
-def _entity(name: str, model: type[models.Model], **kwargs) -> Entity:
-    return Entity(name=name, model=model, fields=_fields(model), **kwargs)
+def _unusable_password() -> str:
+    # Like make_password(None), without its 40 secrets.choice calls per imported user.
+    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
 
 
-# Dependency order: every entity comes after the entities its foreign keys point at.
-ENTITIES: dict[str, Entity] = {
-    entity.name: entity
-    for entity in (
-        _entity("roles", Role, since_field="created_at"),
-        _entity("users", User, since_field="date_joined", companions=("roles", "user_roles")),
-        _entity("user_roles", UserRole, parent=("user", "users")),
-        _entity("concepts", Concept, since_field="updated_at"),
-        _entity("dictionaries", Dictionary, since_field="created_at", companions=("dictionary_entries",)),
-        _entity("dictionary_entries", DictionaryEntry, parent=("dictionary", "dictionaries")),
-        _entity("stored_files", StoredFile, since_field="created_at"),
-        _entity("audit_logs", AuditLog, since_field="timestamp"),
+def _import_default(model: type[models.Model], model_field: models.Field) -> Callable[[], object] | None:
+    """What an import puts in a field that files never carry, or None when nothing fits."""
+    if model_field.name == "password" and hasattr(model, "set_unusable_password"):
+        return _unusable_password  # an auth user: imported users must set a password before logging in
+    if model_field.has_default():
+        return model_field.get_default
+    if model_field.null:
+        return lambda: None
+    if model_field.blank and model_field.empty_strings_allowed:
+        return lambda: ""
+    return None
+
+
+class EntityRegistry(Mapping[str, Entity]):
+    """The declared entities by name, in dependency order. Raises ConfigurationError on first use when a
+    declaration is wrong (the dbops.E1xx system checks report every problem at start-up)."""
+
+    def __init__(self) -> None:
+        self._registered: list[dict[str, Any]] = []
+        self._built: tuple[dict[str, Entity], dict[str, Entity]] | None = None
+        self._lock = threading.Lock()
+
+    # --- declaring ------------------------------------------------------------------------------
+
+    def register(self, declaration: dict[str, Any]) -> None:
+        self._registered.append(dict(declaration))
+        self.reset()
+
+    def reset(self) -> None:
+        self._built = None
+
+    def declarations(self) -> list[Any]:
+        declared = dbops_setting("ENTITIES")
+        return [*(declared if isinstance(declared, list | tuple) else [declared]), *self._registered]
+
+    def problems(self) -> list[EntityProblem]:
+        return _build(self.declarations())[1]
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _entities(self) -> tuple[dict[str, Entity], dict[str, Entity]]:
+        built = self._built
+        if built is None:
+            with self._lock:
+                entities, problems = _build(self.declarations())
+                if problems:
+                    raise ConfigurationError(f"DBOPS['ENTITIES']: {problems[0].message}")
+                built = self._built = (entities, {entity.table: entity for entity in entities.values()})
+        return built
+
+    def __getitem__(self, name: str) -> Entity:
+        return self._entities()[0][name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entities()[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entities()[0])
+
+    def __len__(self) -> int:
+        return len(self._entities()[0])
+
+    def by_table(self, table: str) -> Entity | None:
+        return self._entities()[1].get(table)
+
+    def for_model(self, model: type[models.Model]) -> Entity | None:
+        for entity in self._entities()[0].values():
+            if entity.model is model:
+                return entity
+        return None
+
+
+ENTITIES = EntityRegistry()
+
+
+def entity_register(
+    *,
+    name: str,
+    model: str,
+    since_field: str | None = None,
+    companions: tuple[str, ...] | list[str] = (),
+    parent: tuple[str, str] | list[str] | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    anonymize: dict[str, str] | None = None,
+) -> None:
+    """Declares an entity from code (an app's AppConfig.ready()), after those in DBOPS["ENTITIES"]."""
+    ENTITIES.register(
+        {
+            "name": name,
+            "model": model,
+            "since_field": since_field,
+            "companions": list(companions),
+            "parent": list(parent) if parent else None,
+            "exclude": list(exclude),
+            "anonymize": dict(anonymize or {}),
+        }
     )
-}
-ENTITY_BY_TABLE: dict[str, Entity] = {entity.table: entity for entity in ENTITIES.values()}
+
+
+def _reset_on_settings_change(*, setting: str, **kwargs) -> None:
+    if setting == "DBOPS":
+        ENTITIES.reset()
+
+
+setting_changed.connect(_reset_on_settings_change, dispatch_uid="dbops.entities.reset")
+
+
+# --- building and checking the declarations --------------------------------------------------------
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+
+
+def _shape_problem(position: int, declaration: Any) -> str | None:
+    where = f"entity #{position + 1}"
+    if not isinstance(declaration, dict):
+        return f"{where} is {type(declaration).__name__}, not a dict with 'name' and 'model'."
+    unknown = sorted(set(declaration) - DECLARATION_OPTIONS)
+    if unknown:
+        return f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(DECLARATION_OPTIONS))}."
+    name, model = declaration.get("name"), declaration.get("model")
+    if not isinstance(name, str) or not name:
+        return f"{where} has no 'name'."
+    if not isinstance(model, str) or model.count(".") != 1:
+        return f"entity {name!r}: 'model' must be an 'app_label.ModelName' string, not {model!r}."
+    for option in ("companions", "exclude"):
+        if not _string_list(declaration.get(option) or []):
+            return f"entity {name!r}: {option!r} must be a list of names."
+    parent = declaration.get("parent")
+    if parent is not None and not (_string_list(parent) and len(parent) == 2):
+        return f"entity {name!r}: 'parent' must be [foreign key field, parent entity], not {parent!r}."
+    anonymize = declaration.get("anonymize") or {}
+    if not (isinstance(anonymize, dict) and all(isinstance(v, str) for v in anonymize.values())):
+        return f"entity {name!r}: 'anonymize' must map field names to strategy names."
+    since_field = declaration.get("since_field")
+    if since_field is not None and not isinstance(since_field, str):
+        return f"entity {name!r}: 'since_field' must be a field name."
+    return None
+
+
+def _model_for(label: str) -> type[models.Model] | None:
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        return None
+
+
+def _entity_from(declaration: dict[str, Any], model: type[models.Model], problems: list[EntityProblem]) -> Entity:
+    name = declaration["name"]
+    concrete = {model_field.name: model_field for model_field in model._meta.concrete_fields}
+
+    def check_fields(option: str, names) -> None:
+        missing = [field_name for field_name in names if field_name not in concrete]
+        if missing:
+            problems.append(
+                EntityProblem(
+                    "dbops.E104",
+                    f"entity {name!r}: {option} names no field of {model._meta.label}: {', '.join(missing)} "
+                    f"(fields: {', '.join(concrete)}).",
+                )
+            )
+
+    since_field = declaration.get("since_field")
+    excluded = frozenset(declaration.get("exclude") or ())
+    anonymize = dict(declaration.get("anonymize") or {})
+    parent = tuple(declaration["parent"]) if declaration.get("parent") else None
+    check_fields("'since_field'", [since_field] if since_field else [])
+    check_fields("'exclude'", sorted(excluded))
+    check_fields("'anonymize'", list(anonymize))
+    if parent:
+        check_fields("'parent'", [parent[0]])
+    defaults = {}
+    for field_name in sorted(excluded & set(concrete)):
+        default = _import_default(model, concrete[field_name])
+        if default is None:
+            problems.append(
+                EntityProblem(
+                    "dbops.E108",
+                    f"entity {name!r}: excluded field {field_name!r} is required and has no default, so an "
+                    "import could not fill it; give it a default or stop excluding it.",
+                )
+            )
+        defaults[field_name] = default
+    return Entity(
+        name=name,
+        model=model,
+        since_field=since_field,
+        companions=tuple(declaration.get("companions") or ()),
+        parent=parent,
+        fields=tuple(f for f in model._meta.concrete_fields if f.name not in excluded),
+        never_exported=excluded,
+        anonymize=anonymize,
+        import_defaults=defaults,
+    )
+
+
+def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[EntityProblem]:
+    """`broken`: names whose own declaration failed (reported already, so not again as unknown)."""
+    problems = []
+    position = {name: index for index, name in enumerate(entities)}
+    by_model = {entity.model: entity for entity in entities.values()}
+    for entity in entities.values():
+        unknown = [name for name in entity.companions if name not in entities and name not in broken]
+        if entity.parent and entity.parent[1] not in entities and entity.parent[1] not in broken:
+            unknown.append(entity.parent[1])
+        if unknown:
+            problems.append(
+                EntityProblem("dbops.E105", f"entity {entity.name!r} names unknown entities: {', '.join(unknown)}.")
+            )
+        for model_field in entity.fields:
+            is_key = model_field.many_to_one or model_field.one_to_one
+            target = by_model.get(model_field.related_model) if is_key else None
+            if target is not None and target is not entity and position[target.name] > position[entity.name]:
+                problems.append(
+                    EntityProblem(
+                        "dbops.E106",
+                        f"entity {entity.name!r} is declared before {target.name!r}, which its foreign key "
+                        f"{model_field.name!r} points at: list entities in dependency order.",
+                    )
+                )
+        if entity.parent and entity.parent[1] in entities:
+            parent_field = next((f for f in entity.fields if f.name == entity.parent[0]), None)
+            parent_model = entities[entity.parent[1]].model
+            if parent_field is not None and parent_field.related_model is not parent_model:
+                problems.append(
+                    EntityProblem(
+                        "dbops.E104",
+                        f"entity {entity.name!r}: parent field {entity.parent[0]!r} is not a foreign key to "
+                        f"{parent_model._meta.label}.",
+                    )
+                )
+    return problems
+
+
+def _strategy_problems(entities: dict[str, Entity]) -> list[EntityProblem]:
+    from dbops.services.datamigration.anonymization import STRATEGIES
+
+    problems = []
+    for entity in entities.values():
+        unknown = sorted(set(entity.anonymize.values()) - set(STRATEGIES) - {KEEP})
+        if unknown:
+            problems.append(
+                EntityProblem(
+                    "dbops.E107",
+                    f"entity {entity.name!r}: unknown anonymization strategies {', '.join(unknown)}; "
+                    f"known: {KEEP}, {', '.join(STRATEGIES)}.",
+                )
+            )
+    return problems
+
+
+def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProblem]]:
+    entities: dict[str, Entity] = {}
+    problems: list[EntityProblem] = []
+    models_seen: dict[type[models.Model], str] = {}
+    broken: set[str] = set()
+    for position, declaration in enumerate(declarations):
+        shape = _shape_problem(position, declaration)
+        if shape:
+            problems.append(EntityProblem("dbops.E101", shape))
+            if isinstance(declaration, dict) and isinstance(declaration.get("name"), str):
+                broken.add(declaration["name"])
+            continue
+        name, label = declaration["name"], declaration["model"]
+        model = _model_for(label)
+        if model is None:
+            problems.append(EntityProblem("dbops.E102", f"entity {name!r}: {label!r} is not an installed model."))
+            broken.add(name)
+            continue
+        if name in entities or model in models_seen:
+            twice = f"name {name!r}" if name in entities else f"model {label} (also {models_seen[model]!r})"
+            problems.append(EntityProblem("dbops.E103", f"entity {name!r}: {twice} is declared twice."))
+            continue
+        entities[name] = _entity_from(declaration, model, problems)
+        models_seen[model] = name
+    return entities, problems + _relation_problems(entities, broken) + _strategy_problems(entities)
+
+
+# --- using them ------------------------------------------------------------------------------------
 
 
 def entity_names_help() -> str:
-    return ", ".join(ENTITIES)
+    try:
+        return ", ".join(ENTITIES) or "none declared (DBOPS['ENTITIES'])"
+    except ConfigurationError as exc:  # --help still works; the system checks say what is wrong
+        return f"unavailable: {exc}"
 
 
 def resolve_entities(names: list[str] | str | None, *, with_companions: bool = False) -> list[Entity]:
     """The named entities (all when none are named) in dependency order; unknown names are rejected."""
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
+    if not ENTITIES:
+        raise UnknownEntityError("No data-migration entities are declared: list them in DBOPS['ENTITIES'].")
     if not names:
         return list(ENTITIES.values())
     unknown = [name for name in names if name not in ENTITIES]
@@ -91,7 +375,4 @@ def resolve_entities(names: list[str] | str | None, *, with_companions: bool = F
 
 
 def entity_for_model(model: type[models.Model]) -> Entity | None:
-    for entity in ENTITIES.values():
-        if entity.model is model:
-            return entity
-    return None
+    return ENTITIES.for_model(model)

@@ -13,23 +13,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from uuid import UUID
 
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+from django.core.exceptions import ValidationError
+from django.core.validators import DecimalValidator
 from django.db import models
 
 from dbops.exceptions import DataMigrationError
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.formats import Unparsable
 
-# Filled in on import when a file does not carry them (passwords are never exported): an unusable
-# password like make_password(None) makes, without its 40 secrets.choice calls per user.
-IMPORT_DEFAULTS: dict[tuple[str, str], Callable[[], object]] = {
-    ("users", "password"): lambda: UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
-}
 NULL = "\\N"
 
 
@@ -105,6 +102,60 @@ def _datetime(value):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _date(value):
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected an ISO 8601 date (YYYY-MM-DD), got {value!r}")
+
+
+def _float(value):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected a number, got {value!r}")
+
+
+def _decimal_converter(model_field: models.DecimalField) -> Callable:
+    fits = DecimalValidator(model_field.max_digits, model_field.decimal_places)
+
+    def convert(value):
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise Bad(f"expected a decimal number, got {value!r}")
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except InvalidOperation:
+            raise Bad(f"expected a decimal number, got {value!r}") from None
+        if not number.is_finite():
+            raise Bad(f"expected a decimal number, got {value!r}")
+        try:
+            fits(number)
+        except ValidationError as exc:
+            raise Bad(f"{value!r}: {' '.join(exc.messages)}") from None
+        return number
+
+    return convert
+
+
+def _uuid(value):
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value.strip())
+        except ValueError:
+            pass
+    raise Bad(f"expected a UUID, got {value!r}")
+
+
 def _ip(value):
     try:
         return str(ipaddress.ip_address(value.strip() if isinstance(value, str) else value))
@@ -125,6 +176,14 @@ def _converter(model_field: models.Field) -> Callable:
         return _boolean
     if isinstance(model_field, models.DateTimeField):
         return _datetime
+    if isinstance(model_field, models.DateField):  # after DateTimeField, its subclass
+        return _date
+    if isinstance(model_field, models.DecimalField):
+        return _decimal_converter(model_field)
+    if isinstance(model_field, models.FloatField):
+        return _float
+    if isinstance(model_field, models.UUIDField):
+        return _uuid
     if isinstance(model_field, models.GenericIPAddressField):
         return _ip
     if isinstance(model_field, models.JSONField):
@@ -132,6 +191,17 @@ def _converter(model_field: models.Field) -> Callable:
     if isinstance(model_field, models.CharField | models.TextField):
         return _text_converter(model_field)
     raise DataMigrationError(f"import_data cannot read {model_field.get_internal_type()} fields yet")
+
+
+def unreadable_fields(entity: Entity) -> list[str]:
+    """`field (Type)` for each field of the entity import_data has no converter for (the dbops.E111 check)."""
+    found = []
+    for model_field in entity.fields:
+        try:
+            _converter(model_field)
+        except DataMigrationError:
+            found.append(f"{model_field.name} ({model_field.get_internal_type()})")
+    return found
 
 
 @dataclass
@@ -149,8 +219,8 @@ def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str
     specs = []
     for model_field in entity.model._meta.concrete_fields:
         default: Callable[[], object] | None = None
-        if (entity.name, model_field.name) in IMPORT_DEFAULTS:
-            default = IMPORT_DEFAULTS[(entity.name, model_field.name)]
+        if model_field.name in entity.import_defaults:  # never exported: the declaration says how to fill it
+            default = entity.import_defaults[model_field.name]
         elif model_field.has_default():
             default = model_field.get_default
         elif getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False):
@@ -234,6 +304,13 @@ def _fast_datetime(value) -> str:
     raise Bad
 
 
+def _fast_checked(strict: Callable) -> Callable[[object], str]:
+    def convert(value) -> str:
+        return str(strict(value))  # Bad propagates: the checking path then names the problem
+
+    return convert
+
+
 def _fast_ip(value) -> str:
     if type(value) is str and _IP_SHAPE.match(value):
         return value
@@ -262,6 +339,8 @@ def _fast(model_field: models.Field, escapes: Mapping[int, str]) -> Callable[[ob
         convert = _fast_boolean
     elif isinstance(model_field, models.DateTimeField):
         convert = _fast_datetime
+    elif isinstance(model_field, models.DateField | models.DecimalField | models.FloatField | models.UUIDField):
+        convert = _fast_checked(_converter(model_field))  # less common types: the strict check, then its text
     elif isinstance(model_field, models.GenericIPAddressField):
         convert = _fast_ip
     elif isinstance(model_field, models.JSONField):

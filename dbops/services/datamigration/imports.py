@@ -37,7 +37,7 @@ from dbops.exceptions import BulkLoadRejected, DataMigrationError, ImportValidat
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.entities import ENTITIES, Entity, entity_for_model
 from dbops.services.datamigration.formats import FORMATS, read_records
-from dbops.services.datamigration.import_fields import IMPORT_DEFAULTS, Bad, FieldSpec, field_specs
+from dbops.services.datamigration.import_fields import Bad, FieldSpec, field_specs
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,7 @@ class _Stage:
     def plan(self, record: dict) -> None:
         """The first record decides which fields the file provides; the rest get defaults."""
         self.provided = [
-            spec.name
-            for spec in self.specs
-            if spec.name in record and (self.entity.name, spec.name) not in IMPORT_DEFAULTS
+            spec.name for spec in self.specs if spec.name in record and spec.name not in self.entity.import_defaults
         ]
         self.provided_keys = set(self.provided)
         # (field to read, its fast converter) or (None, COPY text of a constant default, per-row default)
@@ -123,7 +121,7 @@ class _Stage:
         for spec in self.specs:
             if spec.name in self.provided_keys:
                 self.fast_plan.append((spec.name, spec.fast, None))
-            elif (self.entity.name, spec.name) in IMPORT_DEFAULTS:
+            elif spec.name in self.entity.import_defaults:
                 self.fast_plan.append((None, None, spec.default))
             elif spec.default is not None:
                 self.fast_plan.append((None, self.connector.copy_text(_db_default(spec.default)), None))
@@ -333,7 +331,7 @@ def _convert(stage: _Stage, number: int, record: dict) -> list[Problem]:
     found: list[Problem] = []
     known = {spec.name for spec in stage.specs}
     for name in record:
-        if name not in known or (entity.name, name) in IMPORT_DEFAULTS:
+        if name not in known or name in entity.import_defaults:
             found.append(Problem(stage.order, number, entity.name, name, "unknown field"))
     values = []
     for spec in stage.specs:

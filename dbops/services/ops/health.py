@@ -32,10 +32,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from dbops.conf import operations_alias
+from dbops.conf import celery_app, operations_alias
 from dbops.engines import get_connector
+from dbops.masking import mask_secrets
 from dbops.models import BackupRecord
-from multipult.core.services.configuration import mask_configured_secrets, s3_client
+from dbops.services.ops.s3_probe import s3_client
 
 OK, DEGRADED, UNHEALTHY, SKIPPED = "ok", "degraded", "unhealthy", "skipped"
 _RANK = {OK: 0, SKIPPED: 0, DEGRADED: 1, UNHEALTHY: 2}
@@ -136,7 +137,7 @@ def _probe(name: str, failure_status: str, probe: Callable[[], CheckResult]) -> 
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
-    return mask_configured_secrets(text.splitlines()[0]) if text else "no details"
+    return mask_secrets(text.splitlines()[0]) if text else "no details"
 
 
 def _database(using: str, *, name: str = "database") -> CheckResult:
@@ -196,8 +197,7 @@ def _celery_workers(timeout: float, redis_check: CheckResult) -> CheckResult:
         return CheckResult("celery_workers", DEGRADED, "not asked: the broker (Redis) is unreachable")
 
     def probe() -> CheckResult:
-        from multipult.celery import app
-
+        app = celery_app()
         with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
             # limit=1: return on the first answer instead of always waiting for the whole timeout.
             replies = app.control.ping(timeout=timeout, limit=1, connection=connection)

@@ -1,6 +1,6 @@
 """Failure notifications for unattended jobs: always a log line, and a mail to ADMINS and
 BACKUP_NOTIFY_EMAILS when any address is configured. The mail settings come from the EMAIL_*
-variables (multipult.config); without EMAIL_HOST the mail backend only logs (dbops.mail), and
+settings; without a mail server the project can use dbops.mail.LogOnlyEmailBackend (only logs), and
 EMAIL_TIMEOUT bounds how long a dead mail server can hold up the task that failed."""
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def pitr_base_backup_create(
     saved_names: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="dbops-basebackup-") as workdir:
-            label = f"multipult dbops base backup #{record.pk}"
+            label = f"dbops base backup #{record.pk}"
             tool_version = run_basebackup(params, Path(workdir), label=label, progress=progress)
             manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
             wal_range = manifest["WAL-Ranges"][0]
@@ -233,7 +233,7 @@ def pitr_restore(
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
-            f"# multipult dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
+            f"# dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
             f"restore_command = {conf_literal(restore_command)}",
             f"recovery_target_time = {conf_literal(target_time.isoformat())}",
             "recovery_target_action = 'promote'",

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dbops.engines import database_probe
+from dbops.services.ops.s3_probe import s3_client
 from multipult.config import ENV_VARS, ResolvedValue, mask_secret, project_path, resolve_all
 
 MIN_SECRET_KEY_LENGTH = 50  # Django's own deploy check (security.W009) asks for at least 50
@@ -203,21 +204,6 @@ def _check_mail(values) -> list[ConfigProblem]:
         detail = str(exc).replace(password, "********") if password else str(exc)
         return [ConfigProblem("mail", f"cannot use the mail server {host}:{port}: {type(exc).__name__}: {detail}")]
     return []
-
-
-def s3_client(values_or_settings: Mapping[str, Any], timeout: float):
-    """A boto3 client with short timeouts and no retries, for probes (validate_config, health_check)."""
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    return boto3.client(
-        "s3",
-        endpoint_url=values_or_settings.get("endpoint_url"),
-        aws_access_key_id=values_or_settings.get("access_key"),
-        aws_secret_access_key=values_or_settings.get("secret_key"),
-        region_name=values_or_settings.get("region_name") or "us-east-1",
-        config=BotoConfig(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
-    )
 
 
 def _check_s3_bucket(values, timeout: float) -> list[ConfigProblem]:

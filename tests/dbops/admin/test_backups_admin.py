@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from dbops.models import BackupRecord
+from dbops.models import BackupRecord, RestoreRecord
 from tests.dbops.admin.conftest import make_backup_record
 
 pytestmark = pytest.mark.django_db
@@ -205,3 +205,37 @@ def test_restore_action_leads_to_the_confirmation_page_for_exactly_one_backup(su
 
     assert one.status_code == 302 and one["Location"] == restore_url(first)
     assert "Select exactly one backup to restore from." in two.content.decode()
+
+
+def test_a_backups_page_lists_its_restores_from_the_restore_records(superuser):
+    # The rows backup_restore writes: one that failed, one that succeeded with a safety backup.
+    backup_record = make_backup_record(tag="restored-often")
+    safety = make_backup_record(kind=BackupRecord.Kind.SAFETY)
+    other = make_backup_record(tag="never-restored")
+    started = timezone.now() - timedelta(hours=1)
+    common = {"backup": backup_record, "database_alias": "default", "database_name": "multipult", "source": "x"}
+    RestoreRecord.objects.create(
+        **common, status="failed", started_at=started, error="Backup #1 is damaged: checksum mismatch\nmore"
+    )
+    RestoreRecord.objects.create(
+        **common,
+        status="succeeded",
+        started_at=started + timedelta(minutes=5),
+        safety_backup=safety,
+        previous_database="multipult_pre_restore_20261201120000",
+        triggered_by="admin",
+        triggered_by_user="ops-anna",
+    )
+
+    client = logged_in(superuser)
+    html = client.get(reverse("admin:dbops_backuprecord_change", args=[backup_record.pk])).content.decode()
+
+    log = html[html.index('class="restore-log"') :]
+    assert log.index("Succeeded") < log.index("Failed: Backup #1 is damaged: checksum mismatch")  # newest first
+    assert "more" not in log[: log.index("</table>")]  # the first line of the error only
+    assert f"#{safety.pk}" in log and "multipult_pre_restore_20261201120000" in log and "ops-anna (admin)" in log
+    assert "never restored" in client.get(reverse("admin:dbops_backuprecord_change", args=[other.pk])).content.decode()
+    # Every restore also has its own read-only history page.
+    listing = client.get(reverse("admin:dbops_restorerecord_changelist")).content.decode()
+    assert listing.count('class="field-status"') == 2
+    assert client.get(reverse("admin:dbops_restorerecord_add")).status_code == 403

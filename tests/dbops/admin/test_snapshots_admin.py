@@ -3,6 +3,8 @@ the real PostgreSQL); the same permission rule as a restore."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.admin.utils import quote
 from django.db import connection
@@ -71,3 +73,20 @@ def test_staff_without_permission_gets_403(staff_user, concepts_snapshot):
     assert client.get(rollback_url(concepts_snapshot)).status_code == 403
     response = client.post(rollback_url(concepts_snapshot), {"typed_name": connection.settings_dict["NAME"]})
     assert response.status_code == 403
+
+
+def test_the_rollback_link_of_a_snapshot_taken_at_22_hours_works(superuser, concepts_snapshot):
+    # Ids carry the time: "_22" is how the admin escapes '"', so an unquoted link named another id.
+    late = "snapshot_20261201_221307"
+    Snapshot.objects.filter(pk=concepts_snapshot.pk).update(id=late)
+    client = logged_in(superuser)
+
+    detail = client.get(reverse("admin:dbops_snapshot_change", args=[quote(late)])).content.decode()
+    link = re.search(r'id="rollback-link"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*id="rollback-link"', detail)
+
+    assert link is not None, detail
+    rollback = link.group(1) or link.group(2)
+    page = client.get(rollback).content.decode()
+    assert "Every row of table(s) core_concept" in page and quote(late) in page  # the cancel link too
+    done = client.post(rollback, {"typed_name": connection.settings_dict["NAME"]})
+    assert f"Rolled back to {late}" in client.get(done["Location"]).content.decode()

@@ -180,7 +180,7 @@ def test_wrong_format_flag(exported, tmp_path):
     state = fingerprint()
     fails("import_data", "--input", str(exported), "--format", "json", match="use --format jsonl")
     fails("import_data", "--input", str(exported), "--format", "csv", match="needs a .zip archive or a folder")
-    fails("import_data", "--input", str(exported), "--format", "sql", match="not a MultiPULT export")
+    fails("import_data", "--input", str(exported), "--format", "sql", match="not an export_data file")
     fails("import_data", "--input", str(exported), "--format", "xml", match="invalid choice")
     assert fingerprint() == state
 

@@ -8,21 +8,26 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 from django.db import models
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
 
+# The format's name since its first files: changing it would make every file written so far unreadable.
 FILE_MARKER = "multipult-export"
 FILE_VERSION = 1
 
 
 def _json_default(value):
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)  # a Decimal as text keeps every digit; import_data reads both back
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -102,7 +107,7 @@ Record = tuple[str, int, dict]  # (entity name, record number in the file, recor
 
 def _check_header(header, source: str) -> dict:
     if not isinstance(header, dict) or header.get("format") != FILE_MARKER:
-        raise ImportFormatError(f"{source} is not a MultiPULT export (no {FILE_MARKER!r} header).")
+        raise ImportFormatError(f"{source} is not an export_data file (no {FILE_MARKER!r} header).")
     if header.get("version") != FILE_VERSION:
         raise ImportFormatError(f"{source}: unsupported export version {header.get('version')!r}.")
     return header

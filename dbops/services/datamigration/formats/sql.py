@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dbops.exceptions import ImportFormatError
-from dbops.services.datamigration.entities import ENTITY_BY_TABLE, NEVER_EXPORTED, Entity
+from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.formats.base import (
     Record,
     Unparsable,
@@ -49,7 +49,7 @@ class SqlWriter(_StreamWriter):
         super().begin_entity(entity)
         # NOT NULL columns that are never exported get a placeholder so a database shell can load the file
         # ("!" is Django's unusable password); import_data ignores them.
-        self._placeholders = [f'"{name}"' for name in sorted(NEVER_EXPORTED.get(entity.model, ()))]
+        self._placeholders = [f'"{name}"' for name in sorted(entity.never_exported)]
         columns = ", ".join([f'"{f.column}"' for f in entity.fields] + self._placeholders)
         self._prefix = f'INSERT INTO "{entity.table}" ({columns}) VALUES ('  # noqa: S608 - identifiers from models
         self._names = entity.field_names
@@ -108,7 +108,7 @@ def read_sql(path: Path) -> Iterator[Record]:
         counted_to = position
         if not statement:
             raise ImportFormatError(f"{path}: line {line}: not an INSERT statement written by export_data.")
-        entity = ENTITY_BY_TABLE.get(statement.group(1))
+        entity = ENTITIES.by_table(statement.group(1))
         if entity is None:
             raise ImportFormatError(f"{path}: line {line}: unknown table {statement.group(1)!r}.")
         columns = [column.strip().strip('"') for column in statement.group(2).split(",")]
@@ -127,7 +127,7 @@ def read_sql(path: Path) -> Iterator[Record]:
         position += 1
         json_fields = _json_fields(entity)
         record = {}
-        hidden = NEVER_EXPORTED.get(entity.model, frozenset())
+        hidden = entity.never_exported
         for column, value in zip(columns, values, strict=True):
             name = by_column.get(column, column)
             if name in hidden:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 
 from dbops.exceptions import AnonymizationRuleMissing
-from dbops.services.datamigration import anonymization
 from dbops.services.datamigration.anonymization import Anonymizer, looks_personal, missing_rules
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
@@ -112,12 +112,14 @@ def test_anonymized_export_imports_again_and_joins_hold(tmp_path):
     assert not User.objects.filter(email__endswith="@realmail.test").exists()
 
 
-def test_refuses_when_a_personal_looking_column_has_no_rule(tmp_path, monkeypatch):
+def test_refuses_when_a_personal_looking_column_has_no_rule(tmp_path, settings):
     seed(scale=0.1)
-    rules = {entity: dict(fields) for entity, fields in anonymization.RULES.items()}
-    del rules["users"]["phone"]
-    del rules["audit_logs"]["ip_address"]
-    monkeypatch.setattr(anonymization, "RULES", rules)
+    # The project's declarations without two rules (override_settings rebuilds the entity registry).
+    declarations = copy.deepcopy(settings.DBOPS["ENTITIES"])
+    by_name = {declaration["name"]: declaration for declaration in declarations}
+    del by_name["users"]["anonymize"]["phone"]
+    del by_name["audit_logs"]["anonymize"]["ip_address"]
+    settings.DBOPS = {**settings.DBOPS, "ENTITIES": declarations}
     target = tmp_path / "x.jsonl"
     with pytest.raises(AnonymizationRuleMissing, match=r"users\.phone") as caught:
         export_data(entities="users,audit_logs", output=target, fmt="jsonl", anonymize=True)

@@ -106,7 +106,7 @@ def test_read_json_checks_a_header_that_comes_after_the_entities(tmp_path):
 
     wrong = tmp_path / "wrong.json"
     wrong.write_text('{"entities": {"roles": [{"name": "r"}]}, "format": "something-else"}')
-    with pytest.raises(ImportFormatError, match="not a MultiPULT export"):
+    with pytest.raises(ImportFormatError, match="not an export_data file"):
         list(read_json(wrong))
 
     empty = tmp_path / "empty.json"
