@@ -20,7 +20,7 @@ from django.conf import settings
 from dbops.exceptions import EncryptionError, KeyUnavailable
 
 KEY_ID_LENGTH = 16
-_KEY_ID_LABEL = b"multipult-dbops backup key id v1"
+_KEY_ID_LABEL = b"dbops backup key id v1"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-_MISSING_TABLE = re.compile(r'relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
+_MISSING_TABLE = re.compile(r'(?<!of )relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
+_MISSING_COLUMN = re.compile(
+    r'column "(?P<column>[^"]+)" of relation "(?P<table>[^"]+)" does not exist'
+    r"|no such column: (?P<sqlite>\S+)|column (?P<qualified>\S+) does not exist"
+)
 _MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
 _CANNOT_CONNECT = ("could not connect", "connection to server", "unable to open database file", "Connection refused")
 
@@ -19,6 +23,11 @@ def describe_database_error(exc: DatabaseError) -> str:
     if missing:
         table = missing.group("pg") or missing.group("sqlite")
         return f"The database has no table {table}: run `python manage.py migrate` first."
+    column = _MISSING_COLUMN.search(str(exc))
+    if column:
+        name = column.group("column") and f"{column.group('table')}.{column.group('column')}"
+        name = name or column.group("sqlite") or column.group("qualified")
+        return f"The database has no column {name}: run `python manage.py migrate` first."
     absent = _MISSING_DATABASE.search(text)
     if absent:
         return (
