@@ -1,3 +1,10 @@
-from dbops.engines.base import CONNECTOR_MAPPING, Connector, DumpResult, RestoreOutcome, get_connector
+from dbops.engines.base import (
+    CONNECTOR_MAPPING,
+    Connector,
+    DumpResult,
+    LeftoversRecovery,
+    RestoreOutcome,
+    get_connector,
+)
 
-__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "RestoreOutcome", "get_connector"]
+__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "LeftoversRecovery", "RestoreOutcome", "get_connector"]

@@ -1,5 +1,7 @@
 """PostgreSQL through pg_dump / pg_restore / psql. The password reaches the tools only as PGPASSWORD in
-the child environment; row counts come from the very snapshot pg_dump dumps (pg_export_snapshot)."""
+the child environment; row counts come from the very snapshot pg_dump dumps (pg_export_snapshot). The
+tools are started through dbops.engines.child_processes, so they die with a killed parent; the rename swap
+of a full restore and the repair of interrupted ones are in swap.py."""
 
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ from typing import BinaryIO
 
 from django.utils import timezone
 
-from dbops.engines.base import Connector, DumpResult, RestoreOutcome
+from dbops.engines.base import Connector, DumpResult, LeftoversRecovery, RestoreOutcome
+from dbops.engines.child_processes import child_popen, child_run
+from dbops.engines.postgresql import swap
+from dbops.engines.postgresql.swap import MAINTENANCE_DB, quote_ident
 from dbops.exceptions import BackupError, BackupLockedError, DatabaseUnavailable, RestoreError
 
 CHUNK_SIZE = 1 << 20
-MAINTENANCE_DB = "postgres"
-PRE_RESTORE_SUFFIX = "_pre_restore_{stamp}"  # stamp: %Y%m%d%H%M%S
+PRE_RESTORE_SUFFIX = swap.PRE_RESTORE_INFIX + "{stamp}"  # stamp: %Y%m%d%H%M%S
 STDERR_LIMIT = 4000
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
@@ -34,10 +38,6 @@ TABLES_SQL = """
       AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
     ORDER BY 1, 2
 """
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _table_key(schema: str, table: str) -> str:
@@ -87,6 +87,7 @@ class PostgreSQLConnector(Connector):
         params.pop("cursor_factory", None)
         if dbname is not None:
             params["dbname"] = dbname
+        params.setdefault("connect_timeout", 10)  # an unreachable host fails in seconds, not after TCP's minutes
         try:
             raw = self.connection.Database.connect(**params)
         except self.connection.Database.OperationalError as exc:
@@ -98,7 +99,7 @@ class PostgreSQLConnector(Connector):
     def _run(self, args: list[str], *, error: type[Exception], stdin=None) -> None:
         with tempfile.TemporaryFile() as stderr:
             try:
-                result = subprocess.run(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=self._env())
+                result = child_run(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=self._env())
             except FileNotFoundError as exc:
                 raise error(f"{args[0]} not found: {exc}") from exc
             if result.returncode != 0:
@@ -127,7 +128,7 @@ class PostgreSQLConnector(Connector):
     def archive_tables(self, dump_path: Path, *, fmt: str) -> list[str]:
         if fmt != "custom":
             return []
-        listing = subprocess.run(
+        listing = child_run(
             [self._tool("pg_restore", RestoreError), "--list", str(dump_path)],
             capture_output=True,
             text=True,
@@ -179,7 +180,7 @@ class PostgreSQLConnector(Connector):
     def _stream_from(self, args: list[str], stream: BinaryIO) -> None:
         with tempfile.TemporaryFile() as stderr:
             try:
-                process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=self._env())
+                process = child_popen(args, stdout=subprocess.PIPE, stderr=stderr, env=self._env())
             except OSError as exc:
                 raise BackupError(f"cannot run {args[0]}: {exc}") from exc
             _widen_pipe(process.stdout)
@@ -231,45 +232,27 @@ class PostgreSQLConnector(Connector):
             return self._restore_tables(dump_path, fmt=fmt, tables=tables)
         stamp = timezone.now().strftime("%Y%m%d%H%M%S")
         target = self.database_name
-        fresh = _ident_name(target, f"_restoring_{stamp}")
+        fresh = _ident_name(target, f"{swap.RESTORING_INFIX}{stamp}")
         previous = _ident_name(target, PRE_RESTORE_SUFFIX.format(stamp=stamp))
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
             self._create_database_like_or_fail(admin, fresh)
-            try:
-                self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
-            except BaseException:
-                _drop_database(admin, fresh)
-                raise
-            self.connection.close()  # our own session would block the rename
-            self._swap(admin, target=target, fresh=fresh, previous=previous)
         finally:
             admin.close()
+        try:
+            self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
+        except RestoreError as exc:
+            dropped = swap.scratch_drop(self, fresh)
+            raise RestoreError(f"{exc}\nDatabase {target} was left as it was; the partly restored {dropped}") from exc
+        except BaseException:
+            swap.scratch_drop(self, fresh)  # Ctrl-C and the like: clean up, then let it through
+            raise
+        self.connection.close()  # our own session would block the rename
+        swap.databases_swap(self, target=target, fresh=fresh, previous=previous)
         return RestoreOutcome(database_name=target, previous_database=previous)
 
-    def _swap(self, admin, *, target: str, fresh: str, previous: str) -> None:
-        """Renames target -> previous and fresh -> target; other sessions on target are ended first."""
-        with admin.cursor() as cursor:
-            for _attempt in range(5):
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [target],
-                )
-                try:
-                    cursor.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(previous)}")
-                    break
-                except self.connection.Database.Error as exc:
-                    last_error = exc  # a client reconnected between terminate and rename; try again
-            else:
-                _drop_database(admin, fresh)
-                raise RestoreError(f"Could not take {target} offline for the swap: {last_error}")
-            try:
-                cursor.execute(f"ALTER DATABASE {quote_ident(fresh)} RENAME TO {quote_ident(target)}")
-            except self.connection.Database.Error as exc:
-                cursor.execute(f"ALTER DATABASE {quote_ident(previous)} RENAME TO {quote_ident(target)}")
-                _drop_database(admin, fresh)
-                raise RestoreError(f"Swap failed, the original database is back in place: {exc}") from exc
+    def restore_leftovers_recover(self) -> LeftoversRecovery:
+        return swap.restore_leftovers_recover(self)
 
     def _restore_tables(self, dump_path: Path, *, fmt: str, tables: list[str]) -> RestoreOutcome:
         if fmt != "custom":
@@ -299,7 +282,7 @@ class PostgreSQLConnector(Connector):
             script.write(preamble.encode())
             script.flush()  # the child writes through the same file descriptor, after our bytes
             with tempfile.TemporaryFile() as stderr:
-                result = subprocess.run(pg_restore, stdout=script, stderr=stderr, env=self._env())
+                result = child_run(pg_restore, stdout=script, stderr=stderr, env=self._env())
                 if result.returncode != 0:
                     raise RestoreError(f"pg_restore failed (exit {result.returncode}): {_tail(stderr)}")
             script.seek(0, os.SEEK_END)
@@ -316,15 +299,18 @@ class PostgreSQLConnector(Connector):
 
     @contextmanager
     def scratch_restore(self, dump_path: Path, *, fmt: str, jobs: int = 1) -> Iterator[_ScratchDatabase]:
-        scratch = _ident_name(self.database_name, f"_verify_{timezone.now():%Y%m%d%H%M%S}")
+        scratch = _ident_name(self.database_name, f"{swap.VERIFY_INFIX}{timezone.now():%Y%m%d%H%M%S}")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
+            # Shared, so verifications run side by side; while it is held no repair drops their scratch databases.
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [self.lock_key(swap.VERIFY_LOCK_SCOPE)])
             self._create_database_like_or_fail(admin, scratch)
             try:
                 self._load(dump_path, scratch, fmt=fmt, jobs=jobs)
                 yield _ScratchDatabase(self, scratch)
             finally:
-                _drop_database(admin, scratch)
+                swap.scratch_drop(self, scratch)  # on a new connection: this one may be the one that was cut
         finally:
             admin.close()
 
@@ -359,10 +345,14 @@ class PostgreSQLConnector(Connector):
             return [row[0] for row in cursor.fetchall()]
 
     # -- lock ---------------------------------------------------------------------------------------
+    def lock_key(self, scope: str = swap.RESTORE_LOCK_SCOPE) -> int:
+        """The advisory lock key of this database for one scope (backups and restores, or verifications)."""
+        return int.from_bytes(hashlib.sha256(f"{scope}:{self.database_name}".encode()).digest()[:8], "big", signed=True)
+
     @contextmanager
     def lock(self, *, wait: bool = False) -> Iterator[None]:
         # Held on the maintenance database so a restore's rename of the target does not end it.
-        key = int.from_bytes(hashlib.sha256(f"dbops:{self.database_name}".encode()).digest()[:8], "big", signed=True)
+        key = self.lock_key()
         holder = self._raw_connection(MAINTENANCE_DB)
         try:
             with holder.cursor() as cursor:

@@ -21,6 +21,7 @@ import psycopg2
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.engines.child_processes import child_popen
 from dbops.exceptions import PitrError
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -134,7 +135,7 @@ def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progres
         "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label, "-P",
     ]  # fmt: skip
     env = {**os.environ, "PGPASSWORD": params["password"] or ""}  # the password never on the command line
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+    with child_popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
         stderr = _follow_progress(child.stderr, progress)
     if child.returncode != 0:
         detail = ([line for line in stderr.splitlines() if line.strip() and "kB (" not in line] or ["no output"])[-1]

@@ -5,7 +5,6 @@ all-or-nothing restore, then the catalog re-synced from the manifests in storage
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
 from dbops.models import BackupRecord
 from dbops.artifacts.reading import artifact_decode, artifact_fetch, file_check
+from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.create import ByteProgress, backup_create_locked
 from dbops.services.backups.catalog import SyncResult, catalog_sync, manifest_of
 
@@ -144,8 +144,8 @@ def backup_restore(
     """Restores a managed backup or a backup file into `database`.
 
     Nothing is touched until the artifact's checksum is proven and it decodes completely; a failed
-    restore leaves the database as it was. Raises RestoreError (or ChecksumMismatch,
-    NotABackupError, EncryptionError, BackupLockedError)."""
+    restore leaves the database as it was, and its message says so only when it is checked to be so.
+    Raises RestoreError (or ChecksumMismatch, NotABackupError, EncryptionError, BackupLockedError)."""
     started = time.perf_counter()
     input_path = Path(input_path) if input_path is not None else None
     _check_arguments(backup_record, input_path, tables, jobs)
@@ -154,8 +154,7 @@ def backup_restore(
     result = RestoreResult(database_name=connector.database_name, source=_source_label(backup_record, input_path))
     result.backup_record = backup_record
 
-    with tempfile.TemporaryDirectory(prefix="dbops-restore-") as folder:
-        workdir = Path(folder)
+    with work_folder(purpose="restore") as workdir:
         if backup_record is not None:
             if backup_record.engine != connector.engine:
                 raise RestoreError(
@@ -198,14 +197,23 @@ def backup_restore(
                 outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
             except DbopsError:
                 raise
-            except Exception as exc:  # database driver errors: still one readable message
-                raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
+            except Exception as exc:  # not one the engine foresaw, so its state is not known here: say where to look
+                raise RestoreError(
+                    f"Restore failed unexpectedly: {exc}. Run `python manage.py health_check` to see the state of "
+                    f"database {connector.database_name} (it repairs a half-done swap)."
+                ) from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
             # Only when the operations state lives in the restored database (DBOPS["DATABASE"] unset) is
             # the catalog as old as the backup: then bring back every backup storage knows of.
             if connector.alias == operations_alias():
-                result.sync = catalog_sync()
+                try:
+                    result.sync = catalog_sync()
+                except Exception as exc:  # noqa: BLE001 - the restore itself is done; say so, and what is left
+                    result.warnings.append(
+                        f"The restore is done, but re-syncing the catalog from storage failed ({exc}): backups "
+                        "newer than the restored one are missing from list_backups until `list_backups --sync`."
+                    )
     result.seconds = time.perf_counter() - started
     _audit(result, triggered_by, triggered_by_user)
     logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)

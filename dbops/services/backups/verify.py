@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.utils import timezone
 
@@ -13,6 +11,7 @@ from dbops.engines import get_connector
 from dbops.exceptions import BackupNotFound, DbopsError, VerificationError
 from dbops.models import BackupRecord
 from dbops.artifacts.reading import artifact_decode, artifact_fetch
+from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.catalog import manifest_save
 
 
@@ -50,8 +49,7 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
     if refusal:
         raise VerificationError(refusal)
     result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False)
-    with tempfile.TemporaryDirectory(prefix="dbops-verify-") as folder:
-        workdir = Path(folder)
+    with work_folder(purpose="verify") as workdir:
         try:
             artifact = artifact_fetch(backup_record, workdir)
             result.checksum_ok = True

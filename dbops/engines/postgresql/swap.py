@@ -1,0 +1,294 @@
+"""The rename swap of a full PostgreSQL restore, and the repair of what interrupted runs leave.
+
+A full restore loads into `<name>_restoring_<stamp>`, then renames `<name>` -> `<name>_pre_restore_<stamp>`
+and the fresh copy -> `<name>` in ONE transaction (PostgreSQL accepts ALTER DATABASE … RENAME in a
+transaction block): a kill or a lost connection at any point leaves the old or the new database under
+the name, never neither.
+
+`restore_leftovers_recover` repairs, on the maintenance database (so it works while `<name>` is missing):
+- a half-done swap, the state an older, non-atomic run leaves when killed between its two renames:
+  `<name>` missing, `<name>_pre_restore_<stamp>` present. It is UNDONE (the newest pre-restore copy renamed
+  back, the unswapped copy dropped) rather than finished: that run never reported success, re-synced the
+  catalog or wrote its audit entry, so its operator was told it failed, and "a failed restore leaves the
+  database as it was" is the promise; the pre-restore copy is exactly that database. Without such a copy
+  nothing is guessed: an unswapped copy cannot be proven complete by a later process, so it is kept and
+  the problem reported (the operator renames what they trust, or restores again);
+- `<name>_restoring_*` and `<name>_verify_*` scratch databases of dead runs, only when the advisory lock
+  shows no backup/restore (resp. verification) of the database running.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from dbops.engines.base import LeftoversRecovery
+from dbops.exceptions import DatabaseUnavailable, RestoreError
+
+if TYPE_CHECKING:
+    from dbops.engines.postgresql.connector import PostgreSQLConnector
+
+MAINTENANCE_DB = "postgres"
+STAMP_DIGITS = 14  # %Y%m%d%H%M%S
+PRE_RESTORE_INFIX = "_pre_restore_"
+RESTORING_INFIX = "_restoring_"
+VERIFY_INFIX = "_verify_"
+SWAP_ATTEMPTS = 5  # each waits up to 5 s inside PostgreSQL for ended sessions to go
+OBJECT_IN_USE = "55006"  # "database … is being accessed by other users": a client reconnected in between
+RESTORE_LOCK_SCOPE = "dbops"  # held by backups and restores (exclusive)
+VERIFY_LOCK_SCOPE = "dbops-verify"  # held shared by each verification's scratch restore
+
+TERMINATE_SQL = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()"
+)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def stamped_name(base: str, infix: str, stamp: str) -> str:
+    """`<base><infix><stamp>` cut to PostgreSQL's 63-byte identifier limit (keeping infix and stamp)."""
+    suffix = f"{infix}{stamp}"
+    return base[: 63 - len(suffix)] + suffix
+
+
+def stamped_pattern(base: str, infix: str) -> re.Pattern:
+    prefix = stamped_name(base, infix, "0" * STAMP_DIGITS)[:-STAMP_DIGITS]
+    return re.compile(re.escape(prefix) + r"(\d{" + str(STAMP_DIGITS) + "})")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the swap -----------------------------------------------------------------------------------------
+def renames_commit(connector: PostgreSQLConnector, admin, renames: list[tuple[str, str]]) -> None:
+    """Ends the other sessions on the renamed databases, then renames them all in one transaction on
+    `admin`; retried while a client reconnects in between. Raises the driver's error of the last try."""
+    database_error = connector.connection.Database.Error
+    for attempt in range(SWAP_ATTEMPTS):
+        with admin.cursor() as cursor:
+            cursor.execute(TERMINATE_SQL, [[old for old, _ in renames]])
+        admin.autocommit = False
+        try:
+            with admin.cursor() as cursor:
+                for old, new in renames:
+                    cursor.execute(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")
+            admin.commit()
+            return
+        except database_error as exc:
+            if admin.closed:  # the connection is gone: whether COMMIT got through is for the caller to find out
+                raise
+            admin.rollback()
+            if getattr(exc, "pgcode", None) != OBJECT_IN_USE or attempt == SWAP_ATTEMPTS - 1:
+                raise
+        finally:
+            if not admin.closed:
+                admin.autocommit = True
+
+
+def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, previous: str) -> None:
+    """Puts `fresh` in place of `target` and keeps the old one as `previous`, atomically. On failure
+    raises RestoreError saying exactly which databases exist afterwards (checked, not assumed)."""
+    database_error = connector.connection.Database.Error
+    try:
+        admin = connector._raw_connection(MAINTENANCE_DB)
+    except DatabaseUnavailable as exc:
+        error: BaseException = exc
+    else:
+        try:
+            renames_commit(connector, admin, [(target, previous), (fresh, target)])
+            return
+        except database_error as exc:
+            error = exc
+        finally:
+            admin.close()
+    present = _existing(connector, [target, fresh, previous])
+    if present is None:
+        raise RestoreError(
+            f"Lost the connection to PostgreSQL while swapping in the restored database ({first_line(error)}). "
+            f"The swap is one transaction: database {target} is either as it was (with {fresh} beside it) or "
+            f"restored (with the old one kept as {previous}); the next dbops command or health_check says which "
+            f"and drops {fresh} if it is still there."
+        ) from error
+    if present == {target, previous}:
+        return  # COMMIT went through before the connection broke: the restore is done
+    if present == {target, fresh}:
+        dropped = scratch_drop(connector, fresh)
+        raise RestoreError(
+            f"Could not swap in the restored database: {first_line(error)}. Database {target} was left as it "
+            f"was; {dropped}"
+        ) from error
+    if present == {target}:
+        raise RestoreError(
+            f"Could not swap in the restored database: {first_line(error)}. Database {target} was left as it "
+            f"was; the restored copy {fresh} is gone (dropped by someone else)."
+        ) from error
+    listing = ", ".join(sorted(present)) or "none of them"
+    raise RestoreError(
+        f"Could not swap in the restored database: {first_line(error)}. Of {target}, {fresh} and {previous}, "
+        f"these exist now: {listing}. The next dbops command or health_check repairs a missing {target}."
+    ) from error
+
+
+def scratch_drop(connector: PostgreSQLConnector, name: str) -> str:
+    """Drops a scratch database on a new maintenance connection; says in a sentence what happened."""
+    try:
+        admin = connector._raw_connection(MAINTENANCE_DB)
+        try:
+            _drop(admin, name)
+        finally:
+            admin.close()
+    except (DatabaseUnavailable, connector.connection.Database.Error) as exc:
+        return f"{name} could not be dropped ({first_line(exc)}): the next dbops command drops it."
+    return f"{name} was dropped."
+
+
+def _existing(connector: PostgreSQLConnector, names: list[str]) -> set[str] | None:
+    """Which of `names` exist, on a new connection; None when the server cannot be asked."""
+    try:
+        admin = connector._raw_connection(MAINTENANCE_DB)
+    except DatabaseUnavailable:
+        return None
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [names])
+            return {row[0] for row in cursor.fetchall()}
+    except connector.connection.Database.Error:
+        return None
+    finally:
+        admin.close()
+
+
+def _drop(admin, name: str) -> None:
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+
+# -- the repair of interrupted runs ---------------------------------------------------------------------
+def restore_leftovers_recover(connector: PostgreSQLConnector) -> LeftoversRecovery:
+    """See the module docstring. One catalog query when there is nothing to do. Raises
+    DatabaseUnavailable when the server cannot be reached."""
+    target = connector.database_name
+    patterns = {infix: stamped_pattern(target, infix) for infix in (PRE_RESTORE_INFIX, RESTORING_INFIX, VERIFY_INFIX)}
+    found = LeftoversRecovery()
+    admin = connector._raw_connection(MAINTENANCE_DB)
+    try:
+        alternatives = "|".join(pattern.pattern for pattern in patterns.values())
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname FROM pg_database WHERE datname = %s OR datname ~ %s ORDER BY datname",
+                [target, f"^(?:{alternatives})$"],
+            )
+            names = [row[0] for row in cursor.fetchall()]
+        by_infix = {infix: [n for n in names if pattern.fullmatch(n)] for infix, pattern in patterns.items()}
+        target_present = target in names
+        if target_present and not by_infix[RESTORING_INFIX] and not by_infix[VERIFY_INFIX]:
+            return found
+        if not target_present or by_infix[RESTORING_INFIX]:
+            _recover_restores(
+                connector,
+                admin,
+                found,
+                target_present=target_present,
+                previous=by_infix[PRE_RESTORE_INFIX],
+                restoring=by_infix[RESTORING_INFIX],
+            )
+        if by_infix[VERIFY_INFIX]:
+            _recover_verifications(connector, admin, found, verifying=by_infix[VERIFY_INFIX])
+    finally:
+        admin.close()
+    return found
+
+
+@contextmanager
+def _lock_tried(admin, key: int) -> Iterator[bool]:
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        locked = cursor.fetchone()[0]
+    try:
+        yield locked
+    finally:
+        if locked and not admin.closed:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def _recover_restores(
+    connector: PostgreSQLConnector,
+    admin,
+    found: LeftoversRecovery,
+    *,
+    target_present: bool,
+    previous: list[str],
+    restoring: list[str],
+) -> None:
+    target = connector.database_name
+    with _lock_tried(admin, connector.lock_key(RESTORE_LOCK_SCOPE)) as locked:
+        if not locked:
+            if not target_present:
+                found.database_missing = True
+                found.failed.append(
+                    f"Database {target} is missing while a backup or restore of it holds the lock (an older "
+                    "dbops may be between its two renames): left as it is; run any dbops command when it has ended."
+                )
+            else:
+                found.left_alone.append(f"{', '.join(restoring)}: a backup or restore of {target} is running.")
+            return
+        interrupted_stamp = ""
+        if not target_present:
+            if not previous:
+                found.database_missing = True
+                kept = f" {', '.join(restoring)} may hold an unfinished restore and was kept." if restoring else ""
+                found.failed.append(
+                    f"Database {target} is missing and there is no {target}{PRE_RESTORE_INFIX}* copy to put "
+                    f"back.{kept} Restore a backup, or rename the database you trust to {target}."
+                )
+                return  # never drop a copy that may be the only one left
+            newest = previous[-1]  # names differ only in their stamp, so sorted by name is sorted by time
+            try:
+                renames_commit(connector, admin, [(newest, target)])
+            except connector.connection.Database.Error as exc:
+                found.database_missing = True
+                found.failed.append(
+                    f"Database {target} is missing after an interrupted restore; putting {newest} back as "
+                    f"{target} failed: {first_line(exc)}"
+                )
+                return
+            interrupted_stamp = newest[-STAMP_DIGITS:]
+            found.done.append(
+                f"Database {target} was missing after a restore interrupted between its two renames: put {newest} "
+                f"(the database as it was before that restore) back as {target}."
+            )
+        for name in restoring:
+            what = (
+                "the copy that interrupted restore had loaded but not swapped in"
+                if name.endswith(interrupted_stamp) and interrupted_stamp
+                else f"the unfinished copy of an interrupted restore of {target}"
+            )
+            _drop_reporting(connector, admin, found, name, what)
+
+
+def _recover_verifications(
+    connector: PostgreSQLConnector, admin, found: LeftoversRecovery, *, verifying: list[str]
+) -> None:
+    target = connector.database_name
+    with _lock_tried(admin, connector.lock_key(VERIFY_LOCK_SCOPE)) as locked:
+        if not locked:
+            found.left_alone.append(f"{', '.join(verifying)}: a verification of a backup of {target} is running.")
+            return
+        for name in verifying:
+            _drop_reporting(connector, admin, found, name, "the scratch database of an interrupted verification")
+
+
+def _drop_reporting(connector: PostgreSQLConnector, admin, found: LeftoversRecovery, name: str, what: str) -> None:
+    try:
+        _drop(admin, name)
+    except connector.connection.Database.Error as exc:
+        found.failed.append(f"Could not drop {name}, {what}: {first_line(exc)}")
+    else:
+        found.done.append(f"Dropped {name}, {what}.")
