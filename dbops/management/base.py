@@ -54,7 +54,7 @@ class DbopsCommand(BaseCommand):
         scratch databases and work folders, one stderr line per thing done."""
         if options.get("stderr"):  # as BaseCommand.execute will, so call_command(stderr=…) sees the lines
             self.stderr = OutputWrapper(options["stderr"])
-        report = restore_leftovers_recover()
+        report = restore_leftovers_recover(log=False)
         for line in report.done:
             self.stderr.write(self.style.WARNING(line))
         for line in report.failed:

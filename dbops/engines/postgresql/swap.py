@@ -121,7 +121,7 @@ def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, p
         dropped = scratch_drop(connector, fresh)
         raise RestoreError(
             f"Could not swap in the restored database: {first_line(error)}. Database {target} was left as it "
-            f"was; {dropped}"
+            f"was; the restored copy {dropped}"
         ) from error
     if present == {target}:
         raise RestoreError(

@@ -51,9 +51,10 @@ def _distinct_databases(aliases: Iterable[str]) -> list[str]:
     return distinct
 
 
-def restore_leftovers_recover(*, aliases: Iterable[str] | None = None) -> LeftoversReport:
+def restore_leftovers_recover(*, aliases: Iterable[str] | None = None, log: bool = True) -> LeftoversReport:
     """Repairs the leftovers of interrupted runs for `aliases` (default: every configured database) and
-    removes dead runs' work folders. Never raises: what it cannot do is in the report's `failed`."""
+    removes dead runs' work folders. Never raises: what it cannot do is in the report's `failed`.
+    `log=False` for callers that print the lines themselves (commands), so they do not appear twice."""
     report = LeftoversReport()
     for alias in _distinct_databases(connections if aliases is None else aliases):
         try:
@@ -66,6 +67,6 @@ def restore_leftovers_recover(*, aliases: Iterable[str] | None = None) -> Leftov
     removed, failed = work_folders_remove_dead()
     report.done += [f"Removed the work folder {folder.path} of a dead run ({folder.owner})." for folder in removed]
     report.failed += failed
-    for line in report.lines:
+    for line in report.lines if log else ():
         logger.warning("%s", line)
     return report
