@@ -187,9 +187,10 @@ def restore_leftovers_recover(connector: PostgreSQLConnector) -> LeftoversRecove
             names = [row[0] for row in cursor.fetchall()]
         by_infix = {infix: [n for n in names if pattern.fullmatch(n)] for infix, pattern in patterns.items()}
         target_present = target in names
-        if target_present and not by_infix[RESTORING_INFIX] and not by_infix[VERIFY_INFIX]:
-            return found
-        if not target_present or by_infix[RESTORING_INFIX]:
+        # A missing database with no copy of a restore beside it was never created or was dropped by hand:
+        # not a restore's doing, and the command's own error says it is missing.
+        half_done = not target_present and bool(by_infix[PRE_RESTORE_INFIX] or by_infix[RESTORING_INFIX])
+        if by_infix[RESTORING_INFIX] or half_done:
             _recover_restores(
                 connector,
                 admin,
