@@ -113,6 +113,14 @@ class Connector(ABC):
         half-done rename swap, scratch databases of dead runs); works while the database is missing."""
         return LeftoversRecovery()  # engines that restore in one step leave nothing behind
 
+    @classmethod
+    def restore_leftovers_recover_all(cls, connectors: list[Connector]) -> LeftoversRecovery:
+        """restore_leftovers_recover for several databases of this engine (PostgreSQL: one query per server)."""
+        found = LeftoversRecovery()
+        for connector in connectors:
+            found.extend(connector.restore_leftovers_recover())
+        return found
+
     def drop_database(self, name: str) -> None:
         """Drops one of pre_restore_databases() (retention's clean-up)."""
         raise NotImplementedError(f"{self.engine} keeps no databases aside")

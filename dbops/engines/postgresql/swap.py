@@ -170,37 +170,44 @@ def _drop(admin, name: str) -> None:
 
 
 # -- the repair of interrupted runs ---------------------------------------------------------------------
-def restore_leftovers_recover(connector: PostgreSQLConnector) -> LeftoversRecovery:
-    """See the module docstring. One catalog query when there is nothing to do. Raises
-    DatabaseUnavailable when the server cannot be reached."""
-    target = connector.database_name
-    patterns = {infix: stamped_pattern(target, infix) for infix in (PRE_RESTORE_INFIX, RESTORING_INFIX, VERIFY_INFIX)}
+def restore_leftovers_recover(connectors: list[PostgreSQLConnector]) -> LeftoversRecovery:
+    """See the module docstring; for databases on one server (same host, port and user), with one
+    connection and one catalog query when there is nothing to do. Raises DatabaseUnavailable when the
+    server cannot be reached."""
+    infixes = (PRE_RESTORE_INFIX, RESTORING_INFIX, VERIFY_INFIX)
+    patterns = {
+        c.database_name: {infix: stamped_pattern(c.database_name, infix) for infix in infixes} for c in connectors
+    }
+    alternatives = "|".join(pattern.pattern for by_infix in patterns.values() for pattern in by_infix.values())
     found = LeftoversRecovery()
-    admin = connector._raw_connection(MAINTENANCE_DB)
+    admin = connectors[0]._raw_connection(MAINTENANCE_DB)
     try:
-        alternatives = "|".join(pattern.pattern for pattern in patterns.values())
         with admin.cursor() as cursor:
             cursor.execute(
-                "SELECT datname FROM pg_database WHERE datname = %s OR datname ~ %s ORDER BY datname",
-                [target, f"^(?:{alternatives})$"],
+                "SELECT datname FROM pg_database WHERE datname = ANY(%s) OR datname ~ %s ORDER BY datname",
+                [list(patterns), f"^(?:{alternatives})$"],
             )
             names = [row[0] for row in cursor.fetchall()]
-        by_infix = {infix: [n for n in names if pattern.fullmatch(n)] for infix, pattern in patterns.items()}
-        target_present = target in names
-        # A missing database with no copy of a restore beside it was never created or was dropped by hand:
-        # not a restore's doing, and the command's own error says it is missing.
-        half_done = not target_present and bool(by_infix[PRE_RESTORE_INFIX] or by_infix[RESTORING_INFIX])
-        if by_infix[RESTORING_INFIX] or half_done:
-            _recover_restores(
-                connector,
-                admin,
-                found,
-                target_present=target_present,
-                previous=by_infix[PRE_RESTORE_INFIX],
-                restoring=by_infix[RESTORING_INFIX],
-            )
-        if by_infix[VERIFY_INFIX]:
-            _recover_verifications(connector, admin, found, verifying=by_infix[VERIFY_INFIX])
+        for connector in connectors:
+            target = connector.database_name
+            by_infix = {
+                infix: [n for n in names if pattern.fullmatch(n)] for infix, pattern in patterns[target].items()
+            }
+            target_present = target in names
+            # A missing database with no copy of a restore beside it was never created or was dropped by
+            # hand: not a restore's doing, and the command's own error says it is missing.
+            half_done = not target_present and bool(by_infix[PRE_RESTORE_INFIX] or by_infix[RESTORING_INFIX])
+            if by_infix[RESTORING_INFIX] or half_done:
+                _recover_restores(
+                    connector,
+                    admin,
+                    found,
+                    target_present=target_present,
+                    previous=by_infix[PRE_RESTORE_INFIX],
+                    restoring=by_infix[RESTORING_INFIX],
+                )
+            if by_infix[VERIFY_INFIX]:
+                _recover_verifications(connector, admin, found, verifying=by_infix[VERIFY_INFIX])
     finally:
         admin.close()
     return found

@@ -56,14 +56,18 @@ def restore_leftovers_recover(*, aliases: Iterable[str] | None = None, log: bool
     removes dead runs' work folders. Never raises: what it cannot do is in the report's `failed`.
     `log=False` for callers that print the lines themselves (commands), so they do not appear twice."""
     report = LeftoversReport()
+    by_engine: dict[type, list] = {}
     for alias in _distinct_databases(connections if aliases is None else aliases):
+        connector = get_connector(alias)
+        by_engine.setdefault(type(connector), []).append(connector)
+    for engine, connectors in by_engine.items():
         try:
-            report.extend(get_connector(alias).restore_leftovers_recover())
+            report.extend(engine.restore_leftovers_recover_all(connectors))
         except DatabaseUnavailable:
-            report.unreachable.append(alias)  # the command itself reports that, in its own words
+            report.unreachable += [connector.alias for connector in connectors]  # the command says so itself
         except Exception as exc:  # noqa: BLE001 - a repair that cannot run must not stop the command it precedes
-            name = connections.settings[alias]["NAME"]
-            report.failed.append(f"Could not check database {name} for leftovers of interrupted restores: {exc}")
+            names = ", ".join(connector.database_name for connector in connectors)
+            report.failed.append(f"Could not check {names} for leftovers of interrupted restores: {exc}")
     removed, failed = work_folders_remove_dead()
     report.done += [f"Removed the work folder {folder.path} of a dead run ({folder.owner})." for folder in removed]
     report.failed += failed
