@@ -96,10 +96,17 @@ class PostgreSQLConnector(Connector):
         raw.autocommit = autocommit
         return raw
 
-    def _run(self, args: list[str], *, error: type[Exception], stdin=None) -> None:
+    def _run(self, args: list[str], *, error: type[Exception], stdin=None, with_workers: bool = False) -> None:
         with tempfile.TemporaryFile() as stderr:
             try:
-                result = child_run(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=self._env())
+                result = child_run(
+                    args,
+                    stdin=stdin,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=self._env(),
+                    with_workers=with_workers,
+                )
             except FileNotFoundError as exc:
                 raise error(f"{args[0]} not found: {exc}") from exc
             if result.returncode != 0:
@@ -206,7 +213,7 @@ class PostgreSQLConnector(Connector):
             args += ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(dump_path)]
         else:
             raise RestoreError(f"A PostgreSQL database cannot be restored from a {fmt!r} backup.")
-        self._run(args, error=RestoreError)
+        self._run(args, error=RestoreError, with_workers=fmt == "custom" and jobs > 1)
 
     def _create_database_like(self, admin, new_name: str) -> None:
         with admin.cursor() as cursor:

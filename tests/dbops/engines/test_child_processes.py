@@ -51,6 +51,25 @@ def test_a_plain_subprocess_outlives_its_killed_parent():
         os.kill(child_pid, signal.SIGKILL)
 
 
+WORKERS_PARENT = """
+import time
+from dbops.engines.child_processes import child_popen
+child_popen(["sh", "-c", "sleep 300 & echo $!; sleep 300 & echo $!; wait"], with_workers=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_with_workers_the_processes_the_child_forks_die_too():
+    # pg_restore --jobs forks its workers; the kernel's parent-death signal reaches only the direct child.
+    parent = subprocess.Popen([sys.executable, "-c", WORKERS_PARENT], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    workers = [int(parent.stdout.readline()), int(parent.stdout.readline())]
+    assert all(alive(pid) for pid in workers)
+    parent.kill()
+    parent.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), what="the child's own children to die", timeout=10)
+
+
 def test_the_launcher_runs_commands_like_subprocess():
     process = child_popen(
         ["sh", "-c", "echo out; echo err >&2; exit 3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
