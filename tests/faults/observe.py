@@ -3,6 +3,7 @@ their open files, pg_stat_activity and pg_database over a maintenance connection
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -20,6 +21,15 @@ from tests.dbops.commandline import run_manage
 from tests.paths import ROOT
 
 T = TypeVar("T")
+
+
+def files(folder: Path) -> dict[str, str]:
+    """Every file under `folder` with its SHA-256: backups must come out of a fault byte for byte."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def wait_for(probe: Callable[[], T], *, what: str, timeout: float = 60.0, interval: float = 0.02) -> T:

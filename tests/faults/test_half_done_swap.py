@@ -129,3 +129,17 @@ def test_scratch_databases_of_running_restores_and_verifications_are_left_alone(
     assert f"Dropped {verifying}, the scratch database of an interrupted verification." in stderr.getvalue()
     assert not observe.database_exists(restoring) and not observe.database_exists(verifying)
     assert Role.objects.filter(name="original-role").exists()
+
+
+def test_a_missing_database_is_left_as_it_is_while_a_run_holds_the_lock(backed_up, fault_env):
+    previous, _ = interrupted_old_style_swap()
+    target = connection.settings_dict["NAME"]
+
+    with get_connector().lock():  # an older run still between its renames, alive
+        result = run_manage("list_backups", env=fault_env)
+        assert f"Database {target} is missing while a backup or restore of it holds the lock" in result.stderr
+        assert not observe.database_exists(target) and observe.database_exists(previous)
+
+    _, report = observe.listed_backup_ids(fault_env)  # once it has ended
+    assert f"put {previous} (the database as it was before that restore) back as {target}" in report
+    assert observe.database_exists(target)

@@ -46,8 +46,8 @@ def assert_nothing_left(work_root) -> None:
 
 
 @pytest.mark.parametrize("next_command", ["list_backups", "health_check"])
-def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, next_command):
-    before = data_state()
+def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, backup_dir, next_command):
+    before, backups = data_state(), observe.files(backup_dir)
     connection.close()
     child = observe.start_manage(*restore_command(slow_backup), env=fault_env)
     # Given pg_restore is loading the slow table into the fresh copy...
@@ -70,10 +70,11 @@ def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, next_com
     assert f"Dropped {fresh[0]}" in report and "Removed the work folder" in report, report
     assert_nothing_left(work_root)
     assert data_state() == before  # the original data, including the row the backup lacks
+    assert observe.files(backup_dir) == backups
 
 
-def test_kill_while_decoding(bulky_backup, fault_env, work_root):
-    before = data_state()
+def test_kill_while_decoding(bulky_backup, fault_env, work_root, backup_dir):
+    before, backups = data_state(), observe.files(backup_dir)
     child = observe.start_manage(*restore_command(bulky_backup), env=fault_env)
 
     def decoded_so_far() -> list[str]:
@@ -92,7 +93,7 @@ def test_kill_while_decoding(bulky_backup, fault_env, work_root):
 
     assert "Removed the work folder" in report, report
     assert_nothing_left(work_root)
-    assert data_state() == before
+    assert data_state() == before and observe.files(backup_dir) == backups
 
 
 def test_kill_with_parallel_jobs_leaves_no_pg_restore_worker(slow_backup, fault_env, work_root):

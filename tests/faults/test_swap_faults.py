@@ -44,8 +44,8 @@ def swap_stopped_between_renames(backup_record, fault_env):
         holder.close()
 
 
-def test_kill_between_the_two_renames_keeps_the_original_database(pausing_backup, fault_env, work_root):
-    before = data_state()
+def test_kill_between_the_two_renames_keeps_the_original_database(pausing_backup, fault_env, work_root, backup_dir):
+    before, backups = data_state(), observe.files(backup_dir)
     target = connection.settings_dict["NAME"]
     with swap_stopped_between_renames(pausing_backup, fault_env) as (child, fresh, swap_session, release_lock):
         observe.kill_and_reap(child)
@@ -61,6 +61,7 @@ def test_kill_between_the_two_renames_keeps_the_original_database(pausing_backup
     assert pausing_backup.pk in listed
     assert f"Dropped {fresh}" in report and "Removed the work folder" in report, report
     assert observe.databases("_restoring_") == [] and list(work_root.iterdir()) == []
+    assert observe.files(backup_dir) == backups
 
 
 def test_connection_cut_between_the_two_renames_fails_with_the_true_state(pausing_backup, fault_env, work_root):

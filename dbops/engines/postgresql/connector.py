@@ -263,15 +263,7 @@ class PostgreSQLConnector(Connector):
 
     @classmethod
     def restore_leftovers_recover_all(cls, connectors: list[Connector]) -> LeftoversRecovery:
-        by_server: dict[tuple, list[PostgreSQLConnector]] = {}
-        for connector in connectors:
-            settings_dict = connector.settings_dict
-            server = (settings_dict.get("HOST"), settings_dict.get("PORT"), settings_dict.get("USER"))
-            by_server.setdefault(server, []).append(connector)
-        found = LeftoversRecovery()
-        for same_server in by_server.values():
-            found.extend(swap.restore_leftovers_recover(same_server))
-        return found
+        return swap.restore_leftovers_recover_by_server(connectors)
 
     def _restore_tables(self, dump_path: Path, *, fmt: str, tables: list[str]) -> RestoreOutcome:
         if fmt != "custom":

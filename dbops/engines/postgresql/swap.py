@@ -213,6 +213,19 @@ def restore_leftovers_recover(connectors: list[PostgreSQLConnector]) -> Leftover
     return found
 
 
+def restore_leftovers_recover_by_server(connectors: list[PostgreSQLConnector]) -> LeftoversRecovery:
+    """restore_leftovers_recover once per server (host, port, user) for the databases on it."""
+    by_server: dict[tuple, list[PostgreSQLConnector]] = {}
+    for connector in connectors:
+        settings_dict = connector.settings_dict
+        server = (settings_dict.get("HOST"), settings_dict.get("PORT"), settings_dict.get("USER"))
+        by_server.setdefault(server, []).append(connector)
+    found = LeftoversRecovery()
+    for same_server in by_server.values():
+        found.extend(restore_leftovers_recover(same_server))
+    return found
+
+
 @contextmanager
 def _lock_tried(admin, key: int) -> Iterator[bool]:
     with admin.cursor() as cursor:
