@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import shutil
-
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.engines import get_connector
+from dbops.exceptions import ConfigurationError
+
+
+def _missing_tools(purpose: str) -> list[str]:
+    """The programs the default database's engine needs for `purpose` and cannot find."""
+    try:
+        return get_connector(DEFAULT_DB_ALIAS).missing_tools(purpose)
+    except ConfigurationError:  # an engine dbops has no connector for: nothing it could run anyway
+        return []
 
 
 @register(Tags.database, deploy=False)
 def check_postgres_client_tools(app_configs, **kwargs):
-    engine = settings.DATABASES["default"]["ENGINE"]
-    if "postgresql" not in engine:
-        return []
-    missing = [tool for tool in ("pg_dump", "pg_restore") if shutil.which(tool) is None]
+    missing = _missing_tools("backup")
     if not missing:
         return []
     return [
         Error(
-            f"PostgreSQL client tools not found on PATH: {', '.join(missing)}.",
-            hint="Install the postgresql-client package matching the server's major version.",
+            f"PostgreSQL client programs not found: {', '.join(missing)}.",
+            hint="Install the PostgreSQL client package matching the server's major version (postgresql-client).",
             id="dbops.E001",
         )
     ]
@@ -52,10 +59,6 @@ def check_s3_settings(app_configs, **kwargs):
 
 @register()
 def check_pitr_settings(app_configs, **kwargs):
-    from django.conf import settings
-
-    from dbops.engines.postgresql.server import basebackup_tool
-
     problems = []
     if settings.PITR_STORAGE == "s3" and "backups_s3" not in settings.STORAGES:
         problems.append(
@@ -65,10 +68,11 @@ def check_pitr_settings(app_configs, **kwargs):
                 id="dbops.W801",
             )
         )
-    if "postgresql" in settings.DATABASES["default"]["ENGINE"] and basebackup_tool() is None:
+    missing = _missing_tools("pitr")
+    if missing:
         problems.append(
             Warning(
-                "pg_basebackup not found: `pitr base-backup` cannot run.",
+                f"{', '.join(missing)} not found: `pitr base-backup` cannot run.",
                 hint="Install the PostgreSQL client tools matching the server's major version.",
                 id="dbops.W802",
             )

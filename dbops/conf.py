@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     # The operations state (catalog, task runs, schedules, policies, snapshots...) lives in this alias,
     # apart from the data a restore replaces. Unset: the default database (a restore then rewinds it).
     "DATABASE": None,
+    # The interpreter PostgreSQL runs archive_wal / restore_wal with (the server's OS user must be able
+    # to run it, e.g. when this one is under a private home). Unset: the interpreter running dbops.
+    "PITR_PYTHON": None,
 }
 
 

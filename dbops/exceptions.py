@@ -26,6 +26,22 @@ class DatabaseUnavailable(DbopsError):
     """The database server cannot be reached (or refuses the connection)."""
 
 
+class DatabaseOperationError(DbopsError):
+    """A statement on a whole database (CREATE/DROP/ALTER DATABASE) failed; the message has the server's words."""
+
+
+class FeatureUnavailable(DbopsError):
+    """The database engine (or this server) cannot do what was asked: no statistics extension, no plans."""
+
+
+class BulkLoadRejected(DbopsError):
+    """The database refused a value of a bulk load; `line` (1-based, of that load) and `column` say where."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
 class BackupError(DbopsError):
     """A backup could not be taken (dump tool missing or failing, storage not writable...)."""
 

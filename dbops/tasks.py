@@ -76,8 +76,10 @@ def apply_retention(self, policy: str | None = None) -> dict:
 
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
-def verify_latest_backup(self, database: str = "default", restore_test: bool = True) -> dict:
-    return scheduling.scheduled_verify_latest(task_id=self.request.id, database=database, restore_test=restore_test)
+def verify_latest_backup(self, database: str = "default", restore_test: bool = True, kind: str = "full") -> dict:
+    return scheduling.scheduled_verify_latest(
+        task_id=self.request.id, database=database, restore_test=restore_test, kind=kind
+    )
 
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)

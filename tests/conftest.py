@@ -128,4 +128,4 @@ def drop_pre_restore_databases():
 
     connector = get_connector()
     for name in connector.pre_restore_databases():
-        connector.drop_database(name)
+        connector.drop_database(name, force=True)

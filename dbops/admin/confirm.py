@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django import forms
-from django.db import connections
 from django.template.response import TemplateResponse
+
+from dbops.engines import get_connector
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,12 @@ class TargetDatabase:
 
 
 def target_database(alias: str) -> TargetDatabase:
-    connection = connections[alias]
-    settings_dict = connection.settings_dict
+    connector = get_connector(alias)
+    settings_dict = connector.settings_dict
     host = settings_dict.get("HOST") or ""
     if host and settings_dict.get("PORT"):
         host = f"{host}:{settings_dict['PORT']}"
-    return TargetDatabase(alias=alias, name=str(settings_dict["NAME"]), engine=connection.vendor, host=host)
+    return TargetDatabase(alias=alias, name=connector.database_name, engine=connector.engine, host=host)
 
 
 class TypedConfirmationForm(forms.Form):

@@ -30,7 +30,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 PLAIN_DUMP_MARKER = b"-- PostgreSQL database dump"
 PLAIN_DUMP_END = b"-- PostgreSQL database dump complete"
 SQLITE_PLAIN_MARKER = b"BEGIN TRANSACTION;"
-EXTENSIONS = {"custom": ".dump", "plain": ".sql", "sqlite": ".sqlite3"}
 COMPRESSION_EXTENSIONS = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 ByteProgress = Callable[[int, int], None]  # (bytes read from the dump, bytes written)

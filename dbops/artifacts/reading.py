@@ -110,7 +110,7 @@ def artifact_decode(path: Path, workdir: Path, *, progress: ByteProgress | None 
             kind = layers[-1]
             if kind == "unknown":
                 what = " inside " + "+".join(layers[:-1]) if len(layers) > 1 else ""
-                raise NotABackupError(f"{path} is not a backup (no pg_dump, SQL dump or SQLite content{what}).")
+                raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content{what}).")
             with open(target, "wb") as sink:
                 while chunk := reader.read(CHUNK_SIZE):
                     sink.write(chunk)
@@ -124,7 +124,7 @@ def artifact_decode(path: Path, workdir: Path, *, progress: ByteProgress | None 
             raise RestoreError(f"{path} does not exist.") from exc
         raise NotABackupError(f"{path} is damaged or truncated: {exc}") from exc
     if kind == "plain" and PLAIN_DUMP_END not in _tail(target):
-        raise NotABackupError(f"{path} is truncated: the SQL dump does not end with pg_dump's completion mark.")
+        raise NotABackupError(f"{path} is truncated: the SQL dump does not end with PostgreSQL's completion mark.")
     return DecodedDump(
         path=target, fmt=FORMAT_OF_LAYER[kind], engine=ENGINE_OF_LAYER[kind], layers=layers, size_bytes=size
     )

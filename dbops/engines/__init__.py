@@ -4,7 +4,16 @@ from dbops.engines.base import (
     DumpResult,
     LeftoversRecovery,
     RestoreOutcome,
+    database_probe,
     get_connector,
 )
 
-__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "LeftoversRecovery", "RestoreOutcome", "get_connector"]
+__all__ = [
+    "CONNECTOR_MAPPING",
+    "Connector",
+    "DumpResult",
+    "LeftoversRecovery",
+    "RestoreOutcome",
+    "database_probe",
+    "get_connector",
+]

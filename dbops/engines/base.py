@@ -1,10 +1,13 @@
-"""One small interface per database engine. Services talk only to a Connector, never to pg_dump or
-sqlite3 directly; `get_connector(alias)` picks the implementation from the alias's ENGINE."""
+"""One small interface per database engine. Services talk only to a Connector, never to an engine's
+programs, driver or catalog directly; `get_connector(alias)` picks the implementation from the alias's
+ENGINE. Besides dump/restore, a connector carries what services need to stay engine-neutral: bulk
+loading (COPY text where the engine has it), table locks, the snapshot copy tables and checksums,
+sequences, statistics, query plans, and a probe of a database that Django settings do not describe."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +16,11 @@ from typing import Any, BinaryIO, ClassVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.recorder import MigrationRecorder
 
-from dbops.exceptions import ConfigurationError
+from dbops.exceptions import ConfigurationError, FeatureUnavailable
+
+# Table lock modes of lock_tables(): "read" lets others read but nobody write; "write" keeps other
+# writers out (reads go on); "exclusive" keeps everyone out.
+LOCK_MODES = ("read", "write", "exclusive")
 
 
 @dataclass
@@ -50,10 +57,81 @@ class LeftoversRecovery:
         self.database_missing = self.database_missing or other.database_missing
 
 
+@dataclass
+class TableStats:
+    name: str
+    rows_estimated: int | None
+    rows_exact: int | None = None
+    table_bytes: int | None = None
+    index_bytes: int | None = None
+    total_bytes: int | None = None
+
+
+@dataclass
+class IndexStats:
+    table: str
+    name: str
+    scans: int | None
+    size_bytes: int | None
+    unique: bool
+
+    @property
+    def unused(self) -> bool:
+        # Unique and primary-key indexes enforce constraints, so zero scans does not make them removable.
+        return self.scans == 0 and not self.unique
+
+
+@dataclass
+class DatabaseFacts:
+    """What an engine can say about a database's size and use (None: this engine does not know)."""
+
+    engine: str
+    database: str
+    size_bytes: int | None
+    tables: list[TableStats]
+    indexes: list[IndexStats]
+    cache_hit_ratio: float | None
+    connections: int | None
+    max_connections: int | None
+    notes: list[str] = field(default_factory=list)  # what this engine cannot tell, said once
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """A table as the query analyzer needs it: estimated rows, columns, first column of each index."""
+
+    rows: int
+    columns: frozenset[str]
+    leading_columns: frozenset[str]
+
+
+class NoIndexSuspension:
+    """Engines that keep no indexes worth rebuilding after a bulk load: suspend and restore do nothing."""
+
+    rebuilt_tables: list[str] = []
+
+    def tables_worth_rebuilding(self, rows_per_model: dict) -> list[str]:
+        return []
+
+    def suspend(self, rows_per_model: dict) -> None:
+        return None
+
+    def restore(self) -> None:
+        return None
+
+
 class Connector(ABC):
     engine: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
     default_format: ClassVar[str]
+    artifact_extensions: ClassVar[dict[str, str]]  # backup format -> file name extension
+    # Programs a purpose needs ("backup": dump and restore, "pitr": base backups), for the system checks.
+    required_tools: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Bulk loads as COPY text lines (copy_text, copy_escapes, copy_into, copy_json_lines); else executemany.
+    supports_copy: ClassVar[bool] = False
+    copy_escapes: ClassVar[Mapping[int, str] | None] = None  # str.translate table of the COPY text format
+    # Query plans for the analyzer (explain, table_facts) and statement statistics.
+    supports_plans: ClassVar[bool] = False
 
     def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
         self.alias = alias
@@ -121,8 +199,8 @@ class Connector(ABC):
             found.extend(connector.restore_leftovers_recover())
         return found
 
-    def drop_database(self, name: str) -> None:
-        """Drops one of pre_restore_databases() (retention's clean-up)."""
+    def drop_database(self, name: str, *, force: bool = False) -> None:
+        """Drops one of pre_restore_databases() (retention's clean-up); `force` ends sessions on it first."""
         raise NotImplementedError(f"{self.engine} keeps no databases aside")
 
     def migration_state(self) -> dict[str, list[str]]:
@@ -138,11 +216,109 @@ class Connector(ABC):
     def close(self) -> None:
         self.connection.close()
 
+    # -- tools -------------------------------------------------------------------------------------
+    def missing_tools(self, purpose: str) -> list[str]:
+        """The programs `purpose` needs that cannot be found (system checks)."""
+        return []
+
+    # -- bulk loading --------------------------------------------------------------------------------
+    def copy_text(self, value: Any) -> str:
+        """One value in the COPY text format (supports_copy engines only)."""
+        raise FeatureUnavailable(f"{self.engine} has no COPY")
+
+    def copy_into(self, table: str, columns: list[str], text: str) -> None:
+        """Loads COPY text lines into `table` (quoted identifiers); BulkLoadRejected names the bad line."""
+        raise FeatureUnavailable(f"{self.engine} has no COPY")
+
+    def copy_json_lines(self, sql: str, params: Any, aliases: list[str], prefix: str) -> Callable[[Any], int]:
+        """A function writing the query's rows to a file as `prefix + row JSON + "}"` lines; returns rows."""
+        raise FeatureUnavailable(f"{self.engine} has no COPY")
+
+    def index_suspension(self) -> NoIndexSuspension:
+        """suspend() drops indexes of tables about to grow a lot, restore() rebuilds them (same transaction)."""
+        return NoIndexSuspension()
+
+    def lock_tables(self, tables: list[str], *, mode: str) -> None:
+        """Locks the tables until the end of the current transaction (mode in LOCK_MODES).
+
+        Engines whose write transaction already locks the whole database do nothing."""
+        if mode not in LOCK_MODES:
+            raise ValueError(f"lock mode {mode!r} is not one of {LOCK_MODES}")
+
+    def constraints_check(self) -> None:
+        """Checks deferred constraints now (IntegrityError here rather than at commit), where the engine can."""
+        return None
+
+    def consistent_read_begin(self) -> None:
+        """Makes the transaction just begun read one unchanging picture of the database, read-only."""
+        return None
+
+    # -- snapshot copies ---------------------------------------------------------------------------------
+    def table_copy_create(self, table: str, copy: str) -> int:
+        """Creates `copy` holding every row of `table`; returns the row count."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE {quote(copy)} AS SELECT * FROM {quote(table)}")  # noqa: S608 - quoted
+            cursor.execute(f"SELECT COUNT(*) FROM {quote(copy)}")  # noqa: S608 - quoted identifier
+            return cursor.fetchone()[0]
+
+    def tables_refill(self, copies: dict[str, str]) -> None:
+        """Replaces each table's rows with its copy's; `copies` in dependency order (parents first)."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            for table in reversed(list(copies)):  # children first
+                cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608 - quoted identifier
+            for table, copy in copies.items():
+                cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM {quote(copy)}")  # noqa: S608 - quoted
+
+    def table_drop(self, name: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.connection.ops.quote_name(name)}")
+
+    @abstractmethod
+    def table_checksum(self, table: str, order_by: str) -> str:
+        """sha256 of the table's rows in `order_by` order, independent of physical row order."""
+
+    def tables_size_bytes(self, tables: list[str]) -> int:
+        """Bytes on disk of the tables with their indexes (0 when the engine cannot tell)."""
+        return 0
+
+    def sequence_positions(self, tables: list[tuple[str, str]]) -> dict[str, list]:
+        """table -> [sequence, last_value, is_called] for each (table, key column) with a sequence."""
+        return {}
+
+    def sequence_positions_restore(self, positions: dict[str, list]) -> None:
+        """Puts sequences exactly where sequence_positions() found them."""
+        return None
+
+    # -- statistics and plans ------------------------------------------------------------------------------
+    @abstractmethod
+    def database_stats(self, *, exact: bool) -> DatabaseFacts:
+        """Sizes, row estimates (exact counts with `exact`), index use, cache and connections."""
+
+    def explain(self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int) -> list[dict[str, Any]]:
+        """The plan of one statement as JSON (PostgreSQL's EXPLAIN format); ANALYZE runs are rolled back."""
+        raise FeatureUnavailable(f"query plans need PostgreSQL; database {self.alias!r} is {self.engine}.")
+
+    def table_facts(self, relation: str) -> TableFacts | None:
+        raise FeatureUnavailable(f"query plans need PostgreSQL; database {self.alias!r} is {self.engine}.")
+
+    def statement_statistics_top(self, *, limit: int, queryid: str | None = None) -> list[tuple]:
+        """The slowest statements the server recorded: (queryid, sql, calls, mean_ms, total_ms) rows."""
+        raise FeatureUnavailable(f"not a PostgreSQL database ({self.engine})")
+
+    # -- a database Django settings do not describe ----------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def probe(cls, settings_dict: Mapping[str, Any], *, timeout: float) -> str:
+        """Opens the database a DATABASES-like entry describes, once; '' when that works, else why not."""
+
 
 CONNECTOR_MAPPING: dict[str, str] = {
     "django.db.backends.postgresql": "dbops.engines.postgresql.PostgreSQLConnector",
     "django.db.backends.sqlite3": "dbops.engines.sqlite.SQLiteConnector",
 }
+ENGINE_NAMES: dict[str, str] = {"postgresql": "django.db.backends.postgresql", "sqlite": "django.db.backends.sqlite3"}
 
 
 def get_connector(alias: str = DEFAULT_DB_ALIAS) -> Connector:
@@ -155,6 +331,18 @@ def get_connector(alias: str = DEFAULT_DB_ALIAS) -> Connector:
     if path is None:
         raise ConfigurationError(f"No backup connector for database engine {engine!r} (alias {alias!r}).")
     return import_string(path)(alias)
+
+
+def database_probe(*, engine: str, settings_dict: Mapping[str, Any], timeout: float) -> str:
+    """Opens a database described by settings alone (no alias needed), once: '' or the reason it failed.
+
+    `engine` is a connector's engine name ("postgresql", "sqlite"); works without Django settings."""
+    from django.utils.module_loading import import_string
+
+    if engine not in ENGINE_NAMES:
+        raise ConfigurationError(f"No backup connector for database engine {engine!r}.")
+    connector_class = import_string(CONNECTOR_MAPPING[ENGINE_NAMES[engine]])
+    return connector_class.probe(settings_dict, timeout=timeout)
 
 
 def iter_chunks(source: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:

@@ -1,18 +1,20 @@
 """SQLite through the online backup API: a consistent copy while the database is in use, and a
-restore that replaces the live file's pages in one step (all or nothing)."""
+restore that replaces the live file's pages in one step (all or nothing). Also SQLite's side of the
+data services: checksums for snapshots, statistics from its catalog (and dbstat where compiled in)."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dbops.artifacts.workdir import work_folder
-from dbops.engines.base import Connector, DumpResult, RestoreOutcome
+from dbops.engines.base import Connector, DatabaseFacts, DumpResult, IndexStats, RestoreOutcome, TableStats
 from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
 CHUNK_SIZE = 1 << 20
@@ -36,6 +38,7 @@ class SQLiteConnector(Connector):
     engine = "sqlite"
     formats = ("sqlite", "plain")
     default_format = "sqlite"
+    artifact_extensions = {"sqlite": ".sqlite3", "plain": ".sql"}
 
     @property
     def path(self) -> Path:
@@ -150,6 +153,99 @@ class SQLiteConnector(Connector):
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    @classmethod
+    def probe(cls, settings_dict: Mapping[str, Any], *, timeout: float) -> str:
+        """Opens the existing database file read-only and reads its catalog."""
+        path = Path(settings_dict["NAME"])
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return ""
+
+    # -- data services ---------------------------------------------------------------------------------
+    def table_checksum(self, table: str, order_by: str) -> str:
+        connection = self.connection
+        quote = connection.ops.quote_name
+        digest = hashlib.sha256()
+        with connection.cursor() as cursor:
+            # Cast to text: the copy's declared types differ from the table's, and the driver converts by type.
+            columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
+            casts = ", ".join(f"CAST({quote(column)} AS TEXT)" for column in columns)
+            cursor.execute(f"SELECT {casts} FROM {quote(table)} ORDER BY {quote(order_by)}")  # noqa: S608
+            while rows := cursor.fetchmany(5_000):
+                for row in rows:
+                    digest.update(repr(row).encode() + b"\n")
+        return digest.hexdigest()
+
+    def database_stats(self, *, exact: bool) -> DatabaseFacts:
+        """Sizes from dbstat when the library has it, estimates from sqlite_stat1, exact counts on request."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute("PRAGMA page_size")
+            size = pages * cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+            objects = cursor.fetchall()
+            sizes = _sizes(cursor)
+            estimates = _estimates(cursor)
+            tables, indexes = [], []
+            for kind, name, table_name in objects:
+                if kind == "index":
+                    cursor.execute(f"PRAGMA index_list({quote(table_name)})")
+                    unique = any(row[1] == name and row[2] for row in cursor.fetchall())
+                    indexes.append(IndexStats(table_name, name, None, (sizes or {}).get(name), unique))
+                    continue
+                table = TableStats(name, estimates.get(name), table_bytes=(sizes or {}).get(name))
+                if exact:
+                    cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608 - quoted catalog name
+                    table.rows_exact = cursor.fetchone()[0]
+                tables.append(table)
+        if sizes:
+            for table in tables:
+                table.index_bytes = sum(sizes.get(index.name) or 0 for index in indexes if index.table == table.name)
+                table.total_bytes = (table.table_bytes or 0) + table.index_bytes
+            tables.sort(key=lambda table: (-(table.total_bytes or 0), table.name))
+        facts = DatabaseFacts(
+            engine="sqlite",
+            database=str(self.settings_dict["NAME"]),
+            size_bytes=size,
+            tables=tables,
+            indexes=indexes,
+            cache_hit_ratio=None,
+            connections=None,
+            max_connections=None,
+            notes=["SQLite keeps no index usage, cache or connection statistics."],
+        )
+        if sizes is None:
+            facts.notes.append("This SQLite library has no dbstat table: per-table sizes are unknown.")
+        return facts
+
+
+def _sizes(cursor) -> dict[str, int] | None:
+    """Bytes per table and index from the dbstat virtual table; None when the library lacks it."""
+    try:
+        cursor.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+    except Exception:  # noqa: BLE001 - dbstat is a compile-time option of the SQLite library
+        return None
+    return dict(cursor.fetchall())
+
+
+def _estimates(cursor) -> dict[str, int]:
+    """Row estimates that ANALYZE left in sqlite_stat1 (first number of each stat), if any."""
+    cursor.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+    if cursor.fetchone() is None:
+        return {}
+    cursor.execute(
+        "SELECT tbl, max(CAST(substr(stat, 1, instr(stat || ' ', ' ') - 1) AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl"
+    )
+    return dict(cursor.fetchall())
 
 
 class _ScratchFile:

@@ -1,4 +1,5 @@
-"""Query analyzer: PostgreSQL plans as an indented tree, the costliest nodes marked, and index advice.
+"""Query analyzer: query plans (the engine's EXPLAIN, PostgreSQL's JSON plan format) as an indented
+tree, the costliest nodes marked, and index advice.
 
 `query_analyze` explains one statement (EXPLAIN ANALYZE only on request, always inside a transaction
 that is rolled back, so writes leave no trace). Sequential scans over large tables filtered on
@@ -18,8 +19,10 @@ from typing import Any
 
 import sqlparse
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS
 
+from dbops.engines import Connector, get_connector
+from dbops.engines.base import TableFacts
 from dbops.exceptions import AnalyzerError
 
 LARGE_TABLE_ROWS = 10_000  # below this a sequential scan is cheap enough not to advise an index
@@ -107,14 +110,13 @@ def query_analyze(
     through PREPARE; it cannot be executed, so `analyze` is ignored for it.
     """
     sql = _numbered_placeholders(_single_statement(sql))
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        raise AnalyzerError(f"analyze_query needs PostgreSQL; database {using!r} is {connection.vendor}.")
+    connector = get_connector(using)
+    if not connector.supports_plans:
+        raise AnalyzerError(f"analyze_query needs PostgreSQL; database {using!r} is {connector.engine}.")
     parameter_count = max((int(n) for n in _PARAMETER.findall(_STRING_LITERAL.sub("''", sql))), default=0)
     generic = parameter_count > 0
     analyze = analyze and not generic
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    raw_plan = _explain(connection, sql, options, parameter_count, timeout_ms)
+    raw_plan = connector.explain(sql, analyze=analyze, parameter_count=parameter_count, timeout_ms=timeout_ms)
     root = raw_plan[0]
     plan = _build_node(root["Plan"])
     _mark_costliest(plan, analyzed=analyze)
@@ -126,7 +128,7 @@ def query_analyze(
         planning_ms=root.get("Planning Time"),
         execution_ms=root.get("Execution Time"),
         plan=plan,
-        suggestions=_index_suggestions(connection, plan, large_table_rows),
+        suggestions=_index_suggestions(connector, plan, large_table_rows),
         raw_plan=raw_plan,
     )
 
@@ -151,32 +153,6 @@ def _numbered_placeholders(sql: str) -> str:
     for index in range(0, len(parts), 2):
         parts[index] = re.sub(r"%s", lambda _match: f"${next(counter)}", parts[index])
     return "".join(parts)
-
-
-def _explain(connection, sql: str, options: str, parameter_count: int, timeout_ms: int) -> list[dict[str, Any]]:
-    prepared = False
-    try:
-        # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            if parameter_count:
-                cursor.execute(f"PREPARE dbops_analyze AS {sql}")
-                prepared = True
-                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                nulls = ", ".join(["NULL"] * parameter_count)
-                cursor.execute(f"EXPLAIN ({options}) EXECUTE dbops_analyze({nulls})")
-            else:
-                cursor.execute(f"EXPLAIN ({options}) {sql}")
-            raw = cursor.fetchone()[0]
-            transaction.set_rollback(True, using=connection.alias)
-    except DatabaseError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalyzerError(f"PostgreSQL could not explain the statement: {message}") from exc
-    finally:
-        if prepared:  # prepared statements outlive the rollback
-            with connection.cursor() as cursor:
-                cursor.execute("DEALLOCATE dbops_analyze")
-    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 _CONDITION_KEYS = ("Index Cond", "Recheck Cond", "Filter", "Join Filter", "Hash Cond", "Merge Cond", "One-Time Filter")
@@ -223,45 +199,21 @@ def _mark_costliest(plan: PlanNode, *, analyzed: bool, share_threshold: float = 
         node.costly = index == top or node.share >= share_threshold
 
 
-def _index_suggestions(connection, plan: PlanNode, large_table_rows: int) -> list[IndexSuggestion]:
+def _index_suggestions(connector: Connector, plan: PlanNode, large_table_rows: int) -> list[IndexSuggestion]:
     suggestions: dict[tuple[str, tuple[str, ...]], IndexSuggestion] = {}
     for node in plan.walk():
         if node.node_type != "Seq Scan" or not node.relation or "Filter" not in node.conditions:
             continue
-        table = _table_facts(connection, node.relation)
-        if table is None or table["rows"] < large_table_rows:
+        table = connector.table_facts(node.relation)
+        if table is None or table.rows < large_table_rows:
             continue
-        filter_columns = _filter_columns(node.conditions["Filter"], table["columns"])
-        unindexed = [column for column in filter_columns if column not in table["leading_columns"]]
+        filter_columns = _filter_columns(node.conditions["Filter"], set(table.columns))
+        unindexed = [column for column in filter_columns if column not in table.leading_columns]
         if not unindexed:
             continue  # an index leads on a filter column: the planner chose the scan on selectivity
         columns = unindexed[:MAX_INDEX_COLUMNS]
-        suggestions.setdefault((node.relation, tuple(columns)), _suggestion(connection, node, table, columns))
+        suggestions.setdefault((node.relation, tuple(columns)), _suggestion(connector.connection, node, table, columns))
     return list(suggestions.values())
-
-
-def _table_facts(connection, relation: str) -> dict[str, Any] | None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.oid, c.reltuples, COALESCE(s.n_live_tup, 0), n.nspname FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
-            "WHERE c.oid = to_regclass(quote_ident(%s))",
-            [relation],
-        )
-        row = cursor.fetchone()
-        if row is None or row[3] in ("pg_catalog", "information_schema"):
-            return None
-        oid, reltuples, live_rows, _schema = row
-        cursor.execute(
-            "SELECT attnum, attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid]
-        )
-        names = dict(cursor.fetchall())
-        # Only valid indexes count; the first key of each (0 = an expression) is what a filter can use.
-        cursor.execute("SELECT indkey[0] FROM pg_index WHERE indrelid = %s AND indisvalid", [oid])
-        leading = {names[attnum] for (attnum,) in cursor.fetchall() if attnum in names}
-    rows = int(reltuples) if reltuples >= 0 else int(live_rows)  # -1: never analyzed
-    return {"rows": rows, "columns": set(names.values()), "leading_columns": leading}
 
 
 def _filter_columns(filter_text: str, table_columns: set[str]) -> list[str]:
@@ -280,7 +232,7 @@ def _filter_columns(filter_text: str, table_columns: set[str]) -> list[str]:
     return sorted(found, key=lambda column: not compared_for_equality(column))
 
 
-def _suggestion(connection, node: PlanNode, table: dict[str, Any], columns: list[str]) -> IndexSuggestion:
+def _suggestion(connection, node: PlanNode, table: TableFacts, columns: list[str]) -> IndexSuggestion:
     quote = connection.ops.quote_name
     model, field_names = _model_fields(node.relation, columns)
     name = _index_name(node.relation, columns, model)
@@ -288,9 +240,9 @@ def _suggestion(connection, node: PlanNode, table: dict[str, Any], columns: list
     return IndexSuggestion(
         table=node.relation,
         columns=columns,
-        estimated_table_rows=table["rows"],
+        estimated_table_rows=table.rows,
         reason=(
-            f"Seq Scan on {node.relation} (~{table['rows']:,} rows) filters on "
+            f"Seq Scan on {node.relation} (~{table.rows:,} rows) filters on "
             f"{', '.join(columns)}, which no index leads{removed}."
         ),
         create_index_sql=(

@@ -1,4 +1,5 @@
-"""The slowest statements worth analyzing: from `pg_stat_statements` and the profiler's store.
+"""The slowest statements worth analyzing: from the server's statement statistics (`pg_stat_statements`,
+read through the engine) and the profiler's store.
 
 The profiler's store (`dbops.instrumentation.profiling.slow_queries_top`) is optional: without it only
 `pg_stat_statements` is read; without that extension (not preloaded, no permission) only the store.
@@ -6,28 +7,14 @@ The profiler's store (`dbops.instrumentation.profiling.slow_queries_top`) is opt
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import AnalyzerError
+from dbops.engines import get_connector
+from dbops.exceptions import AnalyzerError, FeatureUnavailable
 from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, QueryAnalysis, query_analyze
-
-logger = logging.getLogger(__name__)
-
-# Application statements only: not our own EXPLAINs, not catalog introspection.
-_PG_STAT_STATEMENTS_TOP = """
-SELECT queryid, query, calls, mean_exec_time, total_exec_time
-FROM pg_stat_statements
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND query ~* '^\\s*(select|with|insert|update|delete)\\M'
-  AND query !~* '(pg_stat_statements|pg_catalog\\.|information_schema\\.|\\mpg_class\\M)'
-  {one}
-ORDER BY mean_exec_time DESC
-LIMIT %s
-"""
 
 
 @dataclass
@@ -120,23 +107,10 @@ class _SourceUnavailable(Exception):
 
 
 def _pg_stat_statements_top(*, limit: int, using: str, queryid: str | None = None) -> list[SlowStatement]:
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        raise _SourceUnavailable("not a PostgreSQL database")
     try:
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    except DatabaseError as exc:
-        logger.info("pg_stat_statements cannot be created: %s", exc)  # no permission: it may still exist
-    try:
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            if queryid is None:
-                cursor.execute(_PG_STAT_STATEMENTS_TOP.format(one=""), [limit])
-            else:
-                cursor.execute(_PG_STAT_STATEMENTS_TOP.format(one="AND queryid = %s"), [int(queryid), limit])
-            rows = cursor.fetchall()
-    except DatabaseError as exc:
-        raise _SourceUnavailable(str(exc).strip().splitlines()[0]) from exc
+        rows = get_connector(using).statement_statistics_top(limit=limit, queryid=queryid)
+    except FeatureUnavailable as exc:
+        raise _SourceUnavailable(str(exc)) from exc
     return [
         SlowStatement(sql=query, source="pg_stat_statements", calls=calls, mean_ms=mean_ms, reference=queryid)
         for queryid, query, calls, mean_ms, _total_ms in rows

@@ -19,10 +19,10 @@ class BackupRecord(models.Model):
         DELETED = "deleted"
 
     class Format(models.TextChoices):
-        CUSTOM = "custom", "pg_dump custom"
+        CUSTOM = "custom", "PostgreSQL custom archive"
         PLAIN = "plain", "plain SQL"
         SQLITE = "sqlite", "SQLite database file"
-        TAR = "tar", "pg_basebackup tar"
+        TAR = "tar", "PostgreSQL base backup (tar)"
 
     class Compression(models.TextChoices):
         NONE = "none"

@@ -1,6 +1,6 @@
 """PostgreSQL through pg_dump / pg_restore / psql. The password reaches the tools only as PGPASSWORD in
 the child environment; row counts come from the very snapshot pg_dump dumps (pg_export_snapshot). The
-tools are started through dbops.engines.child_processes, so they die with a killed parent; the rename swap
+tools are started through tools.child_popen/child_run, so they die with a killed parent; the rename swap
 of a full restore and the repair of interrupted ones are in swap.py."""
 
 from __future__ import annotations
@@ -10,26 +10,25 @@ import fcntl
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from django.utils import timezone
 
 from dbops.engines.base import Connector, DumpResult, LeftoversRecovery, RestoreOutcome
-from dbops.engines.child_processes import child_popen, child_run
-from dbops.engines.postgresql import swap
-from dbops.engines.postgresql.swap import MAINTENANCE_DB, quote_ident
-from dbops.exceptions import BackupError, BackupLockedError, DatabaseUnavailable, RestoreError
+from dbops.engines.postgresql import maintenance, swap, tools
+from dbops.engines.postgresql.data import PostgreSQLData
+from dbops.engines.postgresql.introspection import PostgreSQLIntrospection
+from dbops.engines.postgresql.maintenance import MAINTENANCE_DB
+from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
 CHUNK_SIZE = 1 << 20
 PRE_RESTORE_SUFFIX = swap.PRE_RESTORE_INFIX + "{stamp}"  # stamp: %Y%m%d%H%M%S
-STDERR_LIMIT = 4000
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
 TABLES_SQL = """
@@ -38,6 +37,10 @@ TABLES_SQL = """
       AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
     ORDER BY 1, 2
 """
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _table_key(schema: str, table: str) -> str:
@@ -49,68 +52,39 @@ def _ident_name(base: str, suffix: str) -> str:
     return base[: 63 - len(suffix)] + suffix
 
 
-class PostgreSQLConnector(Connector):
+class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
     engine = "postgresql"
     formats = ("custom", "plain")
     default_format = "custom"
+    artifact_extensions = {"custom": ".dump", "plain": ".sql"}
+    required_tools = {"backup": ("pg_dump", "pg_restore", "psql"), "pitr": ("pg_basebackup",)}
     lock_wait_timeout = "120s"  # pg_dump gives up (with a message) rather than hang behind a DDL lock
 
-    # -- plumbing ---------------------------------------------------------------------------------
+    # -- plumbing (dbops.engines.postgresql.tools and .maintenance do the work) ------------------------
     def _tool(self, name: str, error: type[Exception] = BackupError) -> str:
-        path = shutil.which(name)
-        if path is None:
-            raise error(f"{name} not found on PATH: install the PostgreSQL client tools (postgresql-client-15).")
-        return path
+        return tools.tool_require(name, error=error)
 
     def _conn_args(self) -> list[str]:
-        args = []
-        if self.settings_dict.get("HOST"):
-            args += ["--host", str(self.settings_dict["HOST"])]
-        if self.settings_dict.get("PORT"):
-            args += ["--port", str(self.settings_dict["PORT"])]
-        if self.settings_dict.get("USER"):
-            args += ["--username", str(self.settings_dict["USER"])]
-        return args
+        return tools.connection_arguments(self.settings_dict)
 
-    def _env(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
-        if self.settings_dict.get("PASSWORD"):
-            env["PGPASSWORD"] = str(self.settings_dict["PASSWORD"])  # never argv: visible in ps
-        sslmode = (self.settings_dict.get("OPTIONS") or {}).get("sslmode")
-        if sslmode:
-            env["PGSSLMODE"] = sslmode
-        env.setdefault("PGCONNECT_TIMEOUT", "10")
-        return env
+    def _env(self, program: str = "") -> dict[str, str]:
+        return tools.child_environment(self.settings_dict, application_name=f"dbops {program}".strip())
 
     def _raw_connection(self, dbname: str | None = None, *, autocommit: bool = True):
-        params = self.connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        if dbname is not None:
-            params["dbname"] = dbname
-        params.setdefault("connect_timeout", 10)  # an unreachable host fails in seconds, not after TCP's minutes
-        try:
-            raw = self.connection.Database.connect(**params)
-        except self.connection.Database.OperationalError as exc:
-            where = f"{params.get('host', 'local socket')}:{params.get('port', '')}/{params.get('dbname', '')}"
-            raise DatabaseUnavailable(f"Cannot connect to PostgreSQL at {where}: {str(exc).strip()}") from exc
-        raw.autocommit = autocommit
-        return raw
+        """A connection of the engine's own; to MAINTENANCE_DB it is the one maintenance connection."""
+        if dbname == MAINTENANCE_DB and autocommit:
+            return maintenance.maintenance_connect(self.settings_dict)
+        return maintenance.connect(self.settings_dict, dbname=dbname or self.database_name, autocommit=autocommit)
 
     def _run(self, args: list[str], *, error: type[Exception], stdin=None, with_workers: bool = False) -> None:
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                result = child_run(
-                    args,
-                    stdin=stdin,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    env=self._env(),
-                    with_workers=with_workers,
-                )
-            except FileNotFoundError as exc:
-                raise error(f"{args[0]} not found: {exc}") from exc
-            if result.returncode != 0:
-                raise error(f"{Path(args[0]).name} failed (exit {result.returncode}): {_tail(stderr)}")
+        tools.tool_run(args, env=self._env(Path(args[0]).name), error=error, stdin=stdin, with_workers=with_workers)
+
+    def missing_tools(self, purpose: str) -> list[str]:
+        return [name for name in self.required_tools.get(purpose, ()) if tools.tool_path(name) is None]
+
+    @classmethod
+    def probe(cls, settings_dict: Mapping[str, Any], *, timeout: float) -> str:
+        return maintenance.server_probe(settings_dict, timeout=timeout)
 
     # -- information --------------------------------------------------------------------------------
     def server_version(self) -> str:
@@ -119,7 +93,7 @@ class PostgreSQLConnector(Connector):
             return cursor.fetchone()[0]
 
     def tool_version(self) -> str:
-        return _version_of(_start_version(shutil.which("pg_dump")))
+        return tools.tool_version_read(tools.tool_version_start(tools.tool_path("pg_dump")))
 
     def table_counts(self) -> dict[str, int]:
         return self._counts_in(self.database_name)
@@ -135,16 +109,12 @@ class PostgreSQLConnector(Connector):
     def archive_tables(self, dump_path: Path, *, fmt: str) -> list[str]:
         if fmt != "custom":
             return []
-        listing = child_run(
-            [self._tool("pg_restore", RestoreError), "--list", str(dump_path)],
-            capture_output=True,
-            text=True,
-            check=False,
+        pg_restore = self._tool("pg_restore", RestoreError)
+        listing = tools.tool_output(
+            [pg_restore, "--list", str(dump_path)], env=self._env("pg_restore"), error=RestoreError
         )
-        if listing.returncode != 0:
-            raise RestoreError(f"pg_restore cannot read the archive: {listing.stderr.strip()[-STDERR_LIMIT:]}")
         tables = []
-        for line in listing.stdout.splitlines():
+        for line in listing.splitlines():
             match = _TABLE_DATA_LINE.match(line)
             if match:
                 tables.append(_table_key(match.group(1), match.group(2)))
@@ -158,7 +128,7 @@ class PostgreSQLConnector(Connector):
         if fmt not in self.formats:
             raise BackupError(f"PostgreSQL backups are custom or plain, not {fmt!r}.")
         pg_dump = self._tool("pg_dump")
-        version = _start_version(pg_dump)  # read after the dump: it runs meanwhile
+        version = tools.tool_version_start(pg_dump)  # read after the dump: it runs meanwhile
         snapshot_connection = self._raw_connection(autocommit=False)
         try:
             snapshot_connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -181,15 +151,17 @@ class PostgreSQLConnector(Connector):
         finally:
             snapshot_connection.rollback()
             snapshot_connection.close()
-            tool_version = _version_of(version)
+            tool_version = tools.tool_version_read(version)
         return DumpResult(row_counts=row_counts, tool_version=tool_version)
 
     def _stream_from(self, args: list[str], stream: BinaryIO) -> None:
         with tempfile.TemporaryFile() as stderr:
             try:
-                process = child_popen(args, stdout=subprocess.PIPE, stderr=stderr, env=self._env())
+                process = tools.child_popen(
+                    args, stdout=subprocess.PIPE, stderr=stderr, env=self._env(Path(args[0]).name)
+                )
             except OSError as exc:
-                raise BackupError(f"cannot run {args[0]}: {exc}") from exc
+                raise BackupError(f"cannot run {Path(args[0]).name}: {exc.strerror or exc}") from exc
             _widen_pipe(process.stdout)
             try:
                 while chunk := process.stdout.read(CHUNK_SIZE):
@@ -201,7 +173,7 @@ class PostgreSQLConnector(Connector):
             finally:
                 process.stdout.close()
             if process.wait() != 0:
-                raise BackupError(f"{Path(args[0]).name} failed (exit {process.returncode}): {_tail(stderr)}")
+                raise BackupError(tools.tool_failure(args[0], process.returncode, tools.stderr_text(stderr)))
 
     # -- restore ------------------------------------------------------------------------------------
     def _load(self, dump_path: Path, dbname: str, *, fmt: str, jobs: int) -> None:
@@ -215,23 +187,10 @@ class PostgreSQLConnector(Connector):
             raise RestoreError(f"A PostgreSQL database cannot be restored from a {fmt!r} backup.")
         self._run(args, error=RestoreError, with_workers=fmt == "custom" and jobs > 1)
 
-    def _create_database_like(self, admin, new_name: str) -> None:
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = %s",
-                [self.database_name],
-            )
-            row = cursor.fetchone()
-            encoding, collate, ctype = row if row else ("UTF8", "C.UTF-8", "C.UTF-8")
-            cursor.execute(
-                f"CREATE DATABASE {quote_ident(new_name)} TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
-                [encoding, collate, ctype],
-            )
-
     def _create_database_like_or_fail(self, admin, new_name: str) -> None:
         try:
-            self._create_database_like(admin, new_name)
-        except self.connection.Database.Error as exc:
+            maintenance.database_create_like(admin, new_name, like=self.database_name)
+        except maintenance.Error as exc:
             raise RestoreError(f"Cannot create database {new_name} to restore into: {str(exc).strip()}") from exc
 
     def restore(self, dump_path: Path, *, fmt: str, tables: list[str] | None = None, jobs: int = 1) -> RestoreOutcome:
@@ -293,9 +252,9 @@ class PostgreSQLConnector(Connector):
             script.write(preamble.encode())
             script.flush()  # the child writes through the same file descriptor, after our bytes
             with tempfile.TemporaryFile() as stderr:
-                result = child_run(pg_restore, stdout=script, stderr=stderr, env=self._env())
+                result = tools.child_run(pg_restore, stdout=script, stderr=stderr, env=self._env("pg_restore"))
                 if result.returncode != 0:
-                    raise RestoreError(f"pg_restore failed (exit {result.returncode}): {_tail(stderr)}")
+                    raise RestoreError(tools.tool_failure(pg_restore[0], result.returncode, tools.stderr_text(stderr)))
             script.seek(0, os.SEEK_END)
             script.write(postamble.encode())
             script.flush()
@@ -326,26 +285,15 @@ class PostgreSQLConnector(Connector):
             admin.close()
 
     def database_ensure(self) -> bool:
-        admin = self._raw_connection(MAINTENANCE_DB)
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database_name])
-                if cursor.fetchone():
-                    return False
-                cursor.execute(f"CREATE DATABASE {quote_ident(self.database_name)}")
-                return True
-        finally:
-            admin.close()
+        with maintenance.maintenance_session(self.settings_dict) as admin:
+            return maintenance.database_create_missing(admin, self.database_name)
 
-    def drop_database(self, name: str) -> None:
-        """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else)."""
+    def drop_database(self, name: str, *, force: bool = False) -> None:
+        """Drops one of this database's `<name>_pre_restore_<time>` copies (and nothing else); one still
+        in use raises DatabaseOperationError unless `force` ends its sessions first."""
         if name not in self.pre_restore_databases():
             raise RestoreError(f"{name} is not a pre-restore copy of {self.database_name}; not dropping it.")
-        admin = self._raw_connection(MAINTENANCE_DB)
-        try:
-            _drop_database(admin, name)
-        finally:
-            admin.close()
+        maintenance.database_drop_or_fail(self.settings_dict, name, force=force)
 
     def pre_restore_databases(self) -> list[str]:
         """Databases kept by earlier full restores of this one, oldest first."""
@@ -404,29 +352,8 @@ def _count_tables(cursor) -> dict[str, int]:
     return {name: count for name, count in cursor.fetchall()}
 
 
-def _start_version(tool: str | None) -> subprocess.Popen | None:
-    if tool is None:
-        return None
-    return subprocess.Popen([tool, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-
-def _version_of(process: subprocess.Popen | None) -> str:
-    return process.communicate()[0].strip() if process is not None else ""
-
-
 def _widen_pipe(pipe) -> None:
     """A 1 MiB pipe instead of 64 KiB: fewer wake-ups between pg_dump and us (Linux only)."""
     # Not Linux, or above /proc/sys/fs/pipe-max-size: the default pipe works, only slower.
     with contextlib.suppress(AttributeError, OSError):
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK_SIZE)
-
-
-def _drop_database(admin, name: str) -> None:
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-
-
-def _tail(stderr_file) -> str:
-    stderr_file.seek(0)
-    text = stderr_file.read().decode("utf-8", "replace").strip()
-    return text[-STDERR_LIMIT:] or "(no error output)"

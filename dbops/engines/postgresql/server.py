@@ -1,27 +1,28 @@
-"""PostgreSQL server side of PITR: its WAL settings (checked, with the fix for each) and pg_basebackup.
+"""PostgreSQL server side of PITR: its WAL settings (checked, with the fix for each), its identity, and
+pg_basebackup.
 
-Uses short autocommit connections of its own (psycopg2) to the server behind a database alias:
+Server-wide queries run on the engine's maintenance connection (dbops.engines.postgresql.maintenance):
 settings are server-wide facts, not part of the application's transaction.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.engines.child_processes import child_popen
+from dbops.conf import dbops_setting
+from dbops.engines.postgresql import maintenance, tools
 from dbops.exceptions import PitrError
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -53,14 +54,19 @@ class PitrSettingsReport:
         return [check for check in self.checks if not check.ok and not check.warning]
 
 
+def server_python(python: str | None = None) -> str:
+    """The interpreter the server runs our commands with: `python`, else DBOPS["PITR_PYTHON"], else this one."""
+    return python or dbops_setting("PITR_PYTHON") or sys.executable
+
+
 def pitr_archive_command(*, python: str | None = None) -> str:
     """The archive_command that sends each WAL file to `archive_wal`."""
-    return f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} archive_wal %p %f"
+    return f"{shlex.quote(server_python(python))} {shlex.quote(str(MANAGE_PY))} archive_wal %p %f"
 
 
 def pitr_restore_command(*, cluster_id: str, storage: str, python: str | None = None) -> str:
     return (
-        f"{shlex.quote(python or sys.executable)} {shlex.quote(str(MANAGE_PY))} restore_wal %f %p "
+        f"{shlex.quote(server_python(python))} {shlex.quote(str(MANAGE_PY))} restore_wal %f %p "
         f"--cluster-id {cluster_id} --storage {storage}"
     )
 
@@ -74,9 +80,8 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
             "('wal_level', 'archive_mode', 'archive_command', 'archive_timeout', 'max_wal_senders')"
         )
         values = dict(cursor.fetchall())
-        cursor.execute("SELECT archived_count, last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver")
-        columns = ("archived_count", "last_archived_wal", "failed_count", "last_failed_wal")
-        archiver = dict(zip(columns, cursor.fetchone(), strict=True))
+        cursor.execute(ARCHIVER_QUERY)
+        archiver = dict(zip(ARCHIVER_COLUMNS, cursor.fetchone(), strict=True))
     command = values.get("archive_command", "")
     checks = [
         SettingCheck(
@@ -119,29 +124,87 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
     return PitrSettingsReport(checks=checks, archive_command=wanted_command, archiver=archiver)
 
 
-def basebackup_tool() -> str | None:
-    """pg_basebackup on PATH, else Debian's server package location (not on PATH there)."""
-    tool = shutil.which("pg_basebackup") or "/usr/lib/postgresql/15/bin/pg_basebackup"
-    return tool if Path(tool).exists() else None
+@dataclass
+class WalSwitch:
+    cluster_id: str
+    segment: str  # the WAL file the switch completed: the one to see archived
+    switched_at: datetime  # the server's clock
+
+
+ARCHIVER_COLUMNS = (
+    "archived_count", "last_archived_wal", "last_archived_time", "failed_count", "last_failed_wal", "last_failed_time",
+)  # fmt: skip
+ARCHIVER_QUERY = (
+    "SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time "
+    "FROM pg_stat_archiver"
+)
+
+
+def server_wal_switch(*, using: str = DEFAULT_DB_ALIAS) -> WalSwitch:
+    """Writes a restore point (so there is WAL to switch even on an idle server, as pgBackRest's check
+    does) and switches to a new WAL file, which the archiver then archives."""
+    with server_cursor(using) as cursor:
+        try:
+            cursor.execute("SELECT pg_create_restore_point('multipult dbops pitr check')")
+            cursor.execute(
+                "SELECT system_identifier::text, pg_walfile_name(pg_switch_wal()), now() FROM pg_control_system()"
+            )
+        except psycopg2.Error as exc:
+            raise PitrError(f"Cannot switch WAL on the server: {_first_line(exc)}") from exc
+        cluster_id, segment, switched_at = cursor.fetchone()
+    return WalSwitch(cluster_id=cluster_id, segment=segment, switched_at=switched_at)
+
+
+def server_archiver_status(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, object]:
+    """pg_stat_archiver: counts, and the last archived and last failed WAL file with their times."""
+    with server_cursor(using) as cursor:
+        cursor.execute(ARCHIVER_QUERY)
+        return dict(zip(ARCHIVER_COLUMNS, cursor.fetchone(), strict=True))
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progress | None) -> str:
-    tool = basebackup_tool()
-    if tool is None:
-        raise PitrError("pg_basebackup not found; install the PostgreSQL client tools.")
+    tool = tools.tool_require("pg_basebackup", error=PitrError)
     command = [
         tool,
         "-h", str(params["host"]), "-p", str(params["port"]), "-U", params["user"],
         "-D", str(workdir), "-Ft", "-z", "-X", "fetch", "--checkpoint=fast", "--no-password", "-l", label, "-P",
     ]  # fmt: skip
-    env = {**os.environ, "PGPASSWORD": params["password"] or ""}  # the password never on the command line
-    with child_popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+    # The password only as PGPASSWORD in the child's environment, which holds nothing else of ours.
+    env = tools.child_environment(params.get("settings"), password=params["password"], application_name="dbops")
+    with tools.child_popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
         stderr = _follow_progress(child.stderr, progress)
     if child.returncode != 0:
-        detail = ([line for line in stderr.splitlines() if line.strip() and "kB (" not in line] or ["no output"])[-1]
-        raise PitrError(f"pg_basebackup failed: {detail.strip()}")
-    version = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-    return version.stdout.strip()
+        errors = [line for line in stderr.splitlines() if line.strip() and "kB (" not in line]
+        raise PitrError(tools.tool_failure(tool, child.returncode, "\n".join(errors[-5:])))
+    return tools.tool_version_read(tools.tool_version_start(tool))
+
+
+def server_start_command(data_dir: Path) -> str:
+    """The shell command that starts a server on `data_dir` (pg_ctl's full path when it is off PATH)."""
+    pg_ctl = tools.tool_path("pg_ctl") or "pg_ctl"
+    return f"{shlex.quote(pg_ctl)} -D {shlex.quote(str(data_dir))} start"
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    cluster_id: str  # pg_control_system().system_identifier: the same for every copy of one cluster
+    wal_segment_size: int
+    server_version: str
+
+
+def server_identity(using: str) -> ServerIdentity:
+    with server_cursor(using) as cursor:
+        cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
+        cluster_id = cursor.fetchone()[0]
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
+        segment_size = cursor.fetchone()[0]
+        cursor.execute("SHOW server_version")
+        server_version = cursor.fetchone()[0]
+    return ServerIdentity(cluster_id=cluster_id, wal_segment_size=segment_size, server_version=server_version)
 
 
 def _follow_progress(stream, progress: Progress | None) -> str:
@@ -175,22 +238,22 @@ def server_params(using: str) -> dict:
         "user": database.get("USER") or "postgres",
         "password": database.get("PASSWORD") or "",
         "dbname": database.get("NAME") or "postgres",
+        "settings": database,  # the whole entry: OPTIONS (sslmode...) reach the programs' environment too
     }
 
 
 @contextmanager
 def server_cursor(using: str) -> Iterator:
-    """A short autocommit connection of its own: settings are server-wide, not the app's transaction."""
+    """A cursor on the maintenance connection: settings are server-wide, not the app's transaction."""
     params = server_params(using)
-    try:
-        connection = psycopg2.connect(connect_timeout=10, **params)
-    except psycopg2.Error as exc:
-        raise PitrError(f"Cannot connect to PostgreSQL at {params['host']}:{params['port']}: {exc}") from exc
-    connection.autocommit = True
-    try:
-        yield connection.cursor()
-    finally:
-        connection.close()
+    target = {**params["settings"], "HOST": params["host"], "PORT": params["port"], "USER": params["user"]}
+    with maintenance.maintenance_session(target, error=PitrError) as connection, connection.cursor() as cursor:
+        yield cursor
+
+
+def conf_literal(value: str) -> str:
+    """A quoted value for postgresql.conf / postgresql.auto.conf."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _sql_literal(value: str) -> str:

@@ -25,12 +25,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dbops.engines.base import LeftoversRecovery
+from dbops.engines.postgresql import maintenance
+from dbops.engines.postgresql.maintenance import MAINTENANCE_DB, first_line
 from dbops.exceptions import DatabaseUnavailable, RestoreError
 
 if TYPE_CHECKING:
     from dbops.engines.postgresql.connector import PostgreSQLConnector
 
-MAINTENANCE_DB = "postgres"
 STAMP_DIGITS = 14  # %Y%m%d%H%M%S
 PRE_RESTORE_INFIX = "_pre_restore_"
 RESTORING_INFIX = "_restoring_"
@@ -45,10 +46,6 @@ TERMINATE_SQL = (
 )
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def stamped_name(base: str, infix: str, stamp: str) -> str:
     """`<base><infix><stamp>` cut to PostgreSQL's 63-byte identifier limit (keeping infix and stamp)."""
     suffix = f"{infix}{stamp}"
@@ -60,27 +57,20 @@ def stamped_pattern(base: str, infix: str) -> re.Pattern:
     return re.compile(re.escape(prefix) + r"(\d{" + str(STAMP_DIGITS) + "})")
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # -- the swap -----------------------------------------------------------------------------------------
 def renames_commit(connector: PostgreSQLConnector, admin, renames: list[tuple[str, str]]) -> None:
     """Ends the other sessions on the renamed databases, then renames them all in one transaction on
     `admin`; retried while a client reconnects in between. Raises the driver's error of the last try."""
-    database_error = connector.connection.Database.Error
     for attempt in range(SWAP_ATTEMPTS):
         with admin.cursor() as cursor:
             cursor.execute(TERMINATE_SQL, [[old for old, _ in renames]])
         admin.autocommit = False
         try:
-            with admin.cursor() as cursor:
-                for old, new in renames:
-                    cursor.execute(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")
+            for old, new in renames:
+                maintenance.database_rename(admin, old, new)
             admin.commit()
             return
-        except database_error as exc:
+        except maintenance.Error as exc:
             if admin.closed:  # the connection is gone: whether COMMIT got through is for the caller to find out
                 raise
             admin.rollback()
@@ -94,7 +84,6 @@ def renames_commit(connector: PostgreSQLConnector, admin, renames: list[tuple[st
 def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, previous: str) -> None:
     """Puts `fresh` in place of `target` and keeps the old one as `previous`, atomically. On failure
     raises RestoreError saying exactly which databases exist afterwards (checked, not assumed)."""
-    database_error = connector.connection.Database.Error
     try:
         admin = connector._raw_connection(MAINTENANCE_DB)
     except DatabaseUnavailable as exc:
@@ -103,7 +92,7 @@ def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, p
         try:
             renames_commit(connector, admin, [(target, previous), (fresh, target)])
             return
-        except database_error as exc:
+        except maintenance.Error as exc:
             error = exc
         finally:
             admin.close()
@@ -140,10 +129,10 @@ def scratch_drop(connector: PostgreSQLConnector, name: str) -> str:
     try:
         admin = connector._raw_connection(MAINTENANCE_DB)
         try:
-            _drop(admin, name)
+            maintenance.database_drop(admin, name, force=True)
         finally:
             admin.close()
-    except (DatabaseUnavailable, connector.connection.Database.Error) as exc:
+    except (DatabaseUnavailable, maintenance.Error) as exc:
         return f"{name} could not be dropped ({first_line(exc)}): the next dbops command drops it."
     return f"{name} was dropped."
 
@@ -158,15 +147,10 @@ def _existing(connector: PostgreSQLConnector, names: list[str]) -> set[str] | No
         with admin.cursor() as cursor:
             cursor.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [names])
             return {row[0] for row in cursor.fetchall()}
-    except connector.connection.Database.Error:
+    except maintenance.Error:
         return None
     finally:
         admin.close()
-
-
-def _drop(admin, name: str) -> None:
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 # -- the repair of interrupted runs ---------------------------------------------------------------------
@@ -273,7 +257,7 @@ def _recover_restores(
             newest = previous[-1]  # names differ only in their stamp, so sorted by name is sorted by time
             try:
                 renames_commit(connector, admin, [(newest, target)])
-            except connector.connection.Database.Error as exc:
+            except maintenance.Error as exc:
                 found.database_missing = True
                 found.failed.append(
                     f"Database {target} is missing after an interrupted restore; putting {newest} back as "
@@ -308,8 +292,8 @@ def _recover_verifications(
 
 def _drop_reporting(connector: PostgreSQLConnector, admin, found: LeftoversRecovery, name: str, what: str) -> None:
     try:
-        _drop(admin, name)
-    except connector.connection.Database.Error as exc:
+        maintenance.database_drop(admin, name, force=True)
+    except maintenance.Error as exc:
         found.failed.append(f"Could not drop {name}, {what}: {first_line(exc)}")
     else:
         found.done.append(f"Dropped {name}, {what}.")

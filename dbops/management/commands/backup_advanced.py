@@ -37,7 +37,7 @@ class Command(DbopsCommand):
             dest="fmt",
             default="custom",
             choices=["custom", "plain"],
-            help="custom (pg_dump -Fc, restorable in parallel; the database file on SQLite) or plain SQL.",
+            help="custom (PostgreSQL custom archive, restores in parallel; the database file on SQLite) or plain SQL.",
         )
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")
         parser.add_argument(

@@ -32,7 +32,7 @@ class Command(DbopsCommand):
             dest="fmt",
             default="plain",
             choices=["plain", "custom"],
-            help="plain SQL (default) or custom (pg_dump -Fc; the database file on SQLite).",
+            help="plain SQL (default) or custom (PostgreSQL custom archive; the database file on SQLite).",
         )
         parser.add_argument(
             "--compress",

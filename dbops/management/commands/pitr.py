@@ -1,4 +1,4 @@
-"""pitr setup | base-backup | restore: point-in-time recovery for PostgreSQL."""
+"""pitr setup | base-backup | restore | status | check: point-in-time recovery for PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,21 +12,24 @@ from django.utils.dateparse import parse_datetime
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
-from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check, pitr_status
+from dbops.services.pitr.check import pitr_check
+from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check
+from dbops.services.pitr.status import pitr_status
 
 
 class Command(DbopsCommand):
     help = (
         "Point-in-time recovery: `setup` checks the server's WAL settings (and prints the fixes), `base-backup` "
-        "takes a pg_basebackup recorded as a base backup, `restore` builds a data directory recovered to a moment."
+        "takes a physical base backup of the cluster, `restore` builds a data directory recovered to a moment, "
+        "`status` lists base backups and WAL gaps, `check` proves the server's WAL reaches the archive now."
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore|status")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore|status|check")
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         setup.add_argument("--json", action="store_true", help="Print the report as JSON.")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
-        base = actions.add_parser("base-backup", help="Take a base backup with pg_basebackup.")
+        base = actions.add_parser("base-backup", help="Take a base backup (a physical copy of the whole cluster).")
         base.add_argument("--storage", choices=["local", "s3"], help="Where to store it (default: PITR_STORAGE).")
         base.add_argument("--json", action="store_true", help="Print the catalog row as JSON.")
         base.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
@@ -50,7 +53,15 @@ class Command(DbopsCommand):
         status = actions.add_parser("status", help="List base backups and the WAL archive of each cluster.")
         status.add_argument("--storage", choices=["local", "s3"], help="Which archive to read (default: PITR_STORAGE).")
         status.add_argument("--json", action="store_true", help="Print the status as JSON.")
-        for sub in (setup, base, restore, status):
+        check = actions.add_parser(
+            "check", help="Switch WAL on the server and wait until that file is archived (like pgBackRest's check)."
+        )
+        check.add_argument("--storage", choices=["local", "s3"], help="Where to look (default: PITR_STORAGE).")
+        check.add_argument(
+            "--timeout", type=float, default=60.0, help="Seconds to wait for the file to be archived (default 60)."
+        )
+        check.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        for sub in (setup, base, restore, status, check):
             sub.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
 
     def handle(self, *args, **options):
@@ -59,6 +70,7 @@ class Command(DbopsCommand):
             "base-backup": self._base_backup,
             "restore": self._restore,
             "status": self._status,
+            "check": self._check,
         }[options["action"]]
         try:
             handler(options)
@@ -133,14 +145,43 @@ class Command(DbopsCommand):
                 self.style.MIGRATE_HEADING(f"cluster {status.cluster_id}: {status.wal_files} WAL files")
                 + f" ({status.first_wal or '-'} .. {status.last_wal or '-'}, last archived {last})"
             )
+            for gap in status.gaps:
+                self.stdout.write(
+                    self.style.ERROR(
+                        f"  WAL GAP: {gap.first_missing} .. {gap.last_missing} missing ({gap.segments} segment(s)): "
+                        f"no restore replays past {gap.after or 'the backup start'}"
+                    )
+                )
             for base in status.base_backups:
                 size = f"{base['size_bytes']:,} bytes" if base["size_bytes"] is not None else "size unknown"
                 self.stdout.write(
                     f"  base backup #{base['id']}  {base['finished_at']:%Y-%m-%d %H:%M:%S%z}  "
-                    f"from {base['start_wal']}  {size}  {base['storage']}:{base['storage_name']}"
+                    f"from {base['start_wal']}  {size}  {base['storage']}:{base['storage_name']}  "
+                    f"verification {base['verification_status']}"
                 )
+                if base.get("wal_first_missing"):
+                    self.stdout.write(
+                        self.style.ERROR(
+                            f"    restorable only up to {base['wal_until'] or 'nothing'}: "
+                            f"{base['wal_first_missing']} is missing"
+                        )
+                    )
+                elif "wal_until" in base:
+                    self.stdout.write(f"    WAL complete up to {base['wal_until'] or '-'}")
             if not status.base_backups:
                 self.stdout.write("  no base backup: this WAL cannot be used for a restore")
+
+    def _check(self, options):
+        result = pitr_check(using=options["database"], storage=options["storage"], timeout=options["timeout"])
+        if options["json"]:
+            write_json(self.stdout, asdict(result))
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"WAL archiving works: {result.segment} of cluster {result.cluster_id} reached {result.storage} "
+                f"storage {result.waited_seconds:.1f}s after the switch."
+            )
+        )
 
     def _restore(self, options):
         target_time = _parse_target_time(options["target_time"])

@@ -32,7 +32,7 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--tables", default=None, help="Comma-separated tables to restore (their rows only); default: everything."
         )
-        parser.add_argument("--jobs", type=int, default=1, help="Parallel pg_restore jobs (custom format only).")
+        parser.add_argument("--jobs", type=int, default=1, help="Parallel restore jobs (custom format only).")
         parser.add_argument(
             "--no-safety-backup", action="store_true", help="Skip the automatic backup taken before restoring."
         )
@@ -59,7 +59,7 @@ class Command(DbopsCommand):
             plan = restore_plan(**common)
             if not options["confirm"]:
                 raise CommandError(f"{plan.describe()}\nNothing was done: add --confirm to restore.")
-            # The long part before pg_restore/psql take over is checking and decoding the artifact.
+            # The long part before the database takes over is checking and decoding the artifact.
             progress = TtyByteProgress(self.stdout, label="restore: decoding", quiet=options["quiet"])
             try:
                 result = backup_restore(**common, wait=options["wait"], progress=progress)

@@ -37,7 +37,7 @@ from dbops.artifacts.storage import (
     s3_storage,
     s3_upload,
 )
-from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, EXTENSIONS, PipelineWriter, sha256_of
+from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def backup_create_locked(
         server_version=connector.server_version(),
         migration_state=connector.migration_state(),
     )
-    suffix = EXTENSIONS[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
+    suffix = connector.artifact_extensions[fmt] + COMPRESSION_EXTENSIONS[compression] + (".enc" if encrypt else "")
     backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
     backup_record.save(update_fields=["storage_name"])
     started = time.perf_counter()

@@ -1,5 +1,6 @@
-"""The `<name>_pre_restore_<time>` databases a PostgreSQL full restore leaves behind (the database it
-replaced, kept "until the next retention run"): list them and drop all but the newest."""
+"""The `<name>_pre_restore_<time>` databases a full restore leaves behind (the database it replaced,
+kept "until the next retention run"): list them and drop all but the newest. The engine lists and
+drops them; this service only decides which ones go."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import psycopg2
 from django.db import DEFAULT_DB_ALIAS, connections
-from psycopg2 import sql
 
 from dbops.engines import get_connector
-from dbops.exceptions import RetentionError
+from dbops.exceptions import DbopsError, RetentionError
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +36,6 @@ class PreRestorePrune:
         }
 
 
-def _maintenance_connection(alias: str):
-    """An autocommit connection to the server's `postgres` database (DROP DATABASE cannot run in a
-    transaction, nor while connected to the database itself). The password goes as a parameter."""
-    settings_dict = connections[alias].settings_dict
-    connection = psycopg2.connect(
-        dbname="postgres",
-        host=settings_dict["HOST"] or None,
-        port=settings_dict["PORT"] or None,
-        user=settings_dict["USER"] or None,
-        password=settings_dict["PASSWORD"] or None,
-        connect_timeout=10,
-    )
-    connection.autocommit = True
-    return connection
-
-
 def _pre_restore_pattern(database_name: str) -> re.Pattern:
     # The restore engine names them `<name cut to fit 63 bytes>_pre_restore_<YYYYmmddHHMMSS>`.
     suffix_length = len(PRE_RESTORE_INFIX) + 14
@@ -60,12 +43,7 @@ def _pre_restore_pattern(database_name: str) -> re.Pattern:
 
 
 def pre_restore_databases(*, database: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Names of the kept pre-restore copies of `database`'s PostgreSQL database, newest first.
-
-    The backup engine's listing is a LIKE on a name prefix, so it also returns the copies of other
-    databases whose names start the same (`multipult` vs `multipult_staging`); only exact names stay."""
-    if connections[database].vendor != "postgresql":
-        return []
+    """Names of the kept pre-restore copies of `database`, newest first (none on engines that keep none)."""
     connector = get_connector(database)
     pattern = _pre_restore_pattern(connector.database_name)
     stamped = [
@@ -84,21 +62,14 @@ def pre_restore_databases_prune(*, database: str = DEFAULT_DB_ALIAS, dry_run: bo
     if dry_run:
         result.would_drop = names[1:]
         return result
-    if len(names) < 2:
-        return result
-    maintenance = _maintenance_connection(database)
-    try:
-        for name in names[1:]:
-            try:
-                with maintenance.cursor() as cursor:
-                    cursor.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
-            except psycopg2.Error as exc:
-                error = (exc.pgerror or str(exc)).strip()
-                logger.warning("retention could not drop pre-restore database %s: %s", name, error)
-                result.failed.append((name, error))
-            else:
-                logger.info("retention dropped pre-restore database %s", name)
-                result.dropped.append(name)
-    finally:
-        maintenance.close()
+    connector = get_connector(database)
+    for name in names[1:]:
+        try:
+            connector.drop_database(name, force=False)
+        except DbopsError as exc:
+            logger.warning("retention could not drop pre-restore database %s: %s", name, exc)
+            result.failed.append((name, str(exc)))
+        else:
+            logger.info("retention dropped pre-restore database %s", name)
+            result.dropped.append(name)
     return result

@@ -23,15 +23,22 @@ class VerificationResult:
     restore_tested: bool = False
     problems: list[str] = field(default_factory=list)
     tables_checked: int = 0
+    checks: list[str] = field(default_factory=list)  # what was checked, for the one-line summary
+    details: dict = field(default_factory=dict)  # kind-specific facts recorded beside the common ones
 
 
-def backup_latest(*, database: str | None = None) -> BackupRecord:
-    records = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED)
+def backup_latest(*, database: str | None = None, kind: str = BackupRecord.Kind.FULL) -> BackupRecord:
+    """The backup `verify_backup --latest` and the weekly verification task verify: the newest
+    succeeded one of `kind` (full backups unless asked: not a safety or PITR base backup)."""
+    if kind not in BackupRecord.Kind.values:
+        raise VerificationError(f"Unknown backup kind {kind!r}; one of {', '.join(BackupRecord.Kind.values)}.")
+    records = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED, kind=kind)
     if database:
         records = records.filter(database_alias=database)
-    backup_record = records.first()
+    backup_record = records.order_by("-started_at", "-id").first()
     if backup_record is None:
-        raise BackupNotFound("There is no succeeded backup to verify.")
+        of_database = f" of database {database!r}" if database else ""
+        raise BackupNotFound(f"No successful backup ({kind}){of_database} to verify.")
     return backup_record
 
 
@@ -48,7 +55,9 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
     refusal = verification_refusal(backup_record)
     if refusal:
         raise VerificationError(refusal)
-    result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False)
+    if backup_record.kind == BackupRecord.Kind.BASE:
+        return _base_backup_verify(backup_record, restore_test=restore_test)
+    result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False, checks=["checksum"])
     with work_folder(purpose="verify") as workdir:
         try:
             artifact = artifact_fetch(backup_record, workdir)
@@ -65,6 +74,7 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
                     result.problems += _compare_counts(backup_record.row_counts, scratch.table_counts())
                 result.restore_tested = True
                 result.tables_checked = len(backup_record.row_counts)
+                result.checks.append(f"restore test ({result.tables_checked} tables)")
         except VerificationError:
             raise
         except DbopsError as exc:
@@ -72,6 +82,27 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
         except Exception as exc:  # a database driver error during the restore test is a failed check too
             result.problems.append(f"restore test failed: {exc}")
     result.passed = result.checksum_ok and not result.problems
+    _record(result)
+    return result
+
+
+def _base_backup_verify(backup_record: BackupRecord, *, restore_test: bool) -> VerificationResult:
+    """A PITR base backup: checksum, its backup manifest and, as its restore test, WAL replay to its end."""
+    from dbops.services.pitr.verification import pitr_base_backup_verify  # PostgreSQL-only, loaded on demand
+
+    outcome = pitr_base_backup_verify(backup_record=backup_record, restore_test=restore_test)
+    checks = ["checksum", "backup manifest"]
+    if outcome.restore_tested:
+        checks.append(f"WAL replay to {outcome.details['replayed_to_lsn']}")
+    result = VerificationResult(
+        backup_record=backup_record,
+        passed=outcome.checksum_ok and outcome.manifest_ok and (outcome.replay_ok or not restore_test),
+        checksum_ok=outcome.checksum_ok,
+        restore_tested=outcome.restore_tested,
+        problems=outcome.problems,
+        checks=checks,
+        details={"manifest_verified": outcome.manifest_ok, **outcome.details},
+    )
     _record(result)
     return result
 
@@ -99,6 +130,7 @@ def _record(result: VerificationResult) -> None:
         "restore_tested": result.restore_tested,
         "tables_checked": result.tables_checked,
         "problems": result.problems,
+        **result.details,
     }
     backup_record.save(update_fields=["verification_status", "verified_at", "verification_details"])
     manifest_save(backup_record)

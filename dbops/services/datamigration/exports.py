@@ -1,7 +1,7 @@
 """export_data: streams the chosen entities out of the database into a json/jsonl/csv/sql file.
 
-Rows are read through a server-side cursor on PostgreSQL (`QuerySet.iterator`), in one
-repeatable-read transaction so foreign keys agree across entities, and written as they arrive:
+Rows are read through a server-side cursor where the engine has them (`QuerySet.iterator`), in one
+consistent-read transaction so foreign keys agree across entities, and written as they arrive:
 memory stays flat whatever the table sizes.
 """
 
@@ -20,6 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dbops.engines import get_connector
 from dbops.exceptions import DataMigrationError
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.anonymization import Anonymizer, check_rules
@@ -186,8 +187,9 @@ def export_data(
         "anonymized": anonymize,
     }
     writer = open_writer(fmt, target, header=header)
-    # Plain jsonl on PostgreSQL: the server renders each row as JSON and COPY streams it to the file.
-    fast_copy = fmt == "jsonl" and not anonymizer and not transformations and connections[using].vendor == "postgresql"
+    # Plain jsonl where the engine has COPY: the server renders each row as JSON and streams it to the file.
+    connector = get_connector(using)
+    fast_copy = fmt == "jsonl" and not anonymizer and not transformations and connector.supports_copy
     try:
         with _ConsistentRead(using):
             for entity in selected:
@@ -195,7 +197,7 @@ def export_data(
                 total = queryset.count() if progress else 0
                 writer.begin_entity(entity)
                 if fast_copy:
-                    writer.write_copy(_copy_json_rows(connections[using], queryset, entity, writer.copy_prefix))
+                    writer.write_copy(_copy_json_rows(connector, queryset, entity, writer.copy_prefix))
                     writer.end_entity()
                     if progress:
                         progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
@@ -234,32 +236,16 @@ def export_data(
     return result
 
 
-def _copy_json_rows(connection, queryset: QuerySet, entity: Entity, prefix: str):
-    """Returns a function that COPYs the queryset's rows, as `prefix + row JSON + "}"` lines, into a file."""
-    quote = connection.ops.quote_name
+def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
+    """Returns a function that copies the queryset's rows, as `prefix + row JSON + "}"` lines, into a file."""
     sql, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
-    aliases = ", ".join(quote(name) for name in entity.field_names)  # field names, not columns: created_by
-
-    def copy_into(handle) -> int:
-        with connection.cursor() as cursor:
-            raw = cursor.cursor
-            inner = raw.mogrify(sql, params).decode()
-            line = raw.mogrify("SELECT %s || row_to_json(t)::text || '}' ", [prefix]).decode()
-            # CSV with control characters as delimiter and quote: row_to_json escapes those, so nothing
-            # gets quoted and each line is exactly the JSON text (the text format would double backslashes).
-            raw.copy_expert(
-                f"COPY ({line} FROM ({inner}) AS t({aliases})) TO STDOUT "
-                "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')",
-                handle,
-            )
-            return raw.rowcount
-
-    return copy_into
+    # Keys are field names, not columns (created_by, not created_by_id).
+    return connector.copy_json_lines(sql, params, list(entity.field_names), prefix)
 
 
 class _ConsistentRead:
-    """One read-only repeatable-read transaction for the whole export (PostgreSQL), so every entity is
-    read from the same moment; inside an existing transaction it simply reuses that one."""
+    """One read-only consistent-read transaction for the whole export (where the engine has one), so every
+    entity is read from the same moment; inside an existing transaction it simply reuses that one."""
 
     def __init__(self, using: str) -> None:
         self.using = using
@@ -269,9 +255,8 @@ class _ConsistentRead:
         connection = connections[self.using]
         outermost = not connection.in_atomic_block
         self.atomic.__enter__()
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if outermost:
+            get_connector(self.using).consistent_read_begin()
         return self
 
     def __exit__(self, *exc_info):

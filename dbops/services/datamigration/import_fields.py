@@ -1,10 +1,11 @@
 """How import_data reads one field: a strict converter that names what is wrong with a value (the
-checking path), and a fast converter straight to PostgreSQL COPY text for values that are plainly right.
+checking path), and a fast converter straight to COPY text (for engines with COPY, escaped with the
+connector's `copy_escapes`) for values that are plainly right.
 
 The fast converter only accepts values whose type is unambiguous (an int for an integer column, a
 str within max_length for text, an ISO string for a date-time…) and raises Bad for anything else;
 the caller then runs the strict converter on that record, which gives the precise message. Whatever
-the fast path lets through is still parsed by PostgreSQL's own COPY input functions.
+the fast path lets through is still parsed by the database's own COPY input functions.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import ipaddress
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import models
 
-from dbops.engines.postgresql.copy_format import COPY_ESCAPES
 from dbops.exceptions import DataMigrationError
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.formats import Unparsable
@@ -144,7 +144,8 @@ class FieldSpec:
     fast: Callable[[object], str]  # to COPY text; raises Bad when the strict converter must judge
 
 
-def field_specs(entity: Entity, now: datetime) -> list[FieldSpec]:
+def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str] | None) -> list[FieldSpec]:
+    """How to read each field of the entity; without `copy_escapes` (no COPY) the fast path is off."""
     specs = []
     for model_field in entity.model._meta.concrete_fields:
         default: Callable[[], object] | None = None
@@ -165,7 +166,7 @@ def field_specs(entity: Entity, now: datetime) -> list[FieldSpec]:
                 _converter(model_field),
                 model_field.null,
                 default,
-                _fast(model_field),
+                _fast(model_field, copy_escapes) if copy_escapes is not None else _never_fast,
             )
         )
     return specs
@@ -207,13 +208,17 @@ def _fast_boolean(value) -> str:
     raise Bad
 
 
-def _fast_text(max_length: int | None) -> Callable[[object], str]:
+def _never_fast(value) -> str:
+    raise Bad
+
+
+def _fast_text(max_length: int | None, escapes: Mapping[int, str]) -> Callable[[object], str]:
     limit = max_length or 1 << 62
 
     def convert(value) -> str:
         if type(value) is str and len(value) <= limit and "\x00" not in value:
             # Two C checks beat translate(): nearly no text holds a backslash or a control character.
-            return value if "\\" not in value and value.isprintable() else value.translate(COPY_ESCAPES)
+            return value if "\\" not in value and value.isprintable() else value.translate(escapes)
         raise Bad
 
     return convert
@@ -238,16 +243,19 @@ def _fast_ip(value) -> str:
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps builds one per call
 
 
-def _fast_json(value) -> str:
-    if isinstance(value, Unparsable):
-        raise Bad
-    if type(value) is dict and not value:
-        return "{}"
-    text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
-    return text.translate(COPY_ESCAPES) if "\\" in text else text
+def _fast_json(escapes: Mapping[int, str]) -> Callable[[object], str]:
+    def convert(value) -> str:
+        if isinstance(value, Unparsable):
+            raise Bad
+        if type(value) is dict and not value:
+            return "{}"
+        text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
+        return text.translate(escapes) if "\\" in text else text
+
+    return convert
 
 
-def _fast(model_field: models.Field) -> Callable[[object], str]:
+def _fast(model_field: models.Field, escapes: Mapping[int, str]) -> Callable[[object], str]:
     if model_field.is_relation or isinstance(model_field, models.IntegerField | models.AutoField):
         convert = _fast_integer
     elif isinstance(model_field, models.BooleanField):
@@ -257,9 +265,9 @@ def _fast(model_field: models.Field) -> Callable[[object], str]:
     elif isinstance(model_field, models.GenericIPAddressField):
         convert = _fast_ip
     elif isinstance(model_field, models.JSONField):
-        convert = _fast_json
+        convert = _fast_json(escapes)
     else:
-        convert = _fast_text(model_field.max_length)
+        convert = _fast_text(model_field.max_length, escapes)
     if not model_field.null:
         return convert
     if convert is _fast_integer:

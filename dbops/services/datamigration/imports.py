@@ -3,7 +3,7 @@
 Pipeline, per entity in dependency order:
 1. read records (dbops.services.datamigration.formats), apply --transform functions;
 2. check each record in Python: known fields, types, lengths, required fields (defaults filled in);
-3. load the good rows into a temporary staging table (COPY on PostgreSQL, executemany elsewhere),
+3. load the good rows into a temporary staging table (COPY where the engine has it, executemany elsewhere),
    which has the target's columns but no constraints, defaults or sequences;
 4. check in SQL: duplicate keys inside the file, conflicts with existing rows (unique constraints;
    existing ids in --mode insert), foreign keys that point at nothing (neither in the file nor in
@@ -11,7 +11,7 @@ Pipeline, per entity in dependency order:
 5. if nothing failed and this is not a dry run: optional rollback snapshot, then
    `INSERT … SELECT … FROM staging [ON CONFLICT (id) DO UPDATE]`, then sequences are moved past the
    imported ids. Tables receiving more rows than they hold get their plain indexes and foreign keys
-   rebuilt once after the write instead of maintained per row (dbops.engines.postgresql.bulk_indexes).
+   rebuilt once after the write instead of maintained per row (Connector.index_suspension).
 
 A dry run stops after step 4 and rolls the transaction back: it never touches the real tables, so it
 consumes no sequence values and registers no on_commit hooks.
@@ -19,10 +19,8 @@ consumes no sequence values and registers no on_commit hooks.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +32,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models.fields import PositiveIntegerRelDbTypeMixin
 from django.utils import timezone
 
-from dbops.engines.postgresql.bulk_indexes import IndexSuspension
-from dbops.engines.postgresql.copy_format import copy_text
-from dbops.exceptions import DataMigrationError, ImportValidationError
+from dbops.engines import Connector, get_connector
+from dbops.exceptions import BulkLoadRejected, DataMigrationError, ImportValidationError
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.entities import ENTITIES, Entity, entity_for_model
 from dbops.services.datamigration.formats import FORMATS, read_records
@@ -92,8 +89,9 @@ class ImportResult:
 class _Stage:
     """The staging table of one entity: the target's columns plus the record number, no constraints."""
 
-    def __init__(self, connection, entity: Entity, specs: list[FieldSpec], order: int) -> None:
-        self.connection, self.entity, self.specs, self.order = connection, entity, specs, order
+    def __init__(self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: int) -> None:
+        self.connector, self.entity, self.specs, self.order = connector, entity, specs, order
+        self.connection = connection = connector.connection
         quote = connection.ops.quote_name
         self.target = quote(entity.table)
         self.name = quote(f"_dbops_stage_{entity.table}")
@@ -101,9 +99,9 @@ class _Stage:
         self.provided: list[str] | None = None  # the fields the file carries (upsert updates only these)
         self.provided_keys: set[str] = set()
         self.fast_plan: list[tuple] | None = None
-        self.buffer: list = []  # COPY lines on PostgreSQL, value tuples elsewhere
+        self.buffer: list = []  # COPY text lines where the engine has COPY, value tuples elsewhere
         self.rows = 0
-        self.copy = connection.vendor == "postgresql"
+        self.copy = connector.supports_copy
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
             # Only quoted identifiers from model metadata are interpolated, here and below.
@@ -128,7 +126,7 @@ class _Stage:
             elif (self.entity.name, spec.name) in IMPORT_DEFAULTS:
                 self.fast_plan.append((None, None, spec.default))
             elif spec.default is not None:
-                self.fast_plan.append((None, copy_text(_db_default(spec.default)), None))
+                self.fast_plan.append((None, self.connector.copy_text(_db_default(spec.default)), None))
             else:  # a required field the file does not provide: every record goes the checking way
                 self.fast_plan = None
                 return
@@ -137,6 +135,7 @@ class _Stage:
         """Stages a record whose fields are exactly the provided ones and plainly valid; False otherwise."""
         if not self.copy or self.fast_plan is None or record.keys() != self.provided_keys:
             return False
+        copy_text = self.connector.copy_text
         try:
             parts = [
                 fast(record[name]) if name is not None else fast if per_row is None else copy_text(per_row())
@@ -152,7 +151,7 @@ class _Stage:
 
     def add(self, number: int, values: list) -> None:
         if self.copy:
-            self.buffer.append("\t".join(map(copy_text, values)) + f"\t{number}\n")
+            self.buffer.append("\t".join(map(self.connector.copy_text, values)) + f"\t{number}\n")
         else:  # e.g. SQLite stores datetimes as naive UTC text, the way Django writes them
             adapt = self.connection.ops.adapt_datetimefield_value
             self.buffer.append((*(adapt(v) if isinstance(v, datetime) else v for v in values), number))
@@ -163,31 +162,27 @@ class _Stage:
         if not self.buffer:
             return
         quote = self.connection.ops.quote_name
-        columns = ", ".join([*self.columns, quote(RECNO)])
-        with self.connection.cursor() as cursor:
-            if self.copy:
-                try:
-                    cursor.cursor.copy_expert(
-                        f"COPY {self.name} ({columns}) FROM STDIN", io.StringIO("".join(self.buffer))
-                    )
-                except self.connection.Database.DataError as exc:  # a value PostgreSQL rejects that the checks passed
-                    raise ImportValidationError([self._copy_problem(exc)]) from None
-            else:
-                placeholders = ", ".join(["%s"] * (len(self.columns) + 1))
-                cursor.executemany(f"INSERT INTO {self.name} ({columns}) VALUES ({placeholders})", self.buffer)  # noqa: S608
+        columns = [*self.columns, quote(RECNO)]
+        if self.copy:
+            try:
+                self.connector.copy_into(self.name, columns, "".join(self.buffer))
+            except BulkLoadRejected as exc:  # a value the database rejects that the checks passed
+                raise ImportValidationError([self._copy_problem(exc)]) from None
+        else:
+            placeholders = ", ".join(["%s"] * len(columns))
+            statement = f"INSERT INTO {self.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+            with self.connection.cursor() as cursor:
+                cursor.executemany(statement, self.buffer)
         self.rows += len(self.buffer)
         self.buffer = []
 
-    def _copy_problem(self, exc: Exception) -> Problem:
-        cause = exc.__cause__ or exc
-        context = getattr(getattr(cause, "diag", None), "context", None) or ""
-        located = re.search(r"line (\d+)(?:, column (\w+))?", context)
+    def _copy_problem(self, exc: BulkLoadRejected) -> Problem:
         record, field_name = 0, ""
-        if located and int(located.group(1)) <= len(self.buffer):
-            record = int(self.buffer[int(located.group(1)) - 1].rsplit("\t", 1)[1])
+        if exc.line is not None and exc.line <= len(self.buffer):
+            record = int(self.buffer[exc.line - 1].rsplit("\t", 1)[1])
             by_column = {spec.column: spec.name for spec in self.specs}
-            field_name = by_column.get(located.group(2) or "", located.group(2) or "")
-        return Problem(self.order, record, self.entity.name, field_name, str(cause).splitlines()[0])
+            field_name = by_column.get(exc.column or "", exc.column or "")
+        return Problem(self.order, record, self.entity.name, field_name, str(exc))
 
     def drop(self) -> None:
         with self.connection.cursor() as cursor:
@@ -237,7 +232,8 @@ def import_data(
     try:
         with transaction.atomic(using=using):
             stages = _stage_records(records, transformations, using=using, progress=progress)
-            _lock(connections[using], [stage.entity for stage in stages.values()])
+            # Keeps other writers out between validation and the write, so the checks stay true.
+            get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
             _validate(stages, mode=mode, using=using)
             result.entities = [_counts(stage) for stage in stages.values()]
             if dry_run:
@@ -286,7 +282,7 @@ def import_data(
 def _stage_records(
     records: Iterator[tuple[str, int, dict]], transformations, *, using: str, progress
 ) -> dict[str, _Stage]:
-    connection = connections[using]
+    connector = get_connector(using)
     now = timezone.now()
     order = {name: index for index, name in enumerate(ENTITIES)}
     stages: dict[str, _Stage] = {}
@@ -296,7 +292,8 @@ def _stage_records(
         stage = stages.get(entity_name)
         if stage is None:
             entity = ENTITIES[entity_name]
-            stage = stages[entity_name] = _Stage(connection, entity, field_specs(entity, now), order[entity_name])
+            specs = field_specs(entity, now, copy_escapes=connector.copy_escapes)
+            stage = stages[entity_name] = _Stage(connector, entity, specs, order[entity_name])
         if not isinstance(record, dict):
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:
@@ -349,15 +346,6 @@ def _convert(stage: _Stage, number: int, record: dict) -> list[Problem]:
     if not found:
         stage.add(number, values)
     return found
-
-
-def _lock(connection, entities: list[Entity]) -> None:
-    """Keeps other writers out between validation and the write, so the checks stay true."""
-    if connection.vendor != "postgresql" or not entities:
-        return
-    tables = ", ".join(connection.ops.quote_name(entity.table) for entity in entities)
-    with connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
 
 
 def _unique_keys(model: type[models.Model]) -> list[list[str]]:
@@ -466,7 +454,7 @@ def _counts(stage: _Stage) -> EntityImport:
 def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> None:
     connection = connections[using]
     quote = connection.ops.quote_name
-    indexes = IndexSuspension(connection)  # big loads: indexes and foreign keys rebuilt once, after
+    indexes = get_connector(using).index_suspension()  # big loads: indexes and foreign keys rebuilt once, after
     indexes.suspend({stage.entity.model: stage.rows for stage in stages.values()})
     with connection.cursor() as cursor:
         for stage in stages.values():

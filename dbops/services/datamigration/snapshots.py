@@ -1,16 +1,15 @@
 """Rollback snapshots: copies of whole tables kept inside the database, taken before an import.
 
 A snapshot copies each table with `CREATE TABLE … AS SELECT *` (fast, exact, no file round trip) and
-records each table's checksum: sha256 of its rows in primary-key order, streamed through COPY on
-PostgreSQL. A rollback empties the tables and copies the rows back in one transaction, resets the
-sequences, and proves the result by comparing checksums before it commits.
+records each table's checksum: sha256 of its rows in primary-key order (streamed where the engine can,
+see Connector.table_checksum). A rollback empties the tables and copies the rows back in one
+transaction, resets the sequences, and proves the result by comparing checksums before it commits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 from dataclasses import dataclass, field
 
 from django.core.management.color import no_style
@@ -18,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, tra
 from django.utils import timezone
 
 from dbops.conf import operations_alias
+from dbops.engines import get_connector
 from dbops.exceptions import SnapshotError
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.entities import ENTITIES, resolve_entities
@@ -32,40 +32,6 @@ class RollbackResult:
     row_counts: dict[str, int]
     checksums_before: dict[str, str]
     checksums_after: dict[str, str]
-
-
-class _HashSink(io.RawIOBase):
-    """A write-only file object that hashes what COPY TO writes into it (memory stays flat)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.hash.update(data if isinstance(data, bytes) else data.encode())
-        return len(data)
-
-
-def table_checksum(connection, table: str, order_by: str = "id") -> str:
-    """sha256 of the table's rows in primary-key order, independent of physical row order."""
-    quote = connection.ops.quote_name
-    query = f"SELECT * FROM {quote(table)} ORDER BY {quote(order_by)}"  # noqa: S608 - quoted identifiers
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            sink = _HashSink()
-            cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT", sink)
-            return sink.hash.hexdigest()
-        digest = hashlib.sha256()
-        # Cast to text: the copy's declared types differ from the table's, and the driver converts by type.
-        columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
-        casts = ", ".join(f"CAST({quote(column)} AS TEXT)" for column in columns)
-        cursor.execute(f"SELECT {casts} FROM {quote(table)} ORDER BY {quote(order_by)}")  # noqa: S608
-        while rows := cursor.fetchmany(5_000):
-            for row in rows:
-                digest.update(repr(row).encode() + b"\n")
-        return digest.hexdigest()
 
 
 def _combined(checksums: dict[str, str]) -> str:
@@ -93,26 +59,22 @@ def snapshot_create(
     import_run: DataTransferRun | None = None,
 ) -> Snapshot:
     """Copies the tables of the entities (all when none are named) and records their checksums."""
-    connection = connections[using]
-    quote = connection.ops.quote_name
+    connector = get_connector(using)
     table_models = _tables_for(entities)
     with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                tables = ", ".join(quote(model._meta.db_table) for model in table_models)
-                cursor.execute(f"LOCK TABLE {tables} IN SHARE MODE")  # a consistent picture of all of them
+        # Others may read but not write until commit: one consistent picture of all the tables.
+        connector.lock_tables([model._meta.db_table for model in table_models], mode="read")
         snapshot_id = _new_snapshot_id(using)
         copies, row_counts, checksums = {}, {}, {}
-        with connection.cursor() as cursor:
-            for model in table_models:
-                table = model._meta.db_table
-                copy = f"{COPY_PREFIX}{snapshot_id.removeprefix('snapshot_')}_{table}"[:63]
-                cursor.execute(f"CREATE TABLE {quote(copy)} AS SELECT * FROM {quote(table)}")  # noqa: S608
-                cursor.execute(f"SELECT COUNT(*) FROM {quote(copy)}")  # noqa: S608
-                row_counts[table] = cursor.fetchone()[0]
-                copies[table] = copy
-                checksums[table] = table_checksum(connection, copy, model._meta.pk.column)
-        sequences = _sequence_positions(connection, table_models)
+        for model in table_models:
+            table = model._meta.db_table
+            copy = f"{COPY_PREFIX}{snapshot_id.removeprefix('snapshot_')}_{table}"[:63]
+            row_counts[table] = connector.table_copy_create(table, copy)
+            copies[table] = copy
+            checksums[table] = connector.table_checksum(copy, model._meta.pk.column)
+        sequences = connector.sequence_positions(
+            [(model._meta.db_table, model._meta.pk.column) for model in table_models]
+        )
         snapshot = Snapshot.objects.create(
             id=snapshot_id,
             created_at=timezone.now(),
@@ -123,33 +85,11 @@ def snapshot_create(
             checksums=checksums,
             checksum=_combined(checksums),
             sequences=sequences,
-            size_bytes=_size(connection, list(copies.values())),
+            size_bytes=connector.tables_size_bytes(list(copies.values())),
             reason=reason,
             import_run=import_run,
         )
     return snapshot
-
-
-def _sequence_positions(connection, table_models: list[type[models.Model]]) -> dict[str, list]:
-    if connection.vendor != "postgresql":
-        return {}
-    positions = {}
-    with connection.cursor() as cursor:
-        for model in table_models:
-            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [model._meta.db_table, model._meta.pk.column])
-            sequence = cursor.fetchone()[0]
-            if sequence:
-                cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608 - name from the catalog
-                positions[model._meta.db_table] = [sequence, *cursor.fetchone()]
-    return positions
-
-
-def _size(connection, tables: list[str]) -> int:
-    if connection.vendor != "postgresql" or not tables:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(SUM(pg_total_relation_size(c::regclass)), 0) FROM unnest(%s) AS c", [tables])
-        return int(cursor.fetchone()[0])
 
 
 def snapshot_list(*, using: str | None = None) -> list[Snapshot]:
@@ -173,7 +113,7 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
     Fails, changing nothing, if rows in other tables still point at rows the rollback removes."""
     snapshot = snapshot_get(snapshot_id=snapshot_id, using=using)
     connection = connections[using]
-    quote = connection.ops.quote_name
+    connector = get_connector(using)
     by_table = {entity.table: entity.model for entity in ENTITIES.values()}
     ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
     with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
@@ -183,33 +123,25 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
         except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
             raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
         checksums_before = {
-            table: table_checksum(connection, table, by_table[table]._meta.pk.column) for table in ordered
+            table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered
         }
+        missing = [table for table in ordered if not snapshot.copies.get(table)]
+        if missing:
+            raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {missing[0]}.")
+        connector.lock_tables(ordered, mode="exclusive")
+        connector.tables_refill({table: snapshot.copies[table] for table in ordered})
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"LOCK TABLE {', '.join(quote(t) for t in ordered)} IN ACCESS EXCLUSIVE MODE")
-            for table in reversed(ordered):  # children first
-                cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608
-            for table in ordered:
-                copy = snapshot.copies.get(table)
-                if not copy:
-                    raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {table}.")
-                cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM {quote(copy)}")  # noqa: S608
             for statement in connection.ops.sequence_reset_sql(no_style(), [by_table[t] for t in ordered]):
                 cursor.execute(statement)
-            for sequence, last_value, is_called in snapshot.sequences.values():  # exactly where they were
-                cursor.execute("SELECT setval(%s, %s, %s)", [sequence, last_value, is_called])
-            if connection.vendor == "postgresql":
-                try:  # dangling references fail here, inside the transaction, not at commit
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                except IntegrityError as exc:
-                    raise SnapshotError(
-                        f"Cannot roll back {snapshot.id}: rows in other tables point at rows it would remove "
-                        f"({str(exc).splitlines()[0]}); nothing changed."
-                    ) from None
-        checksums_after = {
-            table: table_checksum(connection, table, by_table[table]._meta.pk.column) for table in ordered
-        }
+        connector.sequence_positions_restore(snapshot.sequences)  # exactly where they were
+        try:  # dangling references fail here, inside the transaction, not at commit
+            connector.constraints_check()
+        except IntegrityError as exc:
+            raise SnapshotError(
+                f"Cannot roll back {snapshot.id}: rows in other tables point at rows it would remove "
+                f"({str(exc).splitlines()[0]}); nothing changed."
+            ) from None
+        checksums_after = {table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered}
         mismatched = [table for table in ordered if checksums_after[table] != snapshot.checksums.get(table)]
         if mismatched:
             raise SnapshotError(
@@ -276,8 +208,7 @@ def snapshot_prune(
         dry_run=dry_run, older_than_days=older_than_days, keep_last=keep_last, cutoff=cutoff.isoformat()
     )
     result.kept = snapshots.count() - len(candidates)
-    connection = connections[using]
-    quote = connection.ops.quote_name
+    connector = get_connector(using)
     for candidate in candidates:
         with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
             locked = snapshots.select_for_update(skip_locked=True).filter(id=candidate.id).first()
@@ -297,9 +228,8 @@ def snapshot_prune(
             )
             if dry_run:
                 continue
-            with connection.cursor() as cursor:
-                for copy in sorted(locked.copies.values()):
-                    if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
-                        cursor.execute(f"DROP TABLE IF EXISTS {quote(copy)}")
+            for copy in sorted(locked.copies.values()):
+                if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
+                    connector.table_drop(copy)
             locked.delete()
     return result

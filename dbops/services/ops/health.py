@@ -35,6 +35,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from dbops.conf import operations_alias
+from dbops.engines import get_connector
 from dbops.models import BackupRecord
 from dbops.services.backups.leftovers import restore_leftovers_recover
 from multipult.core.services.configuration import mask_configured_secrets, s3_client
@@ -170,7 +171,8 @@ def _database(using: str, *, name: str = "database") -> CheckResult:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult(name, OK, f"{connection.vendor} answered", {"latency_ms": latency_ms})
+        engine = get_connector(using).engine
+        return CheckResult(name, OK, f"{engine} answered", {"latency_ms": latency_ms})
 
     return _probe(name, UNHEALTHY, probe)
 

@@ -27,7 +27,7 @@ from dbops.exceptions import (
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups.create import backup_create, backup_upload_retry
 from dbops.services.backups.retention import retention_run
-from dbops.services.backups.verify import backup_verify
+from dbops.services.backups.verify import backup_latest, backup_verify
 from dbops.services.datamigration.snapshots import snapshot_prune
 
 logger = logging.getLogger(__name__)
@@ -178,22 +178,21 @@ def _verify_and_require_pass(task_run: TaskRun, backup_record: BackupRecord, *, 
     }
 
 
-def scheduled_verify_latest(*, task_id: str, database: str = DEFAULT_DB_ALIAS, restore_test: bool = True) -> dict:
-    """Verifies the newest successful full backup of `database` (a restore test by default)."""
+def scheduled_verify_latest(
+    *,
+    task_id: str,
+    database: str = DEFAULT_DB_ALIAS,
+    restore_test: bool = True,
+    kind: str = BackupRecord.Kind.FULL,
+) -> dict:
+    """Verifies the newest successful backup of `kind` (full by default) of `database`, with a restore
+    test by default; the same selection as `verify_backup --latest`."""
 
     def action(task_run: TaskRun) -> dict:
-        backup_record = (
-            BackupRecord.objects.filter(
-                database_alias=database, kind=BackupRecord.Kind.FULL, status=BackupRecord.Status.SUCCEEDED
-            )
-            .order_by("-started_at", "-id")
-            .first()
-        )
-        if backup_record is None:
-            raise BackupNotFound(f"No successful backup of database {database!r} to verify.")
+        backup_record = backup_latest(database=database, kind=kind)
         return _verify_and_require_pass(task_run, backup_record, restore_test=restore_test)
 
-    arguments = {"database": database, "restore_test": restore_test}
+    arguments = {"database": database, "restore_test": restore_test, "kind": kind}
     return task_run_execute(task_id=task_id, task_name="verify_latest_backup", arguments=arguments, action=action)
 
 

@@ -1,47 +1,28 @@
 """stats: database size, per-table rows and sizes, index usage, cache hit ratio, connections, backups.
 
-PostgreSQL answers from its catalog and statistics views (cheap: estimated rows come from
-pg_class.reltuples; `exact=True` adds one count(*) per table). SQLite answers what applies: sizes
-from the dbstat table when the library has it, exact counts, no index usage, cache or connections.
+The engine answers what it can (dbops.engines: Connector.database_stats). PostgreSQL from its catalog
+and statistics views (cheap: estimated rows come from its planner statistics; `exact=True` adds one
+count(*) per table); SQLite what applies: sizes when the library can tell, exact counts, no index
+usage, cache or connections.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Max, Q, Sum
 
+from dbops.engines import get_connector
+from dbops.engines.base import DatabaseFacts, IndexStats, TableStats
 from dbops.models import BackupRecord
 
-
-@dataclass
-class TableStats:
-    name: str
-    rows_estimated: int | None
-    rows_exact: int | None = None
-    table_bytes: int | None = None
-    index_bytes: int | None = None
-    total_bytes: int | None = None
-
-
-@dataclass
-class IndexStats:
-    table: str
-    name: str
-    scans: int | None
-    size_bytes: int | None
-    unique: bool
-
-    @property
-    def unused(self) -> bool:
-        # Unique and primary-key indexes enforce constraints, so zero scans does not make them removable.
-        return self.scans == 0 and not self.unique
+__all__ = ["BackupTotals", "DatabaseStats", "IndexStats", "TableStats", "backup_totals", "stats_collect"]
 
 
 @dataclass
@@ -57,17 +38,8 @@ class BackupTotals:
 
 
 @dataclass
-class DatabaseStats:
-    engine: str
-    database: str
-    size_bytes: int | None
-    tables: list[TableStats]
-    indexes: list[IndexStats]
-    cache_hit_ratio: float | None
-    connections: int | None
-    max_connections: int | None
-    backups: BackupTotals | None
-    notes: list[str] = field(default_factory=list)
+class DatabaseStats(DatabaseFacts):
+    backups: BackupTotals | None = None
 
     @property
     def unused_indexes(self) -> list[IndexStats]:
@@ -82,11 +54,9 @@ class DatabaseStats:
 
 
 def stats_collect(*, using: str = DEFAULT_DB_ALIAS, exact: bool = False) -> DatabaseStats:
-    connection = connections[using]
-    collector = _postgresql if connection.vendor == "postgresql" else _sqlite
-    stats = collector(connection, exact)
-    stats.backups = backup_totals(using=using)
-    return stats
+    facts = get_connector(using).database_stats(exact=exact)
+    measured = {item.name: getattr(facts, item.name) for item in fields(DatabaseFacts)}
+    return DatabaseStats(**measured, backups=backup_totals(using=using))
 
 
 def backup_totals(*, using: str = DEFAULT_DB_ALIAS) -> BackupTotals:
@@ -116,125 +86,3 @@ def backup_totals(*, using: str = DEFAULT_DB_ALIAS) -> BackupTotals:
         local_files=local_files,
         local_bytes=local_bytes,
     )
-
-
-_PG_TABLES = """
-    SELECT s.relname,
-           CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END,
-           pg_table_size(s.relid), pg_indexes_size(s.relid), pg_total_relation_size(s.relid),
-           quote_ident(s.schemaname) || '.' || quote_ident(s.relname)
-      FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-     ORDER BY pg_total_relation_size(s.relid) DESC, s.relname
-"""
-_PG_INDEXES = """
-    SELECT s.relname, s.indexrelname, s.idx_scan, pg_relation_size(s.indexrelid), i.indisunique OR i.indisprimary
-      FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
-     ORDER BY s.relname, s.indexrelname
-"""
-_PG_CACHE = """
-    SELECT sum(blks_hit), sum(blks_read) FROM pg_stat_database WHERE datname = current_database()
-"""
-_PG_CONNECTIONS = """
-    SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),
-           current_setting('max_connections')::int
-"""
-
-
-def _postgresql(connection, exact: bool) -> DatabaseStats:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_database(), pg_database_size(current_database())")
-        database, size = cursor.fetchone()
-        cursor.execute(_PG_TABLES)
-        table_rows = cursor.fetchall()
-        tables = [
-            TableStats(name, estimate, None, data, index, total) for name, estimate, data, index, total, _ in table_rows
-        ]
-        if exact:
-            for table, (*_, qualified) in zip(tables, table_rows, strict=True):
-                cursor.execute(f"SELECT count(*) FROM {qualified}")  # noqa: S608 - quote_ident'ed catalog name
-                table.rows_exact = cursor.fetchone()[0]
-        cursor.execute(_PG_INDEXES)
-        indexes = [IndexStats(*row) for row in cursor.fetchall()]
-        cursor.execute(_PG_CACHE)
-        hits, reads = cursor.fetchone()
-        cursor.execute(_PG_CONNECTIONS)
-        active, maximum = cursor.fetchone()
-    hits, reads = int(hits or 0), int(reads or 0)  # sum() of bigint is numeric (Decimal)
-    total_blocks = hits + reads
-    return DatabaseStats(
-        engine="postgresql",
-        database=database,
-        size_bytes=size,
-        tables=tables,
-        indexes=indexes,
-        cache_hit_ratio=round(hits / total_blocks, 4) if total_blocks else None,
-        connections=active,
-        max_connections=maximum,
-        backups=None,
-    )
-
-
-def _sqlite(connection, exact: bool) -> DatabaseStats:
-    quote = connection.ops.quote_name
-    notes = ["SQLite keeps no index usage, cache or connection statistics."]
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA page_count")
-        pages = cursor.fetchone()[0]
-        cursor.execute("PRAGMA page_size")
-        size = pages * cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        )
-        objects = cursor.fetchall()
-        sizes = _sqlite_sizes(cursor, notes)
-        estimates = _sqlite_estimates(cursor)
-        tables, indexes = [], []
-        for kind, name, table_name in objects:
-            if kind == "index":
-                cursor.execute(f"PRAGMA index_list({quote(table_name)})")
-                unique = any(row[1] == name and row[2] for row in cursor.fetchall())
-                indexes.append(IndexStats(table_name, name, None, sizes.get(name), unique))
-                continue
-            table = TableStats(name, estimates.get(name), table_bytes=sizes.get(name))
-            if exact:
-                cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608 - quoted catalog name
-                table.rows_exact = cursor.fetchone()[0]
-            tables.append(table)
-    if sizes:
-        for table in tables:
-            table.index_bytes = sum(sizes.get(index.name) or 0 for index in indexes if index.table == table.name)
-            table.total_bytes = (table.table_bytes or 0) + table.index_bytes
-        tables.sort(key=lambda table: (-(table.total_bytes or 0), table.name))
-    return DatabaseStats(
-        engine="sqlite",
-        database=str(connection.settings_dict["NAME"]),
-        size_bytes=size,
-        tables=tables,
-        indexes=indexes,
-        cache_hit_ratio=None,
-        connections=None,
-        max_connections=None,
-        backups=None,
-        notes=notes,
-    )
-
-
-def _sqlite_sizes(cursor, notes: list[str]) -> dict[str, int]:
-    try:
-        cursor.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
-    except Exception:  # noqa: BLE001 - dbstat is a compile-time option of the SQLite library
-        notes.append("This SQLite library has no dbstat table: per-table sizes are unknown.")
-        return {}
-    return dict(cursor.fetchall())
-
-
-def _sqlite_estimates(cursor) -> dict[str, int]:
-    """Row estimates that ANALYZE left in sqlite_stat1 (first number of each stat), if any."""
-    cursor.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
-    if cursor.fetchone() is None:
-        return {}
-    cursor.execute(
-        "SELECT tbl, max(CAST(substr(stat, 1, instr(stat || ' ', ' ') - 1) AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl"
-    )
-    return dict(cursor.fetchall())

@@ -1,10 +1,10 @@
 """Point-in-time recovery for PostgreSQL: server settings check, base backups, restore to a moment,
 and which archived WAL retention must keep.
 
-A base backup is `pg_basebackup -Ft -z -X fetch` (self-contained) stored through the PITR storage
+A base backup is a tar-format, gzipped, self-contained one (WAL fetched) stored through the PITR storage
 beside its `backup_manifest`, catalogued as a BackupRecord (kind base, format tar) plus a
 PitrBaseBackup row with its cluster id and first WAL segment. WAL arrives continuously through the
-server's archive_command (`archive_wal`, see pitr_wal.py). A restore unpacks the newest base backup
+server's archive_command (`archive_wal`, see wal_archive.py). A restore unpacks the newest base backup
 finished before the target and configures recovery (restore_command = our `restore_wal`,
 recovery_target_time, recovery.signal) so that starting the server replays exactly up to the target.
 """
@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import pwd
-import shlex
 import shutil
 import socket
 import tarfile
@@ -36,13 +35,16 @@ from dbops.engines.postgresql.server import (
     PitrSettingsReport,
     Progress,
     SettingCheck,
+    conf_literal,
     pitr_archive_command,
     pitr_restore_command,
     pitr_settings_check,
     run_basebackup,
-    server_cursor,
+    server_identity,
     server_params,
+    server_start_command,
 )
+from dbops.engines.postgresql.wal import wal_segment_name
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.wal_archive import (
@@ -52,18 +54,18 @@ from dbops.services.pitr.wal_archive import (
     wal_archived_names,
     wal_last_archived_at,
 )
+from dbops.services.pitr.wal_gaps import restore_wal_gap
 
 __all__ = [
-    "PitrClusterStatus",
     "PitrRestoreResult",
     "PitrSettingsReport",
     "SettingCheck",
     "WalRetention",
+    "base_backup_unpack",
     "pitr_archive_command",
     "pitr_base_backup_create",
     "pitr_restore",
     "pitr_settings_check",
-    "pitr_status",
     "pitr_wal_needed",
     "wal_segment_name",
 ]
@@ -80,7 +82,7 @@ def pitr_base_backup_create(
     triggered_by_user: str = "",
     progress: Progress | None = None,
 ) -> BackupRecord:
-    """Takes a base backup with pg_basebackup, stores it and catalogues it (status row kept up to date)."""
+    """Takes a base backup through the engine, stores it and catalogues it (status row kept up to date)."""
     report = pitr_settings_check(using=using)
     if report.problems:
         names = ", ".join(f"{check.name}={check.actual!r}" for check in report.problems)
@@ -110,13 +112,9 @@ def pitr_base_backup_create(
             tool_version = run_basebackup(params, Path(workdir), label=label, progress=progress)
             manifest = json.loads((Path(workdir) / "backup_manifest").read_text())
             wal_range = manifest["WAL-Ranges"][0]
-            with server_cursor(using) as cursor:
-                cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
-                cluster_id = cursor.fetchone()[0]
-                cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size'")
-                segment_size = cursor.fetchone()[0]
-                cursor.execute("SHOW server_version")
-                server_version = cursor.fetchone()[0]
+            identity = server_identity(using)
+            cluster_id, segment_size = identity.cluster_id, identity.wal_segment_size
+            server_version = identity.server_version
             folder = f"pitr/{cluster_id}/base/{record.started_at:%Y%m%dT%H%M%SZ}-{record.pk}"
             artifact = Path(workdir) / "base.tar.gz"
             sha256 = _sha256(artifact)
@@ -188,14 +186,6 @@ def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
     return saved
 
 
-def wal_segment_name(timeline: int, lsn: str, segment_size: int) -> str:
-    """The WAL file holding an LSN such as 0/2000028 (as PostgreSQL's pg_walfile_name computes it)."""
-    high, low = (int(part, 16) for part in lsn.split("/"))
-    segment = ((high << 32) | low) // segment_size
-    per_id = 0x100000000 // segment_size
-    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
-
-
 # --- restore ---------------------------------------------------------------------------------------
 
 
@@ -246,18 +236,26 @@ def pitr_restore(
             f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
             "run SELECT pg_switch_wal() on the server, or choose an earlier time."
         )
+    gap = restore_wal_gap(pitr=pitr, target_time=target_time)
+    if gap is not None:
+        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
+        raise PitrError(
+            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
+            f"base backup #{record.pk} to {target_time.isoformat()} needs; take a new base backup or choose an "
+            "earlier time (`pitr status` shows the gaps)."
+        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        _extract_verified(backend, record, target_dir, progress)
+        base_backup_unpack(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
             f"# multipult dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
-            f"restore_command = {_conf_literal(restore_command)}",
-            f"recovery_target_time = {_conf_literal(target_time.isoformat())}",
+            f"restore_command = {conf_literal(restore_command)}",
+            f"recovery_target_time = {conf_literal(target_time.isoformat())}",
             "recovery_target_action = 'promote'",
         ]
         if port is not None:
@@ -283,7 +281,7 @@ def pitr_restore(
         target_time=target_time,
         base_backup=record,
         restore_command=restore_command,
-        start_command=f"pg_ctl -D {shlex.quote(str(target_dir))} start",
+        start_command=server_start_command(target_dir),
     )
 
 
@@ -325,7 +323,8 @@ class _HashingReader:
         return chunk
 
 
-def _extract_verified(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
+def base_backup_unpack(backend, record: BackupRecord, target_dir: Path, progress: Progress | None) -> None:
+    """Unpacks base.tar.gz into `target_dir`, hashing it on the way: PitrError when it does not match."""
     with backend.open(record.storage_name, "rb") as stored:
         reader = _HashingReader(stored, record.size_bytes or 0, progress)
         try:
@@ -381,52 +380,6 @@ def pitr_wal_needed(*, kept_base_backups: Iterable[BackupRecord], storage: str |
     return retention
 
 
-@dataclass
-class PitrClusterStatus:
-    cluster_id: str
-    base_backups: list[dict]  # id, finished_at, start_wal, size_bytes, storage_name (newest first)
-    wal_files: int
-    first_wal: str | None
-    last_wal: str | None
-    last_archived_at: datetime | None
-
-
-def pitr_status(*, storage: str | None = None) -> list[PitrClusterStatus]:
-    """Per cluster: its succeeded base backups and the extent of its WAL archive (for `pitr status`)."""
-    by_cluster: dict[str, list[dict]] = {}
-    base_backups = (
-        PitrBaseBackup.objects.filter(backup__status=BackupRecord.Status.SUCCEEDED)
-        .select_related("backup")
-        .order_by("-backup__finished_at")
-    )
-    for pitr in base_backups:
-        by_cluster.setdefault(pitr.cluster_id, []).append(
-            {
-                "id": pitr.backup_id,
-                "finished_at": pitr.backup.finished_at,
-                "start_wal": pitr.start_wal,
-                "size_bytes": pitr.backup.size_bytes,
-                "storage": pitr.storage,
-                "storage_name": pitr.backup.storage_name,
-            }
-        )
-    statuses = []
-    for cluster_id in sorted(set(by_cluster) | set(archived_cluster_ids(storage=storage))):
-        names = wal_archived_names(cluster_id=cluster_id, storage=storage)
-        segments = [name for name in names if len(name) >= 24]
-        statuses.append(
-            PitrClusterStatus(
-                cluster_id=cluster_id,
-                base_backups=by_cluster.get(cluster_id, []),
-                wal_files=len(names),
-                first_wal=segments[0][:24] if segments else None,
-                last_wal=segments[-1][:24] if segments else None,
-                last_archived_at=wal_last_archived_at(cluster_id=cluster_id, storage=storage),
-            )
-        )
-    return statuses
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
@@ -436,7 +389,3 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _conf_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

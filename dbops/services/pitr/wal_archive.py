@@ -178,9 +178,31 @@ def wal_last_archived_at(*, cluster_id: str, storage: str | None = None) -> date
     segments = [name for name in wal_archived_names(cluster_id=cluster_id, storage=storage) if len(name) >= 24]
     if not segments:
         return None
-    _kind, backend = pitr_storage(storage)
     newest = max(segments, key=lambda name: (name[8:24], name[:8]))
-    return datetime.fromisoformat(_read_manifest(backend, f"{wal_prefix(cluster_id)}/{newest}.json")["archived_at"])
+    return wal_archived_at(cluster_id=cluster_id, name=newest, storage=storage)
+
+
+def wal_is_archived(*, cluster_id: str, name: str, storage: str | None = None) -> bool:
+    """Whether one WAL file is completely archived (its manifest, written last, is there)."""
+    _check_name(name)
+    _kind, backend = pitr_storage(storage)
+    return backend.exists(f"{wal_prefix(cluster_id)}/{name}.json")
+
+
+def wal_archived_at(*, cluster_id: str, name: str, storage: str | None = None) -> datetime:
+    """When one archived WAL file was archived (from its manifest)."""
+    _check_name(name)
+    _kind, backend = pitr_storage(storage)
+    return datetime.fromisoformat(_read_manifest(backend, f"{wal_prefix(cluster_id)}/{name}.json")["archived_at"])
+
+
+def wal_history_read(*, cluster_id: str, name: str, storage: str | None = None) -> str:
+    """The text of an archived timeline history file (a few lines), checksum verified."""
+    if not name.endswith(".history"):
+        raise PitrError(f"{name!r} is not a timeline history file.")
+    with tempfile.TemporaryDirectory(prefix="dbops-history-") as folder:
+        wal_restore(name=name, destination=Path(folder) / name, cluster_id=cluster_id, storage=storage)
+        return (Path(folder) / name).read_text(errors="replace")
 
 
 def archived_cluster_ids(*, storage: str | None = None) -> list[str]:

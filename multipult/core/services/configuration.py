@@ -7,7 +7,6 @@ what is wrong when a bad variable stops the settings from loading (see multipult
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from dbops.engines import database_probe
 from multipult.config import ENV_VARS, ResolvedValue, mask_secret, project_path, resolve_all
 
 MIN_SECRET_KEY_LENGTH = 50  # Django's own deploy check (security.W009) asks for at least 50
@@ -130,33 +130,27 @@ def _check_backup_dir(values) -> list[ConfigProblem]:
 
 
 def _check_database(values, timeout: float) -> list[ConfigProblem]:
+    """Opens the database the settings would use (PostgreSQL when DB_HOST is set), through the engine."""
     if not _value(values, "DB_HOST"):
         return _check_sqlite(project_path(_value(values, "SQLITE_PATH")))
-    import psycopg2
-
-    try:
-        connection = psycopg2.connect(
-            host=_value(values, "DB_HOST"),
-            port=_value(values, "DB_PORT"),
-            dbname=_value(values, "DB_NAME"),
-            user=_value(values, "DB_USER"),
-            password=_value(values, "DB_PASSWORD"),
-            connect_timeout=max(1, round(timeout)),
-        )
-    except psycopg2.Error as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [ConfigProblem("database", f"cannot connect to PostgreSQL: {_masked(first_line, values)}")]
-    connection.close()
+    settings_dict = {
+        "HOST": _value(values, "DB_HOST"),
+        "PORT": _value(values, "DB_PORT"),
+        "NAME": _value(values, "DB_NAME"),
+        "USER": _value(values, "DB_USER"),
+        "PASSWORD": _value(values, "DB_PASSWORD"),
+    }
+    failure = database_probe(engine="postgresql", settings_dict=settings_dict, timeout=timeout)
+    if failure:
+        return [ConfigProblem("database", f"cannot connect to PostgreSQL: {_masked(failure, values)}")]
     return []
 
 
 def _check_sqlite(path: Path) -> list[ConfigProblem]:
     if path.exists():
-        try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as connection:
-                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            return [ConfigProblem("SQLITE_PATH", f"{path} is not a usable SQLite database: {exc}")]
+        failure = database_probe(engine="sqlite", settings_dict={"NAME": path}, timeout=1)
+        if failure:
+            return [ConfigProblem("SQLITE_PATH", f"{path} is not a usable SQLite database: {failure}")]
         return []
     if not os.access(path.parent if path.parent.exists() else path.parent.parent, os.W_OK):
         return [ConfigProblem("SQLITE_PATH", f"{path} does not exist and its folder is not writable")]

@@ -4,14 +4,13 @@ One scale unit is about 1,000 rows; audit logs and dictionary entries are the bu
 Faker runs only while building small value pools; the per-row loop draws from the pools with one
 `random.Random` per table (seeded from the seed and the table), so the same seed gives the same data.
 Rows get explicit ids after the current maximum, which makes foreign keys free to compute and lets a
-re-seed of an emptied database reproduce the ids too. PostgreSQL is fed through COPY; other engines
-through batched `executemany` inserts (not `bulk_create`, which would stamp `auto_now_add` fields with
+re-seed of an emptied database reproduce the ids too. Engines with COPY (PostgreSQL) are fed through it;
+others through batched `executemany` inserts (not `bulk_create`, which would stamp `auto_now_add` fields with
 the current time and break reproducibility).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import mimetypes
 import random
@@ -21,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.core.management.color import no_style
-from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, transaction
 from django.db.models import Max
 
-from dbops.engines.postgresql.bulk_indexes import IndexSuspension
-from dbops.engines.postgresql.copy_format import copy_text
+from dbops.engines import Connector, get_connector
 from dbops.exceptions import SeedError
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 
@@ -111,12 +109,14 @@ def seed_create(
     """Inserts one seed plan in a single transaction; nothing is left behind if it fails."""
     seed_plan(scale=scale, seed=seed)  # bad input fails before any lock or query
     started = time.perf_counter()
-    connection = connections[using]
+    connector = get_connector(using)
     with transaction.atomic(using=using):
-        _lock_tables(connection)
+        # Keeps concurrent writers out while ids after the current maximum are handed out (an engine whose
+        # write transaction locks the whole database, SQLite's IMMEDIATE one, needs nothing more).
+        connector.lock_tables([model._meta.db_table for model in _SEEDED_MODELS], mode="write")
         existing_roles = set(Role.objects.using(using).values_list("name", flat=True))
         plan = seed_plan(scale=scale, seed=seed, existing_roles=existing_roles)
-        writer = _writer_for(connection)
+        writer = _writer_for(connector)
         pools = _Pools(seed)
         result = SeedResult(plan=plan, method=writer.method)
         ctx = _Context(plan=plan, pools=pools, using=using, ts_suffix=writer.ts_suffix)
@@ -346,32 +346,20 @@ def _create_roles(using: str, existing: set[str]) -> int:
 # --- writers ---------------------------------------------------------------------------------------
 
 
-def _lock_tables(connection) -> None:
-    """Keeps concurrent writers out while ids after the current maximum are handed out."""
-    if connection.vendor != "postgresql":
-        return  # SQLite: the IMMEDIATE transaction already holds the write lock
-    tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in _SEEDED_MODELS)
-    with connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
-
-
 _SEEDED_MODELS = (Role, User, UserRole, Concept, Dictionary, DictionaryEntry, StoredFile, AuditLog)
 
 
-def _writer_for(connection) -> _Writer:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            if hasattr(cursor.cursor, "copy_expert"):
-                return _CopyWriter(connection)
-    return _InsertWriter(connection)
+def _writer_for(connector: Connector) -> _Writer:
+    return _CopyWriter(connector) if connector.supports_copy else _InsertWriter(connector)
 
 
 class _Writer:
     method = ""
     ts_suffix = ""
 
-    def __init__(self, connection) -> None:
-        self.connection = connection
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self.connection = connector.connection
 
     def columns(self, model: type[models.Model]) -> list[str]:
         return [self.connection.ops.quote_name(field.column) for field in model._meta.concrete_fields]
@@ -407,10 +395,10 @@ def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
 
 
 class _CopyWriter(_Writer):
-    """PostgreSQL COPY … FROM STDIN in text format, one bounded buffer per chunk.
+    """COPY … FROM STDIN in text format (Connector.copy_into), one bounded buffer per chunk.
 
     For tables that will hold more new rows than old ones, plain indexes and foreign keys are dropped
-    before the load and rebuilt after it (dbops.engines.postgresql.bulk_indexes). All of it happens in
+    before the load and rebuilt after it (Connector.index_suspension). All of it happens in
     seed_create's transaction, so a failure restores them; the tables are locked for the duration,
     which is fine for seed data.
     """
@@ -418,9 +406,9 @@ class _CopyWriter(_Writer):
     method = "copy"
     ts_suffix = "+00"
 
-    def __init__(self, connection) -> None:
-        super().__init__(connection)
-        self.indexes = IndexSuspension(connection)
+    def __init__(self, connector: Connector) -> None:
+        super().__init__(connector)
+        self.indexes = connector.index_suspension()
 
     def tables_worth_rebuilding(self, rows_per_model: dict[type[models.Model], int]) -> list[str]:
         return self.indexes.tables_worth_rebuilding(rows_per_model)
@@ -433,17 +421,14 @@ class _CopyWriter(_Writer):
 
     def write(self, model, rows, *, total, label, progress) -> int:
         table = self.connection.ops.quote_name(model._meta.db_table)
-        statement = f"COPY {table} ({', '.join(self.columns(model))}) FROM STDIN"
+        columns = self.columns(model)
+        copy_text = self.connector.copy_text
         written = 0
-        with self.connection.cursor() as cursor:
-            for chunk in _chunks(rows, CHUNK_ROWS):
-                buffer = io.StringIO()
-                buffer.writelines("\t".join(map(copy_text, row)) + "\n" for row in chunk)
-                buffer.seek(0)
-                cursor.cursor.copy_expert(statement, buffer)
-                written += len(chunk)
-                if progress:
-                    progress(label, written, total)
+        for chunk in _chunks(rows, CHUNK_ROWS):
+            self.connector.copy_into(table, columns, "".join("\t".join(map(copy_text, row)) + "\n" for row in chunk))
+            written += len(chunk)
+            if progress:
+                progress(label, written, total)
         return written
 
 

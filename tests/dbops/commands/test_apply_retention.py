@@ -12,8 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from dbops.engines.postgresql.maintenance import maintenance_connect
 from dbops.models import BackupRecord, RetentionPolicy
-from dbops.services.backups.pre_restore import _maintenance_connection, pre_restore_databases
+from dbops.services.backups.pre_restore import pre_restore_databases
 from tests.paths import ROOT
 
 Status = BackupRecord.Status
@@ -117,7 +118,7 @@ def pre_restore_copies(db):
     names = [f"{base}_pre_restore_{stamp}" for stamp in ("20260101010000", "20260301000000", "20260201235959")]
     # Another database whose name merely starts the same, with its own copy: never ours to drop.
     names.append(f"{base}x_pre_restore_20250101000000")
-    maintenance = _maintenance_connection("default")
+    maintenance = maintenance_connect(connection.settings_dict)
     with maintenance.cursor() as cursor:
         for name in names:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')

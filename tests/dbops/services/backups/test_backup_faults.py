@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from dbops.engines import get_connector
-from dbops.engines.postgresql import PostgreSQLConnector
+from dbops.engines.postgresql import PostgreSQLConnector, tools
 from dbops.artifacts.crypto import MAGIC
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create, backup_upload_retry
@@ -139,8 +139,10 @@ def test_killed_run_leaves_no_complete_file_and_is_marked_failed_by_the_next(bac
 
 def test_pg_dump_missing(backup_dir, some_data, monkeypatch, tmp_path):
     before = snapshot(backup_dir)
+    # Nowhere the engine looks: not on PATH, no pg_config, no Debian server folder.
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(CommandError, match="pg_dump not found"):
+    monkeypatch.setattr(tools, "SERVER_BIN_GLOB", str(tmp_path / "postgresql" / "*" / "bin"))
+    with pytest.raises(CommandError, match="pg_dump not found .*install the PostgreSQL client programs"):
         run("backup_advanced", "--quiet")
     assert snapshot(backup_dir) == before
 
@@ -185,7 +187,7 @@ def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, sett
     run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     assert Concept.objects.count() == 30
     for name in get_connector().pre_restore_databases():
-        get_connector().drop_database(name)
+        get_connector().drop_database(name, force=True)
 
 
 def test_encrypt_without_key_is_refused_before_any_work(backup_dir, settings, some_data):

@@ -72,5 +72,29 @@ def test_verify_unknown_id_and_missing_argument(db):
         run("verify_backup", "424242")
     with pytest.raises(CommandError, match="backup id or --latest"):
         run("verify_backup")
-    with pytest.raises(CommandError, match="no succeeded backup"):
+    with pytest.raises(CommandError, match="No successful backup"):
         run("verify_backup", "--latest")
+
+
+def test_latest_means_the_newest_full_backup_for_the_command_and_the_weekly_task(backup_dir, some_data):
+    from django.utils import timezone
+
+    from dbops import tasks
+
+    # Given a full backup, then newer safety and PITR base backups (rows only: they must not be picked)
+    full = backup_create()
+    for kind in (BackupRecord.Kind.SAFETY, BackupRecord.Kind.BASE):
+        BackupRecord.objects.create(
+            kind=kind, status=BackupRecord.Status.SUCCEEDED, started_at=timezone.now(), engine="postgresql",
+            database_alias="default", database_name="x", format="custom", storage_name=f"missing-{kind}.dump",
+        )  # fmt: skip
+
+    # When `verify_backup --latest` and the weekly verification task run
+    output = run("verify_backup", "--latest")
+    result = tasks.verify_latest_backup.apply(task_id="verify-latest-full", kwargs={"restore_test": False}).get()
+
+    # Then both verified the full backup; --kind picks another kind on purpose
+    assert f"Backup #{full.pk} verified" in output and result["backup_id"] == full.pk
+    newest_safety = BackupRecord.objects.filter(kind=BackupRecord.Kind.SAFETY).get()
+    with pytest.raises(CommandError, match=f"Backup #{newest_safety.pk} FAILED verification"):
+        run("verify_backup", "--latest", "--kind", "safety")

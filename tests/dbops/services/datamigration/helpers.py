@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.db import connection
 
+from dbops.engines import get_connector
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.entities import ENTITIES
-from dbops.services.datamigration.snapshots import table_checksum
 from multipult.core.services.seeding import seed_create
 
 
@@ -24,7 +24,10 @@ def domain_rows() -> dict[str, list[tuple]]:
 
 def fingerprint() -> dict[str, object]:
     """Checksums of every domain table plus the dbops bookkeeping rows: equal means nothing changed."""
-    state: dict[str, object] = {entity.table: table_checksum(connection, entity.table) for entity in ENTITIES.values()}
+    connector = get_connector()
+    state: dict[str, object] = {
+        entity.table: connector.table_checksum(entity.table, "id") for entity in ENTITIES.values()
+    }
     state["runs"] = list(DataTransferRun.objects.order_by("pk").values_list("pk", "status"))
     state["snapshots"] = list(Snapshot.objects.order_by("pk").values_list("pk", "status"))
     return state

@@ -7,6 +7,7 @@ import json
 import pytest
 from django.db import connection
 
+from dbops.engines.postgresql.copy_format import COPY_ESCAPES
 from dbops.exceptions import ImportFormatError, ImportValidationError
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
@@ -80,11 +81,11 @@ def test_json_line_fails_with_json_loads_own_message(line):
 
 
 def test_fast_text_and_json_escape_only_what_copy_needs():
-    convert = _fast_text(None)
+    convert = _fast_text(None, COPY_ESCAPES)
     assert convert("plain ünïcode") == "plain ünïcode"
     assert convert("a\tb\nc\\d\re") == "a\\tb\\nc\\\\d\\re"
-    assert _fast_json({}) == "{}"
-    assert _fast_json({"k": "a\tb\\c", "ü": [1, None]}) == '{"k":"a\\\\tb\\\\\\\\c","ü":[1,null]}'
+    assert _fast_json(COPY_ESCAPES)({}) == "{}"
+    assert _fast_json(COPY_ESCAPES)({"k": "a\tb\\c", "ü": [1, None]}) == '{"k":"a\\\\tb\\\\\\\\c","ü":[1,null]}'
 
 
 @pytest.mark.django_db

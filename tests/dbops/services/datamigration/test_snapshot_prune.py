@@ -19,6 +19,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.utils import timezone
 
+from dbops.engines import get_connector
 from dbops.exceptions import SnapshotError
 from dbops.models import Snapshot
 from dbops.services.datamigration.snapshots import (
@@ -26,7 +27,6 @@ from dbops.services.datamigration.snapshots import (
     snapshot_create,
     snapshot_prune,
     snapshot_rollback,
-    table_checksum,
 )
 from multipult.core.models import Role
 from tests.dbops.services.datamigration.helpers import seed
@@ -66,7 +66,7 @@ def state() -> tuple:
     return (
         sorted(Snapshot.objects.values_list("id", "status", "copies")),
         copy_tables(),
-        table_checksum(connection, "core_role"),
+        get_connector().table_checksum("core_role", "id"),
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
+from dbops.engines import get_connector
 from dbops.exceptions import SnapshotError
 from dbops.models import Snapshot
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
-from dbops.services.datamigration.snapshots import snapshot_create, snapshot_rollback, table_checksum
+from dbops.services.datamigration.snapshots import snapshot_create, snapshot_rollback
 from multipult.core.models import Concept, Role, User
 from tests.dbops.services.datamigration.helpers import fingerprint, seed
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _checksums(tables):
-    return {table: table_checksum(connection, table) for table in tables}
+    return {table: get_connector().table_checksum(table, "id") for table in tables}
 
 
 def test_import_with_snapshot_then_rollback_restores_tables_exactly(tmp_path):

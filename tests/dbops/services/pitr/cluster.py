@@ -10,14 +10,19 @@ import sys
 import sysconfig
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
 import pytest
+from django.conf import settings as django_settings
 
+from dbops.engines.postgresql.server import pitr_archive_command
+from dbops.engines.postgresql.tools import tool_path
 from tests.ports import unused_port
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+# The server programs' folder, found the engine's way (a PATH entry may be a symlink: resolve it).
+PG_BIN = Path(os.environ.get("PG_BIN") or Path(os.path.realpath(tool_path("initdb") or "initdb")).parent)
 DB_OWNER = "postgres"
 
 
@@ -83,6 +88,14 @@ class Cluster:
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
 
+    def execute_outside_transaction(self, sql: str) -> None:
+        """ALTER SYSTEM and the like (`with connection` in query() opens a transaction block)."""
+        connection = self.connect()
+        try:
+            connection.cursor().execute(sql)
+        finally:
+            connection.close()
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -98,6 +111,39 @@ class Cluster:
                 last = exc
             time.sleep(0.2)
         raise AssertionError(f"{sql!r} still gives {last!r} after {timeout}s\n{self.log_text()[-3000:]}")
+
+
+@contextmanager
+def database_alias(alias: str, port: int):
+    """Points a database alias at the throwaway cluster for the PITR services (they read settings)."""
+    django_settings.DATABASES[alias] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": "127.0.0.1",
+        "PORT": port,
+        "NAME": "postgres",
+        "USER": "postgres",
+        "PASSWORD": "",
+    }
+    try:
+        yield alias
+    finally:
+        del django_settings.DATABASES[alias]
+
+
+def wait_archived(cluster, wal_name: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last, failed = cluster.query("SELECT last_archived_wal, failed_count FROM pg_stat_archiver")[0]
+        if last is not None and last >= wal_name:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{wal_name} not archived (last {last}, {failed} failures)\n{cluster.log_text()[-3000:]}")
+
+
+def switch_wal_and_wait(cluster) -> str:
+    name = cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_archived(cluster, name)
+    return name
 
 
 class ClusterFactory:
@@ -129,6 +175,22 @@ class ClusterFactory:
         cluster = Cluster(self.root / name, unused_port(), self.env)
         self.clusters.append(cluster)
         return cluster
+
+    def archiving_source(self, name: str = "source", *, archive_command: str | None = None) -> Cluster:
+        """A started cluster whose archive_command is our archive_wal (or the given one)."""
+        command = archive_command or pitr_archive_command(python=self.python)
+        cluster = self.new(name)
+        cluster.initdb(wal_level="replica", archive_mode="on", archive_command="'" + command.replace("'", "''") + "'")
+        cluster.start()
+        return cluster
+
+    def lend_environment(self, monkeypatch, settings) -> None:
+        """Servers this test process starts itself (verification's scratch cluster) run restore_wal
+        like the factory's servers: same interpreter, same storage environment."""
+        settings.DBOPS = {**getattr(settings, "DBOPS", {}), "PITR_PYTHON": self.python}
+        for name, value in self.env.items():
+            if name != "PATH":
+                monkeypatch.setenv(name, value)
 
     def adopt(self, data_dir: Path) -> Cluster:
         cluster = Cluster(data_dir, unused_port(), self.env)

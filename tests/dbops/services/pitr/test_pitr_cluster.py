@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from io import StringIO
 
 import pytest
@@ -15,44 +14,16 @@ from django.core.management import call_command
 
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
-from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create, pitr_status, pitr_wal_needed
+from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create, pitr_wal_needed
+from dbops.services.pitr.status import pitr_status
 from dbops.services.pitr.wal_archive import pitr_storage
-from tests.dbops.services.pitr.cluster import pitr_clusters  # noqa: F401  (fixture)
+from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
+    database_alias,
+    pitr_clusters,
+    switch_wal_and_wait,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-
-@contextmanager
-def database_alias(alias: str, port: int):
-    """Points a database alias at the throwaway cluster for the PITR services (they read settings)."""
-    settings.DATABASES[alias] = {
-        "ENGINE": "django.db.backends.postgresql",
-        "HOST": "127.0.0.1",
-        "PORT": port,
-        "NAME": "postgres",
-        "USER": "postgres",
-        "PASSWORD": "",
-    }
-    try:
-        yield alias
-    finally:
-        del settings.DATABASES[alias]
-
-
-def wait_archived(cluster, wal_name: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        last, failed = cluster.query("SELECT last_archived_wal, failed_count FROM pg_stat_archiver")[0]
-        if last is not None and last >= wal_name:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{wal_name} not archived (last {last}, {failed} failures)\n{cluster.log_text()[-3000:]}")
-
-
-def switch_wal_and_wait(cluster) -> str:
-    name = cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(cluster, name)
-    return name
 
 
 def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters):  # noqa: F811

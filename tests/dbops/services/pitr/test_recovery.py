@@ -149,8 +149,9 @@ def test_restore_of_a_corrupt_base_backup_removes_the_new_directory(backup_dir, 
     settings.PITR_STORAGE = "local"
     record = base_backup("000000010000000000000003")
     (tmp_path / "segment").write_bytes(b"wal")
-    wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
-    target = timezone.now() - timedelta(seconds=1)  # before the segment above was archived
+    for name in ("000000010000000000000003", "000000010000000000000004"):
+        wal_archive(path=tmp_path / "segment", name=name, cluster_id=CLUSTER)
+    target = timezone.now() - timedelta(seconds=1)  # before the segments above were archived
     artifact = backup_dir / record.storage_name
     artifact.parent.mkdir(parents=True)
     artifact.write_bytes(b"not a tar.gz at all")
@@ -164,7 +165,8 @@ def test_status_lists_base_backups_and_wal_extent_per_cluster(backup_dir, tmp_pa
     settings.PITR_STORAGE = "local"
     record = base_backup("000000010000000000000003")
     for name in ("000000010000000000000003", "000000010000000000000004", "00000002.history"):
-        (tmp_path / name).write_bytes(name.encode())
+        content = b"1\t0/9000000\tno recovery target specified\n" if name.endswith(".history") else name.encode()
+        (tmp_path / name).write_bytes(content)
         wal_archive(path=tmp_path / name, name=name, cluster_id=CLUSTER)
     (tmp_path / "orphan").write_bytes(b"x")
     wal_archive(path=tmp_path / "orphan", name="000000010000000000000001", cluster_id="42")

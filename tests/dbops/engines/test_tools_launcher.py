@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from dbops.engines.child_processes import child_popen, dies_with_parent
+from dbops.engines.postgresql.tools import child_popen, dies_with_parent
 from tests.faults.observe import alive, wait_for
 from tests.paths import ROOT
 
 PARENT = """
 import subprocess, sys, time
-from dbops.engines.child_processes import child_popen
+from dbops.engines.postgresql.tools import child_popen
 start = child_popen if sys.argv[1] == "launcher" else subprocess.Popen
 child = start(["sleep", "300"])
 print(child.pid, flush=True)
@@ -53,7 +53,7 @@ def test_a_plain_subprocess_outlives_its_killed_parent():
 
 WORKERS_PARENT = """
 import time
-from dbops.engines.child_processes import child_popen
+from dbops.engines.postgresql.tools import child_popen
 child_popen(["sh", "-c", "sleep 300 & echo $!; sleep 300 & echo $!; wait"], with_workers=True)
 time.sleep(300)
 """

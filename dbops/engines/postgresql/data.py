@@ -1,0 +1,132 @@
+"""PostgreSQL's side of the data services: bulk loading through COPY, table locks, the snapshot checksum
+streamed through COPY, sequences, and the consistent read of an export. Mixed into PostgreSQLConnector;
+everything runs on the alias's Django connection, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dbops.engines.postgresql.bulk_indexes import IndexSuspension
+from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
+from dbops.exceptions import BulkLoadRejected
+
+_LOCK_MODES = {"read": "SHARE", "write": "SHARE ROW EXCLUSIVE", "exclusive": "ACCESS EXCLUSIVE"}
+_COPY_CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
+
+
+class _HashSink(io.RawIOBase):
+    """A write-only file object that hashes what COPY TO writes into it (memory stays flat)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.hash.update(data if isinstance(data, bytes) else data.encode())
+        return len(data)
+
+
+class PostgreSQLData:
+    """The data-service methods of the Connector interface, for PostgreSQL (see dbops.engines.base)."""
+
+    connection: Any
+    supports_copy = True
+    copy_escapes = COPY_ESCAPES
+
+    # -- bulk loading --------------------------------------------------------------------------------
+    def copy_text(self, value: Any) -> str:
+        return copy_text(value)
+
+    def copy_into(self, table: str, columns: list[str], text: str) -> None:
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self.connection.cursor() as cursor:
+            try:
+                cursor.cursor.copy_expert(statement, io.StringIO(text))
+            except self.connection.Database.DataError as exc:  # a value PostgreSQL's input functions reject
+                context = getattr(getattr(exc, "diag", None), "context", None) or ""
+                located = _COPY_CONTEXT.search(context)
+                raise BulkLoadRejected(
+                    str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    line=int(located.group(1)) if located else None,
+                    column=(located.group(2) or None) if located else None,
+                ) from exc
+
+    def copy_json_lines(self, sql: str, params: Any, aliases: list[str], prefix: str) -> Callable[[Any], int]:
+        quote = self.connection.ops.quote_name
+        columns = ", ".join(quote(name) for name in aliases)
+
+        def copy_into(handle) -> int:
+            with self.connection.cursor() as cursor:
+                raw = cursor.cursor
+                inner = raw.mogrify(sql, params).decode()
+                line = raw.mogrify("SELECT %s || row_to_json(t)::text || '}' ", [prefix]).decode()
+                # CSV with control characters as delimiter and quote: row_to_json escapes those, so nothing
+                # gets quoted and each line is exactly the JSON text (the text format would double backslashes).
+                raw.copy_expert(
+                    f"COPY ({line} FROM ({inner}) AS t({columns})) TO STDOUT "
+                    "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')",
+                    handle,
+                )
+                return raw.rowcount
+
+        return copy_into
+
+    def index_suspension(self) -> IndexSuspension:
+        return IndexSuspension(self.connection)
+
+    def lock_tables(self, tables: list[str], *, mode: str) -> None:
+        if mode not in _LOCK_MODES:
+            raise ValueError(f"lock mode {mode!r} is not one of {tuple(_LOCK_MODES)}")
+        if not tables:
+            return
+        quoted = ", ".join(self.connection.ops.quote_name(table) for table in tables)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {quoted} IN {_LOCK_MODES[mode]} MODE")
+
+    def constraints_check(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    def consistent_read_begin(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    # -- snapshot copies ---------------------------------------------------------------------------------
+    def table_checksum(self, table: str, order_by: str) -> str:
+        quote = self.connection.ops.quote_name
+        query = f"SELECT * FROM {quote(table)} ORDER BY {quote(order_by)}"  # noqa: S608 - quoted identifiers
+        sink = _HashSink()
+        with self.connection.cursor() as cursor:
+            cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT", sink)
+        return sink.hash.hexdigest()
+
+    def tables_size_bytes(self, tables: list[str]) -> int:
+        if not tables:
+            return 0
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c::regclass)), 0) FROM unnest(%s) AS c", [tables]
+            )
+            return int(cursor.fetchone()[0])
+
+    def sequence_positions(self, tables: list[tuple[str, str]]) -> dict[str, list]:
+        positions = {}
+        with self.connection.cursor() as cursor:
+            for table, column in tables:
+                cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+                sequence = cursor.fetchone()[0]
+                if sequence:
+                    cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608 - name from the catalog
+                    positions[table] = [sequence, *cursor.fetchone()]
+        return positions
+
+    def sequence_positions_restore(self, positions: dict[str, list]) -> None:
+        with self.connection.cursor() as cursor:
+            for sequence, last_value, is_called in positions.values():
+                cursor.execute("SELECT setval(%s, %s, %s)", [sequence, last_value, is_called])

@@ -1,0 +1,159 @@
+"""What PostgreSQL says about itself: sizes and use from its catalog and statistics views, query plans
+(EXPLAIN ... FORMAT JSON), the facts about a table the analyzer needs, and pg_stat_statements. Mixed
+into PostgreSQLConnector; runs on the alias's Django connection."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import DatabaseError, transaction
+
+from dbops.engines.base import DatabaseFacts, IndexStats, TableFacts, TableStats
+from dbops.exceptions import AnalyzerError, FeatureUnavailable
+
+logger = logging.getLogger(__name__)
+
+_TABLES = """
+    SELECT s.relname,
+           CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END,
+           pg_table_size(s.relid), pg_indexes_size(s.relid), pg_total_relation_size(s.relid),
+           quote_ident(s.schemaname) || '.' || quote_ident(s.relname)
+      FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+     ORDER BY pg_total_relation_size(s.relid) DESC, s.relname
+"""
+_INDEXES = """
+    SELECT s.relname, s.indexrelname, s.idx_scan, pg_relation_size(s.indexrelid), i.indisunique OR i.indisprimary
+      FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+     ORDER BY s.relname, s.indexrelname
+"""
+_CACHE = """
+    SELECT sum(blks_hit), sum(blks_read) FROM pg_stat_database WHERE datname = current_database()
+"""
+_CONNECTIONS = """
+    SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),
+           current_setting('max_connections')::int
+"""
+# Application statements only: not our own EXPLAINs, not catalog introspection.
+_STATEMENTS_TOP = """
+SELECT queryid, query, calls, mean_exec_time, total_exec_time
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query ~* '^\\s*(select|with|insert|update|delete)\\M'
+  AND query !~* '(pg_stat_statements|pg_catalog\\.|information_schema\\.|\\mpg_class\\M)'
+  {one}
+ORDER BY mean_exec_time DESC
+LIMIT %s
+"""
+
+
+class PostgreSQLIntrospection:
+    """The statistics and plan methods of the Connector interface, for PostgreSQL."""
+
+    connection: Any
+    alias: str
+    supports_plans = True
+
+    def database_stats(self, *, exact: bool) -> DatabaseFacts:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT current_database(), pg_database_size(current_database())")
+            database, size = cursor.fetchone()
+            cursor.execute(_TABLES)
+            table_rows = cursor.fetchall()
+            tables = [
+                TableStats(name, estimate, None, data, index, total)
+                for name, estimate, data, index, total, _ in table_rows
+            ]
+            if exact:
+                for table, (*_, qualified) in zip(tables, table_rows, strict=True):
+                    cursor.execute(f"SELECT count(*) FROM {qualified}")  # noqa: S608 - quote_ident'ed catalog name
+                    table.rows_exact = cursor.fetchone()[0]
+            cursor.execute(_INDEXES)
+            indexes = [IndexStats(*row) for row in cursor.fetchall()]
+            cursor.execute(_CACHE)
+            hits, reads = cursor.fetchone()
+            cursor.execute(_CONNECTIONS)
+            active, maximum = cursor.fetchone()
+        hits, reads = int(hits or 0), int(reads or 0)  # sum() of bigint is numeric (Decimal)
+        total_blocks = hits + reads
+        return DatabaseFacts(
+            engine="postgresql",
+            database=database,
+            size_bytes=size,
+            tables=tables,
+            indexes=indexes,
+            cache_hit_ratio=round(hits / total_blocks, 4) if total_blocks else None,
+            connections=active,
+            max_connections=maximum,
+        )
+
+    def explain(self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int) -> list[dict[str, Any]]:
+        """EXPLAIN (FORMAT JSON); a statement with $n placeholders gets its generic plan through PREPARE."""
+        options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+        connection = self.connection
+        prepared = False
+        try:
+            # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+                if parameter_count:
+                    cursor.execute(f"PREPARE dbops_analyze AS {sql}")
+                    prepared = True
+                    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                    nulls = ", ".join(["NULL"] * parameter_count)
+                    cursor.execute(f"EXPLAIN ({options}) EXECUTE dbops_analyze({nulls})")
+                else:
+                    cursor.execute(f"EXPLAIN ({options}) {sql}")
+                raw = cursor.fetchone()[0]
+                transaction.set_rollback(True, using=connection.alias)
+        except DatabaseError as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AnalyzerError(f"PostgreSQL could not explain the statement: {message}") from exc
+        finally:
+            if prepared:  # prepared statements outlive the rollback
+                with connection.cursor() as cursor:
+                    cursor.execute("DEALLOCATE dbops_analyze")
+        return json.loads(raw) if isinstance(raw, str) else raw
+
+    def table_facts(self, relation: str) -> TableFacts | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.oid, c.reltuples, COALESCE(s.n_live_tup, 0), n.nspname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                "WHERE c.oid = to_regclass(quote_ident(%s))",
+                [relation],
+            )
+            row = cursor.fetchone()
+            if row is None or row[3] in ("pg_catalog", "information_schema"):
+                return None
+            oid, reltuples, live_rows, _schema = row
+            cursor.execute(
+                "SELECT attnum, attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+                [oid],
+            )
+            names = dict(cursor.fetchall())
+            # Only valid indexes count; the first key of each (0 = an expression) is what a filter can use.
+            cursor.execute("SELECT indkey[0] FROM pg_index WHERE indrelid = %s AND indisvalid", [oid])
+            leading = {names[attnum] for (attnum,) in cursor.fetchall() if attnum in names}
+        rows = int(reltuples) if reltuples >= 0 else int(live_rows)  # -1: never analyzed
+        return TableFacts(rows=rows, columns=frozenset(names.values()), leading_columns=frozenset(leading))
+
+    def statement_statistics_top(self, *, limit: int, queryid: str | None = None) -> list[tuple]:
+        """pg_stat_statements' slowest statements (the extension is created when we may)."""
+        connection = self.connection
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        except DatabaseError as exc:
+            logger.info("pg_stat_statements cannot be created: %s", exc)  # no permission: it may still exist
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                if queryid is None:
+                    cursor.execute(_STATEMENTS_TOP.format(one=""), [limit])
+                else:
+                    cursor.execute(_STATEMENTS_TOP.format(one="AND queryid = %s"), [int(queryid), limit])
+                return cursor.fetchall()
+        except DatabaseError as exc:
+            raise FeatureUnavailable(str(exc).strip().splitlines()[0]) from exc
