@@ -58,7 +58,7 @@ def stamped_pattern(base: str, infix: str) -> re.Pattern:
 
 
 # -- the swap -----------------------------------------------------------------------------------------
-def renames_commit(connector: PostgreSQLConnector, admin, renames: list[tuple[str, str]]) -> None:
+def renames_commit(admin, renames: list[tuple[str, str]]) -> None:
     """Ends the other sessions on the renamed databases, then renames them all in one transaction on
     `admin`; retried while a client reconnects in between. Raises the driver's error of the last try."""
     for attempt in range(SWAP_ATTEMPTS):
@@ -90,7 +90,7 @@ def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, p
         error: BaseException = exc
     else:
         try:
-            renames_commit(connector, admin, [(target, previous), (fresh, target)])
+            renames_commit(admin, [(target, previous), (fresh, target)])
             return
         except maintenance.Error as exc:
             error = exc
@@ -256,7 +256,7 @@ def _recover_restores(
                 return  # never drop a copy that may be the only one left
             newest = previous[-1]  # names differ only in their stamp, so sorted by name is sorted by time
             try:
-                renames_commit(connector, admin, [(newest, target)])
+                renames_commit(admin, [(newest, target)])
             except maintenance.Error as exc:
                 found.database_missing = True
                 found.failed.append(
