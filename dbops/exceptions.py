@@ -54,6 +54,11 @@ class BackupLockedError(BackupError):
     """Another backup or restore of the same database is running."""
 
 
+class ArtifactWriteError(BackupError):
+    """A local file of a backup (artifact, manifest, checksum sidecar) could not be written: disk full,
+    folder not writable, I/O error. Nothing incomplete was left behind."""
+
+
 class UploadError(BackupError):
     """The artifact is safe locally but could not be copied to S3 (`backup_record` says which)."""
 
@@ -72,8 +77,22 @@ class ChecksumMismatch(RestoreError):
     """The artifact in storage does not match the SHA-256 recorded at backup time."""
 
 
+class ChecksumUnavailable(RestoreError):
+    """A backup file has no checksum beside it (sidecar or manifest), so it cannot be verified."""
+
+
 class EncryptionError(DbopsError):
     """An encrypted backup cannot be written or read (missing or wrong key, damaged ciphertext)."""
+
+
+class KeyUnavailable(EncryptionError):
+    """The key a backup was encrypted with is not in the key ring: the backup is fine, this
+    installation just cannot decrypt it (not a failure of the backup)."""
+
+
+class CatalogSyncRefused(DbopsError):
+    """A catalog sync would make every backup look missing (storage unmounted, empty or unreachable):
+    refused, nothing changed."""
 
 
 class VerificationError(DbopsError):

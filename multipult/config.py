@@ -157,7 +157,23 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("AWS_ACCESS_KEY_ID", str, None, "S3 access key id.", secret=True, group="backups"),
     EnvVar("AWS_SECRET_ACCESS_KEY", str, None, "S3 secret access key.", secret=True, group="backups"),
     EnvVar("AWS_REGION", str, "us-east-1", "S3 region.", group="backups"),
-    EnvVar("BACKUP_ENCRYPTION_KEY", str, None, "Key for --encrypt backups.", secret=True, group="backups"),
+    EnvVar(
+        "BACKUP_ENCRYPTION_KEYS",
+        list,
+        [],
+        "Key ring for encrypted backups, comma-separated, NEWEST FIRST: the first key encrypts new backups, "
+        "every listed key decrypts (rotate by putting the new key first and keeping the old ones after it).",
+        secret=True,
+        group="backups",
+    ),
+    EnvVar(
+        "BACKUP_ENCRYPTION_KEY",
+        str,
+        None,
+        "A single backup key (a one-key ring); with BACKUP_ENCRYPTION_KEYS set it is the oldest key of the ring.",
+        secret=True,
+        group="backups",
+    ),
     EnvVar(
         "BACKUP_NOTIFY_EMAILS",
         list,

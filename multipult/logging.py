@@ -11,7 +11,11 @@ _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 
 def _configured_secrets() -> list[str]:
-    values = [os.environ.get(var.name) for var in ENV_VARS if var.secret]
+    values = []
+    for var in ENV_VARS:
+        raw = os.environ.get(var.name) if var.secret else None
+        if raw:  # a list (a key ring) is masked item by item as well as whole
+            values += [raw, *(item.strip() for item in raw.split(","))] if var.type is list else [raw]
     return [value for value in values if value and len(value) >= _MIN_SECRET_LENGTH]
 
 

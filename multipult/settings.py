@@ -153,6 +153,7 @@ if S3_BACKUP_BUCKET:
             "location": "backups",
         },
     }
+BACKUP_ENCRYPTION_KEYS = CONFIG["BACKUP_ENCRYPTION_KEYS"]  # newest first (dbops.artifacts.keyring)
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
 PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 

@@ -32,6 +32,7 @@ STATUS_COLOURS = {
     BackupRecord.Status.FAILED: "#c62828",
     BackupRecord.Status.RUNNING: "#1565c0",
     BackupRecord.Status.DELETED: "#757575",
+    BackupRecord.Status.MISSING: "#ef6c00",
 }
 
 
@@ -49,20 +50,26 @@ def restore_outcome(result) -> str:
     if result.tables:
         parts.append(f"Tables: {', '.join(result.tables)}.")
     parts += [f"Warning: {warning}" for warning in result.warnings]
+    parts += result.notes  # e.g. the local copy was damaged and the S3 copy was used
     return " ".join(parts)
 
 
 def verification_outcome(backup_record: BackupRecord) -> tuple[str, int]:
     """The message (and its level) for a record's stored verification outcome."""
     details = backup_record.verification_details or {}
+    warnings = " ".join(details.get("warnings") or [])
     if backup_record.verification_status == BackupRecord.VerificationStatus.PASSED:
         restored = (
             f"restored into a scratch database, {details.get('tables_checked', 0)} tables' row counts match"
             if details.get("restore_tested")
             else "no restore test"
         )
-        return f"Backup #{backup_record.pk}: verification passed (checksum ok, {restored}).", messages.SUCCESS
+        copy = " of the S3 copy" if details.get("source") == "s3" else ""
+        text = f"Backup #{backup_record.pk}: verification{copy} passed (checksum ok, {restored})."
+        return (f"{text} {warnings}", messages.WARNING) if warnings else (text, messages.SUCCESS)
     problems = "; ".join(details.get("problems") or []) or "checksum mismatch"
+    if backup_record.verification_status == BackupRecord.VerificationStatus.KEY_UNAVAILABLE:
+        return f"Backup #{backup_record.pk}: checksum ok, not restorable here: {problems}", messages.WARNING
     return f"Backup #{backup_record.pk}: verification FAILED: {problems}", messages.ERROR
 
 
@@ -111,6 +118,8 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         "compression",
         "verification_status",
         "uploaded_to_s3",
+        "local_presence",
+        "s3_presence",
         "encrypted",
         "triggered_by",
         "engine",
@@ -131,8 +140,11 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
                     "format",
                     "compression",
                     "encrypted",
+                    "encryption_key_id",
                     "storage_name",
                     "location",
+                    "local_presence",
+                    "s3_presence",
                     "uploaded_to_s3",
                     "s3_key",
                     "upload_error",
@@ -211,7 +223,8 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
 
     @admin.display(description="verified", boolean=True, ordering="verification_status")
     def verified(self, backup_record: BackupRecord) -> bool | None:
-        if backup_record.verification_status == BackupRecord.VerificationStatus.NEVER:
+        status = BackupRecord.VerificationStatus
+        if backup_record.verification_status in (status.NEVER, status.KEY_UNAVAILABLE):  # unknown, not failed
             return None
         return backup_record.verification_status == BackupRecord.VerificationStatus.PASSED
 

@@ -3,7 +3,8 @@
 Layout: header = MAGIC, version, 16-byte scrypt salt, 7-byte nonce prefix, 16-byte key check; then
 chunks of `4-byte big-endian length + ciphertext`. Each chunk's nonce is prefix + 4-byte counter +
 final flag, and the header is the associated data, so reordering, dropping, truncating or splicing
-chunks fails authentication. The key check tells a wrong key apart from a damaged file.
+chunks fails authentication. The key check tells a wrong key apart from a damaged file, and picks the
+right key out of a key ring (dbops.artifacts.keyring).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import hashlib
 import hmac
 import os
 import struct
+from collections.abc import Sequence
 
-from dbops.exceptions import EncryptionError
+from dbops.exceptions import EncryptionError, KeyUnavailable
 
 MAGIC = b"MPULTENC"
 VERSION = 1
@@ -25,7 +27,7 @@ _LENGTH = struct.Struct(">I")
 
 def _derive_key(passphrase: str, salt: bytes) -> bytes:
     if not passphrase:
-        raise EncryptionError("BACKUP_ENCRYPTION_KEY is not set; it is needed to encrypt or decrypt backups.")
+        raise EncryptionError("No encryption key given; one is needed to encrypt or decrypt backups.")
     # `cryptography` is imported on first use: most backups are not encrypted (start-up time).
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -85,9 +87,11 @@ class EncryptingWriter:
 
 
 class DecryptingReader:
-    """File-like source: reads an EncryptingWriter stream from `source` and returns the plaintext."""
+    """File-like source: reads an EncryptingWriter stream from `source` and returns the plaintext.
 
-    def __init__(self, source, passphrase: str) -> None:
+    `passphrases` are the candidate keys; the header's key check picks the one it was encrypted with."""
+
+    def __init__(self, source, passphrases: Sequence[str]) -> None:
         self._source = source
         header = self._read_exact(HEADER_LEN, what="header")
         if not header.startswith(MAGIC):
@@ -98,9 +102,17 @@ class DecryptingReader:
         salt = header[offset : offset + _SALT_LEN]
         self._prefix = header[offset + _SALT_LEN : offset + _SALT_LEN + _PREFIX_LEN]
         check = header[-_CHECK_LEN:]
-        key = _derive_key(passphrase, salt)
-        if not hmac.compare_digest(_key_check(key), check):
-            raise EncryptionError("Wrong BACKUP_ENCRYPTION_KEY: it is not the key this backup was encrypted with.")
+        key = next(
+            (key for key in (_derive_key(p, salt) for p in passphrases) if hmac.compare_digest(_key_check(key), check)),
+            None,
+        )
+        if key is None and not passphrases:
+            raise KeyUnavailable("Key unavailable: the backup is encrypted and no key was given.")
+        if key is None:
+            raise KeyUnavailable(
+                f"Key unavailable: none of the {len(passphrases)} key(s) in the ring is the key this backup was "
+                "encrypted with."
+            )
         self._aead, self._header = _cipher(key), header
         self._counter = 0
         self._pending = bytearray()

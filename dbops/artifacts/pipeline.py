@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 import zstandard
@@ -241,14 +241,15 @@ class ZstdReader:
         return True
 
 
-def decoded_reader(source, *, encryption_key: str | None) -> tuple[object, list[str]]:
-    """Peels encryption and compression off `source`; returns the reader of the dump and the layers found."""
+def decoded_reader(source, *, decryption_keys: Sequence[str] = ()) -> tuple[object, list[str]]:
+    """Peels encryption (with whichever of `decryption_keys` it was encrypted with) and compression off
+    `source`; returns the reader of the dump and the layers found."""
     layers: list[str] = []
     reader = _PeekReader(source)
     while True:
         kind = sniff_layers(reader.peek(64))
         if kind == "encrypted":
-            reader = _PeekReader(DecryptingReader(reader, encryption_key or ""))
+            reader = _PeekReader(DecryptingReader(reader, decryption_keys))
         elif kind == "zstd":
             reader = _PeekReader(ZstdReader(reader))
         elif kind == "gzip":

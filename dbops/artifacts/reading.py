@@ -1,26 +1,37 @@
-"""Reading a backup back: find the artifact (local, else S3), prove its checksum, peel encryption and
-compression into a plain dump file. Shared by restore and verification, and run before either touches
-a database."""
+"""Reading a backup back: find a good copy of the artifact (local, else S3), prove its checksum, peel
+encryption and compression into a plain dump file. Shared by restore and verification, and run before
+either touches a database."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
-from django.conf import settings
 
-from dbops.artifacts.pipeline import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of
-from dbops.artifacts.storage import MANIFEST_SUFFIX, local_storage, s3_storage
-from dbops.exceptions import ChecksumMismatch, EncryptionError, NotABackupError, RestoreError
+from dbops.artifacts.keyring import key_ring, ring_keys_for
+from dbops.artifacts.manifest import manifest_beside
+from dbops.artifacts.pipeline import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of, sniff_layers
+from dbops.artifacts.sidecar import sidecar_digest, sidecar_path
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, write_all
+from dbops.exceptions import (
+    ArtifactWriteError,
+    ChecksumMismatch,
+    ChecksumUnavailable,
+    EncryptionError,
+    NotABackupError,
+    RestoreError,
+)
 from dbops.models import BackupRecord
 
 # What the innermost layer of a decoded artifact means, per engine.
 FORMAT_OF_LAYER = {"custom": "custom", "plain": "plain", "sqlite": "sqlite", "sqlite-plain": "plain"}
 ENGINE_OF_LAYER = {"custom": "postgresql", "plain": "postgresql", "sqlite": "sqlite", "sqlite-plain": "sqlite"}
+PRESENT, MISSING, DAMAGED = "present", "missing", "damaged"
+READABLE_STATUSES = (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.MISSING)
+_PLACE_NAMES = {LOCAL: "local", S3: "S3"}
 
 
 @dataclass
@@ -32,92 +43,187 @@ class DecodedDump:
     size_bytes: int
 
 
-def artifact_fetch(backup_record: BackupRecord, workdir: Path) -> Path:
-    """A local path to the record's artifact with its checksum proven; downloads from S3 if needed.
+@dataclass
+class ArtifactCopies:
+    """What artifact_locate found: the path of a good copy (or None), and what each place held."""
 
-    Raises ChecksumMismatch when the bytes differ from the recorded SHA-256."""
-    if backup_record.status != BackupRecord.Status.SUCCEEDED:
+    backup_record: BackupRecord
+    path: Path | None = None
+    place: str = ""  # local | s3: where the good copy is
+    where: str = ""  # its path, or s3://bucket/key
+    copies: dict[str, str] = field(default_factory=dict)  # place -> present | damaged | missing (places seen)
+    damage: dict[str, str] = field(default_factory=dict)  # place -> what is wrong with that copy
+    unreachable: str = ""  # why S3 could not be asked, if it could not
+
+    @property
+    def notes(self) -> list[str]:
+        """What an operator should know about a good copy found past a bad one."""
+        if self.path is None or self.place != S3 or LOCAL not in self.copies:
+            return []
+        return [f"The local copy {self.damage[LOCAL]}: used the S3 copy {self.where} instead."]
+
+    def failure(self) -> RestoreError:
+        pk = self.backup_record.pk
+        if self.damage:
+            details = "; ".join(f"the {_PLACE_NAMES[place]} copy {what}" for place, what in self.damage.items())
+            more = f"; S3 could not be asked: {self.unreachable}" if self.unreachable else ""
+            return ChecksumMismatch(f"Backup #{pk} is damaged: {details}{more}.")
+        if self.unreachable:
+            return RestoreError(
+                f"Backup #{pk}: its artifact is not in local storage and S3 is unreachable: {self.unreachable}"
+            )
+        return RestoreError(f"Backup #{pk}: its artifact is neither in local storage nor on S3.")
+
+
+def artifact_locate(backup_record: BackupRecord, workdir: Path) -> ArtifactCopies:
+    """Looks for a copy of the record's artifact whose SHA-256 and size match the catalog: the local one,
+    else the S3 one (downloaded into `workdir`). Never raises for a bad or missing copy: the result says."""
+    if backup_record.status not in READABLE_STATUSES:
         raise RestoreError(f"Backup #{backup_record.pk} is {backup_record.status}, not a usable backup.")
+    found = ArtifactCopies(backup_record=backup_record)
+    name = backup_record.storage_name
     local = local_storage()
-    if backup_record.storage_name and local.exists(backup_record.storage_name):
-        path = Path(local.path(backup_record.storage_name))
+    if name and local.exists(name):
+        path = Path(local.path(name))
         with open(path, "rb") as handle:
             digest, size = sha256_of(handle)
-        _check(backup_record, digest, size, where=str(path))
-        return path
+        if _matches(backup_record, digest, size):
+            found.path, found.place, found.where, found.copies[LOCAL] = path, LOCAL, str(path), PRESENT
+            return found
+        found.copies[LOCAL] = DAMAGED
+        found.damage[LOCAL] = f"{path} is damaged ({_differs(backup_record, digest, size)})"
+    elif name and backup_record.local_presence:
+        found.copies[LOCAL], found.damage[LOCAL] = MISSING, f"{local.path(name)} is missing"
     remote = s3_storage()
-    if backup_record.uploaded_to_s3 and remote is not None:
-        target = workdir / Path(backup_record.storage_name).name
-        digest, size = hashlib.sha256(), 0
+    if name and backup_record.uploaded_to_s3 and remote is not None:
+        where = f"s3://{getattr(remote, 'bucket_name', '?')}/{backup_record.s3_key or name}"
+        target = workdir / Path(name).name
         try:
-            with remote.open(backup_record.storage_name, "rb") as source, open(target, "wb") as sink:
-                while chunk := source.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    sink.write(chunk)
-        except Exception as exc:  # boto3 errors of many kinds
-            raise RestoreError(f"Backup #{backup_record.pk}: cannot download it from S3: {exc}") from exc
-        _check(backup_record, digest.hexdigest(), size, where=f"s3 {backup_record.s3_key}")
-        return target
-    raise RestoreError(f"Backup #{backup_record.pk}: its artifact is neither in local storage nor on S3.")
+            if not remote.exists(name):
+                found.copies[S3], found.damage[S3] = MISSING, f"{where} is missing"
+                return _without_missing_only(found)
+            digest, size = _download(remote, name, target)
+        except ArtifactWriteError:
+            raise
+        except Exception as exc:  # boto3 errors of many kinds: S3 says nothing about the copy
+            found.unreachable = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            return _without_missing_only(found)
+        if _matches(backup_record, digest, size):
+            found.path, found.place, found.where, found.copies[S3] = target, S3, where, PRESENT
+            return found
+        found.copies[S3], found.damage[S3] = DAMAGED, f"{where} is damaged ({_differs(backup_record, digest, size)})"
+    return _without_missing_only(found)
 
 
-def _check(backup_record: BackupRecord, digest: str, size: int, *, where: str) -> None:
-    if digest != backup_record.sha256 or (backup_record.size_bytes is not None and size != backup_record.size_bytes):
-        raise ChecksumMismatch(
-            f"Backup #{backup_record.pk} is damaged: {where} has SHA-256 {digest[:16]}… ({size} bytes), "
-            f"the catalog recorded {backup_record.sha256[:16]}… ({backup_record.size_bytes} bytes). "
-            "Nothing was restored."
-        )
+def _without_missing_only(found: ArtifactCopies) -> ArtifactCopies:
+    # A failure that is only "missing" is worded as such by failure(), not as damage.
+    if all(state == MISSING for state in found.copies.values()):
+        found.damage = {}
+    return found
 
 
-def file_manifest(path: Path) -> dict | None:
-    """The manifest beside a backup file given by path, if there is one."""
-    manifest_path = path.with_name(path.name + MANIFEST_SUFFIX)
-    if not manifest_path.is_file():
-        return None
-    try:
-        return json.loads(manifest_path.read_text())
-    except ValueError:
-        return None
+def _download(remote, name: str, target: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with remote.open(name, "rb") as source, open(target, "wb", buffering=0) as sink:
+        while chunk := source.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += write_all(sink, chunk, target)
+    return digest.hexdigest(), size
 
 
-def file_check(path: Path) -> dict | None:
-    """Checks a backup file given by path: exists, and matches its manifest's checksum if it has one."""
+def _matches(backup_record: BackupRecord, digest: str, size: int) -> bool:
+    return digest == backup_record.sha256 and (backup_record.size_bytes is None or size == backup_record.size_bytes)
+
+
+def _differs(backup_record: BackupRecord, digest: str, size: int) -> str:
+    return (
+        f"SHA-256 {digest[:16]}…, {size} bytes; the catalog recorded {backup_record.sha256[:16]}…, "
+        f"{backup_record.size_bytes} bytes"
+    )
+
+
+def artifact_fetch(backup_record: BackupRecord, workdir: Path) -> ArtifactCopies:
+    """artifact_locate, raising ChecksumMismatch / RestoreError when no good copy exists."""
+    found = artifact_locate(backup_record, workdir)
+    if found.path is None:
+        raise found.failure()
+    return found
+
+
+def record_decryption_keys(backup_record: BackupRecord) -> list[str]:
+    """The ring keys that can decrypt a managed backup ([] when it is not encrypted).
+
+    Raises KeyUnavailable when its key is not in the ring: checked before anything else is done."""
+    if not backup_record.encrypted:
+        return []
+    keys = ring_keys_for(backup_record.encryption_key_id, what=f"backup #{backup_record.pk}")
+    return [key.passphrase for key in keys]
+
+
+def ring_passphrases() -> list[str]:
+    """Every ring key, for a file whose key is not known."""
+    return [key.passphrase for key in key_ring()]
+
+
+@dataclass
+class FileCheck:
+    manifest: dict  # the manifest beside the file, or {}
+    verified_against: str  # the sidecar or manifest path the checksum matched; "" when not verified
+
+
+def file_check(path: Path, *, verify: bool = True) -> FileCheck:
+    """Checks a backup file given by path before anything is done with it: it exists, it looks like a
+    backup, and its SHA-256 matches its sidecar (`<file>.sha256`) or, for an artifact copied out of
+    storage, its manifest. Without either it is refused unless `verify` is off."""
     if not path.is_file():
         raise RestoreError(f"{path} does not exist or is not a file.")
-    manifest = file_manifest(path)
-    if manifest and manifest.get("sha256"):
-        with open(path, "rb") as handle:
-            digest, size = sha256_of(handle)
-        if digest != manifest["sha256"]:
-            raise ChecksumMismatch(
-                f"{path} is damaged: SHA-256 {digest[:16]}… ({size} bytes) differs from its manifest "
-                f"({manifest['sha256'][:16]}…). Nothing was restored."
-            )
-    return manifest
+    with open(path, "rb") as handle:
+        if sniff_layers(handle.read(64)) == "unknown":
+            raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content).")
+    manifest = manifest_beside(path) or {}
+    expected, source = sidecar_digest(path), sidecar_path(path)
+    if expected is None and manifest.get("sha256"):
+        expected, source = manifest["sha256"], path.with_name(path.name + ".manifest.json")
+    if not verify:
+        return FileCheck(manifest=manifest, verified_against="")
+    if expected is None:
+        raise ChecksumUnavailable(
+            f"{path} has no checksum file beside it ({sidecar_path(path).name}), so it cannot be verified. "
+            "Nothing was restored."
+        )
+    with open(path, "rb") as handle:
+        digest, size = sha256_of(handle)
+    if digest != expected:
+        raise ChecksumMismatch(
+            f"{path} is damaged or truncated: its SHA-256 is {digest[:16]}… ({size} bytes), {source.name} says "
+            f"{expected[:16]}…. Nothing was restored."
+        )
+    return FileCheck(manifest=manifest, verified_against=str(source))
 
 
-def artifact_decode(path: Path, workdir: Path, *, progress: ByteProgress | None = None) -> DecodedDump:
+def artifact_decode(
+    path: Path, workdir: Path, *, decryption_keys: list[str] | None = None, progress: ByteProgress | None = None
+) -> DecodedDump:
     """Decrypts/decompresses `path` into `workdir`; refuses files that are not backups or are damaged.
 
-    `progress(read, written)` gets the artifact bytes read and the dump bytes written after each chunk."""
+    `decryption_keys` are the candidate keys (default: the whole ring). `progress(read, written)` gets
+    the artifact bytes read and the dump bytes written after each chunk."""
     target = workdir / "decoded.dump"
+    keys = ring_passphrases() if decryption_keys is None else decryption_keys
     size = 0
     try:
         with open(path, "rb") as source:
-            reader, layers = decoded_reader(source, encryption_key=settings.BACKUP_ENCRYPTION_KEY)
+            reader, layers = decoded_reader(source, decryption_keys=keys)
             kind = layers[-1]
             if kind == "unknown":
                 what = " inside " + "+".join(layers[:-1]) if len(layers) > 1 else ""
                 raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content{what}).")
-            with open(target, "wb") as sink:
+            with open(target, "wb", buffering=0) as sink:
                 while chunk := reader.read(CHUNK_SIZE):
-                    sink.write(chunk)
-                    size += len(chunk)
+                    size += _write_decoded(sink, chunk, target)
                     if progress is not None:
                         progress(source.tell(), size)
-    except EncryptionError:
+    except (EncryptionError, ArtifactWriteError):
         raise
     except (zstandard.ZstdError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
@@ -128,6 +234,14 @@ def artifact_decode(path: Path, workdir: Path, *, progress: ByteProgress | None 
     return DecodedDump(
         path=target, fmt=FORMAT_OF_LAYER[kind], engine=ENGINE_OF_LAYER[kind], layers=layers, size_bytes=size
     )
+
+
+def _write_decoded(sink, chunk: bytes, target: Path) -> int:
+    # Disk full in the work folder is not damage of the backup: say where space ran out.
+    try:
+        return write_all(sink, chunk, target)
+    except ArtifactWriteError as exc:
+        raise ArtifactWriteError(f"Cannot decode the backup into {target.parent}: {exc.__cause__.strerror}.") from exc
 
 
 def _tail(path: Path, size: int = 512) -> bytes:

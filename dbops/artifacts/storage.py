@@ -1,65 +1,34 @@
 """Where backup artifacts live: the local `backups` storage (always) and `backups_s3` (when configured),
-both through Django's storage API. Each artifact has `<name>.manifest.json` beside it."""
+both through Django's storage API, and the one atomic writer every local file goes through.
+
+A "place" is "local" or "s3". Each artifact has `<name>.manifest.json` beside it (dbops.artifacts.manifest).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.core.files.storage.filesystem import FileSystemStorage
 
-from dbops.exceptions import BackupError, UploadError
+from dbops.exceptions import ArtifactWriteError, BackupError, UploadError
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_SUFFIX = ".partial"
-MANIFEST_VERSION = 1
 UPLOAD_ATTEMPTS = 3
 WRITEBACK_EVERY = 8 << 20
-
-
-class _WritebackFile:
-    """A raw file that asks the kernel to start writing back every WRITEBACK_EVERY bytes.
-
-    The final fsync then only waits for the tail instead of the whole artifact (the way PostgreSQL's
-    pg_flush_data does it), and the backup does not fill the page cache. Linux starts writeback of
-    dirty pages on POSIX_FADV_DONTNEED; elsewhere the hint does nothing and the fsync does it all."""
-
-    def __init__(self, handle) -> None:
-        self._handle = handle
-        self._written = self._flushed = 0
-
-    def write(self, data) -> int:
-        written = self._handle.write(data)
-        self._written += written
-        if self._written - self._flushed >= WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-            pending = self._written - self._flushed
-            os.posix_fadvise(self._handle.fileno(), self._flushed, pending, os.POSIX_FADV_DONTNEED)
-            self._flushed = self._written
-        return written
-
-    def flush(self) -> None:
-        self._handle.flush()
-
-
-def _fsync_directory(path: Path) -> None:
-    """Makes a rename in `path` durable (the file's own fsync does not cover its directory entry)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+COPY_CHUNK = 1 << 20
+LOCAL, S3 = "local", "s3"
 
 
 def local_storage() -> FileSystemStorage:
@@ -73,94 +42,162 @@ def s3_storage() -> Storage | None:
     return storages["backups_s3"]
 
 
-def manifest_name(storage_name: str) -> str:
-    return storage_name + MANIFEST_SUFFIX
+def is_local(storage: Storage) -> bool:
+    return isinstance(storage, FileSystemStorage)
+
+
+def storage_label(storage: Storage) -> str:
+    """How an operator recognises a storage in a message: its folder, or its bucket and prefix."""
+    if is_local(storage):
+        return f"local storage {storage.location}"
+    bucket = getattr(storage, "bucket_name", "?")
+    location = getattr(storage, "location", "").strip("/")
+    return f"S3 bucket {bucket}" + (f" ({location}/)" if location else "")
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}{PARTIAL_SUFFIX}")
+
+
+class _WritebackFile:
+    """A raw file that asks the kernel to start writing back every WRITEBACK_EVERY bytes, and turns a
+    failed write (disk full, I/O error) into one ArtifactWriteError naming the file.
+
+    The final fsync then only waits for the tail instead of the whole artifact (the way PostgreSQL's
+    pg_flush_data does it), and the backup does not fill the page cache. Linux starts writeback of
+    dirty pages on POSIX_FADV_DONTNEED; elsewhere the hint does nothing and the fsync does it all."""
+
+    def __init__(self, handle, path: Path) -> None:
+        self._handle, self._path = handle, path
+        self._written = self._flushed = 0
+
+    def write(self, data) -> int:
+        written = write_all(self._handle, data, self._path)
+        self._written += written
+        if self._written - self._flushed >= WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
+            pending = self._written - self._flushed
+            os.posix_fadvise(self._handle.fileno(), self._flushed, pending, os.POSIX_FADV_DONTNEED)
+            self._flushed = self._written
+        return written
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
+def write_all(handle, data, path: Path) -> int:
+    """Writes all of `data` to a raw (unbuffered) file. A raw write may be short when the disk fills up;
+    looping makes the next one report ENOSPC instead of leaving a silently truncated file."""
+    view = memoryview(data).cast("B")
+    done = 0
+    try:
+        while done < len(view):
+            done += handle.write(view[done:])
+    except OSError as exc:
+        raise ArtifactWriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+    return done
+
+
+def _fsync_directory(path: Path) -> None:
+    """Makes a rename in `path` durable (the file's own fsync does not cover its directory entry)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
-def atomic_local_writer(storage_name: str) -> Iterator[tuple[Any, str]]:
-    """Opens `<name>.partial` in the local storage; renames it to `<name>` only if the block succeeds.
+def atomic_writer(path: Path | str, *, replace: bool = False, make_folders: bool = False) -> Iterator[Any]:
+    """Writes `path` all or nothing: into `<name>.partial` beside it, fsynced and renamed over `path`
+    only when the block succeeds, the rename made durable (directory fsync). On any failure, disk
+    full included, the partial file is removed and `path` is as it was.
 
-    A killed or failed run leaves at most a `.partial` file, which is never listed as a backup.
-    Yields (file object, final filesystem path)."""
-    storage = local_storage()
-    final_path = Path(storage.path(storage_name))
-    partial_path = final_path.with_name(final_path.name + PARTIAL_SUFFIX)
+    Without `replace` an existing `path` is refused, and so is a partial file left by a run still
+    going (or killed: the backups remove those under their database's lock). Files are 0600."""
+    path = Path(path)
+    partial = partial_path(path)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    if not replace and path.exists():
+        raise BackupError(f"Refusing to overwrite existing backup {path}.")
     try:
-        final_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if final_path.exists():
-            raise BackupError(f"Refusing to overwrite existing backup {storage_name}.")
-        fd = os.open(partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if make_folders:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(partial, flags, 0o600)
     except OSError as exc:
-        raise BackupError(f"Backup folder {final_path.parent} is not writable: {exc.strerror or exc}") from exc
+        if isinstance(exc, FileExistsError) and partial.exists():
+            reason = f"{partial.name} exists (another run, or a killed one)"
+        else:
+            reason = f"folder {path.parent} is not writable ({exc.strerror or exc})"
+        raise ArtifactWriteError(f"Cannot write {path}: {reason}.") from exc
     try:
         with os.fdopen(fd, "wb", buffering=0) as handle:
-            yield _WritebackFile(handle), str(final_path)
-            os.fsync(handle.fileno())
-        os.replace(partial_path, final_path)
-        _fsync_directory(final_path.parent)
+            if replace:
+                os.fchmod(fd, 0o600)  # O_CREAT's mode only applies to a new file
+            yield _WritebackFile(handle, path)
+            _durably(lambda: os.fsync(handle.fileno()), path)
+        _durably(lambda: os.replace(partial, path), path)
+        _durably(lambda: _fsync_directory(path.parent), path)
     except BaseException:
-        partial_path.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
 
 
-@contextmanager
-def atomic_file_writer(path: Path) -> Iterator[Any]:
-    """Like atomic_local_writer for a file the user named (backup_db --output)."""
-    partial_path = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+def _durably(step: Callable[[], None], path: Path) -> None:
     try:
-        fd = os.open(partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        step()
     except OSError as exc:
-        raise BackupError(f"Cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as handle:
-            yield _WritebackFile(handle)
-            os.fsync(handle.fileno())
-        os.replace(partial_path, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        partial_path.unlink(missing_ok=True)
-        raise
+        raise ArtifactWriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
 
 
-def write_local_manifest(storage_name: str, manifest: dict[str, Any]) -> None:
-    """Writes (or replaces) the manifest beside the local artifact, atomically."""
-    path = Path(local_storage().path(manifest_name(storage_name)))
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        handle.flush()
-        os.fsync(handle.fileno())  # the manifest is what rebuilds the catalog after a restore
-    os.chmod(partial, 0o600)  # O_CREAT's mode only applies to a new file
-    os.replace(partial, path)
-    _fsync_directory(path.parent)
+def local_path(storage_name: str) -> Path:
+    return Path(local_storage().path(storage_name))
 
 
-def read_manifest(storage: Storage, name: str) -> dict[str, Any] | None:
-    try:
-        with storage.open(name, "rb") as handle:
-            manifest = json.loads(handle.read())
-    except (OSError, ValueError) as exc:
-        logger.warning("unreadable backup manifest %s: %s", name, exc)
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("storage_name") else None
+def local_artifact_writer(storage_name: str):
+    """The atomic writer of a new artifact in the local storage (its folders created 0700)."""
+    return atomic_writer(local_path(storage_name), make_folders=True)
 
 
-def iter_manifest_names(storage: Storage, folder: str = "") -> Iterator[str]:
-    """Every manifest name in a storage (recursing into folders)."""
+def storage_file_names(storage: Storage, folder: str = "") -> Iterator[str]:
+    """Every file name in a storage, recursing into folders (a missing folder is empty).
+
+    Other errors (S3 unreachable, permission denied) propagate: the caller must tell "empty" from
+    "could not look"."""
     try:
         folders, files = storage.listdir(folder)
     except FileNotFoundError:
         return
     for name in files:
-        if name.endswith(MANIFEST_SUFFIX):
-            yield f"{folder}/{name}" if folder else name
+        yield f"{folder}/{name}" if folder else name
     for sub in folders:
-        yield from iter_manifest_names(storage, f"{folder}/{sub}" if folder else sub)
+        yield from storage_file_names(storage, f"{folder}/{sub}" if folder else sub)
 
 
-def s3_upload(local_path: str, storage_name: str, manifest: dict[str, Any]) -> str:
-    """Copies the artifact then its manifest to S3 (multipart via boto3), with retries; returns the key.
+def storage_put(storage: Storage, name: str, source: Path) -> str:
+    """Stores the file `source` as `name`, replacing what is there: atomically and durably in the local
+    storage, as one upload (multipart for big files) on S3. Returns the stored name."""
+    if is_local(storage):
+        target = Path(storage.path(name))
+        with atomic_writer(target, replace=True, make_folders=True) as sink, open(source, "rb") as src:
+            shutil.copyfileobj(src, sink, COPY_CHUNK)
+        return name
+    if storage.exists(name):
+        storage.delete(name)  # file_overwrite is off: saving over a name would pick another one
+    with open(source, "rb") as handle:
+        saved = storage.save(name, File(handle, name=Path(name).name))
+    if saved != name:
+        raise UploadError(f"{storage_label(storage)} stored {name} as {saved}.")
+    return saved
+
+
+def s3_key(storage: Storage, name: str) -> str:
+    location = getattr(storage, "location", "")
+    return f"{location.strip('/')}/{name}" if location else name
+
+
+def s3_upload(local_file: Path | str, storage_name: str, *, after_upload: Callable[[str], None]) -> str:
+    """Copies the artifact to S3 with retries, then calls `after_upload(key)` (which writes the manifest
+    there, so a manifest on S3 always has its artifact). Returns the key.
 
     Raises UploadError with the last error after UPLOAD_ATTEMPTS tries."""
     storage = s3_storage()
@@ -169,15 +206,9 @@ def s3_upload(local_path: str, storage_name: str, manifest: dict[str, Any]) -> s
     last_error: Exception | None = None
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
-            if storage.exists(storage_name):
-                storage.delete(storage_name)  # a previous attempt may have left a complete object
-            with open(local_path, "rb") as handle:
-                saved = storage.save(storage_name, File(handle, name=storage_name))
-            manifest = {**manifest, "uploaded_to_s3": True, "s3_key": _s3_key(storage, saved)}
-            if storage.exists(manifest_name(storage_name)):
-                storage.delete(manifest_name(storage_name))
-            storage.save(manifest_name(storage_name), ContentFile(json.dumps(manifest, indent=2, default=str)))
-            return _s3_key(storage, saved)
+            key = s3_key(storage, storage_put(storage, storage_name, Path(local_file)))
+            after_upload(key)
+            return key
         except Exception as exc:  # boto3/botocore raise many unrelated types; all mean "not uploaded"
             last_error = exc
             logger.warning("S3 upload attempt %d/%d of %s failed: %s", attempt, UPLOAD_ATTEMPTS, storage_name, exc)
@@ -186,20 +217,16 @@ def s3_upload(local_path: str, storage_name: str, manifest: dict[str, Any]) -> s
     raise UploadError(f"Upload to S3 failed after {UPLOAD_ATTEMPTS} attempts: {last_error}")
 
 
-def _s3_key(storage: Storage, name: str) -> str:
-    location = getattr(storage, "location", "")
-    return f"{location.strip('/')}/{name}" if location else name
-
-
-def delete_everywhere(storage_name: str) -> list[str]:
-    """Removes the artifact and its manifest from local storage and S3; returns what was removed."""
+def delete_everywhere(names: list[str]) -> list[str]:
+    """Removes the given names (an artifact and its manifest) from local storage and S3; returns what
+    was removed, as `place:name`."""
     removed = []
-    targets = [("local", local_storage())]
+    targets = [(LOCAL, local_storage())]
     if s3_storage() is not None:
-        targets.append(("s3", s3_storage()))
-    for label, storage in targets:
-        for name in (storage_name, manifest_name(storage_name)):
+        targets.append((S3, s3_storage()))
+    for place, storage in targets:
+        for name in names:
             if storage.exists(name):
                 storage.delete(name)
-                removed.append(f"{label}:{name}")
+                removed.append(f"{place}:{name}")
     return removed

@@ -23,6 +23,9 @@ from dbops.exceptions import ConfigurationError, FeatureUnavailable
 LOCK_MODES = ("read", "write", "exclusive")
 
 
+ROW_BATCH = 5_000  # rows per round trip when a table is copied row by row
+
+
 @dataclass
 class DumpResult:
     """What a dump reports besides its bytes: row counts taken in the dump's own snapshot."""
@@ -270,6 +273,70 @@ class Connector(ABC):
                 cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608 - quoted identifier
             for table, copy in copies.items():
                 cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM {quote(copy)}")  # noqa: S608 - quoted
+
+    def same_database(self, other: Connector) -> bool:
+        """Whether `other` reaches the very database this connector does (one server, one name)."""
+        keys = ("ENGINE", "HOST", "PORT", "NAME")
+        return all(str(self.settings_dict.get(k) or "") == str(other.settings_dict.get(k) or "") for k in keys)
+
+    def table_copy_to(self, table: str, target: Connector, copy: str) -> int:
+        """Creates `copy` in `target`'s database holding every row of `table` of this one, with the same
+        columns and types; returns the row count. Runs inside the callers' transactions on both."""
+        if self.same_database(target):
+            return self.table_copy_create(table, copy)
+        if type(target) is not type(self):
+            raise FeatureUnavailable(f"Copying a {self.engine} table into a {target.engine} database is not supported.")
+        columns = self.table_columns(table)
+        target.table_create(copy, columns)
+        return target.rows_insert(copy, [name for name, _ in columns], self.rows_read(table, [n for n, _ in columns]))
+
+    def tables_refill_from(self, copies: dict[str, str], source: Connector) -> None:
+        """Like tables_refill, with the copies in `source`'s database; `copies` in dependency order."""
+        if self.same_database(source):
+            return self.tables_refill(copies)
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            for table in reversed(list(copies)):  # children first
+                cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608 - quoted identifier
+        for table, copy in copies.items():
+            names = [name for name, _ in source.table_columns(copy)]
+            self.rows_insert(table, names, source.rows_read(copy, names))
+        return None
+
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        """(column, declared type) of `table`, in table order."""
+        with self.connection.cursor() as cursor:
+            description = self.connection.introspection.get_table_description(cursor, table)
+        return [(column.name, column.type_code or "") for column in description]
+
+    def table_create(self, name: str, columns: list[tuple[str, str]]) -> None:
+        quote = self.connection.ops.quote_name
+        definition = ", ".join(f"{quote(column)} {kind}".rstrip() for column, kind in columns)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE {quote(name)} ({definition})")
+
+    def rows_read(self, table: str, columns: list[str]) -> Iterator[list[tuple]]:
+        """Every row of `table` (those columns, in order), in batches: memory stays bounded."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)}")  # noqa: S608 - quoted
+            while batch := cursor.fetchmany(ROW_BATCH):
+                yield batch
+
+    def rows_insert(self, table: str, columns: list[str], batches: Iterator[list[tuple]]) -> int:
+        quote = self.connection.ops.quote_name
+        marks = ", ".join(["%s"] * len(columns))
+        statement = f"INSERT INTO {quote(table)} ({', '.join(map(quote, columns))}) VALUES ({marks})"  # noqa: S608
+        count = 0
+        with self.connection.cursor() as cursor:
+            for batch in batches:
+                cursor.executemany(statement, batch)
+                count += len(batch)
+        return count
+
+    def table_exists(self, name: str) -> bool:
+        with self.connection.cursor() as cursor:
+            return name in self.connection.introspection.table_names(cursor)
 
     def table_drop(self, name: str) -> None:
         with self.connection.cursor() as cursor:

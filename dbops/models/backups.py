@@ -16,7 +16,16 @@ class BackupRecord(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Only our own delete (backup_delete) sets `deleted`; a sync that finds the artifact in no
+        # storage sets `missing`, and `succeeded` again when it reappears.
         DELETED = "deleted"
+        MISSING = "missing", "missing (artifact found in no storage at the last look)"
+
+    class Presence(models.TextChoices):
+        NONE = "", "not stored there"
+        PRESENT = "present"
+        MISSING = "missing"
+        DAMAGED = "damaged", "damaged (checksum mismatch)"
 
     class Format(models.TextChoices):
         CUSTOM = "custom", "PostgreSQL custom archive"
@@ -40,6 +49,8 @@ class BackupRecord(models.Model):
         NEVER = "never"
         PASSED = "passed"
         FAILED = "failed"
+        # Encrypted with a key that is not in the key ring: nothing is wrong with the backup.
+        KEY_UNAVAILABLE = "key_unavailable", "key unavailable"
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
@@ -56,6 +67,9 @@ class BackupRecord(models.Model):
     format = models.CharField(max_length=16, choices=Format.choices)
     compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.NONE)
     encrypted = models.BooleanField(default=False)
+    encryption_key_id = models.CharField(
+        max_length=32, blank=True, help_text="Id of the key it is encrypted with (a fingerprint, never the key)"
+    )
     tag = models.CharField(max_length=64, blank=True)
 
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
@@ -63,6 +77,9 @@ class BackupRecord(models.Model):
     storage_name = models.CharField(max_length=512, blank=True, help_text="Name of the artifact in the backups storage")
     location = models.CharField(max_length=1024, blank=True, help_text="Where the local artifact lives")
     uploaded_to_s3 = models.BooleanField(default=False)
+    # Where the artifact was found the last time anything looked (backup, upload, sync, verify, restore).
+    local_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
+    s3_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_key = models.CharField(max_length=1024, blank=True)
     upload_error = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -77,7 +94,7 @@ class BackupRecord(models.Model):
     duration_seconds = models.FloatField(null=True, blank=True)
 
     verification_status = models.CharField(
-        max_length=8, choices=VerificationStatus.choices, default=VerificationStatus.NEVER
+        max_length=16, choices=VerificationStatus.choices, default=VerificationStatus.NEVER
     )
     verified_at = models.DateTimeField(null=True, blank=True)
     verification_details = models.JSONField(default=dict, blank=True)

@@ -18,9 +18,9 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from dbops import tasks
 from dbops.conf import operations_alias
-from dbops.models import BackupRecord, RetentionPolicy, SlowQuery, TaskRun
+from dbops.models import BackupRecord, RetentionPolicy, SlowQuery, Snapshot, TaskRun
 from dbops.services.backups.create import backup_create
-from dbops.services.datamigration.snapshots import snapshot_create, snapshot_prune
+from dbops.services.datamigration.snapshots import snapshot_create, snapshot_prune, snapshot_rollback
 from multipult.core.models import Role
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,6 +117,10 @@ def test_a_restore_task_leaves_every_operations_table_as_it_was_plus_its_own_row
     # The schedules staff edited after the backup are as they left them.
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     assert nightly.enabled is False and nightly.crontab.hour == "1"
+    # And the snapshot taken after the backup still rolls back: its copies live with the state.
+    snapshot = Snapshot.objects.get(reason="taken after the backup")
+    snapshot_rollback(snapshot_id=snapshot.id)
+    assert set(Role.objects.values_list("name", flat=True)) == {"in-the-backup", "after-the-backup"}
 
 
 def test_restore_db_on_the_command_line_keeps_the_operations_state(backup_then_changes):

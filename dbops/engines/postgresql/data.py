@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from dbops.engines.postgresql.bulk_indexes import IndexSuspension
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
 from dbops.exceptions import BulkLoadRejected
 
+SPOOL_IN_MEMORY = 16 << 20  # a snapshot copy passes through memory up to this size, then a temporary file
 _LOCK_MODES = {"read": "SHARE", "write": "SHARE ROW EXCLUSIVE", "exclusive": "ACCESS EXCLUSIVE"}
 _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
 
@@ -98,6 +100,34 @@ class PostgreSQLData:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     # -- snapshot copies ---------------------------------------------------------------------------------
+    def table_copy_to(self, table: str, target, copy: str) -> int:
+        if self.same_database(target) or type(target) is not type(self):
+            return super().table_copy_to(table, target, copy)
+        columns = self.table_columns(table)
+        target.table_create(copy, columns)
+        return _copy_between(self, f"COPY {self.connection.ops.quote_name(table)} TO STDOUT", target, copy, columns)
+
+    def tables_refill_from(self, copies: dict[str, str], source) -> None:
+        if self.same_database(source) or type(source) is not type(self):
+            return super().tables_refill_from(copies, source)
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            for table in reversed(list(copies)):  # children first
+                cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608 - quoted identifier
+        for table, copy in copies.items():
+            columns = source.table_columns(copy)  # as the table was when the snapshot was taken
+            _copy_between(source, f"COPY {quote(copy)} TO STDOUT", self, table, columns)
+        return None
+
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                [self.connection.ops.quote_name(table)],
+            )
+            return [(name, kind) for name, kind in cursor.fetchall()]
+
     def table_checksum(self, table: str, order_by: str) -> str:
         quote = self.connection.ops.quote_name
         query = f"SELECT * FROM {quote(table)} ORDER BY {quote(order_by)}"  # noqa: S608 - quoted identifiers
@@ -130,3 +160,17 @@ class PostgreSQLData:
         with self.connection.cursor() as cursor:
             for sequence, last_value, is_called in positions.values():
                 cursor.execute("SELECT setval(%s, %s, %s)", [sequence, last_value, is_called])
+
+
+def _copy_between(source, copy_out: str, target, table: str, columns: list[tuple[str, str]]) -> int:
+    """Streams rows from `source` (a COPY … TO STDOUT statement) into `table` of `target` through a spool
+    file (memory bounded, whatever the table's size); returns the rows loaded."""
+    quote = target.connection.ops.quote_name
+    copy_in = f"COPY {quote(table)} ({', '.join(quote(name) for name, _ in columns)}) FROM STDIN"
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b") as spool:
+        with source.connection.cursor() as cursor:
+            cursor.cursor.copy_expert(copy_out, spool)
+        spool.seek(0)
+        with target.connection.cursor() as cursor:
+            cursor.cursor.copy_expert(copy_in, spool)
+            return cursor.cursor.rowcount

@@ -41,7 +41,9 @@ class Command(DbopsCommand):
         )
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")
         parser.add_argument(
-            "--encrypt", action="store_true", help="Encrypt (AES-256-GCM, streaming) with BACKUP_ENCRYPTION_KEY."
+            "--encrypt",
+            action="store_true",
+            help="Encrypt (AES-256-GCM, streaming) with the newest key of BACKUP_ENCRYPTION_KEYS.",
         )
         parser.add_argument("--tag", default="", help="A free label stored on the record (up to 64 characters).")
         parser.add_argument(

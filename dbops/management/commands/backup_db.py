@@ -17,7 +17,8 @@ from dbops.services.backups.create import backup_export
 class Command(DbopsCommand):
     help = (
         "Writes a backup of the database to --output (plain SQL by default; .gz or .zst in the name "
-        "compresses). The file appears only once complete. Not recorded in the catalog: use "
+        "compresses), and its SHA-256 beside it in OUTPUT.sha256 (sha256sum -c reads it; restore_db "
+        "checks it). Both appear only once complete. Not recorded in the catalog: use "
         "backup_advanced for managed backups."
     )
 
@@ -40,8 +41,12 @@ class Command(DbopsCommand):
             choices=["zstd", "gzip", "none"],
             help="Compression; default from the file name (.zst, .gz, otherwise none).",
         )
-        parser.add_argument("--encrypt", action="store_true", help="Encrypt with BACKUP_ENCRYPTION_KEY.")
-        parser.add_argument("--overwrite", action="store_true", help="Replace --output if it already exists.")
+        parser.add_argument(
+            "--encrypt", action="store_true", help="Encrypt with the newest key of BACKUP_ENCRYPTION_KEYS."
+        )
+        parser.add_argument(
+            "--overwrite", action="store_true", help="Replace --output (and its .sha256) if it already exists."
+        )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
         parser.add_argument("--quiet", action="store_true", help="No progress, only the result line.")
 
@@ -64,6 +69,7 @@ class Command(DbopsCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Wrote {result.path} ({result.fmt}, {result.compression}, {human_bytes(result.size_bytes)}, "
-                f"sha256 {result.sha256}) with {sum(result.row_counts.values()):,} rows in {result.seconds:.1f}s."
+                f"sha256 {result.sha256} in {result.sidecar.name}) with {sum(result.row_counts.values()):,} rows "
+                f"in {result.seconds:.1f}s."
             )
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.core.checks import Tags
 from django.core.management.base import CommandError
 
+from dbops.artifacts.manifest import manifest_of
 from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
 from dbops.models import BackupRecord
-from dbops.services.backups.catalog import looks_stale, manifest_of
+from dbops.services.backups.catalog import looks_stale
 from dbops.services.backups.create import backups_list, catalog_sync
 
 
@@ -46,13 +47,27 @@ class Command(DbopsCommand):
                 if not options["json"] and not options["quiet"]:
                     self.stdout.write(
                         f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
-                        f"{len(result.missing)} marked deleted (artifact missing)."
+                        f"{len(result.missing)} now missing, {len(result.reappeared)} found again."
                     )
+                    for message in result.messages:
+                        self.stdout.write(f"  {message}")
             records = list(backups_list(status=options["status"], database=options["database"], limit=options["limit"]))
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
-            write_json(self.stdout, [{**manifest_of(r), "location": r.location, "error": r.error} for r in records])
+            write_json(
+                self.stdout,
+                [
+                    {
+                        **manifest_of(r),
+                        "location": r.location,
+                        "local_presence": r.local_presence,
+                        "s3_presence": r.s3_presence,
+                        "error": r.error,
+                    }
+                    for r in records
+                ],
+            )
             return
         if not records:
             if not options["quiet"]:
@@ -60,7 +75,7 @@ class Command(DbopsCommand):
             return
         header = (
             f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6}  {'status':<9}  {'format':<6}  {'compr':<5}  "
-            f"{'size':>10}  {'s3':<3}  tag / error"
+            f"{'size':>10}  {'where':<9}  tag / error"
         )
         if not options["quiet"]:
             self.stdout.write(header)
@@ -70,5 +85,16 @@ class Command(DbopsCommand):
             self.stdout.write(
                 f"{record.pk:>5}  {record.started_at:%Y-%m-%d %H:%M:%S}  {record.kind:<6}  {status:<9}  "
                 f"{record.format:<6}  {record.compression + ('+enc' if record.encrypted else ''):<5}  "
-                f"{human_bytes(record.size_bytes):>10}  {'yes' if record.uploaded_to_s3 else 'no':<3}  {note[:60]}"
+                f"{human_bytes(record.size_bytes):>10}  {_where(record):<9}  {note[:60]}"
             )
+
+
+def _where(record: BackupRecord) -> str:
+    """local / s3 / local+s3 for the copies present; `!` marks a copy found damaged, `?` a missing one."""
+    marks = {"present": "", "damaged": "!", "missing": "?"}
+    parts = [
+        f"{place}{marks[presence]}"
+        for place, presence in (("local", record.local_presence), ("s3", record.s3_presence))
+        if presence in marks
+    ]
+    return "+".join(parts) or "-"

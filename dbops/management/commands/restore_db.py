@@ -6,7 +6,7 @@ from django.core.checks import Tags
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
+from dbops.exceptions import ChecksumUnavailable, DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress
 from dbops.services.backups.restore import backup_for_id, backup_restore, restore_plan
@@ -14,7 +14,8 @@ from dbops.services.backups.restore import backup_for_id, backup_restore, restor
 
 class Command(DbopsCommand):
     help = (
-        "Restores the database from --input FILE or --backup-id ID. The checksum is verified and the "
+        "Restores the database from --input FILE or --backup-id ID. The checksum is verified (a file "
+        "against FILE.sha256; a damaged local copy of a managed backup gives way to its S3 copy) and the "
         "backup decoded before anything is touched; a safety backup is taken first; on PostgreSQL a full "
         "restore goes into a fresh database swapped in by rename. Without --confirm it only says what it "
         "would do."
@@ -29,6 +30,12 @@ class Command(DbopsCommand):
         source.add_argument("--input", "-i", help="A backup file (from backup_db or a backup artifact).")
         source.add_argument("--backup-id", help="Id of a managed backup (see list_backups); local or S3.")
         parser.add_argument("--confirm", action="store_true", help="Really restore (destructive).")
+        parser.add_argument(
+            "--no-verify",
+            action="store_true",
+            help="With --input: restore a file without checking it against its .sha256 checksum file "
+            "(needed when it has none).",
+        )
         parser.add_argument(
             "--tables", default=None, help="Comma-separated tables to restore (their rows only); default: everything."
         )
@@ -55,6 +62,7 @@ class Command(DbopsCommand):
                 "tables": tables,
                 "jobs": options["jobs"],
                 "safety_backup": not options["no_safety_backup"],
+                "verify": not options["no_verify"],
             }
             plan = restore_plan(**common)
             if not options["confirm"]:
@@ -65,8 +73,12 @@ class Command(DbopsCommand):
                 result = backup_restore(**common, wait=options["wait"], progress=progress)
             finally:
                 progress.close()
+        except ChecksumUnavailable as exc:
+            raise CommandError(f"{exc} Pass --no-verify to restore it anyway.") from exc
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
+        for note in result.notes:
+            self.stdout.write(note)
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         if result.safety_backup is not None:
@@ -76,8 +88,12 @@ class Command(DbopsCommand):
         if result.previous_database:
             self.stdout.write(f"The previous database is kept as {result.previous_database}.")
         if result.sync is not None and not options["quiet"]:
+            sync = result.sync
             self.stdout.write(
-                f"Catalog re-synced from storage: {len(result.sync.created)} added, {len(result.sync.updated)} updated."
+                f"Catalog re-synced from storage: {len(sync.created)} added, {len(sync.updated)} updated, "
+                f"{len(sync.missing)} missing."
             )
+            for message in result.sync.messages:
+                self.stdout.write(f"  {message}")
         what = f"table(s) {', '.join(result.tables)}" if result.tables else f"database {result.database_name}"
         self.stdout.write(self.style.SUCCESS(f"Restored {what} from {result.source} in {result.seconds:.1f}s."))

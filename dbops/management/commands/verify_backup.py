@@ -59,9 +59,15 @@ class Command(DbopsCommand):
         except DbopsError as exc:
             raise CommandError(str(exc)) from exc
         checks = " + ".join(result.checks)
+        copy = " of the S3 copy" if result.source == "s3" else ""
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         if result.passed:
-            self.stdout.write(self.style.SUCCESS(f"Backup #{backup_record.pk} verified: {checks} passed."))
+            self.stdout.write(self.style.SUCCESS(f"Backup #{backup_record.pk} verified: {checks}{copy} passed."))
             return
+        if result.key_unavailable:
+            checksum = "checksum ok, " if result.checksum_ok else ""
+            raise CommandError(f"Backup #{backup_record.pk}: {checksum}{result.problems[0]}")
         for problem in result.problems:
             self.stderr.write(f"  {problem}")
         raise CommandError(f"Backup #{backup_record.pk} FAILED verification ({checks}): {result.problems[0]}")

@@ -1,199 +1,239 @@
 """The catalog (BackupRecord rows) mirrors the manifests in storage, so it survives a restore:
-`catalog_sync` rebuilds it from the manifests alone."""
+`catalog_sync` rebuilds it from the manifests alone.
+
+Rules of a sync:
+- only our own delete (backup_delete) marks a record `deleted`; a sync never does;
+- an artifact not found in a place it was in is `missing` there, and `present` again when it
+  reappears; a record whose artifact is in no place is `missing` (and `succeeded` again later);
+- a place that cannot be looked at (S3 unreachable, folder unreadable) changes nothing about it;
+- a sync that would make every visible record missing (an unmounted or emptied folder, say) is
+  refused with one line naming what each storage held, and changes nothing.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from django.core.files.base import ContentFile
 from django.core.management.color import no_style
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from dbops.conf import operations_alias
-from dbops.models import BackupRecord
-from dbops.artifacts.storage import (
-    iter_manifest_names,
-    local_storage,
-    manifest_name,
-    read_manifest,
-    s3_storage,
-    write_local_manifest,
+from dbops.artifacts.manifest import (
+    MANIFEST_SUFFIX,
+    manifest_pitr_facts,
+    manifest_read,
+    manifest_values,
 )
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_key, s3_storage, storage_file_names, storage_label
+from dbops.exceptions import CatalogSyncRefused
+from dbops.models import BackupRecord
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = (
-    "kind",
-    "status",
-    "started_at",
-    "finished_at",
-    "hostname",
-    "pid",
-    "engine",
-    "database_alias",
-    "database_name",
-    "format",
-    "compression",
-    "encrypted",
-    "tag",
-    "size_bytes",
-    "sha256",
-    "storage_name",
-    "uploaded_to_s3",
-    "s3_key",
-    "upload_error",
-    "triggered_by",
-    "triggered_by_user",
-    "server_version",
-    "tool_version",
-    "migration_state",
-    "row_counts",
-    "duration_seconds",
-    "verification_status",
-    "verified_at",
-    "verification_details",
-)
-_DATETIME_FIELDS = {"started_at", "finished_at", "verified_at"}
-
-
-def manifest_of(backup_record: BackupRecord) -> dict[str, Any]:
-    manifest: dict[str, Any] = {"manifest_version": 1, "id": backup_record.pk}
-    for name in MANIFEST_FIELDS:
-        value = getattr(backup_record, name)
-        manifest[name] = value.isoformat() if isinstance(value, datetime) else value
-    return manifest
-
-
-def manifest_save(backup_record: BackupRecord) -> None:
-    """Rewrites the local manifest (and the S3 one when the artifact is there) from the record."""
-    manifest = manifest_of(backup_record)
-    if local_storage().exists(backup_record.storage_name):
-        write_local_manifest(backup_record.storage_name, manifest)
-    if backup_record.uploaded_to_s3 and s3_storage() is not None:
-        storage = s3_storage()
-        name = manifest_name(backup_record.storage_name)
-        try:
-            if storage.exists(name):
-                storage.delete(name)
-            storage.save(name, ContentFile(json.dumps(manifest, indent=2, default=str)))
-        except Exception as exc:  # the local manifest is authoritative; S3 catches up at the next upload
-            logger.warning("could not refresh the S3 manifest of %s: %s", backup_record.storage_name, exc)
+Presence = BackupRecord.Presence
+Status = BackupRecord.Status
+_HELD = (Presence.PRESENT, Presence.DAMAGED)  # a copy is there (damage is verification's business)
 
 
 @dataclass
 class SyncResult:
     created: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
-    missing: list[int] = field(default_factory=list)  # records whose artifact is in no storage
+    missing: list[int] = field(default_factory=list)  # records whose artifact is now in no storage
+    reappeared: list[int] = field(default_factory=list)  # records missing before, found again
+    messages: list[str] = field(default_factory=list)  # one line per change of presence, per storage not seen
 
 
-def _fields_from(manifest: dict[str, Any]) -> dict[str, Any]:
-    values = {}
-    for name in MANIFEST_FIELDS:
-        if name not in manifest:
+@dataclass
+class _Place:
+    """One storage as the sync saw it: its file names (None when it could not be listed) and manifests."""
+
+    place: str
+    label: str
+    names: set[str] | None = None
+    error: str = ""
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.names is None:
+            return f"{self.label}: could not be listed ({self.error})"
+        return f"{self.label}: {len(self.manifests)} backup manifest(s) among {len(self.names)} file(s)"
+
+
+def _look(place: str, storage, own_databases: set[str]) -> _Place:
+    seen = _Place(place=place, label=storage_label(storage))
+    try:
+        seen.names = set(storage_file_names(storage))
+    except Exception as exc:  # S3 unreachable, folder unreadable: this place says nothing
+        seen.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        logger.warning("cannot list %s: %s", seen.label, seen.error)
+        return seen
+    for name in sorted(seen.names):
+        if not name.endswith(MANIFEST_SUFFIX):
             continue
-        value = manifest[name]
-        if name in _DATETIME_FIELDS and isinstance(value, str):
-            value = parse_datetime(value)
-        values[name] = value
-    return values
+        manifest = manifest_read(storage, name)
+        # A bucket may be shared by several installations: only this one's databases belong in its catalog.
+        if manifest is not None and str(manifest.get("database_name")) in own_databases:
+            seen.manifests[manifest["storage_name"]] = manifest
+    return seen
 
 
-def _collect_manifests(include_s3: bool) -> tuple[dict[str, dict[str, Any]], bool]:
-    """Manifests by storage name, and whether every storage could be listed."""
-    # A bucket may be shared by several installations: only this one's databases belong in its catalog.
-    own_databases = {str(config["NAME"]) for config in connections.settings.values()}
+def _merged_manifests(places: list[_Place]) -> dict[str, dict[str, Any]]:
+    """Manifests by storage name: the local copy wins, but S3 may know about the upload."""
     found: dict[str, dict[str, Any]] = {}
-    complete = True
-    sources = [local_storage()]
-    if include_s3 and s3_storage() is not None:
-        sources.append(s3_storage())
-    for storage in sources:
-        try:
-            names = list(iter_manifest_names(storage))
-        except Exception as exc:  # S3 unreachable: sync what the local storage knows
-            logger.warning("cannot list backup manifests in %s: %s", type(storage).__name__, exc)
-            complete = False
-            continue
-        for name in names:
-            manifest = read_manifest(storage, name)
-            if manifest is None or str(manifest.get("database_name")) not in own_databases:
-                continue
-            key = manifest["storage_name"]
-            if key in found:  # the local copy wins, but S3 may know about the upload
+    for seen in places:
+        for key, manifest in seen.manifests.items():
+            if key in found:
                 found[key]["uploaded_to_s3"] = found[key].get("uploaded_to_s3") or manifest.get("uploaded_to_s3")
                 found[key]["s3_key"] = found[key].get("s3_key") or manifest.get("s3_key", "")
             else:
-                found[key] = manifest
-    return found, complete
+                found[key] = dict(manifest)
+    return found
 
 
-def catalog_sync(*, include_s3: bool = True, mark_missing: bool = True) -> SyncResult:
+def catalog_sync(*, include_s3: bool = True) -> SyncResult:
     """Creates or updates a BackupRecord for every manifest in storage (keeping the manifest's id when
-    it is free), and marks succeeded records whose artifact is in no storage as deleted."""
+    it is free) and brings every record's per-place presence up to date (rules in the module docstring).
+
+    Raises CatalogSyncRefused, changing nothing, when the sync would leave no visible backup."""
     result = SyncResult()
-    manifests, complete = _collect_manifests(include_s3)
-    with transaction.atomic(using=operations_alias()):
-        existing = {record.storage_name: record for record in BackupRecord.objects.exclude(storage_name="")}
+    own_databases = {str(config["NAME"]) for config in connections.settings.values()}
+    places = [_look(LOCAL, local_storage(), own_databases)]
+    remote = s3_storage()
+    if include_s3 and remote is not None:
+        places.append(_look(S3, remote, own_databases))
+    result.messages += [f"{seen.describe()}: left as it was." for seen in places if seen.names is None]
+    manifests = _merged_manifests(places)
+    using = router.db_for_write(BackupRecord)
+    with transaction.atomic(using=using):
+        records = {r.storage_name: r for r in BackupRecord.objects.using(using).exclude(storage_name="")}
+        visible_before = {r.pk for r in records.values() if r.status == Status.SUCCEEDED}
         for storage_name, manifest in sorted(manifests.items()):
-            values = _fields_from(manifest)
-            record = existing.get(storage_name)
+            record = records.get(storage_name)
             if record is None:
-                wanted_id = manifest.get("id")
-                record = BackupRecord(**values)
-                if isinstance(wanted_id, int) and not BackupRecord.objects.filter(pk=wanted_id).exists():
-                    record.pk = wanted_id
-                record.save(force_insert=True)
-                _pitr_facts_sync(record, manifest.get("pitr"))
-                result.created.append(record.pk)
-                continue
-            _pitr_facts_sync(record, manifest.get("pitr"))
-            changed = [name for name, value in values.items() if getattr(record, name) != value]
-            if record.status == BackupRecord.Status.DELETED:
-                changed = []  # a deleted record stays deleted even if a stray manifest remains
-            if changed:
-                for name in changed:
-                    setattr(record, name, values[name])
-                record.save(update_fields=changed)
-                result.updated.append(record.pk)
-        if mark_missing and complete:  # an unreachable S3 must not make its backups look deleted
-            gone = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED).exclude(
-                storage_name__in=list(manifests)
+                records[storage_name] = _create(manifest, using, result)
+            else:
+                _update(record, manifest, result)
+        for record in records.values():
+            if record.status in (Status.SUCCEEDED, Status.MISSING):
+                _presence_sync(record, places, remote, result)
+        if visible_before and not any(r.status == Status.SUCCEEDED for r in records.values()):
+            raise CatalogSyncRefused(
+                f"Refusing to sync the catalog: it would mark all {len(visible_before)} backup(s) missing "
+                f"({'; '.join(seen.describe() for seen in places)}). Nothing was changed: check that the "
+                "backup storage is mounted and reachable."
             )
-            result.missing = list(gone.values_list("pk", flat=True))
-            gone.update(
-                status=BackupRecord.Status.DELETED,
-                deleted_at=timezone.now(),
-                error="artifact not found in storage at sync",
-            )
-        _reset_sequence()
+        _reset_sequence(using)
     return result
 
 
-def _pitr_facts_sync(backup_record: BackupRecord, facts: dict[str, Any] | None) -> None:
+def _create(manifest: dict[str, Any], using: str, result: SyncResult) -> BackupRecord:
+    record = BackupRecord(**manifest_values(manifest))
+    wanted_id = manifest.get("id")
+    if isinstance(wanted_id, int) and not BackupRecord.objects.using(using).filter(pk=wanted_id).exists():
+        record.pk = wanted_id
+    record.save(force_insert=True, using=using)
+    _pitr_facts_sync(record, manifest_pitr_facts(manifest))
+    result.created.append(record.pk)
+    return record
+
+
+def _update(record: BackupRecord, manifest: dict[str, Any], result: SyncResult) -> None:
+    _pitr_facts_sync(record, manifest_pitr_facts(manifest))
+    if record.status == Status.DELETED:
+        return  # a deleted record stays deleted even if a stray manifest remains
+    values = manifest_values(manifest)
+    if record.status in (Status.SUCCEEDED, Status.MISSING):
+        values.pop("status", None)  # presence decides between these two
+    changed = [name for name, value in values.items() if getattr(record, name) != value]
+    if changed:
+        for name in changed:
+            setattr(record, name, values[name])
+        record.save(update_fields=changed)
+        result.updated.append(record.pk)
+
+
+def _presence_sync(record: BackupRecord, places: list[_Place], remote, result: SyncResult) -> None:
+    """Sets each place's presence from what the sync saw there, then the record's status from them."""
+    changes: list[str] = []
+    before = {LOCAL: record.local_presence, S3: record.s3_presence}
+    location_before = record.location
+    for seen in places:
+        if seen.names is None:
+            continue
+        current = before[seen.place]
+        if record.storage_name in seen.names:
+            new = current if current in _HELD else Presence.PRESENT
+        elif current in _HELD or (seen.place == S3 and record.uploaded_to_s3):
+            new = Presence.MISSING
+        else:
+            new = current
+        if new != current:
+            setattr(record, f"{seen.place}_presence", new)
+            changes.append(seen.place)
+        if seen.place == LOCAL and new in _HELD:
+            record.location = local_storage().path(record.storage_name)
+    presences = (record.local_presence, record.s3_presence)
+    status = record.status
+    if any(presence in _HELD for presence in presences):
+        status = Status.SUCCEEDED
+    elif Presence.MISSING in presences:
+        status = Status.MISSING
+    result.messages += [_presence_message(record, place, remote, status) for place in changes]
+    status_changed = status != record.status
+    if status_changed:
+        (result.reappeared if status == Status.SUCCEEDED else result.missing).append(record.pk)
+        record.status = status
+    if changes or status_changed or record.location != location_before:
+        record.save(update_fields=["local_presence", "s3_presence", "status", "location"])
+
+
+def _presence_message(record: BackupRecord, place: str, remote, status: str) -> str:
+    if place == LOCAL:
+        where = f"local storage ({local_storage().path(record.storage_name)})"
+    else:
+        where = (
+            f"S3 (s3://{getattr(remote, 'bucket_name', '?')}/{record.s3_key or s3_key(remote, record.storage_name)})"
+        )
+    if getattr(record, f"{place}_presence") != Presence.MISSING:
+        return f"Backup #{record.pk}: artifact back in {where}."
+    if status == Status.MISSING:
+        return f"Backup #{record.pk}: artifact missing from {where} and in no other storage: marked missing until it reappears."
+    return f"Backup #{record.pk}: artifact missing from {where}; the other copy is still there."
+
+
+def presence_record(backup_record: BackupRecord, copies: dict[str, str]) -> None:
+    """Records what a restore or verification found in each place it looked (present, damaged, missing),
+    and the status that follows: `missing` when no place holds it, `succeeded` when one does again."""
+    if not copies:
+        return
+    for place, presence in copies.items():
+        setattr(backup_record, f"{place}_presence", presence)
+    presences = (backup_record.local_presence, backup_record.s3_presence)
+    if any(presence in _HELD for presence in presences):
+        backup_record.status = Status.SUCCEEDED
+    elif backup_record.status == Status.SUCCEEDED and Presence.MISSING in presences:
+        backup_record.status = Status.MISSING
+    backup_record.save(update_fields=["local_presence", "s3_presence", "status"])
+
+
+def _pitr_facts_sync(backup_record: BackupRecord, facts: dict[str, Any]) -> None:
     """A base backup's manifest carries its PITR facts (cluster, timeline, WAL range): restore that row too,
     or PITR restore and WAL retention would not know the backup after a catalog rebuild."""
     if not facts:
         return
     from dbops.models import PitrBaseBackup
 
-    known = {model_field.name for model_field in PitrBaseBackup._meta.concrete_fields} - {"id", "backup"}
-    PitrBaseBackup.objects.update_or_create(
-        backup=backup_record, defaults={name: value for name, value in facts.items() if name in known}
-    )
+    PitrBaseBackup.objects.update_or_create(backup=backup_record, defaults=facts)
 
 
-def _reset_sequence() -> None:
+def _reset_sequence(using: str) -> None:
     """Ids taken from manifests may be above the sequence; move it past them."""
-    connection = connections[operations_alias()]
+    connection = connections[using]
     statements = connection.ops.sequence_reset_sql(no_style(), [BackupRecord])
     with connection.cursor() as cursor:
         for statement in statements:

@@ -2,7 +2,9 @@
 the user names, for `backup_db --output`), `backup_delete`, `backup_upload_retry`.
 
 The pipeline streams dump -> compress -> [encrypt] -> hash -> `<name>.partial`, renamed only on success,
-then writes the manifest beside the artifact and, if asked, copies both to S3.
+then writes the manifest beside the artifact (a plain file gets a `<file>.sha256` sidecar instead) and,
+if asked, copies both to S3. A failure at any of these writes (disk full included) leaves the record
+`failed` and nothing complete-looking behind.
 """
 
 from __future__ import annotations
@@ -13,31 +15,29 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
-from dbops.engines import Connector, get_connector
-from dbops.exceptions import BackupError, DbopsError, EncryptionError, UploadError
-from dbops.models import BackupRecord
-from dbops.services.backups.catalog import (
-    backup_mark_stale,
-    catalog_sync,
-    manifest_of,
-    manifest_save,
-)
+from dbops.artifacts.keyring import RingKey, ring_newest_key
+from dbops.artifacts.manifest import manifest_name, manifest_of, manifest_write
+from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
+from dbops.artifacts.sidecar import sidecar_path, sidecar_write
 from dbops.artifacts.storage import (
     PARTIAL_SUFFIX,
-    atomic_file_writer,
-    atomic_local_writer,
+    atomic_writer,
     delete_everywhere,
+    local_artifact_writer,
+    local_path,
     local_storage,
     s3_storage,
     s3_upload,
 )
-from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
+from dbops.engines import Connector, get_connector
+from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, UploadError
+from dbops.models import BackupRecord
+from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +63,8 @@ def _resolve_format(connector: Connector, fmt: str) -> str:
     return fmt
 
 
-def _encryption_key(encrypt: bool) -> str | None:
-    if not encrypt:
-        return None
-    key = settings.BACKUP_ENCRYPTION_KEY
-    if not key:
-        raise EncryptionError("--encrypt needs BACKUP_ENCRYPTION_KEY to be set.")
-    return key
+def _encryption_key(encrypt: bool) -> RingKey | None:
+    return ring_newest_key() if encrypt else None
 
 
 def _storage_folder(connector: Connector) -> str:
@@ -158,7 +153,7 @@ def backup_create_locked(
     connector: Connector,
     compression: str,
     fmt: str,
-    encryption_key: str | None,
+    encryption_key: RingKey | None,
     tag: str,
     kind: str,
     triggered_by: str,
@@ -184,6 +179,7 @@ def backup_create_locked(
         format=fmt,
         compression=compression,
         encrypted=encrypt,
+        encryption_key_id=encryption_key.key_id if encrypt else "",
         tag=tag,
         triggered_by=triggered_by,
         triggered_by_user=triggered_by_user,
@@ -194,33 +190,40 @@ def backup_create_locked(
     backup_record.storage_name = f"{folder}/{now:%Y%m%dT%H%M%SZ}-{kind}-{backup_record.pk}{suffix}"
     backup_record.save(update_fields=["storage_name"])
     started = time.perf_counter()
+    artifact_written = False
     try:
-        with atomic_local_writer(backup_record.storage_name) as (handle, final_path):
+        with local_artifact_writer(backup_record.storage_name) as handle:
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
-                encryption_key=encryption_key,
+                encryption_key=encryption_key.passphrase if encrypt else None,
                 progress=_with_heartbeat(backup_record, progress),
             )
             dump_result = connector.dump(pipeline, fmt=fmt)
             pipeline.close()
+        artifact_written = True
+        backup_record.status = BackupRecord.Status.SUCCEEDED
+        backup_record.finished_at = timezone.now()
+        backup_record.heartbeat_at = backup_record.finished_at
+        backup_record.duration_seconds = round(time.perf_counter() - started, 3)
+        backup_record.size_bytes = pipeline.size
+        backup_record.sha256 = pipeline.sha256
+        backup_record.location = str(local_path(backup_record.storage_name))
+        backup_record.local_presence = BackupRecord.Presence.PRESENT
+        backup_record.row_counts = dump_result.row_counts
+        backup_record.tool_version = dump_result.tool_version
+        # Manifest first: a record never claims more than storage holds.
+        manifest_write(local_storage(), backup_record.storage_name, manifest_of(backup_record))
+        backup_record.save()
     except BaseException as exc:
+        if artifact_written:  # the manifest or the record could not be written after it
+            _discard(backup_record.storage_name)
         _mark_failed(backup_record, exc)
+        if isinstance(exc, ArtifactWriteError):
+            raise ArtifactWriteError(f"Backup #{backup_record.pk} failed: {exc} Nothing was kept.") from exc
         if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
             raise
         raise BackupError(f"Backup failed: {exc}") from exc
-
-    backup_record.status = BackupRecord.Status.SUCCEEDED
-    backup_record.finished_at = timezone.now()
-    backup_record.heartbeat_at = backup_record.finished_at
-    backup_record.duration_seconds = round(time.perf_counter() - started, 3)
-    backup_record.size_bytes = pipeline.size
-    backup_record.sha256 = pipeline.sha256
-    backup_record.location = final_path
-    backup_record.row_counts = dump_result.row_counts
-    backup_record.tool_version = dump_result.tool_version
-    manifest_save(backup_record)  # manifest first: a record never claims more than storage holds
-    backup_record.save()
     logger.info(
         "backup %s succeeded: %s, %d bytes from %d dump bytes",
         backup_record.pk,
@@ -231,37 +234,52 @@ def backup_create_locked(
     return backup_record
 
 
+def _discard(storage_name: str) -> None:
+    """Removes the artifact (and manifest) this run wrote, when what had to follow them failed."""
+    for name in (storage_name, manifest_name(storage_name)):
+        local_path(name).unlink(missing_ok=True)
+
+
 def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:
     backup_record.status = BackupRecord.Status.FAILED
     backup_record.finished_at = timezone.now()
     backup_record.error = str(exc) or type(exc).__name__
-    backup_record.save(update_fields=["status", "finished_at", "error"])
+    backup_record.local_presence = BackupRecord.Presence.NONE
+    backup_record.save(update_fields=["status", "finished_at", "error", "local_presence"])
 
 
 def _upload(backup_record: BackupRecord) -> None:
+    remote = s3_storage()
+
+    def manifest_beside_upload(key: str) -> None:
+        backup_record.uploaded_to_s3, backup_record.s3_key, backup_record.upload_error = True, key, ""
+        manifest_write(remote, backup_record.storage_name, manifest_of(backup_record))
+
+    fields = ["uploaded_to_s3", "s3_key", "upload_error", "s3_presence"]
     try:
-        key = s3_upload(backup_record.location, backup_record.storage_name, manifest_of(backup_record))
+        s3_upload(
+            local_path(backup_record.storage_name), backup_record.storage_name, after_upload=manifest_beside_upload
+        )
     except UploadError as exc:
         backup_record.uploaded_to_s3 = False
         backup_record.upload_error = str(exc)
-        backup_record.save(update_fields=["uploaded_to_s3", "upload_error"])
-        manifest_save(backup_record)
+        backup_record.save(update_fields=fields)
+        manifest_write(local_storage(), backup_record.storage_name, manifest_of(backup_record))
         exc.backup_record = backup_record
         raise
-    backup_record.uploaded_to_s3 = True
-    backup_record.s3_key = key
-    backup_record.upload_error = ""
-    backup_record.save(update_fields=["uploaded_to_s3", "s3_key", "upload_error"])
-    manifest_save(backup_record)
+    backup_record.s3_presence = BackupRecord.Presence.PRESENT
+    backup_record.save(update_fields=fields)
+    manifest_write(local_storage(), backup_record.storage_name, manifest_of(backup_record))
 
 
 def backup_upload_retry(*, backup_record: BackupRecord) -> BackupRecord:
     """Copies a succeeded local backup to S3 again (after an upload failure)."""
     if backup_record.status != BackupRecord.Status.SUCCEEDED:
         raise UploadError(f"Backup #{backup_record.pk} is {backup_record.status}; only succeeded backups upload.")
-    if not backup_record.location or not Path(backup_record.location).exists():
+    artifact = local_path(backup_record.storage_name) if backup_record.storage_name else None
+    if artifact is None or not artifact.exists():
         raise UploadError(f"Backup #{backup_record.pk} has no local artifact to upload.")
-    with open(backup_record.location, "rb") as handle:
+    with open(artifact, "rb") as handle:
         digest, _ = sha256_of(handle)
     if digest != backup_record.sha256:
         raise UploadError(f"Backup #{backup_record.pk}: the local artifact no longer matches its checksum.")
@@ -273,7 +291,10 @@ def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
     """Removes the local and S3 artifact and manifests, and marks the record deleted (with an audit entry)."""
     from multipult.core.models import AuditLog
 
-    removed = delete_everywhere(backup_record.storage_name) if backup_record.storage_name else []
+    names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
+    if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
+        names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
+    removed = delete_everywhere(names) if backup_record.storage_name else []
     backup_record.status = BackupRecord.Status.DELETED
     backup_record.deleted_at = timezone.now()
     backup_record.save(update_fields=["status", "deleted_at"])
@@ -289,6 +310,7 @@ def backup_delete(*, backup_record: BackupRecord, reason: str) -> None:
 @dataclass
 class ExportResult:
     path: Path
+    sidecar: Path  # `<file>.sha256`, for `sha256sum -c` and restore_db's check
     size_bytes: int
     sha256: str
     fmt: str
@@ -312,14 +334,15 @@ def backup_export(
     overwrite: bool = False,
     progress: ByteProgress | None = None,
 ) -> ExportResult:
-    """Writes one backup to a file the caller names (no catalog record); compression from the suffix
-    (.gz, .zst) unless given. The file appears only when complete."""
+    """Writes one backup to a file the caller names (no catalog record), with its checksum sidecar;
+    compression from the suffix (.gz, .zst) unless given. Both appear only when complete, or neither."""
     output = Path(output)
     compression = compression or _compression_for(output)
     if compression not in COMPRESSIONS:
         raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
-    if output.exists() and not overwrite:
-        raise BackupError(f"{output} already exists; choose another name or pass --overwrite.")
+    for existing in (output, sidecar_path(output)):
+        if existing.exists() and not overwrite:
+            raise BackupError(f"{existing} already exists; choose another name or pass --overwrite.")
     if not output.parent.is_dir():
         raise BackupError(f"Folder {output.parent} does not exist.")
     key = _encryption_key(encrypt)
@@ -327,12 +350,24 @@ def backup_export(
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
     started = time.perf_counter()
-    with connector.lock(), atomic_file_writer(output) as handle:
-        pipeline = PipelineWriter(handle, compression=compression, encryption_key=key, progress=progress)
-        dump_result = connector.dump(pipeline, fmt=fmt)
-        pipeline.close()
+    sidecar = None
+    try:
+        with connector.lock(), atomic_writer(output, replace=overwrite) as handle:
+            passphrase = key.passphrase if key else None
+            pipeline = PipelineWriter(handle, compression=compression, encryption_key=passphrase, progress=progress)
+            dump_result = connector.dump(pipeline, fmt=fmt)
+            pipeline.close()
+            # Inside the block: a sidecar that cannot be written means no backup file either.
+            sidecar = sidecar_write(output, pipeline.sha256, replace=overwrite)
+    except BaseException as exc:
+        if sidecar is not None:  # the file's own rename failed after its sidecar's
+            sidecar.unlink(missing_ok=True)
+        if isinstance(exc, ArtifactWriteError):
+            raise ArtifactWriteError(f"Backup failed: {exc} Nothing was written.") from exc
+        raise
     return ExportResult(
         path=output,
+        sidecar=sidecar,
         size_bytes=pipeline.size,
         sha256=pipeline.sha256,
         fmt=fmt,

@@ -1,5 +1,6 @@
 """Restoring: `restore_plan` says what a restore would do (the refusal without --confirm), and
-`backup_restore` does it: checksum and decode first, then a safety backup, then the connector's
+`backup_restore` does it: key, checksum (a damaged local copy gives way to a good S3 copy; a file is
+checked against its `.sha256` sidecar) and decode first, then a safety backup, then the connector's
 all-or-nothing restore, then the catalog re-synced from the manifests in storage."""
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from dbops.artifacts.manifest import manifest_of
+from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check, record_decryption_keys
+from dbops.artifacts.sidecar import sidecar_path
 from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
-from dbops.exceptions import BackupNotFound, DbopsError, RestoreError
+from dbops.exceptions import BackupError, BackupNotFound, CatalogSyncRefused, DbopsError, RestoreError
 from dbops.models import BackupRecord
-from dbops.artifacts.reading import artifact_decode, artifact_fetch, file_check
 from dbops.artifacts.workdir import work_folder
+from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
 from dbops.services.backups.create import ByteProgress, backup_create_locked
-from dbops.services.backups.catalog import SyncResult, catalog_sync, manifest_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class RestorePlan:
     tables: list[str]
     jobs: int
     safety_backup: bool
+    checksum: str = "verify its checksum"
 
     def describe(self) -> str:
         if self.tables:
@@ -46,7 +50,7 @@ class RestorePlan:
         safety = "take a safety backup first, then " if self.safety_backup else "NOT take a safety backup, then "
         return (
             f"Would restore {self.source} into {self.engine} database {self.database_name}: "
-            f"verify its checksum, {safety}{what}."
+            f"{self.checksum}, {safety}{what}."
         )
 
 
@@ -59,6 +63,7 @@ class RestoreResult:
     previous_database: str = ""
     tables: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # which copy was used and why, what it was checked against
     sync: SyncResult | None = None
     seconds: float = 0.0
 
@@ -86,14 +91,22 @@ def restore_plan(
     tables: list[str] | None = None,
     jobs: int = 1,
     safety_backup: bool = True,
+    verify: bool = True,
 ) -> RestorePlan:
     """What backup_restore would do, without doing anything."""
     input_path = Path(input_path) if input_path is not None else None
     _check_arguments(backup_record, input_path, tables, jobs)
     connector = get_connector(database)
-    if input_path is not None and not input_path.is_file():
-        raise RestoreError(f"{input_path} does not exist or is not a file.")
+    checksum = "verify its checksum"
+    if input_path is not None:
+        if not input_path.is_file():
+            raise RestoreError(f"{input_path} does not exist or is not a file.")
+        sidecar = sidecar_path(input_path)
+        checksum = f"verify its checksum against {sidecar.name}" if sidecar.exists() else "verify its checksum"
+        if not verify:
+            checksum = "NOT verify its checksum"
     return RestorePlan(
+        checksum=checksum,
         source=_source_label(backup_record, input_path),
         database_name=connector.database_name,
         engine=connector.engine,
@@ -136,6 +149,7 @@ def backup_restore(
     tables: list[str] | None = None,
     jobs: int = 1,
     safety_backup: bool = True,
+    verify: bool = True,
     triggered_by: str = BackupRecord.Trigger.CLI,
     triggered_by_user: str = "",
     progress: ByteProgress | None = None,
@@ -144,8 +158,11 @@ def backup_restore(
     """Restores a managed backup or a backup file into `database`.
 
     Nothing is touched until the artifact's checksum is proven and it decodes completely; a failed
-    restore leaves the database as it was, and its message says so only when it is checked to be so.
-    Raises RestoreError (or ChecksumMismatch, NotABackupError, EncryptionError, BackupLockedError)."""
+    restore leaves the database as it was, and its message says so only when it is checked to be so. A
+    file is checked against its sidecar (or manifest); without either it is refused (ChecksumUnavailable)
+    unless `verify` is off. Raises RestoreError
+    (or ChecksumMismatch, ChecksumUnavailable, NotABackupError, EncryptionError, KeyUnavailable,
+    BackupLockedError, BackupError when the safety backup fails)."""
     started = time.perf_counter()
     input_path = Path(input_path) if input_path is not None else None
     _check_arguments(backup_record, input_path, tables, jobs)
@@ -161,17 +178,26 @@ def backup_restore(
                     f"Backup #{backup_record.pk} is a {backup_record.engine} backup; "
                     f"database {database!r} is {connector.engine}. Refusing."
                 )
-            artifact = artifact_fetch(backup_record, workdir)
-            manifest = manifest_of(backup_record)
+            keys = record_decryption_keys(backup_record)  # a missing key refuses before any download
+            found = artifact_locate(backup_record, workdir)
+            presence_record(backup_record, found.copies)
+            if found.path is None:
+                raise found.failure()
+            artifact, manifest = found.path, manifest_of(backup_record)
+            result.notes += found.notes
         else:
-            manifest = file_check(input_path) or {}
-            artifact = input_path
-        decoded = artifact_decode(artifact, workdir, progress=progress)
+            checked = file_check(input_path, verify=verify)
+            manifest, artifact, keys = checked.manifest, input_path, None
+            if checked.verified_against:
+                result.notes.append(f"Checksum verified against {checked.verified_against}.")
+            else:
+                result.warnings.append(f"{input_path} was not verified against a checksum (as asked).")
+        decoded = artifact_decode(artifact, workdir, decryption_keys=keys, progress=progress)
         if decoded.engine != connector.engine:
             raise RestoreError(
                 f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."
             )
-        result.warnings = _compatibility_warnings(connector, manifest)
+        result.warnings += _compatibility_warnings(connector, manifest)
         if tables:
             available = connector.archive_tables(decoded.path, fmt=decoded.fmt)
             unknown = [t for t in tables if t not in available]
@@ -182,17 +208,7 @@ def backup_restore(
             connector.preflight()
         with connector.lock(wait=wait):
             if safety_backup:
-                result.safety_backup = backup_create_locked(
-                    connector=connector,
-                    compression="zstd",
-                    fmt=connector.default_format,
-                    encryption_key=None,
-                    tag=f"before restore of {result.source}"[:64],
-                    kind=BackupRecord.Kind.SAFETY,
-                    triggered_by=BackupRecord.Trigger.RESTORE,
-                    triggered_by_user=triggered_by_user,
-                    progress=None,
-                )
+                result.safety_backup = _safety_backup(connector, result.source, triggered_by_user)
             try:
                 outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
             except DbopsError:
@@ -209,6 +225,8 @@ def backup_restore(
             if connector.alias == operations_alias():
                 try:
                     result.sync = catalog_sync()
+                except CatalogSyncRefused as exc:  # the restore is done; the catalog stays as restored
+                    result.warnings.append(str(exc))
                 except Exception as exc:  # noqa: BLE001 - the restore itself is done; say so, and what is left
                     result.warnings.append(
                         f"The restore is done, but re-syncing the catalog from storage failed ({exc}): backups "
@@ -218,6 +236,23 @@ def backup_restore(
     _audit(result, triggered_by, triggered_by_user)
     logger.info("restore of %s into %s done in %.1fs", result.source, result.database_name, result.seconds)
     return result
+
+
+def _safety_backup(connector: Connector, source: str, user: str) -> BackupRecord:
+    try:
+        return backup_create_locked(
+            connector=connector,
+            compression="zstd",
+            fmt=connector.default_format,
+            encryption_key=None,
+            tag=f"before restore of {source}"[:64],
+            kind=BackupRecord.Kind.SAFETY,
+            triggered_by=BackupRecord.Trigger.RESTORE,
+            triggered_by_user=user,
+            progress=None,
+        )
+    except BackupError as exc:
+        raise RestoreError(f"The safety backup failed, so nothing was restored: {exc}") from exc
 
 
 def _audit(result: RestoreResult, triggered_by: str, user: str) -> None:

@@ -170,6 +170,8 @@ def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.date
     for backup in group:
         if backup.status == Status.RUNNING:
             reasons[id(backup)].append("running")
+        if backup.status == Status.MISSING:  # not found at the last look; deleting it would make that final
+            reasons[id(backup)].append("missing from storage at the last look (kept: it may reappear)")
         if backup.started_at > now:
             reasons[id(backup)].append("started after this run's clock")
         if backup.status != Status.SUCCEEDED and (

@@ -1,18 +1,25 @@
 """verify_backup: prove a backup is intact (checksum from storage) and, with a restore test, usable
-(restored into a scratch database, every table present with the row count recorded at backup time)."""
+(restored into a scratch database, every table present with the row count recorded at backup time).
+
+A damaged or missing local copy is reported and the S3 copy verified instead; a backup whose key is
+not in the key ring is "key unavailable" (its checksum still checked), never "failed"."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from dbops.artifacts.manifest import manifest_save
+from dbops.artifacts.reading import READABLE_STATUSES, artifact_decode, artifact_locate, record_decryption_keys
 from dbops.engines import get_connector
-from dbops.exceptions import BackupNotFound, DbopsError, VerificationError
+from dbops.exceptions import ArtifactWriteError, BackupNotFound, DbopsError, KeyUnavailable, VerificationError
 from dbops.models import BackupRecord
-from dbops.artifacts.reading import artifact_decode, artifact_fetch
 from dbops.artifacts.workdir import work_folder
-from dbops.services.backups.catalog import manifest_save
+from dbops.services.backups.catalog import presence_record
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,7 +28,10 @@ class VerificationResult:
     passed: bool
     checksum_ok: bool
     restore_tested: bool = False
+    key_unavailable: bool = False
+    source: str = ""  # local | s3: the copy that was verified
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a damaged local copy passed over
     tables_checked: int = 0
     checks: list[str] = field(default_factory=list)  # what was checked, for the one-line summary
     details: dict = field(default_factory=dict)  # kind-specific facts recorded beside the common ones
@@ -44,7 +54,7 @@ def backup_latest(*, database: str | None = None, kind: str = BackupRecord.Kind.
 
 def verification_refusal(backup_record: BackupRecord) -> str:
     """Why this backup cannot be verified at all ("" when it can): checked before queueing a task."""
-    if backup_record.status != BackupRecord.Status.SUCCEEDED:
+    if backup_record.status not in READABLE_STATUSES:
         return f"Backup #{backup_record.pk} is {backup_record.status}; nothing to verify."
     return ""
 
@@ -60,8 +70,13 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
     result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False, checks=["checksum"])
     with work_folder(purpose="verify") as workdir:
         try:
-            artifact = artifact_fetch(backup_record, workdir)
-            result.checksum_ok = True
+            found = artifact_locate(backup_record, workdir)
+            presence_record(backup_record, found.copies)
+            if found.path is None:
+                raise found.failure()
+            result.checksum_ok, result.source = True, found.place
+            result.warnings += found.notes
+            keys = record_decryption_keys(backup_record)
             if restore_test:
                 connector = get_connector(backup_record.database_alias)
                 if connector.engine != backup_record.engine:
@@ -69,7 +84,7 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
                         f"Backup #{backup_record.pk} is {backup_record.engine}, but alias "
                         f"{backup_record.database_alias!r} is {connector.engine}: cannot restore-test it here."
                     )
-                decoded = artifact_decode(artifact, workdir)
+                decoded = artifact_decode(found.path, workdir, decryption_keys=keys)
                 with connector.scratch_restore(decoded.path, fmt=decoded.fmt, jobs=jobs) as scratch:
                     result.problems += _compare_counts(backup_record.row_counts, scratch.table_counts())
                 result.restore_tested = True
@@ -77,6 +92,9 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
                 result.checks.append(f"restore test ({result.tables_checked} tables)")
         except VerificationError:
             raise
+        except KeyUnavailable as exc:
+            result.key_unavailable = True
+            result.problems.append(str(exc))
         except DbopsError as exc:
             result.problems.append(str(exc))
         except Exception as exc:  # a database driver error during the restore test is a failed check too
@@ -121,16 +139,27 @@ def _compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[st
 
 def _record(result: VerificationResult) -> None:
     backup_record = result.backup_record
-    backup_record.verification_status = (
-        BackupRecord.VerificationStatus.PASSED if result.passed else BackupRecord.VerificationStatus.FAILED
-    )
+    status = BackupRecord.VerificationStatus
+    if result.passed:
+        backup_record.verification_status = status.PASSED
+    elif result.key_unavailable:
+        backup_record.verification_status = status.KEY_UNAVAILABLE
+    else:
+        backup_record.verification_status = status.FAILED
     backup_record.verified_at = timezone.now()
     backup_record.verification_details = {
         "checksum_ok": result.checksum_ok,
         "restore_tested": result.restore_tested,
         "tables_checked": result.tables_checked,
+        "source": result.source,
+        "key_unavailable": result.key_unavailable,
         "problems": result.problems,
+        "warnings": result.warnings,
         **result.details,
     }
     backup_record.save(update_fields=["verification_status", "verified_at", "verification_details"])
-    manifest_save(backup_record)
+    try:
+        manifest_save(backup_record)
+    except ArtifactWriteError as exc:  # the outcome is in the catalog; the manifest catches up next time
+        logger.warning("verification of backup %s: manifest not updated: %s", backup_record.pk, exc)
+        result.warnings.append(f"The manifest could not be updated: {exc}")

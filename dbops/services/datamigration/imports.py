@@ -259,10 +259,12 @@ def import_data(
                 for stage in stages.values():
                     stage.drop()
     except DataMigrationError:
+        _discard_snapshot(result)
         if run is not None:  # bad input changes nothing, not even the run log; the caller reports it
             run.delete()
         raise
     except BaseException as exc:
+        _discard_snapshot(result)
         if run is not None:
             run.finish(status=DataTransferRun.Status.FAILED, started=started, error=str(exc))
         raise
@@ -277,6 +279,15 @@ def import_data(
             updated_counts={item.entity: item.updated for item in result.entities},
         )
     return result
+
+
+def _discard_snapshot(result: ImportResult) -> None:
+    """The import failed and wrote nothing: the snapshot taken for it goes too."""
+    if result.snapshot_id is not None:
+        from dbops.services.datamigration.snapshots import snapshot_discard
+
+        snapshot_discard(snapshot_id=result.snapshot_id)
+        result.snapshot_id = None
 
 
 def _stage_records(

@@ -1,9 +1,11 @@
-"""Rollback snapshots: copies of whole tables kept inside the database, taken before an import.
+"""Rollback snapshots: copies of whole tables, taken before an import, kept in the operations database.
 
-A snapshot copies each table with `CREATE TABLE … AS SELECT *` (fast, exact, no file round trip) and
-records each table's checksum: sha256 of its rows in primary-key order (streamed where the engine can,
-see Connector.table_checksum). A rollback empties the tables and copies the rows back in one
-transaction, resets the sequences, and proves the result by comparing checksums before it commits.
+The copies live beside the catalog (DBOPS["DATABASE"]), not in the data they protect, so a full restore
+of the application's database does not take them away: a snapshot stays restorable whatever the data
+went through. Each table is streamed across (COPY on PostgreSQL; `CREATE TABLE … AS SELECT *` where
+the operations state shares the data's database) and its checksum recorded: sha256 of its rows in
+primary-key order. A rollback empties the tables and copies the rows back in one transaction, resets
+the sequences, and proves the result by comparing checksums before it commits.
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ def snapshot_create(
     reason: str = "",
     import_run: DataTransferRun | None = None,
 ) -> Snapshot:
-    """Copies the tables of the entities (all when none are named) and records their checksums."""
-    connector = get_connector(using)
+    """Copies the tables of the entities (all when none are named) into the operations database and
+    records their checksums; the copies and the record are committed together or not at all."""
+    connector, store = get_connector(using), get_connector(operations_alias())
     table_models = _tables_for(entities)
-    with transaction.atomic(using=using):
+    with transaction.atomic(using=using), transaction.atomic(using=store.alias):
         # Others may read but not write until commit: one consistent picture of all the tables.
         connector.lock_tables([model._meta.db_table for model in table_models], mode="read")
         snapshot_id = _new_snapshot_id(using)
@@ -69,9 +72,9 @@ def snapshot_create(
         for model in table_models:
             table = model._meta.db_table
             copy = f"{COPY_PREFIX}{snapshot_id.removeprefix('snapshot_')}_{table}"[:63]
-            row_counts[table] = connector.table_copy_create(table, copy)
+            row_counts[table] = connector.table_copy_to(table, store, copy)
             copies[table] = copy
-            checksums[table] = connector.table_checksum(copy, model._meta.pk.column)
+            checksums[table] = store.table_checksum(copy, model._meta.pk.column)
         sequences = connector.sequence_positions(
             [(model._meta.db_table, model._meta.pk.column) for model in table_models]
         )
@@ -85,11 +88,25 @@ def snapshot_create(
             checksums=checksums,
             checksum=_combined(checksums),
             sequences=sequences,
-            size_bytes=connector.tables_size_bytes(list(copies.values())),
+            size_bytes=store.tables_size_bytes(list(copies.values())),
             reason=reason,
             import_run=import_run,
         )
     return snapshot
+
+
+def snapshot_discard(*, snapshot_id: str) -> None:
+    """Removes a snapshot and its copies (one taken for an import that then failed): the failed import
+    changed nothing, so its snapshot would only be a second copy of the data as it still is."""
+    store = get_connector(operations_alias())
+    with transaction.atomic(using=store.alias):
+        snapshot = Snapshot.objects.select_for_update().filter(id=snapshot_id).first()
+        if snapshot is None:  # it shared the import's transaction and went with its rollback
+            return
+        for copy in sorted(snapshot.copies.values()):
+            if copy.startswith(COPY_PREFIX):
+                store.table_drop(copy)
+        snapshot.delete()
 
 
 def snapshot_list(*, using: str | None = None) -> list[Snapshot]:
@@ -113,7 +130,7 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
     Fails, changing nothing, if rows in other tables still point at rows the rollback removes."""
     snapshot = snapshot_get(snapshot_id=snapshot_id, using=using)
     connection = connections[using]
-    connector = get_connector(using)
+    connector, store = get_connector(using), get_connector(operations_alias())
     by_table = {entity.table: entity.model for entity in ENTITIES.values()}
     ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
     with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
@@ -129,7 +146,10 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
         if missing:
             raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {missing[0]}.")
         connector.lock_tables(ordered, mode="exclusive")
-        connector.tables_refill({table: snapshot.copies[table] for table in ordered})
+        missing = [table for table in ordered if not store.table_exists(snapshot.copies[table])]
+        if missing:
+            raise SnapshotError(f"Snapshot {snapshot.id}: the copy of {missing[0]} is gone; nothing changed.")
+        connector.tables_refill_from({table: snapshot.copies[table] for table in ordered}, store)
         with connection.cursor() as cursor:
             for statement in connection.ops.sequence_reset_sql(no_style(), [by_table[t] for t in ordered]):
                 cursor.execute(statement)
@@ -208,7 +228,7 @@ def snapshot_prune(
         dry_run=dry_run, older_than_days=older_than_days, keep_last=keep_last, cutoff=cutoff.isoformat()
     )
     result.kept = snapshots.count() - len(candidates)
-    connector = get_connector(using)
+    store = get_connector(operations_alias())
     for candidate in candidates:
         with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
             locked = snapshots.select_for_update(skip_locked=True).filter(id=candidate.id).first()
@@ -230,6 +250,6 @@ def snapshot_prune(
                 continue
             for copy in sorted(locked.copies.values()):
                 if copy.startswith(COPY_PREFIX):  # never drop anything but a snapshot copy
-                    connector.table_drop(copy)
+                    store.table_drop(copy)
             locked.delete()
     return result

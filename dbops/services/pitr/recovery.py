@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from django.core.files import File
-from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
+from dbops.artifacts.manifest import manifest_of, manifest_write
+from dbops.artifacts.storage import storage_put
 from dbops.conf import operations_alias
 from dbops.engines.postgresql.server import (
     PitrSettingsReport,
@@ -119,11 +119,9 @@ def pitr_base_backup_create(
             artifact = Path(workdir) / "base.tar.gz"
             sha256 = _sha256(artifact)
             for local_name in ("base.tar.gz", "backup_manifest"):
-                with (Path(workdir) / local_name).open("rb") as handle:
-                    saved = backend.save(f"{folder}/{local_name}", File(handle, name=local_name))
-                saved_names.append(saved)
-                if local_name == "base.tar.gz":
-                    storage_name = saved
+                # Complete or absent: atomic and durable locally, one upload on S3.
+                saved_names.append(storage_put(backend, f"{folder}/{local_name}", Path(workdir) / local_name))
+            storage_name = saved_names[0]
         timeline = int(wal_range["Timeline"])
         pitr = PitrBaseBackup(
             backup=record,
@@ -146,44 +144,26 @@ def pitr_base_backup_create(
             record.location = backend.path(storage_name) if storage_kind == "local" else ""
             record.uploaded_to_s3 = storage_kind == "s3"
             record.s3_key = storage_name if storage_kind == "s3" else ""
+            present = BackupRecord.Presence.PRESENT
+            record.local_presence, record.s3_presence = (present, "") if storage_kind == "local" else ("", present)
             record.server_version = server_version
             record.tool_version = tool_version
             record.save()
             pitr.save()
-            saved_names.append(_save_manifest(backend, record, pitr))
+            # The catalog row and its PITR facts beside the artifact, so the catalog can be rebuilt from storage.
+            saved_names.append(manifest_write(backend, storage_name, manifest_of(record, pitr=pitr)))
     except BaseException as exc:  # also Ctrl-C: the row must not stay "running"
         for name in saved_names:  # no half-stored backup left behind
             backend.delete(name)
         record.status = BackupRecord.Status.FAILED
         record.finished_at = timezone.now()
         record.error = str(exc) or type(exc).__name__
-        record.save(update_fields=["status", "finished_at", "error"])
+        record.local_presence = record.s3_presence = BackupRecord.Presence.NONE
+        record.save(update_fields=["status", "finished_at", "error", "local_presence", "s3_presence"])
         if isinstance(exc, PitrError) or not isinstance(exc, Exception):
             raise
         raise PitrError(f"Base backup #{record.pk} failed: {exc}") from exc
     return record
-
-
-MANIFEST_SUFFIX = ".manifest.json"  # the backup catalog's convention: a manifest beside each artifact
-
-
-def _save_manifest(backend, record: BackupRecord, pitr: PitrBaseBackup) -> str:
-    """The catalog row and its PITR facts beside the artifact, so the catalog can be rebuilt from storage."""
-    manifest: dict = {"manifest_version": 1, "id": record.pk}
-    for model_field in BackupRecord._meta.concrete_fields:
-        if model_field.name not in ("id", "location"):
-            value = getattr(record, model_field.attname)
-            manifest[model_field.name] = value.isoformat() if isinstance(value, datetime) else value
-    manifest["pitr"] = {
-        model_field.name: getattr(pitr, model_field.attname)
-        for model_field in PitrBaseBackup._meta.concrete_fields
-        if model_field.name not in ("id", "backup")
-    }
-    name = record.storage_name + MANIFEST_SUFFIX
-    saved = backend.save(name, ContentFile(json.dumps(manifest, indent=2).encode()))
-    if saved != name:
-        raise PitrError(f"Storage saved the manifest {name} as {saved}.")
-    return saved
 
 
 # --- restore ---------------------------------------------------------------------------------------

@@ -252,6 +252,7 @@ def _masked(text: str, values) -> str:
     """Driver messages can echo connection parameters; keep every configured secret out of them."""
     for var in ENV_VARS:
         secret = values[var.name].value if var.secret else None
-        if secret and len(str(secret)) >= 4:
-            text = text.replace(str(secret), "********")
+        for part in secret if isinstance(secret, list) else [secret]:  # a key ring: each key
+            if part and len(str(part)) >= 4:
+                text = text.replace(str(part), "********")
     return text

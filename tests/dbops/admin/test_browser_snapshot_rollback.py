@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.contrib.admin.utils import quote
 
-from dbops.services.datamigration.snapshots import snapshot_create
+from dbops.services.datamigration.snapshots import snapshot_create, snapshot_discard
 from multipult.core.models import Concept
 from tests.dbops.admin.conftest import admin_login, screenshot
 
@@ -17,16 +17,14 @@ def concepts_snapshot(transactional_db):
     Concept.objects.bulk_create([Concept(code=f"C{i}", name=f"concept {i}") for i in range(3)])
     snapshot = snapshot_create(entities=["concepts"], reason="before the browser test's import")
     yield snapshot
-    with connection.cursor() as cursor:  # copy tables are not models: the flush would leave them
-        for copy in snapshot.copies.values():
-            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(copy)}")
+    snapshot_discard(snapshot_id=snapshot.id)  # copy tables are not models: the flush would leave them
 
 
 def test_rollback_to_a_snapshot(page, live_server, superuser, concepts_snapshot):
     Concept.objects.filter(code="C1").delete()
     admin_login(page, live_server, superuser)
 
-    page.goto(f"{live_server.url}/admin/dbops/snapshot/{concepts_snapshot.pk}/change/")
+    page.goto(f"{live_server.url}/admin/dbops/snapshot/{quote(concepts_snapshot.pk)}/change/")
     page.click("#rollback-link")
     assert "core_concept" in page.locator("#overwritten").inner_text()
     assert "No safety backup is taken" in page.locator("#safety-note").inner_text()

@@ -10,7 +10,7 @@ import pytest
 
 from dbops.artifacts import crypto
 from dbops.artifacts.crypto import HEADER_LEN, DecryptingReader, EncryptingWriter
-from dbops.exceptions import EncryptionError
+from dbops.exceptions import EncryptionError, KeyUnavailable
 
 
 def encrypt(data: bytes, key: str = "correct horse") -> bytes:
@@ -23,7 +23,7 @@ def encrypt(data: bytes, key: str = "correct horse") -> bytes:
 
 
 def decrypt(blob: bytes, key: str = "correct horse") -> bytes:
-    reader = DecryptingReader(io.BytesIO(blob), key)
+    reader = DecryptingReader(io.BytesIO(blob), [key] if key else [])
     out = bytearray()
     while chunk := reader.read(200_000):
         out += chunk
@@ -55,10 +55,17 @@ def test_round_trip(size):
 
 def test_wrong_and_missing_key():
     blob = encrypt(b"secret rows" * 1000)
-    with pytest.raises(EncryptionError, match="Wrong BACKUP_ENCRYPTION_KEY"):
+    with pytest.raises(KeyUnavailable, match="none of the 1 key"):
         decrypt(blob, key="another key")
-    with pytest.raises(EncryptionError, match="not set"):
+    with pytest.raises(KeyUnavailable, match="no key was given"):
         decrypt(blob, key="")
+
+
+def test_the_key_check_picks_the_right_key_out_of_a_ring():
+    data = b"rows of an old backup" * 5000
+    blob = encrypt(data, key="the old key")
+    reader = DecryptingReader(io.BytesIO(blob), ["the new key", "a key from before", "the old key"])
+    assert reader.read() == data
 
 
 def test_truncation_at_a_chunk_boundary_is_detected():

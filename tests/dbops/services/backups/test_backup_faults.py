@@ -176,10 +176,10 @@ def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, sett
     Concept.objects.all().delete()
     before = snapshot(backup_dir)
     settings.BACKUP_ENCRYPTION_KEY = "the wrong key"
-    with pytest.raises(CommandError, match="Wrong BACKUP_ENCRYPTION_KEY"):
+    with pytest.raises(CommandError, match="Key unavailable: backup #.* not in the key ring"):
         run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     settings.BACKUP_ENCRYPTION_KEY = None
-    with pytest.raises(CommandError, match="BACKUP_ENCRYPTION_KEY is not set"):
+    with pytest.raises(CommandError, match="no key is configured"):
         run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     assert snapshot(backup_dir) == before and Concept.objects.count() == 0
 
@@ -192,7 +192,7 @@ def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, sett
 
 def test_encrypt_without_key_is_refused_before_any_work(backup_dir, settings, some_data):
     settings.BACKUP_ENCRYPTION_KEY = None
-    with pytest.raises(CommandError, match="needs BACKUP_ENCRYPTION_KEY"):
+    with pytest.raises(CommandError, match="Encryption needs a key: set BACKUP_ENCRYPTION_KEYS"):
         run("backup_advanced", "--encrypt")
     assert BackupRecord.objects.count() == 0
 
@@ -205,10 +205,12 @@ def test_list_backups_sync_rebuilds_the_catalog_from_storage(backup_dir, some_da
         path.unlink()  # its artifact and manifest are gone from storage
 
     output = run("list_backups", "--sync")
-    assert "1 added" in output and "1 marked deleted" in output
+    assert "1 added" in output and "1 now missing" in output
+    assert f"Backup #{removed.pk}: artifact missing from local storage" in output
     restored = BackupRecord.objects.get(pk=kept.pk)
     assert (restored.tag, restored.sha256, restored.row_counts) == ("kept", kept.sha256, kept.row_counts)
-    assert BackupRecord.objects.get(pk=removed.pk).status == "deleted"
+    assert restored.location == kept.location and restored.local_presence == "present"  # a re-synced row keeps its path
+    assert BackupRecord.objects.get(pk=removed.pk).status == "missing"  # not deleted: only our own delete does that
 
 
 def test_restore_warns_on_newer_server_and_other_migration_state(db):

@@ -15,7 +15,7 @@ from django.db import connection
 
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create, backup_export
-from dbops.artifacts.storage import MANIFEST_SUFFIX
+from dbops.artifacts.manifest import MANIFEST_SUFFIX
 from dbops.artifacts.pipeline import PGDUMP_MAGIC, PLAIN_DUMP_END, SQLITE_MAGIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,7 +84,11 @@ def test_backup_export_writes_plain_sql_atomically(tmp_path, some_data):
     assert hashlib.sha256(text).hexdigest() == result.sha256
     assert PLAIN_DUMP_END in text[-300:]
     assert b"colour number 7" in text
-    assert [p.name for p in tmp_path.iterdir()] == ["backup.sql"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.sql", "backup.sql.sha256"]
+    # The sidecar is what coreutils' own checker reads.
+    assert (tmp_path / "backup.sql.sha256").read_text() == f"{result.sha256}  backup.sql\n"
+    checked = subprocess.run(["sha256sum", "-c", "backup.sql.sha256"], cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode == 0 and "backup.sql: OK" in checked.stdout
 
 
 def test_backup_of_sqlite_alias_uses_online_backup_api(backup_dir, sqlite_alias):

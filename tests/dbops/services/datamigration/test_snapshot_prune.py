@@ -19,6 +19,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.engines import get_connector
 from dbops.exceptions import SnapshotError
 from dbops.models import Snapshot
@@ -36,8 +37,8 @@ pytestmark = pytest.mark.django_db
 
 
 def copy_tables() -> set[str]:
-    """Every snapshot copy table in the database, from the catalog."""
-    with connection.cursor() as cursor:
+    """Every snapshot copy table in the operations database (where the copies live), from its catalog."""
+    with connections[operations_alias()].cursor() as cursor:
         cursor.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND starts_with(tablename, %s)",
             [COPY_PREFIX],
@@ -110,7 +111,7 @@ def test_dry_run_lists_the_same_snapshots_and_changes_nothing(snapshots):
 def test_copies_already_gone_and_rolled_back_snapshots_are_pruned_too(snapshots):
     oldest = snapshots[0]
     snapshot_rollback(snapshot_id=snapshots[1].id)
-    with connection.cursor() as cursor:
+    with connections[operations_alias()].cursor() as cursor:
         cursor.execute(f"DROP TABLE {next(iter(oldest.copies.values()))}")
     result = snapshot_prune(older_than_days=50)
     assert [(pruned.id, pruned.status) for pruned in result.pruned] == [

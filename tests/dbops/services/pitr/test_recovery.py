@@ -214,16 +214,16 @@ def test_unpacking_reports_progress_about_every_megabyte_and_at_the_end():
 def test_catalog_rebuild_from_storage_brings_back_the_pitr_facts_of_a_base_backup(backup_dir):
     from django.db import connection
 
+    from dbops.artifacts.manifest import manifest_of, manifest_write
     from dbops.artifacts.storage import local_storage
     from dbops.services.backups.catalog import catalog_sync
-    from dbops.services.pitr.recovery import _save_manifest
 
     # Given a base backup of this database whose artifact and manifest are in local storage
     record = base_backup("000000010000000000000007")
     record.database_name = connection.settings_dict["NAME"]
     record.save(update_fields=["database_name"])
     local_storage().save(record.storage_name, ContentFile(b"base backup bytes"))
-    _save_manifest(local_storage(), record, record.pitr)
+    manifest_write(local_storage(), record.storage_name, manifest_of(record, pitr=record.pitr))
     expected = {
         name: getattr(record.pitr, name) for name in ("cluster_id", "timeline", "start_wal", "end_wal", "storage")
     }
