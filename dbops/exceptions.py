@@ -66,7 +66,7 @@ class UploadError(BackupError):
 
 
 class RestoreError(DbopsError):
-    """A restore was refused or failed; the database was left as it was."""
+    """A restore was refused or failed; the message says what state the database is in."""
 
 
 class NotABackupError(RestoreError):

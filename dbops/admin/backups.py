@@ -49,6 +49,7 @@ def restore_outcome(result) -> str:
         parts.append(f"The previous database is kept as {result.previous_database} until the next retention run.")
     if result.tables:
         parts.append(f"Tables: {', '.join(result.tables)}.")
+    parts += [f"Warning: {warning}" for warning in result.warnings]
     parts += result.notes  # e.g. the local copy was damaged and the S3 copy was used
     return " ".join(parts)
 

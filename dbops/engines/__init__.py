@@ -2,9 +2,18 @@ from dbops.engines.base import (
     CONNECTOR_MAPPING,
     Connector,
     DumpResult,
+    LeftoversRecovery,
     RestoreOutcome,
     database_probe,
     get_connector,
 )
 
-__all__ = ["CONNECTOR_MAPPING", "Connector", "DumpResult", "RestoreOutcome", "database_probe", "get_connector"]
+__all__ = [
+    "CONNECTOR_MAPPING",
+    "Connector",
+    "DumpResult",
+    "LeftoversRecovery",
+    "RestoreOutcome",
+    "database_probe",
+    "get_connector",
+]

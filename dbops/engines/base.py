@@ -45,6 +45,22 @@ class RestoreOutcome:
 
 
 @dataclass
+class LeftoversRecovery:
+    """What repairing after interrupted restores and verifications did, one line per thing."""
+
+    done: list[str] = field(default_factory=list)  # repaired or removed
+    failed: list[str] = field(default_factory=list)  # found, but could not be repaired or removed
+    left_alone: list[str] = field(default_factory=list)  # belongs to a backup, restore or verification still running
+    database_missing: bool = False  # the database itself is still missing afterwards
+
+    def extend(self, other: LeftoversRecovery) -> None:
+        self.done += other.done
+        self.failed += other.failed
+        self.left_alone += other.left_alone
+        self.database_missing = self.database_missing or other.database_missing
+
+
+@dataclass
 class TableStats:
     name: str
     rows_estimated: int | None
@@ -172,6 +188,19 @@ class Connector(ABC):
     def pre_restore_databases(self) -> list[str]:
         """Databases kept aside by earlier full restores (PostgreSQL `<name>_pre_restore_<time>`)."""
         return []
+
+    def restore_leftovers_recover(self) -> LeftoversRecovery:
+        """Repairs what killed or cut-off restores and verifications of this database left behind (a
+        half-done rename swap, scratch databases of dead runs); works while the database is missing."""
+        return LeftoversRecovery()  # engines that restore in one step leave nothing behind
+
+    @classmethod
+    def restore_leftovers_recover_all(cls, connectors: list[Connector]) -> LeftoversRecovery:
+        """restore_leftovers_recover for several databases of this engine (PostgreSQL: one query per server)."""
+        found = LeftoversRecovery()
+        for connector in connectors:
+            found.extend(connector.restore_leftovers_recover())
+        return found
 
     def drop_database(self, name: str, *, force: bool = False) -> None:
         """Drops one of pre_restore_databases() (retention's clean-up); `force` ends sessions on it first."""

@@ -8,12 +8,12 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dbops.artifacts.workdir import work_folder
 from dbops.engines.base import Connector, DatabaseFacts, DumpResult, IndexStats, RestoreOutcome, TableStats
 from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
@@ -77,8 +77,8 @@ class SQLiteConnector(Connector):
     def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
         if fmt not in self.formats:
             raise BackupError(f"SQLite backups are sqlite (a database file) or plain SQL, not {fmt!r}.")
-        with tempfile.TemporaryDirectory(prefix="dbops-sqlite-") as folder:
-            copy_path = Path(folder) / "copy.sqlite3"
+        with work_folder(purpose="sqlite") as folder:
+            copy_path = folder / "copy.sqlite3"
             with closing(self._open()) as live, closing(sqlite3.connect(copy_path)) as copy:
                 live.backup(copy)  # online backup API: consistent even while others write
                 row_counts = _counts(copy)
@@ -103,8 +103,8 @@ class SQLiteConnector(Connector):
                     raise RestoreError(f"The SQLite backup is damaged: {ok}")
             yield dump_path
         elif fmt == "plain":
-            with tempfile.TemporaryDirectory(prefix="dbops-sqlite-") as folder:
-                built = Path(folder) / "restored.sqlite3"
+            with work_folder(purpose="sqlite") as folder:
+                built = folder / "restored.sqlite3"
                 with closing(sqlite3.connect(built)) as db:
                     try:
                         db.executescript(dump_path.read_text())

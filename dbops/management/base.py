@@ -1,12 +1,15 @@
 """The base of every dbops command: a database that cannot be reached or is not migrated yet gives one
-readable line and exit 1 (CommandError), never a traceback from deep inside the ORM."""
+readable line and exit 1 (CommandError), never a traceback from deep inside the ORM. Before its own
+work each command repairs what interrupted restores left behind and says so on stderr."""
 
 from __future__ import annotations
 
 import re
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connections
+
+from dbops.services.backups.leftovers import restore_leftovers_recover
 
 _MISSING_TABLE = re.compile(r'(?<!of )relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
 _MISSING_COLUMN = re.compile(
@@ -44,8 +47,24 @@ def describe_database_error(exc: DatabaseError) -> str:
 
 
 class DbopsCommand(BaseCommand):
+    # Off only where a command must not touch a database (run by the server itself, or config display).
+    recovers_leftovers = True
+
     def execute(self, *args, **options):
         try:
+            if self.recovers_leftovers:
+                self._recover_leftovers(options)
             return super().execute(*args, **options)
         except DatabaseError as exc:
             raise CommandError(describe_database_error(exc)) from exc
+
+    def _recover_leftovers(self, options) -> None:
+        """Repairs a half-done restore swap (even when the database is missing) and removes dead runs'
+        scratch databases and work folders, one stderr line per thing done."""
+        if options.get("stderr"):  # as BaseCommand.execute will, so call_command(stderr=…) sees the lines
+            self.stderr = OutputWrapper(options["stderr"])
+        report = restore_leftovers_recover(log=False)
+        for line in report.done:
+            self.stderr.write(self.style.WARNING(line))
+        for line in report.failed:
+            self.stderr.write(self.style.ERROR(line))

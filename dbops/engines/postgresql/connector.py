@@ -1,5 +1,7 @@
 """PostgreSQL through pg_dump / pg_restore / psql. The password reaches the tools only as PGPASSWORD in
-the child environment; row counts come from the very snapshot pg_dump dumps (pg_export_snapshot)."""
+the child environment; row counts come from the very snapshot pg_dump dumps (pg_export_snapshot). The
+tools are started through tools.child_popen/child_run, so they die with a killed parent; the rename swap
+of a full restore and the repair of interrupted ones are in swap.py."""
 
 from __future__ import annotations
 
@@ -18,15 +20,15 @@ from typing import Any, BinaryIO
 
 from django.utils import timezone
 
-from dbops.engines.base import Connector, DumpResult, RestoreOutcome
-from dbops.engines.postgresql import maintenance, tools
+from dbops.engines.base import Connector, DumpResult, LeftoversRecovery, RestoreOutcome
+from dbops.engines.postgresql import maintenance, swap, tools
 from dbops.engines.postgresql.data import PostgreSQLData
 from dbops.engines.postgresql.introspection import PostgreSQLIntrospection
 from dbops.engines.postgresql.maintenance import MAINTENANCE_DB
 from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
 CHUNK_SIZE = 1 << 20
-PRE_RESTORE_SUFFIX = "_pre_restore_{stamp}"  # stamp: %Y%m%d%H%M%S
+PRE_RESTORE_SUFFIX = swap.PRE_RESTORE_INFIX + "{stamp}"  # stamp: %Y%m%d%H%M%S
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
 TABLES_SQL = """
@@ -74,8 +76,8 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             return maintenance.maintenance_connect(self.settings_dict)
         return maintenance.connect(self.settings_dict, dbname=dbname or self.database_name, autocommit=autocommit)
 
-    def _run(self, args: list[str], *, error: type[Exception], stdin=None) -> None:
-        tools.tool_run(args, env=self._env(Path(args[0]).name), error=error, stdin=stdin)
+    def _run(self, args: list[str], *, error: type[Exception], stdin=None, with_workers: bool = False) -> None:
+        tools.tool_run(args, env=self._env(Path(args[0]).name), error=error, stdin=stdin, with_workers=with_workers)
 
     def missing_tools(self, purpose: str) -> list[str]:
         return [name for name in self.required_tools.get(purpose, ()) if tools.tool_path(name) is None]
@@ -155,7 +157,7 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
     def _stream_from(self, args: list[str], stream: BinaryIO) -> None:
         with tempfile.TemporaryFile() as stderr:
             try:
-                process = subprocess.Popen(
+                process = tools.child_popen(
                     args, stdout=subprocess.PIPE, stderr=stderr, env=self._env(Path(args[0]).name)
                 )
             except OSError as exc:
@@ -183,7 +185,7 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             args += ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(dump_path)]
         else:
             raise RestoreError(f"A PostgreSQL database cannot be restored from a {fmt!r} backup.")
-        self._run(args, error=RestoreError)
+        self._run(args, error=RestoreError, with_workers=fmt == "custom" and jobs > 1)
 
     def _create_database_like_or_fail(self, admin, new_name: str) -> None:
         try:
@@ -196,45 +198,31 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             return self._restore_tables(dump_path, fmt=fmt, tables=tables)
         stamp = timezone.now().strftime("%Y%m%d%H%M%S")
         target = self.database_name
-        fresh = _ident_name(target, f"_restoring_{stamp}")
+        fresh = _ident_name(target, f"{swap.RESTORING_INFIX}{stamp}")
         previous = _ident_name(target, PRE_RESTORE_SUFFIX.format(stamp=stamp))
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
             self._create_database_like_or_fail(admin, fresh)
-            try:
-                self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
-            except BaseException:
-                _drop_database(admin, fresh)
-                raise
-            self.connection.close()  # our own session would block the rename
-            self._swap(admin, target=target, fresh=fresh, previous=previous)
         finally:
             admin.close()
+        try:
+            self._load(dump_path, fresh, fmt=fmt, jobs=jobs)
+        except RestoreError as exc:
+            dropped = swap.scratch_drop(self, fresh)
+            raise RestoreError(f"{exc}\nDatabase {target} was left as it was; the partly restored {dropped}") from exc
+        except BaseException:
+            swap.scratch_drop(self, fresh)  # Ctrl-C and the like: clean up, then let it through
+            raise
+        self.connection.close()  # our own session would block the rename
+        swap.databases_swap(self, target=target, fresh=fresh, previous=previous)
         return RestoreOutcome(database_name=target, previous_database=previous)
 
-    def _swap(self, admin, *, target: str, fresh: str, previous: str) -> None:
-        """Renames target -> previous and fresh -> target; other sessions on target are ended first."""
-        with admin.cursor() as cursor:
-            for _attempt in range(5):
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [target],
-                )
-                try:
-                    cursor.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(previous)}")
-                    break
-                except self.connection.Database.Error as exc:
-                    last_error = exc  # a client reconnected between terminate and rename; try again
-            else:
-                _drop_database(admin, fresh)
-                raise RestoreError(f"Could not take {target} offline for the swap: {last_error}")
-            try:
-                cursor.execute(f"ALTER DATABASE {quote_ident(fresh)} RENAME TO {quote_ident(target)}")
-            except self.connection.Database.Error as exc:
-                cursor.execute(f"ALTER DATABASE {quote_ident(previous)} RENAME TO {quote_ident(target)}")
-                _drop_database(admin, fresh)
-                raise RestoreError(f"Swap failed, the original database is back in place: {exc}") from exc
+    def restore_leftovers_recover(self) -> LeftoversRecovery:
+        return swap.restore_leftovers_recover([self])
+
+    @classmethod
+    def restore_leftovers_recover_all(cls, connectors: list[Connector]) -> LeftoversRecovery:
+        return swap.restore_leftovers_recover_by_server(connectors)
 
     def _restore_tables(self, dump_path: Path, *, fmt: str, tables: list[str]) -> RestoreOutcome:
         if fmt != "custom":
@@ -264,7 +252,7 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             script.write(preamble.encode())
             script.flush()  # the child writes through the same file descriptor, after our bytes
             with tempfile.TemporaryFile() as stderr:
-                result = subprocess.run(pg_restore, stdout=script, stderr=stderr, env=self._env("pg_restore"))
+                result = tools.child_run(pg_restore, stdout=script, stderr=stderr, env=self._env("pg_restore"))
                 if result.returncode != 0:
                     raise RestoreError(tools.tool_failure(pg_restore[0], result.returncode, tools.stderr_text(stderr)))
             script.seek(0, os.SEEK_END)
@@ -281,15 +269,18 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
 
     @contextmanager
     def scratch_restore(self, dump_path: Path, *, fmt: str, jobs: int = 1) -> Iterator[_ScratchDatabase]:
-        scratch = _ident_name(self.database_name, f"_verify_{timezone.now():%Y%m%d%H%M%S}")
+        scratch = _ident_name(self.database_name, f"{swap.VERIFY_INFIX}{timezone.now():%Y%m%d%H%M%S}")
         admin = self._raw_connection(MAINTENANCE_DB)
         try:
+            # Shared, so verifications run side by side; while it is held no repair drops their scratch databases.
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [self.lock_key(swap.VERIFY_LOCK_SCOPE)])
             self._create_database_like_or_fail(admin, scratch)
             try:
                 self._load(dump_path, scratch, fmt=fmt, jobs=jobs)
                 yield _ScratchDatabase(self, scratch)
             finally:
-                _drop_database(admin, scratch)
+                swap.scratch_drop(self, scratch)  # on a new connection: this one may be the one that was cut
         finally:
             admin.close()
 
@@ -313,10 +304,14 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
             return [row[0] for row in cursor.fetchall()]
 
     # -- lock ---------------------------------------------------------------------------------------
+    def lock_key(self, scope: str = swap.RESTORE_LOCK_SCOPE) -> int:
+        """The advisory lock key of this database for one scope (backups and restores, or verifications)."""
+        return int.from_bytes(hashlib.sha256(f"{scope}:{self.database_name}".encode()).digest()[:8], "big", signed=True)
+
     @contextmanager
     def lock(self, *, wait: bool = False) -> Iterator[None]:
         # Held on the maintenance database so a restore's rename of the target does not end it.
-        key = int.from_bytes(hashlib.sha256(f"dbops:{self.database_name}".encode()).digest()[:8], "big", signed=True)
+        key = self.lock_key()
         holder = self._raw_connection(MAINTENANCE_DB)
         try:
             with holder.cursor() as cursor:
@@ -362,7 +357,3 @@ def _widen_pipe(pipe) -> None:
     # Not Linux, or above /proc/sys/fs/pipe-max-size: the default pipe works, only slower.
     with contextlib.suppress(AttributeError, OSError):
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK_SIZE)
-
-
-def _drop_database(admin, name: str) -> None:
-    maintenance.database_drop(admin, name, force=True)

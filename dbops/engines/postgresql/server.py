@@ -175,7 +175,7 @@ def run_basebackup(params: dict, workdir: Path, *, label: str, progress: Progres
     ]  # fmt: skip
     # The password only as PGPASSWORD in the child's environment, which holds nothing else of ours.
     env = tools.child_environment(params.get("settings"), password=params["password"], application_name="dbops")
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+    with tools.child_popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
         stderr = _follow_progress(child.stderr, progress)
     if child.returncode != 0:
         errors = [line for line in stderr.splitlines() if line.strip() and "kB (" not in line]

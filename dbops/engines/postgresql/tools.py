@@ -7,18 +7,30 @@ and Ubuntu install the server programs, and some client ones such as pg_verifyba
 The child's environment holds only what a PostgreSQL program needs: PATH, HOME, locale, TZ, TMPDIR and
 the PG* variables set here (the password as PGPASSWORD, never on the command line). Nothing else of our
 own environment (DB_PASSWORD, AWS_*, BACKUP_ENCRYPTION_KEY*, DJANGO_SECRET_KEY...) reaches it.
+
+Starting: every long-running program goes through one launcher (child_popen/child_run). On Linux each
+child gets PR_SET_PDEATHSIG(SIGKILL): when the Python process that started it dies, even by SIGKILL, the
+kernel kills the child too, so no pg_restore keeps loading for a dead restore. A program that forks
+workers of its own (pg_restore --jobs) is started `with_workers`: under GNU coreutils' `timeout 0` (no
+time limit), which gets SIGTERM on our death and passes it to its whole process group, workers included
+(the kernel's signal reaches only the direct child). The kernel sends it when the *thread* that started
+the child ends: start children from the thread that waits for them (every caller here does). Elsewhere
+than Linux the children are plain subprocesses.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,6 +76,7 @@ OPTION_VARIABLES = {
 }
 CONNECT_TIMEOUT_SECONDS = 10
 FAILURE_LIMIT = 4000  # characters of a program's error output kept in the message
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ToolNotFound(ConfigurationError):
@@ -169,6 +182,67 @@ def connection_arguments(settings_dict: Mapping[str, Any]) -> list[str]:
     return args
 
 
+# -- starting programs ------------------------------------------------------------------------------
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # a libc without prctl: children still start, without the guarantee
+        return None
+
+
+_prctl = _libc_prctl()  # resolved once here, so the child only makes one foreign call before exec
+
+
+def _die_with_parent(parent_pid: int, death_signal: int) -> Callable[[], None]:
+    def in_child() -> None:  # runs in the child between fork and exec
+        _prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), death_signal)
+
+    return in_child
+
+
+@functools.cache
+def _group_supervisor() -> str | None:
+    """GNU `timeout`, which passes the signals it gets on to its process group; None when absent."""
+    path = shutil.which("timeout")
+    if path is None:
+        return None
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return path if "GNU coreutils" in version.stdout else None
+
+
+def _launch(args: Sequence[str], options: dict[str, Any], *, with_workers: bool) -> tuple[list[str], dict[str, Any]]:
+    if _prctl is None:
+        return list(args), options
+    if "preexec_fn" in options:
+        raise ValueError("child_popen sets preexec_fn itself")
+    supervisor = _group_supervisor() if with_workers else None
+    if supervisor is None:
+        return list(args), {**options, "preexec_fn": _die_with_parent(os.getpid(), signal.SIGKILL)}
+    # SIGTERM, not SIGKILL: `timeout` must live to pass it on to the tool and the tool's workers.
+    return [supervisor, "0", *args], {**options, "preexec_fn": _die_with_parent(os.getpid(), signal.SIGTERM)}
+
+
+def child_popen(args: Sequence[str], *, with_workers: bool = False, **options: Any) -> subprocess.Popen:
+    """subprocess.Popen whose child (and with `with_workers`, the processes it forks) dies with this process."""
+    args, options = _launch(args, options, with_workers=with_workers)
+    return subprocess.Popen(args, **options)
+
+
+def child_run(args: Sequence[str], *, with_workers: bool = False, **options: Any) -> subprocess.CompletedProcess:
+    """subprocess.run whose child (and with `with_workers`, the processes it forks) dies with this process."""
+    args, options = _launch(args, options, with_workers=with_workers)
+    return subprocess.run(args, **options)
+
+
+def dies_with_parent() -> bool:
+    """Whether children started here are killed with their parent on this platform."""
+    return _prctl is not None
+
+
 def tool_run(
     args: list[str],
     *,
@@ -176,11 +250,14 @@ def tool_run(
     error: type[Exception],
     stdin: IO | int | None = None,
     stdout: IO | int | None = subprocess.DEVNULL,
+    with_workers: bool = False,
 ) -> None:
     """Runs a PostgreSQL program to completion; a failure raises `error` with one readable line."""
     with tempfile.TemporaryFile() as stderr:
         try:
-            result = subprocess.run(args, stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env), check=False)
+            result = child_run(
+                args, stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env), check=False, with_workers=with_workers
+            )
         except OSError as exc:
             raise error(f"cannot run {Path(args[0]).name}: {exc.strerror or exc}") from exc
         if result.returncode != 0:
@@ -190,7 +267,7 @@ def tool_run(
 def tool_output(args: list[str], *, env: Mapping[str, str], error: type[Exception]) -> str:
     """Runs a PostgreSQL program and returns what it printed; a failure raises `error` in one line."""
     try:
-        result = subprocess.run(args, capture_output=True, text=True, env=dict(env), check=False)
+        result = child_run(args, capture_output=True, text=True, env=dict(env), check=False)
     except OSError as exc:
         raise error(f"cannot run {Path(args[0]).name}: {exc.strerror or exc}") from exc
     if result.returncode != 0:

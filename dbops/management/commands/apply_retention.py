@@ -67,6 +67,10 @@ class Command(DbopsCommand):
             raise CommandError("Retention finished with failures (see above); the other deletions were done.")
 
     def _print(self, run: RetentionRun, *, quiet: bool) -> None:
+        for line in run.leftovers.done:
+            self.stdout.write(line)
+        for line in run.leftovers.failed:
+            self.stderr.write(line)
         verb = "would delete" if run.dry_run else "delete"
         for outcome in run.outcomes:
             plan = outcome.plan

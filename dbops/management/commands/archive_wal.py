@@ -16,6 +16,7 @@ class Command(DbopsCommand):
         "different bytes under an archived name fail and change nothing."
     )
     requires_system_checks = []  # runs once per WAL segment: start fast, touch no database
+    recovers_leftovers = False
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="Path of the WAL file (%%p: relative to the data directory).")

@@ -20,6 +20,7 @@ class Command(DbopsCommand):
     )
     # The checks themselves are what this command reports; system checks must not stop it first.
     requires_system_checks = []
+    recovers_leftovers = False  # the repair is one of its checks (interrupted_restores)
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print the report as one JSON document.")

@@ -15,6 +15,7 @@ class Command(DbopsCommand):
         "`pitr restore` configures; exits non-zero when the file is not archived (normal at the end of recovery)."
     )
     requires_system_checks = []
+    recovers_leftovers = False  # run by the server in recovery: touch no database
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="WAL file name (%%f).")

@@ -6,7 +6,6 @@ all-or-nothing restore, then the catalog re-synced from the manifests in storage
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import BackupError, BackupNotFound, CatalogSyncRefused, DbopsError, RestoreError
 from dbops.models import BackupRecord, RestoreRecord
+from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.create import ByteProgress, backup_create_locked
 from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
 from dbops.services.backups.restore_history import (
@@ -166,8 +166,9 @@ def backup_restore(
     """Restores a managed backup or a backup file into `database`.
 
     Nothing is touched until the artifact's checksum is proven and it decodes completely; a failed
-    restore leaves the database as it was. A file is checked against its sidecar (or manifest);
-    without either it is refused (ChecksumUnavailable) unless `verify` is off. Raises RestoreError
+    restore leaves the database as it was, and its message says so only when it is checked to be so. A
+    file is checked against its sidecar (or manifest); without either it is refused (ChecksumUnavailable)
+    unless `verify` is off. Raises RestoreError
     (or ChecksumMismatch, ChecksumUnavailable, NotABackupError, EncryptionError, KeyUnavailable,
     BackupLockedError, BackupError when the safety backup fails)."""
     started = time.perf_counter()
@@ -243,8 +244,7 @@ def _restore(
 ) -> None:
     """backup_restore's work, filling `result`: prove and decode the artifact, safety backup, restore."""
     backup_record, database = result.backup_record, connector.alias
-    with tempfile.TemporaryDirectory(prefix="dbops-restore-") as folder:
-        workdir = Path(folder)
+    with work_folder(purpose="restore") as workdir:
         if backup_record is not None:
             if backup_record.engine != connector.engine:
                 raise RestoreError(
@@ -288,8 +288,11 @@ def _restore(
                 outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
             except DbopsError:
                 raise
-            except Exception as exc:  # database driver errors: still one readable message
-                raise RestoreError(f"Restore failed, the database was left as it was: {exc}") from exc
+            except Exception as exc:  # not one the engine foresaw, so its state is not known here: say where to look
+                raise RestoreError(
+                    f"Restore failed unexpectedly: {exc}. Run `python manage.py health_check` to see the state of "
+                    f"database {connector.database_name} (it repairs a half-done swap)."
+                ) from exc
             result.previous_database = outcome.previous_database
             result.tables = outcome.tables
             # Only when the operations state lives in the restored database (DBOPS["DATABASE"] unset) is
@@ -299,6 +302,11 @@ def _restore(
                     result.sync = catalog_sync()
                 except CatalogSyncRefused as exc:  # the restore is done; the catalog stays as restored
                     result.warnings.append(str(exc))
+                except Exception as exc:  # noqa: BLE001 - the restore itself is done; say so, and what is left
+                    result.warnings.append(
+                        f"The restore is done, but re-syncing the catalog from storage failed ({exc}): backups "
+                        "newer than the restored one are missing from list_backups until `list_backups --sync`."
+                    )
             not_carried = restore_history_carry(held_history)
             if not_carried:
                 result.warnings.append(not_carried)

@@ -20,6 +20,7 @@ from dbops.engines import get_connector
 from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.create import backup_delete
+from dbops.services.backups.leftovers import LeftoversReport, restore_leftovers_recover
 from dbops.services.backups.pre_restore import PreRestorePrune, pre_restore_databases_prune
 from dbops.services.pitr.wal_retention import WalPrune, wal_prune
 
@@ -375,6 +376,7 @@ class RetentionRun:
     pre_restore: list[PreRestorePrune]
     dry_run: bool
     wal: WalPrune | None = None  # only when a policy covers PITR base backups
+    leftovers: LeftoversReport = field(default_factory=LeftoversReport)  # of interrupted restores, repaired first
 
     @property
     def ok(self) -> bool:
@@ -382,6 +384,7 @@ class RetentionRun:
             all(outcome.ok for outcome in self.outcomes)
             and not any(prune.failed for prune in self.pre_restore)
             and not (self.wal and self.wal.failed)
+            and not self.leftovers.failed
         )
 
     def as_dict(self) -> dict:
@@ -391,6 +394,7 @@ class RetentionRun:
             "policies": [outcome.as_dict() for outcome in self.outcomes],
             "pre_restore_databases": [prune.as_dict() for prune in self.pre_restore],
             "wal": self.wal.as_dict() if self.wal else None,
+            "interrupted_restores": self.leftovers.as_dict(),
         }
 
 
@@ -407,12 +411,14 @@ def retention_run(
     now: dt.datetime | None = None,
     wait_for_lock: bool = False,
 ) -> RetentionRun:
-    """One retention run (the command and the scheduled task): every policy it covers is applied,
+    """One retention run (the command and the scheduled task): what interrupted restores left is repaired
+    first (even in a dry run: it is recovery, not retention), then every policy it covers is applied,
     then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped,
     and, when a policy covers PITR base backups, the archived WAL no kept base backup needs.
     Inputs are checked before anything is deleted."""
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
+    leftovers = restore_leftovers_recover()
     by_counts = any(count is not None for count in (daily, weekly, monthly, keep_last))
     if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
         raise RetentionError(
@@ -439,4 +445,4 @@ def retention_run(
     covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
     deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
     wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
-    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal)
+    return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal, leftovers=leftovers)

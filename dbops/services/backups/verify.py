@@ -7,9 +7,7 @@ not in the key ring is "key unavailable" (its checksum still checked), never "fa
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.utils import timezone
 
@@ -18,6 +16,7 @@ from dbops.artifacts.reading import READABLE_STATUSES, artifact_decode, artifact
 from dbops.engines import get_connector
 from dbops.exceptions import ArtifactWriteError, BackupNotFound, DbopsError, KeyUnavailable, VerificationError
 from dbops.models import BackupRecord
+from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.catalog import presence_record
 
 logger = logging.getLogger(__name__)
@@ -69,8 +68,7 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
     if backup_record.kind == BackupRecord.Kind.BASE:
         return _base_backup_verify(backup_record, restore_test=restore_test)
     result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False, checks=["checksum"])
-    with tempfile.TemporaryDirectory(prefix="dbops-verify-") as folder:
-        workdir = Path(folder)
+    with work_folder(purpose="verify") as workdir:
         try:
             found = artifact_locate(backup_record, workdir)
             presence_record(backup_record, found.copies)

@@ -1,13 +1,16 @@
 """health_check: is this installation able to serve, and are its backups fresh?
 
 Levels, worst wins:
-- unhealthy: the application cannot serve requests (database unreachable, migrations not applied).
+- unhealthy: the application cannot serve requests (database unreachable, migrations not applied, the
+  database missing after an interrupted restore that could not be repaired).
   `health_check` exits 2, `/health/` answers 503 so a load balancer takes the node out.
 - degraded: it serves, but something needs an operator (Redis, celery workers, S3, free disk,
   backup or verification older than its threshold). Exit 1, HTTP 200: taking nodes out of a load
   balancer would not bring a backup back.
 - ok: exit 0, HTTP 200.
 Each probe has a short timeout (HEALTH_TIMEOUT_SECONDS) and never raises: a failure is a result.
+The first check, interrupted_restores, repairs what killed restores left (dbops.services.backups.leftovers)
+before the database is probed, so a database put back by it counts as up.
 
 `/health/` serves `health_report_cached`: the report is kept for HEALTH_CACHE_SECONDS per process,
 and concurrent requests during a refresh wait for the one computation instead of each running the
@@ -36,6 +39,7 @@ from dbops.conf import celery_app, operations_alias
 from dbops.engines import get_connector
 from dbops.masking import mask_secrets
 from dbops.models import BackupRecord
+from dbops.services.backups.leftovers import restore_leftovers_recover
 from dbops.services.ops.s3_probe import s3_client
 
 OK, DEGRADED, UNHEALTHY, SKIPPED = "ok", "degraded", "unhealthy", "skipped"
@@ -74,8 +78,8 @@ def health_check(*, using: str = DEFAULT_DB_ALIAS, now: datetime | None = None) 
     now = now or timezone.now()
     timeout = float(settings.HEALTH_TIMEOUT_SECONDS)
     ops = operations_alias()
-    checks = [_database(using)]
-    database_up = checks[0].status == OK
+    checks = [_interrupted_restores(), _database(using)]
+    database_up = checks[1].status == OK
     if ops != using:  # the catalog and schedules live apart from the data
         checks.append(_database(ops, name="operations_database"))
         database_up = database_up and checks[-1].status == OK
@@ -138,6 +142,26 @@ def _probe(name: str, failure_status: str, probe: Callable[[], CheckResult]) -> 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return mask_secrets(text.splitlines()[0]) if text else "no details"
+
+
+def _interrupted_restores() -> CheckResult:
+    name = "interrupted_restores"
+
+    def probe() -> CheckResult:
+        report = restore_leftovers_recover()
+        details = report.as_dict()
+        if report.failed:
+            status = UNHEALTHY if report.database_missing else DEGRADED
+            return CheckResult(name, status, " ".join(report.failed + report.done), details)
+        found = ["repaired: " + " ".join(report.done)] if report.done else []
+        found += ["still running, left alone: " + " ".join(report.left_alone)] if report.left_alone else []
+        if found:
+            return CheckResult(name, OK, "; ".join(found), details)
+        if report.unreachable:
+            return _skipped(name, "database unreachable")
+        return CheckResult(name, OK, "nothing left behind by interrupted restores", details)
+
+    return _probe(name, DEGRADED, probe)
 
 
 def _database(using: str, *, name: str = "database") -> CheckResult:

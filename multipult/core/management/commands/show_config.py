@@ -12,6 +12,7 @@ from multipult.core.services.configuration import config_show
 class Command(DbopsCommand):
     help = "Shows every setting read from the environment: its effective value, its source (env or default)."
     requires_system_checks = []
+    recovers_leftovers = False  # shows settings only; works without any server
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
