@@ -14,6 +14,9 @@ from dbops.exceptions import PitrError
 from dbops.services.pitr.wal_archive import pitr_storage, wal_is_archived
 
 POLL_SECONDS = 0.25
+# The server counts an archived file only once archive_command has exited, a moment after our manifest
+# (written last) appears: the report waits this long for pg_stat_archiver to show it.
+STATS_LAG_SECONDS = 5.0
 
 
 @dataclass
@@ -41,12 +44,13 @@ def pitr_check(*, using: str = DEFAULT_DB_ALIAS, storage: str | None = None, tim
     started = time.monotonic()
     while True:
         if wal_is_archived(cluster_id=switch.cluster_id, name=switch.segment, storage=storage_kind):
+            waited = time.monotonic() - started
             return PitrCheckResult(
                 cluster_id=switch.cluster_id,
                 segment=switch.segment,
                 storage=storage_kind,
-                waited_seconds=time.monotonic() - started,
-                archiver=server_archiver_status(using=using),
+                waited_seconds=waited,
+                archiver=_archiver_caught_up(using, switch.segment, deadline=time.monotonic() + STATS_LAG_SECONDS),
             )
         archiver = server_archiver_status(using=using)
         failed_now = archiver["last_failed_wal"] == switch.segment and (
@@ -64,6 +68,14 @@ def pitr_check(*, using: str = DEFAULT_DB_ALIAS, storage: str | None = None, tim
                 f"within {timeout:g}s; {_archiver_summary(archiver)}."
             )
         time.sleep(POLL_SECONDS)
+
+
+def _archiver_caught_up(using: str, segment: str, *, deadline: float) -> dict:
+    archiver = server_archiver_status(using=using)
+    while (archiver["last_archived_wal"] or "") < segment and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        archiver = server_archiver_status(using=using)
+    return archiver
 
 
 def _archiver_summary(archiver: dict) -> str:
