@@ -95,6 +95,10 @@ class CatalogSyncRefused(DbopsError):
     refused, nothing changed."""
 
 
+class QueueUnavailable(DbopsError):
+    """A job could not be handed to the task queue (broker unreachable); nothing was started."""
+
+
 class VerificationError(DbopsError):
     """verify_backup could not run (artifact missing, engine mismatch)."""
 

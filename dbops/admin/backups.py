@@ -4,7 +4,6 @@ presents the outcome; the work itself lives in dbops.services."""
 
 from __future__ import annotations
 
-import uuid
 from functools import partial
 
 from django.contrib import admin, messages
@@ -12,20 +11,19 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
 from django.core.exceptions import PermissionDenied
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
-from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
 from dbops.admin.dashboard import dashboard_view
 from dbops.admin.readonly import ServiceWrittenAdmin
-from dbops.exceptions import DbopsError
-from dbops.models import BackupRecord
+from dbops.exceptions import DbopsError, QueueUnavailable
+from dbops.models import BackupRecord, TaskRun
 
 STATUS_COLOURS = {
     BackupRecord.Status.SUCCEEDED: "#2e7d32",
@@ -40,17 +38,17 @@ def human_size(size_bytes: int | None) -> str:
     return "—" if size_bytes is None else filesizeformat(size_bytes)
 
 
-def restore_outcome(result) -> str:
-    """One line for the message after a restore: what was restored, where the old data went."""
-    parts = [f"Restored {result.source} into database {result.database_name} in {result.seconds:.1f} s."]
-    if result.safety_backup is not None:
-        parts.append(f"Safety backup #{result.safety_backup.pk} holds the data as it was before.")
-    if result.previous_database:
-        parts.append(f"The previous database is kept as {result.previous_database} until the next retention run.")
-    if result.tables:
-        parts.append(f"Tables: {', '.join(result.tables)}.")
-    parts += [f"Warning: {warning}" for warning in result.warnings]
-    parts += result.notes  # e.g. the local copy was damaged and the S3 copy was used
+def restore_outcome(outcome: dict) -> str:
+    """One line for the message after a restore (the restore task's result): what was restored, where
+    the old data went, which copy was used."""
+    parts = [f"Restored {outcome['source']} into database {outcome['database']} in {outcome['seconds']:.1f} s."]
+    if outcome.get("safety_backup_id"):
+        parts.append(f"Safety backup #{outcome['safety_backup_id']} holds the data as it was before.")
+    if outcome.get("previous_database"):
+        parts.append(f"The previous database is kept as {outcome['previous_database']} until the next retention run.")
+    if outcome.get("tables"):
+        parts.append(f"Tables: {', '.join(outcome['tables'])}.")
+    parts += outcome.get("notes", [])  # e.g. the local copy was damaged and the S3 copy was used
     return " ".join(parts)
 
 
@@ -275,25 +273,19 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
 
     @admin.action(description="Back up now", permissions=["backup"])
     def backup_now(self, request, queryset=None):
-        from dbops.tasks import run_backup
+        from dbops.services.backups.queue import backup_enqueue
 
         try:
-            # delay_on_commit, spelled out: the tasks' base class is a plain celery Task. In-process
-            # (REDIS_HOST unset) the backup runs right here once the request's transaction commits.
-            transaction.on_commit(
-                partial(
-                    run_backup.delay,
-                    triggered_by=BackupRecord.Trigger.ADMIN,
-                    triggered_by_user=request.user.get_username(),
-                )
+            queued = backup_enqueue(
+                triggered_by=BackupRecord.Trigger.ADMIN, triggered_by_user=request.user.get_username()
             )
-        except BrokerUnreachable as exc:
+        except QueueUnavailable as exc:
             self.message_user(request, f"Could not queue the backup: {exc}", messages.ERROR)
             return
-        except DbopsError as exc:
+        except DbopsError as exc:  # in-process only: the backup itself failed
             self.message_user(request, f"The backup failed: {exc}", messages.ERROR)
             return
-        if run_backup.app.conf.task_always_eager:
+        if queued.ran_in_process:
             self.message_user(request, "Backup finished; it is the newest row of the list.", messages.SUCCESS)
         else:
             self.message_user(request, "Backup queued; it appears in this list as running, then succeeded or failed.")
@@ -304,47 +296,38 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
             self._queue_verification(request, backup_record)
 
     def _queue_verification(self, request, backup_record: BackupRecord) -> None:
-        """Enqueues dbops.tasks.verify_backup for one record when the request commits (a restore test
-        takes minutes on a big database: never inside the request). In-process (REDIS_HOST unset)
-        it has run by the time on_commit returns, so the outcome is shown instead."""
-        from dbops.services.backups.verify import verification_refusal
-        from dbops.tasks import verify_backup
+        """A restore test takes minutes on a big database: it runs in a worker, never in the request.
+        In-process (REDIS_HOST unset) it has run by the time the call returns, so the outcome is shown."""
+        from dbops.services.backups.queue import verify_enqueue
 
-        refusal = verification_refusal(backup_record)
-        if refusal:
-            self.message_user(request, refusal, messages.WARNING)
-            return
-        task_id = str(uuid.uuid4())
         verified_before = backup_record.verified_at
-        task_arguments = {"backup_id": backup_record.pk, "requested_by": request.user.get_username()}
         try:
-            transaction.on_commit(partial(verify_backup.apply_async, kwargs=task_arguments, task_id=task_id))
-        except BrokerUnreachable as exc:
-            self.message_user(
-                request, f"Backup #{backup_record.pk}: could not queue the verification: {exc}", messages.ERROR
-            )
+            queued = verify_enqueue(backup_record=backup_record, requested_by=request.user.get_username())
+        except QueueUnavailable as exc:
+            message = f"Backup #{backup_record.pk}: could not queue the verification: {exc}"
+            self.message_user(request, message, messages.ERROR)
             return
-        except DbopsError as exc:  # in-process only: a queued task reports on its TaskRun instead
+        except DbopsError as exc:  # refused, or (in-process) it ran and failed: its outcome may be recorded
             backup_record.refresh_from_db()
-            if backup_record.verified_at == verified_before:  # it never got as far as recording an outcome
+            if backup_record.verified_at == verified_before:  # refused, or never got as far as an outcome
                 self.message_user(request, f"Backup #{backup_record.pk}: not verified: {exc}", messages.ERROR)
                 return
-        if not verify_backup.app.conf.task_always_eager:
-            task_runs = reverse("admin:dbops_taskrun_changelist", current_app=self.admin_site.name)
-            self.message_user(
-                request,
-                format_html(
-                    "Backup #{}: verification queued as task {}. The result will show as the record's "
-                    'verification status and time, and in <a href="{}?q={}">Task runs</a>.',
-                    backup_record.pk,
-                    task_id,
-                    task_runs,
-                    task_id,
-                ),
-            )
+            queued = None
+        if queued is not None and not queued.ran_in_process:
+            self.message_user(request, self._queued_message(f"Backup #{backup_record.pk}: verification", queued))
             return
         backup_record.refresh_from_db()
         self.message_user(request, *verification_outcome(backup_record))
+
+    def _queued_message(self, what: str, queued):
+        task_runs = reverse("admin:dbops_taskrun_changelist", current_app=self.admin_site.name)
+        return format_html(
+            '{} queued as task {}. The result will show on the record and in <a href="{}?q={}">Task runs</a>.',
+            what,
+            queued.task_id,
+            task_runs,
+            queued.task_id,
+        )
 
     @admin.action(description="Restore the database from this backup…", permissions=["restore"])
     def restore_selected(self, request, queryset):
@@ -405,38 +388,34 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         return render_confirmation(request, self, backup_record, page, form)
 
     def _run_restore(self, request, backup_record: BackupRecord, alias: str):
-        from dbops.services.backups.restore import backup_restore
+        """The confirmed restore runs in a worker (it can take longer than any request may); in-process
+        (REDIS_HOST unset) it has run when restore_enqueue returns, and its outcome is shown."""
+        from dbops.services.backups.queue import restore_enqueue
 
         try:
-            result = backup_restore(
-                backup_record=backup_record,
-                database=alias,
-                safety_backup=True,
-                triggered_by=BackupRecord.Trigger.ADMIN,
-                triggered_by_user=request.user.get_username(),
-            )
+            queued = restore_enqueue(backup_record=backup_record, requested_by=request.user.get_username())
         except DbopsError as exc:
             self.message_user(request, f"Restore from backup #{backup_record.pk} failed: {exc}", messages.ERROR)
             return HttpResponseRedirect(self._url("change", backup_record.pk))
+        if not queued.ran_in_process:
+            what = f"Restore of database {backup_record.database_name} from backup #{backup_record.pk}"
+            self.message_user(request, self._queued_message(what, queued))
+            return HttpResponseRedirect(self._url("change", backup_record.pk))
         keep_signed_in(request)
-        self.message_user(request, restore_outcome(result), messages.SUCCESS)
-        for warning in result.warnings:
+        outcome = TaskRun.objects.get(task_id=queued.task_id).result
+        self.message_user(request, restore_outcome(outcome), messages.SUCCESS)
+        for warning in outcome.get("warnings", []):
             self.message_user(request, warning, messages.WARNING)
-        # The catalog was re-synced from storage: the restored backup's row is there again.
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         return HttpResponseRedirect(self._url("changelist"))
 
     def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
-        from dbops.services.backups.restore import restore_plan
+        from dbops.services.backups.restore import restore_plan, restore_refusal
 
         target = target_database(alias)
         restore_description = restore_plan(backup_record=backup_record, database=alias, safety_backup=True).describe()
-        blocking = ""
-        if backup_record.status != BackupRecord.Status.SUCCEEDED:
-            blocking = f"This backup is {backup_record.status}; only a succeeded backup can be restored."
-        elif backup_record.engine and backup_record.engine != target.engine:
-            blocking = f"This is a {backup_record.engine} backup; the target database runs on {target.engine}."
+        blocking = restore_refusal(backup_record=backup_record, database=alias)
         total_rows = sum(int(count) for count in (backup_record.row_counts or {}).values())
         return ConfirmationPage(
             title="Restore the database from a backup",

@@ -17,7 +17,14 @@ from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check
 from dbops.artifacts.sidecar import sidecar_path
 from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
-from dbops.exceptions import BackupError, BackupNotFound, CatalogSyncRefused, DbopsError, RestoreError
+from dbops.exceptions import (
+    BackupError,
+    BackupNotFound,
+    CatalogSyncRefused,
+    DbopsError,
+    KeyUnavailable,
+    RestoreError,
+)
 from dbops.models import BackupRecord, RestoreRecord
 from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.create import ByteProgress, backup_create_locked
@@ -76,6 +83,21 @@ class RestoreResult:
     restore_record: RestoreRecord | None = None
 
 
+def restore_summary(result: RestoreResult) -> dict:
+    """The result in plain values: what a task records and a front presents."""
+    return {
+        "source": result.source,
+        "database": result.database_name,
+        "tables": result.tables,
+        "safety_backup_id": result.safety_backup.pk if result.safety_backup else None,
+        "previous_database": result.previous_database,
+        "restore_record_id": result.restore_record.pk if result.restore_record else None,
+        "seconds": round(result.seconds, 1),
+        "warnings": result.warnings,
+        "notes": result.notes,
+    }
+
+
 def _source_label(backup_record: BackupRecord | None, input_path: Path | None) -> str:
     if backup_record is not None:
         return f"backup #{backup_record.pk} ({backup_record.started_at:%Y-%m-%d %H:%M} UTC, {backup_record.format})"
@@ -122,6 +144,25 @@ def restore_plan(
         jobs=jobs,
         safety_backup=safety_backup,
     )
+
+
+def restore_refusal(*, backup_record: BackupRecord, database: str = DEFAULT_DB_ALIAS) -> str:
+    """Why this backup cannot be restored into `database` at all ("" when it can): shown by the admin
+    before anyone types a confirmation, and raised by backup_restore before anything is fetched."""
+    # A missing artifact may have come back since the catalog last looked: locating it decides.
+    if backup_record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.MISSING):
+        return f"Backup #{backup_record.pk} is {backup_record.status}; only a succeeded backup can be restored."
+    connector = get_connector(database)
+    if backup_record.engine and backup_record.engine != connector.engine:
+        return (
+            f"Backup #{backup_record.pk} is a {backup_record.engine} backup; database {database!r} is "
+            f"{connector.engine}. Refusing."
+        )
+    try:
+        record_decryption_keys(backup_record)
+    except KeyUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 def _compatibility_warnings(connector: Connector, manifest: dict) -> list[str]:
@@ -246,11 +287,9 @@ def _restore(
     backup_record, database = result.backup_record, connector.alias
     with work_folder(purpose="restore") as workdir:
         if backup_record is not None:
-            if backup_record.engine != connector.engine:
-                raise RestoreError(
-                    f"Backup #{backup_record.pk} is a {backup_record.engine} backup; "
-                    f"database {database!r} is {connector.engine}. Refusing."
-                )
+            refusal = restore_refusal(backup_record=backup_record, database=database)
+            if refusal:
+                raise RestoreError(refusal)
             keys = record_decryption_keys(backup_record)  # a missing key refuses before any download
             found = artifact_locate(backup_record, workdir)
             presence_record(backup_record, found.copies)

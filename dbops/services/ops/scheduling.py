@@ -216,7 +216,7 @@ def requested_restore(
 ) -> dict:
     """Restores one backup for a task (a safety backup first), recorded on this task's TaskRun. The
     TaskRun lives in the operations database, so the restore it describes does not rewind it."""
-    from dbops.services.backups.restore import backup_restore
+    from dbops.services.backups.restore import backup_restore, restore_summary
 
     def action(task_run: TaskRun) -> dict:
         backup_record = BackupRecord.objects.filter(pk=backup_id).first()
@@ -231,13 +231,7 @@ def requested_restore(
             triggered_by_user=requested_by,
             wait=True,  # a nightly backup may hold the lock for a while
         )
-        return {
-            "backup_id": backup_record.pk,
-            "database": result.database_name,
-            "tables": result.tables,
-            "safety_backup_id": result.safety_backup.pk if result.safety_backup else None,
-            "previous_database": result.previous_database,
-        }
+        return {"backup_id": backup_record.pk, **restore_summary(result)}
 
     arguments = {"backup_id": backup_id, "tables": tables or [], "requested_by": requested_by}
     return task_run_execute(task_id=task_id, task_name="restore_backup", arguments=arguments, action=action)

@@ -181,7 +181,7 @@ def test_verify_without_the_change_permission_is_denied(staff_user, django_user_
 
 
 def test_restore_through_the_confirmation_page_brings_the_data_back(
-    superuser, backup_dir, s3_bucket, drop_pre_restore_databases
+    superuser, backup_dir, s3_bucket, drop_pre_restore_databases, celery_in_process
 ):
     # s3_bucket: a bucket of our own, so the catalog re-sync after the restore sees only our backups
     from dbops.services.backups.create import backup_create
@@ -212,7 +212,7 @@ def test_restore_through_the_confirmation_page_brings_the_data_back(
 
 
 def test_restore_to_a_time_before_the_operator_existed_ends_the_session_cleanly(
-    django_user_model, backup_dir, s3_bucket, drop_pre_restore_databases
+    django_user_model, backup_dir, s3_bucket, drop_pre_restore_databases, celery_in_process
 ):
     from dbops.services.backups.create import backup_create
 

@@ -157,7 +157,7 @@ def test_restore_post_without_csrf_token_is_forbidden(superuser):
     [
         ({"status": BackupRecord.Status.FAILED}, "only a succeeded backup can be restored"),
         ({"status": BackupRecord.Status.DELETED}, "only a succeeded backup can be restored"),
-        ({"engine": "sqlite"}, "This is a sqlite backup; the target database runs on postgresql."),
+        ({"engine": "sqlite"}, "is a sqlite backup; database"),
     ],
 )
 def test_unrestorable_backup_shows_the_problem_and_no_form(superuser, fields, problem):

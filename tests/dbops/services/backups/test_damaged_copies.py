@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from dbops.admin.backups import restore_outcome, verification_outcome
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
-from dbops.services.backups.restore import backup_restore
+from dbops.services.backups.restore import backup_restore, restore_summary
 from multipult.core.models import Concept
 from tests.dbops.services.backups.conftest import tree
 
@@ -68,7 +68,7 @@ def test_restore_uses_the_intact_s3_copy_and_says_so(uploaded, backup_dir, s3_bu
 
 def test_the_admin_message_of_such_a_restore_names_the_s3_copy(uploaded, s3_bucket):
     result = backup_restore(backup_record=uploaded, tables=["core_concept"], safety_backup=False)
-    message = restore_outcome(result)
+    message = restore_outcome(restore_summary(result))
     assert "is damaged" in message and f"used the S3 copy s3://{s3_bucket}/" in message
 
 
