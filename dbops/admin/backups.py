@@ -273,7 +273,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
 
     @admin.action(description="Back up now", permissions=["backup"])
     def backup_now(self, request, queryset=None):
-        from dbops.services.backups.queue import backup_enqueue
+        from dbops.queue import backup_enqueue
 
         try:
             queued = backup_enqueue(
@@ -298,7 +298,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
     def _queue_verification(self, request, backup_record: BackupRecord) -> None:
         """A restore test takes minutes on a big database: it runs in a worker, never in the request.
         In-process (REDIS_HOST unset) it has run by the time the call returns, so the outcome is shown."""
-        from dbops.services.backups.queue import verify_enqueue
+        from dbops.queue import verify_enqueue
 
         verified_before = backup_record.verified_at
         try:
@@ -390,7 +390,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
     def _run_restore(self, request, backup_record: BackupRecord, alias: str):
         """The confirmed restore runs in a worker (it can take longer than any request may); in-process
         (REDIS_HOST unset) it has run when restore_enqueue returns, and its outcome is shown."""
-        from dbops.services.backups.queue import restore_enqueue
+        from dbops.queue import restore_enqueue
 
         try:
             queued = restore_enqueue(backup_record=backup_record, requested_by=request.user.get_username())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import re
 import subprocess
@@ -306,7 +305,7 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
     # -- lock ---------------------------------------------------------------------------------------
     def lock_key(self, scope: str = swap.RESTORE_LOCK_SCOPE) -> int:
         """The advisory lock key of this database for one scope (backups and restores, or verifications)."""
-        return int.from_bytes(hashlib.sha256(f"{scope}:{self.database_name}".encode()).digest()[:8], "big", signed=True)
+        return swap.lock_key(self.database_name, scope)
 
     @contextmanager
     def lock(self, *, wait: bool = False) -> Iterator[None]:

@@ -19,18 +19,15 @@ the name, never neither.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
-from dbops.engines.base import LeftoversRecovery
+from dbops.engines.base import Connector, LeftoversRecovery
 from dbops.engines.postgresql import maintenance
 from dbops.engines.postgresql.maintenance import MAINTENANCE_DB, first_line
 from dbops.exceptions import DatabaseUnavailable, RestoreError
-
-if TYPE_CHECKING:
-    from dbops.engines.postgresql.connector import PostgreSQLConnector
 
 STAMP_DIGITS = 14  # %Y%m%d%H%M%S
 PRE_RESTORE_INFIX = "_pre_restore_"
@@ -81,11 +78,11 @@ def renames_commit(admin, renames: list[tuple[str, str]]) -> None:
                 admin.autocommit = True
 
 
-def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, previous: str) -> None:
+def databases_swap(connector: Connector, *, target: str, fresh: str, previous: str) -> None:
     """Puts `fresh` in place of `target` and keeps the old one as `previous`, atomically. On failure
     raises RestoreError saying exactly which databases exist afterwards (checked, not assumed)."""
     try:
-        admin = connector._raw_connection(MAINTENANCE_DB)
+        admin = maintenance.maintenance_connect(connector.settings_dict)
     except DatabaseUnavailable as exc:
         error: BaseException = exc
     else:
@@ -124,10 +121,10 @@ def databases_swap(connector: PostgreSQLConnector, *, target: str, fresh: str, p
     ) from error
 
 
-def scratch_drop(connector: PostgreSQLConnector, name: str) -> str:
+def scratch_drop(connector: Connector, name: str) -> str:
     """Drops a scratch database on a new maintenance connection; says in a sentence what happened."""
     try:
-        admin = connector._raw_connection(MAINTENANCE_DB)
+        admin = maintenance.maintenance_connect(connector.settings_dict)
         try:
             maintenance.database_drop(admin, name, force=True)
         finally:
@@ -137,10 +134,10 @@ def scratch_drop(connector: PostgreSQLConnector, name: str) -> str:
     return f"{name} was dropped."
 
 
-def _existing(connector: PostgreSQLConnector, names: list[str]) -> set[str] | None:
+def _existing(connector: Connector, names: list[str]) -> set[str] | None:
     """Which of `names` exist, on a new connection; None when the server cannot be asked."""
     try:
-        admin = connector._raw_connection(MAINTENANCE_DB)
+        admin = maintenance.maintenance_connect(connector.settings_dict)
     except DatabaseUnavailable:
         return None
     try:
@@ -154,7 +151,7 @@ def _existing(connector: PostgreSQLConnector, names: list[str]) -> set[str] | No
 
 
 # -- the repair of interrupted runs ---------------------------------------------------------------------
-def restore_leftovers_recover(connectors: list[PostgreSQLConnector]) -> LeftoversRecovery:
+def restore_leftovers_recover(connectors: list[Connector]) -> LeftoversRecovery:
     """See the module docstring; for databases on one server (same host, port and user), with one
     connection and one catalog query when there is nothing to do. Raises DatabaseUnavailable when the
     server cannot be reached."""
@@ -197,9 +194,9 @@ def restore_leftovers_recover(connectors: list[PostgreSQLConnector]) -> Leftover
     return found
 
 
-def restore_leftovers_recover_by_server(connectors: list[PostgreSQLConnector]) -> LeftoversRecovery:
+def restore_leftovers_recover_by_server(connectors: list[Connector]) -> LeftoversRecovery:
     """restore_leftovers_recover once per server (host, port, user) for the databases on it."""
-    by_server: dict[tuple, list[PostgreSQLConnector]] = {}
+    by_server: dict[tuple, list[Connector]] = {}
     for connector in connectors:
         settings_dict = connector.settings_dict
         server = (settings_dict.get("HOST"), settings_dict.get("PORT"), settings_dict.get("USER"))
@@ -224,7 +221,7 @@ def _lock_tried(admin, key: int) -> Iterator[bool]:
 
 
 def _recover_restores(
-    connector: PostgreSQLConnector,
+    connector: Connector,
     admin,
     found: LeftoversRecovery,
     *,
@@ -233,7 +230,7 @@ def _recover_restores(
     restoring: list[str],
 ) -> None:
     target = connector.database_name
-    with _lock_tried(admin, connector.lock_key(RESTORE_LOCK_SCOPE)) as locked:
+    with _lock_tried(admin, lock_key(connector.database_name, RESTORE_LOCK_SCOPE)) as locked:
         if not locked:
             if not target_present:
                 found.database_missing = True
@@ -278,11 +275,9 @@ def _recover_restores(
             _drop_reporting(connector, admin, found, name, what)
 
 
-def _recover_verifications(
-    connector: PostgreSQLConnector, admin, found: LeftoversRecovery, *, verifying: list[str]
-) -> None:
+def _recover_verifications(connector: Connector, admin, found: LeftoversRecovery, *, verifying: list[str]) -> None:
     target = connector.database_name
-    with _lock_tried(admin, connector.lock_key(VERIFY_LOCK_SCOPE)) as locked:
+    with _lock_tried(admin, lock_key(connector.database_name, VERIFY_LOCK_SCOPE)) as locked:
         if not locked:
             found.left_alone.append(f"{', '.join(verifying)}: a verification of a backup of {target} is running.")
             return
@@ -290,10 +285,15 @@ def _recover_verifications(
             _drop_reporting(connector, admin, found, name, "the scratch database of an interrupted verification")
 
 
-def _drop_reporting(connector: PostgreSQLConnector, admin, found: LeftoversRecovery, name: str, what: str) -> None:
+def _drop_reporting(connector: Connector, admin, found: LeftoversRecovery, name: str, what: str) -> None:
     try:
         maintenance.database_drop(admin, name, force=True)
     except maintenance.Error as exc:
         found.failed.append(f"Could not drop {name}, {what}: {first_line(exc)}")
     else:
         found.done.append(f"Dropped {name}, {what}.")
+
+
+def lock_key(database_name: str, scope: str) -> int:
+    """The advisory lock key of a database for one scope (backups and restores, or verifications)."""
+    return int.from_bytes(hashlib.sha256(f"{scope}:{database_name}".encode()).digest()[:8], "big", signed=True)

@@ -23,24 +23,10 @@ from django.conf import settings
 from django.db import models
 
 from dbops.exceptions import AnonymizationRuleMissing
-from dbops.services.datamigration.entities import ENTITIES, KEEP, Entity
+from dbops.services.datamigration.entities import ENTITIES, KEEP, STRATEGIES, Entity
 
 if TYPE_CHECKING:
     from faker import Faker
-
-# Every strategy an entity's `anonymize` rules may name (each is an Anonymizer method `_<name>`), besides KEEP.
-STRATEGIES = (
-    "username",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "ip",
-    "text",
-    "clear",
-    "filename",
-    "filepath",
-)
 
 _PERSONAL_NAME = re.compile(
     r"(^|_)(e?mail|phone|mobile|tel|fax|name|username|surname|address|street|city|zip|postcode|ip|"

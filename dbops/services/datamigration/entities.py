@@ -28,6 +28,19 @@ from dbops.exceptions import ConfigurationError, UnknownEntityError
 
 DECLARATION_OPTIONS = frozenset({"name", "model", "since_field", "companions", "parent", "exclude", "anonymize"})
 KEEP = "keep"  # the anonymization rule for a field that is not personal data
+# The strategies `anonymize` rules may name besides KEEP (each is a method `_<name>` of anonymization.Anonymizer).
+STRATEGIES = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "ip",
+    "text",
+    "clear",
+    "filename",
+    "filepath",
+)
 
 
 @dataclass(frozen=True)
@@ -300,8 +313,6 @@ def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[En
 
 
 def _strategy_problems(entities: dict[str, Entity]) -> list[EntityProblem]:
-    from dbops.services.datamigration.anonymization import STRATEGIES
-
     problems = []
     for entity in entities.values():
         unknown = sorted(set(entity.anonymize.values()) - set(STRATEGIES) - {KEEP})

@@ -1,4 +1,5 @@
-"""Queueing the long backup jobs for a worker, the way the admin (and any other front) asks for them:
+"""Queueing the long backup jobs for a worker, the way the admin (and any other front) asks for them
+(beside dbops.tasks, which it sends: the services below it never reach up to the task layer):
 `backup_enqueue`, `verify_enqueue`, `restore_enqueue`. Each checks first whether the job can run at all
 (the same refusal the synchronous service gives), then sends one task when the caller's transaction
 commits, with a task id of its own so the front can point at its TaskRun. Without a broker
