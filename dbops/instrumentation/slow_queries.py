@@ -42,7 +42,7 @@ class SlowReport:
 def slow_statements_top(*, limit: int = 10, using: str = DEFAULT_DB_ALIAS) -> SlowReport:
     """The slowest captured statements of both sources, not analyzed (cheap: for listings)."""
     if limit < 1:
-        raise AnalyzerError(f"--limit must be at least 1; got {limit}.")
+        raise AnalyzerError(f"The number of statements must be at least 1; got {limit}.", parameter="limit")
     report = SlowReport()
     seen: set[str] = set()
     for source, reader in (("profiler", _profiler_top), ("pg_stat_statements", _pg_stat_statements_top)):

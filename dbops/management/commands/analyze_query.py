@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
 from dbops.instrumentation.slow_queries import slow_queries_analyze
 from dbops.management.base import DbopsCommand
@@ -49,13 +48,10 @@ class Command(DbopsCommand):
         if options["min_rows"] < 0:
             raise CommandError(f"--min-rows must be 0 or more; got {options['min_rows']}.")
         common = {"analyze": options["analyze"], "using": options["database"], "large_table_rows": options["min_rows"]}
-        try:
-            if slow:
-                self._present_slow(slow_queries_analyze(limit=options["limit"], **common), options["json"])
-                return
-            analysis = query_analyze(sql=sql, **common)
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        if slow:
+            self._present_slow(slow_queries_analyze(limit=options["limit"], **common), options["json"])
+            return
+        analysis = query_analyze(sql=sql, **common)
         if options["json"]:
             write_json(self.stdout, analysis.to_dict())
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
+from dbops.exceptions import NoRetentionPolicy
 from dbops.management.base import DbopsCommand
 from dbops.management.output import write_json
 from dbops.services.backups.retention import RetentionRun, retention_run
@@ -29,6 +29,8 @@ class Command(DbopsCommand):
         "backups, and everything when the rules would leave no successful backup."
     )
 
+    error_hints = {NoRetentionPolicy: "Or give counts: --daily/--weekly/--monthly/--keep-last."}
+
     def add_arguments(self, parser):
         parser.add_argument("--policy", help="Name of the RetentionPolicy to apply (default: every enabled policy).")
         parser.add_argument("--daily", type=_count, help="Keep the newest backup of each of the last N days.")
@@ -46,19 +48,16 @@ class Command(DbopsCommand):
         parser.add_argument("--quiet", action="store_true", help="Print only the summary line.")
 
     def handle(self, *args, **options):
-        try:
-            run = retention_run(
-                policy_name=options["policy"],
-                daily=options["daily"],
-                weekly=options["weekly"],
-                monthly=options["monthly"],
-                keep_last=options["keep_last"],
-                database=options["database"],
-                tag=options["tag"],
-                dry_run=options["dry_run"],
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        run = retention_run(
+            policy_name=options["policy"],
+            daily=options["daily"],
+            weekly=options["weekly"],
+            monthly=options["monthly"],
+            keep_last=options["keep_last"],
+            database=options["database"],
+            tag=options["tag"],
+            dry_run=options["dry_run"],
+        )
         if options["json"]:
             write_json(self.stdout, run.as_dict())
         else:

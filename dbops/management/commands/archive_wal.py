@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.services.pitr.wal_archive import cluster_id_from_data_dir, wal_archive
 
@@ -33,8 +32,6 @@ class Command(DbopsCommand):
             result = wal_archive(
                 path=options["path"], name=options["name"], cluster_id=cluster_id, storage=options["storage"]
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         except OSError as exc:  # storage unreachable or not writable: PostgreSQL keeps the file and retries
             raise CommandError(f"Cannot archive {options['name']}: {exc}") from exc
         state = "already archived (identical)" if result.already_archived else "archived"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.core.checks import Tags
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError, UploadError
+from dbops.exceptions import UploadError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups.create import backup_create
@@ -71,11 +70,9 @@ class Command(DbopsCommand):
             progress.close()
             if exc.backup_record is not None:
                 self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
-            raise CommandError(str(exc)) from exc
-        except DbopsError as exc:
+            raise
+        finally:
             progress.close()
-            raise CommandError(str(exc)) from exc
-        progress.close()
         where = f" and s3://{backup_record.s3_key}" if backup_record.uploaded_to_s3 else ""
         self.stdout.write(
             self.style.SUCCESS(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.checks import Tags
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
+from dbops.exceptions import OutputExists
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups.create import backup_export
@@ -25,6 +24,8 @@ class Command(DbopsCommand):
     # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
     # of unrelated apps. `manage.py check` runs them all.
     requires_system_checks = [Tags.database]
+
+    error_hints = {OutputExists: "Pass --overwrite to replace it."}
 
     def add_arguments(self, parser):
         parser.add_argument("--output", "-o", required=True, help="File to write, e.g. backup.sql or backup.sql.zst.")
@@ -62,8 +63,6 @@ class Command(DbopsCommand):
                 overwrite=options["overwrite"],
                 progress=progress,
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
             progress.close()
         self.stdout.write(

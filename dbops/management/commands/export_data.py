@@ -7,7 +7,6 @@ from datetime import date
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.datamigration.entities import entity_names_help
@@ -80,8 +79,6 @@ class Command(DbopsCommand):
                 using=options["database"],
                 progress=progress if progress.enabled else None,
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
             progress.close()
         if options["json"]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.datamigration.formats import FORMATS
@@ -52,8 +50,6 @@ class Command(DbopsCommand):
                 using=options["database"],
                 progress=progress if progress.enabled else None,
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
             progress.close()
         if options["json"]:

@@ -6,7 +6,6 @@ from django.core.checks import Tags
 from django.core.management.base import CommandError
 
 from dbops.artifacts.manifest import manifest_of
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import human_bytes, write_json
 from dbops.models import BackupRecord
@@ -41,19 +40,16 @@ class Command(DbopsCommand):
     def handle(self, *args, **options):
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be at least 1.")
-        try:
-            if options["sync"]:
-                result = catalog_sync()
-                if not options["json"] and not options["quiet"]:
-                    self.stdout.write(
-                        f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
-                        f"{len(result.missing)} now missing, {len(result.reappeared)} found again."
-                    )
-                    for message in result.messages:
-                        self.stdout.write(f"  {message}")
-            records = list(backups_list(status=options["status"], database=options["database"], limit=options["limit"]))
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        if options["sync"]:
+            result = catalog_sync()
+            if not options["json"] and not options["quiet"]:
+                self.stdout.write(
+                    f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
+                    f"{len(result.missing)} now missing, {len(result.reappeared)} found again."
+                )
+                for message in result.messages:
+                    self.stdout.write(f"  {message}")
+        records = list(backups_list(status=options["status"], database=options["database"], limit=options["limit"]))
         if options["json"]:
             write_json(
                 self.stdout,

@@ -9,7 +9,6 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.dateparse import parse_datetime
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress, write_json
 from dbops.services.pitr.check import pitr_check
@@ -72,10 +71,7 @@ class Command(DbopsCommand):
             "status": self._status,
             "check": self._check,
         }[options["action"]]
-        try:
-            handler(options)
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        handler(options)
 
     def _setup(self, options):
         report = pitr_settings_check(using=options["database"], python=options["python"])

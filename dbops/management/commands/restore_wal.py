@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.services.pitr.wal_archive import cluster_id_from_data_dir, wal_restore
 
@@ -32,8 +31,6 @@ class Command(DbopsCommand):
             size = wal_restore(
                 name=options["name"], destination=options["path"], cluster_id=cluster_id, storage=options["storage"]
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         except OSError as exc:  # storage unreachable or not writable: PostgreSQL keeps the file and retries
             raise CommandError(f"Cannot restore {options['name']}: {exc}") from exc
         self.stdout.write(f"{options['name']} restored ({size:,} bytes, checksum verified).")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from django.core.checks import Tags
 from django.core.management.base import CommandError
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.models import BackupRecord
 from dbops.services.backups.restore import backup_for_id
@@ -48,16 +47,13 @@ class Command(DbopsCommand):
     def handle(self, *args, **options):
         if bool(options["backup_id"]) == bool(options["latest"]):
             raise CommandError("Give a backup id or --latest (one of them).")
-        try:
-            if options["latest"]:
-                backup_record = backup_latest(kind=options["kind"])
-            else:
-                backup_record = backup_for_id(options["backup_id"])
-            result = backup_verify(
-                backup_record=backup_record, restore_test=options["restore_test"], jobs=max(1, options["jobs"])
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        if options["latest"]:
+            backup_record = backup_latest(kind=options["kind"])
+        else:
+            backup_record = backup_for_id(options["backup_id"])
+        result = backup_verify(
+            backup_record=backup_record, restore_test=options["restore_test"], jobs=max(1, options["jobs"])
+        )
         checks = " + ".join(result.checks)
         copy = " of the S3 copy" if result.source == "s3" else ""
         for warning in result.warnings:

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from dbops.artifacts.manifest import manifest_save
 from dbops.artifacts.reading import READABLE_STATUSES, artifact_decode, artifact_locate, record_decryption_keys
+from dbops.artifacts.workdir import work_folder
 from dbops.engines import get_connector
 from dbops.exceptions import ArtifactWriteError, BackupNotFound, DbopsError, KeyUnavailable, VerificationError
 from dbops.models import BackupRecord
-from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.catalog import presence_record
 
 logger = logging.getLogger(__name__)

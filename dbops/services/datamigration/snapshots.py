@@ -203,11 +203,11 @@ class PruneResult:
         return sum(snapshot.size_bytes for snapshot in self.pruned)
 
 
-def _check_count(name: str, value) -> int:
+def _check_count(what: str, value, *, parameter: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SnapshotError(f"{name} must be a whole number, got {value!r}.")
+        raise SnapshotError(f"{what} must be a whole number, got {value!r}.", parameter=parameter)
     if value < 0:
-        raise SnapshotError(f"{name} must be 0 or more, got {value}.")
+        raise SnapshotError(f"{what} must be 0 or more, got {value}.", parameter=parameter)
     return value
 
 
@@ -218,8 +218,8 @@ def snapshot_prune(
     days ago, except the `keep_last` newest snapshots and any snapshot a rollback is using right now
     (its row is locked by snapshot_rollback). Each snapshot goes in its own transaction; a dry run
     lists the same snapshots and changes nothing."""
-    older_than_days = _check_count("--older-than", older_than_days)
-    keep_last = _check_count("--keep-last", keep_last)
+    older_than_days = _check_count("The age in days", older_than_days, parameter="older_than_days")
+    keep_last = _check_count("The number of newest snapshots to keep", keep_last, parameter="keep_last")
     cutoff = timezone.now() - dt.timedelta(days=older_than_days)
     snapshots = Snapshot.objects.filter(database_alias=using)
     newest = list(snapshots.order_by("-created_at", "-id").values_list("id", flat=True)[:keep_last])

@@ -45,8 +45,8 @@ def test_command_reports_counts_and_is_quiet_off_a_tty():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scale", "0"], "--scale must be a positive number"),
-        (["--scale", "-2"], "--scale must be a positive number"),
+        (["--scale", "0"], "--scale: The scale must be a positive number"),
+        (["--scale", "-2"], "--scale: The scale must be a positive number"),
         (["--scale", "1e9"], "too large"),
         (["--scale", "abc"], "invalid float value"),
         (["--seed", "x"], "invalid int value"),

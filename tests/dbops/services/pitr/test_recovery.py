@@ -16,6 +16,7 @@ from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_settings_check, pitr_wal_needed, wal_segment_name
 from dbops.services.pitr.wal_archive import wal_archive
+from tests.commands import run_command
 
 pytestmark = pytest.mark.django_db
 CLUSTER = "7300000000000000001"
@@ -171,8 +172,8 @@ def test_status_lists_base_backups_and_wal_extent_per_cluster(backup_dir, tmp_pa
     (tmp_path / "orphan").write_bytes(b"x")
     wal_archive(path=tmp_path / "orphan", name="000000010000000000000001", cluster_id="42")
 
-    payload = json.loads(_run("pitr", "status", "--json"))
-    text = _run("pitr", "status")
+    payload = json.loads(run_command("pitr", "status", "--json"))
+    text = run_command("pitr", "status")
 
     ours, orphan = sorted(payload, key=lambda item: item["cluster_id"] != CLUSTER)
     assert ours["cluster_id"] == CLUSTER and ours["wal_files"] == 3
@@ -180,12 +181,6 @@ def test_status_lists_base_backups_and_wal_extent_per_cluster(backup_dir, tmp_pa
     assert [base["id"] for base in ours["base_backups"]] == [record.pk]
     assert orphan["cluster_id"] == "42" and orphan["base_backups"] == []
     assert f"base backup #{record.pk}" in text and "no base backup: this WAL cannot be used" in text
-
-
-def _run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
 
 
 def test_system_check_warns_when_pitr_storage_is_s3_without_a_bucket(settings):
