@@ -12,11 +12,16 @@ import argparse
 import re
 from typing import Any, ClassVar
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connections
 
 from dbops.exceptions import DbopsError
 from dbops.services.backups.leftovers import restore_leftovers_recover
+
+# For the commands that run client tools: only the database-tagged checks (the tools are there), so they
+# are neither held up (~0.1 s) nor blocked by checks of unrelated apps. `manage.py check` runs them all.
+DATABASE_CHECKS_ONLY = [Tags.database]
 
 _MISSING_TABLE = re.compile(r'(?<!of )relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
 _MISSING_COLUMN = re.compile(

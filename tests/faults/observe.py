@@ -132,7 +132,7 @@ def listed_backup_ids(env: dict[str, str | None]) -> tuple[list[int], str]:
     """`list_backups --json` in a child process: the ids it lists, and its stderr (the repair lines)."""
     result = run_manage("list_backups", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    return [item["id"] for item in json.loads(result.stdout)], result.stderr
+    return [item["id"] for item in json.loads(result.stdout)["backups"]], result.stderr
 
 
 def kill_and_reap(child: subprocess.Popen) -> None:

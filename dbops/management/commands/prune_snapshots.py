@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option, add_json_option
 from dbops.management.output import write_json
 from dbops.services.datamigration.snapshots import snapshot_prune
 
@@ -33,14 +33,14 @@ class Command(DbopsCommand):
             "--older-than",
             dest="older_than_days",  # the service's keyword, so its errors are prefixed with this option
             metavar="DAYS",
-            help="Required: prune snapshots taken more than DAYS days ago (0 or more)."
+            help="Required: prune snapshots taken more than DAYS days ago (0 or more).",
         )
         parser.add_argument(
             "--keep-last", metavar="N", default="0", help="Always keep the N newest snapshots, however old (default 0)."
         )
         parser.add_argument("--dry-run", action="store_true", help="List what would be pruned; change nothing.")
-        parser.add_argument("--json", action="store_true", help="Print the result as a JSON document.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_json_option(parser)
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         if options["older_than_days"] is None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option
 from dbops.services.datamigration.snapshots import snapshot_get, snapshot_rollback
 
 
@@ -17,7 +17,7 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--confirm", action="store_true", help="Required: the tables lose every change made since the snapshot."
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         snapshot = snapshot_get(snapshot_id=options["snapshot_id"], using=options["database"])

@@ -3,10 +3,9 @@ database and compares the tables and row counts recorded at backup time."""
 
 from __future__ import annotations
 
-from django.core.checks import Tags
 from django.core.management.base import CommandError
 
-from dbops.management.base import DbopsCommand
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
 from dbops.models import BackupRecord
 from dbops.services.backups.restore import backup_for_id
 from dbops.services.backups.verify import backup_latest, backup_verify
@@ -20,9 +19,7 @@ class Command(DbopsCommand):
         "recorded."
     )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
 
     def add_arguments(self, parser):
         parser.add_argument("backup_id", nargs="?", help="Id of the backup (see list_backups).")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from dbops.conf import operations_alias
@@ -109,10 +110,10 @@ def snapshot_discard(*, snapshot_id: str) -> None:
         snapshot.delete()
 
 
-def snapshot_list(*, using: str | None = None) -> list[Snapshot]:
-    """Snapshots, newest first; of one database alias when `using` is given."""
+def snapshot_list(*, using: str | None = None) -> QuerySet[Snapshot]:
+    """Snapshots, newest first; of one database alias when `using` is given (lazy: count or cut it)."""
     snapshots = Snapshot.objects.select_related("import_run")
-    return list(snapshots.filter(database_alias=using) if using else snapshots)
+    return snapshots.filter(database_alias=using) if using else snapshots
 
 
 def snapshot_get(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Snapshot:

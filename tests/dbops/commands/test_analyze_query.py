@@ -47,7 +47,7 @@ def test_slow_json_lists_captured_statements():
         (("DELETE FROM core_storedfile; DROP TABLE core_storedfile",), "exactly one statement"),
         (("TRUNCATE core_storedfile",), "Only "),
         (("SELECT * FROM no_such_table",), 'relation "no_such_table" does not exist'),
-        (("--slow", "--limit", "0"), "--limit must be at least 1"),
+        (("--slow", "--limit", "-1"), "argument --limit: invalid count"),
         (("SELECT 1", "--min-rows", "-1"), "--min-rows must be 0 or more"),
     ],
 )

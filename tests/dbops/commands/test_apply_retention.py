@@ -8,7 +8,7 @@ from io import StringIO
 
 import psycopg2
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import connection
 from django.utils import timezone
 
@@ -146,8 +146,7 @@ def test_a_pre_restore_database_in_use_is_reported_not_forced(pre_restore_copies
     holder = psycopg2.connect(dbname=jan, host=host, port=port, user=user, password=password)
     try:
         out, err = StringIO(), StringIO()
-        with pytest.raises(CommandError, match="failures"):
-            call_command("apply_retention", "--daily", "1", stdout=out, stderr=err)
+        command_error("apply_retention", "--daily", "1", stdout=out, stderr=err, match="failures")
         assert f"could not drop {jan}" in err.getvalue()
         assert pre_restore_databases() == [mar, jan]
     finally:

@@ -19,7 +19,7 @@ def test_backup_advanced_then_list_backups_json_newest_first(backup_dir, some_da
     assert "succeeded" in first and "succeeded" in second
     assert "\r" not in second  # progress only on a TTY
 
-    listed = json.loads(run_command("list_backups", "--json"))
+    listed = json.loads(run_command("list_backups", "--json"))["backups"]
     assert [item["tag"] for item in listed] == ["second", "first"]
     assert [item["compression"] for item in listed] == ["zstd", "gzip"]
     assert all(item["status"] == "succeeded" and len(item["sha256"]) == 64 for item in listed)
@@ -33,15 +33,15 @@ def test_list_backups_status_filter(backup_dir, some_data):
     BackupRecord.objects.create(
         started_at="2026-01-01T00:00:00Z", status="failed", engine="postgresql", database_name="x", format="custom"
     )
-    failed = json.loads(run_command("list_backups", "--json", "--status", "failed"))
+    failed = json.loads(run_command("list_backups", "--json", "--status", "failed"))["backups"]
     assert [item["status"] for item in failed] == ["failed"]
     both = json.loads(run_command("list_backups", "--json", "--status", "failed", "--status", "succeeded"))
-    assert len(both) == 2
+    assert len(both["backups"]) == both["total"] == 2
 
 
 def test_list_backups_empty():
     assert "No backups." in run_command("list_backups")
-    assert json.loads(run_command("list_backups", "--json")) == []
+    assert json.loads(run_command("list_backups", "--json")) == {"total": 0, "limit": 50, "backups": []}
 
 
 def test_backup_db_output_writes_plain_sql(tmp_path, some_data):

@@ -72,7 +72,7 @@ def test_export_import_snapshot_list_and_rollback_through_the_commands(exported,
         run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json")
     )
     assert result["entities"]["users"]["created"] == User.objects.count() > 0
-    listed = json.loads(run_command("list_snapshots", "--json"))
+    listed = json.loads(run_command("list_snapshots", "--json"))["snapshots"]
     assert [item["id"] for item in listed] == [result["snapshot_id"]]
     assert listed[0]["row_counts"]["core_user"] == 0 and listed[0]["import_run"] == result["run_id"]
     assert result["snapshot_id"] in run_command("list_snapshots")

@@ -56,9 +56,8 @@ def test_a_deleted_segment_shows_in_status_and_stops_a_restore_that_needs_it(pit
     text = run_command("pitr", "status")
     assert f"WAL GAP: {missing} .. {missing} missing (1 segment(s))" in text
     assert f"{missing} is missing" in text
-    [status] = [
-        item for item in json.loads(run_command("pitr", "status", "--json")) if item["cluster_id"] == cluster_id
-    ]
+    clusters = json.loads(run_command("pitr", "status", "--json"))["clusters"]
+    [status] = [item for item in clusters if item["cluster_id"] == cluster_id]
     assert [gap["first_missing"] for gap in status["gaps"]] == [missing]
     [base] = status["base_backups"]
     assert base["wal_first_missing"] == missing and base["wal_until"] < missing
