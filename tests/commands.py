@@ -10,6 +10,18 @@ import pytest
 from django.core.management import CommandError, call_command
 
 
+class TerminalOutput(StringIO):
+    """A stdout that says it is a terminal, as an operator's is: where progress lines are shown."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def on_a_terminal(*args: str, **options: Any) -> str:
+    """What `manage.py ARGS` writes on a terminal, progress lines included."""
+    return run_command(*args, stdout=TerminalOutput(), **options)
+
+
 def run_command(*args: str, stdout: Any = None, stderr: Any = None, **options: Any) -> str:
     """`manage.py ARGS` in-process; what it wrote on stdout. Its stderr goes to `stderr` when given (a
     StringIO to read afterwards), else nowhere; `stdout` may be a stream of the test's own (a fake TTY)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 
 from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import add_quiet_option
+from dbops.management.output import TtyByteProgress
 from dbops.models import BackupRecord
 from dbops.services.backups.restore import backup_for_id
 from dbops.services.backups.verify import backup_latest, backup_verify
@@ -39,7 +41,7 @@ class Command(DbopsCommand):
             "in a scratch server until consistent).",
         )
         parser.add_argument("--jobs", type=int, default=1, help="Parallel restore jobs for --restore-test.")
-        parser.add_argument("--quiet", action="store_true", help="Only the result line.")
+        add_quiet_option(parser)
 
     def handle(self, *args, **options):
         if bool(options["backup_id"]) == bool(options["latest"]):
@@ -48,9 +50,14 @@ class Command(DbopsCommand):
             backup_record = backup_latest(kind=options["kind"])
         else:
             backup_record = backup_for_id(options["backup_id"])
-        result = backup_verify(
-            backup_record=backup_record, restore_test=options["restore_test"], jobs=max(1, options["jobs"])
-        )
+        # The long part of a restore test before the scratch database takes over is decoding the artifact.
+        with TtyByteProgress(self.stdout, label="verify: decoding", quiet=options["quiet"]) as progress:
+            result = backup_verify(
+                backup_record=backup_record,
+                restore_test=options["restore_test"],
+                jobs=max(1, options["jobs"]),
+                progress=progress,
+            )
         checks = " + ".join(result.checks)
         copy = " of the S3 copy" if result.source == "s3" else ""
         for warning in result.warnings:

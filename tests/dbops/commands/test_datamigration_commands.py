@@ -208,30 +208,16 @@ def test_duplicate_primary_keys(exported, tmp_path):
         tmp_path / "dup.jsonl", exported, [("users", _user()), ("users", _user(username="other", email="o@x.org"))]
     )
     state = fingerprint()
-    command_error(
-        "import_data",
-        "--input",
-        str(path),
-        "--format",
-        "jsonl",
-        match=r"users record 2, field 'id': duplicate id",
-        one_line=False,
-    )
+    import_jsonl = ("import_data", "--input", str(path), "--format", "jsonl")
+    command_error(*import_jsonl, match=r"users record 2, field 'id': duplicate id", one_line=False)
     assert fingerprint() == state
     # and a duplicate of a unique column that is not the key, against a row already in the database
     run_command("import_data", "--input", str(_write_jsonl(tmp_path / "one.jsonl", exported, [("users", _user())])),
         "--format", "jsonl")  # fmt: skip
     path = _write_jsonl(tmp_path / "dup2.jsonl", exported, [("users", _user(id=900005))])
     state = fingerprint()
-    command_error(
-        "import_data",
-        "--input",
-        str(path),
-        "--format",
-        "jsonl",
-        match="username already used by existing row id 900001",
-        one_line=False,
-    )
+    import_jsonl = ("import_data", "--input", str(path), "--format", "jsonl")
+    command_error(*import_jsonl, match="username already used by existing row id 900001", one_line=False)
     assert fingerprint() == state
 
 

@@ -22,7 +22,7 @@ from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create, backup_upload_retry
 from dbops.services.backups.restore import _compatibility_warnings
 from multipult.core.models import Concept, DictionaryEntry
-from tests.commands import command_error, run_command
+from tests.commands import command_error, on_a_terminal, run_command
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -172,24 +172,11 @@ def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, sett
 
     Concept.objects.all().delete()
     before = snapshot(backup_dir)
+    restore = ("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     settings.BACKUP_ENCRYPTION_KEY = "the wrong key"
-    command_error(
-        "restore_db",
-        "--backup-id",
-        str(backup_record.pk),
-        "--confirm",
-        "--no-safety-backup",
-        match="Key unavailable: backup #.* not in the key ring",
-    )
+    command_error(*restore, match="Key unavailable: backup #.* not in the key ring")
     settings.BACKUP_ENCRYPTION_KEY = None
-    command_error(
-        "restore_db",
-        "--backup-id",
-        str(backup_record.pk),
-        "--confirm",
-        "--no-safety-backup",
-        match="no key is configured",
-    )
+    command_error(*restore, match="no key is configured")
     assert snapshot(backup_dir) == before and Concept.objects.count() == 0
 
     settings.BACKUP_ENCRYPTION_KEY = "a long passphrase for the tests"
@@ -234,16 +221,9 @@ def test_restore_warns_on_newer_server_and_other_migration_state(db):
 
 
 def test_progress_is_shown_on_a_tty_only(backup_dir, some_data):
-    class Tty(StringIO):
-        def isatty(self):
-            return True
-
-    tty = Tty()
-    run_command("backup_advanced", stdout=tty)
-    assert "\rbackup: " in tty.getvalue() and "/s" in tty.getvalue()
-    quiet = Tty()
-    run_command("backup_advanced", "--quiet", stdout=quiet)
-    assert "\r" not in quiet.getvalue()
+    shown = on_a_terminal("backup_advanced")
+    assert "\rbackup: " in shown and "/s" in shown
+    assert "\r" not in on_a_terminal("backup_advanced", "--quiet")
 
 
 def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_dir, s3_bucket, some_data):

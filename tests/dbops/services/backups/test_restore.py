@@ -4,7 +4,6 @@ by rename) and must be intact and usable afterwards; bad input leaves everything
 from __future__ import annotations
 
 import hashlib
-from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.restore import backup_restore
 from multipult.core.models import AuditLog, Concept, DictionaryEntry, Role
-from tests.commands import command_error, run_command
+from tests.commands import command_error, on_a_terminal, run_command
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
 
@@ -236,17 +235,11 @@ def test_only_this_databases_pre_restore_copies_are_listed_and_dropped(db):
         admin.close()
 
 
-class _TerminalOut(StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("quiet", [False, True])
 def test_restore_shows_decoding_progress_on_a_terminal_only(backup_dir, some_data, quiet):
     backup_record = backup_create(compression="zstd")
     args = ["--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm"]
-    on_a_terminal = run_command("restore_db", *args, *(["--quiet"] if quiet else []), stdout=_TerminalOut())
-    shown = "restore: decoding:" in on_a_terminal
+    shown = "restore: decoding:" in on_a_terminal("restore_db", *args, *(["--quiet"] if quiet else []))
     assert shown is not quiet
     # Not a terminal: no progress line at all.
     assert "restore: decoding" not in run_command("restore_db", *args)

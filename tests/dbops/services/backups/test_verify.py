@@ -10,7 +10,7 @@ from django.db import connection
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.verify import backup_verify
-from tests.commands import command_error, run_command
+from tests.commands import command_error, on_a_terminal, run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,3 +87,11 @@ def test_latest_means_the_newest_full_backup_for_the_command_and_the_weekly_task
     command_error(
         "verify_backup", "--latest", "--kind", "safety", match=f"Backup #{newest_safety.pk} FAILED verification"
     )
+
+
+def test_a_restore_test_shows_decoding_progress_on_a_terminal_only(backup_dir, some_data):
+    backup_record = backup_create(compression="zstd")
+    shown = on_a_terminal("verify_backup", str(backup_record.pk), "--restore-test")
+    assert "\rverify: decoding: " in shown and "verified" in shown
+    assert "\r" not in on_a_terminal("verify_backup", str(backup_record.pk), "--restore-test", "--quiet")
+    assert "\r" not in run_command("verify_backup", str(backup_record.pk), "--restore-test")  # not a terminal
