@@ -172,7 +172,8 @@ def measure_scale(dbname: str, args, workdir: Path, full: bool) -> dict:
     def ours_backup() -> float:
         elapsed, _, rss = timed([*manage, "backup_advanced", "--compress", "zstd", "--quiet"], env=env)
         facts["backup_rss_kb"] = max(facts["backup_rss_kb"], rss)
-        latest = json.loads(timed([*manage, "list_backups", "--json"], env=env, capture=True)[1])[0]
+        latest = json.loads(timed([*manage, "list_backups", "--json", "--limit", "1"], env=env, capture=True)[1])
+        latest = latest["backups"][0]
         facts["in_process"].append(latest["duration_seconds"])
         facts["latest"] = latest
         return elapsed

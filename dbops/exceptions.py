@@ -3,7 +3,14 @@ HTTP/GraphQL errors at the outer edge only."""
 
 
 class DbopsError(Exception):
-    """Base of every error the dbops services raise on purpose (bad input, failed operation)."""
+    """Base of every error the dbops services raise on purpose (bad input, failed operation).
+
+    The message speaks in the service's own terms, never in command-line flags; `parameter` names the
+    service keyword it is about (e.g. "tag"), so a command can prefix its own option for it (--tag)."""
+
+    def __init__(self, *args, parameter: str | None = None) -> None:
+        super().__init__(*args)
+        self.parameter = parameter
 
 
 class ConfigurationError(DbopsError):
@@ -12,6 +19,10 @@ class ConfigurationError(DbopsError):
 
 class RetentionError(DbopsError):
     """A retention policy cannot be applied (unknown policy, bad rules, deletions that failed)."""
+
+
+class NoRetentionPolicy(RetentionError):
+    """A retention run was asked for every enabled policy, and none is enabled."""
 
 
 class SeedError(DbopsError):
@@ -44,6 +55,10 @@ class BulkLoadRejected(DbopsError):
 
 class BackupError(DbopsError):
     """A backup could not be taken (dump tool missing or failing, storage not writable...)."""
+
+
+class OutputExists(BackupError):
+    """The file a backup would be written to (or its checksum file) exists, and replacing it was not asked for."""
 
 
 class BackupNotFound(DbopsError):

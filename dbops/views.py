@@ -21,6 +21,8 @@ from dbops.instrumentation.analyzer import analysis_render
 from dbops.instrumentation.slow_queries import slow_statement_analyze, slow_statements_top
 from dbops.services.ops.health import UNHEALTHY, health_report_cached
 
+SLOW_STATEMENTS_SHOWN = 50
+
 
 def query_plan_url(*, source: str, reference) -> str:
     """The admin URL of one captured statement's plan (the profiler's SlowQuery admin links here)."""
@@ -29,7 +31,7 @@ def query_plan_url(*, source: str, reference) -> str:
 
 @staff_member_required
 def slow_statements_view(request):
-    report = slow_statements_top(limit=50)
+    report = slow_statements_top(limit=SLOW_STATEMENTS_SHOWN)
     rows = [
         {
             "statement": item.statement,
@@ -41,6 +43,7 @@ def slow_statements_view(request):
         **admin.site.each_context(request),
         "title": "Slow statements",
         "rows": rows,
+        "more": report.total - len(rows),
         "sources_unavailable": report.sources_unavailable,
     }
     return render(request, "admin/dbops/slow_statements.html", context)

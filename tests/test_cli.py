@@ -58,7 +58,7 @@ def test_unknown_command_suggests_the_close_ones():
 def test_errors_and_exit_status_come_from_the_command(sqlite_env):
     result = run_cli("seed-data", "--scale", "0", env=sqlite_env)
     assert result.returncode == 1
-    assert result.stderr.strip() == "CommandError: --scale must be a positive number, got 0.0."
+    assert result.stderr.strip() == "CommandError: --scale: The scale must be a positive number, got 0.0."
 
 
 def test_config_commands_still_run_when_settings_cannot_load(tmp_path):

@@ -370,8 +370,8 @@ class Connector(ABC):
     def table_facts(self, relation: str) -> TableFacts | None:
         raise FeatureUnavailable(f"query plans need PostgreSQL; database {self.alias!r} is {self.engine}.")
 
-    def statement_statistics_top(self, *, limit: int, queryid: str | None = None) -> list[tuple]:
-        """The slowest statements the server recorded: (queryid, sql, calls, mean_ms, total_ms) rows."""
+    def statement_statistics_top(self, *, limit: int | None, queryid: str | None = None) -> list[tuple]:
+        """The slowest statements the server recorded (limit None: all): (queryid, sql, calls, mean_ms, total_ms)."""
         raise FeatureUnavailable(f"not a PostgreSQL database ({self.engine})")
 
     # -- a database Django settings do not describe ----------------------------------------------------

@@ -123,7 +123,10 @@ class SQLiteConnector(Connector):
                     return RestoreOutcome(database_name=str(self.path))
                 missing = [t for t in tables if t not in _counts(source) or t not in _counts(live)]
                 if missing:
-                    raise RestoreError(f"Unknown table(s) for --tables: {', '.join(missing)}")
+                    raise RestoreError(
+                        f"Unknown table(s) (not in the backup or the database): {', '.join(missing)}",
+                        parameter="tables",
+                    )
                 live.execute("ATTACH DATABASE ? AS restored", [str(source_path)])
                 try:
                     with live:

@@ -376,8 +376,8 @@ def slow_queries_record(*, groups: list[StatementGroup], source: str, using: str
             connection.close()
 
 
-def slow_queries_top(*, limit: int = 20) -> list[SlowQuery]:
-    """The slow statements that cost the most in total (count x duration), worst first."""
+def slow_queries_top(*, limit: int | None = 20) -> list[SlowQuery]:
+    """The slow statements that cost the most in total (count x duration), worst first (limit None: all)."""
     return list(SlowQuery.objects.order_by("-total_ms", "-max_ms")[:limit])
 
 

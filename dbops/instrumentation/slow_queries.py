@@ -37,30 +37,36 @@ class SlowAnalysis:
 class SlowReport:
     analyses: list[SlowAnalysis] = field(default_factory=list)
     sources_unavailable: dict[str, str] = field(default_factory=dict)
+    total: int = 0  # distinct statements captured; `analyses` holds the slowest `limit` of them
 
 
-def slow_statements_top(*, limit: int = 10, using: str = DEFAULT_DB_ALIAS) -> SlowReport:
-    """The slowest captured statements of both sources, not analyzed (cheap: for listings)."""
-    if limit < 1:
-        raise AnalyzerError(f"--limit must be at least 1; got {limit}.")
+def slow_statements_top(*, limit: int | None = 10, using: str = DEFAULT_DB_ALIAS) -> SlowReport:
+    """The slowest captured statements of both sources (by mean time, each statement once), at most
+    `limit` of them (None: all), not analyzed (cheap: for listings); `total` counts them all."""
+    if limit is not None and limit < 1:
+        raise AnalyzerError(f"The number of statements must be at least 1; got {limit}.", parameter="limit")
     report = SlowReport()
-    seen: set[str] = set()
+    statements: dict[str, SlowStatement] = {}
     for source, reader in (("profiler", _profiler_top), ("pg_stat_statements", _pg_stat_statements_top)):
         try:
-            statements = reader(limit=limit, using=using)
+            captured = reader(limit=None, using=using)  # all: only then is the total known
         except _SourceUnavailable as exc:
             report.sources_unavailable[source] = str(exc)
             continue
-        for statement in statements:
-            key = " ".join(statement.sql.split()).lower()
-            if key not in seen:
-                seen.add(key)
-                report.analyses.append(SlowAnalysis(statement, None))
+        for statement in captured:
+            statements.setdefault(" ".join(statement.sql.split()).lower(), statement)
+    slowest = sorted(statements.values(), key=lambda statement: -(statement.mean_ms or 0))
+    report.total = len(slowest)
+    report.analyses = [SlowAnalysis(statement, None) for statement in slowest[:limit]]
     return report
 
 
 def slow_queries_analyze(
-    *, limit: int = 10, analyze: bool = False, using: str = DEFAULT_DB_ALIAS, large_table_rows: int = LARGE_TABLE_ROWS
+    *,
+    limit: int | None = 10,
+    analyze: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+    large_table_rows: int = LARGE_TABLE_ROWS,
 ) -> SlowReport:
     """Analyzes the slowest statements; one that cannot be explained is reported, not fatal."""
     report = slow_statements_top(limit=limit, using=using)
@@ -106,7 +112,7 @@ class _SourceUnavailable(Exception):
     pass
 
 
-def _pg_stat_statements_top(*, limit: int, using: str, queryid: str | None = None) -> list[SlowStatement]:
+def _pg_stat_statements_top(*, limit: int | None, using: str, queryid: str | None = None) -> list[SlowStatement]:
     try:
         rows = get_connector(using).statement_statistics_top(limit=limit, queryid=queryid)
     except FeatureUnavailable as exc:
@@ -117,7 +123,7 @@ def _pg_stat_statements_top(*, limit: int, using: str, queryid: str | None = Non
     ]
 
 
-def _profiler_top(*, limit: int, using: str, pk: str | None = None) -> list[SlowStatement]:
+def _profiler_top(*, limit: int | None, using: str, pk: str | None = None) -> list[SlowStatement]:
     try:  # the profiler's store (issue 5) may not be installed yet
         from dbops.instrumentation.profiling import slow_queries_top
     except ImportError as exc:

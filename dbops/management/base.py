@@ -1,15 +1,27 @@
 """The base of every dbops command: a database that cannot be reached or is not migrated yet gives one
 readable line and exit 1 (CommandError), never a traceback from deep inside the ORM. Before its own
-work each command repairs what interrupted restores left behind and says so on stderr."""
+work each command repairs what interrupted restores left behind and says so on stderr.
+
+It is also the one place where a service's DbopsError becomes a CommandError: the service speaks in its
+own terms, and the command adds its option for the parameter the error is about (`--tag: The tag is
+longer than 64 characters.`) and, for some errors, advice for the command-line user (`error_hints`)."""
 
 from __future__ import annotations
 
+import argparse
 import re
+from typing import Any, ClassVar
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connections
 
+from dbops.exceptions import DbopsError
 from dbops.services.backups.leftovers import restore_leftovers_recover
+
+# For the commands that run client tools: only the database-tagged checks (the tools are there), so they
+# are neither held up (~0.1 s) nor blocked by checks of unrelated apps. `manage.py check` runs them all.
+DATABASE_CHECKS_ONLY = [Tags.database]
 
 _MISSING_TABLE = re.compile(r'(?<!of )relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
 _MISSING_COLUMN = re.compile(
@@ -46,9 +58,25 @@ def describe_database_error(exc: DatabaseError) -> str:
     return f"Database error: {text}"
 
 
+def option_string(parser: argparse.ArgumentParser, dest: str, options: dict[str, Any]) -> str | None:
+    """The option that sets `dest` (its long form), looking into the subcommand `options` chose; None when
+    no option sets it (a positional argument, or a value the command does not take from its user)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(options.get(action.dest))
+            found = chosen is not None and option_string(chosen, dest, options)
+            if found:
+                return found
+        elif action.dest == dest and action.option_strings:
+            return max(action.option_strings, key=len)  # --output, not -o
+    return None
+
+
 class DbopsCommand(BaseCommand):
     # Off only where a command must not touch a database (run by the server itself, or config display).
     recovers_leftovers = True
+    # Advice for the command-line user, added to a service error of that class (the first that matches).
+    error_hints: ClassVar[dict[type[DbopsError], str]] = {}
 
     def execute(self, *args, **options):
         try:
@@ -57,6 +85,18 @@ class DbopsCommand(BaseCommand):
             return super().execute(*args, **options)
         except DatabaseError as exc:
             raise CommandError(describe_database_error(exc)) from exc
+        except DbopsError as exc:
+            raise CommandError(self.describe_error(exc, options)) from exc
+
+    def describe_error(self, exc: DbopsError, options: dict[str, Any]) -> str:
+        """The service's message, after this command's option for the parameter it is about, then any hint."""
+        message = str(exc)
+        if exc.parameter:
+            parser = self.create_parser("manage.py", type(self).__module__.rsplit(".", 1)[-1])
+            option = option_string(parser, exc.parameter, options)
+            message = f"{option}: {message}" if option else message
+        hint = next((hint for error_class, hint in self.error_hints.items() if isinstance(exc, error_class)), "")
+        return f"{message} {hint}" if hint else message
 
     def _recover_leftovers(self, options) -> None:
         """Repairs a half-done restore swap (even when the database is missing) and removes dead runs'

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from dbops.models.runs import Run
+
 
 class BackupRecord(models.Model):
     class Kind(models.TextChoices):
@@ -112,18 +114,12 @@ class BackupRecord(models.Model):
         return f"backup #{self.pk} {self.kind} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
 
 
-class RestoreRecord(models.Model):
+class RestoreRecord(Run):
     """One restore (backup_restore): created running before anything is touched, finished either way.
 
     When the operations state lives in the database being restored, backup_restore carries these rows
     across the restore, so the history is not rewound to the backup's time."""
 
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     backup = models.ForeignKey(
         BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores", db_index=False
     )
@@ -140,14 +136,10 @@ class RestoreRecord(models.Model):
         max_length=16, choices=BackupRecord.Trigger.choices, default=BackupRecord.Trigger.CLI
     )
     triggered_by_user = models.CharField(max_length=150, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-started_at", "-id"]
+    class Meta(Run.Meta):
         indexes = [models.Index(fields=["backup", "-started_at"], name="restore_backup_started_idx")]
 
     def __str__(self) -> str:

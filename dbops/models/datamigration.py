@@ -7,21 +7,17 @@ import time
 from django.db import models
 from django.utils import timezone
 
+from dbops.models.runs import Run
 
-class DataTransferRun(models.Model):
+
+class DataTransferRun(Run):
     """One export_data or import_data run (dry runs record nothing: they change nothing)."""
 
     class Kind(models.TextChoices):
         EXPORT = "export"
         IMPORT = "import"
 
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     format = models.CharField(max_length=8)
     path = models.CharField(max_length=1024)
     entities = models.JSONField(default=list, blank=True)
@@ -31,13 +27,9 @@ class DataTransferRun(models.Model):
     created_counts = models.JSONField(default=dict, blank=True)
     updated_counts = models.JSONField(default=dict, blank=True)
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-started_at", "-id"]
+    class Meta(Run.Meta):
         indexes = [models.Index(fields=["kind", "-started_at"], name="transfer_kind_started_idx")]
 
     def __str__(self) -> str:

@@ -6,20 +6,13 @@ from __future__ import annotations
 from django.db import models
 
 from dbops.models.backups import BackupRecord
+from dbops.models.runs import Run
 
 
-class TaskRun(models.Model):
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
+class TaskRun(Run):
     task_id = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     attempts = models.PositiveIntegerField(default=0)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
     arguments = models.JSONField(default=dict, blank=True)
@@ -27,10 +20,8 @@ class TaskRun(models.Model):
         BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="task_runs"
     )
     result = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-started_at", "-id"]
+    class Meta(Run.Meta):
         indexes = [models.Index(fields=["task_name", "-started_at"], name="taskrun_name_started_idx")]
 
     def __str__(self) -> str:

@@ -1,5 +1,5 @@
 """Runs management commands in a child process, for what only a real process shows: exit codes,
-stderr, TTY detection and the environment a command reads."""
+stderr, TTY detection and the environment a command reads. (In-process: tests/commands.py.)"""
 
 from __future__ import annotations
 
@@ -11,27 +11,48 @@ from pathlib import Path
 from tests.paths import ROOT
 
 
-def run_manage(*args: str, env: dict[str, str | None] | None = None, stdin: str | None = None):
-    """`python manage.py ARGS` with the current environment plus `env` (None removes a variable)."""
-    return run_script("manage.py", *args, env=env, stdin=stdin)
-
-
-def run_script(script: str, *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None):
-    """`python SCRIPT ARGS` in the project folder, with the current environment plus `env`."""
+def child_environment(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The current environment plus `env`, where None removes a variable."""
     child_env = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
             child_env.pop(name, None)
         else:
             child_env[name] = value
+    return child_env
+
+
+def run_manage(
+    *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
+    """`python manage.py ARGS` with the current environment plus `env` (None removes a variable)."""
+    return run_script(str(ROOT / "manage.py"), *args, env=env, stdin=stdin, cwd=cwd)
+
+
+def run_script(
+    script: str, *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS` (in the project folder unless `cwd`), with the current environment plus `env`."""
     return subprocess.run(
         [sys.executable, script, *args],
-        cwd=ROOT,
-        env=child_env,
+        cwd=cwd,
+        env=child_environment(env),
         input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def start_manage(*args: str, env: dict[str, str | None]) -> subprocess.Popen:
+    """`python manage.py ARGS` started, not waited for (output captured): for a test that kills it."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=child_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 from email import message_from_bytes
 
@@ -22,7 +21,7 @@ from dbops.exceptions import DbopsError
 from dbops.models import TaskRun
 from dbops.services.ops.notifications import failure_notify
 from multipult.core.services.configuration import config_show, config_validate
-from tests.paths import ROOT
+from tests.dbops import commandline
 from tests.ports import unused_port
 
 PASSWORD = "smtp-pa55word-never-shown"
@@ -174,15 +173,9 @@ def test_without_email_host_nothing_is_sent_and_no_connection_is_attempted(setti
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=environ | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """A child `manage.py ARGS` with no EMAIL_* variable but those given."""
+    without_mail = {name: None for name in os.environ if name.startswith("EMAIL_")}
+    return commandline.run_manage(*args, env=without_mail | env)
 
 
 SETTINGS_PROBE = (

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -19,6 +17,7 @@ from dbops.exceptions import BackupNotFound, RetentionError, UploadError, Verifi
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups.create import backup_create
 from dbops.services.ops.notifications import failure_notify
+from tests.commands import run_command
 from tests.paths import ROOT
 
 
@@ -37,9 +36,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
-    out = StringIO()
-    call_command("setup_schedules", "--json", stdout=out)
-    first = json.loads(out.getvalue())
+    first = json.loads(run_command("setup_schedules", "--json"))
     assert len(first["created"]) == 6 and first["existing"] == []
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     assert nightly.task == "dbops.tasks.run_backup" and nightly.crontab.hour == "2"
@@ -52,9 +49,7 @@ def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
     nightly.enabled = False
     nightly.save()
     RetentionPolicy.objects.filter(name="default").update(keep_daily=3)
-    out = StringIO()
-    call_command("setup_schedules", "--json", stdout=out)
-    second = json.loads(out.getvalue())
+    second = json.loads(run_command("setup_schedules", "--json"))
     assert second["created"] == [] and len(second["existing"]) == 6
     assert PeriodicTask.objects.get(name="dbops: nightly backup").enabled is False
     assert RetentionPolicy.objects.get(name="default").keep_daily == 3
@@ -144,7 +139,7 @@ def test_a_run_still_alive_in_another_process_is_not_started_twice():
 
 
 def test_admin_lists_schedules_policies_and_task_runs(admin_client):
-    call_command("setup_schedules", stdout=StringIO())
+    run_command("setup_schedules")
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     for url in (
         "/admin/django_celery_beat/periodictask/",

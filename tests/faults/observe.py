@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,6 @@ import psycopg2
 from django.db import connection
 
 from tests.dbops.commandline import run_manage
-from tests.paths import ROOT
 
 T = TypeVar("T")
 
@@ -110,29 +108,11 @@ def step_until(pid: int, probe: Callable[[], bool], *, what: str, timeout: float
         time.sleep(0.003)
 
 
-def start_manage(*args: str, env: dict[str, str | None]) -> subprocess.Popen:
-    """`python manage.py ARGS` as a child process (output captured) with the current environment plus `env`."""
-    child_env = dict(os.environ)
-    for name, value in env.items():
-        if value is None:
-            child_env.pop(name, None)
-        else:
-            child_env[name] = value
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def listed_backup_ids(env: dict[str, str | None]) -> tuple[list[int], str]:
     """`list_backups --json` in a child process: the ids it lists, and its stderr (the repair lines)."""
     result = run_manage("list_backups", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    return [item["id"] for item in json.loads(result.stdout)], result.stderr
+    return [item["id"] for item in json.loads(result.stdout)["backups"]], result.stderr
 
 
 def kill_and_reap(child: subprocess.Popen) -> None:

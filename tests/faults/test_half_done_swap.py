@@ -9,7 +9,6 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from dbops.engines.postgresql.swap import VERIFY_LOCK_SCOPE
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.retention import retention_run
 from multipult.core.models import Role
+from tests.commands import run_command
 from tests.dbops.commandline import run_manage
 from tests.faults import observe
 from tests.faults.conftest import data_state
@@ -118,13 +118,13 @@ def test_scratch_databases_of_running_restores_and_verifications_are_left_alone(
 
     with connector.lock():  # a running restore
         stderr = StringIO()
-        call_command("list_backups", stdout=StringIO(), stderr=stderr)
+        run_command("list_backups", stderr=stderr)
         assert stderr.getvalue() == ""
         assert observe.database_exists(restoring) and observe.database_exists(verifying)
     verification.close()
 
     stderr = StringIO()
-    call_command("list_backups", stdout=StringIO(), stderr=stderr)
+    run_command("list_backups", stderr=stderr)
     assert f"Dropped {restoring}, the unfinished copy of an interrupted restore of {target}." in stderr.getvalue()
     assert f"Dropped {verifying}, the scratch database of an interrupted verification." in stderr.getvalue()
     assert not observe.database_exists(restoring) and not observe.database_exists(verifying)

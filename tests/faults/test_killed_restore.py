@@ -10,7 +10,7 @@ import os
 import pytest
 from django.db import connection
 
-from tests.dbops.commandline import run_manage
+from tests.dbops.commandline import run_manage, start_manage
 from tests.faults import observe
 from tests.faults.conftest import data_state
 
@@ -49,7 +49,7 @@ def assert_nothing_left(work_root) -> None:
 def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, backup_dir, next_command):
     before, backups = data_state(), observe.files(backup_dir)
     connection.close()
-    child = observe.start_manage(*restore_command(slow_backup), env=fault_env)
+    child = start_manage(*restore_command(slow_backup), env=fault_env)
     # Given pg_restore is loading the slow table into the fresh copy...
     loading = observe.wait_for(
         lambda: observe.backends(datname_prefix=connection.settings_dict["NAME"] + "_restoring_", wait_event="PgSleep"),
@@ -75,7 +75,7 @@ def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, backup_d
 
 def test_kill_while_decoding(bulky_backup, fault_env, work_root, backup_dir):
     before, backups = data_state(), observe.files(backup_dir)
-    child = observe.start_manage(*restore_command(bulky_backup), env=fault_env)
+    child = start_manage(*restore_command(bulky_backup), env=fault_env)
 
     def decoded_so_far() -> list[str]:
         paths = [path for path in observe.open_files(child.pid) if path.endswith("/decoded.dump")]
@@ -99,7 +99,7 @@ def test_kill_while_decoding(bulky_backup, fault_env, work_root, backup_dir):
 def test_kill_with_parallel_jobs_leaves_no_pg_restore_worker(slow_backup, fault_env, work_root):
     before = data_state()
     connection.close()
-    child = observe.start_manage(*restore_command(slow_backup, "--jobs", "2"), env=fault_env)
+    child = start_manage(*restore_command(slow_backup, "--jobs", "2"), env=fault_env)
     observe.wait_for(
         lambda: observe.backends(datname_prefix=connection.settings_dict["NAME"] + "_restoring_", wait_event="PgSleep"),
         what="pg_restore loading into the _restoring_ copy",
@@ -122,7 +122,7 @@ def test_kill_with_parallel_jobs_leaves_no_pg_restore_worker(slow_backup, fault_
 def test_connection_cut_mid_load(slow_backup, fault_env, work_root):
     before = data_state()
     connection.close()
-    child = observe.start_manage(*restore_command(slow_backup), env=fault_env)
+    child = start_manage(*restore_command(slow_backup), env=fault_env)
     fresh_prefix = connection.settings_dict["NAME"] + "_restoring_"
     loading = observe.wait_for(
         lambda: observe.backends(datname_prefix=fresh_prefix, wait_event="PgSleep"),
@@ -144,7 +144,7 @@ def test_connection_cut_mid_load(slow_backup, fault_env, work_root):
 
 
 def test_kill_while_a_restore_test_loads(slow_backup, fault_env, work_root):
-    child = observe.start_manage("verify_backup", str(slow_backup.pk), "--restore-test", env=fault_env)
+    child = start_manage("verify_backup", str(slow_backup.pk), "--restore-test", env=fault_env)
     observe.wait_for(
         lambda: observe.backends(datname_prefix=connection.settings_dict["NAME"] + "_verify_", wait_event="PgSleep"),
         what="pg_restore loading into the _verify_ scratch database",

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.apps import apps
-from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -22,6 +20,7 @@ from dbops.models import BackupRecord, RestoreRecord, RetentionPolicy, SlowQuery
 from dbops.services.backups.create import backup_create
 from dbops.services.datamigration.snapshots import snapshot_create, snapshot_prune, snapshot_rollback
 from multipult.core.models import Role
+from tests.commands import run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +51,7 @@ def rows_added(before: dict[str, dict], after: dict[str, dict]) -> dict[str, lis
 
 def ops_state_after_the_backup() -> None:
     """Operations state that staff and jobs create after the backup was taken (so a rewind would lose it)."""
-    call_command("setup_schedules", stdout=StringIO())
+    run_command("setup_schedules")
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     nightly.enabled = False
     nightly.crontab = CrontabSchedule.objects.create(minute="7", hour="1")
@@ -129,18 +128,15 @@ def test_a_restore_task_leaves_every_operations_table_as_it_was_plus_its_own_row
 def test_restore_db_on_the_command_line_keeps_the_operations_state(backup_then_changes):
     backup_record = backup_then_changes
     before = operations_state()
-    out = StringIO()
-    call_command(
-        "restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--quiet", stdout=out, stderr=StringIO()
-    )
+    out = run_command("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--quiet")
 
     added = rows_added(before, operations_state())
     assert list(added) == ["dbops_backuprecord", "dbops_restorerecord"]
     assert [BackupRecord.objects.get(pk=pk).kind for pk in added["dbops_backuprecord"]] == ["safety"]
     assert [RestoreRecord.objects.get(pk=pk).status for pk in added["dbops_restorerecord"]] == ["succeeded"]
     assert set(Role.objects.values_list("name", flat=True)) == {"in-the-backup"}
-    assert f"kept as {connections[DEFAULT_DB_ALIAS].settings_dict['NAME']}_pre_restore_" in out.getvalue()
-    assert "re-synced" not in out.getvalue()
+    assert f"kept as {connections[DEFAULT_DB_ALIAS].settings_dict['NAME']}_pre_restore_" in out
+    assert "re-synced" not in out
     # A record re-synced from storage would have lost its location: nothing was re-synced at all.
     assert BackupRecord.objects.get(pk=backup_record.pk).location == backup_record.location
 
@@ -157,12 +153,12 @@ def test_on_the_embedded_sqlite_default_the_state_has_a_file_of_its_own_that_a_r
     manage("seed_data", "--scale", "0.05", "--seed", "1")
     manage("backup_advanced", "--quiet", "--tag", "before")
     manage("setup_schedules")  # after the backup: a rewind would drop these schedules and the policy
-    before = json.loads(manage("list_backups", "--json"))
+    before = json.loads(manage("list_backups", "--json"))["backups"]
     backup_id = next(row["id"] for row in before if row["tag"] == "before")
 
     manage("restore_db", "--backup-id", str(backup_id), "--confirm", "--quiet")
 
-    after = json.loads(manage("list_backups", "--json"))
+    after = json.loads(manage("list_backups", "--json"))["backups"]
     assert {row["id"] for row in before} < {row["id"] for row in after}  # plus the safety backup
     schedules = manage("shell", "-c", SHOW_SCHEDULES)
     assert "dbops: nightly backup" in schedules and "default" in schedules

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection
 
+from tests.dbops.commandline import start_manage
 from tests.faults import observe
 from tests.faults.conftest import data_state
 
@@ -21,7 +22,7 @@ def swap_stopped_between_renames(backup_record, fault_env):
     database away inside its transaction and waits for the lock on the fresh copy."""
     target = connection.settings_dict["NAME"]
     connection.close()  # the swap ends the other sessions on the database anyway
-    child = observe.start_manage(
+    child = start_manage(
         "restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup", env=fault_env
     )
     observe.wait_for(

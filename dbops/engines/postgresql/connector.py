@@ -225,13 +225,15 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
 
     def _restore_tables(self, dump_path: Path, *, fmt: str, tables: list[str]) -> RestoreOutcome:
         if fmt != "custom":
-            raise RestoreError("--tables needs a custom-format backup (pg_dump -Fc).")
+            raise RestoreError(
+                "Restoring chosen tables needs a custom-format backup (pg_dump -Fc).", parameter="tables"
+            )
         in_archive = set(self.archive_tables(dump_path, fmt=fmt))
         in_database = set(self.table_counts())
         unknown = [t for t in tables if t not in in_archive or t not in in_database or "." in t]
         if unknown:
             raise RestoreError(
-                f"Unknown table(s) for --tables (not in the backup or the database): {', '.join(unknown)}"
+                f"Unknown table(s) (not in the backup or the database): {', '.join(unknown)}", parameter="tables"
             )
         quoted = [f"public.{quote_ident(t)}" for t in tables]
         # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: deleting and reloading inside one

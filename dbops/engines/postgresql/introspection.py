@@ -45,7 +45,7 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   {one}
 ORDER BY mean_exec_time DESC
 LIMIT %s
-"""
+"""  # LIMIT NULL: every row
 
 
 class PostgreSQLIntrospection:
@@ -140,7 +140,7 @@ class PostgreSQLIntrospection:
         rows = int(reltuples) if reltuples >= 0 else int(live_rows)  # -1: never analyzed
         return TableFacts(rows=rows, columns=frozenset(names.values()), leading_columns=frozenset(leading))
 
-    def statement_statistics_top(self, *, limit: int, queryid: str | None = None) -> list[tuple]:
+    def statement_statistics_top(self, *, limit: int | None, queryid: str | None = None) -> list[tuple]:
         """pg_stat_statements' slowest statements (the extension is created when we may)."""
         connection = self.connection
         try:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
 from dbops.instrumentation.slow_queries import slow_queries_analyze
 from dbops.management.base import DbopsCommand
-from dbops.management.output import write_json
+from dbops.management.options import add_database_option, add_json_option, add_limit_option
+from dbops.management.output import Page, write_json, write_more
 
 
 class Command(DbopsCommand):
@@ -27,7 +26,7 @@ class Command(DbopsCommand):
             action="store_true",
             help="Analyze the slowest statements from the profiler's store and pg_stat_statements instead.",
         )
-        parser.add_argument("--limit", type=int, default=5, help="With --slow: how many statements (default 5).")
+        add_limit_option(parser, what="of the slowest statements with --slow (each is explained)", default=5)
         parser.add_argument(
             "--analyze",
             action="store_true",
@@ -39,8 +38,8 @@ class Command(DbopsCommand):
             default=LARGE_TABLE_ROWS,
             help=f"Tables with fewer rows get no index advice (default {LARGE_TABLE_ROWS:,}).",
         )
-        parser.add_argument("--json", action="store_true", help="Print the analysis as JSON.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_json_option(parser, what="the analysis")
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         sql, slow = options["sql"], options["slow"]
@@ -49,25 +48,26 @@ class Command(DbopsCommand):
         if options["min_rows"] < 0:
             raise CommandError(f"--min-rows must be 0 or more; got {options['min_rows']}.")
         common = {"analyze": options["analyze"], "using": options["database"], "large_table_rows": options["min_rows"]}
-        try:
-            if slow:
-                self._present_slow(slow_queries_analyze(limit=options["limit"], **common), options["json"])
-                return
-            analysis = query_analyze(sql=sql, **common)
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        if slow:
+            report = slow_queries_analyze(limit=options["limit"] or None, **common)
+            self._present_slow(report, limit=options["limit"], as_json=options["json"])
+            return
+        analysis = query_analyze(sql=sql, **common)
         if options["json"]:
             write_json(self.stdout, analysis.to_dict())
             return
         for line in analysis_render(analysis):
             self.stdout.write(line)
 
-    def _present_slow(self, report, as_json: bool) -> None:
+    def _present_slow(self, report, *, limit: int, as_json: bool) -> None:
+        page = Page(items=report.analyses, total=report.total, limit=limit)
         if as_json:
             write_json(
                 self.stdout,
                 {
                     "sources_unavailable": report.sources_unavailable,
+                    "total": page.total,
+                    "limit": page.limit,
                     "statements": [
                         {
                             "sql": item.statement.sql,
@@ -96,3 +96,4 @@ class Command(DbopsCommand):
                 continue
             for line in analysis_render(item.analysis):
                 self.stdout.write(f"  {line}")
+        write_more(self.stdout, page, "captured statements")

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
+from dbops.exceptions import NoRetentionPolicy
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option, add_json_option, count, options_named
 from dbops.management.output import write_json
 from dbops.services.backups.retention import RetentionRun, retention_run
-
-
-def _count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("negative")
-    return value
-
-
-_count.__name__ = "count (a whole number, 0 or more)"  # argparse names the type in its error
 
 
 class Command(DbopsCommand):
@@ -29,36 +19,29 @@ class Command(DbopsCommand):
         "backups, and everything when the rules would leave no successful backup."
     )
 
+    error_hints = {NoRetentionPolicy: "Or give counts: --daily/--weekly/--monthly/--keep-last."}
+
     def add_arguments(self, parser):
-        parser.add_argument("--policy", help="Name of the RetentionPolicy to apply (default: every enabled policy).")
-        parser.add_argument("--daily", type=_count, help="Keep the newest backup of each of the last N days.")
-        parser.add_argument("--weekly", type=_count, help="Keep the newest backup of each of the last N ISO weeks.")
-        parser.add_argument("--monthly", type=_count, help="Keep the newest backup of each of the last N months.")
-        parser.add_argument("--keep-last", type=_count, help="Also keep the newest N successful backups.")
         parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='Database alias for a run given by counts only (default "default").',
+            "--policy",
+            dest="policy_name",
+            help="Name of the RetentionPolicy to apply (default: every enabled policy).",
         )
+        parser.add_argument("--daily", type=count, help="Keep the newest backup of each of the last N days.")
+        parser.add_argument("--weekly", type=count, help="Keep the newest backup of each of the last N ISO weeks.")
+        parser.add_argument("--monthly", type=count, help="Keep the newest backup of each of the last N months.")
+        parser.add_argument("--keep-last", type=count, help="Also keep the newest N successful backups.")
+        add_database_option(parser, what="Database alias for a run given by counts only")
         parser.add_argument("--tag", default="", help="With counts only: apply them to backups with this tag only.")
         parser.add_argument("--dry-run", action="store_true", help="Print the keep/delete list and change nothing.")
-        parser.add_argument("--json", action="store_true", help="Print the plan and outcome as JSON.")
+        add_json_option(parser, what="the plan and outcome")
         parser.add_argument("--quiet", action="store_true", help="Print only the summary line.")
 
     def handle(self, *args, **options):
-        try:
-            run = retention_run(
-                policy_name=options["policy"],
-                daily=options["daily"],
-                weekly=options["weekly"],
-                monthly=options["monthly"],
-                keep_last=options["keep_last"],
-                database=options["database"],
-                tag=options["tag"],
-                dry_run=options["dry_run"],
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        run = retention_run(
+            **options_named(options, "policy_name", "daily", "weekly", "monthly", "keep_last", "database", "tag"),
+            dry_run=options["dry_run"],
+        )
         if options["json"]:
             write_json(self.stdout, run.as_dict())
         else:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.checks import Tags
-from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
-
-from dbops.exceptions import DbopsError, UploadError
-from dbops.management.base import DbopsCommand
+from dbops.exceptions import UploadError
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import (
+    add_backup_format_option,
+    add_database_option,
+    add_encrypt_option,
+    add_quiet_option,
+    add_wait_option,
+    options_named,
+)
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups.create import backup_create
 
@@ -19,63 +23,36 @@ class Command(DbopsCommand):
         "and optionally copies both to S3."
     )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--compress",
+            dest="compression",
             nargs="?",
             const="zstd",
             default="zstd",
             choices=["zstd", "gzip", "none"],
             help="Compression: zstd (default, multi-threaded), gzip or none. --compress alone means zstd.",
         )
-        parser.add_argument(
-            "--format",
-            dest="fmt",
-            default="custom",
-            choices=["custom", "plain"],
-            help="custom (PostgreSQL custom archive, restores in parallel; the database file on SQLite) or plain SQL.",
-        )
+        add_backup_format_option(parser, default="custom")
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")
-        parser.add_argument(
-            "--encrypt",
-            action="store_true",
-            help="Encrypt (AES-256-GCM, streaming) with the newest key of BACKUP_ENCRYPTION_KEYS.",
-        )
+        add_encrypt_option(parser)
         parser.add_argument("--tag", default="", help="A free label stored on the record (up to 64 characters).")
-        parser.add_argument(
-            "--wait", action="store_true", help="Wait for a running backup/restore of the database instead of refusing."
-        )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help='Database alias to back up (default "default").'
-        )
-        parser.add_argument("--quiet", action="store_true", help="No progress, only the result line.")
+        add_wait_option(parser)
+        add_database_option(parser, what="Database alias to back up")
+        add_quiet_option(parser)
 
     def handle(self, *args, **options):
-        progress = TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"])
-        try:
-            backup_record = backup_create(
-                database=options["database"],
-                compression=options["compress"],
-                fmt=options["fmt"],
-                upload_s3=options["upload_s3"],
-                encrypt=options["encrypt"],
-                tag=options["tag"],
-                wait=options["wait"],
-                progress=progress,
-            )
-        except UploadError as exc:
-            progress.close()
-            if exc.backup_record is not None:
-                self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
-            raise CommandError(str(exc)) from exc
-        except DbopsError as exc:
-            progress.close()
-            raise CommandError(str(exc)) from exc
-        progress.close()
+        with TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"]) as progress:
+            try:
+                named = options_named(options, "database", "compression", "fmt", "upload_s3", "encrypt", "tag", "wait")
+                backup_record = backup_create(**named, progress=progress)
+            except UploadError as exc:
+                progress.close()  # end the progress line before saying where the backup is
+                if exc.backup_record is not None:
+                    self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
+                raise
         where = f" and s3://{backup_record.s3_key}" if backup_record.uploaded_to_s3 else ""
         self.stdout.write(
             self.style.SUCCESS(

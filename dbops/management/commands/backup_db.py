@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.checks import Tags
-from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
-
-from dbops.exceptions import DbopsError
-from dbops.management.base import DbopsCommand
+from dbops.exceptions import OutputExists
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import (
+    add_backup_format_option,
+    add_database_option,
+    add_encrypt_option,
+    add_quiet_option,
+    options_named,
+)
 from dbops.management.output import TtyByteProgress, human_bytes
 from dbops.services.backups.create import backup_export
 
@@ -22,50 +25,33 @@ class Command(DbopsCommand):
         "backup_advanced for managed backups."
     )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
+
+    error_hints = {OutputExists: "Pass --overwrite to replace it."}
 
     def add_arguments(self, parser):
-        parser.add_argument("--output", "-o", required=True, help="File to write, e.g. backup.sql or backup.sql.zst.")
         parser.add_argument(
-            "--format",
-            dest="fmt",
-            default="plain",
-            choices=["plain", "custom"],
-            help="plain SQL (default) or custom (PostgreSQL custom archive; the database file on SQLite).",
+            "--output", "-o", type=Path, required=True, help="File to write, e.g. backup.sql or backup.sql.zst."
         )
+        add_backup_format_option(parser, default="plain")
         parser.add_argument(
             "--compress",
+            dest="compression",
             default=None,
             choices=["zstd", "gzip", "none"],
             help="Compression; default from the file name (.zst, .gz, otherwise none).",
         )
-        parser.add_argument(
-            "--encrypt", action="store_true", help="Encrypt with the newest key of BACKUP_ENCRYPTION_KEYS."
-        )
+        add_encrypt_option(parser)
         parser.add_argument(
             "--overwrite", action="store_true", help="Replace --output (and its .sha256) if it already exists."
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
-        parser.add_argument("--quiet", action="store_true", help="No progress, only the result line.")
+        add_database_option(parser)
+        add_quiet_option(parser)
 
     def handle(self, *args, **options):
-        progress = TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"])
-        try:
-            result = backup_export(
-                output=Path(options["output"]),
-                database=options["database"],
-                fmt=options["fmt"],
-                compression=options["compress"],
-                encrypt=options["encrypt"],
-                overwrite=options["overwrite"],
-                progress=progress,
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            progress.close()
+        with TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"]) as progress:
+            named = options_named(options, "output", "database", "fmt", "compression", "encrypt", "overwrite")
+            result = backup_export(**named, progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Wrote {result.path} ({result.fmt}, {result.compression}, {human_bytes(result.size_bytes)}, "

@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import date
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.management.output import TtyProgress, write_json
+from dbops.management.options import (
+    add_database_option,
+    add_json_option,
+    add_quiet_option,
+    add_transform_option,
+    options_named,
+)
+from dbops.management.output import TtyProgress, migration_run_json, rows_per_second, write_json
 from dbops.services.datamigration.entities import entity_names_help
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.formats import FORMATS
@@ -52,54 +57,33 @@ class Command(DbopsCommand):
             help="Filter [entity.]field OP value, OP one of = != > >= < <= (repeatable), e.g. users.is_active=true.",
         )
         parser.add_argument("--since", help="Only rows created/changed on or after this date (YYYY-MM-DD).")
-        parser.add_argument(
-            "--transform",
-            action="append",
-            default=[],
-            help=f"Transformation for each record (repeatable): {', '.join(transformation_names())}.",
-        )
-        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
-        parser.add_argument("--quiet", action="store_true", help="No progress output.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_transform_option(parser, names=transformation_names())
+        add_json_option(parser)
+        add_quiet_option(parser)
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         if not options["output"] and not options["dry_run"]:
             raise CommandError("--output is required (or use --dry-run).")
         since = _date(options["since"]) if options["since"] else None
-        progress = TtyProgress(self.stdout, quiet=options["quiet"] or options["json"])
-        try:
+        with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
             result = export_data(
-                entities=options["entities"],
+                **options_named(options, "entities", "fmt", "anonymize", "dry_run", "where", "transforms"),
                 output=options["output"] or "-",
-                fmt=options["fmt"],
-                anonymize=options["anonymize"],
-                dry_run=options["dry_run"],
-                where=options["where"],
                 since=since,
-                transforms=options["transform"],
                 using=options["database"],
                 progress=progress if progress.enabled else None,
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            progress.close()
         if options["json"]:
             write_json(
                 self.stdout,
-                {
-                    "format": result.format,
-                    "path": None if result.dry_run else result.path,
-                    "dry_run": result.dry_run,
-                    "anonymized": result.anonymized,
-                    "entities": {
-                        item.entity: {"rows": item.rows, "estimated_bytes": item.estimated_bytes}
-                        for item in result.entities
-                    },
-                    "size_bytes": result.size_bytes,
-                    "seconds": round(result.seconds, 3),
-                    "run_id": result.run_id,
-                },
+                migration_run_json(
+                    result,
+                    entity_counts=("rows", "estimated_bytes"),
+                    path=None if result.dry_run else result.path,
+                    anonymized=result.anonymized,
+                    size_bytes=result.size_bytes,
+                ),
             )
             return
         for item in result.entities:
@@ -110,7 +94,7 @@ class Command(DbopsCommand):
                 f"Dry run: would export {result.total_rows:,} rows as {result.format}; nothing was written."
             )
             return
-        rate = result.total_rows / result.seconds if result.seconds else 0
+        rate = rows_per_second(result.total_rows, result.seconds)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Exported {result.total_rows:,} rows to {result.path} ({result.size_bytes:,} bytes, "

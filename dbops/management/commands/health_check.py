@@ -5,9 +5,8 @@ Exit status 0 healthy, 1 degraded, 2 unhealthy (see dbops.services.ops.health fo
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS
-
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option, add_json_option
 from dbops.management.output import write_json
 from dbops.services.ops.health import DEGRADED, OK, SKIPPED, UNHEALTHY, health_check
 
@@ -23,8 +22,8 @@ class Command(DbopsCommand):
     recovers_leftovers = False  # the repair is one of its checks (interrupted_restores)
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print the report as one JSON document.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_json_option(parser, what="the report")
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         report = health_check(using=options["database"])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
-
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.management.output import TtyProgress, write_json
+from dbops.management.options import (
+    add_database_option,
+    add_json_option,
+    add_quiet_option,
+    add_transform_option,
+    options_named,
+)
+from dbops.management.output import TtyProgress, migration_run_json, rows_per_second, write_json
 from dbops.services.datamigration.formats import FORMATS
 from dbops.services.datamigration.imports import MODES, import_data
 from dbops.services.datamigration.transformations import transformation_names
@@ -20,7 +23,12 @@ class Command(DbopsCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--input", required=True, help="File to read (csv: the .zip or folder export_data wrote).")
+        parser.add_argument(
+            "--input",
+            dest="input_path",
+            required=True,
+            help="File to read (csv: the .zip or folder export_data wrote).",
+        )
         parser.add_argument("--format", dest="fmt", choices=FORMATS, required=True, help="Format of the input file.")
         parser.add_argument(
             "--mode", choices=MODES, default="insert", help="insert: existing ids are errors; upsert: update them."
@@ -29,50 +37,19 @@ class Command(DbopsCommand):
             "--dry-run", action="store_true", help="Validate and report what would change; write nothing."
         )
         parser.add_argument("--snapshot", action="store_true", help="Take a rollback snapshot of the tables first.")
-        parser.add_argument(
-            "--transform",
-            action="append",
-            default=[],
-            help=f"Transformation for each record (repeatable): {', '.join(transformation_names())}.",
-        )
-        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
-        parser.add_argument("--quiet", action="store_true", help="No progress output.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_transform_option(parser, names=transformation_names())
+        add_json_option(parser)
+        add_quiet_option(parser)
+        add_database_option(parser)
 
     def handle(self, *args, **options):
-        progress = TtyProgress(self.stdout, quiet=options["quiet"] or options["json"])
-        try:
-            result = import_data(
-                input_path=options["input"],
-                fmt=options["fmt"],
-                mode=options["mode"],
-                dry_run=options["dry_run"],
-                snapshot=options["snapshot"],
-                transforms=options["transform"],
-                using=options["database"],
-                progress=progress if progress.enabled else None,
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            progress.close()
+        with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
+            named = options_named(options, "input_path", "fmt", "mode", "dry_run", "snapshot", "transforms")
+            result = import_data(**named, using=options["database"], progress=progress if progress.enabled else None)
         if options["json"]:
-            write_json(
-                self.stdout,
-                {
-                    "format": result.format,
-                    "path": result.path,
-                    "mode": result.mode,
-                    "dry_run": result.dry_run,
-                    "entities": {
-                        item.entity: {"rows": item.rows, "created": item.created, "updated": item.updated}
-                        for item in result.entities
-                    },
-                    "snapshot_id": result.snapshot_id,
-                    "seconds": round(result.seconds, 3),
-                    "run_id": result.run_id,
-                },
-            )
+            counts = ("rows", "created", "updated")
+            payload = migration_run_json(result, entity_counts=counts, mode=result.mode, snapshot_id=result.snapshot_id)
+            write_json(self.stdout, payload)
             return
         for item in result.entities:
             self.stdout.write(
@@ -81,7 +58,7 @@ class Command(DbopsCommand):
         if result.dry_run:
             self.stdout.write(f"Dry run: {result.total_rows:,} valid rows would be imported; nothing was changed.")
             return
-        rate = result.total_rows / result.seconds if result.seconds else 0
+        rate = rows_per_second(result.total_rows, result.seconds)
         snapshot = f" Snapshot {result.snapshot_id} taken first." if result.snapshot_id else ""
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,28 +1,26 @@
-"""list_backups: the backup catalog, newest first, as a table or JSON."""
+"""list_backups: the backup catalog, newest first, as a table or JSON, cut at --limit."""
 
 from __future__ import annotations
 
-from django.core.checks import Tags
-from django.core.management.base import CommandError
-
 from dbops.artifacts.manifest import manifest_of
-from dbops.exceptions import DbopsError
-from dbops.management.base import DbopsCommand
-from dbops.management.output import human_bytes, write_json
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import add_json_option, add_limit_option
+from dbops.management.output import human_bytes, page_json, page_of, write_json, write_more
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import looks_stale
 from dbops.services.backups.create import backups_list, catalog_sync
 
 
 class Command(DbopsCommand):
-    help = "Lists the backup catalog, newest first (human table, or --json)."
+    help = (
+        "Lists the backup catalog, newest first, at most --limit records: a table, or with --json one document "
+        '{"total": N, "limit": N, "backups": [...]} (total counts every record that matches).'
+    )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print the records as one JSON array.")
+        add_json_option(parser, what="the records")
         parser.add_argument(
             "--status",
             action="append",
@@ -30,8 +28,12 @@ class Command(DbopsCommand):
             help="Only records with this status (repeatable).",
         )
         parser.add_argument("--database", default=None, help="Only backups of this database alias.")
-        parser.add_argument("--limit", type=int, default=None, help="At most this many records.")
-        parser.add_argument("--quiet", action="store_true", help="Only the rows: no header, no sync summary.")
+        add_limit_option(parser, what="records")
+        parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="Only the rows: no header, no sync summary (how many were left out goes to stderr).",
+        )
         parser.add_argument(
             "--sync",
             action="store_true",
@@ -39,54 +41,51 @@ class Command(DbopsCommand):
         )
 
     def handle(self, *args, **options):
-        if options["limit"] is not None and options["limit"] < 1:
-            raise CommandError("--limit must be at least 1.")
-        try:
-            if options["sync"]:
-                result = catalog_sync()
-                if not options["json"] and not options["quiet"]:
-                    self.stdout.write(
-                        f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
-                        f"{len(result.missing)} now missing, {len(result.reappeared)} found again."
-                    )
-                    for message in result.messages:
-                        self.stdout.write(f"  {message}")
-            records = list(backups_list(status=options["status"], database=options["database"], limit=options["limit"]))
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        if options["sync"]:
+            result = catalog_sync()
+            if not options["json"] and not options["quiet"]:
+                self.stdout.write(
+                    f"Synced from storage: {len(result.created)} added, {len(result.updated)} updated, "
+                    f"{len(result.missing)} now missing, {len(result.reappeared)} found again."
+                )
+                for message in result.messages:
+                    self.stdout.write(f"  {message}")
+        page = page_of(backups_list(status=options["status"], database=options["database"]), limit=options["limit"])
         if options["json"]:
-            write_json(
-                self.stdout,
-                [
-                    {
-                        **manifest_of(r),
-                        "location": r.location,
-                        "local_presence": r.local_presence,
-                        "s3_presence": r.s3_presence,
-                        "error": r.error,
-                    }
-                    for r in records
-                ],
-            )
+            write_json(self.stdout, page_json(page, "backups", [_as_json(record) for record in page.items]))
             return
-        if not records:
+        if not page.total:
             if not options["quiet"]:
                 self.stdout.write("No backups.")
             return
-        header = (
-            f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6}  {'status':<9}  {'format':<6}  {'compr':<5}  "
-            f"{'size':>10}  {'where':<9}  tag / error"
-        )
         if not options["quiet"]:
-            self.stdout.write(header)
-        for record in records:
-            status = "stale?" if looks_stale(record) else record.status
-            note = record.error or record.upload_error or record.tag
             self.stdout.write(
-                f"{record.pk:>5}  {record.started_at:%Y-%m-%d %H:%M:%S}  {record.kind:<6}  {status:<9}  "
-                f"{record.format:<6}  {record.compression + ('+enc' if record.encrypted else ''):<5}  "
-                f"{human_bytes(record.size_bytes):>10}  {_where(record):<9}  {note[:60]}"
+                f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6}  {'status':<9}  {'format':<6}  {'compr':<5}  "
+                f"{'size':>10}  {'where':<9}  tag / error"
             )
+        for record in page.items:
+            self.stdout.write(_as_row(record))
+        write_more(self.stderr if options["quiet"] else self.stdout, page, "records")
+
+
+def _as_json(record: BackupRecord) -> dict:
+    return {
+        **manifest_of(record),
+        "location": record.location,
+        "local_presence": record.local_presence,
+        "s3_presence": record.s3_presence,
+        "error": record.error,
+    }
+
+
+def _as_row(record: BackupRecord) -> str:
+    status = "stale?" if looks_stale(record) else record.status
+    note = record.error or record.upload_error or record.tag
+    return (
+        f"{record.pk:>5}  {record.started_at:%Y-%m-%d %H:%M:%S}  {record.kind:<6}  {status:<9}  "
+        f"{record.format:<6}  {record.compression + ('+enc' if record.encrypted else ''):<5}  "
+        f"{human_bytes(record.size_bytes):>10}  {_where(record):<9}  {note[:60]}"
+    )
 
 
 def _where(record: BackupRecord) -> str:

@@ -1,49 +1,52 @@
-"""list_snapshots: the rollback snapshots taken before imports."""
+"""list_snapshots: the rollback snapshots taken before imports, newest first, cut at --limit."""
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS
-
 from dbops.management.base import DbopsCommand
-from dbops.management.output import write_json
+from dbops.management.options import add_database_option, add_json_option, add_limit_option
+from dbops.management.output import page_json, page_of, write_json, write_more
+from dbops.models import Snapshot
 from dbops.services.datamigration.snapshots import snapshot_list
 
 
 class Command(DbopsCommand):
-    help = "Lists rollback snapshots (newest first): id, created, tables, row counts, checksum, size, the import."
+    help = (
+        "Lists rollback snapshots (newest first, at most --limit): id, created, tables, row counts, checksum, "
+        'size, the import. --json prints {"total": N, "limit": N, "snapshots": [...]}.'
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print the snapshots as a JSON list.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_json_option(parser, what="the snapshots")
+        add_limit_option(parser, what="snapshots")
+        add_database_option(parser)
 
     def handle(self, *args, **options):
-        snapshots = snapshot_list(using=options["database"])
+        page = page_of(snapshot_list(using=options["database"]), limit=options["limit"])
         if options["json"]:
-            write_json(
-                self.stdout,
-                [
-                    {
-                        "id": snapshot.id,
-                        "created_at": snapshot.created_at.isoformat(),
-                        "status": snapshot.status,
-                        "tables": snapshot.tables,
-                        "row_counts": snapshot.row_counts,
-                        "checksum": snapshot.checksum,
-                        "size_bytes": snapshot.size_bytes,
-                        "import_run": snapshot.import_run_id,
-                        "reason": snapshot.reason,
-                    }
-                    for snapshot in snapshots
-                ],
-            )
+            write_json(self.stdout, page_json(page, "snapshots", [_as_json(snapshot) for snapshot in page.items]))
             return
-        if not snapshots:
+        if not page.total:
             self.stdout.write("No snapshots.")
             return
-        for snapshot in snapshots:
+        for snapshot in page.items:
             rows = sum(snapshot.row_counts.values())
             self.stdout.write(
                 f"{snapshot.id}  {snapshot.created_at:%Y-%m-%d %H:%M:%S}  {snapshot.status:<11}  {rows:>10,} rows  "
                 f"{snapshot.size_bytes:>12,} B  {snapshot.checksum[:12]}  import #{snapshot.import_run_id or '-'}  "
                 f"{', '.join(snapshot.tables)}"
             )
+        write_more(self.stdout, page, "snapshots")
+
+
+def _as_json(snapshot: Snapshot) -> dict:
+    return {
+        "id": snapshot.id,
+        "created_at": snapshot.created_at.isoformat(),
+        "status": snapshot.status,
+        "tables": snapshot.tables,
+        "row_counts": snapshot.row_counts,
+        "checksum": snapshot.checksum,
+        "size_bytes": snapshot.size_bytes,
+        "import_run": snapshot.import_run_id,
+        "reason": snapshot.reason,
+    }

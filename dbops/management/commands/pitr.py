@@ -6,15 +6,21 @@ from dataclasses import asdict
 from datetime import datetime
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 from django.utils.dateparse import parse_datetime
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
-from dbops.management.output import TtyProgress, write_json
+from dbops.management.options import (
+    add_database_option,
+    add_json_option,
+    add_limit_option,
+    add_quiet_option,
+    add_storage_option,
+    options_named,
+)
+from dbops.management.output import TtyProgress, cut_lists, page_json, page_of, write_json, write_more
 from dbops.services.pitr.check import pitr_check
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check
-from dbops.services.pitr.status import pitr_status
+from dbops.services.pitr.status import PitrClusterStatus, pitr_status
 
 
 class Command(DbopsCommand):
@@ -27,12 +33,12 @@ class Command(DbopsCommand):
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore|status|check")
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
-        setup.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        add_json_option(setup, what="the report")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
         base = actions.add_parser("base-backup", help="Take a base backup (a physical copy of the whole cluster).")
-        base.add_argument("--storage", choices=["local", "s3"], help="Where to store it (default: PITR_STORAGE).")
-        base.add_argument("--json", action="store_true", help="Print the catalog row as JSON.")
-        base.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
+        add_storage_option(base, what="Where to store it")
+        add_json_option(base, what="the catalog row")
+        add_quiet_option(base)
         restore = actions.add_parser("restore", help="Build a data directory recovered to --target-time.")
         restore.add_argument(
             "--target-time", required=True, help='The moment to recover to, with timezone: "2026-01-27 12:00:00+00".'
@@ -49,20 +55,25 @@ class Command(DbopsCommand):
         restore.add_argument(
             "--python", help="Interpreter the restored server runs restore_wal with (default: this one)."
         )
-        restore.add_argument("--quiet", action="store_true", help="No progress output (it shows on a TTY only anyway).")
-        status = actions.add_parser("status", help="List base backups and the WAL archive of each cluster.")
-        status.add_argument("--storage", choices=["local", "s3"], help="Which archive to read (default: PITR_STORAGE).")
-        status.add_argument("--json", action="store_true", help="Print the status as JSON.")
+        add_quiet_option(restore)
+        status = actions.add_parser(
+            "status",
+            help="List base backups (newest first) and WAL gaps of each cluster, at most --limit of each; --json: "
+            '{"total": N, "limit": N, "clusters": [... with base_backups_total and gaps_total]}.',
+        )
+        add_storage_option(status, what="Which archive to read")
+        add_limit_option(status, what="clusters, and at most N base backups and N WAL gaps of each")
+        add_json_option(status, what="the status")
         check = actions.add_parser(
             "check", help="Switch WAL on the server and wait until that file is archived (like pgBackRest's check)."
         )
-        check.add_argument("--storage", choices=["local", "s3"], help="Where to look (default: PITR_STORAGE).")
+        add_storage_option(check, what="Where to look")
         check.add_argument(
             "--timeout", type=float, default=60.0, help="Seconds to wait for the file to be archived (default 60)."
         )
-        check.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        add_json_option(check)
         for sub in (setup, base, restore, status, check):
-            sub.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+            add_database_option(sub)
 
     def handle(self, *args, **options):
         handler = {
@@ -72,10 +83,7 @@ class Command(DbopsCommand):
             "status": self._status,
             "check": self._check,
         }[options["action"]]
-        try:
-            handler(options)
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        handler(options)
 
     def _setup(self, options):
         report = pitr_settings_check(using=options["database"], python=options["python"])
@@ -106,99 +114,92 @@ class Command(DbopsCommand):
             raise CommandError(f"The server is not ready for PITR: {len(report.problems)} setting(s) to fix (above).")
 
     def _base_backup(self, options):
-        progress = TtyProgress(self.stdout, quiet=options["quiet"] or options["json"])
-        try:
+        with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
             record = pitr_base_backup_create(using=options["database"], storage=options["storage"], progress=progress)
-        finally:
-            progress.close()
-        if options["json"]:
-            write_json(
-                self.stdout,
-                {
-                    "id": record.pk,
-                    "storage_name": record.storage_name,
-                    "size_bytes": record.size_bytes,
-                    "sha256": record.sha256,
-                    "cluster_id": record.pitr.cluster_id,
-                    "start_wal": record.pitr.start_wal,
-                    "finished_at": record.finished_at,
-                },
-            )
-            return
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Base backup #{record.pk}: {record.size_bytes:,} bytes in {record.duration_seconds:.1f}s, "
-                f"cluster {record.pitr.cluster_id}, WAL from {record.pitr.start_wal}, {record.storage_name}"
-            )
+        payload = {
+            "id": record.pk,
+            "storage_name": record.storage_name,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+            "cluster_id": record.pitr.cluster_id,
+            "start_wal": record.pitr.start_wal,
+            "finished_at": record.finished_at,
+        }
+        self._write_result(
+            options,
+            payload,
+            f"Base backup #{record.pk}: {record.size_bytes:,} bytes in {record.duration_seconds:.1f}s, "
+            f"cluster {record.pitr.cluster_id}, WAL from {record.pitr.start_wal}, {record.storage_name}",
         )
 
-    def _status(self, options):
-        statuses = pitr_status(storage=options["storage"])
+    def _write_result(self, options, payload: dict, summary: str) -> None:
+        """With --json the payload, else the one line that says it worked."""
         if options["json"]:
-            write_json(self.stdout, [asdict(status) for status in statuses])
+            write_json(self.stdout, payload)
+        else:
+            self.stdout.write(self.style.SUCCESS(summary))
+
+    def _status(self, options):
+        limit = options["limit"]
+        clusters = page_of(pitr_status(storage=options["storage"]), limit=limit)
+        if options["json"]:
+            write_json(self.stdout, page_json(clusters, "clusters", [_status_json(s, limit) for s in clusters.items]))
             return
-        if not statuses:
+        if not clusters.total:
             self.stdout.write("No base backups and no archived WAL yet.")
-        for status in statuses:
-            last = status.last_archived_at.isoformat() if status.last_archived_at else "-"
+        for status in clusters.items:
+            self._write_cluster(status, limit=limit)
+        write_more(self.stdout, clusters, "clusters")
+
+    def _write_cluster(self, status: PitrClusterStatus, *, limit: int) -> None:
+        last = status.last_archived_at.isoformat() if status.last_archived_at else "-"
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(f"cluster {status.cluster_id}: {status.wal_files} WAL files")
+            + f" ({status.first_wal or '-'} .. {status.last_wal or '-'}, last archived {last})"
+        )
+        gaps, base_backups = page_of(status.gaps, limit=limit), page_of(status.base_backups, limit=limit)
+        for gap in gaps.items:
             self.stdout.write(
-                self.style.MIGRATE_HEADING(f"cluster {status.cluster_id}: {status.wal_files} WAL files")
-                + f" ({status.first_wal or '-'} .. {status.last_wal or '-'}, last archived {last})"
+                self.style.ERROR(
+                    f"  WAL GAP: {gap.first_missing} .. {gap.last_missing} missing ({gap.segments} segment(s)): "
+                    f"no restore replays past {gap.after or 'the backup start'}"
+                )
             )
-            for gap in status.gaps:
+        write_more(self.stdout, gaps, "WAL gaps", indent="  ")
+        for base in base_backups.items:
+            size = f"{base['size_bytes']:,} bytes" if base["size_bytes"] is not None else "size unknown"
+            self.stdout.write(
+                f"  base backup #{base['id']}  {base['finished_at']:%Y-%m-%d %H:%M:%S%z}  "
+                f"from {base['start_wal']}  {size}  {base['storage']}:{base['storage_name']}  "
+                f"verification {base['verification_status']}"
+            )
+            if base.get("wal_first_missing"):
                 self.stdout.write(
                     self.style.ERROR(
-                        f"  WAL GAP: {gap.first_missing} .. {gap.last_missing} missing ({gap.segments} segment(s)): "
-                        f"no restore replays past {gap.after or 'the backup start'}"
+                        f"    restorable only up to {base['wal_until'] or 'nothing'}: "
+                        f"{base['wal_first_missing']} is missing"
                     )
                 )
-            for base in status.base_backups:
-                size = f"{base['size_bytes']:,} bytes" if base["size_bytes"] is not None else "size unknown"
-                self.stdout.write(
-                    f"  base backup #{base['id']}  {base['finished_at']:%Y-%m-%d %H:%M:%S%z}  "
-                    f"from {base['start_wal']}  {size}  {base['storage']}:{base['storage_name']}  "
-                    f"verification {base['verification_status']}"
-                )
-                if base.get("wal_first_missing"):
-                    self.stdout.write(
-                        self.style.ERROR(
-                            f"    restorable only up to {base['wal_until'] or 'nothing'}: "
-                            f"{base['wal_first_missing']} is missing"
-                        )
-                    )
-                elif "wal_until" in base:
-                    self.stdout.write(f"    WAL complete up to {base['wal_until'] or '-'}")
-            if not status.base_backups:
-                self.stdout.write("  no base backup: this WAL cannot be used for a restore")
+            elif "wal_until" in base:
+                self.stdout.write(f"    WAL complete up to {base['wal_until'] or '-'}")
+        write_more(self.stdout, base_backups, "older base backups", indent="  ")
+        if not status.base_backups:
+            self.stdout.write("  no base backup: this WAL cannot be used for a restore")
 
     def _check(self, options):
         result = pitr_check(using=options["database"], storage=options["storage"], timeout=options["timeout"])
-        if options["json"]:
-            write_json(self.stdout, asdict(result))
-            return
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"WAL archiving works: {result.segment} of cluster {result.cluster_id} reached {result.storage} "
-                f"storage {result.waited_seconds:.1f}s after the switch."
-            )
+        self._write_result(
+            options,
+            asdict(result),
+            f"WAL archiving works: {result.segment} of cluster {result.cluster_id} reached {result.storage} "
+            f"storage {result.waited_seconds:.1f}s after the switch.",
         )
 
     def _restore(self, options):
         target_time = _parse_target_time(options["target_time"])
-        progress = TtyProgress(self.stdout, quiet=options["quiet"])
-        try:
-            result = pitr_restore(
-                target_time=target_time,
-                target_dir=options["target_dir"],
-                backup_id=options["backup_id"],
-                port=options["port"],
-                owner=options["owner"],
-                keep_archiving=options["keep_archiving"],
-                python=options["python"],
-                progress=progress,
-            )
-        finally:
-            progress.close()
+        with TtyProgress(self.stdout, quiet=options["quiet"]) as progress:
+            named = options_named(options, "target_dir", "backup_id", "port", "owner", "keep_archiving", "python")
+            result = pitr_restore(**named, target_time=target_time, progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Data directory {result.target_dir} rebuilt from base backup #{result.base_backup.pk}; it recovers "
@@ -206,6 +207,11 @@ class Command(DbopsCommand):
             )
         )
         self.stdout.write(f"Start it as the database OS user, with the dbops environment: {result.start_command}")
+
+
+def _status_json(status: PitrClusterStatus, limit: int) -> dict:
+    """A cluster's status with its base backups and gaps cut at `limit`, and how many there are of each."""
+    return cut_lists(asdict(status), ("base_backups", "gaps"), limit=limit)
 
 
 def _parse_target_time(raw: str) -> datetime:

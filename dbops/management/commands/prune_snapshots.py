@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option, add_json_option
 from dbops.management.output import write_json
 from dbops.services.datamigration.snapshots import snapshot_prune
 
@@ -31,28 +30,28 @@ class Command(DbopsCommand):
     def add_arguments(self, parser):
         # Plain strings, checked in handle(), so every bad value gets one line instead of argparse's usage text.
         parser.add_argument(
-            "--older-than", metavar="DAYS", help="Required: prune snapshots taken more than DAYS days ago (0 or more)."
+            "--older-than",
+            dest="older_than_days",  # the service's keyword, so its errors are prefixed with this option
+            metavar="DAYS",
+            help="Required: prune snapshots taken more than DAYS days ago (0 or more).",
         )
         parser.add_argument(
             "--keep-last", metavar="N", default="0", help="Always keep the N newest snapshots, however old (default 0)."
         )
         parser.add_argument("--dry-run", action="store_true", help="List what would be pruned; change nothing.")
-        parser.add_argument("--json", action="store_true", help="Print the result as a JSON document.")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_json_option(parser)
+        add_database_option(parser)
 
     def handle(self, *args, **options):
-        if options["older_than"] is None:
+        if options["older_than_days"] is None:
             raise CommandError("Say how old a snapshot must be to go: --older-than DAYS (e.g. --older-than 30).")
         older_than, keep_last = (
-            _count("--older-than", options["older_than"]),
+            _count("--older-than", options["older_than_days"]),
             _count("--keep-last", options["keep_last"]),
         )
-        try:
-            result = snapshot_prune(
-                older_than_days=older_than, keep_last=keep_last, dry_run=options["dry_run"], using=options["database"]
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        result = snapshot_prune(
+            older_than_days=older_than, keep_last=keep_last, dry_run=options["dry_run"], using=options["database"]
+        )
         if options["json"]:
             write_json(
                 self.stdout,

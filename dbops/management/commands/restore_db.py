@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.checks import Tags
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import ChecksumUnavailable, DbopsError
-from dbops.management.base import DbopsCommand
+from dbops.exceptions import ChecksumUnavailable
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import add_database_option, add_quiet_option, add_wait_option
 from dbops.management.output import TtyByteProgress
 from dbops.services.backups.restore import backup_for_id, backup_restore, restore_plan
 
@@ -21,9 +20,9 @@ class Command(DbopsCommand):
         "would do."
     )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
+
+    error_hints = {ChecksumUnavailable: "Pass --no-verify to restore it anyway."}
 
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group(required=True)
@@ -43,44 +42,34 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--no-safety-backup", action="store_true", help="Skip the automatic backup taken before restoring."
         )
-        parser.add_argument(
-            "--wait", action="store_true", help="Wait for a running backup/restore of the database instead of refusing."
-        )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help='Database alias to restore (default "default").'
-        )
-        parser.add_argument("--quiet", action="store_true", help="Only the result line.")
+        add_wait_option(parser)
+        add_database_option(parser, what="Database alias to restore")
+        add_quiet_option(parser)
 
     def handle(self, *args, **options):
         tables = options["tables"].split(",") if options["tables"] is not None else None
-        try:
-            backup_record = backup_for_id(options["backup_id"]) if options["backup_id"] is not None else None
-            common = {
-                "backup_record": backup_record,
-                "input_path": options["input"],
-                "database": options["database"],
-                "tables": tables,
-                "jobs": options["jobs"],
-                "safety_backup": not options["no_safety_backup"],
-                "verify": not options["no_verify"],
-            }
-            plan = restore_plan(**common)
-            if not options["confirm"]:
-                raise CommandError(f"{plan.describe()}\nNothing was done: add --confirm to restore.")
-            # The long part before the database takes over is checking and decoding the artifact.
-            progress = TtyByteProgress(self.stdout, label="restore: decoding", quiet=options["quiet"])
-            try:
-                result = backup_restore(**common, wait=options["wait"], progress=progress)
-            finally:
-                progress.close()
-        except ChecksumUnavailable as exc:
-            raise CommandError(f"{exc} Pass --no-verify to restore it anyway.") from exc
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        backup_record = backup_for_id(options["backup_id"]) if options["backup_id"] is not None else None
+        common = {
+            "backup_record": backup_record,
+            "input_path": options["input"],
+            "database": options["database"],
+            "tables": tables,
+            "jobs": options["jobs"],
+            "safety_backup": not options["no_safety_backup"],
+            "verify": not options["no_verify"],
+        }
+        plan = restore_plan(**common)
+        if not options["confirm"]:
+            raise CommandError(f"{plan.describe()}\nNothing was done: add --confirm to restore.")
+        # The long part before the database takes over is checking and decoding the artifact.
+        with TtyByteProgress(self.stdout, label="restore: decoding", quiet=options["quiet"]) as progress:
+            result = backup_restore(**common, wait=options["wait"], progress=progress)
         for note in result.notes:
             self.stdout.write(note)
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+        if result.catalog_behind:
+            self.stderr.write("Run `list_backups --sync` to bring the newer backups back into the catalog.")
         if result.safety_backup is not None:
             self.stdout.write(
                 f"Safety backup #{result.safety_backup.pk} taken first: {result.safety_backup.storage_name}"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_database_option
 from dbops.services.datamigration.snapshots import snapshot_get, snapshot_rollback
 
 
@@ -18,19 +17,16 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--confirm", action="store_true", help="Required: the tables lose every change made since the snapshot."
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_database_option(parser)
 
     def handle(self, *args, **options):
-        try:
-            snapshot = snapshot_get(snapshot_id=options["snapshot_id"], using=options["database"])
-            if not options["confirm"]:
-                raise CommandError(
-                    f"Rolling back {snapshot.id} replaces every row of {', '.join(snapshot.tables)}; "
-                    "add --confirm to do it."
-                )
-            result = snapshot_rollback(snapshot_id=snapshot.id, using=options["database"])
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        snapshot = snapshot_get(snapshot_id=options["snapshot_id"], using=options["database"])
+        if not options["confirm"]:
+            raise CommandError(
+                f"Rolling back {snapshot.id} replaces every row of {', '.join(snapshot.tables)}; "
+                "add --confirm to do it."
+            )
+        result = snapshot_rollback(snapshot_id=snapshot.id, using=options["database"])
         for table in result.tables:
             self.stdout.write(
                 f"  {table:<24} {result.row_counts.get(table, 0):>12,} rows  {result.checksums_after[table][:16]}"

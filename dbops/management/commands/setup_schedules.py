@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dbops.management.base import DbopsCommand
+from dbops.management.options import add_json_option
 from dbops.management.output import write_json
 from dbops.services.ops.scheduling import schedules_setup
 
@@ -16,7 +17,7 @@ class Command(DbopsCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print what was created and what existed as JSON.")
+        add_json_option(parser, what="what was created and what existed")
 
     def handle(self, *args, **options):
         setup = schedules_setup()

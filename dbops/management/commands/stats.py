@@ -1,30 +1,40 @@
-"""stats: database size, per-table rows and sizes, index usage, cache hit ratio, connections, backups."""
+"""stats: database size, per-table rows and sizes, index usage, cache hit ratio, connections, backups.
+The table and index lists are the largest first, cut at --limit."""
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS
-
 from dbops.management.base import DbopsCommand
-from dbops.management.output import human_bytes, write_json
-from dbops.services.ops.stats import stats_collect
+from dbops.management.options import add_database_option, add_json_option, add_limit_option
+from dbops.management.output import cut_lists, human_bytes, page_of, write_json, write_more
+from dbops.services.ops.stats import DatabaseStats, stats_collect
 
 
 class Command(DbopsCommand):
     help = (
         "Database statistics: size, rows per table (estimated; exact with --exact), table and index sizes, "
-        "index usage and unused indexes, cache hit ratio, connections and backup storage totals."
+        "index usage and unused indexes, cache hit ratio, connections and backup storage totals. Tables and "
+        "indexes are listed largest first, at most --limit of each; --json carries tables_total, indexes_total "
+        "and unused_indexes_total."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print one JSON document instead of tables.")
+        add_json_option(parser, what="one document instead of tables")
         parser.add_argument("--exact", action="store_true", help="Also count every table's rows (one count(*) each).")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
+        add_limit_option(parser, what="tables and at most N indexes")
+        add_database_option(parser)
 
     def handle(self, *args, **options):
         stats = stats_collect(using=options["database"], exact=options["exact"])
+        # Largest first, so a cut list keeps what matters; the engine's order where sizes are equal or unknown.
+        stats.tables.sort(key=lambda table: -(table.total_bytes or 0))
+        stats.indexes.sort(key=lambda index: -(index.size_bytes or 0))
         if options["json"]:
-            write_json(self.stdout, stats.as_dict())
-            return
+            write_json(self.stdout, _as_json(stats, limit=options["limit"]))
+        else:
+            self._write_text(stats, limit=options["limit"])
+
+    def _write_text(self, stats: DatabaseStats, *, limit: int) -> None:
+        tables, indexes = page_of(stats.tables, limit=limit), page_of(stats.indexes, limit=limit)
         write, heading = self.stdout.write, self.style.MIGRATE_HEADING
         write(heading(f"{stats.engine} database {stats.database}: {human_bytes(stats.size_bytes)}"))
         if stats.cache_hit_ratio is not None:
@@ -36,20 +46,22 @@ class Command(DbopsCommand):
 
         write(heading("Tables"))
         write(f"  {'table':<32} {'rows (est.)':>12} {'rows (exact)':>12} {'table':>10} {'indexes':>10} {'total':>10}")
-        for table in stats.tables:
+        for table in tables.items:
             estimated = "-" if table.rows_estimated is None else f"{table.rows_estimated:,}"
             exact = "-" if table.rows_exact is None else f"{table.rows_exact:,}"
             write(
                 f"  {table.name:<32} {estimated:>12} {exact:>12} {human_bytes(table.table_bytes):>10} "
                 f"{human_bytes(table.index_bytes):>10} {human_bytes(table.total_bytes):>10}"
             )
+        write_more(self.stdout, tables, "tables", indent="  ")
 
         write(heading("Indexes"))
-        for index in stats.indexes:
+        for index in indexes.items:
             scans = "-" if index.scans is None else f"{index.scans:,} scans"
             flag = "  UNUSED" if index.unused else ""
             qualified = f"{index.table}.{index.name}"
             write(f"  {qualified:<64} {human_bytes(index.size_bytes):>10} {scans:>14}{flag}")
+        write_more(self.stdout, indexes, "indexes", indent="  ")
         if stats.engine == "postgresql":
             write(f"  unused (no scans, not unique): {len(stats.unused_indexes)}")
 
@@ -62,3 +74,8 @@ class Command(DbopsCommand):
             f"last success: {backups.last_finished_at or 'never'}"
         )
         write(f"  local folder: {backups.local_files} files, {human_bytes(backups.local_bytes)}")
+
+
+def _as_json(stats: DatabaseStats, *, limit: int) -> dict:
+    """stats.as_dict() with each list cut at `limit` and its full length beside it (`tables_total`…)."""
+    return cut_lists({**stats.as_dict(), "limit": limit}, ("tables", "indexes", "unused_indexes"), limit=limit)

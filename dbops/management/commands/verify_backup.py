@@ -3,11 +3,11 @@ database and compares the tables and row counts recorded at backup time."""
 
 from __future__ import annotations
 
-from django.core.checks import Tags
 from django.core.management.base import CommandError
 
-from dbops.exceptions import DbopsError
-from dbops.management.base import DbopsCommand
+from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
+from dbops.management.options import add_quiet_option
+from dbops.management.output import TtyByteProgress
 from dbops.models import BackupRecord
 from dbops.services.backups.restore import backup_for_id
 from dbops.services.backups.verify import backup_latest, backup_verify
@@ -21,9 +21,7 @@ class Command(DbopsCommand):
         "recorded."
     )
 
-    # Only the database-tagged checks (client tools present): not held up (~0.1 s) or blocked by checks
-    # of unrelated apps. `manage.py check` runs them all.
-    requires_system_checks = [Tags.database]
+    requires_system_checks = DATABASE_CHECKS_ONLY
 
     def add_arguments(self, parser):
         parser.add_argument("backup_id", nargs="?", help="Id of the backup (see list_backups).")
@@ -43,21 +41,23 @@ class Command(DbopsCommand):
             "in a scratch server until consistent).",
         )
         parser.add_argument("--jobs", type=int, default=1, help="Parallel restore jobs for --restore-test.")
-        parser.add_argument("--quiet", action="store_true", help="Only the result line.")
+        add_quiet_option(parser)
 
     def handle(self, *args, **options):
         if bool(options["backup_id"]) == bool(options["latest"]):
             raise CommandError("Give a backup id or --latest (one of them).")
-        try:
-            if options["latest"]:
-                backup_record = backup_latest(kind=options["kind"])
-            else:
-                backup_record = backup_for_id(options["backup_id"])
+        if options["latest"]:
+            backup_record = backup_latest(kind=options["kind"])
+        else:
+            backup_record = backup_for_id(options["backup_id"])
+        # The long part of a restore test before the scratch database takes over is decoding the artifact.
+        with TtyByteProgress(self.stdout, label="verify: decoding", quiet=options["quiet"]) as progress:
             result = backup_verify(
-                backup_record=backup_record, restore_test=options["restore_test"], jobs=max(1, options["jobs"])
+                backup_record=backup_record,
+                restore_test=options["restore_test"],
+                jobs=max(1, options["jobs"]),
+                progress=progress,
             )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         checks = " + ".join(result.checks)
         copy = " of the S3 copy" if result.source == "s3" else ""
         for warning in result.warnings:

@@ -202,7 +202,10 @@ def _presence_message(record: BackupRecord, place: str, remote, status: str) -> 
     if getattr(record, f"{place}_presence") != Presence.MISSING:
         return f"Backup #{record.pk}: artifact back in {where}."
     if status == Status.MISSING:
-        return f"Backup #{record.pk}: artifact missing from {where} and in no other storage: marked missing until it reappears."
+        return (
+            f"Backup #{record.pk}: artifact missing from {where} and in no other storage: "
+            "marked missing until it reappears."
+        )
     return f"Backup #{record.pk}: artifact missing from {where}; the other copy is still there."
 
 

@@ -35,7 +35,7 @@ from dbops.artifacts.storage import (
     s3_upload,
 )
 from dbops.engines import Connector, get_connector
-from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, UploadError
+from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
 from dbops.signals import backup_deleted, signal_send
@@ -125,10 +125,12 @@ def backup_create(
     if triggered_by not in BackupRecord.Trigger.values:
         raise BackupError(f"Unknown trigger {triggered_by!r}; use one of {', '.join(BackupRecord.Trigger.values)}.")
     if len(tag) > BackupRecord._meta.get_field("tag").max_length:
-        raise BackupError("--tag is longer than 64 characters.")
+        raise BackupError("The tag is longer than 64 characters.", parameter="tag")
     key = _encryption_key(encrypt)
     if upload_s3 and s3_storage() is None:
-        raise UploadError("--upload-s3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).")
+        raise UploadError(
+            "An upload to S3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).", parameter="upload_s3"
+        )
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
@@ -343,9 +345,9 @@ def backup_export(
         raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
     for existing in (output, sidecar_path(output)):
         if existing.exists() and not overwrite:
-            raise BackupError(f"{existing} already exists; choose another name or pass --overwrite.")
+            raise OutputExists(f"{existing} already exists; choose another name.", parameter="output")
     if not output.parent.is_dir():
-        raise BackupError(f"Folder {output.parent} does not exist.")
+        raise BackupError(f"Folder {output.parent} does not exist.", parameter="output")
     key = _encryption_key(encrypt)
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)

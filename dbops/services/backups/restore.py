@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.artifacts.manifest import manifest_of
 from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check, record_decryption_keys
 from dbops.artifacts.sidecar import sidecar_path
+from dbops.artifacts.workdir import work_folder
 from dbops.conf import operations_alias
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import (
@@ -26,9 +27,8 @@ from dbops.exceptions import (
     RestoreError,
 )
 from dbops.models import BackupRecord, RestoreRecord
-from dbops.artifacts.workdir import work_folder
-from dbops.services.backups.create import ByteProgress, backup_create_locked
 from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
+from dbops.services.backups.create import ByteProgress, backup_create_locked
 from dbops.services.backups.restore_history import (
     restore_history_carry,
     restore_history_hold,
@@ -79,6 +79,7 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # which copy was used and why, what it was checked against
     sync: SyncResult | None = None
+    catalog_behind: bool = False  # the catalog is as old as the backup: its re-sync from storage failed
     seconds: float = 0.0
     restore_record: RestoreRecord | None = None
 
@@ -108,9 +109,9 @@ def _check_arguments(backup_record, input_path, tables, jobs) -> None:
     if (backup_record is None) == (input_path is None):
         raise RestoreError("Give exactly one of a backup id or an input file.")
     if jobs < 1:
-        raise RestoreError("--jobs must be at least 1.")
+        raise RestoreError(f"The number of parallel jobs must be at least 1; got {jobs}.", parameter="jobs")
     if tables is not None and not [t for t in tables if t]:
-        raise RestoreError("--tables needs at least one table name.")
+        raise RestoreError("The list of tables to restore names no table.", parameter="tables")
 
 
 def restore_plan(
@@ -342,9 +343,10 @@ def _restore(
                 except CatalogSyncRefused as exc:  # the restore is done; the catalog stays as restored
                     result.warnings.append(str(exc))
                 except Exception as exc:  # noqa: BLE001 - the restore itself is done; say so, and what is left
+                    result.catalog_behind = True
                     result.warnings.append(
                         f"The restore is done, but re-syncing the catalog from storage failed ({exc}): backups "
-                        "newer than the restored one are missing from list_backups until `list_backups --sync`."
+                        "newer than the restored one are missing from the catalog until it is synced again."
                     )
             not_carried = restore_history_carry(held_history)
             if not_carried:

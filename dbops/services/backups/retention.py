@@ -17,7 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dbops.engines import get_connector
-from dbops.exceptions import DbopsError, RetentionError
+from dbops.exceptions import DbopsError, NoRetentionPolicy, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.create import backup_delete
 from dbops.services.backups.leftovers import LeftoversReport, restore_leftovers_recover
@@ -361,9 +361,9 @@ def retention_policies_resolve(
     else:
         policies = list(RetentionPolicy.objects.filter(enabled=True))
         if not policies:
-            raise RetentionError(
-                "No enabled retention policy: create one in the admin (or run setup_schedules), "
-                "or pass --daily/--weekly/--monthly."
+            raise NoRetentionPolicy(
+                "No enabled retention policy: create one in the admin (or run setup_schedules), or give the counts "
+                "of daily, weekly and monthly backups to keep."
             )
     for policy in policies:
         policy_validate(policy=policy)
@@ -421,9 +421,11 @@ def retention_run(
     leftovers = restore_leftovers_recover()
     by_counts = any(count is not None for count in (daily, weekly, monthly, keep_last))
     if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
+        scope = "tag" if tag else "database"
         raise RetentionError(
-            "--tag and --database scope a run given by counts (--daily/--weekly/--monthly/--keep-last); "
-            "a saved policy has its own scope (edit it in the admin)."
+            f"A {scope} scopes only a run given by counts (daily, weekly, monthly, keep-last); "
+            "a saved policy has its own scope (edit it in the admin).",
+            parameter=scope,
         )
     policies = retention_policies_resolve(
         policy_name=policy_name,

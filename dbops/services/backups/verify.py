@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from dbops.artifacts.manifest import manifest_save
+from dbops.artifacts.pipeline import ByteProgress
 from dbops.artifacts.reading import READABLE_STATUSES, artifact_decode, artifact_locate, record_decryption_keys
+from dbops.artifacts.workdir import work_folder
 from dbops.engines import get_connector
 from dbops.exceptions import ArtifactWriteError, BackupNotFound, DbopsError, KeyUnavailable, VerificationError
 from dbops.models import BackupRecord
-from dbops.artifacts.workdir import work_folder
 from dbops.services.backups.catalog import presence_record
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,12 @@ def verification_refusal(backup_record: BackupRecord) -> str:
     return ""
 
 
-def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jobs: int = 1) -> VerificationResult:
+def backup_verify(
+    *, backup_record: BackupRecord, restore_test: bool = False, jobs: int = 1, progress: ByteProgress | None = None
+) -> VerificationResult:
     """Checks the artifact's SHA-256 from storage (local, else S3) and, with `restore_test`, restores it
-    into a scratch database and compares the tables and row counts. Records the outcome on the record."""
+    into a scratch database and compares the tables and row counts. Records the outcome on the record.
+    `progress(read, written)` follows the decoding before the scratch restore."""
     refusal = verification_refusal(backup_record)
     if refusal:
         raise VerificationError(refusal)
@@ -84,7 +88,7 @@ def backup_verify(*, backup_record: BackupRecord, restore_test: bool = False, jo
                         f"Backup #{backup_record.pk} is {backup_record.engine}, but alias "
                         f"{backup_record.database_alias!r} is {connector.engine}: cannot restore-test it here."
                     )
-                decoded = artifact_decode(found.path, workdir, decryption_keys=keys)
+                decoded = artifact_decode(found.path, workdir, decryption_keys=keys, progress=progress)
                 with connector.scratch_restore(decoded.path, fmt=decoded.fmt, jobs=jobs) as scratch:
                     result.problems += _compare_counts(backup_record.row_counts, scratch.table_counts())
                 result.restore_tested = True

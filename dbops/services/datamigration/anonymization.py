@@ -52,9 +52,10 @@ def check_rules(selected: list[Entity]) -> None:
     missing = missing_rules(selected)
     if missing:
         raise AnonymizationRuleMissing(
-            "Refusing to export with --anonymize: these columns look like personal data and have no "
+            "Refusing to export anonymized: these columns look like personal data and have no "
             f"anonymization rule: {', '.join(missing)}. Add a rule (or 'keep') for each to the entity's "
-            "'anonymize' rules in DBOPS['ENTITIES']."
+            "'anonymize' rules in DBOPS['ENTITIES'].",
+            parameter="anonymize",
         )
     unknown = sorted({strategy for entity in selected for strategy in entity.anonymize.values()} - {*STRATEGIES, KEEP})
     if unknown:

@@ -68,11 +68,15 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
         match = _WHERE.match(expression)
         if not match:
             raise DataMigrationError(
-                f"--where {expression!r}: expected [entity.]field OP value, OP one of = != > >= < <=."
+                f"The filter {expression!r} is not [entity.]field OP value, OP one of = != > >= < <=.",
+                parameter="where",
             )
         entity_name, field_name, operator, raw_value = match.groups()
         if entity_name and entity_name not in by_name:
-            raise DataMigrationError(f"--where {expression!r}: {entity_name!r} is not among the exported entities.")
+            raise DataMigrationError(
+                f"The filter {expression!r} names {entity_name!r}, which is not among the exported entities.",
+                parameter="where",
+            )
         targets = [by_name[entity_name]] if entity_name else selected
         applied = False
         for entity in targets:
@@ -82,7 +86,9 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
             try:
                 value = None if raw_value.lower() == "null" else _where_value(model_field, raw_value.strip("'\""))
             except ValidationError as exc:
-                raise DataMigrationError(f"--where {expression!r}: {'; '.join(exc.messages)}") from None
+                raise DataMigrationError(
+                    f"The filter {expression!r}: {'; '.join(exc.messages)}", parameter="where"
+                ) from None
             lookup = (
                 f"{model_field.attname}__isnull" if value is None else f"{model_field.attname}__{_LOOKUPS[operator]}"
             )
@@ -90,7 +96,9 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
             filters.setdefault(entity.name, []).append((condition, operator == "!="))
             applied = True
         if not applied:
-            raise DataMigrationError(f"--where {expression!r}: no exported entity has a field {field_name!r}.")
+            raise DataMigrationError(
+                f"The filter {expression!r}: no exported entity has a field {field_name!r}.", parameter="where"
+            )
     return filters
 
 
@@ -156,9 +164,11 @@ def export_data(
         anonymizer = Anonymizer()
     target = Path(output).expanduser().resolve()
     if not dry_run and not target.parent.is_dir():
-        raise DataMigrationError(f"--output {output}: folder {target.parent} does not exist.")
+        raise DataMigrationError(f"{output}: folder {target.parent} does not exist.", parameter="output")
     if not dry_run and fmt == "csv" and target.suffix.lower() != ".zip" and target.exists():
-        raise DataMigrationError(f"--output {output} already exists; CSV into a folder needs a new folder name.")
+        raise DataMigrationError(
+            f"{output} already exists; a CSV export into a folder needs a new folder name.", parameter="output"
+        )
     querysets = export_querysets(selected=selected, where=where, since=since, using=using)
     result = ExportResult(format=fmt, path=str(target), dry_run=dry_run, anonymized=anonymize)
     if dry_run:

@@ -402,7 +402,7 @@ def _validate(stages: dict[str, _Stage], *, mode: str, using: str) -> None:
                             f"SELECT s.{recno}, s.{pk} FROM {stage_table} s JOIN {target} t ON {same_target}",  # noqa: S608
                             stage,
                             label,
-                            lambda row: f"id {row[1]} already exists (use --mode upsert to update it)",
+                            lambda row: f"id {row[1]} already exists (the upsert mode updates it)",
                         )
                     continue
                 report(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from dbops.conf import operations_alias
@@ -109,10 +110,10 @@ def snapshot_discard(*, snapshot_id: str) -> None:
         snapshot.delete()
 
 
-def snapshot_list(*, using: str | None = None) -> list[Snapshot]:
-    """Snapshots, newest first; of one database alias when `using` is given."""
+def snapshot_list(*, using: str | None = None) -> QuerySet[Snapshot]:
+    """Snapshots, newest first; of one database alias when `using` is given (lazy: count or cut it)."""
     snapshots = Snapshot.objects.select_related("import_run")
-    return list(snapshots.filter(database_alias=using) if using else snapshots)
+    return snapshots.filter(database_alias=using) if using else snapshots
 
 
 def snapshot_get(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Snapshot:
@@ -203,11 +204,11 @@ class PruneResult:
         return sum(snapshot.size_bytes for snapshot in self.pruned)
 
 
-def _check_count(name: str, value) -> int:
+def _check_count(what: str, value, *, parameter: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SnapshotError(f"{name} must be a whole number, got {value!r}.")
+        raise SnapshotError(f"{what} must be a whole number, got {value!r}.", parameter=parameter)
     if value < 0:
-        raise SnapshotError(f"{name} must be 0 or more, got {value}.")
+        raise SnapshotError(f"{what} must be 0 or more, got {value}.", parameter=parameter)
     return value
 
 
@@ -218,8 +219,8 @@ def snapshot_prune(
     days ago, except the `keep_last` newest snapshots and any snapshot a rollback is using right now
     (its row is locked by snapshot_rollback). Each snapshot goes in its own transaction; a dry run
     lists the same snapshots and changes nothing."""
-    older_than_days = _check_count("--older-than", older_than_days)
-    keep_last = _check_count("--keep-last", keep_last)
+    older_than_days = _check_count("The age in days", older_than_days, parameter="older_than_days")
+    keep_last = _check_count("The number of newest snapshots to keep", keep_last, parameter="keep_last")
     cutoff = timezone.now() - dt.timedelta(days=older_than_days)
     snapshots = Snapshot.objects.filter(database_alias=using)
     newest = list(snapshots.order_by("-created_at", "-id").values_list("id", flat=True)[:keep_last])

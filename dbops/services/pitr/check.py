@@ -34,7 +34,7 @@ def pitr_check(*, using: str = DEFAULT_DB_ALIAS, storage: str | None = None, tim
     Raises PitrError (one line, with pg_stat_archiver's last failure) when the server is not set up,
     when the archiver fails on that file, or when `timeout` seconds pass first."""
     if timeout <= 0:
-        raise PitrError(f"--timeout must be positive; got {timeout:g}.")
+        raise PitrError(f"The timeout must be positive; got {timeout:g} seconds.", parameter="timeout")
     storage_kind, _backend = pitr_storage(storage)
     report = pitr_settings_check(using=using)
     if report.problems:

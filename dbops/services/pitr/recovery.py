@@ -203,7 +203,7 @@ def pitr_restore(
     if not target_dir.parent.is_dir():
         raise PitrError(f"{target_dir.parent} does not exist.")
     if port is not None and not 1 <= port <= 65535:
-        raise PitrError(f"--port must be between 1 and 65535; got {port}.")
+        raise PitrError(f"The port must be between 1 and 65535; got {port}.", parameter="port")
     owner_ids = _owner_ids(owner)
     record = _base_backup_for(target_time, backup_id)
     pitr = record.pitr
@@ -324,7 +324,7 @@ def _owner_ids(owner: str | None) -> tuple[int, int] | None:
     try:
         entry = pwd.getpwnam(owner)
     except KeyError:
-        raise PitrError(f"No such user {owner!r} for --owner.") from None
+        raise PitrError(f"No such OS user {owner!r} to own the data directory.", parameter="owner") from None
     if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
         raise PitrError(f"Only root can give the data directory to {owner!r}.")
     return entry.pw_uid, entry.pw_gid

@@ -64,7 +64,8 @@ def cluster_id_from_data_dir(data_dir: Path | str = ".") -> str:
             raw = handle.read(8)
     except OSError as exc:
         raise PitrError(
-            f"Cannot read {control} ({exc.strerror}); run from the data directory or pass --cluster-id."
+            f"Cannot read {control} ({exc.strerror}): run from the data directory or give the cluster id.",
+            parameter="cluster_id",
         ) from exc
     if len(raw) != 8:
         raise PitrError(f"{control} is too short to be a pg_control file.")

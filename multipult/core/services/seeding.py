@@ -88,9 +88,11 @@ class SeedResult:
 def seed_plan(*, scale: float, seed: int = 0, existing_roles: Iterable[str] = ()) -> SeedPlan:
     """How many rows of each kind `seed_create` would insert for this scale."""
     if not scale > 0:
-        raise SeedError(f"--scale must be a positive number, got {scale!r}.")
+        raise SeedError(f"The scale must be a positive number, got {scale!r}.", parameter="scale")
     if scale > MAX_SCALE:
-        raise SeedError(f"--scale {scale:g} is too large (at most {MAX_SCALE:,}, about {MAX_SCALE:,}k rows).")
+        raise SeedError(
+            f"The scale {scale:g} is too large (at most {MAX_SCALE:,}, about {MAX_SCALE:,}k rows).", parameter="scale"
+        )
     counts = {"roles": len({name for name, _ in ROLES} - set(existing_roles))}
     for label, per_scale in ROWS_PER_SCALE.items():
         counts[label] = max(1, round(per_scale * scale))

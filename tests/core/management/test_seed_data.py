@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 from multipult.core.services.seeding import seed_plan
+from tests.commands import run_command
 from tests.dbops.commandline import run_manage
 
 DOMAIN_MODELS = (Role, User, User.roles.through, Concept, Dictionary, DictionaryEntry, StoredFile, AuditLog)
@@ -23,20 +22,16 @@ def _counts() -> dict[str, int]:
 @pytest.mark.django_db
 def test_dry_run_prints_the_plan_and_writes_nothing():
     before = _counts()
-    out = StringIO()
-    call_command("seed_data", "--dry-run", "--scale", "3", "--seed", "4", stdout=out)
+    text = run_command("seed_data", "--dry-run", "--scale", "3", "--seed", "4")
 
     assert _counts() == before
-    text = out.getvalue()
     assert f"Would create {seed_plan(scale=3).total:,} rows" in text
     assert "audit_logs" in text and "Nothing was written" in text
 
 
 @pytest.mark.django_db
 def test_command_reports_counts_and_is_quiet_off_a_tty():
-    out = StringIO()
-    call_command("seed_data", "--scale", "0.5", "--seed", "2", stdout=out)
-    text = out.getvalue()
+    text = run_command("seed_data", "--scale", "0.5", "--seed", "2")
     assert "\r" not in text  # progress only on a TTY
     assert f"Created {seed_plan(scale=0.5).total:,} rows" in text
     assert User.objects.count() == seed_plan(scale=0.5).counts["users"]
@@ -45,8 +40,8 @@ def test_command_reports_counts_and_is_quiet_off_a_tty():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scale", "0"], "--scale must be a positive number"),
-        (["--scale", "-2"], "--scale must be a positive number"),
+        (["--scale", "0"], "--scale: The scale must be a positive number"),
+        (["--scale", "-2"], "--scale: The scale must be a positive number"),
         (["--scale", "1e9"], "too large"),
         (["--scale", "abc"], "invalid float value"),
         (["--seed", "x"], "invalid int value"),
@@ -101,9 +96,8 @@ def test_sqlite_seed_is_reproducible_and_matches_the_plan(tmp_path, sqlite_env):
 @pytest.mark.django_db
 def test_dry_run_does_not_count_roles_that_exist():
     Role.objects.create(name="admin")
-    out = StringIO()
-    call_command("seed_data", "--dry-run", stdout=out)
-    roles_line = next(line for line in out.getvalue().splitlines() if line.strip().startswith("roles"))
+    text = run_command("seed_data", "--dry-run")
+    roles_line = next(line for line in text.splitlines() if line.strip().startswith("roles"))
     assert roles_line.split()[-1] == str(seed_plan(scale=1).counts["roles"] - 1)
 
 

@@ -7,10 +7,10 @@ import os
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
 
 from multipult.config import ENV_VARS
 from multipult.core.services.configuration import config_show, config_validate
+from tests.commands import command_error, run_command
 from tests.dbops.commandline import run_manage
 from tests.ports import unused_port
 
@@ -89,29 +89,26 @@ def test_show_config_masks_secrets_and_names_sources():
 
 def test_show_config_command_json_has_no_secret(monkeypatch):
     monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "enc-key-do-not-print")
-    out = StringIO()
-    call_command("show_config", "--json", stdout=out)
-    data = json.loads(out.getvalue())
+    shown = run_command("show_config", "--json")
+    data = json.loads(shown)
     by_name = {entry["name"]: entry for entry in data}
     assert by_name["BACKUP_ENCRYPTION_KEY"] == {
         **by_name["BACKUP_ENCRYPTION_KEY"],
         "value": "********",
         "source": "env",
     }
-    assert "enc-key-do-not-print" not in out.getvalue()
+    assert "enc-key-do-not-print" not in shown
 
-    text = StringIO()
-    call_command("show_config", stdout=text)
-    assert "BACKUP_ENCRYPTION_KEY" in text.getvalue() and "enc-key-do-not-print" not in text.getvalue()
+    text = run_command("show_config")
+    assert "BACKUP_ENCRYPTION_KEY" in text and "enc-key-do-not-print" not in text
 
 
 def test_validate_config_command_raises_with_the_count(monkeypatch, tmp_path):
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
-    call_command("validate_config", stdout=StringIO())
+    run_command("validate_config")
     monkeypatch.setenv("REDIS_PORT", str(unused_port()))
     out = StringIO()
-    with pytest.raises(CommandError, match="1 configuration problem"):
-        call_command("validate_config", "--deep", stdout=out)
+    command_error("validate_config", "--deep", stdout=out, match="1 configuration problem")
     assert "cannot reach Redis" in out.getvalue()
 
 

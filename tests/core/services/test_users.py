@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import CommandError, call_command
 
 from dbops.exceptions import UserAdminError
 from multipult.core.models import AuditLog, Role, User
 from multipult.core.services.users import role_assign, user_create
+from tests.commands import command_error, run_command
 from tests.dbops.commandline import run_manage
 
 GOOD_PASSWORD = "Correct-Horse-Battery-9"
@@ -18,24 +16,23 @@ GOOD_PASSWORD = "Correct-Horse-Battery-9"
 @pytest.mark.django_db
 def test_create_user_reads_the_password_from_the_named_env_var(monkeypatch):
     monkeypatch.setenv("NEW_USER_PASSWORD", GOOD_PASSWORD)
-    out = StringIO()
-    call_command(
+    out = run_command(
         "create_user", "--username", "admin", "--email", "a@b.co", "--password-from-env", "NEW_USER_PASSWORD",
-        "--superuser", stdout=out,
+        "--superuser",
     )  # fmt: skip
 
     user = User.objects.get(username="admin")
     assert user.check_password(GOOD_PASSWORD)
     assert user.is_superuser and user.is_staff
-    assert GOOD_PASSWORD not in out.getvalue()
-    assert "Created superuser" in out.getvalue()
+    assert GOOD_PASSWORD not in out
+    assert "Created superuser" in out
     log = AuditLog.objects.get(entity_type="core.user", entity_id=user.pk)
     assert log.action == AuditLog.Action.CREATE and "password" not in str(log.changes)
 
 
 @pytest.mark.django_db
 def test_create_user_with_no_password_cannot_log_in():
-    call_command("create_user", "--username", "robot", "--email", "r@b.co", "--no-password", stdout=StringIO())
+    run_command("create_user", "--username", "robot", "--email", "r@b.co", "--no-password")
     assert not User.objects.get(username="robot").has_usable_password()
 
 
@@ -46,12 +43,11 @@ def test_prompted_password_must_be_typed_twice_the_same(monkeypatch):
     answers = iter([GOOD_PASSWORD, "something else"])
     monkeypatch.setattr(create_user.getpass, "getpass", lambda prompt: next(answers))
     monkeypatch.setattr(create_user.sys.stdin, "isatty", lambda: True)
-    with pytest.raises(CommandError, match="differ"):
-        call_command("create_user", "--username", "u1", "--email", "u@b.co", stdout=StringIO())
+    command_error("create_user", "--username", "u1", "--email", "u@b.co", match="differ")
     assert not User.objects.filter(username="u1").exists()
 
     answers = iter([GOOD_PASSWORD, GOOD_PASSWORD])
-    call_command("create_user", "--username", "u1", "--email", "u@b.co", stdout=StringIO())
+    run_command("create_user", "--username", "u1", "--email", "u@b.co")
     assert User.objects.get(username="u1").check_password(GOOD_PASSWORD)
 
 
@@ -86,12 +82,11 @@ def test_every_problem_is_listed_at_once():
 def test_assign_role_is_idempotent_and_audited():
     user = User.objects.create(username="ann", email="ann@b.co")
     role = Role.objects.create(name="editor")
-    out = StringIO()
-    call_command("assign_role", "--user-id", str(user.pk), "--role", "editor", stdout=out)
-    call_command("assign_role", "--user-id", str(user.pk), "--role", "editor", stdout=out)
+    first = run_command("assign_role", "--user-id", str(user.pk), "--role", "editor")
+    second = run_command("assign_role", "--user-id", str(user.pk), "--role", "editor")
 
     assert list(user.roles.all()) == [role]
-    assert "now has the role editor" in out.getvalue() and "already had the role" in out.getvalue()
+    assert "now has the role editor" in first and "already had the role" in second
     assert AuditLog.objects.filter(entity_type="core.user", entity_id=user.pk, action="update").count() == 1
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from dbops.artifacts.keyring import key_id_of, key_ring, ring_keys_for, ring_newest_key
 from dbops.exceptions import EncryptionError, KeyUnavailable
 from multipult.core.services.configuration import mask_configured_secrets
 from multipult.logging import SecretMaskingFilter
+from tests.commands import run_command
 
 
 def test_the_first_listed_key_encrypts_and_the_single_key_comes_last(settings):
@@ -50,11 +49,10 @@ def test_key_ids_tell_keys_apart_and_do_not_contain_them():
 
 def test_every_key_of_the_ring_is_masked(monkeypatch):
     monkeypatch.setenv("BACKUP_ENCRYPTION_KEYS", "first-ring-secret,second-ring-secret")
-    out = StringIO()
-    call_command("show_config", "--json", stdout=out)
-    entry = next(e for e in json.loads(out.getvalue()) if e["name"] == "BACKUP_ENCRYPTION_KEYS")
+    shown = run_command("show_config", "--json")
+    entry = next(e for e in json.loads(shown) if e["name"] == "BACKUP_ENCRYPTION_KEYS")
     assert entry["value"] == "********" and entry["secret"]
-    assert "ring-secret" not in out.getvalue()
+    assert "ring-secret" not in shown
 
     record = logging.LogRecord("t", logging.WARNING, __file__, 1, "tried %s", ("second-ring-secret",), None)
     SecretMaskingFilter().filter(record)

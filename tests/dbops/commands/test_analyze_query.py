@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
 
 from multipult.core.models import StoredFile
+from tests.commands import command_error, run_command
 from tests.dbops.instrumentation.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
 
 
-def run(*args) -> str:
-    out = StringIO()
-    call_command("analyze_query", *args, stdout=out)
-    return out.getvalue()
-
-
 def test_text_output_has_tree_marker_and_advice():
-    output = run("SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--analyze")
+    output = run_command("analyze_query", "SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--analyze")
 
     assert "-> Seq Scan on core_storedfile" in output
     assert "<== costliest" in output
@@ -30,7 +23,7 @@ def test_text_output_has_tree_marker_and_advice():
 
 
 def test_json_output():
-    payload = json.loads(run("SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--json"))
+    payload = json.loads(run_command("analyze_query", "SELECT id FROM core_storedfile WHERE sha256 = 'x'", "--json"))
 
     assert payload["analyzed"] is False
     assert payload["plan"]["node_type"] == "Seq Scan"
@@ -40,7 +33,7 @@ def test_json_output():
 
 def test_slow_json_lists_captured_statements():
     capture_sha256_lookup()
-    payload = json.loads(run("--slow", "--limit", "20", "--json"))
+    payload = json.loads(run_command("analyze_query", "--slow", "--limit", "20", "--json"))
 
     assert "pg_stat_statements" not in payload["sources_unavailable"]
     assert any('"core_storedfile"."sha256"' in item["sql"] for item in payload["statements"])
@@ -54,12 +47,10 @@ def test_slow_json_lists_captured_statements():
         (("DELETE FROM core_storedfile; DROP TABLE core_storedfile",), "exactly one statement"),
         (("TRUNCATE core_storedfile",), "Only "),
         (("SELECT * FROM no_such_table",), 'relation "no_such_table" does not exist'),
-        (("--slow", "--limit", "0"), "--limit must be at least 1"),
+        (("--slow", "--limit", "-1"), "argument --limit: invalid count"),
         (("SELECT 1", "--min-rows", "-1"), "--min-rows must be 0 or more"),
     ],
 )
 def test_bad_input_is_one_message_and_changes_nothing(args, message):
-    with pytest.raises(CommandError, match=message) as caught:
-        run(*args, "--analyze")
-    assert "\n" not in str(caught.value)
+    command_error("analyze_query", *args, "--analyze", match=message)
     assert StoredFile.objects.count() == ROWS

@@ -4,15 +4,14 @@ a non-zero exit (CommandError), and the database and existing files exactly as t
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import call_command, get_commands, load_command_class
-from django.core.management.base import CommandError
+from django.core.management import get_commands, load_command_class
 
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration import transformations
 from multipult.core.models import Concept, User
+from tests.commands import command_error, run_command
 from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
 
 pytestmark = pytest.mark.django_db
@@ -20,24 +19,12 @@ pytestmark = pytest.mark.django_db
 COMMANDS = ["export_data", "import_data", "list_snapshots", "rollback_migration"]
 
 
-def run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
-def fails(*args, match: str) -> str:
-    with pytest.raises(CommandError, match=match) as caught:
-        run(*args)
-    return str(caught.value)
-
-
 @pytest.fixture
 def exported(tmp_path):
     """A seeded database, a jsonl export of it, and the database emptied (so the file imports cleanly)."""
     seed(scale=0.2)
     path = tmp_path / "all.jsonl"
-    run("export_data", "--output", str(path), "--format", "jsonl", "--quiet")
+    run_command("export_data", "--output", str(path), "--format", "jsonl", "--quiet")
     wipe_domain()
     return path
 
@@ -79,25 +66,29 @@ def test_every_option_has_help():
 
 
 def test_export_import_snapshot_list_and_rollback_through_the_commands(exported, tmp_path):
-    out = run("import_data", "--input", str(exported), "--format", "jsonl", "--dry-run")
+    out = run_command("import_data", "--input", str(exported), "--format", "jsonl", "--dry-run")
     assert "nothing was changed" in out and User.objects.count() == 0
-    result = json.loads(run("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json"))
+    result = json.loads(
+        run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json")
+    )
     assert result["entities"]["users"]["created"] == User.objects.count() > 0
-    listed = json.loads(run("list_snapshots", "--json"))
+    listed = json.loads(run_command("list_snapshots", "--json"))["snapshots"]
     assert [item["id"] for item in listed] == [result["snapshot_id"]]
     assert listed[0]["row_counts"]["core_user"] == 0 and listed[0]["import_run"] == result["run_id"]
-    assert result["snapshot_id"] in run("list_snapshots")
+    assert result["snapshot_id"] in run_command("list_snapshots")
 
-    out = run("rollback_migration", "--snapshot-id", result["snapshot_id"], "--confirm")
+    out = run_command("rollback_migration", "--snapshot-id", result["snapshot_id"], "--confirm")
     assert "checksums match" in out
     assert User.objects.count() == 0 and Concept.objects.count() == 0
 
 
 def test_export_dry_run_and_json_output(tmp_path):
     seed(scale=0.1)
-    out = run("export_data", "--entities", "concepts", "--format", "csv", "--output", str(tmp_path / "c"), "--dry-run")
+    out = run_command(
+        "export_data", "--entities", "concepts", "--format", "csv", "--output", str(tmp_path / "c"), "--dry-run"
+    )
     assert "would export" in out and not (tmp_path / "c").exists()
-    payload = json.loads(run("export_data", "--entities", "concepts", "--dry-run", "--json"))
+    payload = json.loads(run_command("export_data", "--entities", "concepts", "--dry-run", "--json"))
     assert payload["entities"]["concepts"]["rows"] == Concept.objects.count()
 
 
@@ -107,13 +98,13 @@ def test_transformations_on_import(exported, tmp_path):
     del record["first_name"], record["last_name"], record["email"]
     record.update(full_name="Ada Lovelace", mail="  ADA@Example.COM ")
     path = _write_jsonl(tmp_path / "other.jsonl", exported, [("users", record)])
-    run(
+    run_command(
         "import_data", "--input", str(path), "--format", "jsonl",
         "--transform", "split_full_name", "--transform", "normalize_emails",
     )  # fmt: skip
     user = User.objects.get(pk=900001)
     assert (user.first_name, user.last_name, user.email) == ("Ada", "Lovelace", "ada@example.com")
-    fails(
+    command_error(
         "import_data", "--input", str(path), "--format", "jsonl", "--transform", "nope", match="Unknown transformation"
     )
 
@@ -129,7 +120,7 @@ def test_a_registered_transformation_can_drop_records(exported, tmp_path):
             exported,
             [("users", _user()), ("users", _user(id=900002, username="s", is_staff=True))],
         )
-        run("import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_only_staff")
+        run_command("import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_only_staff")
         assert list(User.objects.values_list("pk", flat=True)) == [900002]
     finally:
         transformations._REGISTRY.pop("test_only_staff")
@@ -142,7 +133,9 @@ def test_malformed_json(exported, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "multipult-export", "version": 1, "entities": {"users": [{"id": 1,, }]}}')
     state = fingerprint()
-    fails("import_data", "--input", str(bad), "--format", "json", match=r"malformed or truncated JSON at line 1")
+    command_error(
+        "import_data", "--input", str(bad), "--format", "json", match=r"malformed or truncated JSON at line 1"
+    )
     assert fingerprint() == state
 
 
@@ -150,45 +143,52 @@ def test_malformed_json(exported, tmp_path):
 def test_truncated_file(exported, tmp_path, fmt, name):
     full = tmp_path / f"full-{name}"
     # the fixture wiped the data; put it back, export in this format, wipe again
-    run("import_data", "--input", str(exported), "--format", "jsonl", "--quiet")
-    run("export_data", "--output", str(full), "--format", fmt, "--quiet")
+    run_command("import_data", "--input", str(exported), "--format", "jsonl", "--quiet")
+    run_command("export_data", "--output", str(full), "--format", fmt, "--quiet")
     wipe_domain()
     cut = tmp_path / name
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
     state = fingerprint()
-    fails("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
+    command_error("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
     # cut exactly at a line end too: still detected
     cut.write_bytes(data[: data.rindex(b"\n", 0, len(data) // 2) + 1])
-    fails("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
+    command_error("import_data", "--input", str(cut), "--format", fmt, match="truncated|malformed")
     assert fingerprint() == state
 
 
 def test_truncated_csv_in_a_folder(tmp_path):
     seed(scale=0.2)
     folder = tmp_path / "csv"
-    run("export_data", "--output", str(folder), "--format", "csv", "--quiet")
+    run_command("export_data", "--output", str(folder), "--format", "csv", "--quiet")
     wipe_domain()
     logs = folder / "audit_logs.csv"
     logs.write_text("\n".join(logs.read_text().splitlines()[:10]) + "\n")
     state = fingerprint()
-    fails("import_data", "--input", str(folder), "--format", "csv", match="manifest says")
+    command_error("import_data", "--input", str(folder), "--format", "csv", match="manifest says")
     assert fingerprint() == state
 
 
 def test_wrong_format_flag(exported, tmp_path):
     state = fingerprint()
-    fails("import_data", "--input", str(exported), "--format", "json", match="use --format jsonl")
-    fails("import_data", "--input", str(exported), "--format", "csv", match="needs a .zip archive or a folder")
-    fails("import_data", "--input", str(exported), "--format", "sql", match="not an export_data file")
-    fails("import_data", "--input", str(exported), "--format", "xml", match="invalid choice")
+    command_error(
+        "import_data",
+        "--input",
+        str(exported),
+        "--format",
+        "json",
+        match=r"^--format: .*one JSON document per line is the jsonl format",
+    )
+    command_error("import_data", "--input", str(exported), "--format", "csv", match="needs a .zip archive or a folder")
+    command_error("import_data", "--input", str(exported), "--format", "sql", match="not an export_data file")
+    command_error("import_data", "--input", str(exported), "--format", "xml", match="invalid choice")
     assert fingerprint() == state
 
 
 def test_unknown_entity(exported, tmp_path):
     existing = tmp_path / "existing.jsonl"
     existing.write_text("precious")
-    message = fails(
+    message = command_error(
         "export_data", "--entities", "users,widgets", "--output", str(existing), "--format", "jsonl",
         match="Unknown entity: widgets",
     )  # fmt: skip
@@ -199,7 +199,7 @@ def test_unknown_entity(exported, tmp_path):
     bad = tmp_path / "widgets.jsonl"
     bad.write_text("\n".join(lines) + "\n")
     state = fingerprint()
-    fails("import_data", "--input", str(bad), "--format", "jsonl", match="unknown entity 'widgets'")
+    command_error("import_data", "--input", str(bad), "--format", "jsonl", match="unknown entity 'widgets'")
     assert fingerprint() == state
 
 
@@ -208,21 +208,16 @@ def test_duplicate_primary_keys(exported, tmp_path):
         tmp_path / "dup.jsonl", exported, [("users", _user()), ("users", _user(username="other", email="o@x.org"))]
     )
     state = fingerprint()
-    fails("import_data", "--input", str(path), "--format", "jsonl", match=r"users record 2, field 'id': duplicate id")
+    import_jsonl = ("import_data", "--input", str(path), "--format", "jsonl")
+    command_error(*import_jsonl, match=r"users record 2, field 'id': duplicate id", one_line=False)
     assert fingerprint() == state
     # and a duplicate of a unique column that is not the key, against a row already in the database
-    run("import_data", "--input", str(_write_jsonl(tmp_path / "one.jsonl", exported, [("users", _user())])),
+    run_command("import_data", "--input", str(_write_jsonl(tmp_path / "one.jsonl", exported, [("users", _user())])),
         "--format", "jsonl")  # fmt: skip
     path = _write_jsonl(tmp_path / "dup2.jsonl", exported, [("users", _user(id=900005))])
     state = fingerprint()
-    fails(
-        "import_data",
-        "--input",
-        str(path),
-        "--format",
-        "jsonl",
-        match="username already used by existing row id 900001",
-    )
+    import_jsonl = ("import_data", "--input", str(path), "--format", "jsonl")
+    command_error(*import_jsonl, match="username already used by existing row id 900001", one_line=False)
     assert fingerprint() == state
 
 
@@ -234,7 +229,9 @@ def test_dangling_foreign_keys(exported, tmp_path):
         tmp_path / "fk.jsonl", exported, [("users", _user()), ("user_roles", membership), ("concepts", concept)]
     )
     state = fingerprint()
-    message = fails("import_data", "--input", str(path), "--format", "jsonl", match="neither in the file nor")
+    message = command_error(
+        "import_data", "--input", str(path), "--format", "jsonl", match="neither in the file nor", one_line=False
+    )
     assert "user_roles record 1, field 'role': points at Role id 77777" in message
     assert "concepts record 1, field 'created_by': points at User id 424242" in message
     assert "field 'user'" not in message  # user 900001 is in the same file: fine
@@ -254,7 +251,9 @@ def test_wrong_types(exported, tmp_path):
         ],
     )
     state = fingerprint()
-    message = fails("import_data", "--input", str(path), "--format", "jsonl", match="5 invalid record")
+    message = command_error(
+        "import_data", "--input", str(path), "--format", "jsonl", match="5 invalid record", one_line=False
+    )
     assert "users record 1, field 'id': expected an integer, got 'abc'" in message
     assert "users record 2, field 'is_active': expected true or false" in message
     assert "users record 3, field 'date_joined': expected an ISO 8601 date-time" in message
@@ -266,28 +265,34 @@ def test_wrong_types(exported, tmp_path):
 def test_encoding_error_in_csv(tmp_path):
     seed(scale=0.1)
     folder = tmp_path / "csv"
-    run("export_data", "--entities", "users", "--output", str(folder), "--format", "csv", "--quiet")
+    run_command("export_data", "--entities", "users", "--output", str(folder), "--format", "csv", "--quiet")
     wipe_domain()
     users = folder / "users.csv"
     rows = users.read_bytes().split(b"\n")
     rows[2] = rows[2].replace(b",", b",Jos\xe9 ", 1)  # Latin-1 é in a UTF-8 file
     users.write_bytes(b"\n".join(rows))
     state = fingerprint()
-    fails("import_data", "--input", str(folder), "--format", "csv", match="users.csv: not valid UTF-8 on line 3")
+    command_error(
+        "import_data", "--input", str(folder), "--format", "csv", match="users.csv: not valid UTF-8 on line 3"
+    )
     assert fingerprint() == state
 
 
 def test_snapshot_id_that_does_not_exist():
     seed(scale=0.1)
     state = fingerprint()
-    fails("rollback_migration", "--snapshot-id", "snapshot_20000101_000000", "--confirm", match="does not exist")
+    command_error(
+        "rollback_migration", "--snapshot-id", "snapshot_20000101_000000", "--confirm", match="does not exist"
+    )
     assert fingerprint() == state
 
 
 def test_rollback_without_confirm(exported):
-    result = json.loads(run("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json"))
+    result = json.loads(
+        run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json")
+    )
     state = fingerprint()
-    fails("rollback_migration", "--snapshot-id", result["snapshot_id"], match="add --confirm")
+    command_error("rollback_migration", "--snapshot-id", result["snapshot_id"], match="add --confirm")
     assert fingerprint() == state
     assert Snapshot.objects.get(id=result["snapshot_id"]).status == Snapshot.Status.AVAILABLE
 
@@ -303,7 +308,7 @@ def test_failed_export_keeps_the_existing_file_and_records_the_failure(tmp_path)
 
     try:
         with pytest.raises(RuntimeError):
-            run("export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes")
+            run_command("export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes")
     finally:
         transformations._REGISTRY.pop("test_explodes")
     assert existing.read_text() == "precious"
@@ -325,19 +330,21 @@ def test_values_only_postgresql_rejects_are_reported_with_record_and_field(expor
     # an IPv4 address with an octet over 255 has the right shape; PostgreSQL's inet input rejects it
     path = _write_jsonl(tmp_path / "ip.jsonl", exported, [("audit_logs", log), ("audit_logs", {**log, "id": 2,
                         "ip_address": "999.1.1.1"})])  # fmt: skip
-    fails("import_data", "--input", str(path), "--format", "jsonl",
+    command_error("import_data", "--input", str(path), "--format", "jsonl", one_line=False,
           match=r"audit_logs record 2, field 'ip_address': invalid input syntax for type inet")  # fmt: skip
     # a negative position is a valid integer for the staging table; the checks refuse it
     entry = {"id": 1, "dictionary": 1, "key": "k", "value": "v", "position": -3}
     path = _write_jsonl(
         tmp_path / "neg.jsonl", exported, [("dictionaries", entry_dictionary), ("dictionary_entries", entry)]
     )
-    fails("import_data", "--input", str(path), "--format", "jsonl",
+    command_error("import_data", "--input", str(path), "--format", "jsonl", one_line=False,
           match=r"dictionary_entries record 1, field 'position': -3 is out of range")  # fmt: skip
     assert fingerprint() == state
 
 
 def test_export_refuses_a_bad_since_date_and_a_missing_output(tmp_path):
-    fails("export_data", "--since", "last tuesday", "--output", str(tmp_path / "x.jsonl"), match="expected a date")
-    fails("export_data", "--format", "jsonl", match="--output is required")
+    command_error(
+        "export_data", "--since", "last tuesday", "--output", str(tmp_path / "x.jsonl"), match="expected a date"
+    )
+    command_error("export_data", "--format", "jsonl", match="--output is required")
     assert list(tmp_path.iterdir()) == []

@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from tests.paths import ROOT
+from tests.dbops.commandline import run_manage
 from tests.ports import unused_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def manage(*args, backup_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(backup_dir), **(env or {})}
-    env.pop("S3_BACKUP_BUCKET", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args, "--skip-checks"],
-        cwd=backup_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    """A child `manage.py ARGS --skip-checks` run in `backup_dir` (which must stay empty), without S3."""
+    env = {"DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(backup_dir), **(env or {})}
+    return run_manage(*args, "--skip-checks", env={**env, "S3_BACKUP_BUCKET": None}, cwd=backup_dir)
 
 
 def run_psql(dbname: str, sql: str) -> str:

@@ -70,7 +70,7 @@ def test_backup_verify_and_restore_as_an_operator_runs_them(tmp_path, some_data)
     assert record.tool_version.startswith("pg_dump (PostgreSQL)")
 
     listed = run_manage("list_backups", "--json", env=env)
-    assert [item["id"] for item in json.loads(listed.stdout)] == [record.pk]
+    assert [item["id"] for item in json.loads(listed.stdout)["backups"]] == [record.pk]
 
     verify, modules = manage_importtime("verify_backup", str(record.pk), "--restore-test", env=env)
     assert verify.returncode == 0, verify.stderr[-2000:]

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+from django.core.management import load_command_class
 from django.db import OperationalError, ProgrammingError
 
-from dbops.management.base import describe_database_error
+from dbops.exceptions import BackupError, OutputExists, SnapshotError
+from dbops.management.base import describe_database_error, option_string
+from dbops.models import BackupRecord
+from dbops.services.backups.create import backup_create, backup_export
+from tests.commands import command_error
 from tests.dbops.commandline import run_manage
 
 
@@ -31,3 +37,52 @@ def test_an_unmigrated_sqlite_file_says_to_migrate_and_stays_empty(sqlite_env, t
         assert "run `python manage.py migrate` first" in result.stderr
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone() == (0,)
+
+
+# -- a service's DbopsError at the command line: the command's own option first, advice after ----------
+def test_option_string_finds_the_long_option_of_a_parameter_also_inside_the_chosen_subcommand():
+    backup_db = load_command_class("dbops", "backup_db").create_parser("manage.py", "backup_db")
+    assert option_string(backup_db, "output", {}) == "--output"  # not -o
+    assert option_string(backup_db, "fmt", {}) == "--format"  # found by dest, not by name
+    assert option_string(backup_db, "not_an_option", {}) is None
+    pitr = load_command_class("dbops", "pitr").create_parser("manage.py", "pitr")
+    assert option_string(pitr, "port", {"action": "restore"}) == "--port"
+    assert option_string(pitr, "port", {"action": "status"}) is None  # status takes no port
+    verify = load_command_class("dbops", "verify_backup").create_parser("manage.py", "verify_backup")
+    assert option_string(verify, "backup_id", {}) is None  # positional: the message stands alone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_service_error_names_the_commands_flag_and_only_there(backup_dir, some_data):
+    # Given a tag longer than the catalog holds
+    tag = "x" * 65
+    # Then the service says it in its own words and names the parameter...
+    with pytest.raises(BackupError) as refused:
+        backup_create(tag=tag)
+    assert str(refused.value) == "The tag is longer than 64 characters." and refused.value.parameter == "tag"
+    # ...and the command puts its own flag in front: one line, nothing written
+    message = command_error("backup_advanced", "--tag", tag, "--quiet")
+    assert message == "--tag: The tag is longer than 64 characters."
+    assert not BackupRecord.objects.exists() and list(backup_dir.iterdir()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_advice_for_the_command_line_is_added_by_the_command(tmp_path, backup_dir, some_data):
+    output = tmp_path / "backup.sql"
+    output.write_text("precious")
+    with pytest.raises(OutputExists) as refused:
+        backup_export(output=output)
+    assert "--" not in str(refused.value)  # what the admin or a task would show
+    message = command_error("backup_db", "--output", str(output))
+    assert message == f"--output: {output} already exists; choose another name. Pass --overwrite to replace it."
+    assert output.read_text() == "precious" and not output.with_name("backup.sql.sha256").exists()
+
+
+@pytest.mark.django_db
+def test_a_scheduled_task_records_the_plain_message():
+    from dbops import tasks
+    from dbops.models import TaskRun
+
+    with pytest.raises(SnapshotError):
+        tasks.prune_snapshots.apply(kwargs={"older_than_days": -1}, task_id="prune-bad", throw=True).get()
+    assert TaskRun.objects.get(task_id="prune-bad").error == "SnapshotError: The age in days must be 0 or more, got -1."

@@ -36,7 +36,7 @@ def read_records(fmt: str, path: Path) -> Iterator[Record]:
     if not path.exists():
         raise ImportFormatError(f"{path} does not exist.")
     if fmt != "csv" and path.is_dir():
-        raise ImportFormatError(f"{path} is a folder; only --format csv reads a folder.")
+        raise ImportFormatError(f"{path} is a folder; of the formats only csv reads a folder.", parameter="fmt")
     if fmt != "csv" and zipfile.is_zipfile(path):
-        raise ImportFormatError(f"{path} is a zip archive; did you mean --format csv?")
+        raise ImportFormatError(f"{path} is a zip archive, as the csv format writes, not {fmt}.", parameter="fmt")
     return READERS[fmt](path)

@@ -116,7 +116,9 @@ class _CsvSource:
         elif path.is_dir():
             self.archive = None
         else:
-            raise ImportFormatError(f"{path}: --format csv needs a .zip archive or a folder written by export_data.")
+            raise ImportFormatError(
+                f"{path}: the csv format needs a .zip archive or a folder written by export_data.", parameter="fmt"
+            )
 
     def open(self, name: str):
         try:

@@ -60,9 +60,10 @@ def read_json(path: Path) -> Iterator[Record]:
                 numbers[name] += 1
                 yield name, numbers[name], record
         except JsonStreamError as exc:
-            hint = " (one JSON document per line? then use --format jsonl)" if exc.msg == "Extra data" else ""
+            hint = " (one JSON document per line is the jsonl format)" if exc.msg == "Extra data" else ""
             raise ImportFormatError(
-                f"{path}: malformed or truncated JSON at line {exc.line}, column {exc.column}: {exc.msg}{hint}."
+                f"{path}: malformed or truncated JSON at line {exc.line}, column {exc.column}: {exc.msg}{hint}.",
+                parameter="fmt" if hint else None,
             ) from None
         except JsonShapeError as exc:
             _check_header(header, source)  # a file that is no export at all says so first

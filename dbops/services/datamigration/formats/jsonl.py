@@ -79,8 +79,11 @@ def read_jsonl(path: Path) -> Iterator[Record]:
             except json.JSONDecodeError as exc:
                 cut = "" if line.endswith("\n") else " (the file looks truncated)"
                 if line_number == 1:
-                    cut += "; is this a .json file? then use --format json"
-                raise ImportFormatError(f"{path}: line {line_number}: malformed JSON: {exc.msg}{cut}.") from None
+                    cut += "; one JSON document for the whole file is the json format"
+                raise ImportFormatError(
+                    f"{path}: line {line_number}: malformed JSON: {exc.msg}{cut}.",
+                    parameter="fmt" if line_number == 1 else None,
+                ) from None
             if line_number == 1:
                 _check_header(item, str(path))
                 continue

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from multipult.core.services.users import role_assign
 
@@ -19,10 +17,7 @@ class Command(DbopsCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
 
     def handle(self, *args, **options):
-        try:
-            assignment = role_assign(user_id=options["user_id"], role_name=options["role"], using=options["database"])
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        assignment = role_assign(user_id=options["user_id"], role_name=options["role"], using=options["database"])
         user, role = assignment.user, assignment.role
         if assignment.added:
             self.stdout.write(self.style.SUCCESS(f"User #{user.pk} {user.username} now has the role {role.name}."))

@@ -9,7 +9,6 @@ import sys
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from multipult.core.services.users import user_create
 
@@ -53,16 +52,13 @@ class Command(DbopsCommand):
 
     def handle(self, *args, **options):
         password = None if options["no_password"] else self._password(options["password_from_env"])
-        try:
-            user = user_create(
-                username=options["username"],
-                email=options["email"],
-                password=password,
-                superuser=options["superuser"],
-                using=options["database"],
-            )
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
+        user = user_create(
+            username=options["username"],
+            email=options["email"],
+            password=password,
+            superuser=options["superuser"],
+            using=options["database"],
+        )
         kind = "superuser" if user.is_superuser else "user"
         self.stdout.write(self.style.SUCCESS(f"Created {kind} #{user.pk} {user.username} <{user.email}>."))
 

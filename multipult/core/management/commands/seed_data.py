@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from dbops.exceptions import DbopsError
 from dbops.management.base import DbopsCommand
 from dbops.management.output import TtyProgress
 from multipult.core.models import Role
@@ -29,19 +27,18 @@ class Command(DbopsCommand):
 
     def handle(self, *args, **options):
         scale, seed, using = options["scale"], options["seed"], options["database"]
+        if options["dry_run"]:
+            plan = seed_plan(scale=scale, seed=seed, existing_roles=self._existing_roles(using))
+            self.stdout.write(f"Would create {plan.total:,} rows (scale {scale:g}, seed {seed}):")
+            for label, count in plan.counts.items():
+                self.stdout.write(f"  {label:<20} {count:>12,}")
+            self.stdout.write("Nothing was written.")
+            return
+        progress = TtyProgress(self.stdout, quiet=options["quiet"])
         try:
-            if options["dry_run"]:
-                plan = seed_plan(scale=scale, seed=seed, existing_roles=self._existing_roles(using))
-                self.stdout.write(f"Would create {plan.total:,} rows (scale {scale:g}, seed {seed}):")
-                for label, count in plan.counts.items():
-                    self.stdout.write(f"  {label:<20} {count:>12,}")
-                self.stdout.write("Nothing was written.")
-                return
-            progress = TtyProgress(self.stdout, quiet=options["quiet"])
             result = seed_create(scale=scale, seed=seed, using=using, progress=progress)
+        finally:
             progress.close()
-        except DbopsError as exc:
-            raise CommandError(str(exc)) from exc
         rate = result.total / result.seconds if result.seconds else 0
         if not options["quiet"]:
             for label, count in result.created.items():

@@ -13,26 +13,19 @@ from pathlib import Path
 
 import boto3
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 
+from dbops.artifacts.crypto import MAGIC
 from dbops.engines import get_connector
 from dbops.engines.postgresql import PostgreSQLConnector, tools
-from dbops.artifacts.crypto import MAGIC
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create, backup_upload_retry
 from dbops.services.backups.restore import _compatibility_warnings
 from multipult.core.models import Concept, DictionaryEntry
+from tests.commands import command_error, on_a_terminal, run_command
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(*args, stdout=None) -> str:
-    out = stdout or StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def snapshot(folder: Path) -> dict:
@@ -58,7 +51,7 @@ def s3_client():
 
 
 def test_upload_to_s3_then_restore_from_s3_when_local_copy_is_gone(backup_dir, s3_bucket, some_data):
-    output = run("backup_advanced", "--upload-s3", "--quiet")
+    output = run_command("backup_advanced", "--upload-s3", "--quiet")
     backup_record = BackupRecord.objects.get()
     assert backup_record.uploaded_to_s3 and f"s3://{backup_record.s3_key}" in output
     body = s3_client().get_object(Bucket=s3_bucket, Key=backup_record.s3_key)["Body"].read()
@@ -70,9 +63,9 @@ def test_upload_to_s3_then_restore_from_s3_when_local_copy_is_gone(backup_dir, s
 
     Path(backup_record.location).unlink()
     Concept.objects.all().delete()
-    run("restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm")
+    run_command("restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm")
     assert Concept.objects.count() == 30
-    assert "verified" in run("verify_backup", str(backup_record.pk))
+    assert "verified" in run_command("verify_backup", str(backup_record.pk))
 
 
 def test_s3_unreachable_keeps_local_copy_and_records_the_error(backup_dir, s3_bucket, settings, some_data):
@@ -84,8 +77,7 @@ def test_s3_unreachable_keeps_local_copy_and_records_the_error(backup_dir, s3_bu
     }
     settings.STORAGES = broken
     out = StringIO()
-    with pytest.raises(CommandError, match="Upload to S3 failed"):
-        run("backup_advanced", "--upload-s3", "--quiet", stdout=out)
+    command_error("backup_advanced", "--upload-s3", "--quiet", stdout=out, match="Upload to S3 failed")
     backup_record = BackupRecord.objects.get()
     assert f"Backup #{backup_record.pk} kept locally" in out.getvalue()
     assert backup_record.status == "succeeded" and not backup_record.uploaded_to_s3
@@ -99,15 +91,20 @@ def test_s3_unreachable_keeps_local_copy_and_records_the_error(backup_dir, s3_bu
 
 
 def test_second_backup_of_the_same_database_is_refused_while_one_runs(backup_dir, some_data, tmp_path):
-    run("backup_db", "--output", str(tmp_path / "b.sql"))
+    run_command("backup_db", "--output", str(tmp_path / "b.sql"))
     before = snapshot(backup_dir)
     with get_connector().lock():
-        with pytest.raises(CommandError, match="Another backup or restore"):
-            run("backup_advanced", "--quiet")
-        with pytest.raises(CommandError, match="Another backup or restore"):
-            run("restore_db", "--input", str(tmp_path / "b.sql"), "--confirm", "--no-safety-backup")
+        command_error("backup_advanced", "--quiet", match="Another backup or restore")
+        command_error(
+            "restore_db",
+            "--input",
+            str(tmp_path / "b.sql"),
+            "--confirm",
+            "--no-safety-backup",
+            match="Another backup or restore",
+        )
     assert snapshot(backup_dir) == before
-    run("backup_advanced", "--quiet")  # free again once the first is done
+    run_command("backup_advanced", "--quiet")  # free again once the first is done
 
 
 def test_killed_run_leaves_no_complete_file_and_is_marked_failed_by_the_next(backup_dir, some_data):
@@ -129,7 +126,7 @@ def test_killed_run_leaves_no_complete_file_and_is_marked_failed_by_the_next(bac
     assert killed.status == "running"
     written = [p.name for p in backup_dir.rglob("*") if p.is_file()]
     assert written and all(name.endswith(".partial") for name in written)
-    assert "stale?" in run("list_backups")  # its pid is gone
+    assert "stale?" in run_command("list_backups")  # its pid is gone
 
     backup_create()
     killed.refresh_from_db()
@@ -142,8 +139,7 @@ def test_pg_dump_missing(backup_dir, some_data, monkeypatch, tmp_path):
     # Nowhere the engine looks: not on PATH, no pg_config, no Debian server folder.
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(tools, "SERVER_BIN_GLOB", str(tmp_path / "postgresql" / "*" / "bin"))
-    with pytest.raises(CommandError, match="pg_dump not found .*install the PostgreSQL client programs"):
-        run("backup_advanced", "--quiet")
+    command_error("backup_advanced", "--quiet", match="pg_dump not found .*install the PostgreSQL client programs")
     assert snapshot(backup_dir) == before
 
 
@@ -155,8 +151,9 @@ def test_pg_dump_failing_shows_its_stderr(backup_dir, some_data, monkeypatch):
     try:
         with holder.cursor() as cursor:
             cursor.execute("LOCK TABLE core_concept IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(CommandError, match=r"(?s)pg_dump failed \(exit 1\).*LOCK TABLE public.core_concept"):
-            run("backup_advanced", "--quiet")
+        command_error(
+            "backup_advanced", "--quiet", match=r"(?s)pg_dump failed \(exit 1\).*LOCK TABLE public.core_concept"
+        )
     finally:
         holder.rollback()
         holder.close()
@@ -168,23 +165,22 @@ def test_pg_dump_failing_shows_its_stderr(backup_dir, some_data, monkeypatch):
 
 def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, settings, some_data):
     settings.BACKUP_ENCRYPTION_KEY = "a long passphrase for the tests"
-    run("backup_advanced", "--encrypt", "--format", "plain", "--quiet")
+    run_command("backup_advanced", "--encrypt", "--format", "plain", "--quiet")
     backup_record = BackupRecord.objects.get()
     artifact = Path(backup_record.location).read_bytes()
     assert backup_record.encrypted and artifact.startswith(MAGIC) and b"colour number" not in artifact
 
     Concept.objects.all().delete()
     before = snapshot(backup_dir)
+    restore = ("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     settings.BACKUP_ENCRYPTION_KEY = "the wrong key"
-    with pytest.raises(CommandError, match="Key unavailable: backup #.* not in the key ring"):
-        run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
+    command_error(*restore, match="Key unavailable: backup #.* not in the key ring")
     settings.BACKUP_ENCRYPTION_KEY = None
-    with pytest.raises(CommandError, match="no key is configured"):
-        run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
+    command_error(*restore, match="no key is configured")
     assert snapshot(backup_dir) == before and Concept.objects.count() == 0
 
     settings.BACKUP_ENCRYPTION_KEY = "a long passphrase for the tests"
-    run("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
+    run_command("restore_db", "--backup-id", str(backup_record.pk), "--confirm", "--no-safety-backup")
     assert Concept.objects.count() == 30
     for name in get_connector().pre_restore_databases():
         get_connector().drop_database(name, force=True)
@@ -192,8 +188,7 @@ def test_encrypted_backup_restores_with_the_key_and_not_without(backup_dir, sett
 
 def test_encrypt_without_key_is_refused_before_any_work(backup_dir, settings, some_data):
     settings.BACKUP_ENCRYPTION_KEY = None
-    with pytest.raises(CommandError, match="Encryption needs a key: set BACKUP_ENCRYPTION_KEYS"):
-        run("backup_advanced", "--encrypt")
+    command_error("backup_advanced", "--encrypt", match="Encryption needs a key: set BACKUP_ENCRYPTION_KEYS")
     assert BackupRecord.objects.count() == 0
 
 
@@ -204,7 +199,7 @@ def test_list_backups_sync_rebuilds_the_catalog_from_storage(backup_dir, some_da
     for path in backup_dir.rglob(f"*-{removed.pk}.dump.zst*"):
         path.unlink()  # its artifact and manifest are gone from storage
 
-    output = run("list_backups", "--sync")
+    output = run_command("list_backups", "--sync")
     assert "1 added" in output and "1 now missing" in output
     assert f"Backup #{removed.pk}: artifact missing from local storage" in output
     restored = BackupRecord.objects.get(pk=kept.pk)
@@ -226,16 +221,9 @@ def test_restore_warns_on_newer_server_and_other_migration_state(db):
 
 
 def test_progress_is_shown_on_a_tty_only(backup_dir, some_data):
-    class Tty(StringIO):
-        def isatty(self):
-            return True
-
-    tty = Tty()
-    run("backup_advanced", stdout=tty)
-    assert "\rbackup: " in tty.getvalue() and "/s" in tty.getvalue()
-    quiet = Tty()
-    run("backup_advanced", "--quiet", stdout=quiet)
-    assert "\r" not in quiet.getvalue()
+    shown = on_a_terminal("backup_advanced")
+    assert "\rbackup: " in shown and "/s" in shown
+    assert "\r" not in on_a_terminal("backup_advanced", "--quiet")
 
 
 def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_dir, s3_bucket, some_data):
@@ -255,7 +243,7 @@ def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_d
     entry = AuditLog.objects.get(action="delete", entity_id=backup_record.pk)
     assert entry.changes["reason"] == "retention: older than 30 days"
     # A sync does not bring a deleted backup back.
-    run("list_backups", "--sync")
+    run_command("list_backups", "--sync")
     assert BackupRecord.objects.get(pk=backup_record.pk).status == "deleted"
 
 
@@ -310,10 +298,10 @@ def test_sync_while_s3_is_unreachable_does_not_mark_s3_backups_deleted(backup_di
         "OPTIONS": {**broken["backups_s3"]["OPTIONS"], "endpoint_url": "http://127.0.0.1:9"},
     }
     good, settings.STORAGES = settings.STORAGES, broken
-    run("list_backups", "--sync")
+    run_command("list_backups", "--sync")
     assert BackupRecord.objects.get(pk=backup_record.pk).status == "succeeded"
     settings.STORAGES = good
-    run("list_backups", "--sync")
+    run_command("list_backups", "--sync")
     assert BackupRecord.objects.get(pk=backup_record.pk).status == "succeeded"
 
 
@@ -324,8 +312,7 @@ def test_unreachable_database_gives_one_clear_message(backup_dir, db):
     config = {**connections.settings["default"], "PORT": 9, "NAME": "nowhere"}
     connections.settings[alias] = config
     try:
-        with pytest.raises(CommandError, match="Cannot connect to PostgreSQL"):
-            run("backup_advanced", "--database", alias, "--quiet")
+        command_error("backup_advanced", "--database", alias, "--quiet", match="Cannot connect to PostgreSQL")
     finally:
         connections[alias].close()
         del connections.settings[alias]

@@ -9,16 +9,15 @@ import os
 import shutil
 import subprocess
 import sys
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.retention import retention_plan
+from tests.commands import command_error, run_command
 from tests.paths import ROOT
 from tests.ports import unused_port
 
@@ -26,9 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def sync() -> str:
-    out = StringIO()
-    call_command("list_backups", "--sync", stdout=out)
-    return out.getvalue()
+    return run_command("list_backups", "--sync")
 
 
 def catalog() -> list[tuple]:
@@ -37,7 +34,7 @@ def catalog() -> list[tuple]:
 
 def sync_refusal() -> str:
     with pytest.raises(CommandError) as excinfo:
-        call_command("list_backups", "--sync", stdout=StringIO())
+        run_command("list_backups", "--sync")
     message = str(excinfo.value)
     assert "\n" not in message
     return message
@@ -93,8 +90,9 @@ def test_an_emptied_folder_marks_missing_and_refilled_brings_them_back(backup_di
     assert catalog() == [(on_s3.pk, "succeeded", "missing", "present"), (local_only.pk, "missing", "missing", "")]
     assert not BackupRecord.objects.filter(status="deleted").exists()
     # A missing backup is refused by restore with what was looked at, and kept by retention.
-    with pytest.raises(CommandError, match="neither in local storage nor on S3"):
-        call_command("restore_db", "--backup-id", str(local_only.pk), "--confirm", stdout=StringIO())
+    command_error(
+        "restore_db", "--backup-id", str(local_only.pk), "--confirm", match="neither in local storage nor on S3"
+    )
 
     shutil.move(tmp_path / "away", folder)
     output = sync()

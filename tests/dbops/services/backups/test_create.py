@@ -13,10 +13,10 @@ import pytest
 import zstandard
 from django.db import connection
 
-from dbops.models import BackupRecord
-from dbops.services.backups.create import backup_create, backup_export
 from dbops.artifacts.manifest import MANIFEST_SUFFIX
 from dbops.artifacts.pipeline import PGDUMP_MAGIC, PLAIN_DUMP_END, SQLITE_MAGIC
+from dbops.models import BackupRecord
+from dbops.services.backups.create import backup_create, backup_export
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

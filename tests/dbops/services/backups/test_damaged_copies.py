@@ -10,23 +10,16 @@ from pathlib import Path
 import boto3
 import pytest
 from django.contrib import messages
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from dbops.admin.backups import restore_outcome, verification_outcome
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.restore import backup_restore, restore_summary
 from multipult.core.models import Concept
+from tests.commands import command_error, run_command
 from tests.dbops.services.backups.conftest import tree
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
-
-
-def run(*args, stderr=None) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=stderr or StringIO())
-    return out.getvalue()
 
 
 def flip_a_byte(data: bytes) -> bytes:
@@ -57,7 +50,7 @@ def uploaded(backup_dir, s3_bucket, some_data):
 
 def test_restore_uses_the_intact_s3_copy_and_says_so(uploaded, backup_dir, s3_bucket):
     damaged_local = Path(uploaded.location).read_bytes()
-    output = run("restore_db", "--backup-id", str(uploaded.pk), "--tables", "core_concept", "--confirm")
+    output = run_command("restore_db", "--backup-id", str(uploaded.pk), "--tables", "core_concept", "--confirm")
     assert Concept.objects.count() == 30
     assert f"The local copy {uploaded.location} is damaged (SHA-256 " in output
     assert f"used the S3 copy s3://{s3_bucket}/{uploaded.s3_key} instead." in output
@@ -74,7 +67,7 @@ def test_the_admin_message_of_such_a_restore_names_the_s3_copy(uploaded, s3_buck
 
 def test_verification_passes_on_the_s3_copy_and_reports_the_local_damage(uploaded, s3_bucket):
     errors = StringIO()
-    output = run("verify_backup", str(uploaded.pk), "--restore-test", stderr=errors)
+    output = run_command("verify_backup", str(uploaded.pk), "--restore-test", stderr=errors)
     assert f"Backup #{uploaded.pk} verified: checksum + restore test" in output and "of the S3 copy passed" in output
     assert f"Warning: The local copy {uploaded.location} is damaged" in errors.getvalue()
     uploaded.refresh_from_db()
@@ -89,16 +82,13 @@ def test_both_copies_damaged_restores_nothing_and_fails_verification(uploaded, b
     body = s3_client().get_object(Bucket=s3_bucket, Key=uploaded.s3_key)["Body"].read()
     s3_client().put_object(Bucket=s3_bucket, Key=uploaded.s3_key, Body=flip_a_byte(body))
     before, files_before = Concept.objects.count(), tree(backup_dir)
-    with pytest.raises(CommandError) as excinfo:
-        run("restore_db", "--backup-id", str(uploaded.pk), "--confirm")
-    message = str(excinfo.value)
-    assert "\n" not in message and message.startswith(f"Backup #{uploaded.pk} is damaged: the local copy ")
+    message = command_error("restore_db", "--backup-id", str(uploaded.pk), "--confirm")
+    assert message.startswith(f"Backup #{uploaded.pk} is damaged: the local copy ")
     assert f"the S3 copy s3://{s3_bucket}/{uploaded.s3_key} is damaged" in message
     assert Concept.objects.count() == before and tree(backup_dir) == files_before
     assert not BackupRecord.objects.filter(kind="safety").exists()
 
-    with pytest.raises(CommandError, match="FAILED verification"):
-        run("verify_backup", str(uploaded.pk))
+    command_error("verify_backup", str(uploaded.pk), match="FAILED verification")
     uploaded.refresh_from_db()
     assert uploaded.verification_status == "failed"
     assert (uploaded.local_presence, uploaded.s3_presence) == ("damaged", "damaged")
@@ -107,7 +97,9 @@ def test_both_copies_damaged_restores_nothing_and_fails_verification(uploaded, b
 def test_a_missing_local_copy_is_reported_too(backup_dir, s3_bucket, some_data):
     backup_record = backup_create(upload_s3=True)
     Path(backup_record.location).unlink()
-    output = run("verify_backup", str(backup_record.pk), stderr=(errors := StringIO()))
-    assert "of the S3 copy passed" in output and f"The local copy {backup_record.location} is missing" in errors.getvalue()
+    output = run_command("verify_backup", str(backup_record.pk), stderr=(errors := StringIO()))
+    assert (
+        "of the S3 copy passed" in output and f"The local copy {backup_record.location} is missing" in errors.getvalue()
+    )
     backup_record.refresh_from_db()
     assert (backup_record.local_presence, backup_record.s3_presence) == ("missing", "present")

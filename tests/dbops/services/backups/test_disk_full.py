@@ -11,37 +11,21 @@ complete-looking artifact and no orphan left, the database and existing backups 
 from __future__ import annotations
 
 import tempfile
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from dbops.models import BackupRecord
 from dbops.services.backups import create
 from dbops.services.backups.create import backup_create, backup_export
 from multipult.core.models import Concept, DictionaryEntry
+from tests.commands import command_error, run_command
 from tests.dbops.services.backups.conftest import fill_disk, tree
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
 
 
-def run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
 def data_state() -> tuple[int, int]:
     return Concept.objects.count(), DictionaryEntry.objects.count()
-
-
-def one_line_failure(*args) -> str:
-    with pytest.raises(CommandError) as excinfo:
-        run(*args)
-    message = str(excinfo.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
 
 
 def fill_before(monkeypatch, module, name: str, folder) -> list[str]:
@@ -64,7 +48,7 @@ def test_disk_full_in_the_middle_of_the_artifact(backup_dir, mounts, tmp_path, s
     mounts.tmpfs(backup_dir, "16k")
     before = data_state()
     # When the backup streams into it
-    message = one_line_failure("backup_advanced", "--compress", "none", "--format", "plain", "--quiet")
+    message = command_error("backup_advanced", "--compress", "none", "--format", "plain", "--quiet")
     # Then one line says what ran out where (a write, not the opening of the file), and nothing is left
     record = BackupRecord.objects.get()
     assert message.startswith(f"Backup #{record.pk} failed: Cannot write {backup_dir}/")
@@ -81,7 +65,7 @@ def test_disk_full_when_the_manifest_is_written(backup_dir, mounts, monkeypatch,
     kept_files = tree(backup_dir)
     calls = fill_before(monkeypatch, create, "manifest_write", backup_dir)
     # When the backup finishes
-    message = one_line_failure("backup_advanced", "--quiet")
+    message = command_error("backup_advanced", "--quiet")
     # Then it failed at the manifest, and the complete artifact it had written is gone too
     assert calls == ["manifest_write"]
     failed = BackupRecord.objects.exclude(pk=kept.pk).get()
@@ -96,7 +80,7 @@ def test_disk_full_when_the_sidecar_is_written(tmp_path, mounts, monkeypatch, so
     disk = mounts.tmpfs(tmp_path / "disk", "1m")
     output = disk / "backup.sql"
     calls = fill_before(monkeypatch, create, "sidecar_write", disk)
-    message = one_line_failure("backup_db", "--output", str(output))
+    message = command_error("backup_db", "--output", str(output))
     assert calls == ["sidecar_write"]
     assert "backup.sql.sha256" in message and "No space left on device" in message and "Nothing was written" in message
     assert sorted(tree(disk)) == ["filler"]  # neither the file nor its sidecar, nor a partial
@@ -106,11 +90,11 @@ def test_disk_full_when_the_sidecar_is_written(tmp_path, mounts, monkeypatch, so
 def test_disk_full_when_overwriting_keeps_the_previous_file_and_sidecar(tmp_path, mounts, monkeypatch, some_data):
     disk = mounts.tmpfs(tmp_path / "disk", "1m")
     output = disk / "backup.sql"
-    run("backup_db", "--output", str(output))
+    run_command("backup_db", "--output", str(output))
     previous = tree(disk)
     assert sorted(previous) == ["backup.sql", "backup.sql.sha256"]
     fill_before(monkeypatch, create, "sidecar_write", disk)
-    one_line_failure("backup_db", "--output", str(output), "--overwrite")
+    command_error("backup_db", "--output", str(output), "--overwrite")
     assert {name: digest for name, digest in tree(disk).items() if name != "filler"} == previous
 
 
@@ -122,7 +106,7 @@ def test_disk_full_during_the_safety_backup_restores_nothing(backup_dir, mounts,
     fill_disk(backup_dir)
     before, files_before = data_state(), tree(backup_dir)
     # When restoring it (which takes a safety backup first)
-    message = one_line_failure("restore_db", "--backup-id", str(backup_record.pk), "--confirm")
+    message = command_error("restore_db", "--backup-id", str(backup_record.pk), "--confirm")
     # Then the restore refuses in one line, and the database, the backup and the disk are as they were
     assert message.startswith("The safety backup failed, so nothing was restored: Backup #")
     assert "No space left on device" in message
@@ -140,7 +124,7 @@ def test_disk_full_while_decoding_is_not_called_damage(backup_dir, mounts, monke
     work = mounts.tmpfs(tmp_path / "work", "32k")
     monkeypatch.setattr(tempfile, "tempdir", str(work))
     before, files_before = data_state(), tree(backup_dir)
-    message = one_line_failure("restore_db", "--backup-id", str(backup_record.pk), "--confirm")
+    message = command_error("restore_db", "--backup-id", str(backup_record.pk), "--confirm")
     assert message.startswith("Cannot decode the backup into ") and "No space left on device" in message
     assert "damaged" not in message and "truncated" not in message
     assert data_state() == before and tree(backup_dir) == files_before

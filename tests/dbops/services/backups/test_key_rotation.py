@@ -4,12 +4,9 @@ does not count it, restore refuses in one line), and no key ever reaches a manif
 
 from __future__ import annotations
 
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from dbops.artifacts.keyring import key_id_of
 from dbops.models import BackupRecord
@@ -17,6 +14,7 @@ from dbops.services.backups.create import backup_create
 from dbops.services.backups.verify import backup_verify
 from dbops.services.ops.health import health_check
 from multipult.core.models import Concept
+from tests.commands import command_error, run_command
 from tests.dbops.services.backups.conftest import tree
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
@@ -25,15 +23,9 @@ OLD_KEY = "the old key, from before the rotation"
 NEW_KEY = "the new key, encrypting from now on"
 
 
-def run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
 def restore_concepts(backup_record: BackupRecord) -> None:
     Concept.objects.filter(code="C7").delete()
-    run("restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm")
+    run_command("restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm")
     assert Concept.objects.filter(code="C7").exists()
 
 
@@ -66,10 +58,10 @@ def test_rotation_keeps_old_backups_restorable_with_the_old_key_listed_second(ba
 def test_a_backup_file_of_a_rotated_key_restores_with_the_whole_ring(tmp_path, backup_dir, ring, some_data):
     ring(OLD_KEY)
     output = tmp_path / "old.sql.zst"
-    run("backup_db", "--output", str(output), "--encrypt")
+    run_command("backup_db", "--output", str(output), "--encrypt")
     ring(NEW_KEY, OLD_KEY)
     Concept.objects.all().delete()
-    run("restore_db", "--input", str(output), "--confirm", "--no-safety-backup")
+    run_command("restore_db", "--input", str(output), "--confirm", "--no-safety-backup")
     assert Concept.objects.count() == 30
 
 
@@ -81,10 +73,8 @@ def test_a_key_taken_out_of_the_ring_is_key_unavailable_not_failed(backup_dir, r
     encrypted = backup_create(encrypt=True, tag="encrypted")
     ring(NEW_KEY)
     # When it is verified: key unavailable, checksum still checked, the backup still `succeeded`
-    with pytest.raises(CommandError) as excinfo:
-        run("verify_backup", str(encrypted.pk), "--restore-test")
-    message = str(excinfo.value)
-    assert "\n" not in message and message.startswith(f"Backup #{encrypted.pk}: checksum ok, Key unavailable: ")
+    message = command_error("verify_backup", str(encrypted.pk), "--restore-test")
+    assert message.startswith(f"Backup #{encrypted.pk}: checksum ok, Key unavailable: ")
     assert f"encrypted with key {key_id_of(OLD_KEY)}, which is not in the key ring" in message
     assert f"(BACKUP_ENCRYPTION_KEYS has {key_id_of(NEW_KEY)})" in message
     encrypted.refresh_from_db()
@@ -98,9 +88,8 @@ def test_a_key_taken_out_of_the_ring_is_key_unavailable_not_failed(backup_dir, r
     # And a restore refuses in one line before anything is done (no safety backup, no download, no change)
     Concept.objects.filter(code="C9").delete()
     before_files, before_records = tree(backup_dir), BackupRecord.objects.count()
-    with pytest.raises(CommandError) as excinfo:
-        run("restore_db", "--backup-id", str(encrypted.pk), "--confirm")
-    assert "\n" not in str(excinfo.value) and str(excinfo.value).startswith(f"Key unavailable: backup #{encrypted.pk}")
+    message = command_error("restore_db", "--backup-id", str(encrypted.pk), "--confirm")
+    assert message.startswith(f"Key unavailable: backup #{encrypted.pk}")
     assert tree(backup_dir) == before_files and BackupRecord.objects.count() == before_records
     assert not Concept.objects.filter(code="C9").exists()
     # Putting the key back makes it restorable again
@@ -110,10 +99,10 @@ def test_a_key_taken_out_of_the_ring_is_key_unavailable_not_failed(backup_dir, r
 
 def test_keys_never_reach_manifests_the_catalog_or_output(backup_dir, s3_bucket, ring, some_data):
     ring(NEW_KEY, OLD_KEY)
-    output = run("backup_advanced", "--encrypt", "--upload-s3")
+    output = run_command("backup_advanced", "--encrypt", "--upload-s3")
     backup_record = BackupRecord.objects.get()
     local_manifest = Path(backup_record.location + ".manifest.json").read_text()
-    listed = run("list_backups", "--json")
+    listed = run_command("list_backups", "--json")
     for text in (local_manifest, listed, output, str(list(BackupRecord.objects.values()))):
         assert NEW_KEY not in text and OLD_KEY not in text
     assert f'"encryption_key_id": "{key_id_of(NEW_KEY)}"' in local_manifest

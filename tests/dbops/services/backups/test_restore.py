@@ -4,11 +4,9 @@ by rename) and must be intact and usable afterwards; bad input leaves everything
 from __future__ import annotations
 
 import hashlib
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
@@ -18,14 +16,9 @@ from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.restore import backup_restore
 from multipult.core.models import AuditLog, Concept, DictionaryEntry, Role
+from tests.commands import command_error, on_a_terminal, run_command
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
-
-
-def run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def state() -> dict:
@@ -50,7 +43,7 @@ def test_full_restore_swaps_in_the_backup_and_keeps_later_backups(backup_dir, so
     Role.objects.create(name="made-after-first")
     later = backup_create(tag="later")
 
-    output = run("restore_db", "--backup-id", str(first.pk), "--confirm", "--jobs", "2")
+    output = run_command("restore_db", "--backup-id", str(first.pk), "--confirm", "--jobs", "2")
 
     # The data is back as it was at the first backup...
     assert DictionaryEntry.objects.count() == 50
@@ -74,7 +67,7 @@ def test_restore_refuses_without_confirm_and_says_what_it_would_do(backup_dir, s
     backup_record = backup_create()
     before, before_files = state(), files(backup_dir)
     with pytest.raises(CommandError) as refused:
-        run("restore_db", "--backup-id", str(backup_record.pk))
+        run_command("restore_db", "--backup-id", str(backup_record.pk))
     assert "Would restore backup" in str(refused.value) and "--confirm" in str(refused.value)
     assert "safety backup" in str(refused.value)
     assert state() == before and files(backup_dir) == before_files
@@ -93,17 +86,16 @@ def test_damaged_archive_is_refused_on_checksum_before_touching_anything(backup_
     DictionaryEntry.objects.filter(key="k1").delete()
     before, before_files = state(), files(backup_dir)
 
-    with pytest.raises(CommandError, match="damaged"):
-        run("restore_db", "--backup-id", str(backup_record.pk), "--confirm")
+    command_error("restore_db", "--backup-id", str(backup_record.pk), "--confirm", match="damaged")
 
     assert state() == before and files(backup_dir) == before_files  # no safety backup, no swap
 
 
 def test_restore_from_plain_sql_file_made_by_backup_db(tmp_path, backup_dir, some_data):
     output = tmp_path / "backup.sql"
-    run("backup_db", "--output", str(output))
+    run_command("backup_db", "--output", str(output))
     Concept.objects.all().delete()
-    text = run("restore_db", "--input", str(output), "--confirm", "--no-safety-backup")
+    text = run_command("restore_db", "--input", str(output), "--confirm", "--no-safety-backup")
     assert Concept.objects.count() == 30
     assert "Safety backup" not in text
     assert not BackupRecord.objects.filter(kind="safety").exists()
@@ -113,7 +105,9 @@ def test_restore_only_some_tables(backup_dir, some_data):
     backup_record = backup_create()
     DictionaryEntry.objects.filter(key__in=["k1", "k2", "k3"]).delete()
     Concept.objects.filter(code="C1").delete()
-    output = run("restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_dictionaryentry", "--confirm")
+    output = run_command(
+        "restore_db", "--backup-id", str(backup_record.pk), "--tables", "core_dictionaryentry", "--confirm"
+    )
     assert DictionaryEntry.objects.count() == 50
     assert not Concept.objects.filter(code="C1").exists()  # not restored: not in --tables
     assert get_connector().pre_restore_databases() == []  # table restores do not swap databases
@@ -125,8 +119,15 @@ def test_restore_only_some_tables(backup_dir, some_data):
 def test_restore_unknown_table_is_refused(backup_dir, some_data):
     backup_record = backup_create()
     before = state()
-    with pytest.raises(CommandError, match="not in the backup"):
-        run("restore_db", "--backup-id", str(backup_record.pk), "--tables", "no_such_table", "--confirm")
+    command_error(
+        "restore_db",
+        "--backup-id",
+        str(backup_record.pk),
+        "--tables",
+        "no_such_table",
+        "--confirm",
+        match="not in the backup",
+    )
     assert state() == before
 
 
@@ -134,22 +135,19 @@ def test_file_that_is_not_a_backup(tmp_path, backup_dir, some_data):
     bogus = tmp_path / "notes.sql"
     bogus.write_text("hello, this is not a database dump\n")
     before = state()
-    with pytest.raises(CommandError, match="not a backup"):
-        run("restore_db", "--input", str(bogus), "--confirm")
+    command_error("restore_db", "--input", str(bogus), "--confirm", match="not a backup")
     assert state() == before
 
 
 def test_unknown_backup_id(backup_dir, some_data):
     before = state()
     for bad in ("999999", "abc"):
-        with pytest.raises(CommandError, match="No backup with id"):
-            run("restore_db", "--backup-id", bad, "--confirm")
+        command_error("restore_db", "--backup-id", bad, "--confirm", match="No backup with id")
     assert state() == before
 
 
 def test_missing_input_file(tmp_path, backup_dir, some_data):
-    with pytest.raises(CommandError, match="does not exist"):
-        run("restore_db", "--input", str(tmp_path / "nope.dump"), "--confirm")
+    command_error("restore_db", "--input", str(tmp_path / "nope.dump"), "--confirm", match="does not exist")
 
 
 def test_sqlite_backup_and_restore_through_the_connector(backup_dir, sqlite_alias):
@@ -170,8 +168,7 @@ def test_restore_refuses_backup_from_another_engine(backup_dir, sqlite_alias, so
     alias, _ = sqlite_alias
     sqlite_backup = backup_create(database=alias)
     before = state()
-    with pytest.raises(CommandError, match="sqlite backup"):
-        run("restore_db", "--backup-id", str(sqlite_backup.pk), "--confirm")
+    command_error("restore_db", "--backup-id", str(sqlite_backup.pk), "--confirm", match="sqlite backup")
     assert state() == before
     assert connection.vendor == "postgresql"
 
@@ -180,13 +177,12 @@ def test_restore_refuses_backup_from_another_engine(backup_dir, sqlite_alias, so
 def test_truncated_backup_file_is_refused_before_touching_anything(tmp_path, backup_dir, some_data, name):
     output = tmp_path / name
     fmt = "custom" if ".dump" in name else "plain"
-    run("backup_db", "--output", str(output), "--format", fmt)
+    run_command("backup_db", "--output", str(output), "--format", fmt)
     data = output.read_bytes()
     output.write_bytes(data[: len(data) * 2 // 3])
     Concept.objects.filter(code="C3").delete()
     before, before_files = state(), files(backup_dir)
-    with pytest.raises(CommandError, match="truncated|damaged"):
-        run("restore_db", "--input", str(output), "--confirm")
+    command_error("restore_db", "--input", str(output), "--confirm", match="truncated|damaged")
     assert state() == before and files(backup_dir) == before_files
 
 
@@ -200,8 +196,7 @@ def test_backup_file_with_manifest_is_checked_against_it(tmp_path, backup_dir, s
     manifest = Path(backup_record.location + ".manifest.json")
     (tmp_path / (copy.name + ".manifest.json")).write_bytes(manifest.read_bytes())
     before = state()
-    with pytest.raises(CommandError, match="damaged"):
-        run("restore_db", "--input", str(copy), "--confirm")
+    command_error("restore_db", "--input", str(copy), "--confirm", match="damaged")
     assert state() == before
 
 
@@ -240,23 +235,14 @@ def test_only_this_databases_pre_restore_copies_are_listed_and_dropped(db):
         admin.close()
 
 
-class _TerminalOut(StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("quiet", [False, True])
 def test_restore_shows_decoding_progress_on_a_terminal_only(backup_dir, some_data, quiet):
     backup_record = backup_create(compression="zstd")
-    out = _TerminalOut()
     args = ["--backup-id", str(backup_record.pk), "--tables", "core_concept", "--confirm"]
-    call_command("restore_db", *args, *(["--quiet"] if quiet else []), stdout=out, stderr=StringIO())
-    shown = "restore: decoding:" in out.getvalue()
+    shown = "restore: decoding:" in on_a_terminal("restore_db", *args, *(["--quiet"] if quiet else []))
     assert shown is not quiet
     # Not a terminal: no progress line at all.
-    plain = StringIO()
-    call_command("restore_db", *args, stdout=plain, stderr=StringIO())
-    assert "restore: decoding" not in plain.getvalue()
+    assert "restore: decoding" not in run_command("restore_db", *args)
 
 
 def test_decoding_reports_artifact_bytes_read_and_dump_bytes_written(backup_dir, some_data, tmp_path):

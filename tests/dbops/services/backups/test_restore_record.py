@@ -5,12 +5,9 @@ restored database (carried across the restore)."""
 
 from __future__ import annotations
 
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db.models.signals import post_save
 
 from dbops.engines import get_connector
@@ -19,6 +16,7 @@ from dbops.services.backups.create import backup_create, backup_delete
 from dbops.services.backups.restore import backup_restore
 from dbops.signals import backup_deleted, database_restored
 from multipult.core.models import AuditLog, DictionaryEntry, Role
+from tests.commands import command_error, run_command
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("drop_pre_restore_databases")]
 
@@ -74,8 +72,7 @@ def test_a_refused_restore_is_recorded_failed_and_leaves_data_and_backups_alone(
     DictionaryEntry.objects.filter(key="k1").delete()
     entries, records = DictionaryEntry.objects.count(), sorted(BackupRecord.objects.values_list("pk", "status"))
 
-    with pytest.raises(CommandError, match="damaged"):
-        call_command("restore_db", "--backup-id", str(backup_record.pk), "--confirm", stdout=StringIO())
+    command_error("restore_db", "--backup-id", str(backup_record.pk), "--confirm", match="damaged")
 
     (failed,) = RestoreRecord.objects.all()
     assert (failed.status, failed.backup_id) == ("failed", backup_record.pk)
@@ -88,9 +85,9 @@ def test_a_refused_restore_is_recorded_failed_and_leaves_data_and_backups_alone(
 
 def test_a_file_restore_is_recorded_with_its_path(tmp_path, backup_dir, some_data):
     output = tmp_path / "backup.sql"
-    call_command("backup_db", "--output", str(output), stdout=StringIO())
+    run_command("backup_db", "--output", str(output))
 
-    call_command("restore_db", "--input", str(output), "--confirm", "--no-safety-backup", stdout=StringIO())
+    run_command("restore_db", "--input", str(output), "--confirm", "--no-safety-backup")
 
     (restore_record,) = RestoreRecord.objects.all()
     assert (restore_record.status, restore_record.backup_id, restore_record.input_path) == (

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.verify import backup_verify
+from tests.commands import command_error, on_a_terminal, run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def databases_like(pattern: str) -> list[str]:
@@ -32,7 +24,7 @@ def databases_like(pattern: str) -> list[str]:
 def test_verify_latest_with_restore_test_records_the_result(backup_dir, some_data):
     backup_create(tag="old")
     newest = backup_create(tag="new")
-    output = run("verify_backup", "--latest", "--restore-test")
+    output = run_command("verify_backup", "--latest", "--restore-test")
     assert f"Backup #{newest.pk} verified" in output and "restore test" in output
     newest.refresh_from_db()
     assert newest.verification_status == "passed" and newest.verified_at is not None
@@ -47,8 +39,7 @@ def test_verify_detects_a_flipped_bit_and_records_failure(backup_dir, some_data)
     data = bytearray(artifact.read_bytes())
     data[100] ^= 0x80
     artifact.write_bytes(bytes(data))
-    with pytest.raises(CommandError, match="FAILED verification"):
-        run("verify_backup", str(backup_record.pk))
+    command_error("verify_backup", str(backup_record.pk), match="FAILED verification")
     backup_record.refresh_from_db()
     assert backup_record.verification_status == "failed"
     assert "damaged" in backup_record.verification_details["problems"][0]
@@ -68,12 +59,9 @@ def test_restore_test_compares_row_counts(backup_dir, some_data):
 
 
 def test_verify_unknown_id_and_missing_argument(db):
-    with pytest.raises(CommandError, match="No backup with id"):
-        run("verify_backup", "424242")
-    with pytest.raises(CommandError, match="backup id or --latest"):
-        run("verify_backup")
-    with pytest.raises(CommandError, match="No successful backup"):
-        run("verify_backup", "--latest")
+    command_error("verify_backup", "424242", match="No backup with id")
+    command_error("verify_backup", match="backup id or --latest")
+    command_error("verify_backup", "--latest", match="No successful backup")
 
 
 def test_latest_means_the_newest_full_backup_for_the_command_and_the_weekly_task(backup_dir, some_data):
@@ -90,11 +78,20 @@ def test_latest_means_the_newest_full_backup_for_the_command_and_the_weekly_task
         )  # fmt: skip
 
     # When `verify_backup --latest` and the weekly verification task run
-    output = run("verify_backup", "--latest")
+    output = run_command("verify_backup", "--latest")
     result = tasks.verify_latest_backup.apply(task_id="verify-latest-full", kwargs={"restore_test": False}).get()
 
     # Then both verified the full backup; --kind picks another kind on purpose
     assert f"Backup #{full.pk} verified" in output and result["backup_id"] == full.pk
     newest_safety = BackupRecord.objects.filter(kind=BackupRecord.Kind.SAFETY).get()
-    with pytest.raises(CommandError, match=f"Backup #{newest_safety.pk} FAILED verification"):
-        run("verify_backup", "--latest", "--kind", "safety")
+    command_error(
+        "verify_backup", "--latest", "--kind", "safety", match=f"Backup #{newest_safety.pk} FAILED verification"
+    )
+
+
+def test_a_restore_test_shows_decoding_progress_on_a_terminal_only(backup_dir, some_data):
+    backup_record = backup_create(compression="zstd")
+    shown = on_a_terminal("verify_backup", str(backup_record.pk), "--restore-test")
+    assert "\rverify: decoding: " in shown and "verified" in shown
+    assert "\r" not in on_a_terminal("verify_backup", str(backup_record.pk), "--restore-test", "--quiet")
+    assert "\r" not in run_command("verify_backup", str(backup_record.pk), "--restore-test")  # not a terminal

@@ -5,16 +5,15 @@ stable id (and one readable line from the commands), never a traceback."""
 from __future__ import annotations
 
 import copy
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbops.checks import check_dbops_settings, check_entities
 from dbops.exceptions import ConfigurationError
 from dbops.services.datamigration.entities import ENTITIES, entity_for_model, entity_register, resolve_entities
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+from tests.commands import command_error, run_command
 
 
 def test_multipults_entities_are_the_eight_it_always_had():
@@ -81,8 +80,9 @@ def test_using_a_wrong_declaration_is_one_readable_line(settings, tmp_path):
 
     with pytest.raises(ConfigurationError, match="'core.Concepts' is not an installed model"):
         resolve_entities("concepts")
-    with pytest.raises(CommandError, match="'core.Concepts' is not an installed model"):
-        call_command("export_data", "--output", str(tmp_path / "x.jsonl"), stdout=StringIO())
+    command_error(
+        "export_data", "--output", str(tmp_path / "x.jsonl"), match="'core.Concepts' is not an installed model"
+    )
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -91,7 +91,7 @@ def test_no_entities_declared_is_refused_with_the_setting_to_fill(settings, tmp_
     with pytest.raises(
         CommandError, match=r"No data-migration entities are declared: list them in DBOPS\['ENTITIES'\]"
     ):
-        call_command("export_data", "--output", str(tmp_path / "x.jsonl"), stdout=StringIO())
+        run_command("export_data", "--output", str(tmp_path / "x.jsonl"))
 
 
 def test_an_app_can_register_an_entity_from_code(settings):

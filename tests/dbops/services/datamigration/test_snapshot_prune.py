@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
+import re
 import threading
 import time
-from io import StringIO
 
 import psycopg2
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -30,8 +26,9 @@ from dbops.services.datamigration.snapshots import (
     snapshot_rollback,
 )
 from multipult.core.models import Role
+from tests.commands import command_error, run_command
+from tests.dbops.commandline import run_manage
 from tests.dbops.services.datamigration.helpers import seed
-from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -123,8 +120,8 @@ def test_copies_already_gone_and_rolled_back_snapshots_are_pruned_too(snapshots)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"older_than_days": -1}, "--older-than must be 0 or more"),
-        ({"older_than_days": 30, "keep_last": -2}, "--keep-last must be 0 or more"),
+        ({"older_than_days": -1}, "^The age in days must be 0 or more"),
+        ({"older_than_days": 30, "keep_last": -2}, "^The number of newest snapshots to keep must be 0 or more"),
         ({"older_than_days": "30"}, "whole number"),
     ],
 )
@@ -139,27 +136,25 @@ def test_service_refuses_bad_numbers_and_changes_nothing(snapshots, kwargs, mess
     ("args", "message"),
     [
         ([], "--older-than DAYS"),
-        (["--older-than", "-5"], "--older-than must be 0 or more, got -5."),
+        (["--older-than", "-5"], "--older-than: The age in days must be 0 or more, got -5."),
         (["--older-than", "ten"], "--older-than must be a whole number of days, got 'ten'."),
-        (["--older-than", "30", "--keep-last", "-1"], "--keep-last must be 0 or more, got -1."),
+        (
+            ["--older-than", "30", "--keep-last", "-1"],
+            "--keep-last: The number of newest snapshots to keep must be 0 or more, got -1.",
+        ),
         (["--older-than", "30", "--keep-last", "x"], "--keep-last must be a whole number of snapshots"),
     ],
 )
 def test_command_refuses_bad_input_with_one_message(snapshots, args, message):
     before = state()
-    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        call_command("prune_snapshots", *args)
+    command_error("prune_snapshots", *args, match=re.escape(message))
     assert state() == before
 
 
 def test_command_json_and_text_output(snapshots):
-    out = StringIO()
-    call_command("prune_snapshots", "--older-than", "30", "--keep-last", "1", "--dry-run", stdout=out)
-    text = out.getvalue()
+    text = run_command("prune_snapshots", "--older-than", "30", "--keep-last", "1", "--dry-run")
     assert text.count("would prune  ") == 3 and "Dry run: nothing changed." in text
-    out = StringIO()
-    call_command("prune_snapshots", "--older-than", "50", "--json", stdout=out)
-    document = json.loads(out.getvalue())
+    document = json.loads(run_command("prune_snapshots", "--older-than", "50", "--json"))
     assert [entry["id"] for entry in document["pruned"]] == [snapshots[0].id, snapshots[1].id]
     assert document["dry_run"] is False and document["kept"] == 2 and document["skipped_in_rollback"] == []
     assert set(document["pruned"][0]["tables"]) == set(snapshots[0].copies.values())
@@ -225,17 +220,9 @@ def test_a_snapshot_whose_rollback_is_in_progress_is_skipped():
 def test_exit_codes_and_one_line_messages_from_the_shell():
     seed(scale=0.1)
     snapshot = aged(snapshot_create(entities="roles"), 40)
-    env = os.environ | {"DB_NAME": connection.settings_dict["NAME"]}
 
     def manage(*args):
-        return subprocess.run(
-            [sys.executable, "manage.py", "prune_snapshots", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_manage("prune_snapshots", *args, env={"DB_NAME": connection.settings_dict["NAME"]})
 
     for args in ([], ["--older-than", "-1"], ["--older-than", "30", "--keep-last", "-3"]):
         refused = manage(*args)
@@ -252,7 +239,7 @@ def test_the_scheduled_task_prunes_with_the_conservative_default_and_records_its
     from dbops import tasks
     from dbops.models import TaskRun
 
-    call_command("setup_schedules", stdout=StringIO())
+    run_command("setup_schedules")
     from django_celery_beat.models import PeriodicTask
 
     schedule = PeriodicTask.objects.get(name="dbops: prune old snapshots")

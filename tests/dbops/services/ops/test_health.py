@@ -14,7 +14,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
@@ -22,6 +21,7 @@ from django.utils import timezone
 from dbops.models import BackupRecord
 from dbops.services.ops import health
 from dbops.services.ops.health import health_cache_clear, health_check
+from tests.commands import run_command
 from tests.dbops.commandline import ROOT, run_manage
 from tests.ports import unused_port
 
@@ -104,9 +104,7 @@ def test_healthy_when_every_server_answers_and_backups_are_fresh(celery_worker, 
     assert checks["database"]["details"]["latency_ms"] >= 0
     assert checks["celery_workers"]["details"]["workers"]
 
-    out = StringIO()
-    call_command("health_check", "--json", stdout=out)  # exit 0: no SystemExit
-    assert json.loads(out.getvalue())["status"] == "ok"
+    assert json.loads(run_command("health_check", "--json"))["status"] == "ok"  # exit 0: no SystemExit
 
 
 @pytest.mark.django_db
@@ -129,7 +127,7 @@ def test_unreachable_redis_and_s3_are_degraded_not_unhealthy(probes, s3_bucket):
     assert checks["database"]["status"] == "ok"
 
     with pytest.raises(SystemExit) as exit_info:
-        call_command("health_check", stdout=StringIO())
+        run_command("health_check")
     assert exit_info.value.code == 1
 
 
@@ -200,7 +198,7 @@ def test_unapplied_migration_is_unhealthy_with_exit_2_and_http_503(probes, clien
     assert "dbops.0001_initial" in report.as_dict()["checks"]["migrations"]["details"]["pending"]
 
     with pytest.raises(SystemExit) as exit_info:
-        call_command("health_check", stdout=StringIO())
+        run_command("health_check")
     assert exit_info.value.code == 2
     response = client.get("/health/")
     assert response.status_code == 503 and response.json()["status"] == "unhealthy"
@@ -305,7 +303,7 @@ def test_the_health_check_command_is_never_cached(probes, check_calls, client):
     for _ in range(2):
         out = StringIO()
         with pytest.raises(SystemExit):  # degraded: no backup yet, no worker on the private broker
-            call_command("health_check", "--json", stdout=out)
+            run_command("health_check", "--json", stdout=out)
         reports.append(json.loads(out.getvalue()))
 
     assert len(check_calls) == 1  # the command calls health_check directly, never the cache

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -14,6 +12,7 @@ from dbops.models import BackupRecord
 from dbops.services.ops.stats import stats_collect
 from multipult.core.models import AuditLog, DictionaryEntry
 from multipult.core.services.seeding import seed_create, seed_plan
+from tests.commands import run_command
 from tests.dbops.commandline import run_manage
 
 
@@ -84,16 +83,12 @@ def test_backup_totals_from_the_catalog_and_the_local_folder(backup_dir):
 @pytest.mark.django_db
 def test_stats_command_text_and_json(backup_dir):
     backup("succeeded", 2048)
-    out = StringIO()
-    call_command("stats", "--exact", stdout=out)
-    text = out.getvalue()
+    text = run_command("stats", "--exact")
     for heading in ("postgresql database", "cache hit ratio", "Tables", "Indexes", "Backups", "core_auditlog"):
         assert heading in text
     assert "2.0 KiB succeeded" in text
 
-    out = StringIO()
-    call_command("stats", "--json", stdout=out)
-    data = json.loads(out.getvalue())
+    data = json.loads(run_command("stats", "--json"))
     assert data["backups"]["records"] == 1
     assert {"tables", "indexes", "unused_indexes", "cache_hit_ratio", "connections", "size_bytes"} <= set(data)
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create
 from dbops.services.pitr.wal_archive import pitr_storage, wal_archived_names, wal_prefix
+from tests.commands import command_error, run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
     database_alias,
     pitr_clusters,
@@ -21,12 +19,6 @@ from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: f
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-
-def run_pitr(*args: str) -> str:
-    out = StringIO()
-    call_command("pitr", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def noted_time(source):
@@ -61,24 +53,24 @@ def test_a_deleted_segment_shows_in_status_and_stops_a_restore_that_needs_it(pit
     archived = wal_archived_names(cluster_id=cluster_id)
 
     # Then `pitr status` shows the gap, and that the base backup replays only up to the segment before it
-    text = run_pitr("status")
+    text = run_command("pitr", "status")
     assert f"WAL GAP: {missing} .. {missing} missing (1 segment(s))" in text
     assert f"{missing} is missing" in text
-    [status] = [item for item in json.loads(run_pitr("status", "--json")) if item["cluster_id"] == cluster_id]
+    clusters = json.loads(run_command("pitr", "status", "--json"))["clusters"]
+    [status] = [item for item in clusters if item["cluster_id"] == cluster_id]
     assert [gap["first_missing"] for gap in status["gaps"]] == [missing]
     [base] = status["base_backups"]
     assert base["wal_first_missing"] == missing and base["wal_until"] < missing
 
     # And a restore to now refuses in one line naming the missing segment, creating nothing
     target_dir = tmp_path / "restored"
-    with pytest.raises(CommandError) as caught:
-        run_pitr("restore", "--target-time", beyond_gap.isoformat(), "--target-dir", str(target_dir))
-    assert "\n" not in str(caught.value) and f"is missing {missing}" in str(caught.value)
+    message = command_error("pitr", "restore", "--target-time", beyond_gap.isoformat(), "--target-dir", str(target_dir))
+    assert f"is missing {missing}" in message
     assert not target_dir.exists()
     assert wal_archived_names(cluster_id=cluster_id) == archived  # the archive is as it was
 
     # But a restore to the earlier time, which replay reaches before the gap, is still built
-    run_pitr("restore", "--target-time", before_gap.isoformat(), "--target-dir", str(target_dir))
+    run_command("pitr", "restore", "--target-time", before_gap.isoformat(), "--target-dir", str(target_dir))
     assert (target_dir / "recovery.signal").exists()
 
 
@@ -86,8 +78,8 @@ def test_a_deleted_segment_shows_in_status_and_stops_a_restore_that_needs_it(pit
 def test_check_sees_the_switched_segment_arrive_in_the_archive(pitr_clusters):  # noqa: F811
     source = pitr_clusters.archiving_source()
     with database_alias("pitr_source", source.port) as alias:
-        payload = json.loads(run_pitr("check", "--database", alias, "--json"))
-        text = run_pitr("check", "--database", alias)
+        payload = json.loads(run_command("pitr", "check", "--database", alias, "--json"))
+        text = run_command("pitr", "check", "--database", alias)
     cluster_id = source.query("SELECT system_identifier::text FROM pg_control_system()")[0][0]
     assert payload["cluster_id"] == cluster_id and payload["storage"] == "local"
     assert payload["segment"] in wal_archived_names(cluster_id=cluster_id)
@@ -103,11 +95,10 @@ def test_check_fails_in_one_line_when_archive_command_fails(pitr_clusters):  # n
     source = pitr_clusters.archiving_source(archive_command=failing)
     cluster_id = source.query("SELECT system_identifier::text FROM pg_control_system()")[0][0]
 
-    with database_alias("pitr_source", source.port) as alias, pytest.raises(CommandError) as caught:
-        run_pitr("check", "--database", alias, "--timeout", "120")
+    with database_alias("pitr_source", source.port) as alias:
+        message = command_error("pitr", "check", "--database", alias, "--timeout", "120")
 
-    message = str(caught.value)
-    assert "\n" not in message and message.startswith("The archiver is failing: archive_command failed on ")
+    assert message.startswith("The archiver is failing: archive_command failed on ")
     segment = message.split("failed on ")[1].split()[0]
     assert source.query("SELECT last_failed_wal FROM pg_stat_archiver")[0][0] == segment
     assert wal_archived_names(cluster_id=cluster_id) == []
@@ -120,9 +111,8 @@ def test_check_gives_up_after_the_timeout_when_archive_command_cannot_start(pitr
     broken = pitr_archive_command(python="/nonexistent/bin/python3")
     source = pitr_clusters.archiving_source(archive_command=broken)
 
-    with database_alias("pitr_source", source.port) as alias, pytest.raises(CommandError) as caught:
-        run_pitr("check", "--database", alias, "--timeout", "3")
+    with database_alias("pitr_source", source.port) as alias:
+        message = command_error("pitr", "check", "--database", alias, "--timeout", "3")
 
-    message = str(caught.value)
-    assert "\n" not in message and "was not archived in local storage within 3s" in message
+    assert "was not archived in local storage within 3s" in message
     assert "last archived none" in message and "may not even start" in message

@@ -9,17 +9,15 @@ import hashlib
 import io
 import tarfile
 import tempfile
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from dbops.models import BackupRecord
 from dbops.services.pitr.recovery import pitr_base_backup_create
 from dbops.services.pitr.wal_archive import pitr_storage
+from tests.commands import command_error, run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
     database_alias,
     pitr_clusters,
@@ -46,12 +44,6 @@ def base_backup_of_a_cluster_with_rows(pitr_clusters, *setup_sql: str) -> tuple[
     return record, source
 
 
-def run_verify(*args: str) -> str:
-    out = StringIO()
-    call_command("verify_backup", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
 def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(pitr_clusters, monkeypatch, settings):  # noqa: F811
     # Given a base backup of a cluster archiving through archive_wal, and a verifier that starts
     # its scratch server with the same interpreter and storage settings the servers use
@@ -60,7 +52,7 @@ def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(pitr_
     before = scratch_folders()
 
     # When it is verified with the restore test, as the newest base backup
-    output = run_verify("--latest", "--kind", "base", "--restore-test")
+    output = run_command("verify_backup", "--latest", "--kind", "base", "--restore-test")
 
     # Then every check passed and is recorded on the catalog row
     assert f"Backup #{record.pk} verified: checksum + backup manifest + WAL replay to " in output
@@ -80,8 +72,7 @@ def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(pitr_
 
 def test_plain_verify_latest_never_picks_a_base_backup(pitr_clusters):  # noqa: F811
     base_backup_of_a_cluster_with_rows(pitr_clusters)
-    with pytest.raises(CommandError, match=r"No successful backup \(full\) to verify"):
-        run_verify("--latest")
+    command_error("verify_backup", "--latest", match=r"No successful backup \(full\) to verify")
 
 
 def _repack_with_a_flipped_byte(tarball: bytes, member_name: str) -> bytes:
@@ -118,12 +109,10 @@ def test_a_byte_flipped_in_a_data_file_fails_pg_verifybackup_and_is_recorded(pit
     pitr_clusters.lend_environment(monkeypatch, settings)
 
     # When it is verified (with the restore test asked for)
-    with pytest.raises(CommandError) as caught:
-        run_verify(str(record.pk), "--restore-test")
+    message = command_error("verify_backup", str(record.pk), "--restore-test")
 
     # Then pg_verifybackup names the damaged file, in one line, and the failure is recorded
-    message = str(caught.value)
-    assert "\n" not in message and f"Backup #{record.pk} FAILED verification" in message
+    assert f"Backup #{record.pk} FAILED verification" in message
     assert f'checksum mismatch for file "{relation_file}"' in message
     record.refresh_from_db()
     details = record.verification_details
@@ -141,8 +130,7 @@ def test_a_byte_flipped_in_the_stored_tarball_fails_the_checksum(pitr_clusters):
     data[len(data) // 2] ^= 0x01
     artifact.write_bytes(bytes(data))
 
-    with pytest.raises(CommandError, match=f"Backup #{record.pk} FAILED verification"):
-        run_verify(str(record.pk))
+    command_error("verify_backup", str(record.pk), match=f"Backup #{record.pk} FAILED verification")
 
     record.refresh_from_db()
     assert record.verification_status == BackupRecord.VerificationStatus.FAILED
@@ -160,12 +148,10 @@ def test_a_backup_whose_server_cannot_start_fails_the_replay_test(pitr_clusters,
     pitr_clusters.lend_environment(monkeypatch, settings)
 
     # When it is verified with the restore test
-    with pytest.raises(CommandError) as caught:
-        run_verify(str(record.pk), "--restore-test")
+    message = command_error("verify_backup", str(record.pk), "--restore-test")
 
     # Then the files are fine, but the replay test fails with the server's own reason
-    message = str(caught.value)
-    assert "\n" not in message and "WAL replay: The scratch server did not reach a consistent state" in message
+    assert "WAL replay: The scratch server did not reach a consistent state" in message
     assert "dbops_no_such_library" in message
     record.refresh_from_db()
     assert record.verification_status == BackupRecord.VerificationStatus.FAILED

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-from io import StringIO
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.recovery import pitr_archive_command, pitr_base_backup_create, pitr_wal_needed
 from dbops.services.pitr.status import pitr_status
 from dbops.services.pitr.wal_archive import pitr_storage
+from tests.commands import run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
     database_alias,
     pitr_clusters,
@@ -40,9 +39,7 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
     switch_wal_and_wait(source)
 
     with database_alias("pitr_source", source.port) as alias:
-        out = StringIO()
-        call_command("pitr", "setup", "--database", alias, "--python", pitr_clusters.python, stdout=out)
-        assert "[FAIL]" not in out.getvalue()
+        assert "[FAIL]" not in run_command("pitr", "setup", "--database", alias, "--python", pitr_clusters.python)
         progress_calls = []
         record = pitr_base_backup_create(using=alias, progress=lambda *call: progress_calls.append(call))
     assert record == BackupRecord.objects.get(kind=BackupRecord.Kind.BASE)
@@ -67,12 +64,11 @@ def test_restore_to_a_noted_time_has_exactly_the_rows_from_before(pitr_clusters)
 
     # And the data directory is rebuilt at that time and started on another port
     restored = pitr_clusters.adopt(pitr_clusters.root / "restored")
-    out = StringIO()
-    call_command(
+    out = run_command(
         "pitr", "restore", "--target-time", target_time.isoformat(), "--target-dir", str(restored.data_dir),
-        "--port", str(restored.port), "--owner", "postgres", "--python", pitr_clusters.python, stdout=out,
+        "--port", str(restored.port), "--owner", "postgres", "--python", pitr_clusters.python,
     )  # fmt: skip
-    assert f"from base backup #{record.pk}" in out.getvalue()
+    assert f"from base backup #{record.pk}" in out
     restored.start()
     restored.wait_until("SELECT pg_is_in_recovery()", False)
 

@@ -9,13 +9,13 @@ from io import StringIO
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_settings_check, pitr_wal_needed, wal_segment_name
 from dbops.services.pitr.wal_archive import wal_archive
+from tests.commands import command_error, run_command
 
 pytestmark = pytest.mark.django_db
 CLUSTER = "7300000000000000001"
@@ -63,8 +63,7 @@ def test_settings_check_reports_what_to_fix_on_a_server_without_archiving():
 
 def test_setup_command_prints_the_fixes_and_exits_non_zero():
     out = StringIO()
-    with pytest.raises(CommandError, match="not ready for PITR"):
-        call_command("pitr", "setup", stdout=out)
+    command_error("pitr", "setup", stdout=out, match="not ready for PITR")
     assert "[FAIL] archive_mode = 'off'" in out.getvalue()
     assert "archive_command to use:" in out.getvalue()
 
@@ -110,8 +109,8 @@ def test_wal_needed_keeps_everything_from_the_oldest_kept_base_backup(backup_dir
         (("--target-time", "{recent}", "--backup-id", "999999"), "not a succeeded PITR base backup"),
         (("--target-time", "{recent}", "--target-dir", "{nonempty}"), "not an empty directory"),
         (("--target-time", "{recent}", "--target-dir", "/no/such/parent/dir"), "does not exist"),
-        (("--target-time", "{recent}", "--port", "70000"), "--port must be between"),
-        (("--target-time", "{recent}", "--owner", "no-such-user-xyz"), "No such user"),
+        (("--target-time", "{recent}", "--port", "70000"), "^--port: The port must be between 1 and 65535; got 70000"),
+        (("--target-time", "{recent}", "--owner", "no-such-user-xyz"), "^--owner: No such OS user"),
     ],
 )
 def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_path, args, message):
@@ -124,10 +123,8 @@ def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_pa
     if "--target-dir" not in args:
         args += ["--target-dir", str(tmp_path / "restored")]
 
-    with pytest.raises(CommandError, match=message) as caught:
-        call_command("pitr", "restore", *args, stdout=StringIO())
+    command_error("pitr", "restore", *args, match=message)
 
-    assert "\n" not in str(caught.value)
     assert not (tmp_path / "restored").exists()
     assert [p.name for p in nonempty.iterdir()] == ["keep.txt"]
 
@@ -138,10 +135,11 @@ def test_restore_refuses_a_target_the_archived_wal_does_not_reach(backup_dir, tm
     (tmp_path / "segment").write_bytes(b"wal")
     wal_archive(path=tmp_path / "segment", name="000000010000000000000004", cluster_id=CLUSTER)
 
-    with pytest.raises(CommandError, match="no WAL from after .* pg_switch_wal"):
-        call_command(
-            "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(tmp_path / "restored")
-        )
+    target_dir = tmp_path / "restored"
+    command_error(
+        "pitr", "restore", "--target-time", timezone.now().isoformat(), "--target-dir", str(target_dir),
+        match="no WAL from after .* pg_switch_wal",
+    )  # fmt: skip
     assert not (tmp_path / "restored").exists()
 
 
@@ -156,8 +154,16 @@ def test_restore_of_a_corrupt_base_backup_removes_the_new_directory(backup_dir, 
     artifact.parent.mkdir(parents=True)
     artifact.write_bytes(b"not a tar.gz at all")
 
-    with pytest.raises(CommandError, match="cannot be unpacked"):
-        call_command("pitr", "restore", "--target-time", target.isoformat(), "--target-dir", str(tmp_path / "restored"))
+    target_dir = tmp_path / "restored"
+    command_error(
+        "pitr",
+        "restore",
+        "--target-time",
+        target.isoformat(),
+        "--target-dir",
+        str(target_dir),
+        match="cannot be unpacked",
+    )
     assert not (tmp_path / "restored").exists()
 
 
@@ -171,21 +177,37 @@ def test_status_lists_base_backups_and_wal_extent_per_cluster(backup_dir, tmp_pa
     (tmp_path / "orphan").write_bytes(b"x")
     wal_archive(path=tmp_path / "orphan", name="000000010000000000000001", cluster_id="42")
 
-    payload = json.loads(_run("pitr", "status", "--json"))
-    text = _run("pitr", "status")
+    payload = json.loads(run_command("pitr", "status", "--json"))
+    text = run_command("pitr", "status")
 
-    ours, orphan = sorted(payload, key=lambda item: item["cluster_id"] != CLUSTER)
+    assert payload["total"] == 2 and payload["limit"] == 50
+    ours, orphan = sorted(payload["clusters"], key=lambda item: item["cluster_id"] != CLUSTER)
     assert ours["cluster_id"] == CLUSTER and ours["wal_files"] == 3
     assert (ours["first_wal"], ours["last_wal"]) == ("000000010000000000000003", "000000010000000000000004")
-    assert [base["id"] for base in ours["base_backups"]] == [record.pk]
+    assert [base["id"] for base in ours["base_backups"]] == [record.pk] and ours["base_backups_total"] == 1
     assert orphan["cluster_id"] == "42" and orphan["base_backups"] == []
     assert f"base backup #{record.pk}" in text and "no base backup: this WAL cannot be used" in text
 
 
-def _run(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
+def test_status_stops_at_its_limit_for_clusters_and_base_backups(backup_dir, tmp_path, settings):
+    settings.PITR_STORAGE = "local"
+    newest_first = [base_backup(f"00000001000000000000000{n}", finished_minutes_ago=60 - n) for n in (3, 4, 5)]
+    newest_first.reverse()
+    (tmp_path / "segment").write_bytes(b"wal")
+    for cluster_id in (CLUSTER, f"{CLUSTER}1", f"{CLUSTER}2"):  # listed in this order
+        wal_archive(path=tmp_path / "segment", name="000000010000000000000005", cluster_id=cluster_id)
+
+    payload = json.loads(run_command("pitr", "status", "--json", "--limit", "2"))
+    text = run_command("pitr", "status", "--limit", "2")
+
+    assert (payload["total"], payload["limit"], len(payload["clusters"])) == (3, 2, 2)
+    [ours] = [cluster for cluster in payload["clusters"] if cluster["cluster_id"] == CLUSTER]
+    assert [base["id"] for base in ours["base_backups"]] == [record.pk for record in newest_first[:2]]
+    assert ours["base_backups_total"] == 3
+    assert "… and 1 more older base backups (--limit 0 lists all)." in text
+    assert text.rstrip().endswith("… and 1 more clusters (--limit 0 lists all).")
+    everything = json.loads(run_command("pitr", "status", "--json", "--limit", "0"))
+    assert len(everything["clusters"]) == 3
 
 
 def test_system_check_warns_when_pitr_storage_is_s3_without_a_bucket(settings):

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
 
 from dbops.exceptions import ConfigurationError, WalChecksumMismatch, WalNotFound
 from dbops.services.pitr.wal_archive import (
@@ -19,6 +17,7 @@ from dbops.services.pitr.wal_archive import (
     wal_archived_names,
     wal_restore,
 )
+from tests.commands import command_error, run_command
 
 CLUSTER = "7312345678901234567"
 SEGMENT = "000000010000000000000003"
@@ -77,8 +76,9 @@ def test_different_bytes_under_an_archived_name_fail_loudly_and_change_nothing(s
     other = tmp_path / "other"
     other.write_bytes(wal_bytes(2))
 
-    with pytest.raises(CommandError, match="already archived .* different content"):
-        call_command("archive_wal", str(other), SEGMENT, "--cluster-id", CLUSTER, stdout=StringIO())
+    command_error(
+        "archive_wal", str(other), SEGMENT, "--cluster-id", CLUSTER, match="already archived .* different content"
+    )
 
     restored = tmp_path / "restored"
     wal_restore(name=SEGMENT, destination=restored, cluster_id=CLUSTER)
@@ -104,8 +104,9 @@ def test_corrupt_archived_file_is_refused_and_nothing_is_written(backup_dir, tmp
 def test_missing_file_is_wal_not_found_and_the_command_exits_non_zero(storage_kind, tmp_path):
     with pytest.raises(WalNotFound):
         wal_restore(name="00000002.history", destination=tmp_path / "x", cluster_id=CLUSTER)
-    with pytest.raises(CommandError, match="not in the archive"):
-        call_command("restore_wal", "00000002.history", str(tmp_path / "x"), "--cluster-id", CLUSTER)
+    command_error(
+        "restore_wal", "00000002.history", str(tmp_path / "x"), "--cluster-id", CLUSTER, match="not in the archive"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -127,9 +128,7 @@ def test_cluster_id_is_read_from_pg_control_in_the_data_directory(tmp_path, back
     assert cluster_id_from_data_dir(tmp_path) == CLUSTER
 
     monkeypatch.chdir(tmp_path)  # archive_command runs in the data directory
-    out = StringIO()
-    call_command("archive_wal", f"pg_wal/{SEGMENT}", SEGMENT, stdout=out)
-    assert "archived" in out.getvalue()
+    assert "archived" in run_command("archive_wal", f"pg_wal/{SEGMENT}", SEGMENT)
     assert (backup_dir / "pitr" / CLUSTER / "wal" / f"{SEGMENT}.zst").exists()
 
 
@@ -140,7 +139,7 @@ def test_cluster_id_is_read_from_pg_control_in_the_data_directory(tmp_path, back
         (("{file}", "../../etc/passwd", "--cluster-id", CLUSTER), "is not a WAL file name"),
         (("{file}", "00000001000000000000000g", "--cluster-id", CLUSTER), "is not a WAL file name"),
         (("{file}", SEGMENT, "--cluster-id", "../x"), "numeric system identifier"),
-        (("{file}", SEGMENT), "run from the data directory or pass --cluster-id"),
+        (("{file}", SEGMENT), "^--cluster-id: Cannot read .*: run from the data directory or give the cluster id"),
     ],
 )
 def test_archive_wal_bad_input_stores_nothing(backup_dir, tmp_path, settings, monkeypatch, args, message):
@@ -148,8 +147,7 @@ def test_archive_wal_bad_input_stores_nothing(backup_dir, tmp_path, settings, mo
     monkeypatch.chdir(tmp_path)
     (tmp_path / "segment").write_bytes(b"x")
     args = [arg.replace("{file}", str(tmp_path / "segment")) for arg in args]
-    with pytest.raises(CommandError, match=message):
-        call_command("archive_wal", *args, stdout=StringIO())
+    command_error("archive_wal", *args, match=message)
     assert list(backup_dir.rglob("*")) == []
 
 

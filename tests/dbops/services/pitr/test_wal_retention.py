@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from dbops.models import BackupRecord, PitrBaseBackup, RetentionPolicy
 from dbops.services.pitr.wal_archive import wal_archive, wal_archived_names
+from tests.commands import run_command
 
 pytestmark = pytest.mark.django_db
 CLUSTER, OTHER_CLUSTER = "7300000000000000001", "7300000000000000002"
@@ -49,9 +48,7 @@ def wal_archive_of_two_clusters(backup_dir, settings, tmp_path):
 
 
 def retention(*args) -> dict:
-    out = StringIO()
-    call_command("apply_retention", *args, "--json", stdout=out, stderr=StringIO())
-    return json.loads(out.getvalue())
+    return json.loads(run_command("apply_retention", *args, "--json"))
 
 
 def test_wal_older_than_every_kept_base_backup_is_deleted(wal_archive_of_two_clusters):
