@@ -29,7 +29,7 @@ from dbops.exceptions import (
 )
 from dbops.models import BackupRecord, RestoreRecord
 from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
-from dbops.services.backups.create import ByteProgress, backup_create_locked
+from dbops.services.backups.create import ByteProgress, backup_create_locked, safety_backup_spec
 from dbops.services.backups.restore_arguments import RestoreArguments, RestoreRequest, restore_arguments
 from dbops.services.backups.restore_history import (
     restore_history_carry,
@@ -311,17 +311,8 @@ def _restore(
 
 def _safety_backup(connector: Connector, source: str, user: str) -> BackupRecord:
     try:
-        return backup_create_locked(
-            connector=connector,
-            compression="zstd",
-            fmt=connector.default_format,
-            encryption_key=None,
-            tag=f"before restore of {source}"[:64],
-            kind=BackupRecord.Kind.SAFETY,
-            triggered_by=BackupRecord.Trigger.RESTORE,
-            triggered_by_user=user,
-            progress=None,
-        )
+        spec = safety_backup_spec(fmt=connector.default_format, source=source, user=user)
+        return backup_create_locked(connector=connector, spec=spec, progress=None)
     except BackupError as exc:
         raise RestoreError(f"The safety backup failed, so nothing was restored: {exc}") from exc
 
