@@ -126,6 +126,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "multipult" / "graphql" / "static"]  # GraphiQL's assets, so it works offline
 MEDIA_ROOT = VAR_DIR / "media"
 
 # Backups: always a local copy in BACKUP_DIR; S3 as a second location when a bucket is named.
@@ -276,6 +277,10 @@ HEALTH_CACHE_SECONDS = CONFIG["HEALTH_CACHE_SECONDS"]
 GRAPHENE = {"SCHEMA": "multipult.graphql.schema.schema"}
 GRAPHQL_ALLOW_ANONYMOUS = CONFIG["GRAPHQL_ALLOW_ANONYMOUS"]
 GRAPHQL_MAX_DEPTH = CONFIG["GRAPHQL_MAX_DEPTH"]
+GRAPHQL_MAX_COST = CONFIG["GRAPHQL_MAX_COST"]
+GRAPHQL_MAX_ALIASES = CONFIG["GRAPHQL_MAX_ALIASES"]
+GRAPHQL_MAX_ROOT_FIELDS = CONFIG["GRAPHQL_MAX_ROOT_FIELDS"]
+GRAPHQL_MAX_RESPONSE_BYTES = CONFIG["GRAPHQL_MAX_RESPONSE_BYTES"]
 
 # auto: people at a terminal read plain lines; log collectors (stderr not a TTY) get JSON.
 LOG_FORMAT = CONFIG["LOG_FORMAT"]
