@@ -16,7 +16,7 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse,
 from multipult.core.models import AuditLog, Concept, Dictionary, Role, StoredFile, User
 from multipult.graphql.access import access_apply, viewer_of
 from multipult.graphql.dataloaders import get_dataloaders
-from multipult.graphql.execution import DeferredExecutionContext, validation_rules
+from multipult.graphql.execution import DeferredExecutionContext, validation_stages
 from multipult.graphql.limits import query_limits_check
 from multipult.graphql.selection import selected_columns
 from multipult.graphql.types import (
@@ -136,10 +136,11 @@ def query_run(
     except GraphQLError as error:
         return ExecutionResult(data=None, errors=[error])
     viewer = viewer_of(context)
-    rules = validation_rules(introspection=settings.DEBUG or viewer.is_staff)
-    errors = validate(schema.graphql_schema, document, rules) or query_limits_check(
-        schema.graphql_schema, document, variables=variables, operation_name=operation_name
-    )
+    for rules in validation_stages(introspection=settings.DEBUG or viewer.is_staff):
+        errors = validate(schema.graphql_schema, document, rules)
+        if errors:
+            return ExecutionResult(data=None, errors=errors)
+    errors = query_limits_check(schema.graphql_schema, document, variables=variables, operation_name=operation_name)
     if errors:
         return ExecutionResult(data=None, errors=errors)
     return execute(
