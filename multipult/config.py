@@ -142,6 +142,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="profiling",
     ),
     EnvVar(
+        "N_PLUS_ONE_RAISE",
+        bool,
+        False,
+        "Raise instead of warning on N+1 queries (the test suite turns it on, see dbops.pytest_plugin).",
+        group="profiling",
+    ),
+    EnvVar(
         "GRAPHQL_ALLOW_ANONYMOUS",
         bool,
         False,

@@ -81,6 +81,7 @@ def test_nested_query_count_is_the_same_for_10_and_500_users(seeded):
     assert counts == {10: 6, 500: 6}
 
 
+@pytest.mark.n_plus_one_allow("dataloader:*", "multipult/graphql/dataloaders.py:*")  # batch=False: the naive baseline
 def test_results_equal_the_naive_resolvers(seeded):
     batched = execute_query(NESTED, variables={"limit": 60})
     with CaptureQueriesContext(connection) as naive_queries:

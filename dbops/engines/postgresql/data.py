@@ -8,7 +8,7 @@ import hashlib
 import io
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db.models.expressions import RawSQL
@@ -45,7 +45,7 @@ class PostgreSQLData:
     copy_escapes = COPY_ESCAPES
 
     # -- reading ------------------------------------------------------------------------------------------
-    def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> list[Any]:
+    def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:
         # One LATERAL subquery per key: a short index scan each, where a window ranks every row of every key.
         if not keys or limit <= 0:
             return []
@@ -53,8 +53,8 @@ class PostgreSQLData:
         sql, params = inner.query.sql_with_params()
         # The ORM's own SQL, every value a parameter.
         outer = f"SELECT dbops_keys.key AS {KEY_ATTRIBUTE}, dbops_rows.* FROM unnest(%s) AS dbops_keys(key) CROSS JOIN LATERAL ({sql}) AS dbops_rows"  # noqa: S608, E501
-        # A nested loop emits each key's rows in the subquery's order.
-        return list(queryset.model._default_manager.db_manager(queryset.db).raw(outer, [list(keys), *params]))
+        # A nested loop emits each key's rows in the subquery's order; lazy, so the caller is the call site.
+        return queryset.model._default_manager.db_manager(queryset.db).raw(outer, [list(keys), *params])
 
     # -- bulk loading --------------------------------------------------------------------------------
     def copy_text(self, value: Any) -> str:
