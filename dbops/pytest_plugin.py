@@ -1,6 +1,7 @@
 """pytest plugin: N+1 queries as test failures (`-p dbops.pytest_plugin`, or `pytest_plugins` in a conftest).
 
-With the ini option `dbops_n_plus_one_guard = true`, the body of every database test runs under
+With the ini option `dbops_n_plus_one_guard = true` (or the marker `n_plus_one_guard` on a test, module
+or directory), the body of every database test runs under
 `NPlusOneGuard` and with `N_PLUS_ONE_RAISE` on (so profiled requests and tasks inside it raise too);
 without it, a test asks for the `n_plus_one_guard` fixture. Statements the test code issues itself
 (its setup loops, under the ini `testpaths`) are not the code under test and are not counted. A test
@@ -16,6 +17,7 @@ import pytest
 
 GUARD_OPTION = "dbops_n_plus_one_guard"
 ALLOW_MARKER = "n_plus_one_allow"
+GUARD_MARKER = "n_plus_one_guard"
 
 
 def pytest_addoption(parser) -> None:
@@ -26,6 +28,7 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", f"{ALLOW_MARKER}(*patterns): call sites, GraphQL paths or statements this test repeats on purpose"
     )
+    config.addinivalue_line("markers", f"{GUARD_MARKER}: this database test fails on N+1 queries in its body")
 
 
 def _test_code_sites(config) -> tuple[str, ...]:
@@ -45,7 +48,8 @@ def _allowed(item) -> tuple[str, ...]:
 
 
 def _guarded_test(item) -> bool:
-    return bool(item.config.getini(GUARD_OPTION)) and item.get_closest_marker("django_db") is not None
+    wanted = item.config.getini(GUARD_OPTION) or item.get_closest_marker(GUARD_MARKER) is not None
+    return bool(wanted) and item.get_closest_marker("django_db") is not None
 
 
 def _raise_on(request) -> None:
@@ -76,7 +80,7 @@ def pytest_runtest_call(item) -> Iterator[None]:
 
 
 @pytest.fixture
-def n_plus_one_guard(request, db):
+def n_plus_one_guard(request):
     """The test's body (from this fixture on) fails on N+1 queries, as with the ini option."""
     if _guarded_test(request.node):
         yield None  # the whole body is guarded already
