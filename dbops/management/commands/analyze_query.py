@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, analysis_render, query_analyze
+from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, STATEMENT_TIMEOUT, analysis_render, query_analyze
+from dbops.instrumentation.index_advice import MIN_COST_FACTOR
 from dbops.instrumentation.slow_queries import slow_queries_analyze
 from dbops.management.base import DbopsCommand
 from dbops.management.options import add_database_option, add_json_option, add_limit_option
@@ -38,6 +39,20 @@ class Command(DbopsCommand):
             default=LARGE_TABLE_ROWS,
             help=f"Tables with fewer rows get no index advice (default {LARGE_TABLE_ROWS:,}).",
         )
+        parser.add_argument(
+            "--min-factor",
+            type=float,
+            default=MIN_COST_FACTOR,
+            metavar="X",
+            help=f"Advise an index only when it makes the estimated cost X times lower (default {MIN_COST_FACTOR:g}).",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=STATEMENT_TIMEOUT,
+            metavar="SECONDS",
+            help=f"Cancel the statement (and every plan made for it) after this long (default {STATEMENT_TIMEOUT:g}).",
+        )
         add_json_option(parser, what="the analysis")
         add_database_option(parser)
 
@@ -47,7 +62,13 @@ class Command(DbopsCommand):
             raise CommandError('Give either one SQL statement or --slow (e.g. analyze_query "SELECT ..." --analyze).')
         if options["min_rows"] < 0:
             raise CommandError(f"--min-rows must be 0 or more; got {options['min_rows']}.")
-        common = {"analyze": options["analyze"], "using": options["database"], "large_table_rows": options["min_rows"]}
+        common = {
+            "analyze": options["analyze"],
+            "using": options["database"],
+            "large_table_rows": options["min_rows"],
+            "min_factor": options["min_factor"],
+            "timeout": options["timeout"],
+        }
         if slow:
             report = slow_queries_analyze(limit=options["limit"] or None, **common)
             self._present_slow(report, limit=options["limit"], as_json=options["json"])
