@@ -163,6 +163,8 @@ class Connector(ABC):
     supports_plans: ClassVar[bool] = False
     # Plans with indexes that are never built (explain_hypothetical), for proven index advice.
     supports_hypothetical_indexes: ClassVar[bool] = False
+    # CREATE INDEX CONCURRENTLY (Django's AddIndexConcurrently) for advised indexes' migrations.
+    supports_concurrent_indexes: ClassVar[bool] = False
 
     def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
         self.alias = alias

@@ -184,21 +184,34 @@ def suggestion_build(connector: Connector, candidate: IndexCandidate, scan: Scan
     )
 
 
-def _judge(connector: Connector, suggestion: IndexSuggestion, *, sql: str, parameter_count: int, timeout_ms: int):
+@dataclass
+class CandidateCost:
+    """What the planner says of a statement with one hypothetical index: cost (None: index not chosen)."""
+
+    cost_after: float | None
+    size_bytes: int
+
+
+def candidate_cost(
+    connector: Connector, candidate: IndexCandidate, *, sql: str, parameter_count: int, timeout_ms: int
+) -> CandidateCost:
     """Asks the planner for the statement's plan with the candidate as a hypothetical index."""
     quote = connector.connection.ops.quote_name
     hypothetical = connector.explain_hypothetical(
-        sql,
-        index_sql=suggestion.candidate.create_sql(quote, name=None),
-        parameter_count=parameter_count,
-        timeout_ms=timeout_ms,
+        sql, index_sql=candidate.create_sql(quote, name=None), parameter_count=parameter_count, timeout_ms=timeout_ms
     )
     plan = plan_build(hypothetical.raw_plan[0]["Plan"], analyzed=False)
-    suggestion.cost_after = plan.total_cost
-    suggestion.estimated_size_bytes = hypothetical.size_bytes
-    if not any(node.index_name == hypothetical.index_name for node in plan.walk()):
+    chosen = any(node.index_name == hypothetical.index_name for node in plan.walk())
+    return CandidateCost(cost_after=plan.total_cost if chosen else None, size_bytes=hypothetical.size_bytes)
+
+
+def _judge(connector: Connector, suggestion: IndexSuggestion, *, sql: str, parameter_count: int, timeout_ms: int):
+    cost = candidate_cost(
+        connector, suggestion.candidate, sql=sql, parameter_count=parameter_count, timeout_ms=timeout_ms
+    )
+    suggestion.cost_after, suggestion.estimated_size_bytes = cost.cost_after, cost.size_bytes
+    if cost.cost_after is None:
         suggestion.verdict = "the planner does not choose it for this statement"
-        suggestion.cost_after = None
 
 
 def _check_factor(suggestion: IndexSuggestion, min_factor: float) -> None:

@@ -46,6 +46,7 @@ class PostgreSQLIndexes:
     connection: Any
     alias: str
     supports_hypothetical_indexes = True
+    supports_concurrent_indexes = True
 
     def index_catalog(self, *, tables: list[str] | None = None) -> list[IndexFacts]:
         with self.connection.cursor() as cursor:
