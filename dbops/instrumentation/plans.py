@@ -143,3 +143,30 @@ def _mark_costliest(plan: PlanNode, *, analyzed: bool, share_threshold: float = 
     for index, node in enumerate(nodes):
         node.share = measure[index] / total
         node.costly = index == top or node.share >= share_threshold
+
+
+@dataclass
+class PlanRow:
+    """One node of a plan as the admin draws it: depth in the tree, its share as a bar, per-process bars."""
+
+    node: PlanNode
+    depth: int
+    percent: float  # this node's exclusive share of the plan's cost (time with ANALYZE), 0-100
+    processes: list[tuple[str, float, float]] = field(default_factory=list)  # (who, ms, % of the node's total)
+
+
+def plan_rows(plan: PlanNode) -> list[PlanRow]:
+    """The plan depth-first; a parallel node with measured workers gets a bar per process and its total."""
+    rows: list[PlanRow] = []
+
+    def visit(node: PlanNode, depth: int) -> None:
+        row = PlanRow(node=node, depth=depth, percent=round(node.share * 100, 1))
+        total = node.processes_ms or 0.0
+        if node.workers and total > 0:
+            row.processes = [(w.worker, w.actual_ms, round(100 * w.actual_ms / total, 1)) for w in node.workers]
+        rows.append(row)
+        for child in node.children:
+            visit(child, depth + 1)
+
+    visit(plan, 0)
+    return rows

@@ -143,3 +143,26 @@ def test_a_statement_that_runs_too_long_is_cancelled_and_changes_nothing():
 def test_a_syntax_error_is_one_message():
     with pytest.raises(AnalyzerError, match='could not explain the statement: syntax error at or near "FROM"'):
         query_analyze(sql="SELECT id, FROM core_auditlog")
+
+
+def test_a_parallel_plan_shows_each_process_and_the_total():
+    from dbops.instrumentation.plans import plan_rows
+
+    with connection.cursor() as cursor:  # parallel even for a table this small
+        for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+            cursor.execute(f"SET {setting} = 0")
+        cursor.execute("SET max_parallel_workers_per_gather = 2")
+    try:
+        analysis = query_analyze(sql="SELECT count(*) FROM core_auditlog WHERE action = 'update'", analyze=True)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ALL")
+
+    [scan] = [row for row in plan_rows(analysis.plan) if row.node.parallel_aware]
+    launched = scan.node.processes - 1
+    if launched == 0:
+        pytest.skip("the server had no parallel worker free")  # max_worker_processes shared with other sessions
+    names = [who for who, _ms, _percent in scan.processes]
+    assert names[0] == "leader" and len(names) == scan.node.processes
+    assert sum(ms for _who, ms, _percent in scan.processes) == pytest.approx(scan.node.processes_ms, rel=0.01)
+    assert sum(percent for *_rest, percent in scan.processes) == pytest.approx(100, abs=0.5)
