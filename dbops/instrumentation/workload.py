@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbops.engines import get_connector
 from dbops.exceptions import AnalyzerError, FeatureUnavailable
 from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, STATEMENT_TIMEOUT, statement_parse
-from dbops.instrumentation.index_advice import MIN_COST_FACTOR, IndexSuggestion, candidate_cost
+from dbops.instrumentation.index_advice import MIN_COST_FACTOR, IndexSuggestion, candidate_cost, reads_most_of_the_table
 from dbops.instrumentation.slow_queries import SlowAnalysis, slow_queries_analyze
 
 WORKLOAD_STATEMENTS = 20
@@ -113,6 +113,8 @@ def _served(
     except (AnalyzerError, FeatureUnavailable):
         return None  # the statement was explained once already; a second failure only loses this pairing
     if cost.cost_after is None or analysis.total_cost / cost.cost_after < min_factor:
+        return None
+    if reads_most_of_the_table(suggestion.candidate, cost, suggestion.estimated_table_rows):
         return None
     return ServedStatement(number, analysis.total_cost, cost.cost_after, calls)
 
