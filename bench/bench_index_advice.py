@@ -19,11 +19,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _django import bench_database, median, setup_django  # noqa: E402
+from _django import bench_database, setup_django, timed  # noqa: E402
 
 os.environ["BACKUP_DIR"] = tempfile.mkdtemp(prefix="bench-advice-")
 setup_django("advice")
@@ -65,15 +64,6 @@ def run_once(statements: list[str]) -> None:
         for sql in statements:
             cursor.execute(sql)
             cursor.fetchall()
-
-
-def timed(function, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return median(samples)
 
 
 def main() -> int:

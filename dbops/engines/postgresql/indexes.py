@@ -11,7 +11,13 @@ import psycopg2
 from django.db import DatabaseError, transaction
 
 from dbops.engines.base import HypotheticalPlan, IndexFacts
-from dbops.engines.postgresql.introspection import explain_error, explain_failure, explain_on, prepared_release
+from dbops.engines.postgresql.introspection import (
+    explain_error,
+    explain_failure,
+    explain_on,
+    plan_session,
+    prepared_release,
+)
 from dbops.exceptions import AnalyzerError, FeatureUnavailable
 
 logger = logging.getLogger(__name__)
@@ -116,19 +122,13 @@ class PostgreSQLIndexes:
         connection = self.connection
         hypothetical = None
         try:
-            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            with plan_session(connection, timeout_ms=timeout_ms, parameter_count=parameter_count) as cursor:
                 cursor.execute("SELECT indexrelid, indexname FROM hypopg_create_index(%s)", [index_sql])
                 hypothetical = cursor.fetchone()
                 raw = explain_on(cursor, sql, options="VERBOSE, FORMAT JSON", parameter_count=parameter_count)
                 cursor.execute("SELECT hypopg_relation_size(%s)", [hypothetical[0]])
                 size = cursor.fetchone()[0]
-                transaction.set_rollback(True, using=connection.alias)
-        except DatabaseError as exc:
-            raise explain_failure(exc, timeout_ms=timeout_ms) from exc
         finally:
-            if parameter_count:
-                prepared_release(connection)
             if hypothetical is not None:  # HypoPG keeps them in the session, not the transaction
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT hypopg_drop_index(%s)", [hypothetical[0]])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -96,19 +98,9 @@ class PostgreSQLIntrospection:
     ) -> list[dict[str, Any]]:
         """EXPLAIN (FORMAT JSON); a statement with $n placeholders gets its generic plan through PREPARE."""
         options = ("ANALYZE, BUFFERS, " if analyze else "") + ("VERBOSE, " if verbose else "") + "FORMAT JSON"
-        connection = self.connection
-        try:
-            # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
-            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-                raw = explain_on(cursor, sql, options=options, parameter_count=parameter_count)
-                transaction.set_rollback(True, using=connection.alias)
-        except DatabaseError as exc:
-            raise explain_failure(exc, timeout_ms=timeout_ms) from exc
-        finally:
-            if parameter_count:
-                prepared_release(connection)
-        return raw
+        # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
+        with plan_session(self.connection, timeout_ms=timeout_ms, parameter_count=parameter_count) as cursor:
+            return explain_on(cursor, sql, options=options, parameter_count=parameter_count)
 
     def table_facts(self, relation: str) -> TableFacts | None:
         with self.connection.cursor() as cursor:
@@ -171,6 +163,22 @@ def explain_on(cursor, sql: str, *, options: str, parameter_count: int) -> list[
         cursor.execute(f"EXPLAIN ({options}) {sql}")
     raw = cursor.fetchone()[0]
     return json.loads(raw) if isinstance(raw, str) else raw
+
+
+@contextmanager
+def plan_session(connection, *, timeout_ms: int, parameter_count: int) -> Iterator[Any]:
+    """A cursor in a transaction that is always rolled back, under statement_timeout; a database error
+    becomes one AnalyzerError, and the prepared statement of a generic plan is released after."""
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            yield cursor
+            transaction.set_rollback(True, using=connection.alias)
+    except DatabaseError as exc:
+        raise explain_failure(exc, timeout_ms=timeout_ms) from exc
+    finally:
+        if parameter_count:
+            prepared_release(connection)
 
 
 def prepared_release(connection) -> None:
