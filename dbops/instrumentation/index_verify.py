@@ -52,8 +52,8 @@ def index_advice_verify(
     for statement in parsed:
         if statement.is_write and not allow_writes:
             raise AnalyzerError(
-                "Verifying runs the statement (in a scratch database, rolled back); it is a write, so pass "
-                "--analyze to allow that.",
+                "Verifying runs the statement (in a scratch database, rolled back), and it is a write: allow "
+                "running it to verify it.",
                 parameter="analyze",
             )
     if not suggestions:

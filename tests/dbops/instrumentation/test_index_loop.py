@@ -146,5 +146,5 @@ def test_a_table_that_does_not_exist_is_one_message():
 
 def test_verifying_a_write_statement_needs_analyze():
     message = command_error("analyze_query", "DELETE FROM core_auditlog WHERE changes ->> 'reason' = 'x'", "--verify")
-    assert "it is a write, so pass --analyze to allow that" in message
+    assert "--analyze: Verifying runs the statement (in a scratch database, rolled back), and it is a write" in message
     assert AuditLog.objects.count() == AUDIT_ROWS
