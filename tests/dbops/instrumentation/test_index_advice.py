@@ -9,9 +9,9 @@ from django.db import connection
 from dbops.exceptions import AnalyzerError
 from dbops.instrumentation.analyzer import analysis_render, query_analyze
 from multipult.core.models import AuditLog
-from tests.dbops.instrumentation.analyzer_data import AUDIT_ROWS, large_audit_table  # noqa: F401  (fixture)
+from tests.dbops.instrumentation.analyzer_data import AUDIT_ROWS, PLANS_REPEAT_ON_PURPOSE, large_audit_table  # noqa: F401  (fixture)
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_audit_table")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_audit_table"), PLANS_REPEAT_ON_PURPOSE]
 
 
 def by_kind(analysis, kind):

@@ -11,9 +11,13 @@ from dbops.instrumentation.index_verify import index_advice_verify
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from tests.commands import command_error, run_command
-from tests.dbops.instrumentation.analyzer_data import large_audit_table  # noqa: F401  (fixture)
+from tests.dbops.instrumentation.analyzer_data import PLANS_REPEAT_ON_PURPOSE, large_audit_table  # noqa: F401  (fixture)
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("large_audit_table")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("large_audit_table"),
+    PLANS_REPEAT_ON_PURPOSE,
+]
 JSON_LOOKUP = "SELECT id FROM core_auditlog WHERE changes ->> 'reason' = md5('77')"
 
 
