@@ -59,6 +59,7 @@ def run_backup(
     tag: str = "",
     triggered_by: str = "schedule",
     triggered_by_user: str = "",
+    local_copy: bool | None = None,
 ) -> dict:
     return scheduling.scheduled_backup(
         task_id=self.request.id,
@@ -66,6 +67,7 @@ def run_backup(
         compression=compression,
         fmt=fmt,
         upload_s3=upload_s3,
+        local_copy=local_copy,
         encrypt=encrypt,
         tag=tag,
         triggered_by=triggered_by,

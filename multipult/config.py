@@ -182,6 +182,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="backups",
     ),
     EnvVar(
+        "BACKUP_LOCAL_COPY",
+        bool,
+        True,
+        "Scheduled backups that go to S3 also keep a local copy; false streams them straight to S3 "
+        "(no local artifact, bounded memory).",
+        group="backups",
+    ),
+    EnvVar(
         "EMAIL_HOST",
         str,
         None,

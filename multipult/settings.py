@@ -155,6 +155,7 @@ if S3_BACKUP_BUCKET:
     }
 BACKUP_ENCRYPTION_KEYS = CONFIG["BACKUP_ENCRYPTION_KEYS"]  # newest first (dbops.artifacts.keyring)
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+BACKUP_LOCAL_COPY = CONFIG["BACKUP_LOCAL_COPY"]  # false: scheduled S3 backups stream straight to S3
 PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 
 # Data migration: the keyed hash behind --anonymize; derived from SECRET_KEY when not set on its own.

@@ -129,3 +129,75 @@ def drop_pre_restore_databases():
     connector = get_connector()
     for name in connector.pre_restore_databases():
         connector.drop_database(name, force=True)
+
+
+@pytest.fixture(scope="session")
+def small_part_s3_server(tmp_path_factory):
+    """A moto S3 server of our own that accepts parts as small as 1 KiB (real S3 wants 5 MiB), so a test
+    backup of a few hundred KiB is a multipart upload of many parts."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.ports import unused_port
+
+    port = unused_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "S3_UPLOAD_PART_MIN_SIZE": "1024"},
+        stdout=open(log, "wb"),  # noqa: SIM115 - the server's whole life
+        stderr=subprocess.STDOUT,
+    )
+    import socket
+
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield ("127.0.0.1", port)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def faulty_s3(small_part_s3_server, settings):
+    """A fresh bucket behind a fault-injecting loopback proxy (tests/s3_proxy.py), wired into
+    STORAGES['backups_s3'], with 8 KiB parts, 3 attempts per part and 2 s timeouts."""
+    import boto3
+
+    from tests.s3_proxy import proxy_start
+
+    proxy, stop = proxy_start(small_part_s3_server)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    direct = boto3.client(
+        "s3",
+        endpoint_url="http://{}:{}".format(*small_part_s3_server),
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    direct.create_bucket(Bucket=name)
+    storages = dict(settings.STORAGES)
+    storages["backups_s3"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": name,
+            "endpoint_url": proxy.url,
+            "access_key": "testing",
+            "secret_key": "testing",
+            "region_name": "us-east-1",
+            "default_acl": None,
+            "file_overwrite": False,
+            "location": "backups",
+        },
+    }
+    settings.STORAGES = storages
+    settings.S3_BACKUP_BUCKET = name
+    settings.DBOPS = {**settings.DBOPS, "S3_PART_SIZE": 8192, "S3_PART_ATTEMPTS": 3, "S3_TIMEOUT_SECONDS": 2.0}
+    proxy.bucket, proxy.direct = name, direct  # the test looks at the bucket past the proxy
+    yield proxy
+    stop()

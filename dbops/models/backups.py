@@ -83,6 +83,9 @@ class BackupRecord(models.Model):
     local_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_key = models.CharField(max_length=1024, blank=True)
+    # The multipart upload of a straight-to-S3 backup while it runs; kept on failure when S3 could not
+    # be told to abort it, so the next backup of the database aborts it (no orphan parts billing).
+    s3_upload_id = models.CharField(max_length=1024, blank=True)
     upload_error = models.TextField(blank=True)
     error = models.TextField(blank=True)
 

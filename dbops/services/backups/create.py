@@ -25,12 +25,14 @@ from dbops.artifacts.manifest import manifest_name, manifest_of, manifest_write
 from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
 from dbops.artifacts.sidecar import sidecar_path, sidecar_write
 from dbops.artifacts.storage import (
+    LOCAL,
     PARTIAL_SUFFIX,
+    S3,
     atomic_writer,
     delete_everywhere,
-    local_artifact_writer,
     local_path,
     local_storage,
+    s3_key,
     s3_storage,
     s3_upload,
 )
@@ -38,6 +40,7 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
+from dbops.services.backups.sinks import artifact_discard, artifact_sink, place_storage, uploads_abort_unfinished
 from dbops.signals import backup_deleted, signal_send
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ def backup_create(
     compression: str = "zstd",
     fmt: str = "custom",
     upload_s3: bool = False,
+    local_copy: bool = True,
     encrypt: bool = False,
     tag: str = "",
     kind: str = BackupRecord.Kind.FULL,
@@ -113,11 +117,13 @@ def backup_create(
     progress: ByteProgress | None = None,
     wait: bool = False,
 ) -> BackupRecord:
-    """Takes a managed backup and returns its (succeeded) record.
+    """Takes a managed backup and returns its (succeeded) record. Without `local_copy` (S3 only) the
+    pipeline streams straight into an S3 multipart upload and no local artifact is ever written.
 
     Raises BackupLockedError if another backup/restore of the database runs (unless `wait`),
     BackupError if the dump fails (record left `failed`), and UploadError (carrying
-    `.backup_record`) when the local backup succeeded but the S3 copy failed."""
+    `.backup_record`) when the local backup succeeded but the S3 copy failed, or when a straight-to-S3
+    backup failed in S3 (record `failed`, its multipart upload aborted)."""
     if compression not in COMPRESSIONS:
         raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
     if kind not in BackupRecord.Kind.values:
@@ -131,6 +137,8 @@ def backup_create(
         raise UploadError(
             "An upload to S3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).", parameter="upload_s3"
         )
+    if not local_copy and not upload_s3:
+        raise BackupError("A backup without a local copy must go to S3.", parameter="local_copy")
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
@@ -145,8 +153,9 @@ def backup_create(
             triggered_by=triggered_by,
             triggered_by_user=triggered_by_user,
             progress=progress,
+            place=LOCAL if local_copy else S3,
         )
-    if upload_s3:
+    if upload_s3 and local_copy:
         _upload(backup_record)
     return backup_record
 
@@ -162,12 +171,15 @@ def backup_create_locked(
     triggered_by: str,
     triggered_by_user: str,
     progress: ByteProgress | None,
+    place: str = LOCAL,
 ) -> BackupRecord:
-    """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
+    """backup_create's work, for callers that already hold the database's lock (restore's safety backup).
+    `place` is where the artifact is written: local storage (then maybe copied), or straight to S3."""
     folder = _storage_folder(connector)
     encrypt = encryption_key is not None
     backup_mark_stale(database_name=connector.database_name)
     _remove_partials(folder)
+    notes = uploads_abort_unfinished(folder) if place == S3 else []
     now = timezone.now()
     backup_record = BackupRecord.objects.create(
         kind=kind,
@@ -195,7 +207,7 @@ def backup_create_locked(
     started = time.perf_counter()
     artifact_written = False
     try:
-        with local_artifact_writer(backup_record.storage_name) as handle:
+        with artifact_sink(backup_record, place) as handle:
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
@@ -211,19 +223,30 @@ def backup_create_locked(
         backup_record.duration_seconds = round(time.perf_counter() - started, 3)
         backup_record.size_bytes = pipeline.size
         backup_record.sha256 = pipeline.sha256
-        backup_record.location = str(local_path(backup_record.storage_name))
-        backup_record.local_presence = BackupRecord.Presence.PRESENT
         backup_record.row_counts = dump_result.row_counts
         backup_record.tool_version = dump_result.tool_version
+        if place == LOCAL:
+            backup_record.location = str(local_path(backup_record.storage_name))
+            backup_record.local_presence = BackupRecord.Presence.PRESENT
+        else:
+            backup_record.uploaded_to_s3, backup_record.s3_presence = True, BackupRecord.Presence.PRESENT
+            backup_record.s3_key, backup_record.s3_upload_id = s3_key(s3_storage(), backup_record.storage_name), ""
         # Manifest first: a record never claims more than storage holds.
-        manifest_write(local_storage(), backup_record.storage_name, manifest_of(backup_record))
+        manifest_write(place_storage(place), backup_record.storage_name, manifest_of(backup_record))
         backup_record.save()
     except BaseException as exc:
         if artifact_written:  # the manifest or the record could not be written after it
-            _discard(backup_record.storage_name)
+            artifact_discard(backup_record.storage_name, place)
         _mark_failed(backup_record, exc)
+        for note in notes:
+            exc.add_note(note)
         if isinstance(exc, ArtifactWriteError):
             raise ArtifactWriteError(f"Backup #{backup_record.pk} failed: {exc} Nothing was kept.") from exc
+        if isinstance(exc, UploadError) and place == S3:
+            more = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
+            failure = UploadError(f"Backup #{backup_record.pk} failed: {exc} Nothing was kept.{more}")
+            failure.backup_record = None  # nothing is kept anywhere: no "kept locally" line
+            raise failure from exc
         if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
             raise
         raise BackupError(f"Backup failed: {exc}") from exc
@@ -235,12 +258,6 @@ def backup_create_locked(
         pipeline.raw.size,
     )
     return backup_record
-
-
-def _discard(storage_name: str) -> None:
-    """Removes the artifact (and manifest) this run wrote, when what had to follow them failed."""
-    for name in (storage_name, manifest_name(storage_name)):
-        local_path(name).unlink(missing_ok=True)
 
 
 def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:

@@ -92,14 +92,19 @@ def scheduled_backup(
     compression: str = "zstd",
     fmt: str = "custom",
     upload_s3: bool | None = None,
+    local_copy: bool | None = None,
     encrypt: bool = False,
     tag: str = "",
     triggered_by: str = BackupRecord.Trigger.SCHEDULE,
     triggered_by_user: str = "",
 ) -> dict:
-    """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
+    """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured, and
+    `local_copy=None` keeps a local copy unless settings.BACKUP_LOCAL_COPY is off (then S3 only)."""
     upload = bool(settings.S3_BACKUP_BUCKET) if upload_s3 is None else upload_s3
+    keep_local = (not upload or settings.BACKUP_LOCAL_COPY) if local_copy is None else local_copy
     arguments = {"database": database, "compression": compression, "fmt": fmt, "upload_s3": upload, "tag": tag}
+    if not keep_local:
+        arguments["local_copy"] = False
 
     def action(task_run: TaskRun) -> dict:
         try:
@@ -108,6 +113,7 @@ def scheduled_backup(
                 compression=compression,
                 fmt=fmt,
                 upload_s3=upload,
+                local_copy=keep_local,
                 encrypt=encrypt,
                 tag=tag,
                 triggered_by=triggered_by,
