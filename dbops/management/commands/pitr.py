@@ -35,6 +35,11 @@ class Command(DbopsCommand):
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         add_json_option(setup, what="the report")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
+        setup.add_argument(
+            "--spool",
+            help="Configure the asynchronous archiver instead (manage.py wal_archiver --spool SPOOL): archive_command "
+            "only waits for its acknowledgement of each WAL file in this folder.",
+        )
         base = actions.add_parser("base-backup", help="Take a base backup (a physical copy of the whole cluster).")
         add_storage_option(base, what="Where to store it")
         add_json_option(base, what="the catalog row")
@@ -86,7 +91,7 @@ class Command(DbopsCommand):
         handler(options)
 
     def _setup(self, options):
-        report = pitr_settings_check(using=options["database"], python=options["python"])
+        report = pitr_settings_check(using=options["database"], python=options["python"], spool=options["spool"])
         if options["json"]:
             write_json(
                 self.stdout,
