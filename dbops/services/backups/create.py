@@ -40,6 +40,7 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
+from dbops.services.backups.pinning import backup_pinned_refusal
 from dbops.services.backups.sinks import artifact_discard, artifact_sink, place_storage, uploads_abort_unfinished
 from dbops.signals import backup_deleted, signal_send
 
@@ -311,7 +312,10 @@ def backup_upload_retry(*, backup_record: BackupRecord) -> BackupRecord:
 
 def backup_delete(*, backup_record: BackupRecord, reason: str) -> list[str]:
     """Removes the local and S3 artifact and manifests, and marks the record deleted; then sends
-    backup_deleted (the project's audit log). Returns the failures of its receivers (also logged)."""
+    backup_deleted (the project's audit log). Returns the failures of its receivers (also logged).
+    A pinned backup is refused (BackupError): unpin it first."""
+    if refusal := backup_pinned_refusal(backup_record):
+        raise BackupError(refusal)
     names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
     if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
         names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
