@@ -290,3 +290,28 @@ def pitr_async_archive_command(*, spool: Path | str, python: str | None = None, 
     segment until it is durable. `wait_seconds` bounds each wait (the server asks again after a failure)."""
     script = shlex.quote(str(Path(walspool.__file__).resolve()))
     return f"{shlex.quote(server_python(python))} {script} {shlex.quote(str(spool))} %f {wait_seconds:g}"
+
+
+@dataclass
+class RestorePoint:
+    name: str
+    cluster_id: str
+    lsn: str
+    created_at: datetime
+    wal_file: str  # the segment holding it, switched so that it is archived now
+
+
+def server_restore_point_create(*, using: str, name: str) -> RestorePoint:
+    """pg_create_restore_point(name), then a WAL switch so the segment holding it reaches the archive."""
+    with server_cursor(using) as cursor:
+        try:
+            cursor.execute(
+                "SELECT system_identifier::text, pg_create_restore_point(%s)::text, now() FROM pg_control_system()",
+                [name],
+            )
+            cluster_id, lsn, created_at = cursor.fetchone()
+            cursor.execute("SELECT pg_walfile_name(pg_switch_wal())")
+            wal_file = cursor.fetchone()[0]
+        except psycopg2.Error as exc:
+            raise PitrError(f"Cannot create the restore point {name!r}: {_first_line(exc)}") from exc
+    return RestorePoint(name=name, cluster_id=cluster_id, lsn=lsn, created_at=created_at, wal_file=wal_file)
