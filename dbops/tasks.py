@@ -84,6 +84,11 @@ def restore_backup(
     )
 
 
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
+def pitr_drill(self, target_age_minutes: int = 60) -> dict:
+    return scheduling.scheduled_pitr_drill(task_id=self.request.id, target_age_minutes=target_age_minutes)
+
+
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)
 def retry_failed_uploads(self) -> dict:
     return scheduling.scheduled_upload_retry(task_id=self.request.id)

@@ -43,6 +43,24 @@ def dashboard_view(model_admin, request):
             title=f"Backup duration, last {summary.days} days",
             chart_id="duration-chart",
         ),
+        "rto_chart": history_chart(
+            points=summary.drills,
+            start=start,
+            end=summary.now,
+            value=lambda drill: drill.recovery_seconds,
+            label=lambda seconds: f"{seconds:.1f} s",
+            title=f"PITR drill recovery time (RTO), last {summary.days} days",
+            chart_id="rto-chart",
+        ),
+        "rpo_chart": history_chart(
+            points=summary.drills,
+            start=start,
+            end=summary.now,
+            value=lambda drill: drill.rpo_seconds,
+            label=lambda seconds: f"{seconds:.1f} s",
+            title=f"PITR drill gap to the target (RPO), last {summary.days} days",
+            chart_id="rpo-chart",
+        ),
         # each statement links to its EXPLAIN page (the query analyzer's admin view)
         "slow_query_rows": [
             (slow_query, query_plan_url(source="profiler", reference=slow_query.pk))

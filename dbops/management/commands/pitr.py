@@ -1,9 +1,9 @@
-"""pitr setup | base-backup | restore | mark | status | check: point-in-time recovery for PostgreSQL."""
+"""pitr setup | base-backup | restore | mark | drill | status | check: point-in-time recovery for PostgreSQL."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
 from django.utils.dateparse import parse_datetime
@@ -19,6 +19,7 @@ from dbops.management.options import (
 )
 from dbops.management.output import TtyProgress, cut_lists, page_json, page_of, write_json, write_more
 from dbops.services.pitr.check import pitr_check
+from dbops.services.pitr.drill import pitr_drill_run
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check
 from dbops.services.pitr.restore_targets import pitr_mark, restore_target_resolve
 from dbops.services.pitr.status import PitrClusterStatus, pitr_status
@@ -33,7 +34,7 @@ class Command(DbopsCommand):
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(
-            dest="action", required=True, metavar="setup|base-backup|restore|mark|status|check"
+            dest="action", required=True, metavar="setup|base-backup|restore|mark|drill|status|check"
         )
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         add_json_option(setup, what="the report")
@@ -72,6 +73,10 @@ class Command(DbopsCommand):
         mark.add_argument("name", help="The restore point's name: up to 63 letters, digits, '.', '_' or '-'.")
         add_database_option(mark, what="The server to mark")
         add_storage_option(mark, what="Where to record it (beside the WAL)")
+        drill = actions.add_parser(
+            "drill", help="Replay the newest base backup and WAL to --minutes ago in a scratch server; record RTO/RPO."
+        )
+        drill.add_argument("--minutes", type=int, default=60, help="How long ago the target is (default 60).")
         status = actions.add_parser(
             "status",
             help="List base backups (newest first) and WAL gaps of each cluster, at most --limit of each; --json: "
@@ -99,6 +104,7 @@ class Command(DbopsCommand):
             "status": self._status,
             "check": self._check,
             "mark": self._mark,
+            "drill": self._drill,
         }[options["action"]]
         handler(options)
 
@@ -227,6 +233,22 @@ class Command(DbopsCommand):
             )
         )
         self.stdout.write(f"Start it as the database OS user, with the dbops environment: {result.start_command}")
+
+    def _drill(self, options):
+        if options["minutes"] < 1:
+            raise CommandError("--minutes: the target must lie at least a minute back.")
+        drill = pitr_drill_run(target_age=timedelta(minutes=options["minutes"]))
+        if drill is None:
+            self.stdout.write("No PITR base backup: nothing to drill (take one with `pitr base-backup`).")
+            return
+        rpo = f"{drill.rpo_seconds:.1f}s" if drill.rpo_seconds is not None else "unknown (no commit replayed)"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"PITR drill #{drill.pk}: base backup #{drill.base_backup_id} replayed to "
+                f"{drill.target_time.isoformat()} in {drill.recovery_seconds:.1f}s (RTO); last commit {rpo} before "
+                "the target (RPO)."
+            )
+        )
 
     def _mark(self, options):
         point = pitr_mark(name=options["name"], using=options["database"], storage=options["storage"])

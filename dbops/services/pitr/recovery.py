@@ -205,20 +205,9 @@ def pitr_restore(
     if port is not None and not 1 <= port <= 65535:
         raise PitrError(f"The port must be between 1 and 65535; got {port}.", parameter="port")
     owner_ids = _owner_ids(owner)
-    record = _base_backup_for(target, backup_id)
+    record = restore_base_backup_checked(target=target, backup_id=backup_id)
     pitr = record.pitr
     _kind, backend = pitr_storage(pitr.storage)
-    _archive_reaches(target, pitr)
-    # Without a known moment (a transaction id), every gap after the base backup counts.
-    gap = restore_wal_gap(pitr=pitr, target_time=target.time or timezone.now())
-    lsn_only = target.time is None and target.lsn is not None
-    if gap is not None and not (lsn_only and _past_lsn(gap.first_missing, pitr, target.lsn)):
-        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
-        raise PitrError(
-            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
-            f"base backup #{record.pk} to {target.text} needs; take a new base backup or choose an "
-            "earlier target (`pitr status` shows the gaps)."
-        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()
@@ -258,6 +247,25 @@ def pitr_restore(
         restore_command=restore_command,
         start_command=server_start_command(target_dir),
     )
+
+
+def restore_base_backup_checked(*, target: RestoreTarget, backup_id: int | None = None) -> BackupRecord:
+    """The base backup a restore to `target` starts from, once the archive is known to hold every WAL
+    file replay needs (PitrError naming what is missing otherwise)."""
+    record = _base_backup_for(target, backup_id)
+    pitr = record.pitr
+    _archive_reaches(target, pitr)
+    # Without a known moment (a transaction id), every gap after the base backup counts.
+    gap = restore_wal_gap(pitr=pitr, target_time=target.time or timezone.now())
+    lsn_only = target.time is None and target.lsn is not None
+    if gap is not None and not (lsn_only and _past_lsn(gap.first_missing, pitr, target.lsn)):
+        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
+        raise PitrError(
+            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
+            f"base backup #{record.pk} to {target.text} needs; take a new base backup or choose an "
+            "earlier target (`pitr status` shows the gaps)."
+        )
+    return record
 
 
 def _base_backup_for(target: RestoreTarget, backup_id: int | None) -> BackupRecord:
