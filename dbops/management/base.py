@@ -9,6 +9,9 @@ longer than 64 characters.`) and, for some errors, advice for the command-line u
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar
 
 from django.core.checks import Tags
@@ -39,6 +42,25 @@ def describe_database_error(exc: DatabaseError) -> str:
     return f"Database error: {facts.text}"
 
 
+@contextmanager
+def _console_logs_at_warning() -> Iterator[None]:
+    """The stream handlers (the console) show warnings and errors only while a command runs: its own
+    output already says what an INFO line would (`-v 2` shows them; files and other handlers keep all)."""
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler and handler.level < logging.WARNING
+    ]
+    levels = [handler.level for handler in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+
+
 def option_string(parser: argparse.ArgumentParser, dest: str, options: dict[str, Any]) -> str | None:
     """The option that sets `dest` (its long form), looking into the subcommand `options` chose; None when
     no option sets it (a positional argument, or a value the command does not take from its user)."""
@@ -61,9 +83,10 @@ class DbopsCommand(BaseCommand):
 
     def execute(self, *args, **options):
         try:
-            if self.recovers_leftovers:
-                self._recover_leftovers(options)
-            return super().execute(*args, **options)
+            with _console_logs_at_warning() if options.get("verbosity", 1) < 2 else nullcontext():
+                if self.recovers_leftovers:
+                    self._recover_leftovers(options)
+                return super().execute(*args, **options)
         except DatabaseError as exc:
             raise CommandError(describe_database_error(exc)) from exc
         except DbopsError as exc:
