@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "S3_PART_SIZE": 16 << 20,
     "S3_PART_ATTEMPTS": 5,
     "S3_TIMEOUT_SECONDS": 60.0,
+    # Aliases of settings.STORAGES that receive a copy of every managed backup (another bucket, another
+    # folder), each read back and checked against the backup's SHA-256 (dbops.services.backups.copies).
+    "COPY_TARGETS": (),
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from dbops.artifacts.copies import artifact_copies_delete
 from dbops.artifacts.keyring import RingKey, ring_newest_key
 from dbops.artifacts.manifest import manifest_name, manifest_of, manifest_write
 from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
@@ -40,6 +41,7 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
+from dbops.services.backups.copies import backup_copies_make
 from dbops.services.backups.pinning import backup_pinned_refusal
 from dbops.services.backups.sinks import artifact_discard, artifact_sink, place_storage, uploads_abort_unfinished
 from dbops.signals import backup_deleted, signal_send
@@ -148,8 +150,21 @@ def backup_create(
     )
     with connector.lock(wait=wait):
         backup_record = backup_create_locked(connector=connector, spec=spec, progress=progress)
+    failure = None
     if upload_s3 and local_copy:
-        _upload(backup_record)
+        try:
+            _upload(backup_record)
+        except UploadError as exc:
+            failure = exc
+    try:
+        backup_copies_make(backup_record=backup_record)
+    except UploadError as exc:  # after a failed upload too: the copies do not depend on S3
+        if failure is None:
+            failure = exc
+        else:
+            failure.add_note(str(exc))
+    if failure is not None:
+        raise failure
     return backup_record
 
 
@@ -319,7 +334,7 @@ def backup_delete(*, backup_record: BackupRecord, reason: str) -> list[str]:
     names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
     if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
         names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
-    removed = delete_everywhere(names) if backup_record.storage_name else []
+    removed = delete_everywhere(names) + artifact_copies_delete(names) if backup_record.storage_name else []
     backup_record.status = BackupRecord.Status.DELETED
     backup_record.deleted_at = timezone.now()
     backup_record.save(update_fields=["status", "deleted_at"])
