@@ -32,8 +32,9 @@ class Command(DbopsCommand):
             nargs="?",
             const="zstd",
             default="zstd",
-            choices=["zstd", "gzip", "none"],
-            help="Compression: zstd (default, multi-threaded), gzip or none. --compress alone means zstd.",
+            metavar="zstd[:LEVEL]|gzip|none",
+            help="Compression: zstd (default, multi-threaded; zstd:1 to zstd:22 pick the level, default 3), gzip or "
+            "none. --compress alone means zstd.",
         )
         add_backup_format_option(parser, default="custom")
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")

@@ -105,6 +105,21 @@ def _remove_partials(folder: str) -> None:
             storage.delete(f"{folder}/{name}")
 
 
+def compression_parse(text: str) -> tuple[str, int | None]:
+    """ "zstd", "zstd:LEVEL" (1-22), "gzip" or "none" -> (compression, zstd level or None)."""
+    compression, colon, level = text.partition(":")
+    if compression not in COMPRESSIONS or (colon and compression != "zstd"):
+        raise BackupError(
+            f"Unknown compression {text!r}; use zstd[:LEVEL], {', '.join(c for c in COMPRESSIONS if c != 'zstd')}.",
+            parameter="compression",
+        )
+    if not colon:
+        return compression, None
+    if not level.isdigit() or not 1 <= int(level) <= 22:
+        raise BackupError(f"The zstd level must be 1 to 22; got {level!r}.", parameter="compression")
+    return compression, int(level)
+
+
 def backup_create(
     *,
     database: str = DEFAULT_DB_ALIAS,
@@ -127,8 +142,7 @@ def backup_create(
     BackupError if the dump fails (record left `failed`), and UploadError (carrying
     `.backup_record`) when the local backup succeeded but the S3 copy failed, or when a straight-to-S3
     backup failed in S3 (record `failed`, its multipart upload aborted)."""
-    if compression not in COMPRESSIONS:
-        raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    compression, compression_level = compression_parse(compression)
     if kind not in BackupRecord.Kind.values:
         raise BackupError(f"Unknown backup kind {kind!r}; use one of {', '.join(BackupRecord.Kind.values)}.")
     if triggered_by not in BackupRecord.Trigger.values:
@@ -145,8 +159,9 @@ def backup_create(
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
+    place = LOCAL if local_copy else S3
     spec = BackupSpec(
-        compression, fmt, key, tag, kind, triggered_by, triggered_by_user, place=LOCAL if local_copy else S3
+        compression, fmt, key, tag, kind, triggered_by, triggered_by_user, place, compression_level=compression_level
     )
     with connector.lock(wait=wait):
         backup_record = backup_create_locked(connector=connector, spec=spec, progress=progress)
@@ -180,6 +195,7 @@ class BackupSpec:
     triggered_by: str
     triggered_by_user: str
     place: str = LOCAL  # local storage (then maybe copied to S3), or straight to S3 with no local artifact
+    compression_level: int | None = None  # zstd only; None: the pipeline's default
 
 
 def safety_backup_spec(*, fmt: str, source: str, user: str) -> BackupSpec:
@@ -229,6 +245,7 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
+                compression_level=spec.compression_level,
                 encryption_key=encryption_key.passphrase if encrypt else None,
                 progress=_with_heartbeat(backup_record, progress),
             )
