@@ -54,7 +54,16 @@ class Command(DbopsCommand):
         targets.add_argument("--target-lsn", help="The WAL position to recover to, e.g. 0/3000028.")
         targets.add_argument("--target-xid", help="Recover up to this transaction id, committed (needs --backup-id).")
         targets.add_argument("--target-name", help="Recover to this restore point (made by `pitr mark NAME`).")
-        restore.add_argument("--target-dir", required=True, help="New (or empty) directory for the data directory.")
+        restore.add_argument(
+            "--target-dir", required=True, help="New (or empty) directory for the data directory (see --delta)."
+        )
+        restore.add_argument(
+            "--delta",
+            action="store_true",
+            help="Restore over an existing data directory of a stopped server: files that match the backup are "
+            "kept, the others rewritten, extra files removed. Needs --confirm.",
+        )
+        restore.add_argument("--confirm", action="store_true", help="With --delta: yes, rewrite that directory.")
         restore.add_argument("--backup-id", type=int, help="Use this base backup (default: newest before the target).")
         restore.add_argument("--port", type=int, help="Port the restored server will listen on.")
         restore.add_argument("--owner", help="Give the directory to this OS user (e.g. postgres); needs root.")
@@ -224,7 +233,9 @@ class Command(DbopsCommand):
             target_time=target_time, **options_named(options, "target_lsn", "target_xid", "target_name")
         )
         with TtyProgress(self.stdout, quiet=options["quiet"]) as progress:
-            named = options_named(options, "target_dir", "backup_id", "port", "owner", "keep_archiving", "python")
+            named = options_named(
+                options, "target_dir", "backup_id", "port", "owner", "keep_archiving", "python", "delta", "confirm"
+            )
             result = pitr_restore(**named, target=target, progress=progress)
         self.stdout.write(
             self.style.SUCCESS(

@@ -47,6 +47,7 @@ from dbops.engines.postgresql.server import (
 from dbops.engines.postgresql.wal import lsn_parse, wal_file_name, wal_segment_name, wal_segment_number
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
+from dbops.services.pitr.delta import base_backup_unpack_delta, delta_refusal
 from dbops.services.pitr.restore_targets import RestoreTarget, restore_target_resolve
 from dbops.services.pitr.wal_archive import (
     CHUNK,
@@ -190,6 +191,8 @@ def pitr_restore(
     keep_archiving: bool = False,
     python: str | None = None,
     progress: Progress | None = None,
+    delta: bool = False,
+    confirm: bool = False,
 ) -> PitrRestoreResult:
     """Builds a data directory that, once started, recovers to `target` (restore_targets: a time, LSN,
     transaction or restore point; or `target_time`) and opens for writes.
@@ -198,8 +201,10 @@ def pitr_restore(
     """
     target_dir = Path(target_dir).absolute()
     target = target or restore_target_resolve(target_time=target_time)
-    if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
-        raise PitrError(f"{target_dir} exists and is not an empty directory; give a new one.")
+    if delta:
+        delta_refusal(target_dir, confirm=confirm)
+    elif target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
+        raise PitrError(f"{target_dir} exists and is not an empty directory; give a new one (or --delta --confirm).")
     if not target_dir.parent.is_dir():
         raise PitrError(f"{target_dir.parent} does not exist.")
     if port is not None and not 1 <= port <= 65535:
@@ -213,7 +218,10 @@ def pitr_restore(
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        base_backup_unpack(backend, record, target_dir, progress)
+        if delta:
+            base_backup_unpack_delta(backend, record, target_dir)
+        else:
+            base_backup_unpack(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
@@ -234,6 +242,8 @@ def pitr_restore(
             for path in [target_dir, *target_dir.rglob("*")]:
                 os.lchown(path, *owner_ids)
     except BaseException:
+        if delta:  # the directory was someone's before: never emptied (its checksum was proven first)
+            raise
         if created:
             shutil.rmtree(target_dir, ignore_errors=True)
         else:

@@ -118,6 +118,7 @@ def test_wal_needed_keeps_everything_from_the_oldest_kept_base_backup(backup_dir
         (("--target-name", "not a name!"), "^--target-name: 'not a name!' is not a restore point name"),
         (("--target-name", "never-marked"), "^--backup-id: Which base backup precedes restore point 'never-marked'"),
         (("--target-time", "{recent}", "--target-lsn", "0/1"), "not allowed with argument --target-time"),
+        (("--target-time", "{recent}", "--target-dir", "{nonempty}", "--delta"), "is not a PostgreSQL data directory"),
     ],
 )
 def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_path, args, message):
