@@ -28,9 +28,16 @@ def spool_acknowledged(spool: Path, name: str, *, wait_seconds: float = WAIT_SEC
         if ok.exists():
             return True, ""
         if time.monotonic() >= deadline:
-            why = error.read_text(errors="replace").strip() if error.exists() else "is the wal_archiver running?"
+            why = _error_text(error) or "is the wal_archiver running?"
             return False, f"WAL file {name} not acknowledged by the archiver within {wait_seconds:g}s: {why}"
         time.sleep(POLL_SECONDS)
+
+
+def _error_text(error: Path) -> str:
+    try:
+        return error.read_text(errors="replace").strip()
+    except OSError:  # none, or the archiver's user keeps it unreadable: the generic advice then
+        return ""
 
 
 def main(argv: list[str]) -> int:

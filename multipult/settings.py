@@ -143,38 +143,33 @@ STORAGES = {
         "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
     },
 }
-if S3_BACKUP_BUCKET:
-    STORAGES["backups_s3"] = {
+
+
+def _s3_storage(bucket: str, location: str = "backups") -> dict:
+    """A bucket on the configured S3 endpoint, with the configured credentials."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": S3_BACKUP_BUCKET,
+            "bucket_name": bucket,
             "endpoint_url": CONFIG["S3_ENDPOINT_URL"],
             "access_key": CONFIG["AWS_ACCESS_KEY_ID"],
             "secret_key": CONFIG["AWS_SECRET_ACCESS_KEY"],
             "region_name": CONFIG["AWS_REGION"],
             "default_acl": None,
             "file_overwrite": False,
-            "location": "backups",
+            "location": location,
         },
     }
+
+
+if S3_BACKUP_BUCKET:
+    STORAGES["backups_s3"] = _s3_storage(S3_BACKUP_BUCKET)
 BACKUP_ENCRYPTION_KEYS = CONFIG["BACKUP_ENCRYPTION_KEYS"]  # newest first (dbops.artifacts.keyring)
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
 for number, target in enumerate(CONFIG["BACKUP_COPY_TARGETS"], start=1):  # DBOPS["COPY_TARGETS"] below
     if target.startswith("s3://"):
         copy_bucket, _, copy_prefix = target.removeprefix("s3://").partition("/")
-        STORAGES[f"backups_copy_{number}"] = {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": copy_bucket,
-                "endpoint_url": CONFIG["S3_ENDPOINT_URL"],
-                "access_key": CONFIG["AWS_ACCESS_KEY_ID"],
-                "secret_key": CONFIG["AWS_SECRET_ACCESS_KEY"],
-                "region_name": CONFIG["AWS_REGION"],
-                "default_acl": None,
-                "file_overwrite": False,
-                "location": copy_prefix.strip("/") or "backups",
-            },
-        }
+        STORAGES[f"backups_copy_{number}"] = _s3_storage(copy_bucket, copy_prefix.strip("/") or "backups")
     elif Path(target).is_absolute():
         STORAGES[f"backups_copy_{number}"] = {
             "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -10,13 +10,13 @@ half-stored one has no manifest and is stored again by the next run).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbops.artifacts.storage import atomic_writer, fsync_path
 from dbops.engines.postgresql.server import server_wal_path, server_wal_ready
 from dbops.exceptions import PitrError
 from dbops.services.pitr.wal_archive import WalArchiveResult, cluster_id_from_data_dir, pitr_storage, wal_archive
@@ -128,28 +128,15 @@ def _make_durable(backend, names: list[str]) -> None:
             path = Path(backend.path(name))
         except NotImplementedError:  # not a file system
             return
-        _fsync(path)
+        fsync_path(path)
         folders.add(path.parent)
     for folder in folders:
-        _fsync(folder)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        fsync_path(folder)
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
+    with atomic_writer(path, replace=True) as handle:
         handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _fsync(path.parent)
 
 
 def _acknowledgements_prune(spool: Path, ready: set[str]) -> None:

@@ -6,17 +6,15 @@ in one line and exits non-zero; deleting the backup removes its copies."""
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 from dbops.artifacts.manifest import manifest_name
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create, backup_delete
 from tests.commands import command_error
+from tests.conftest import fresh_bucket, s3_storage_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,29 +23,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def copy_targets(settings, tmp_path, s3_endpoint_url):
     """A folder and a second bucket as copy targets; returns (folder, bucket client, bucket name)."""
     folder = tmp_path / "offsite"
-    bucket = f"copies-{uuid.uuid4().hex[:12]}"
-    credentials = {
-        "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-    }
-    client = boto3.client("s3", endpoint_url=s3_endpoint_url, region_name="us-east-1", **credentials)
-    client.create_bucket(Bucket=bucket)
+    bucket, client = fresh_bucket(s3_endpoint_url, prefix="copies")
     settings.STORAGES = {
         **settings.STORAGES,
         "copy_folder": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}},
-        "copy_bucket": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": s3_endpoint_url,
-                "access_key": credentials["aws_access_key_id"],
-                "secret_key": credentials["aws_secret_access_key"],
-                "region_name": "us-east-1",
-                "default_acl": None,
-                "file_overwrite": False,
-                "location": "copies",
-            },
-        },
+        "copy_bucket": s3_storage_config(bucket=bucket, endpoint_url=s3_endpoint_url, location="copies"),
     }
     settings.DBOPS = {**settings.DBOPS, "COPY_TARGETS": ("copy_folder", "copy_bucket")}
     return folder, client, bucket
