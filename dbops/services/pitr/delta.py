@@ -42,12 +42,12 @@ def data_dir_running(target_dir: Path) -> bool:
 def delta_refusal(target_dir: Path, *, confirm: bool) -> None:
     """A delta restore goes only into an existing data directory of a stopped server, confirmed."""
     if not (target_dir / "PG_VERSION").is_file():
-        raise PitrError(f"{target_dir} is not a PostgreSQL data directory: --delta restores over one.")
+        raise PitrError(f"{target_dir} is not a PostgreSQL data directory: a delta restore goes only over one.")
     if data_dir_running(target_dir):
         raise PitrError(f"A server is running on {target_dir}: stop it before a delta restore over it.")
     if not confirm:
         raise PitrError(
-            f"--delta rewrites the data directory {target_dir} (files that match the backup are kept): add --confirm.",
+            f"A delta restore rewrites the data directory {target_dir} (keeping files that match): confirm it.",
             parameter="confirm",
         )
 

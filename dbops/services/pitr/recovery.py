@@ -204,7 +204,9 @@ def pitr_restore(
     if delta:
         delta_refusal(target_dir, confirm=confirm)
     elif target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
-        raise PitrError(f"{target_dir} exists and is not an empty directory; give a new one (or --delta --confirm).")
+        raise PitrError(
+            f"{target_dir} exists and is not an empty directory; give a new one (or restore over it as a delta)."
+        )
     if not target_dir.parent.is_dir():
         raise PitrError(f"{target_dir.parent} does not exist.")
     if port is not None and not 1 <= port <= 65535:
@@ -300,7 +302,7 @@ def _base_backup_for(target: RestoreTarget, backup_id: int | None) -> BackupReco
         record = before[0] if before else None
     else:
         raise PitrError(
-            f"Which base backup precedes {target.text} cannot be told from the catalog: give --backup-id.",
+            f"Which base backup precedes {target.text} cannot be told from the catalog: name the base backup.",
             parameter="backup_id",
         )
     if record is None:

@@ -68,7 +68,7 @@ def test_a_delta_restore_over_the_stopped_cluster_keeps_matching_files(pitr_clus
     # Given the server still runs there: refused, nothing touched
     assert "A server is running on" in command_error(*restore, "--confirm")
     source.stop()
-    assert command_error(*restore).startswith("--confirm: --delta rewrites the data directory")
+    assert command_error(*restore).startswith("--confirm: A delta restore rewrites the data directory")
     untouched = (source.data_dir / "PG_VERSION").stat()
     (source.data_dir / "stray.txt").write_text("not in the backup")
     # When it is stopped and confirmed, matching files stay as they were, the rest is the backup's
