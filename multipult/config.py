@@ -222,6 +222,22 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="backups",
     ),
     EnvVar(
+        "BACKUP_LOCAL_COPY",
+        bool,
+        True,
+        "Scheduled backups that go to S3 also keep a local copy; false streams them straight to S3 "
+        "(no local artifact, bounded memory).",
+        group="backups",
+    ),
+    EnvVar(
+        "BACKUP_COPY_TARGETS",
+        list,
+        [],
+        "Comma-separated further places every managed backup is copied to, each copy checked by SHA-256: "
+        "s3://bucket[/prefix] (same endpoint and credentials as S3_BACKUP_BUCKET) or an absolute folder.",
+        group="backups",
+    ),
+    EnvVar(
         "EMAIL_HOST",
         str,
         None,

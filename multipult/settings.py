@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sys
+from pathlib import Path
 
-from multipult.config import BASE_DIR, load_config, persistent_secret_key, project_path
+from multipult.config import BASE_DIR, ConfigError, load_config, persistent_secret_key, project_path
 
 CONFIG = load_config()
 
@@ -142,22 +143,41 @@ STORAGES = {
         "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
     },
 }
-if S3_BACKUP_BUCKET:
-    STORAGES["backups_s3"] = {
+
+
+def _s3_storage(bucket: str, location: str = "backups") -> dict:
+    """A bucket on the configured S3 endpoint, with the configured credentials."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": S3_BACKUP_BUCKET,
+            "bucket_name": bucket,
             "endpoint_url": CONFIG["S3_ENDPOINT_URL"],
             "access_key": CONFIG["AWS_ACCESS_KEY_ID"],
             "secret_key": CONFIG["AWS_SECRET_ACCESS_KEY"],
             "region_name": CONFIG["AWS_REGION"],
             "default_acl": None,
             "file_overwrite": False,
-            "location": "backups",
+            "location": location,
         },
     }
+
+
+if S3_BACKUP_BUCKET:
+    STORAGES["backups_s3"] = _s3_storage(S3_BACKUP_BUCKET)
 BACKUP_ENCRYPTION_KEYS = CONFIG["BACKUP_ENCRYPTION_KEYS"]  # newest first (dbops.artifacts.keyring)
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+for number, target in enumerate(CONFIG["BACKUP_COPY_TARGETS"], start=1):  # DBOPS["COPY_TARGETS"] below
+    if target.startswith("s3://"):
+        copy_bucket, _, copy_prefix = target.removeprefix("s3://").partition("/")
+        STORAGES[f"backups_copy_{number}"] = _s3_storage(copy_bucket, copy_prefix.strip("/") or "backups")
+    elif Path(target).is_absolute():
+        STORAGES[f"backups_copy_{number}"] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": target, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+        }
+    else:
+        raise ConfigError(f"BACKUP_COPY_TARGETS: {target!r} is neither s3://bucket[/prefix] nor an absolute folder.")
+BACKUP_LOCAL_COPY = CONFIG["BACKUP_LOCAL_COPY"]  # false: scheduled S3 backups stream straight to S3
 PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 
 # Data migration: the keyed hash behind --anonymize; derived from SECRET_KEY when not set on its own.
@@ -169,6 +189,7 @@ ANONYMIZATION_SALT = (
 # The rest of dbops's settings (see dbops.conf): MultiPULT's data-migration entities, in dependency order,
 # with the anonymization rule of every column that looks personal ("keep": configuration or reference data).
 DBOPS |= {
+    "COPY_TARGETS": tuple(f"backups_copy_{n}" for n in range(1, len(CONFIG["BACKUP_COPY_TARGETS"]) + 1)),
     "ENTITIES": [
         {
             "name": "roles",

@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
 from dbops.admin.dashboard import dashboard_view
+from dbops.admin.pinning import PinActionsMixin
 from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError, QueueUnavailable
 from dbops.models import BackupRecord, TaskRun
@@ -91,7 +92,7 @@ def human_age(moment, now=None) -> str:
 
 # Read-only: retention and the services delete through backup_delete, which removes the artifact too.
 @admin.register(BackupRecord)
-class BackupRecordAdmin(ServiceWrittenAdmin):
+class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
     change_list_template = "admin/dbops/backuprecord/change_list.html"
     change_form_template = "admin/dbops/backuprecord/change_form.html"
     list_display = [
@@ -108,10 +109,12 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         "uploaded_to_s3",
         "triggered_by",
         "tag",
+        "pinned",
     ]
     list_display_links = ["id", "status_badge"]
     list_filter = [
         "status",
+        "pinned",
         "kind",
         "compression",
         "verification_status",
@@ -126,9 +129,9 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
     search_fields = ["tag", "database_name", "sha256", "storage_name", "triggered_by_user"]
     date_hierarchy = "started_at"
     list_per_page = 50
-    actions = ["backup_now", "verify_restore_test", "restore_selected"]
+    actions = ["backup_now", "verify_restore_test", "restore_selected", "pin_selected", "unpin_selected"]
     fieldsets = [
-        (None, {"fields": ["status_badge", "kind", "tag", "error_block"]}),
+        (None, {"fields": ["status_badge", "kind", "tag", "pinned", "error_block"]}),
         (
             "Artifact",
             {

@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 if TYPE_CHECKING:  # only a type: the service module is imported when the dashboard is rendered
-    from dbops.services.ops.dashboard import BackupPoint
+    from dbops.services.ops.dashboard import BackupPoint, DrillPoint
 
 WIDTH, HEIGHT = 720, 190
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 28
@@ -19,10 +19,10 @@ BAR_COLOUR, FAILED_COLOUR = "#417690", "#ba2121"
 
 def history_chart(
     *,
-    points: Sequence[BackupPoint],
+    points: Sequence[BackupPoint | DrillPoint],
     start: datetime,
     end: datetime,
-    value: Callable[[BackupPoint], float | None],
+    value: Callable[[BackupPoint | DrillPoint], float | None],
     label: Callable[[float], str],
     title: str,
     chart_id: str,

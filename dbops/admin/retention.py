@@ -16,6 +16,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         "keep_weekly",
         "keep_monthly",
         "keep_last",
+        "recovery_window_days",
         "database_alias",
         "kind",
         "tag",
@@ -29,7 +30,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at", "last_run_at", "last_run_ok", "last_run_summary"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
-        ("Keep", {"fields": ["keep_daily", "keep_weekly", "keep_monthly", "keep_last"]}),
+        ("Keep", {"fields": ["keep_daily", "keep_weekly", "keep_monthly", "keep_last", "recovery_window_days"]}),
         ("Applies to", {"fields": ["database_alias", "kind", "tag"]}),
         ("Last run", {"fields": ["last_run_at", "last_run_ok", "last_run_summary", "created_at", "updated_at"]}),
     ]

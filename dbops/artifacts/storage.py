@@ -97,8 +97,9 @@ def write_all(handle, data, path: Path) -> int:
     return done
 
 
-def _fsync_directory(path: Path) -> None:
-    """Makes a rename in `path` durable (the file's own fsync does not cover its directory entry)."""
+def fsync_path(path: Path) -> None:
+    """fsyncs a file, or a folder (which makes a rename in it durable: the file's own fsync does not
+    cover its directory entry)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -136,7 +137,7 @@ def atomic_writer(path: Path | str, *, replace: bool = False, make_folders: bool
             yield _WritebackFile(handle, path)
             _durably(lambda: os.fsync(handle.fileno()), path)
         _durably(lambda: os.replace(partial, path), path)
-        _durably(lambda: _fsync_directory(path.parent), path)
+        _durably(lambda: fsync_path(path.parent), path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

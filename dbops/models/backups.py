@@ -83,6 +83,14 @@ class BackupRecord(models.Model):
     local_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_key = models.CharField(max_length=1024, blank=True)
+    # The multipart upload of a straight-to-S3 backup while it runs; kept on failure when S3 could not
+    # be told to abort it, so the next backup of the database aborts it (no orphan parts billing).
+    s3_upload_id = models.CharField(max_length=1024, blank=True)
+    # Storage alias -> "verified" or why its copy failed (DBOPS["COPY_TARGETS"]).
+    copies = models.JSONField(default=dict, blank=True)
+    pinned = models.BooleanField(
+        default=False, help_text="A pinned backup is never deleted, by retention or anyone, until it is unpinned."
+    )
     upload_error = models.TextField(blank=True)
     error = models.TextField(blank=True)
 

@@ -32,11 +32,19 @@ class Command(DbopsCommand):
             nargs="?",
             const="zstd",
             default="zstd",
-            choices=["zstd", "gzip", "none"],
-            help="Compression: zstd (default, multi-threaded), gzip or none. --compress alone means zstd.",
+            metavar="zstd[:LEVEL]|gzip|none",
+            help="Compression: zstd (default, multi-threaded; zstd:1 to zstd:22 pick the level, default 3), gzip or "
+            "none. --compress alone means zstd.",
         )
         add_backup_format_option(parser, default="custom")
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")
+        parser.add_argument(
+            "--no-local-copy",
+            dest="local_copy",
+            action="store_false",
+            help="With --upload-s3: stream the backup straight into an S3 multipart upload (bounded memory, "
+            "each part retried on its own, aborted on failure) and write no local artifact.",
+        )
         add_encrypt_option(parser)
         parser.add_argument("--tag", default="", help="A free label stored on the record (up to 64 characters).")
         add_wait_option(parser)
@@ -46,7 +54,9 @@ class Command(DbopsCommand):
     def handle(self, *args, **options):
         with TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"]) as progress:
             try:
-                named = options_named(options, "database", "compression", "fmt", "upload_s3", "encrypt", "tag", "wait")
+                named = options_named(
+                    options, "database", "compression", "fmt", "upload_s3", "local_copy", "encrypt", "tag", "wait"
+                )
                 backup_record = backup_create(**named, progress=progress)
             except UploadError as exc:
                 progress.close()  # end the progress line before saying where the backup is
@@ -54,6 +64,8 @@ class Command(DbopsCommand):
                     self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
                 raise
         where = f" and s3://{backup_record.s3_key}" if backup_record.uploaded_to_s3 else ""
+        if not backup_record.location:
+            where = f" straight to s3://{backup_record.s3_key} (no local copy)"
         self.stdout.write(
             self.style.SUCCESS(
                 f"Backup #{backup_record.pk} succeeded: {backup_record.storage_name}{where}, "

@@ -14,7 +14,7 @@ from django.core.files.storage import Storage, storages
 from django.utils import timezone
 
 from dbops.instrumentation.profiling import slow_queries_top
-from dbops.models import BackupRecord, SlowQuery
+from dbops.models import BackupRecord, PitrDrill, SlowQuery
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,17 @@ class BackupPoint:
     status: str
     size_bytes: int | None
     duration_seconds: float | None
+
+
+@dataclass(frozen=True)
+class DrillPoint:
+    """One PITR drill on the RTO/RPO charts (`backup_id`: the base backup it replayed)."""
+
+    backup_id: int | None
+    started_at: datetime
+    status: str
+    recovery_seconds: float | None
+    rpo_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class DashboardSummary:
     storage: list[StorageUsage]
     slow_queries: list[SlowQuery] = field(default_factory=list)
     slow_queries_note: str = ""
+    drills: list[DrillPoint] = field(default_factory=list)
 
 
 def dashboard_summary(*, days: int = 60, slow_query_limit: int = 10, now: datetime | None = None) -> DashboardSummary:
@@ -69,7 +81,20 @@ def dashboard_summary(*, days: int = 60, slow_query_limit: int = 10, now: dateti
         storage=[storage_usage(alias=LOCAL_STORAGE), storage_usage(alias=S3_STORAGE)],
         slow_queries=slow_queries,
         slow_queries_note=slow_queries_note,
+        drills=drill_history(days=days, now=now),
     )
+
+
+DRILL_POINTS_LIMIT = 500  # a weekly drill makes about nine in the dashboard's 60 days
+
+
+def drill_history(*, days: int, now: datetime) -> list[DrillPoint]:
+    rows = (
+        PitrDrill.objects.filter(started_at__gte=now - timedelta(days=days), started_at__lte=now)
+        .order_by("started_at", "id")
+        .values_list("base_backup_id", "started_at", "status", "recovery_seconds", "rpo_seconds")[:DRILL_POINTS_LIMIT]
+    )
+    return [DrillPoint(*row) for row in rows]
 
 
 def backup_history(*, days: int, now: datetime) -> list[BackupPoint]:

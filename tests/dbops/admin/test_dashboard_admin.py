@@ -127,3 +127,25 @@ def test_slow_query_admin_lists_rows_with_plan_links(superuser):
 
     assert html.index("/* a */") < html.index("/* b */")  # costliest first
     assert html.count(">EXPLAIN</a>") == 2
+
+
+def test_dashboard_charts_the_pitr_drills_rto_and_rpo(superuser, backup_dir):
+    from dbops.models import PitrDrill
+
+    client = logged_in(superuser)
+    assert "No PITR drill yet" in client.get(reverse("admin:dbops_dashboard")).content.decode()
+    now = timezone.now()
+    for days_ago, rto, rpo in [(14, 40.0, 2.5), (7, 55.0, 0.8)]:
+        started = now - timedelta(days=days_ago)
+        PitrDrill.objects.create(
+            started_at=started, target_time=started - timedelta(hours=1), status="succeeded",
+            recovery_seconds=rto, rpo_seconds=rpo,
+        )  # fmt: skip
+    PitrDrill.objects.create(started_at=now - timedelta(days=1), target_time=now, status="failed", error="no WAL")
+
+    html = client.get(reverse("admin:dbops_dashboard")).content.decode()
+
+    assert "PITR drills over the last 60 days (3)" in html
+    rto_chart = html[html.index('id="rto-chart"') : html.index('id="rpo-chart"')]
+    assert rto_chart.count('class="bar"') == 2 and "55.0 s" in rto_chart and "40.0 s" in rto_chart
+    assert "2.5 s" in html[html.index('id="rpo-chart"') :]
