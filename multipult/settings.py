@@ -187,7 +187,8 @@ DBOPS |= {
                 "phone": "phone",
             },
         },
-        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"]},
+        # A role is what a user may do (admin, operator...): a membership grants privileges.
+        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"], "privileged": True},
         {
             "name": "concepts",
             "model": "core.Concept",

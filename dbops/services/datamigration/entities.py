@@ -20,13 +20,20 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+from django.core.exceptions import FieldDoesNotExist
 from django.core.signals import setting_changed
 from django.db import models
 
 from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
 
-DECLARATION_OPTIONS = frozenset({"name", "model", "since_field", "companions", "parent", "exclude", "anonymize"})
+DECLARATION_OPTIONS = frozenset(
+    {"name", "model", "since_field", "companions", "parent", "exclude", "anonymize", "privileged"}
+)
+# Flags that make an account powerful; any model that has them as boolean fields gets them as privileged.
+PRIVILEGE_FLAGS = ("is_superuser", "is_staff")
+# Rows of a many-to-many table towards one of these models grant permissions (auth groups and permissions).
+PRIVILEGE_MODELS = ("auth.Group", "auth.Permission")
 KEEP = "keep"  # the anonymization rule for a field that is not personal data
 # The strategies `anonymize` rules may name besides KEEP (each is a method `_<name>` of anonymization.Anonymizer).
 STRATEGIES = (
@@ -56,6 +63,10 @@ class Entity:
     never_exported: frozenset[str] = frozenset()  # not in files; imports fill them (import_defaults)
     anonymize: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> strategy or "keep"
     import_defaults: Mapping[str, Callable[[], object]] = field(default_factory=dict, compare=False)
+    # Fields whose true value grants a privilege, and whether every row grants one (a membership table):
+    # import_data refuses both unless it is allowed to import privileges.
+    privileged_fields: frozenset[str] = frozenset()
+    privileged: bool = False
 
     @property
     def table(self) -> str:
@@ -161,6 +172,7 @@ def entity_register(
     parent: tuple[str, str] | list[str] | None = None,
     exclude: tuple[str, ...] | list[str] = (),
     anonymize: dict[str, str] | None = None,
+    privileged: bool | tuple[str, ...] | list[str] = (),
 ) -> None:
     """Declares an entity from code (an app's AppConfig.ready()), after those in DBOPS["ENTITIES"]."""
     ENTITIES.register(
@@ -172,6 +184,7 @@ def entity_register(
             "parent": list(parent) if parent else None,
             "exclude": list(exclude),
             "anonymize": dict(anonymize or {}),
+            "privileged": privileged if isinstance(privileged, bool) else list(privileged),
         }
     )
 
@@ -215,6 +228,9 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
     since_field = declaration.get("since_field")
     if since_field is not None and not isinstance(since_field, str):
         return f"entity {name!r}: 'since_field' must be a field name."
+    privileged = declaration.get("privileged", ())
+    if not (isinstance(privileged, bool) or _string_list(privileged)):
+        return f"entity {name!r}: 'privileged' must be true (every row grants a privilege) or a list of fields."
     return None
 
 
@@ -244,7 +260,10 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
     excluded = frozenset(declaration.get("exclude") or ())
     anonymize = dict(declaration.get("anonymize") or {})
     parent = tuple(declaration["parent"]) if declaration.get("parent") else None
+    privileged = declaration.get("privileged") or ()
+    declared_privileged = () if isinstance(privileged, bool) else tuple(privileged)
     check_fields("'since_field'", [since_field] if since_field else [])
+    check_fields("'privileged'", list(declared_privileged))
     check_fields("'exclude'", sorted(excluded))
     check_fields("'anonymize'", list(anonymize))
     if parent:
@@ -271,7 +290,32 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         never_exported=excluded,
         anonymize=anonymize,
         import_defaults=defaults,
+        privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
+        privileged=privileged is True or grants_permissions(model),
     )
+
+
+def privilege_flags(model: type[models.Model]) -> frozenset[str]:
+    """The superuser/staff flags of an account model, found by what they are, not by a declaration."""
+    flags = set()
+    for name in PRIVILEGE_FLAGS:
+        try:
+            model_field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if isinstance(model_field, models.BooleanField):
+            flags.add(name)
+    return frozenset(flags)
+
+
+def grants_permissions(model: type[models.Model]) -> bool:
+    """A many-to-many table whose rows give someone an auth group or a permission."""
+    targets = {
+        model_field.related_model._meta.label
+        for model_field in model._meta.concrete_fields
+        if model_field.many_to_one and model_field.related_model is not None
+    }
+    return bool(model._meta.auto_created) and bool(targets & set(PRIVILEGE_MODELS))
 
 
 def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[EntityProblem]:

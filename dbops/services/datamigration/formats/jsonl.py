@@ -11,6 +11,7 @@ from pathlib import Path
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.formats.base import (
+    TOO_DEEP,
     Record,
     _check_header,
     _decode_errors,
@@ -76,6 +77,8 @@ def read_jsonl(path: Path) -> Iterator[Record]:
                 raise ImportFormatError(f"{path}: line {line_number}: data after the end line.")
             try:
                 item = _json_line(line)
+            except RecursionError:
+                raise ImportFormatError(f"{path}: line {line_number}: {TOO_DEEP}.") from None
             except json.JSONDecodeError as exc:
                 cut = "" if line.endswith("\n") else " (the file looks truncated)"
                 if line_number == 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.formats.base import (
+    TOO_DEEP,
     Record,
     Unparsable,
     _check_header,
@@ -137,6 +138,8 @@ def read_sql(path: Path) -> Iterator[Record]:
                     value = json.loads(value)
                 except json.JSONDecodeError:
                     value = Unparsable(value)
+                except RecursionError:
+                    raise ImportFormatError(f"{path}: line {line}: {TOO_DEEP}.") from None
             record[name] = value
         numbers[entity.name] = numbers.get(entity.name, 0) + 1
         yield entity.name, numbers[entity.name], record
