@@ -154,6 +154,14 @@ class AnonymizationRuleMissing(DataMigrationError):
     """--anonymize was asked for entities with personal-looking columns that have no rule."""
 
 
+class PersonalDataFound(DataMigrationError):
+    """The scanner of an anonymized export found personal data in a value the rules keep; nothing was written."""
+
+
+class KAnonymityTooLow(DataMigrationError):
+    """A group of records shares its quasi-identifiers with fewer others than asked; nothing was written."""
+
+
 class SnapshotError(DataMigrationError):
     """A snapshot does not exist, or a rollback could not restore it exactly."""
 

@@ -26,28 +26,15 @@ from django.db import models
 
 from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
+from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_misfit, rule_parse
 
 DECLARATION_OPTIONS = frozenset(
-    {"name", "model", "since_field", "companions", "parent", "exclude", "anonymize", "privileged"}
+    {"name", "model", "since_field", "companions", "parent", "exclude", "anonymize", "privileged", "quasi_identifiers"}
 )
 # Flags that make an account powerful; any model that has them as boolean fields gets them as privileged.
 PRIVILEGE_FLAGS = ("is_superuser", "is_staff")
 # Rows of a many-to-many table towards one of these models grant permissions (auth groups and permissions).
 PRIVILEGE_MODELS = ("auth.Group", "auth.Permission")
-KEEP = "keep"  # the anonymization rule for a field that is not personal data
-# The strategies `anonymize` rules may name besides KEEP (each is a method `_<name>` of anonymization.Anonymizer).
-STRATEGIES = (
-    "username",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "ip",
-    "text",
-    "clear",
-    "filename",
-    "filepath",
-)
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,9 @@ class Entity:
     parent: tuple[str, str] | None = None
     fields: tuple[models.Field, ...] = field(default=(), compare=False)
     never_exported: frozenset[str] = frozenset()  # not in files; imports fill them (import_defaults)
-    anonymize: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> strategy or "keep"
+    # field -> masking rule (masking_rules.Rule): the model's `dbops_anonymize`, then the declaration's
+    anonymize: Mapping[str, Rule] = field(default_factory=dict, compare=False)
+    quasi_identifiers: tuple[str, ...] = ()  # fields whose combination could single someone out (k-anonymity)
     import_defaults: Mapping[str, Callable[[], object]] = field(default_factory=dict, compare=False)
     # Fields whose true value grants a privilege, and whether every row grants one (a membership table):
     # import_data refuses both unless it is allowed to import privileges.
@@ -173,6 +162,7 @@ def entity_register(
     exclude: tuple[str, ...] | list[str] = (),
     anonymize: dict[str, str] | None = None,
     privileged: bool | tuple[str, ...] | list[str] = (),
+    quasi_identifiers: tuple[str, ...] | list[str] = (),
 ) -> None:
     """Declares an entity from code (an app's AppConfig.ready()), after those in DBOPS["ENTITIES"]."""
     ENTITIES.register(
@@ -185,6 +175,7 @@ def entity_register(
             "exclude": list(exclude),
             "anonymize": dict(anonymize or {}),
             "privileged": privileged if isinstance(privileged, bool) else list(privileged),
+            "quasi_identifiers": list(quasi_identifiers),
         }
     )
 
@@ -216,7 +207,7 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
         return f"{where} has no 'name'."
     if not isinstance(model, str) or model.count(".") != 1:
         return f"entity {name!r}: 'model' must be an 'app_label.ModelName' string, not {model!r}."
-    for option in ("companions", "exclude"):
+    for option in ("companions", "exclude", "quasi_identifiers"):
         if not _string_list(declaration.get(option) or []):
             return f"entity {name!r}: {option!r} must be a list of names."
     parent = declaration.get("parent")
@@ -224,7 +215,7 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
         return f"entity {name!r}: 'parent' must be [foreign key field, parent entity], not {parent!r}."
     anonymize = declaration.get("anonymize") or {}
     if not (isinstance(anonymize, dict) and all(isinstance(v, str) for v in anonymize.values())):
-        return f"entity {name!r}: 'anonymize' must map field names to strategy names."
+        return f"entity {name!r}: 'anonymize' must map field names to masking rules."
     since_field = declaration.get("since_field")
     if since_field is not None and not isinstance(since_field, str):
         return f"entity {name!r}: 'since_field' must be a field name."
@@ -258,7 +249,8 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
 
     since_field = declaration.get("since_field")
     excluded = frozenset(declaration.get("exclude") or ())
-    anonymize = dict(declaration.get("anonymize") or {})
+    anonymize = {**getattr(model, "dbops_anonymize", {}), **(declaration.get("anonymize") or {})}
+    quasi_identifiers = tuple(declaration.get("quasi_identifiers") or ())
     parent = tuple(declaration["parent"]) if declaration.get("parent") else None
     privileged = declaration.get("privileged") or ()
     declared_privileged = () if isinstance(privileged, bool) else tuple(privileged)
@@ -266,6 +258,8 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
     check_fields("'privileged'", list(declared_privileged))
     check_fields("'exclude'", sorted(excluded))
     check_fields("'anonymize'", list(anonymize))
+    check_fields("'quasi_identifiers'", list(quasi_identifiers))
+    rules = _rules(name, anonymize, concrete, problems)
     if parent:
         check_fields("'parent'", [parent[0]])
     defaults = {}
@@ -288,7 +282,8 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         parent=parent,
         fields=tuple(f for f in model._meta.concrete_fields if f.name not in excluded),
         never_exported=excluded,
-        anonymize=anonymize,
+        anonymize=rules,
+        quasi_identifiers=quasi_identifiers,
         import_defaults=defaults,
         privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
         privileged=privileged is True or grants_permissions(model),
@@ -356,19 +351,21 @@ def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[En
     return problems
 
 
-def _strategy_problems(entities: dict[str, Entity]) -> list[EntityProblem]:
-    problems = []
-    for entity in entities.values():
-        unknown = sorted(set(entity.anonymize.values()) - set(STRATEGIES) - {KEEP})
-        if unknown:
-            problems.append(
-                EntityProblem(
-                    "dbops.E107",
-                    f"entity {entity.name!r}: unknown anonymization strategies {', '.join(unknown)}; "
-                    f"known: {KEEP}, {', '.join(STRATEGIES)}.",
-                )
-            )
-    return problems
+def _rules(name: str, declared: dict, concrete: dict, problems: list[EntityProblem]) -> dict[str, Rule]:
+    """The masking rules of an entity, each parsed and fitted to its field (dbops.E107 when not)."""
+    rules = {}
+    for field_name, text in declared.items():
+        try:
+            rule = rule_parse(text)
+        except RuleError as exc:
+            problems.append(EntityProblem("dbops.E107", f"entity {name!r}, field {field_name!r}: {exc}."))
+            continue
+        misfit = rule_misfit(rule, concrete[field_name]) if field_name in concrete else None
+        if misfit:
+            problems.append(EntityProblem("dbops.E107", f"entity {name!r}: {misfit}."))
+            continue
+        rules[field_name] = rule
+    return rules
 
 
 def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProblem]]:
@@ -395,7 +392,7 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
             continue
         entities[name] = _entity_from(declaration, model, problems)
         models_seen[model] = name
-    return entities, problems + _relation_problems(entities, broken) + _strategy_problems(entities)
+    return entities, problems + _relation_problems(entities, broken)
 
 
 # --- using them ------------------------------------------------------------------------------------

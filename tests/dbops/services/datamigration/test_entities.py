@@ -58,7 +58,8 @@ def _with(settings, declarations) -> list[tuple[str, str]]:
         (lambda d: d[2].update(parent=["role", "users"]), "dbops.E104", "parent field 'role' is not a foreign key"),
         (lambda d: d[4].update(companions=["entries"]), "dbops.E105", "unknown entities: entries"),
         (lambda d: d.insert(0, d.pop(5)), "dbops.E106", "'dictionary_entries' is declared before 'dictionaries'"),
-        (lambda d: d[1]["anonymize"].update(email="scramble"), "dbops.E107", "unknown anonymization strategies"),
+        (lambda d: d[1]["anonymize"].update(email="scramble"), "dbops.E107", "unknown rule 'scramble'"),
+        (lambda d: d[1]["anonymize"].update(email="generalize:month"), "dbops.E107", "does not fit 'email'"),
         (lambda d: d[3].update(exclude=["code"]), "dbops.E108", "excluded field 'code' is required"),
     ],
 )
@@ -99,7 +100,9 @@ def test_an_app_can_register_an_entity_from_code(settings):
     entity_register(name="groups", model="auth.Group", anonymize={"name": "keep"})
     try:
         assert list(ENTITIES) == ["roles", "groups"]
-        assert ENTITIES["groups"].anonymize == {"name": "keep"} and check_entities(None) == []
+        assert {k: str(v) for k, v in ENTITIES["groups"].anonymize.items()} == {"name": "keep"} and check_entities(
+            None
+        ) == []
     finally:
         ENTITIES._registered.clear()
         ENTITIES.reset()
