@@ -1,7 +1,8 @@
 """What killed or cut-off restores and verifications leave behind, repaired: a half-done rename swap
-(the database missing), scratch databases and work folders of dead runs. Run at the start of every
-dbops command, as a health_check check and in each retention run; it costs one catalog query per
-database and one listing of the temp folder when there is nothing to do."""
+(the database missing), scratch databases, work folders and running restore records of dead runs.
+Run at the start of every dbops command, as a health_check check and in each retention run; it costs
+one catalog query per database, one query of the restore records and one listing of the temp folder
+when there is nothing to do."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from django.db import connections
 from dbops.artifacts.workdir import work_folders_remove_dead
 from dbops.engines import CONNECTOR_MAPPING, LeftoversRecovery, get_connector
 from dbops.exceptions import DatabaseUnavailable
+from dbops.services.backups.restore_history import restore_records_interrupted_fail
+from dbops.services.reports import report_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +31,7 @@ class LeftoversReport(LeftoversRecovery):
         return self.done + self.failed
 
     def as_dict(self) -> dict:
-        return {
-            "done": self.done,
-            "failed": self.failed,
-            "left_alone": self.left_alone,
-            "database_missing": self.database_missing,
-            "unreachable": self.unreachable,
-        }
+        return report_as_dict(self)
 
 
 def _distinct_databases(aliases: Iterable[str]) -> list[str]:
@@ -68,6 +65,8 @@ def restore_leftovers_recover(*, aliases: Iterable[str] | None = None, log: bool
         except Exception as exc:  # noqa: BLE001 - a repair that cannot run must not stop the command it precedes
             names = ", ".join(connector.database_name for connector in connectors)
             report.failed.append(f"Could not check {names} for leftovers of interrupted restores: {exc}")
+    interrupted = restore_records_interrupted_fail()
+    report.done += [f"Marked restore #{pk} failed: its process ended without finishing." for pk in interrupted]
     removed, failed = work_folders_remove_dead()
     report.done += [f"Removed the work folder {folder.path} of a dead run ({folder.owner})." for folder in removed]
     report.failed += failed

@@ -5,41 +5,39 @@ to the backup's time, and lose the very restore it records)."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from pathlib import Path
 
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
+from dbops.engines import Connector
 from dbops.models import BackupRecord, RestoreRecord
+from dbops.models.runs import owner_process_gone
+from dbops.services.backups.restore_arguments import RestoreArguments
 
 logger = logging.getLogger(__name__)
 
 
 def restore_record_start(
-    *,
-    backup_record: BackupRecord | None,
-    input_path: Path | None,
-    source: str,
-    database_alias: str,
-    database_name: str,
-    tables: list[str],
-    triggered_by: str,
-    triggered_by_user: str,
+    *, request: RestoreArguments, connector: Connector, source: str, by: str, user: str
 ) -> RestoreRecord:
     """The running record, saved; unsaved (written at the finish) when the database has no table for it
-    yet: a file restored into a fresh, unmigrated database must still work."""
+    yet: a file restored into a fresh, unmigrated database must still work. `by`: the trigger."""
     restore_record = RestoreRecord(
-        backup=backup_record,
-        input_path=str(input_path or ""),
+        backup=request.backup_record,
+        input_path=str(request.input_path or ""),
         source=source[:1024],
-        database_alias=database_alias,
-        database_name=database_name,
-        tables=tables,
-        triggered_by=triggered_by,
-        triggered_by_user=triggered_by_user,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        tables=request.tables,
+        triggered_by=by,
+        triggered_by_user=user,
         started_at=timezone.now(),
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
     )
     using = router.db_for_write(RestoreRecord)
     try:
@@ -90,6 +88,26 @@ def restore_record_finish(
         logger.error("could not record the outcome (%s) of restore #%s: %s", status, restore_record.pk, exc)
         return f"The restore record #{restore_record.pk} could not be marked {status}: {' '.join(str(exc).split())}"
     return None
+
+
+INTERRUPTED = "interrupted: the process running this restore ended without finishing (found by the next dbops command)"
+
+
+def restore_records_interrupted_fail() -> list[int]:
+    """Marks failed the running restore records whose process on this host is gone (killed, or lost with
+    its machine's power); a record of another host stays running, as nothing here can tell."""
+    using = router.db_for_write(RestoreRecord)
+    try:
+        running = list(RestoreRecord.objects.using(using).filter(status=RestoreRecord.Status.RUNNING))
+        dead = [r.pk for r in running if owner_process_gone(hostname=r.hostname, pid=r.pid)]
+        if dead:
+            RestoreRecord.objects.using(using).filter(pk__in=dead, status=RestoreRecord.Status.RUNNING).update(
+                status=RestoreRecord.Status.FAILED, finished_at=timezone.now(), error=INTERRUPTED
+            )
+    except DatabaseError as exc:  # no table yet (an unmigrated database) or no server: nothing to mark
+        logger.debug("restore records not checked for interrupted runs: %s", exc)
+        return []
+    return dead
 
 
 def restore_record_warn(restore_record: RestoreRecord, warnings: list[str]) -> None:
