@@ -74,6 +74,7 @@ def test_a_wrong_declaration_is_one_error_with_a_stable_id(settings, change, che
     assert found_id == check_id and says in message
 
 
+@pytest.mark.django_db  # every dbops command first checks for leftovers of interrupted restores
 def test_using_a_wrong_declaration_is_one_readable_line(settings, tmp_path):
     declarations = _declarations(settings)
     declarations[3]["model"] = "core.Concepts"
@@ -87,6 +88,7 @@ def test_using_a_wrong_declaration_is_one_readable_line(settings, tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
 
 
+@pytest.mark.django_db  # every dbops command first checks for leftovers of interrupted restores
 def test_no_entities_declared_is_refused_with_the_setting_to_fill(settings, tmp_path):
     settings.DBOPS = {**settings.DBOPS, "ENTITIES": []}
     with pytest.raises(
