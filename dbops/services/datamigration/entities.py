@@ -27,6 +27,7 @@ from django.db import models
 from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
 from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_misfit, rule_parse
+from dbops.services.datamigration.model_entities import entity_position, model_entity_build, model_for_label
 
 DECLARATION_OPTIONS = frozenset(
     {"name", "model", "since_field", "companions", "parent", "exclude", "anonymize", "privileged", "quasi_identifiers"}
@@ -97,6 +98,7 @@ class EntityRegistry(Mapping[str, Entity]):
     def __init__(self) -> None:
         self._registered: list[dict[str, Any]] = []
         self._built: tuple[dict[str, Entity], dict[str, Entity]] | None = None
+        self._of_models: dict[type[models.Model], Entity] = {}  # entities of models nobody declared
         self._lock = threading.Lock()
 
     # --- declaring ------------------------------------------------------------------------------
@@ -107,6 +109,7 @@ class EntityRegistry(Mapping[str, Entity]):
 
     def reset(self) -> None:
         self._built = None
+        self._of_models = {}
 
     def declarations(self) -> list[Any]:
         declared = dbops_setting("ENTITIES")
@@ -128,10 +131,16 @@ class EntityRegistry(Mapping[str, Entity]):
         return built
 
     def __getitem__(self, name: str) -> Entity:
-        return self._entities()[0][name]
+        declared = self._entities()[0]
+        if name in declared:
+            return declared[name]
+        model = model_for_label(name)
+        if model is None:
+            raise KeyError(name)
+        return self.of_model(model)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entities()[0]
+        return name in self._entities()[0] or model_for_label(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entities()[0])
@@ -140,13 +149,30 @@ class EntityRegistry(Mapping[str, Entity]):
         return len(self._entities()[0])
 
     def by_table(self, table: str) -> Entity | None:
-        return self._entities()[1].get(table)
+        entity = self._entities()[1].get(table)
+        if entity is None:
+            model = next((m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table), None)
+            entity = self.of_model(model) if model is not None else None
+        return entity
 
     def for_model(self, model: type[models.Model]) -> Entity | None:
+        """The declared entity of the model, or the one built for it when it was named already."""
         for entity in self._entities()[0].values():
             if entity.model is model:
                 return entity
-        return None
+        return self._of_models.get(model)
+
+    def of_model(self, model: type[models.Model]) -> Entity:
+        """The declared entity of the model (its short name), else one built from the model alone."""
+        entity = self.for_model(model)
+        if entity is None:
+            entity = self._of_models[model] = model_entity_build(model)
+        return entity
+
+    def position(self, entity: Entity) -> float:
+        """The entity's place in dependency order (declared ones at their index)."""
+        declared = {name: index for index, name in enumerate(self._entities()[0])}
+        return entity_position(entity, declared, self.for_model)
 
 
 ENTITIES = EntityRegistry()
@@ -223,13 +249,6 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
     if not (isinstance(privileged, bool) or _string_list(privileged)):
         return f"entity {name!r}: 'privileged' must be true (every row grants a privilege) or a list of fields."
     return None
-
-
-def _model_for(label: str) -> type[models.Model] | None:
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError):
-        return None
 
 
 def _entity_from(declaration: dict[str, Any], model: type[models.Model], problems: list[EntityProblem]) -> Entity:
@@ -381,7 +400,7 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
                 broken.add(declaration["name"])
             continue
         name, label = declaration["name"], declaration["model"]
-        model = _model_for(label)
+        model = model_for_label(label)
         if model is None:
             problems.append(EntityProblem("dbops.E102", f"entity {name!r}: {label!r} is not an installed model."))
             broken.add(name)
@@ -406,7 +425,8 @@ def entity_names_help() -> str:
 
 
 def resolve_entities(names: list[str] | str | None, *, with_companions: bool = False) -> list[Entity]:
-    """The named entities (all when none are named) in dependency order; unknown names are rejected."""
+    """The named entities (all declared ones when none are named) in dependency order: declared names, or
+    `app_label.Model` labels of any installed model; unknown names are rejected."""
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     if not ENTITIES:
@@ -417,13 +437,13 @@ def resolve_entities(names: list[str] | str | None, *, with_companions: bool = F
     if unknown:
         raise UnknownEntityError(
             f"Unknown entit{'y' if len(unknown) == 1 else 'ies'}: {', '.join(unknown)}. "
-            f"Valid entities: {entity_names_help()}."
+            f"Valid entities: {entity_names_help()}, or any installed model as app_label.Model."
         )
-    wanted = set(names)
+    wanted = {entity.name: entity for entity in (ENTITIES[name] for name in names)}
     if with_companions:
-        for name in names:
-            wanted.update(ENTITIES[name].companions)
-    return [entity for entity in ENTITIES.values() if entity.name in wanted]
+        for entity in list(wanted.values()):
+            wanted.update((name, ENTITIES[name]) for name in entity.companions)
+    return sorted(wanted.values(), key=ENTITIES.position)
 
 
 def entity_for_model(model: type[models.Model]) -> Entity | None:

@@ -184,7 +184,6 @@ def _stage_records(
 ) -> dict[str, Stage]:
     connector = get_connector(using)
     now = timezone.now()
-    order = {name: index for index, name in enumerate(ENTITIES)}
     stages: dict[str, Stage] = {}
     problems: list[Problem] = []
     problem_count = 0
@@ -193,7 +192,7 @@ def _stage_records(
         if stage is None:
             entity = ENTITIES[entity_name]
             specs = field_specs(entity, now, copy_escapes=connector.copy_escapes)
-            stage = stages[entity_name] = Stage(connector, entity, specs, order[entity_name])
+            stage = stages[entity_name] = Stage(connector, entity, specs, ENTITIES.position(entity))
         if not isinstance(record, dict):
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:

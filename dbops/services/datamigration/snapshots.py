@@ -130,9 +130,9 @@ def snapshot_seal(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> None:
     after its write), so a rollback can tell which tables changed after the import."""
     snapshot = Snapshot.objects.get(id=snapshot_id)
     connector = get_connector(using)
-    by_table = {entity.table: entity.model for entity in ENTITIES.values()}
     snapshot.checksums_after_import = {
-        table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in snapshot.tables
+        table: connector.table_checksum(table, ENTITIES.by_table(table).model._meta.pk.column)
+        for table in snapshot.tables
     }
     snapshot.save(update_fields=["checksums_after_import"])
 
@@ -154,8 +154,10 @@ def snapshot_rollback(
     snapshot = snapshot_get(snapshot_id=snapshot_id, using=using)
     connection = connections[using]
     connector, store = get_connector(using), get_connector(operations_alias())
-    by_table = {entity.table: entity.model for entity in ENTITIES.values()}
-    ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
+    known = [entity for entity in map(ENTITIES.by_table, snapshot.tables) if entity is not None]
+    entities = sorted(known, key=ENTITIES.position)
+    by_table = {entity.table: entity.model for entity in entities}
+    ordered = list(by_table)  # dependency order
     with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
         # Held until the rollback commits: snapshot_prune skips a snapshot whose row is locked.
         try:

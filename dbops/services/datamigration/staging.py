@@ -24,7 +24,7 @@ FIELDS = "_dbops_fields"
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    entity_order: int
+    entity_order: float  # ENTITIES.position: dependency order
     record: int
     entity: str
     field: str
@@ -45,7 +45,7 @@ def _grants(value) -> bool:
 class Stage:
     """The staging table of one entity: the target's columns plus the record number and its fields."""
 
-    def __init__(self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: int) -> None:
+    def __init__(self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: float) -> None:
         self.connector, self.entity, self.specs, self.order = connector, entity, specs, order
         self.connection = connection = connector.connection
         quote = connection.ops.quote_name
