@@ -45,6 +45,14 @@ class Command(DbopsCommand):
             help="Also import what grants privileges: superuser/staff flags, group, permission and role memberships "
             "(refused by default).",
         )
+        parser.add_argument(
+            "--match",
+            default="id",
+            metavar="id|natural|field:NAME",
+            help="With --mode upsert, how a record finds the row it updates: by id (default); by natural key (an "
+            "entity's natural_key, else its first unique field or fields), for files from another environment; or by "
+            "the field NAME. Records that match no row are created with new ids.",
+        )
         add_transform_option(parser, names=transformation_names())
         add_json_option(parser)
         add_quiet_option(parser)
@@ -53,7 +61,7 @@ class Command(DbopsCommand):
     def handle(self, *args, **options):
         with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
             named = options_named(
-                options, "input_path", "fmt", "mode", "dry_run", "snapshot", "transforms", "allow_privileged"
+                options, "input_path", "fmt", "mode", "dry_run", "snapshot", "transforms", "allow_privileged", "match"
             )
             result = import_data(**named, using=options["database"], progress=progress if progress.enabled else None)
         if options["json"]:

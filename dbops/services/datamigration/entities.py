@@ -30,7 +30,18 @@ from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_mis
 from dbops.services.datamigration.model_entities import entity_position, model_entity_build, model_for_label
 
 DECLARATION_OPTIONS = frozenset(
-    {"name", "model", "since_field", "companions", "parent", "exclude", "anonymize", "privileged", "quasi_identifiers"}
+    {
+        "name",
+        "model",
+        "since_field",
+        "companions",
+        "parent",
+        "exclude",
+        "anonymize",
+        "privileged",
+        "quasi_identifiers",
+        "natural_key",
+    }
 )
 # Flags that make an account powerful; any model that has them as boolean fields gets them as privileged.
 PRIVILEGE_FLAGS = ("is_superuser", "is_staff")
@@ -52,6 +63,7 @@ class Entity:
     # field -> masking rule (masking_rules.Rule): the model's `dbops_anonymize`, then the declaration's
     anonymize: Mapping[str, Rule] = field(default_factory=dict, compare=False)
     quasi_identifiers: tuple[str, ...] = ()  # fields whose combination could single someone out (k-anonymity)
+    natural_key: tuple[str, ...] = ()  # fields that say which row a record is across environments (--match natural)
     import_defaults: Mapping[str, Callable[[], object]] = field(default_factory=dict, compare=False)
     # Fields whose true value grants a privilege, and whether every row grants one (a membership table):
     # import_data refuses both unless it is allowed to import privileges.
@@ -233,7 +245,7 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
         return f"{where} has no 'name'."
     if not isinstance(model, str) or model.count(".") != 1:
         return f"entity {name!r}: 'model' must be an 'app_label.ModelName' string, not {model!r}."
-    for option in ("companions", "exclude", "quasi_identifiers"):
+    for option in ("companions", "exclude", "quasi_identifiers", "natural_key"):
         if not _string_list(declaration.get(option) or []):
             return f"entity {name!r}: {option!r} must be a list of names."
     parent = declaration.get("parent")
@@ -278,6 +290,8 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
     check_fields("'exclude'", sorted(excluded))
     check_fields("'anonymize'", list(anonymize))
     check_fields("'quasi_identifiers'", list(quasi_identifiers))
+    natural_key = tuple(declaration.get("natural_key") or ())
+    check_fields("'natural_key'", list(natural_key))
     rules = _rules(name, anonymize, concrete, problems)
     if parent:
         check_fields("'parent'", [parent[0]])
@@ -303,6 +317,7 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         never_exported=excluded,
         anonymize=rules,
         quasi_identifiers=quasi_identifiers,
+        natural_key=natural_key,
         import_defaults=defaults,
         privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
         privileged=privileged is True or grants_permissions(model),

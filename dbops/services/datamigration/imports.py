@@ -36,6 +36,7 @@ from dbops.models import DataTransferRun
 from dbops.services.datamigration.entities import ENTITIES, entity_for_model
 from dbops.services.datamigration.formats import FORMATS, read_records
 from dbops.services.datamigration.import_fields import field_specs
+from dbops.services.datamigration.rekeying import Rekeying, match_parse
 from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, convert_record
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
@@ -83,17 +84,22 @@ def import_data(
     snapshot: bool = False,
     transforms: list[str] | None = None,
     allow_privileged: bool = False,
+    match: str = "id",
     using: str = DEFAULT_DB_ALIAS,
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Validates every record of the file, then imports all of them in one transaction or none.
 
     Records that grant privileges (superuser/staff flags, group, permission or role memberships) are
-    refused unless `allow_privileged`; an upsert writes only the fields each record carries."""
+    refused unless `allow_privileged`; an upsert writes only the fields each record carries, and with
+    `match` natural or field:NAME finds the rows it updates by their keys, not their ids (rekeying)."""
     if fmt not in FORMATS:
         raise DataMigrationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if mode not in MODES:
         raise DataMigrationError(f"Unknown mode {mode!r}; use insert or upsert.")
+    matching = match_parse(match)
+    if matching.kind != "id" and mode != "upsert":
+        raise DataMigrationError(f"Matching rows by {matching} only applies to upserts.", parameter="match")
     transformations = resolve_transformations(transforms)
     path = Path(input_path).expanduser().resolve()
     records = read_records(fmt, path)  # checks the path before anything else happens
@@ -106,7 +112,12 @@ def import_data(
             format=fmt,
             path=str(path),
             mode=mode,
-            options={"snapshot": snapshot, "transforms": transforms or [], "allow_privileged": allow_privileged},
+            options={
+                "snapshot": snapshot,
+                "transforms": transforms or [],
+                "allow_privileged": allow_privileged,
+                "match": str(matching),
+            },
             started_at=timezone.now(),
         )
         result.run_id = run.pk
@@ -117,6 +128,9 @@ def import_data(
             )
             # Keeps other writers out between validation and the write, so the checks stay true.
             get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
+            rekeying = Rekeying(stages, match=matching, using=using) if matching.kind != "id" else None
+            if rekeying:
+                rekeying.run()
             _validate(stages, mode=mode, using=using)
             result.entities = [_counts(stage) for stage in stages.values()]
             if mode == "upsert":
@@ -124,6 +138,8 @@ def import_data(
             if dry_run:
                 for stage in stages.values():
                     stage.drop()
+                if rekeying:
+                    rekeying.drop()
                 transaction.set_rollback(True, using=using)  # nothing of the run stays, not even locks
             else:
                 if snapshot:
@@ -147,6 +163,8 @@ def import_data(
                 )
                 for stage in stages.values():
                     stage.drop()
+                if rekeying:
+                    rekeying.drop()
     except DataMigrationError:
         _discard_snapshot(result)
         if run is not None:  # bad input changes nothing, not even the run log; the caller reports it
