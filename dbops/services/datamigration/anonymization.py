@@ -40,6 +40,7 @@ _PERSONAL_NAME = re.compile(
     r"(^|_)(e?mail|phone|mobile|tel|fax|name|username|surname|address|street|city|zip|postcode|ip|"
     r"birth|birthday|dob|ssn|passport|iban|note|notes|comment|comments|bio|message)(_|$)"
 )
+MAX_CACHED = 100_000  # fakes (and pseudonyms) kept for values seen again
 _KNOWN_EXTENSIONS = frozenset(extension.lower() for extension in mimetypes.types_map)
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 
@@ -136,6 +137,8 @@ class Anonymizer:
             key = (str(rule), value) if not isinstance(value, dict | list) else (str(rule), repr(value))
             fake = self.cache.get(key)
             if fake is None:
+                if len(self.cache) >= MAX_CACHED:  # a bounded cache: memory stays flat on big tables
+                    self.cache.clear()
                 fake = self.cache[key] = strategy(rule, value)
             record[name] = fake
         return record
@@ -154,7 +157,7 @@ class Anonymizer:
         if person is None:
             fake = self._seeded("person", key)
             person = Pseudonym(fake.first_name(), fake.last_name())
-            if len(self.people) < 100_000:  # a bounded cache: memory stays flat on big tables
+            if len(self.people) < MAX_CACHED:  # a bounded cache: memory stays flat on big tables
                 self.people[key] = person
         return person
 

@@ -12,7 +12,7 @@ from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration import transformations
 from multipult.core.models import Concept, User
 from tests.commands import command_error, run_command
-from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import fingerprint, jsonl_write, seed, user_record, wipe_domain
 
 pytestmark = pytest.mark.django_db
 
@@ -34,27 +34,10 @@ def _lines(path):
 
 
 def _write_jsonl(path, header_from, records):
-    lines = [_lines(header_from)[0]]
-    counts = {}
-    for entity, data in records:
-        lines.append(json.dumps({"entity": entity, "data": data}))
-        counts[entity] = counts.get(entity, 0) + 1
-    lines.append(json.dumps({"end": True, "counts": counts}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return jsonl_write(path, records, header=json.loads(_lines(header_from)[0]))
 
 
-def _user(**overrides):
-    record = {
-        "id": 900001, "username": "ok.user", "first_name": "Ok", "last_name": "User", "email": "ok@example.com",
-        "is_staff": False, "is_active": True, "is_superuser": False, "date_joined": "2025-01-01T00:00:00+00:00",
-        "last_login": None, "phone": "",
-    }  # fmt: skip
-    record.update(overrides)
-    return record
-
-
-# --- happy paths ------------------------------------------------------------------------------------
+_user = user_record
 
 
 def test_every_option_has_help():

@@ -16,21 +16,23 @@ from dbops.services.datamigration.entities import grants_permissions, privilege_
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
 from multipult.core.models import AuditLog, User
-from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import (
+    EXPORT_HEADER,
+    fingerprint,
+    jsonl_write,
+    seed,
+    user_record,
+    wipe_domain,
+)
 
 pytestmark = pytest.mark.django_db
 
-HEADER = {"format": "multipult-export", "version": 1}
+HEADER = EXPORT_HEADER
+_jsonl = jsonl_write
 
 
 def _user(**overrides) -> dict:
-    record = {
-        "id": 900001, "username": "ok.user", "first_name": "Ok", "last_name": "User", "email": "ok@example.com",
-        "is_staff": False, "is_active": True, "is_superuser": False, "date_joined": "2025-01-01T00:00:00+00:00",
-        "last_login": None, "phone": "+1 555 0100",
-    }  # fmt: skip
-    record.update(overrides)
-    return record
+    return user_record(**{"phone": "+1 555 0100", **overrides})
 
 
 def _log(**overrides) -> dict:
@@ -38,17 +40,6 @@ def _log(**overrides) -> dict:
               "timestamp": "2025-01-01T00:00:00Z", "changes": {}, "ip_address": "10.0.0.1"}  # fmt: skip
     record.update(overrides)
     return record
-
-
-def _jsonl(path, records: list[tuple[str, dict]]):
-    counts: dict[str, int] = {}
-    lines = [json.dumps(HEADER)]
-    for entity, data in records:
-        lines.append(json.dumps({"entity": entity, "data": data}))
-        counts[entity] = counts.get(entity, 0) + 1
-    lines.append(json.dumps({"end": True, "counts": counts}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # --- upsert keeps what a record leaves out ---------------------------------------------------------------
