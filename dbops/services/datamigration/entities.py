@@ -20,7 +20,6 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.core.exceptions import FieldDoesNotExist
 from django.core.signals import setting_changed
 from django.db import models
 
@@ -28,6 +27,7 @@ from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
 from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_misfit, rule_parse
 from dbops.services.datamigration.model_entities import entity_position, model_entity_build, model_for_label
+from dbops.services.datamigration.privileges import grants_permissions, privilege_flags
 
 DECLARATION_OPTIONS = frozenset(
     {
@@ -43,10 +43,6 @@ DECLARATION_OPTIONS = frozenset(
         "natural_key",
     }
 )
-# Flags that make an account powerful; any model that has them as boolean fields gets them as privileged.
-PRIVILEGE_FLAGS = ("is_superuser", "is_staff")
-# Rows of a many-to-many table towards one of these models grant permissions (auth groups and permissions).
-PRIVILEGE_MODELS = ("auth.Group", "auth.Permission")
 
 
 @dataclass(frozen=True)
@@ -322,29 +318,6 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
         privileged=privileged is True or grants_permissions(model),
     )
-
-
-def privilege_flags(model: type[models.Model]) -> frozenset[str]:
-    """The superuser/staff flags of an account model, found by what they are, not by a declaration."""
-    flags = set()
-    for name in PRIVILEGE_FLAGS:
-        try:
-            model_field = model._meta.get_field(name)
-        except FieldDoesNotExist:
-            continue
-        if isinstance(model_field, models.BooleanField):
-            flags.add(name)
-    return frozenset(flags)
-
-
-def grants_permissions(model: type[models.Model]) -> bool:
-    """A many-to-many table whose rows give someone an auth group or a permission."""
-    targets = {
-        model_field.related_model._meta.label
-        for model_field in model._meta.concrete_fields
-        if model_field.many_to_one and model_field.related_model is not None
-    }
-    return bool(model._meta.auto_created) and bool(targets & set(PRIVILEGE_MODELS))
 
 
 def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[EntityProblem]:

@@ -12,9 +12,9 @@ import pytest
 
 from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
-from dbops.services.datamigration.entities import grants_permissions, privilege_flags
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
+from dbops.services.datamigration.privileges import grants_permissions, privilege_flags
 from multipult.core.models import AuditLog, User
 from tests.dbops.services.datamigration.helpers import (
     EXPORT_HEADER,
