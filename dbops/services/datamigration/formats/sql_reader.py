@@ -129,7 +129,7 @@ def read_sql(path: Path) -> Iterator[base.Record]:
                     f"{path} is not an export_data file (no {base.FILE_MARKER!r} header) nor SQL INSERT statements "
                     f"(line {line} starts with {text[position : position + 20]!r})."
                 )
-            found = f"a {keyword} statement" if keyword else f"{text[position : position + 20]!r}"
+            found = keyword or repr(text[position : position + 20])
             hint = " (dump the data as INSERT statements: the --inserts option)" if keyword == "COPY" else ""
             raise ImportFormatError(f"{where}: only INSERT statements are read, found {found}{hint}.")
         statements += 1
