@@ -15,7 +15,6 @@ from django.db import connections
 from dbops.artifacts.workdir import work_folders_remove_dead
 from dbops.engines import CONNECTOR_MAPPING, LeftoversRecovery, get_connector
 from dbops.exceptions import DatabaseUnavailable
-from dbops.services.backups.restore_history import restore_records_interrupted_fail
 from dbops.services.reports import report_as_dict
 
 logger = logging.getLogger(__name__)
@@ -65,6 +64,10 @@ def restore_leftovers_recover(*, aliases: Iterable[str] | None = None, log: bool
         except Exception as exc:  # noqa: BLE001 - a repair that cannot run must not stop the command it precedes
             names = ", ".join(connector.database_name for connector in connectors)
             report.failed.append(f"Could not check {names} for leftovers of interrupted restores: {exc}")
+    # Imported here: the command base imports this module, and show_config/validate_config must load
+    # without models (they explain a bad environment that stops the settings from loading).
+    from dbops.services.backups.restore_history import restore_records_interrupted_fail
+
     interrupted = restore_records_interrupted_fail()
     report.done += [f"Marked restore #{pk} failed: its process ended without finishing." for pk in interrupted]
     removed, failed = work_folders_remove_dead()

@@ -86,3 +86,12 @@ def test_a_scheduled_task_records_the_plain_message():
     with pytest.raises(SnapshotError):
         tasks.prune_snapshots.apply(kwargs={"older_than_days": -1}, task_id="prune-bad", throw=True).get()
     assert TaskRun.objects.get(task_id="prune-bad").error == "SnapshotError: The age in days must be 0 or more, got -1."
+
+
+def test_a_command_keeps_info_logs_off_the_console_unless_asked_with_verbosity_2(sqlite_env):
+    assert run_manage("migrate", "-v", "0", env=sqlite_env).returncode == 0
+    plain = run_manage("backup_advanced", "--quiet", env=sqlite_env)
+    assert plain.returncode == 0 and "succeeded" in plain.stdout, plain.stderr
+    assert "INFO" not in plain.stderr, plain.stderr  # the command's own line says it already
+    verbose = run_manage("backup_advanced", "--quiet", "-v", "2", env=sqlite_env)
+    assert verbose.returncode == 0 and "INFO" in verbose.stderr and "backup 2 succeeded" in verbose.stderr
