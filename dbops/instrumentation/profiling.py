@@ -31,6 +31,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from dbops.conf import dbops_setting
+from dbops.instrumentation.n_plus_one import NPlusOneDetected, n_plus_one_check
 from dbops.models.profiling import SlowQuery
 
 logger = logging.getLogger("dbops.profiling")
@@ -46,6 +47,7 @@ _current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.Cont
 _PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
 # Not a call site: libraries, this module, and the project's plumbing (DBOPS["PROFILING_SKIP_FILES"]).
 _NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
+_PROFILER_FILES = (__file__, str(Path(__file__).with_name("n_plus_one.py")))  # its own wrappers are no call site
 _code_locations: dict[CodeType, str | None] = {}
 _SAMPLE_CHARS = 4000
 
@@ -59,7 +61,7 @@ def _code_location(code: CodeType) -> str | None:
     filename = code.co_filename
     if (
         not filename.startswith(_PROJECT_ROOT)
-        or filename.endswith((__file__, *dbops_setting("PROFILING_SKIP_FILES")))
+        or filename.endswith((*_PROFILER_FILES, *dbops_setting("PROFILING_SKIP_FILES")))
         or any(part in filename for part in _NOT_APP_CODE)
     ):
         return None
@@ -228,6 +230,8 @@ class QueryProfile:
         self._stack.close()  # unwrap first: the profiler's own writes are not profiled
         try:
             self.summary = self.finish()
+        except NPlusOneDetected:
+            raise  # N_PLUS_ONE_RAISE: the one failure profiling is asked to cause (tests)
         except Exception:  # profiling must never break the request or task it observes
             logger.exception("query profile of %s could not be summarized", self.source)
 
@@ -237,6 +241,8 @@ class QueryProfile:
         _log_summary(summary, self.records if self.log_all else None)
         if self.persist and summary.slow:
             slow_queries_record(groups=summary.slow, source=self._tags.get("graphql_operation") or self.source)
+        if settings.N_PLUS_ONE_RAISE and summary.n_plus_one:
+            n_plus_one_check(summary.n_plus_one, source=self.source)
         return summary
 
     @property
