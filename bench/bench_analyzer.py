@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "multipult.settings")
 
 import django  # noqa: E402
+from _django import timed  # noqa: E402
 
 django.setup()
 
@@ -30,15 +29,6 @@ from dbops.instrumentation.analyzer import query_analyze  # noqa: E402
 
 TABLE = "bench_analyzer_scratch"
 QUERY = "SELECT id, name FROM bench_analyzer_scratch WHERE checksum = 'deadbeef'"
-
-
-def timed(function, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def run_query() -> None:

@@ -17,7 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dbops.exceptions import AnalyzerError
-from dbops.instrumentation.analyzer import analysis_render
+from dbops.instrumentation.analyzer import analysis_render, suggestion_headline
+from dbops.instrumentation.plans import plan_rows
 from dbops.instrumentation.slow_queries import slow_statement_analyze, slow_statements_top
 from dbops.services.ops.health import UNHEALTHY, health_report_cached
 
@@ -61,8 +62,13 @@ def query_plan_view(request):
         "title": "Query plan",
         "statement": item.statement,
         "error": item.error,
+        "analysis": item.analysis,
         "plan_lines": analysis_render(item.analysis) if item.analysis else [],
+        "plan_rows": plan_rows(item.analysis.plan) if item.analysis else [],
         "suggestions": item.analysis.suggestions if item.analysis else [],
+        "candidates": [suggestion_headline(s) for s in item.analysis.suggestions + item.analysis.rejected]
+        if item.analysis
+        else [],
         "back_url": reverse("dbops:slow-statements"),
     }
     return render(request, "admin/dbops/query_plan.html", context)

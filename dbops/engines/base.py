@@ -102,11 +102,37 @@ class DatabaseFacts:
 
 @dataclass(frozen=True)
 class TableFacts:
-    """A table as the query analyzer needs it: estimated rows, columns, first column of each index."""
+    """A table as the query analyzer needs it: estimated rows, its columns, those with few distinct values."""
 
     rows: int
     columns: frozenset[str]
-    leading_columns: frozenset[str]
+    few_values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class IndexFacts:
+    """An existing index: its key (columns or expressions, " DESC" when descending), use and size."""
+
+    table: str
+    name: str
+    definition: str  # CREATE INDEX ... as the server prints it
+    method: str  # btree, gin, ...
+    keys: tuple[str, ...]
+    include: tuple[str, ...]
+    predicate: str  # "" for a full index
+    unique: bool  # unique or primary key: it enforces a constraint
+    valid: bool
+    size_bytes: int
+    scans: int  # times the planner used it since the statistics were reset
+
+
+@dataclass
+class HypotheticalPlan:
+    """A plan made as if one more index existed, the name the planner knows it by, and its estimated size."""
+
+    raw_plan: list[dict[str, Any]]
+    index_name: str
+    size_bytes: int
 
 
 class NoIndexSuspension:
@@ -136,6 +162,10 @@ class Connector(ABC):
     copy_escapes: ClassVar[Mapping[int, str] | None] = None  # str.translate table of the COPY text format
     # Query plans for the analyzer (explain, table_facts) and statement statistics.
     supports_plans: ClassVar[bool] = False
+    # Plans with indexes that are never built (explain_hypothetical), for proven index advice.
+    supports_hypothetical_indexes: ClassVar[bool] = False
+    # CREATE INDEX CONCURRENTLY (Django's AddIndexConcurrently) for advised indexes' migrations.
+    supports_concurrent_indexes: ClassVar[bool] = False
 
     def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
         self.alias = alias
@@ -369,9 +399,29 @@ class Connector(ABC):
     def database_stats(self, *, exact: bool) -> DatabaseFacts:
         """Sizes, row estimates (exact counts with `exact`), index use, cache and connections."""
 
-    def explain(self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int) -> list[dict[str, Any]]:
+    def explain(
+        self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int, verbose: bool = False
+    ) -> list[dict[str, Any]]:
         """The plan of one statement as JSON (PostgreSQL's EXPLAIN format); ANALYZE runs are rolled back."""
         raise FeatureUnavailable(f"query plans need PostgreSQL; database {self.alias!r} is {self.engine}.")
+
+    def index_catalog(self, *, tables: list[str] | None = None) -> list[IndexFacts]:
+        """Every index of the user's tables (of `tables` only when given), with size and use."""
+        raise FeatureUnavailable(f"index statistics need PostgreSQL; database {self.alias!r} is {self.engine}.")
+
+    def statistics_since(self) -> Any:
+        """When the index use counters started counting (None: unknown)."""
+        return None
+
+    def hypothetical_indexes_ensure(self) -> None:
+        """Makes hypothetical indexes usable, or raises FeatureUnavailable saying why they are not."""
+        raise FeatureUnavailable(f"hypothetical indexes need PostgreSQL; database {self.alias!r} is {self.engine}.")
+
+    def explain_hypothetical(
+        self, sql: str, *, index_sql: str, parameter_count: int, timeout_ms: int
+    ) -> HypotheticalPlan:
+        """The plan of `sql` as if the index `index_sql` (a CREATE INDEX statement) existed."""
+        raise FeatureUnavailable(f"hypothetical indexes need PostgreSQL; database {self.alias!r} is {self.engine}.")
 
     def table_facts(self, relation: str) -> TableFacts | None:
         raise FeatureUnavailable(f"query plans need PostgreSQL; database {self.alias!r} is {self.engine}.")

@@ -1,79 +1,42 @@
 """Query analyzer: query plans (the engine's EXPLAIN, PostgreSQL's JSON plan format) as an indented
-tree, the costliest nodes marked, and index advice.
+tree, the costliest nodes marked, and index advice proven by the planner (index_advice).
 
 `query_analyze` explains one statement (EXPLAIN ANALYZE only on request, always inside a transaction
-that is rolled back, so writes leave no trace). Sequential scans over large tables filtered on
-columns that no index leads get a concrete `CREATE INDEX` and a Django `models.Index(...)` line.
-`slow_queries_analyze` does the same for the slowest statements of `pg_stat_statements` and of the
-profiler's slow-query store (when that is installed).
+that is rolled back, so writes leave no trace). Sequential scans over large tables that filter or feed a
+sort get candidate indexes, each costed with a hypothetical index; the ones the planner chooses and
+that make the statement at least `min_factor` cheaper are advised, with a `CREATE INDEX` and a Django
+`models.Index(...)` line. `slow_queries_analyze` does the same for the slowest captured statements.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlparse
-from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.engines import Connector, get_connector
-from dbops.engines.base import TableFacts
+from dbops.engines import get_connector
 from dbops.exceptions import AnalyzerError
+from dbops.instrumentation.index_advice import (
+    MIN_COST_FACTOR,
+    UNVALIDATED,
+    IgnoredIndex,
+    IndexSuggestion,
+    index_advise,
+)
+from dbops.instrumentation.index_django import django_imports
+from dbops.instrumentation.plans import PlanNode, plan_build
 
 LARGE_TABLE_ROWS = 10_000  # below this a sequential scan is cheap enough not to advise an index
 EXPLAINABLE = {"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES", "TABLE"}
-STATEMENT_TIMEOUT_MS = 60_000
-MAX_INDEX_COLUMNS = 3
+WRITES = {"INSERT", "UPDATE", "DELETE"}
+STATEMENT_TIMEOUT = 60.0  # seconds
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
-# Casts like ::text, ::character varying, ::timestamp with time zone[] (their words are not columns).
-_CAST = re.compile(r'::\s*(?:"[^"]+"|[a-z_]\w*(?:\s+(?:varying|precision|with|without|time|zone)\b)*)(?:\[\])?', re.I)
-_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|\b([a-z_][a-z0-9_$]*)\b', re.I)
 _PARAMETER = re.compile(r"\$(\d+)")
 
-
-@dataclass
-class PlanNode:
-    node_type: str
-    relation: str | None
-    alias: str | None
-    index_name: str | None
-    detail: str
-    conditions: dict[str, str]
-    startup_cost: float
-    total_cost: float
-    plan_rows: int
-    self_cost: float = 0.0
-    actual_ms: float | None = None  # inclusive, all loops
-    self_ms: float | None = None
-    actual_rows: int | None = None
-    loops: int | None = None
-    rows_removed_by_filter: int | None = None
-    shared_hit_blocks: int | None = None
-    shared_read_blocks: int | None = None
-    share: float = 0.0  # this node's exclusive share of the whole plan's cost (or time with ANALYZE)
-    costly: bool = False
-    children: list[PlanNode] = field(default_factory=list)
-
-    def walk(self) -> Iterator[PlanNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-
-@dataclass
-class IndexSuggestion:
-    table: str
-    columns: list[str]
-    estimated_table_rows: int
-    reason: str
-    create_index_sql: str
-    django_index: str
-    model: str | None  # "app_label.ModelName" whose Meta.indexes takes the django_index line
+__all__ = ["PlanNode", "IndexSuggestion", "QueryAnalysis", "query_analyze", "analysis_render", "statement_parse"]
 
 
 @dataclass
@@ -85,8 +48,12 @@ class QueryAnalysis:
     planning_ms: float | None
     execution_ms: float | None
     plan: PlanNode
-    suggestions: list[IndexSuggestion]
+    suggestions: list[IndexSuggestion]  # advised: proven by the planner, or unvalidated without HypoPG
     raw_plan: list[dict[str, Any]]
+    rejected: list[IndexSuggestion] = field(default_factory=list)
+    ignored_indexes: list[IgnoredIndex] = field(default_factory=list)
+    hypothetical_unavailable: str = ""
+    min_factor: float = MIN_COST_FACTOR
     source: dict[str, Any] = field(default_factory=dict)  # where a --slow statement came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,40 +63,78 @@ class QueryAnalysis:
         return any(node.index_name == index_name for node in self.plan.walk())
 
 
+@dataclass(frozen=True)
+class Statement:
+    sql: str  # one statement, Django's %s placeholders numbered as $1, $2...
+    parameter_count: int
+    is_write: bool
+
+
+def statement_parse(sql: str) -> Statement:
+    """One explainable statement, or AnalyzerError saying what is wrong with it."""
+    sql = _numbered_placeholders(_single_statement(sql))
+    parameter_count = max((int(n) for n in _PARAMETER.findall(_STRING_LITERAL.sub("''", sql))), default=0)
+    first_word = sql.split(None, 1)[0].upper().lstrip("(")
+    is_write = first_word in WRITES or (
+        first_word == "WITH" and re.search(r"\b(INSERT|UPDATE|DELETE)\b", _STRING_LITERAL.sub("''", sql), re.I)
+    )
+    return Statement(sql=sql, parameter_count=parameter_count, is_write=bool(is_write))
+
+
 def query_analyze(
     *,
     sql: str,
     analyze: bool = False,
     using: str = DEFAULT_DB_ALIAS,
     large_table_rows: int = LARGE_TABLE_ROWS,
-    timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    min_factor: float = MIN_COST_FACTOR,
+    timeout: float = STATEMENT_TIMEOUT,
 ) -> QueryAnalysis:
     """Explains one statement; with `analyze` runs it too, in a transaction that is always rolled back.
 
     A statement with `$n` placeholders (as `pg_stat_statements` shows them) gets its generic plan
-    through PREPARE; it cannot be executed, so `analyze` is ignored for it.
+    through PREPARE; it cannot be executed, so `analyze` is ignored for it. `timeout` (seconds) bounds
+    the statement and every plan made for it.
     """
-    sql = _numbered_placeholders(_single_statement(sql))
+    if min_factor < 1:
+        raise AnalyzerError(f"The cost factor must be at least 1; got {min_factor:g}.", parameter="min_factor")
+    if timeout <= 0:
+        raise AnalyzerError(f"The timeout must be more than 0 seconds; got {timeout:g}.", parameter="timeout")
+    statement = statement_parse(sql)
     connector = get_connector(using)
     if not connector.supports_plans:
         raise AnalyzerError(f"analyze_query needs PostgreSQL; database {using!r} is {connector.engine}.")
-    parameter_count = max((int(n) for n in _PARAMETER.findall(_STRING_LITERAL.sub("''", sql))), default=0)
-    generic = parameter_count > 0
+    generic = statement.parameter_count > 0
     analyze = analyze and not generic
-    raw_plan = connector.explain(sql, analyze=analyze, parameter_count=parameter_count, timeout_ms=timeout_ms)
+    timeout_ms = int(timeout * 1000)
+    raw_plan = connector.explain(
+        statement.sql, analyze=analyze, parameter_count=statement.parameter_count, timeout_ms=timeout_ms, verbose=True
+    )
     root = raw_plan[0]
-    plan = _build_node(root["Plan"])
-    _mark_costliest(plan, analyzed=analyze)
+    plan = plan_build(root["Plan"], analyzed=analyze)
+    advice = index_advise(
+        connector=connector,
+        sql=statement.sql,
+        plan=plan,
+        parameter_count=statement.parameter_count,
+        large_table_rows=large_table_rows,
+        min_factor=min_factor,
+        timeout_ms=timeout_ms,
+    )
     return QueryAnalysis(
-        sql=sql,
+        sql=statement.sql,
         analyzed=analyze,
         generic_plan=generic,
         total_cost=plan.total_cost,
         planning_ms=root.get("Planning Time"),
         execution_ms=root.get("Execution Time"),
         plan=plan,
-        suggestions=_index_suggestions(connector, plan, large_table_rows),
+        suggestions=advice.suggestions,
         raw_plan=raw_plan,
+        rejected=advice.rejected,
+        ignored_indexes=advice.ignored_indexes,
+        hypothetical_unavailable=advice.hypothetical_unavailable,
+        min_factor=min_factor,
     )
 
 
@@ -155,128 +160,9 @@ def _numbered_placeholders(sql: str) -> str:
     return "".join(parts)
 
 
-_CONDITION_KEYS = ("Index Cond", "Recheck Cond", "Filter", "Join Filter", "Hash Cond", "Merge Cond", "One-Time Filter")
-
-
-def _build_node(raw: dict[str, Any]) -> PlanNode:
-    details = [raw[key] for key in ("Operation", "Join Type", "Strategy") if raw.get(key)]
-    if raw.get("Sort Key"):
-        details.append("by " + ", ".join(raw["Sort Key"]))
-    node = PlanNode(
-        node_type=raw["Node Type"],
-        relation=raw.get("Relation Name"),
-        alias=raw.get("Alias"),
-        index_name=raw.get("Index Name"),
-        detail=" ".join(details),
-        conditions={key: raw[key] for key in _CONDITION_KEYS if raw.get(key)},
-        startup_cost=raw["Startup Cost"],
-        total_cost=raw["Total Cost"],
-        plan_rows=raw["Plan Rows"],
-        actual_rows=raw.get("Actual Rows"),
-        loops=raw.get("Actual Loops"),
-        rows_removed_by_filter=raw.get("Rows Removed by Filter"),
-        shared_hit_blocks=raw.get("Shared Hit Blocks"),
-        shared_read_blocks=raw.get("Shared Read Blocks"),
-        children=[_build_node(child) for child in raw.get("Plans", [])],
-    )
-    node.self_cost = max(node.total_cost - sum(child.total_cost for child in node.children), 0.0)
-    if raw.get("Actual Total Time") is not None:
-        node.actual_ms = raw["Actual Total Time"] * (node.loops or 1)
-        node.self_ms = max(node.actual_ms - sum(child.actual_ms or 0.0 for child in node.children), 0.0)
-    return node
-
-
-def _mark_costliest(plan: PlanNode, *, analyzed: bool, share_threshold: float = 0.25) -> None:
-    """Marks the node with the largest exclusive cost (time with ANALYZE) and any other above 25%."""
-    nodes = list(plan.walk())
-    measure = [(node.self_ms or 0.0) if analyzed else node.self_cost for node in nodes]
-    total = sum(measure)
-    if total <= 0:
-        return
-    top = max(range(len(nodes)), key=measure.__getitem__)
-    for index, node in enumerate(nodes):
-        node.share = measure[index] / total
-        node.costly = index == top or node.share >= share_threshold
-
-
-def _index_suggestions(connector: Connector, plan: PlanNode, large_table_rows: int) -> list[IndexSuggestion]:
-    suggestions: dict[tuple[str, tuple[str, ...]], IndexSuggestion] = {}
-    for node in plan.walk():
-        if node.node_type != "Seq Scan" or not node.relation or "Filter" not in node.conditions:
-            continue
-        table = connector.table_facts(node.relation)
-        if table is None or table.rows < large_table_rows:
-            continue
-        filter_columns = _filter_columns(node.conditions["Filter"], set(table.columns))
-        unindexed = [column for column in filter_columns if column not in table.leading_columns]
-        if not unindexed:
-            continue  # an index leads on a filter column: the planner chose the scan on selectivity
-        columns = unindexed[:MAX_INDEX_COLUMNS]
-        suggestions.setdefault((node.relation, tuple(columns)), _suggestion(connector.connection, node, table, columns))
-    return list(suggestions.values())
-
-
-def _filter_columns(filter_text: str, table_columns: set[str]) -> list[str]:
-    """Columns of the table named in a plan's Filter, equality columns first (they lead an index best),
-    otherwise in order of appearance; string literals and casts are ignored."""
-    text = _CAST.sub(" ", _STRING_LITERAL.sub("''", filter_text))
-    found: list[str] = []
-    for quoted, bare in _IDENTIFIER.findall(text):
-        name = quoted.replace('""', '"') if quoted else bare
-        if name in table_columns and name not in found:
-            found.append(name)
-
-    def compared_for_equality(column: str) -> bool:
-        return re.search(rf'(?:\b{re.escape(column)}\b|"{re.escape(column)}")\)*\s*=[^>]', text) is not None
-
-    return sorted(found, key=lambda column: not compared_for_equality(column))
-
-
-def _suggestion(connection, node: PlanNode, table: TableFacts, columns: list[str]) -> IndexSuggestion:
-    quote = connection.ops.quote_name
-    model, field_names = _model_fields(node.relation, columns)
-    name = _index_name(node.relation, columns, model)
-    removed = f"; {node.rows_removed_by_filter:,} rows removed by the filter" if node.rows_removed_by_filter else ""
-    return IndexSuggestion(
-        table=node.relation,
-        columns=columns,
-        estimated_table_rows=table.rows,
-        reason=(
-            f"Seq Scan on {node.relation} (~{table.rows:,} rows) filters on "
-            f"{', '.join(columns)}, which no index leads{removed}."
-        ),
-        create_index_sql=(
-            f"CREATE INDEX CONCURRENTLY {quote(name)} ON {quote(node.relation)} "
-            f"({', '.join(quote(column) for column in columns)});"
-        ),
-        django_index=f"models.Index(fields={json.dumps(field_names)}, name={json.dumps(name)})",
-        model=model,
-    )
-
-
-def _index_name(table: str, columns: list[str], model: str | None) -> str:
-    """A name Django accepts for models.Index (at most 30 characters), stable for the same input."""
-    app_prefix = f"{model.split('.')[0].lower()}_" if model else ""
-    short_table = table[len(app_prefix) :] if app_prefix and table.startswith(app_prefix) else table
-    base = f"{short_table}_{'_'.join(columns)}"
-    if len(base) + 4 <= 30:
-        return f"{base}_idx"
-    digest = hashlib.sha1(base.encode(), usedforsecurity=False).hexdigest()[:6]
-    return f"{base[:19].rstrip('_')}_{digest}_idx"
-
-
-def _model_fields(table: str, columns: list[str]) -> tuple[str | None, list[str]]:
-    """The Django model of a table and its field names for the columns (column names when unknown)."""
-    for model in apps.get_models(include_auto_created=True):
-        if model._meta.db_table != table:
-            continue
-        by_column = {f.column: f.name for f in model._meta.concrete_fields}
-        return model._meta.label, [by_column.get(column, column) for column in columns]
-    return None, list(columns)
-
-
 def analysis_render(analysis: QueryAnalysis) -> list[str]:
-    """The plan as an indented tree; `<== costliest` marks where the cost (or time) goes."""
+    """The plan as an indented tree (`<== costliest` marks where the cost or time goes), then every
+    candidate index with its estimated cost before and after, accepted or rejected and why."""
     header = f"Plan: estimated cost {analysis.total_cost:,.2f}"
     if analysis.planning_ms is not None:
         header += f", planning {analysis.planning_ms:.3f} ms"
@@ -288,14 +174,7 @@ def analysis_render(analysis: QueryAnalysis) -> list[str]:
 
     def render(node: PlanNode, depth: int) -> None:
         pad = "   " * depth
-        label = node.node_type
-        if node.index_name:
-            label += f" using {node.index_name}"
-        if node.relation:
-            label += f" on {node.relation}" + (f" {node.alias}" if node.alias and node.alias != node.relation else "")
-        if node.detail:
-            label += f" [{node.detail}]"
-        label += f"  (cost={node.startup_cost:.2f}..{node.total_cost:.2f} rows={node.plan_rows:,})"
+        label = f"{node.label}  (cost={node.startup_cost:.2f}..{node.total_cost:.2f} rows={node.plan_rows:,})"
         if node.actual_ms is not None:
             label += f" (actual {node.actual_ms:.3f} ms rows={node.actual_rows:,} loops={node.loops})"
         if node.costly:
@@ -307,17 +186,64 @@ def analysis_render(analysis: QueryAnalysis) -> list[str]:
             lines.append(f"{pad}     Rows Removed by Filter: {node.rows_removed_by_filter:,}")
         if node.shared_hit_blocks is not None:
             lines.append(f"{pad}     Buffers: shared hit={node.shared_hit_blocks:,} read={node.shared_read_blocks:,}")
+        for worker in node.workers:
+            lines.append(f"{pad}     {worker.worker}: {worker.actual_ms:.3f} ms, {worker.actual_rows:,} rows")
         for child in node.children:
             render(child, depth + 1)
 
     render(analysis.plan, 0)
-    if analysis.suggestions:
-        lines.append("Index advice:")
-        for suggestion in analysis.suggestions:
-            lines.append(f"  - {suggestion.reason}")
+    lines += advice_render(analysis)
+    return lines
+
+
+def advice_render(analysis: QueryAnalysis) -> list[str]:
+    candidates = analysis.suggestions + analysis.rejected
+    if not candidates:
+        return ["Index advice: none (no sequential scan of a large table that filters or sorts)."] + _ignored(analysis)
+    lines = []
+    if analysis.hypothetical_unavailable:
+        lines.append(f"Hypothetical indexes unavailable: {analysis.hypothetical_unavailable}")
+        lines.append("The advice below is UNVALIDATED: the planner was not asked whether it would use it.")
+    else:
+        lines.append(
+            f"Index candidates (each costed by the planner as a hypothetical index; advised when it is "
+            f"chosen and the cost drops {analysis.min_factor:g}x or more):"
+        )
+    for suggestion in candidates:
+        lines.append(f"  {suggestion_headline(suggestion)}")
+        if suggestion in analysis.suggestions:
+            lines.append(f"    {suggestion.reason}")
             lines.append(f"    SQL:    {suggestion.create_index_sql}")
             target = f"  # in {suggestion.model}.Meta.indexes" if suggestion.model else "  # table has no Django model"
             lines.append(f"    Django: {suggestion.django_index}{target}")
+    if analysis.suggestions:
+        imports = "; ".join(django_imports([s.django_index for s in analysis.suggestions]))
+        lines.append(f"Index advice: {len(analysis.suggestions)} index(es) above (Meta.indexes needs: {imports}).")
     else:
-        lines.append("Index advice: none (no sequential scan of a large table on an unindexed filter column).")
+        lines.append("Index advice: none (no candidate made the statement cheap enough).")
+    return lines + _ignored(analysis)
+
+
+def suggestion_headline(suggestion: IndexSuggestion) -> str:
+    """`ACCEPTED name (keys): cost A -> B (Nx): why` in one line."""
+    what = f"{suggestion.name} ({', '.join(suggestion.columns)}"
+    candidate = suggestion.candidate
+    if candidate and candidate.include:
+        what += f" INCLUDE {', '.join(candidate.include)}"
+    if candidate and candidate.predicate:
+        what += " WHERE " + " AND ".join(c.sql(lambda name: name) for c in candidate.predicate)
+    what += f"; {suggestion.kind})"
+    after = f"{suggestion.cost_after:,.2f} ({suggestion.cost_factor:,.1f}x)" if suggestion.cost_after else "-"
+    status = "UNVALIDATED" if suggestion.status == UNVALIDATED else suggestion.status.upper()
+    return f"{status} {what}: cost {suggestion.cost_before:,.2f} -> {after}: {suggestion.verdict}"
+
+
+def _ignored(analysis: QueryAnalysis) -> list[str]:
+    from django.template.defaultfilters import filesizeformat
+
+    if not analysis.ignored_indexes:
+        return []
+    lines = ["Existing indexes the planner ignores for this statement (not counted as covering it):"]
+    for index in analysis.ignored_indexes:
+        lines.append(f"  - {index.name} on {index.table} ({filesizeformat(index.size_bytes)}): {index.reason}")
     return lines

@@ -14,7 +14,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.engines import get_connector
 from dbops.exceptions import AnalyzerError, FeatureUnavailable
-from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, QueryAnalysis, query_analyze
+from dbops.instrumentation.analyzer import LARGE_TABLE_ROWS, STATEMENT_TIMEOUT, QueryAnalysis, query_analyze
+from dbops.instrumentation.index_advice import MIN_COST_FACTOR
 
 
 @dataclass
@@ -67,11 +68,14 @@ def slow_queries_analyze(
     analyze: bool = False,
     using: str = DEFAULT_DB_ALIAS,
     large_table_rows: int = LARGE_TABLE_ROWS,
+    min_factor: float = MIN_COST_FACTOR,
+    timeout: float = STATEMENT_TIMEOUT,
 ) -> SlowReport:
     """Analyzes the slowest statements; one that cannot be explained is reported, not fatal."""
     report = slow_statements_top(limit=limit, using=using)
     for item in report.analyses:
-        _analyze_into(item, analyze=analyze, using=using, large_table_rows=large_table_rows)
+        options = {"large_table_rows": large_table_rows, "min_factor": min_factor, "timeout": timeout}
+        _analyze_into(item, using=using, analyze=analyze, **options)
     return report
 
 
@@ -96,12 +100,10 @@ def slow_statement_analyze(
     return item
 
 
-def _analyze_into(item: SlowAnalysis, *, analyze: bool, using: str, large_table_rows: int) -> None:
+def _analyze_into(item: SlowAnalysis, *, using: str, **options) -> None:
     statement = item.statement
     try:
-        item.analysis = query_analyze(
-            sql=statement.sql, analyze=analyze, using=using, large_table_rows=large_table_rows
-        )
+        item.analysis = query_analyze(sql=statement.sql, using=using, **options)
     except AnalyzerError as exc:
         item.error = str(exc)
         return

@@ -47,3 +47,24 @@ def test_unknown_reference_is_404(staff_client):
 def test_pages_need_staff(client):
     response = client.get(reverse("dbops:slow-statements"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_plan_is_a_tree_of_bars_without_script(staff_client):
+    capture_sha256_lookup()
+    html = staff_client.get(reverse("dbops:slow-statements")).content.decode()
+    rows = re.findall(r'<code>(.*?)</code></td>\s*<td><a class="plan-link" href="([^"]+)"', html, re.S)
+    [link, *_] = [unescape(href) for sql, href in rows if '"core_storedfile"."sha256" = $1' in unescape(sql)]
+
+    page = staff_client.get(link).content.decode()
+
+    assert "<script" not in page.split('id="content-main"')[1]
+    bars = [
+        float(width)
+        for width in re.findall(
+            r'<li class="plan-node[^"]*"[^>]*>\s*<span class="bar-track"[^>]*>'
+            r'<span class="bar" style="width: ([\d.]+)%"',
+            page,
+        )
+    ]
+    assert bars and sum(bars) == pytest.approx(100, abs=0.5)  # exclusive shares add up to the whole plan
+    assert 'id="index-candidates"' in page

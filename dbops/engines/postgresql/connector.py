@@ -22,6 +22,7 @@ from django.utils import timezone
 from dbops.engines.base import Connector, DumpResult, LeftoversRecovery, RestoreOutcome
 from dbops.engines.postgresql import maintenance, swap, tools
 from dbops.engines.postgresql.data import PostgreSQLData
+from dbops.engines.postgresql.indexes import PostgreSQLIndexes, scratch_execute, scratch_explain
 from dbops.engines.postgresql.introspection import PostgreSQLIntrospection
 from dbops.engines.postgresql.maintenance import MAINTENANCE_DB
 from dbops.exceptions import BackupError, BackupLockedError, RestoreError
@@ -51,7 +52,7 @@ def _ident_name(base: str, suffix: str) -> str:
     return base[: 63 - len(suffix)] + suffix
 
 
-class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, Connector):
+class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLIndexes, Connector):
     engine = "postgresql"
     formats = ("custom", "plain")
     default_format = "custom"
@@ -338,6 +339,28 @@ class _ScratchDatabase:
 
     def table_counts(self) -> dict[str, int]:
         return self.connector._counts_in(self.database_name)
+
+    @contextmanager
+    def session(self) -> Iterator[_ScratchSession]:
+        """One connection to the scratch database for a series of plans and DDL."""
+        raw = self.connector._raw_connection(self.database_name, autocommit=False)
+        try:
+            yield _ScratchSession(raw)
+        finally:
+            raw.close()
+
+
+class _ScratchSession:
+    """Plans (EXPLAIN ANALYZE rolled back) and DDL on one connection to a scratch database."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+
+    def explain(self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int) -> list:
+        return scratch_explain(self.raw, sql, analyze=analyze, parameter_count=parameter_count, timeout_ms=timeout_ms)
+
+    def execute(self, statements: list[str]) -> None:
+        scratch_execute(self.raw, statements)
 
 
 def _count_tables(cursor) -> dict[str, int]:

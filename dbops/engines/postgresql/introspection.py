@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -48,6 +50,9 @@ LIMIT %s
 """  # LIMIT NULL: every row
 
 
+FEW_VALUES = 100  # a column with at most this many distinct values is a partial index's predicate
+
+
 class PostgreSQLIntrospection:
     """The statistics and plan methods of the Connector interface, for PostgreSQL."""
 
@@ -88,33 +93,14 @@ class PostgreSQLIntrospection:
             max_connections=maximum,
         )
 
-    def explain(self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int) -> list[dict[str, Any]]:
+    def explain(
+        self, sql: str, *, analyze: bool, parameter_count: int, timeout_ms: int, verbose: bool = False
+    ) -> list[dict[str, Any]]:
         """EXPLAIN (FORMAT JSON); a statement with $n placeholders gets its generic plan through PREPARE."""
-        options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        connection = self.connection
-        prepared = False
-        try:
-            # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
-            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-                if parameter_count:
-                    cursor.execute(f"PREPARE dbops_analyze AS {sql}")
-                    prepared = True
-                    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                    nulls = ", ".join(["NULL"] * parameter_count)
-                    cursor.execute(f"EXPLAIN ({options}) EXECUTE dbops_analyze({nulls})")
-                else:
-                    cursor.execute(f"EXPLAIN ({options}) {sql}")
-                raw = cursor.fetchone()[0]
-                transaction.set_rollback(True, using=connection.alias)
-        except DatabaseError as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AnalyzerError(f"PostgreSQL could not explain the statement: {message}") from exc
-        finally:
-            if prepared:  # prepared statements outlive the rollback
-                with connection.cursor() as cursor:
-                    cursor.execute("DEALLOCATE dbops_analyze")
-        return json.loads(raw) if isinstance(raw, str) else raw
+        options = ("ANALYZE, BUFFERS, " if analyze else "") + ("VERBOSE, " if verbose else "") + "FORMAT JSON"
+        # Rolled back whatever happens: EXPLAIN ANALYZE of an INSERT/UPDATE/DELETE really runs it.
+        with plan_session(self.connection, timeout_ms=timeout_ms, parameter_count=parameter_count) as cursor:
+            return explain_on(cursor, sql, options=options, parameter_count=parameter_count)
 
     def table_facts(self, relation: str) -> TableFacts | None:
         with self.connection.cursor() as cursor:
@@ -134,11 +120,15 @@ class PostgreSQLIntrospection:
                 [oid],
             )
             names = dict(cursor.fetchall())
-            # Only valid indexes count; the first key of each (0 = an expression) is what a filter can use.
-            cursor.execute("SELECT indkey[0] FROM pg_index WHERE indrelid = %s AND indisvalid", [oid])
-            leading = {names[attnum] for (attnum,) in cursor.fetchall() if attnum in names}
+            # n_distinct < 0 is a fraction of the rows, 0 means unknown.
+            cursor.execute(
+                "SELECT attname FROM pg_stats WHERE schemaname = %s AND tablename = %s AND ((n_distinct > 0 AND"
+                " n_distinct <= %s) OR (n_distinct < 0 AND -n_distinct * GREATEST(%s, 1) <= %s))",
+                [_schema, relation, FEW_VALUES, reltuples, FEW_VALUES],
+            )
+            few_values = {name for (name,) in cursor.fetchall()}
         rows = int(reltuples) if reltuples >= 0 else int(live_rows)  # -1: never analyzed
-        return TableFacts(rows=rows, columns=frozenset(names.values()), leading_columns=frozenset(leading))
+        return TableFacts(rows=rows, columns=frozenset(names.values()), few_values=frozenset(few_values))
 
     def statement_statistics_top(self, *, limit: int | None, queryid: str | None = None) -> list[tuple]:
         """pg_stat_statements' slowest statements (the extension is created when we may)."""
@@ -157,3 +147,62 @@ class PostgreSQLIntrospection:
                 return cursor.fetchall()
         except DatabaseError as exc:
             raise FeatureUnavailable(str(exc).strip().splitlines()[0]) from exc
+
+
+PREPARED = "dbops_analyze"
+
+
+def explain_on(cursor, sql: str, *, options: str, parameter_count: int) -> list[dict[str, Any]]:
+    """EXPLAIN on an open cursor (inside the caller's transaction); $n placeholders: the generic plan."""
+    if parameter_count:
+        cursor.execute(f"PREPARE {PREPARED} AS {sql}")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        nulls = ", ".join(["NULL"] * parameter_count)
+        cursor.execute(f"EXPLAIN ({options}) EXECUTE {PREPARED}({nulls})")
+    else:
+        cursor.execute(f"EXPLAIN ({options}) {sql}")
+    raw = cursor.fetchone()[0]
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+@contextmanager
+def plan_session(connection, *, timeout_ms: int, parameter_count: int) -> Iterator[Any]:
+    """A cursor in a transaction that is always rolled back, under statement_timeout; a database error
+    becomes one AnalyzerError, and the prepared statement of a generic plan is released after."""
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            yield cursor
+            transaction.set_rollback(True, using=connection.alias)
+    except DatabaseError as exc:
+        raise explain_failure(exc, timeout_ms=timeout_ms) from exc
+    finally:
+        if parameter_count:
+            prepared_release(connection)
+
+
+def prepared_release(connection) -> None:
+    """Prepared statements outlive the rollback: dropped after it (nothing to drop is fine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [PREPARED])
+        if cursor.fetchone():
+            cursor.execute(f"DEALLOCATE {PREPARED}")
+
+
+def explain_error(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def explain_failure(exc: BaseException, *, timeout_ms: int) -> AnalyzerError:
+    """One readable line; a statement cancelled by statement_timeout says so and names the limit."""
+    cause = exc.__cause__ or exc
+    if getattr(cause, "pgcode", None) == QUERY_CANCELED:
+        return AnalyzerError(
+            f"The statement ran longer than the {timeout_ms / 1000:g} s limit and was cancelled; nothing was changed.",
+            parameter="timeout",
+        )
+    return AnalyzerError(f"PostgreSQL could not explain the statement: {explain_error(exc)}")
+
+
+QUERY_CANCELED = "57014"  # SQLSTATE of statement_timeout (and of pg_cancel_backend)

@@ -42,8 +42,8 @@ def test_slow_json_lists_captured_statements():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "Give either one SQL statement or --slow"),
-        (("SELECT 1", "--slow"), "Give either one SQL statement or --slow"),
+        ((), "Give one SQL statement, --slow, --workload or --unused"),
+        (("SELECT 1", "--slow"), "Give one SQL statement, --slow, --workload or --unused"),
         (("DELETE FROM core_storedfile; DROP TABLE core_storedfile",), "exactly one statement"),
         (("TRUNCATE core_storedfile",), "Only "),
         (("SELECT * FROM no_such_table",), 'relation "no_such_table" does not exist'),

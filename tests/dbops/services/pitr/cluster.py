@@ -19,6 +19,7 @@ from django.conf import settings as django_settings
 
 from dbops.engines.postgresql.server import pitr_archive_command
 from dbops.engines.postgresql.tools import tool_path
+from dbops.services.pitr.wal_archive import cluster_id_from_data_dir, wal_prefix
 from tests.ports import unused_port
 
 # The server programs' folder, found the engine's way (a PATH entry may be a symlink: resolve it).
@@ -181,8 +182,19 @@ class ClusterFactory:
         command = archive_command or pitr_archive_command(python=self.python)
         cluster = self.new(name)
         cluster.initdb(wal_level="replica", archive_mode="on", archive_command="'" + command.replace("'", "''") + "'")
+        self._wal_folder_for_the_server(cluster)
         cluster.start()
         return cluster
+
+    def _wal_folder_for_the_server(self, cluster: Cluster) -> None:
+        """The server (the postgres OS user) archives into pitr/<id>/wal while this test process (root)
+        stores base backups under pitr/<id>/base: whichever writes first would make pitr/<id> its own, so
+        the cluster's folders are made for the server before it starts (an installation gives both one user)."""
+        folder = self.archive_dir
+        for part in wal_prefix(cluster_id_from_data_dir(cluster.data_dir)).split("/"):
+            folder = folder / part
+            folder.mkdir(mode=0o755, exist_ok=True)
+            shutil.chown(folder, DB_OWNER, DB_OWNER) if os.geteuid() == 0 else None
 
     def lend_environment(self, monkeypatch, settings) -> None:
         """Servers this test process starts itself (verification's scratch cluster) run restore_wal
