@@ -191,6 +191,8 @@ ANONYMIZATION_SALT = (
 DBOPS |= {
     "COPY_TARGETS": tuple(f"backups_copy_{n}" for n in range(1, len(CONFIG["BACKUP_COPY_TARGETS"]) + 1)),
     "ENTITIES": [
+        # `anonymize`: the masking rule of each column (dbops/services/datamigration/masking_rules.py); an
+        # anonymized export refuses any free-text column without one.
         {
             "name": "roles",
             "model": "core.Role",
@@ -204,44 +206,55 @@ DBOPS |= {
             "companions": ["roles", "user_roles"],
             "exclude": ["password"],
             "anonymize": {
-                "username": "username",
-                "first_name": "first_name",
-                "last_name": "last_name",
-                "email": "email",
-                "phone": "phone",
+                "username": "fake:username",
+                "first_name": "fake:first_name",
+                "last_name": "fake:last_name",
+                "email": "fake:email",
+                "phone": "fake:phone",
+                "date_joined": "generalize:month",
+                "last_login": "generalize:month",
             },
+            "quasi_identifiers": ["date_joined", "is_staff", "is_active"],
         },
-        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"]},
+        # A role is what a user may do (admin, operator...): a membership grants privileges.
+        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"], "privileged": True},
         {
             "name": "concepts",
             "model": "core.Concept",
             "since_field": "updated_at",
-            "anonymize": {"name": "keep", "description": "text"},  # a concept name is a domain term
+            # a concept's code and name are domain terms; its description is free text people write
+            "anonymize": {"code": "keep", "name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionaries",
             "model": "core.Dictionary",
             "since_field": "created_at",
             "companions": ["dictionary_entries"],
-            "anonymize": {"name": "keep", "description": "text"},
+            "anonymize": {"name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionary_entries",
             "model": "core.DictionaryEntry",
             "parent": ["dictionary", "dictionaries"],
-            "anonymize": {"value": "keep"},  # reference data (codes, labels), not about people
+            "anonymize": {"key": "keep", "value": "keep"},  # reference data (codes, labels), not about people
         },
         {
             "name": "stored_files",
             "model": "core.StoredFile",
             "since_field": "created_at",
-            "anonymize": {"name": "filename", "storage_path": "filepath"},
+            "anonymize": {
+                "name": "fake:filename",
+                "storage_path": "fake:filepath",
+                "content_type": "keep",
+                "sha256": "hash",  # the hash of a file identifies it as well as its name does
+                "entity_type": "keep",
+            },
         },
         {
             "name": "audit_logs",
             "model": "core.AuditLog",
             "since_field": "timestamp",
-            "anonymize": {"changes": "clear", "ip_address": "ip"},
+            "anonymize": {"changes": "null", "ip_address": "fake:ip", "entity_type": "keep"},
         },
     ],
     "CELERY_APP": "multipult.celery.app",
