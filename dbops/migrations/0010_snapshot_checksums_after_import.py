@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dbops', '0005_restore_record_owner'),
+        ('dbops', '0009_backup_copies'),
     ]
 
     operations = [
