@@ -11,7 +11,7 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 
-from dbops.admin.backups import human_age, human_size
+from dbops.admin.backup_display import human_age, human_size
 from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
 from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError
