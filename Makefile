@@ -6,10 +6,11 @@ SERVICES_ENV = eval "$$(scripts/services env)"
 
 .PHONY: venv demo test test-fast services services-stop lint format bench clean-demo developers-md
 
-$(VENV)/.installed: requirements.txt
+# The runtime set (requirements.txt, what the image installs) plus tests and tooling.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed

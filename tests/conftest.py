@@ -10,6 +10,8 @@ import uuid
 import pytest
 from django.conf import settings
 
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_configure(config):
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
