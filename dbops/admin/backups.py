@@ -8,8 +8,6 @@ from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model
-from django.contrib.auth import login as auth_login
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -26,23 +24,12 @@ from dbops.admin.backup_display import (
     restore_outcome,
     verification_outcome,
 )
-from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.confirm import TypedConfirmationForm, render_confirmation
 from dbops.admin.dashboard import dashboard_view
 from dbops.admin.readonly import ServiceWrittenAdmin
+from dbops.admin.restore_page import keep_signed_in, restore_confirmation_page
 from dbops.exceptions import DbopsError, QueueUnavailable
 from dbops.models import BackupRecord, TaskRun
-
-
-def keep_signed_in(request) -> None:
-    """The restored database holds the sessions of the backup's time, not this one. Store this
-    session again when the operator's account exists there; otherwise end it cleanly (the next
-    page asks them to log in) instead of failing to save a session that is gone."""
-    user = get_user_model()._default_manager.filter(pk=request.user.pk, is_active=True, is_staff=True).first()
-    if user is None:
-        request.session.flush()
-        return
-    request.session.cycle_key()  # writes the session under a new key into the restored database
-    auth_login(request, user, backend=getattr(request.user, "backend", None))
 
 
 # Read-only: retention and the services delete through backup_delete, which removes the artifact too.
@@ -357,7 +344,7 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         if backup_record is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         alias = backup_record.database_alias if backup_record.database_alias in connections else DEFAULT_DB_ALIAS
-        page = self._restore_page(backup_record, alias)
+        page = restore_confirmation_page(backup_record, alias, cancel_url=self._url("change", backup_record.pk))
         form = TypedConfirmationForm(
             request.POST if request.method == "POST" else None, expected_name=page.target.confirmation_name
         )
@@ -387,38 +374,3 @@ class BackupRecordAdmin(ServiceWrittenAdmin):
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         return HttpResponseRedirect(self._url("changelist"))
-
-    def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
-        from dbops.services.backups.restore import restore_plan, restore_refusal
-
-        target = target_database(alias)
-        restore_description = restore_plan(backup_record=backup_record, database=alias, safety_backup=True).describe()
-        blocking = restore_refusal(backup_record=backup_record, database=alias)
-        total_rows = sum(int(count) for count in (backup_record.row_counts or {}).values())
-        return ConfirmationPage(
-            title="Restore the database from a backup",
-            action_label="Restore the database",
-            target=target,
-            source_facts=[
-                ("Backup", f"#{backup_record.pk} ({backup_record.get_kind_display()})"),
-                ("Taken at", f"{timezone.localtime(backup_record.started_at):%Y-%m-%d %H:%M:%S %Z}"),
-                ("Age", human_age(backup_record.finished_at or backup_record.started_at)),
-                ("Size", human_size(backup_record.size_bytes)),
-                ("Format / compression", f"{backup_record.format} / {backup_record.compression}"),
-                ("Source database", f"{backup_record.database_name} ({backup_record.engine})"),
-                ("SHA-256", backup_record.sha256 or "—"),
-                ("Tables / rows", f"{len(backup_record.row_counts or {})} tables, {total_rows} rows"),
-                ("Tag", backup_record.tag or "—"),
-            ],
-            overwritten=[
-                f"Every table of database “{target.name}” ({target.engine}"
-                + (f" on {target.host}" if target.host else "")
-                + ") is replaced by the backup's contents.",
-                "Rows written since the backup was taken are lost (they stay in the safety backup).",
-                restore_description,
-            ],
-            tables=sorted((backup_record.row_counts or {}).items()),
-            safety_backup=True,
-            blocking_problem=blocking,
-            cancel_url=self._url("change", backup_record.pk),
-        )

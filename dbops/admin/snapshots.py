@@ -12,7 +12,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from dbops.admin.backup_display import human_age, human_size
-from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.confirm import (
+    ConfirmationPage,
+    TypedConfirmationForm,
+    current_row_counts,
+    render_confirmation,
+    target_database,
+)
 from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError
 from dbops.models import DataTransferRun, Snapshot
@@ -128,6 +134,8 @@ class SnapshotAdmin(ServiceWrittenAdmin):
                 "it refuses and nothing changes.",
             ],
             tables=sorted(snapshot.row_counts.items()),
+            current_rows=current_row_counts(alias),
+            source_noun="snapshot",
             safety_backup=False,
             safety_note="No safety backup is taken: the rollback runs in one transaction and is only committed "
             "when every table's checksum equals the snapshot's.",

@@ -186,6 +186,26 @@ def test_confirmation_page_says_what_is_overwritten(who, request):
     assert 'name="csrfmiddlewaretoken"' in html
 
 
+@pytest.mark.django_db(transaction=True)  # the connector counts on a connection of its own: rows must be committed
+def test_confirmation_page_shows_each_tables_rows_now_beside_the_backups(superuser, django_user_model):
+    from multipult.core.models import Concept
+
+    backup_record = make_backup_record(row_counts={"core_concept": 120, "core_user": 7, "core_gone": 3})
+    Concept.objects.create(name="only one now", created_by=superuser)
+
+    response = logged_in(superuser).get(restore_url(backup_record))
+
+    assert response.context["page"].table_rows == [
+        ("core_concept", 120, 1),
+        ("core_gone", 3, "—"),  # the database has no such table now
+        ("core_user", 7, django_user_model.objects.count()),
+    ]
+    html = response.content.decode()
+    assert '<td>core_concept</td><td class="rows">120</td><td class="rows">1</td>' in html
+    # the submit is drawn as Django's delete confirmation draws its own
+    assert "delete-confirmation" in html and '<input type="submit" id="confirm-submit"' in html
+
+
 def test_wrong_typed_name_is_refused_and_nothing_runs(superuser):
     backup_record = make_backup_record()
     records_before = list(BackupRecord.objects.values_list("pk", "status", "verification_status"))
@@ -223,6 +243,9 @@ def test_unrestorable_backup_shows_the_problem_and_no_form(superuser, fields, pr
     page = client.get(restore_url(backup_record)).content.decode()
     assert problem in page
     assert 'id="typed-confirmation-form"' not in page
+    # no plan of a restore that will not run, and no promise of a safety backup
+    assert 'id="overwritten"' not in page and "Would restore" not in page
+    assert 'id="safety-backup"' not in page
     # posting anyway changes nothing
     response = client.post(restore_url(backup_record), {"typed_name": connection.settings_dict["NAME"]})
     assert response.status_code == 200 and problem in response.content.decode()
