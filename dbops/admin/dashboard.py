@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 
-from dbops.admin.charts import history_chart
+from dbops.admin.charts import age_chart, history_chart
 
 
 def dashboard_view(model_admin, request):
@@ -32,6 +32,7 @@ def dashboard_view(model_admin, request):
             value=lambda point: point.size_bytes,
             label=lambda size: filesizeformat(int(size)),
             title=f"Backup size, last {summary.days} days",
+            axis_title="size",
             chart_id="size-chart",
         ),
         "duration_chart": history_chart(
@@ -41,8 +42,10 @@ def dashboard_view(model_admin, request):
             value=lambda point: point.duration_seconds,
             label=lambda seconds: f"{seconds:.1f} s",
             title=f"Backup duration, last {summary.days} days",
+            axis_title="duration",
             chart_id="duration-chart",
         ),
+        "age_chart": age_chart(ages=summary.ages),
         # each statement links to its EXPLAIN page (the query analyzer's admin view)
         "slow_query_rows": [
             (slow_query, query_plan_url(source="profiler", reference=slow_query.pk))
