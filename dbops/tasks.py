@@ -49,28 +49,10 @@ class DbopsTask(Task):
 
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
-def run_backup(
-    self,
-    database: str = "default",
-    compression: str = "zstd",
-    fmt: str = "custom",
-    upload_s3: bool | None = None,
-    encrypt: bool = False,
-    tag: str = "",
-    triggered_by: str = "schedule",
-    triggered_by_user: str = "",
-) -> dict:
-    return scheduling.scheduled_backup(
-        task_id=self.request.id,
-        database=database,
-        compression=compression,
-        fmt=fmt,
-        upload_s3=upload_s3,
-        encrypt=encrypt,
-        tag=tag,
-        triggered_by=triggered_by,
-        triggered_by_user=triggered_by_user,
-    )
+def run_backup(self, **options) -> dict:
+    """A managed backup; `options` are scheduled_backup's (database, compression, fmt, upload_s3, encrypt,
+    tag, triggered_by, triggered_by_user), as a periodic task's kwargs name them."""
+    return scheduling.scheduled_backup(task_id=self.request.id, **options)
 
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=30 * 60, time_limit=35 * 60)

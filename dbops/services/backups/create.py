@@ -134,36 +134,37 @@ def backup_create(
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
+    spec = BackupSpec(compression, fmt, key, tag, kind, triggered_by, triggered_by_user)
     with connector.lock(wait=wait):
-        backup_record = backup_create_locked(
-            connector=connector,
-            compression=compression,
-            fmt=fmt,
-            encryption_key=key,
-            tag=tag,
-            kind=kind,
-            triggered_by=triggered_by,
-            triggered_by_user=triggered_by_user,
-            progress=progress,
-        )
+        backup_record = backup_create_locked(connector=connector, spec=spec, progress=progress)
     if upload_s3:
         _upload(backup_record)
     return backup_record
 
 
-def backup_create_locked(
-    *,
-    connector: Connector,
-    compression: str,
-    fmt: str,
-    encryption_key: RingKey | None,
-    tag: str,
-    kind: str,
-    triggered_by: str,
-    triggered_by_user: str,
-    progress: ByteProgress | None,
-) -> BackupRecord:
+@dataclass(frozen=True)
+class BackupSpec:
+    """What a managed backup is to be (checked by backup_create before it is built)."""
+
+    compression: str
+    fmt: str
+    encryption_key: RingKey | None
+    tag: str
+    kind: str
+    triggered_by: str
+    triggered_by_user: str
+
+
+def safety_backup_spec(*, fmt: str, source: str, user: str) -> BackupSpec:
+    """The safety backup before a restore: zstd, unencrypted, tagged with what is about to be restored."""
+    tag = f"before restore of {source}"[:64]
+    return BackupSpec("zstd", fmt, None, tag, BackupRecord.Kind.SAFETY, BackupRecord.Trigger.RESTORE, user)
+
+
+def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: ByteProgress | None) -> BackupRecord:
     """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
+    compression, fmt, encryption_key, tag = spec.compression, spec.fmt, spec.encryption_key, spec.tag
+    kind, triggered_by, triggered_by_user = spec.kind, spec.triggered_by, spec.triggered_by_user
     folder = _storage_folder(connector)
     encrypt = encryption_key is not None
     backup_mark_stale(database_name=connector.database_name)

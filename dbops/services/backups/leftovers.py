@@ -14,6 +14,7 @@ from django.db import connections
 from dbops.artifacts.workdir import work_folders_remove_dead
 from dbops.engines import CONNECTOR_MAPPING, LeftoversRecovery, get_connector
 from dbops.exceptions import DatabaseUnavailable
+from dbops.services.reports import report_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,7 @@ class LeftoversReport(LeftoversRecovery):
         return self.done + self.failed
 
     def as_dict(self) -> dict:
-        return {
-            "done": self.done,
-            "failed": self.failed,
-            "left_alone": self.left_alone,
-            "database_missing": self.database_missing,
-            "unreachable": self.unreachable,
-        }
+        return report_as_dict(self)
 
 
 def _distinct_databases(aliases: Iterable[str]) -> list[str]:

@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbops.engines import get_connector
 from dbops.exceptions import DbopsError, RetentionError
+from dbops.services.reports import report_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +28,7 @@ class PreRestorePrune:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {
-            "database": self.database,
-            "kept": self.kept,
-            "dropped": self.dropped,
-            "would_drop": self.would_drop,
-            "failed": [{"name": name, "error": error} for name, error in self.failed],
-        }
+        return report_as_dict(self)
 
 
 def _pre_restore_pattern(database_name: str) -> re.Pattern:

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 from django.db import DEFAULT_DB_ALIAS
 
@@ -28,7 +29,8 @@ from dbops.exceptions import (
 )
 from dbops.models import BackupRecord, RestoreRecord
 from dbops.services.backups.catalog import SyncResult, catalog_sync, presence_record
-from dbops.services.backups.create import ByteProgress, backup_create_locked
+from dbops.services.backups.create import ByteProgress, backup_create_locked, safety_backup_spec
+from dbops.services.backups.restore_arguments import RestoreArguments, RestoreRequest, restore_arguments
 from dbops.services.backups.restore_history import (
     restore_history_carry,
     restore_history_hold,
@@ -105,29 +107,11 @@ def _source_label(backup_record: BackupRecord | None, input_path: Path | None) -
     return str(input_path)
 
 
-def _check_arguments(backup_record, input_path, tables, jobs) -> None:
-    if (backup_record is None) == (input_path is None):
-        raise RestoreError("Give exactly one of a backup id or an input file.")
-    if jobs < 1:
-        raise RestoreError(f"The number of parallel jobs must be at least 1; got {jobs}.", parameter="jobs")
-    if tables is not None and not [t for t in tables if t]:
-        raise RestoreError("The list of tables to restore names no table.", parameter="tables")
-
-
-def restore_plan(
-    *,
-    backup_record: BackupRecord | None = None,
-    input_path: Path | str | None = None,
-    database: str = DEFAULT_DB_ALIAS,
-    tables: list[str] | None = None,
-    jobs: int = 1,
-    safety_backup: bool = True,
-    verify: bool = True,
-) -> RestorePlan:
+def restore_plan(**request: Unpack[RestoreRequest]) -> RestorePlan:
     """What backup_restore would do, without doing anything."""
-    input_path = Path(input_path) if input_path is not None else None
-    _check_arguments(backup_record, input_path, tables, jobs)
-    connector = get_connector(database)
+    checked = restore_arguments(request)
+    backup_record, input_path, verify = checked.backup_record, checked.input_path, checked.verify
+    connector = get_connector(checked.database)
     checksum = "verify its checksum"
     if input_path is not None:
         if not input_path.is_file():
@@ -141,9 +125,9 @@ def restore_plan(
         source=_source_label(backup_record, input_path),
         database_name=connector.database_name,
         engine=connector.engine,
-        tables=list(tables or []),
-        jobs=jobs,
-        safety_backup=safety_backup,
+        tables=checked.tables,
+        jobs=checked.jobs,
+        safety_backup=checked.safety_backup,
     )
 
 
@@ -193,17 +177,11 @@ def _major(version: str) -> int:
 
 def backup_restore(
     *,
-    backup_record: BackupRecord | None = None,
-    input_path: Path | str | None = None,
-    database: str = DEFAULT_DB_ALIAS,
-    tables: list[str] | None = None,
-    jobs: int = 1,
-    safety_backup: bool = True,
-    verify: bool = True,
     triggered_by: str = BackupRecord.Trigger.CLI,
     triggered_by_user: str = "",
     progress: ByteProgress | None = None,
     wait: bool = False,
+    **request: Unpack[RestoreRequest],
 ) -> RestoreResult:
     """Restores a managed backup or a backup file into `database`.
 
@@ -214,35 +192,16 @@ def backup_restore(
     (or ChecksumMismatch, ChecksumUnavailable, NotABackupError, EncryptionError, KeyUnavailable,
     BackupLockedError, BackupError when the safety backup fails)."""
     started = time.perf_counter()
-    input_path = Path(input_path) if input_path is not None else None
-    _check_arguments(backup_record, input_path, tables, jobs)
-    tables = [t.strip() for t in tables or [] if t.strip()]
-    connector = get_connector(database)
-    result = RestoreResult(database_name=connector.database_name, source=_source_label(backup_record, input_path))
-    result.backup_record = backup_record
+    checked = restore_arguments(request)
+    connector = get_connector(checked.database)
+    source = _source_label(checked.backup_record, checked.input_path)
+    result = RestoreResult(database_name=connector.database_name, source=source)
+    result.backup_record = checked.backup_record
     restore_record = restore_record_start(
-        backup_record=backup_record,
-        input_path=input_path,
-        source=result.source,
-        database_alias=connector.alias,
-        database_name=connector.database_name,
-        tables=tables,
-        triggered_by=triggered_by,
-        triggered_by_user=triggered_by_user,
+        request=checked, connector=connector, source=source, by=triggered_by, user=triggered_by_user
     )
     try:
-        _restore(
-            connector,
-            result,
-            input_path=input_path,
-            tables=tables,
-            jobs=jobs,
-            safety_backup=safety_backup,
-            verify=verify,
-            triggered_by_user=triggered_by_user,
-            progress=progress,
-            wait=wait,
-        )
+        _restore(connector, result, checked, triggered_by_user=triggered_by_user, progress=progress, wait=wait)
     except BaseException as exc:
         restore_record_finish(
             restore_record,
@@ -274,12 +233,8 @@ def backup_restore(
 def _restore(
     connector: Connector,
     result: RestoreResult,
+    request: RestoreArguments,
     *,
-    input_path: Path | None,
-    tables: list[str],
-    jobs: int,
-    safety_backup: bool,
-    verify: bool,
     triggered_by_user: str,
     progress: ByteProgress | None,
     wait: bool,
@@ -299,33 +254,34 @@ def _restore(
             artifact, manifest = found.path, manifest_of(backup_record)
             result.notes += found.notes
         else:
-            checked = file_check(input_path, verify=verify)
-            manifest, artifact, keys = checked.manifest, input_path, None
+            checked = file_check(request.input_path, verify=request.verify)
+            manifest, artifact, keys = checked.manifest, request.input_path, None
             if checked.verified_against:
                 result.notes.append(f"Checksum verified against {checked.verified_against}.")
             else:
-                result.warnings.append(f"{input_path} was not verified against a checksum (as asked).")
+                result.warnings.append(f"{request.input_path} was not verified against a checksum (as asked).")
         decoded = artifact_decode(artifact, workdir, decryption_keys=keys, progress=progress)
         if decoded.engine != connector.engine:
             raise RestoreError(
                 f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."
             )
         result.warnings += _compatibility_warnings(connector, manifest)
-        if tables:
+        if request.tables:
             available = connector.archive_tables(decoded.path, fmt=decoded.fmt)
-            unknown = [t for t in tables if t not in available]
+            unknown = [t for t in request.tables if t not in available]
             if unknown:
                 raise RestoreError(f"Table(s) not in the backup: {', '.join(unknown)}.")
 
-        if safety_backup:
+        if request.safety_backup:
             connector.preflight()
         with connector.lock(wait=wait):
-            if safety_backup:
+            if request.safety_backup:
                 result.safety_backup = _safety_backup(connector, result.source, triggered_by_user)
             # Read last, so the history held includes this restore's own running row.
             held_history = restore_history_hold(database_alias=connector.alias)
             try:
-                outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables or None, jobs=jobs)
+                tables = request.tables or None
+                outcome = connector.restore(decoded.path, fmt=decoded.fmt, tables=tables, jobs=request.jobs)
             except DbopsError:
                 raise
             except Exception as exc:  # not one the engine foresaw, so its state is not known here: say where to look
@@ -355,17 +311,8 @@ def _restore(
 
 def _safety_backup(connector: Connector, source: str, user: str) -> BackupRecord:
     try:
-        return backup_create_locked(
-            connector=connector,
-            compression="zstd",
-            fmt=connector.default_format,
-            encryption_key=None,
-            tag=f"before restore of {source}"[:64],
-            kind=BackupRecord.Kind.SAFETY,
-            triggered_by=BackupRecord.Trigger.RESTORE,
-            triggered_by_user=user,
-            progress=None,
-        )
+        spec = safety_backup_spec(fmt=connector.default_format, source=source, user=user)
+        return backup_create_locked(connector=connector, spec=spec, progress=None)
     except BackupError as exc:
         raise RestoreError(f"The safety backup failed, so nothing was restored: {exc}") from exc
 

@@ -6,39 +6,32 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
+from dbops.engines import Connector
 from dbops.models import BackupRecord, RestoreRecord
+from dbops.services.backups.restore_arguments import RestoreArguments
 
 logger = logging.getLogger(__name__)
 
 
 def restore_record_start(
-    *,
-    backup_record: BackupRecord | None,
-    input_path: Path | None,
-    source: str,
-    database_alias: str,
-    database_name: str,
-    tables: list[str],
-    triggered_by: str,
-    triggered_by_user: str,
+    *, request: RestoreArguments, connector: Connector, source: str, by: str, user: str
 ) -> RestoreRecord:
     """The running record, saved; unsaved (written at the finish) when the database has no table for it
-    yet: a file restored into a fresh, unmigrated database must still work."""
+    yet: a file restored into a fresh, unmigrated database must still work. `by`: the trigger."""
     restore_record = RestoreRecord(
-        backup=backup_record,
-        input_path=str(input_path or ""),
+        backup=request.backup_record,
+        input_path=str(request.input_path or ""),
         source=source[:1024],
-        database_alias=database_alias,
-        database_name=database_name,
-        tables=tables,
-        triggered_by=triggered_by,
-        triggered_by_user=triggered_by_user,
+        database_alias=connector.alias,
+        database_name=connector.database_name,
+        tables=request.tables,
+        triggered_by=by,
+        triggered_by_user=user,
         started_at=timezone.now(),
     )
     using = router.db_for_write(RestoreRecord)

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
@@ -313,18 +314,25 @@ def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.date
     return outcome
 
 
-def retention_policies_resolve(
-    *,
-    policy_name: str | None = None,
-    daily: int | None = None,
-    weekly: int | None = None,
-    monthly: int | None = None,
-    keep_last: int | None = None,
-    database: str = DEFAULT_DB_ALIAS,
-    tag: str = "",
-) -> list[RetentionPolicy]:
+class RetentionScope(TypedDict, total=False):
+    """Which policies a run applies: a saved one by name (its counts overridden when counts are given,
+    not saved), an ad-hoc one from the counts alone, or (neither) every enabled policy."""
+
+    policy_name: str | None
+    daily: int | None
+    weekly: int | None
+    monthly: int | None
+    keep_last: int | None
+    database: str  # scope of an ad-hoc run (default "default")
+    tag: str  # scope of an ad-hoc run
+
+
+def retention_policies_resolve(**scope: Unpack[RetentionScope]) -> list[RetentionPolicy]:
     """The policies a run applies: the named one (counts overridden, not saved), an ad-hoc one from
     the counts, or every enabled policy."""
+    policy_name, keep_last = scope.get("policy_name"), scope.get("keep_last")
+    database, tag = scope.get("database", DEFAULT_DB_ALIAS), scope.get("tag", "")
+    daily, weekly, monthly = scope.get("daily"), scope.get("weekly"), scope.get("monthly")
     overrides = {
         key: value
         for key, value in {"keep_daily": daily, "keep_weekly": weekly, "keep_monthly": monthly}.items()
@@ -400,42 +408,29 @@ class RetentionRun:
 
 def retention_run(
     *,
-    policy_name: str | None = None,
-    daily: int | None = None,
-    weekly: int | None = None,
-    monthly: int | None = None,
-    keep_last: int | None = None,
-    database: str = DEFAULT_DB_ALIAS,
-    tag: str = "",
     dry_run: bool = False,
     now: dt.datetime | None = None,
     wait_for_lock: bool = False,
+    **scope: Unpack[RetentionScope],
 ) -> RetentionRun:
     """One retention run (the command and the scheduled task): what interrupted restores left is repaired
     first (even in a dry run: it is recovery, not retention), then every policy it covers is applied,
     then the `<name>_pre_restore_<time>` databases of the covered databases but the newest are dropped,
     and, when a policy covers PITR base backups, the archived WAL no kept base backup needs.
     Inputs are checked before anything is deleted."""
+    database, tag, policy_name = scope.get("database", DEFAULT_DB_ALIAS), scope.get("tag", ""), scope.get("policy_name")
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
     leftovers = restore_leftovers_recover()
-    by_counts = any(count is not None for count in (daily, weekly, monthly, keep_last))
+    by_counts = any(scope.get(count) is not None for count in ("daily", "weekly", "monthly", "keep_last"))
     if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
-        scope = "tag" if tag else "database"
+        scoped_by = "tag" if tag else "database"
         raise RetentionError(
-            f"A {scope} scopes only a run given by counts (daily, weekly, monthly, keep-last); "
+            f"A {scoped_by} scopes only a run given by counts (daily, weekly, monthly, keep-last); "
             "a saved policy has its own scope (edit it in the admin).",
-            parameter=scope,
+            parameter=scoped_by,
         )
-    policies = retention_policies_resolve(
-        policy_name=policy_name,
-        daily=daily,
-        weekly=weekly,
-        monthly=monthly,
-        keep_last=keep_last,
-        database=database,
-        tag=tag,
-    )
+    policies = retention_policies_resolve(**scope)
     now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
     outcomes = [
         retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies

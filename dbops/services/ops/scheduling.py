@@ -103,16 +103,9 @@ def scheduled_backup(
 
     def action(task_run: TaskRun) -> dict:
         try:
-            backup_record = backup_create(
-                database=database,
-                compression=compression,
-                fmt=fmt,
-                upload_s3=upload,
-                encrypt=encrypt,
-                tag=tag,
-                triggered_by=triggered_by,
-                triggered_by_user=triggered_by_user,
-            )
+            # The arguments recorded on the TaskRun are the backup's own, plus who asked for it.
+            by = {"triggered_by": triggered_by, "triggered_by_user": triggered_by_user}
+            backup_record = backup_create(**arguments, encrypt=encrypt, **by)
         except UploadError as exc:
             task_run.backup_record = exc.backup_record  # safe locally; retry_failed_uploads copies it later
             raise
@@ -288,50 +281,39 @@ def scheduled_snapshot_prune(
 @dataclass(frozen=True)
 class DefaultSchedule:
     name: str
-    task: str
-    crontab: dict
-    kwargs: dict
-    description: str
+    task: str  # a task of dbops.tasks
+    cron: str  # "minute hour day-of-month month day-of-week", in settings.TIME_ZONE
+
+    @property
+    def kwargs(self) -> dict:
+        return SCHEDULE_KWARGS.get(self.name, {})
+
+    @property
+    def description(self) -> str:
+        return SCHEDULE_DESCRIPTIONS[self.name]
 
 
 DEFAULT_SCHEDULES = (
-    DefaultSchedule(
-        "dbops: nightly backup",
-        "dbops.tasks.run_backup",
-        {"minute": "0", "hour": "2"},
-        {"database": DEFAULT_DB_ALIAS, "compression": "zstd"},
-        "Managed zstd backup of the default database (uploaded to S3 when S3_BACKUP_BUCKET is set).",
-    ),
-    DefaultSchedule(
-        "dbops: nightly retention",
-        "dbops.tasks.apply_retention",
-        {"minute": "30", "hour": "3"},
-        {},
-        "Every enabled retention policy, then old <db>_pre_restore_<time> databases.",
-    ),
-    DefaultSchedule(
-        "dbops: weekly restore test",
-        "dbops.tasks.verify_latest_backup",
-        {"minute": "0", "hour": "5", "day_of_week": "0"},
-        {"database": DEFAULT_DB_ALIAS, "restore_test": True},
-        "Restores the newest backup into a scratch database and checks it (Sundays).",
-    ),
-    DefaultSchedule(
-        "dbops: retry failed uploads",
-        "dbops.tasks.retry_failed_uploads",
-        {"minute": "15"},
-        {},
-        "Copies backups whose S3 upload failed (hourly).",
-    ),
-    DefaultSchedule(
-        "dbops: prune old snapshots",
-        "dbops.tasks.prune_snapshots",
-        {"minute": "45", "hour": "3", "day_of_week": "1"},
-        {"older_than_days": SNAPSHOT_PRUNE_DAYS, "keep_last": SNAPSHOT_KEEP_LAST},
-        f"Drops rollback snapshots older than {SNAPSHOT_PRUNE_DAYS} days, keeping the {SNAPSHOT_KEEP_LAST} newest "
-        "(Mondays; as prune_snapshots does).",
-    ),
+    DefaultSchedule("dbops: nightly backup", "run_backup", "0 2 * * *"),
+    DefaultSchedule("dbops: nightly retention", "apply_retention", "30 3 * * *"),
+    DefaultSchedule("dbops: weekly restore test", "verify_latest_backup", "0 5 * * 0"),
+    DefaultSchedule("dbops: retry failed uploads", "retry_failed_uploads", "15 * * * *"),
+    DefaultSchedule("dbops: prune old snapshots", "prune_snapshots", "45 3 * * 1"),
 )
+SCHEDULE_KWARGS = {  # written into each periodic task, where staff can edit them
+    "dbops: nightly backup": {"database": DEFAULT_DB_ALIAS, "compression": "zstd"},
+    "dbops: weekly restore test": {"database": DEFAULT_DB_ALIAS, "restore_test": True},
+    "dbops: prune old snapshots": {"older_than_days": SNAPSHOT_PRUNE_DAYS, "keep_last": SNAPSHOT_KEEP_LAST},
+}
+SCHEDULE_DESCRIPTIONS = {
+    "dbops: nightly backup": "Managed zstd backup of the default database (uploaded to S3 when a bucket is set).",
+    "dbops: nightly retention": "Every enabled retention policy, then old <db>_pre_restore_<time> databases.",
+    "dbops: weekly restore test": "Restores the newest full backup into a scratch database and checks it (Sundays).",
+    "dbops: retry failed uploads": "Copies backups whose S3 upload failed (hourly).",
+    "dbops: prune old snapshots": f"Drops rollback snapshots older than {SNAPSHOT_PRUNE_DAYS} days, keeping the "
+    f"{SNAPSHOT_KEEP_LAST} newest (Mondays; as prune_snapshots does).",
+}
+CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 DEFAULT_POLICY = {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12}
 
@@ -358,13 +340,11 @@ def schedules_setup() -> ScheduleSetup:
                 existing.append(schedule.name)
                 continue
             crontab, _ = CrontabSchedule.objects.get_or_create(
-                **{"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
-                | schedule.crontab,
-                timezone=settings.TIME_ZONE,
+                **dict(zip(CRON_FIELDS, schedule.cron.split(), strict=True)), timezone=settings.TIME_ZONE
             )
             PeriodicTask.objects.create(
                 name=schedule.name,
-                task=schedule.task,
+                task=f"dbops.tasks.{schedule.task}",
                 crontab=crontab,
                 kwargs=json.dumps(schedule.kwargs),
                 description=schedule.description,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from dbops.models import BackupRecord, PitrBaseBackup
 from dbops.services.pitr.recovery import pitr_wal_needed
 from dbops.services.pitr.wal_archive import pitr_storage, wal_prefix
+from dbops.services.reports import report_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +23,7 @@ class WalPrune:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {
-            "storage": self.storage,
-            "skipped": self.skipped,
-            "deleted": self.deleted,
-            "would_delete": self.would_delete,
-            "failed": [{"name": name, "error": error} for name, error in self.failed],
-        }
+        return report_as_dict(self)
 
 
 def wal_prune(*, dry_run: bool = False, storage: str | None = None, deleting: frozenset[int] = frozenset()) -> WalPrune:

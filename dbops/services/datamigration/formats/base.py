@@ -23,7 +23,7 @@ FILE_MARKER = "multipult-export"
 FILE_VERSION = 1
 
 
-def _json_default(value):
+def json_default(value):
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Decimal | UUID):
@@ -32,14 +32,14 @@ def _json_default(value):
 
 
 def encode_json(record: dict) -> str:
-    return json.dumps(record, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(record, default=json_default, ensure_ascii=False, separators=(",", ":"))
 
 
-def _text_fields(entity: Entity) -> set[str]:
+def text_fields(entity: Entity) -> set[str]:
     return {f.name for f in entity.fields if isinstance(f, models.CharField | models.TextField)}
 
 
-def _json_fields(entity: Entity) -> set[str]:
+def json_fields(entity: Entity) -> set[str]:
     return {f.name for f in entity.fields if isinstance(f, models.JSONField)}
 
 
@@ -90,7 +90,7 @@ class ExportWriter:
         pass
 
 
-class _StreamWriter(ExportWriter):
+class StreamWriter(ExportWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
         self.handle = open(self._temp / "out", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
@@ -105,7 +105,7 @@ class _StreamWriter(ExportWriter):
 Record = tuple[str, int, dict]  # (entity name, record number in the file, record)
 
 
-def _check_header(header, source: str) -> dict:
+def check_header(header, source: str) -> dict:
     if not isinstance(header, dict) or header.get("format") != FILE_MARKER:
         raise ImportFormatError(f"{source} is not an export_data file (no {FILE_MARKER!r} header).")
     if header.get("version") != FILE_VERSION:
@@ -113,19 +113,19 @@ def _check_header(header, source: str) -> dict:
     return header
 
 
-def _entity_named(name, source: str) -> Entity:
+def entity_named(name, source: str) -> Entity:
     if name not in ENTITIES:
         raise ImportFormatError(f"{source}: unknown entity {name!r}; valid: {', '.join(ENTITIES)}.")
     return ENTITIES[name]
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
     if not path.is_file():
         raise ImportFormatError(f"{path} is not a file.")
     return open(path, encoding="utf-8", newline="")  # noqa: SIM115
 
 
-def _decode_errors(path: Path):
+def decode_errors(path: Path):
     """Turns a bad byte sequence into one readable message instead of a traceback."""
 
     @contextlib.contextmanager

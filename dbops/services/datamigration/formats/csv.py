@@ -13,34 +13,20 @@ from pathlib import Path
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import Entity
-from dbops.services.datamigration.formats.base import (
-    ExportWriter,
-    Record,
-    Unparsable,
-    _check_header,
-    _entity_named,
-    _json_default,
-    _json_fields,
-    _text_fields,
-    encode_json,
-)
+from dbops.services.datamigration.formats import base
 
 
 def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value).lower()  # true / false
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict | list):
-        return encode_json(value)
+        return base.encode_json(value)
     return str(value)
 
 
-class CsvWriter(ExportWriter):
+class CsvWriter(base.ExportWriter):
     """One CSV per entity plus manifest.json, in a folder or (target ends with .zip) a zip archive."""
 
     def __init__(self, target: Path, *, header: dict) -> None:
@@ -83,7 +69,7 @@ class CsvWriter(ExportWriter):
                 for name, count in self.counts.items()
             },
         }
-        text = json.dumps(manifest, indent=2, default=_json_default)
+        text = json.dumps(manifest, indent=2, default=base.json_default)
         if self.zipped:
             self.archive.writestr("manifest.json", text)
             self.archive.close()
@@ -102,7 +88,7 @@ def _csv_value(value: str, name: str, text_fields: set[str], json_fields: set[st
         try:
             return json.loads(value) if value != "" else None
         except json.JSONDecodeError:
-            return Unparsable(value)
+            return base.Unparsable(value)
     if value == "" and name not in text_fields:
         return None
     return value
@@ -141,7 +127,7 @@ class _CsvSource:
             self.archive.close()
 
 
-def read_csv(path: Path) -> Iterator[Record]:
+def read_csv(path: Path) -> Iterator[base.Record]:
     source = _CsvSource(path)
     try:
         with source.open("manifest.json") as handle:
@@ -149,9 +135,9 @@ def read_csv(path: Path) -> Iterator[Record]:
                 manifest = json.load(handle)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ImportFormatError(f"{path}: manifest.json is malformed: {exc}.") from None
-        _check_header(manifest, f"{path} manifest.json")
+        base.check_header(manifest, f"{path} manifest.json")
         for name, info in manifest.get("entities", {}).items():
-            entity = _entity_named(name, f"{path} manifest.json")
+            entity = base.entity_named(name, f"{path} manifest.json")
             yield from _read_csv_entity(source, entity, info)
     finally:
         source.close()
@@ -169,8 +155,8 @@ def _utf8_lines(binary, where: str) -> Iterator[str]:
             ) from None
 
 
-def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator[Record]:
-    text_fields, json_fields = _text_fields(entity), _json_fields(entity)
+def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator[base.Record]:
+    text_fields, json_fields = base.text_fields(entity), base.json_fields(entity)
     where = f"{source.path} {info.get('file')}"
     number = 0
     with source.open_binary(info.get("file", f"{entity.name}.csv")) as handle:

@@ -9,22 +9,14 @@ from pathlib import Path
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import Entity
-from dbops.services.datamigration.formats.base import (
-    Record,
-    _check_header,
-    _decode_errors,
-    _entity_named,
-    _open_text,
-    _StreamWriter,
-    encode_json,
-)
+from dbops.services.datamigration.formats import base
 from dbops.services.datamigration.formats.json_stream import JsonDocumentReader, JsonShapeError, JsonStreamError
 
 
-class JsonWriter(_StreamWriter):
+class JsonWriter(base.StreamWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
-        self.handle.write(encode_json(self.header)[:-1] + ',"entities":{')
+        self.handle.write(base.encode_json(self.header)[:-1] + ',"entities":{')
         self._first_entity = True
 
     def begin_entity(self, entity: Entity) -> None:
@@ -33,7 +25,7 @@ class JsonWriter(_StreamWriter):
         self._first_entity = False
 
     def write(self, record: dict) -> None:
-        self.handle.write(("\n" if self.counts[self.entity.name] == 0 else ",\n") + encode_json(record))
+        self.handle.write(("\n" if self.counts[self.entity.name] == 0 else ",\n") + base.encode_json(record))
         self.counts[self.entity.name] += 1
 
     def _finish(self) -> None:
@@ -41,21 +33,21 @@ class JsonWriter(_StreamWriter):
         super()._finish()
 
 
-def read_json(path: Path) -> Iterator[Record]:
+def read_json(path: Path) -> Iterator[base.Record]:
     """Streams the records of a json export (bounded memory, see json_stream). The header is checked as
     soon as it has been read (before `entities` in files we write), else at the end: records are only
     staged until the whole file has been read, so a late refusal still writes nothing."""
     source = str(path)
     header: dict = {}
     numbers: dict[str, int] = {}
-    with _decode_errors(path), _open_text(path) as handle:
+    with base.decode_errors(path), base.open_text(path) as handle:
         reader = JsonDocumentReader(handle)
         try:
             for name, record in reader.read(header):
                 if not numbers and "format" in header:
-                    _check_header(header, source)
+                    base.check_header(header, source)
                 if name not in numbers:
-                    _entity_named(name, source)
+                    base.entity_named(name, source)
                     numbers[name] = 0
                 numbers[name] += 1
                 yield name, numbers[name], record
@@ -66,8 +58,8 @@ def read_json(path: Path) -> Iterator[Record]:
                 parameter="fmt" if hint else None,
             ) from None
         except JsonShapeError as exc:
-            _check_header(header, source)  # a file that is no export at all says so first
+            base.check_header(header, source)  # a file that is no export at all says so first
             raise ImportFormatError(f"{path}: {exc}.") from None
-    _check_header(header, source)
+    base.check_header(header, source)
     if not reader.saw_entities:
         raise ImportFormatError(f"{path}: no 'entities' object.")

@@ -10,21 +10,13 @@ from pathlib import Path
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
-from dbops.services.datamigration.formats.base import (
-    Record,
-    _check_header,
-    _decode_errors,
-    _entity_named,
-    _open_text,
-    _StreamWriter,
-    encode_json,
-)
+from dbops.services.datamigration.formats import base
 
 
-class JsonlWriter(_StreamWriter):
+class JsonlWriter(base.StreamWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
-        self.handle.write(encode_json(self.header) + "\n")
+        self.handle.write(base.encode_json(self.header) + "\n")
         self._prefix = ""
 
     def begin_entity(self, entity: Entity) -> None:
@@ -41,11 +33,11 @@ class JsonlWriter(_StreamWriter):
         self.counts[self.entity.name] += copy_into(self.handle)
 
     def write(self, record: dict) -> None:
-        self.handle.write(self._prefix + encode_json(record) + "}\n")
+        self.handle.write(self._prefix + base.encode_json(record) + "}\n")
         self.counts[self.entity.name] += 1
 
     def _finish(self) -> None:
-        self.handle.write(encode_json({"end": True, "counts": self.counts}) + "\n")
+        self.handle.write(base.encode_json({"end": True, "counts": self.counts}) + "\n")
         super()._finish()
 
 
@@ -64,10 +56,10 @@ def _json_line(line: str):
     return value
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
+def read_jsonl(path: Path) -> Iterator[base.Record]:
     numbers: dict[str, int] = {}
     line_number = 0
-    with _decode_errors(path), _open_text(path) as handle:
+    with base.decode_errors(path), base.open_text(path) as handle:
         ended = False
         for line_number, line in enumerate(handle, 1):
             if not line.strip():
@@ -85,7 +77,7 @@ def read_jsonl(path: Path) -> Iterator[Record]:
                     parameter="fmt" if line_number == 1 else None,
                 ) from None
             if line_number == 1:
-                _check_header(item, str(path))
+                base.check_header(item, str(path))
                 continue
             if not isinstance(item, dict):
                 raise ImportFormatError(f"{path}: line {line_number}: expected a JSON object.")
@@ -98,7 +90,7 @@ def read_jsonl(path: Path) -> Iterator[Record]:
                 continue
             name = item.get("entity")
             if name not in ENTITIES:  # the message (with its path) is only formatted when needed
-                _entity_named(name, f"{path}: line {line_number}")
+                base.entity_named(name, f"{path}: line {line_number}")
             numbers[name] = numbers.get(name, 0) + 1
             yield name, numbers[name], item.get("data")
         if line_number == 0:

@@ -12,38 +12,25 @@ from pathlib import Path
 
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
-from dbops.services.datamigration.formats.base import (
-    Record,
-    Unparsable,
-    _check_header,
-    _decode_errors,
-    _json_fields,
-    _open_text,
-    _StreamWriter,
-    encode_json,
-)
+from dbops.services.datamigration.formats import base
 
 
 def sql_literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if value is True:
-        return "TRUE"
-    if value is False:
-        return "FALSE"
+    if value is None or isinstance(value, bool):
+        return "NULL" if value is None else str(value).upper()  # TRUE / FALSE
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, datetime):
         value = value.isoformat(sep=" ")
     elif isinstance(value, dict | list):
-        value = encode_json(value)
+        value = base.encode_json(value)
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class SqlWriter(_StreamWriter):
+class SqlWriter(base.StreamWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
-        self.handle.write(f"-- {encode_json(self.header)}\nBEGIN;\n")
+        self.handle.write(f"-- {base.encode_json(self.header)}\nBEGIN;\n")
 
     def begin_entity(self, entity: Entity) -> None:
         super().begin_entity(entity)
@@ -60,7 +47,7 @@ class SqlWriter(_StreamWriter):
         self.counts[self.entity.name] += 1
 
     def _finish(self) -> None:
-        self.handle.write(f"COMMIT;\n-- end {encode_json(self.counts)}\n")
+        self.handle.write(f"COMMIT;\n-- end {base.encode_json(self.counts)}\n")
         super()._finish()
 
 
@@ -80,15 +67,15 @@ def _sql_value(token: str):
     return float(token) if any(c in token for c in ".eE") else int(token)
 
 
-def read_sql(path: Path) -> Iterator[Record]:
+def read_sql(path: Path) -> Iterator[base.Record]:
     """Reads the INSERT statements export_data writes (not arbitrary SQL: nothing is executed)."""
-    with _decode_errors(path), _open_text(path) as handle:
+    with base.decode_errors(path), base.open_text(path) as handle:
         text = handle.read()
     first_line = text.split("\n", 1)[0]
     try:
-        _check_header(json.loads(first_line[3:]) if first_line.startswith("-- ") else None, str(path))
+        base.check_header(json.loads(first_line[3:]) if first_line.startswith("-- ") else None, str(path))
     except json.JSONDecodeError:
-        _check_header(None, str(path))
+        base.check_header(None, str(path))
     numbers: dict[str, int] = {}
     position, committed, end_counts = 0, False, None
     counted_to, line = 0, 1  # line numbers counted on as we go: counting from the start each time is quadratic
@@ -125,7 +112,7 @@ def read_sql(path: Path) -> Iterator[Record]:
         if not text.startswith(";", position) or len(values) != len(columns):
             raise ImportFormatError(f"{path}: line {line}: malformed INSERT statement.")
         position += 1
-        json_fields = _json_fields(entity)
+        json_fields = base.json_fields(entity)
         record = {}
         hidden = entity.never_exported
         for column, value in zip(columns, values, strict=True):
@@ -136,7 +123,7 @@ def read_sql(path: Path) -> Iterator[Record]:
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError:
-                    value = Unparsable(value)
+                    value = base.Unparsable(value)
             record[name] = value
         numbers[entity.name] = numbers.get(entity.name, 0) + 1
         yield entity.name, numbers[entity.name], record

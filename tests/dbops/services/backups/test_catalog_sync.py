@@ -12,7 +12,6 @@ import sys
 
 import pytest
 from django.core.management.base import CommandError
-from django.utils import timezone
 
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.create import backup_create
@@ -156,7 +155,8 @@ def test_a_refusal_names_every_storage_it_looked_at(backup_dir, s3_bucket, setti
 
 
 def test_retention_keeps_a_missing_backup(db):
-    now = timezone.now()
+    # Midday, so "an hour ago" is today: just after midnight it would be yesterday, outside keep_daily=1.
+    now = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
     newest = BackupRecord(pk=1, started_at=now - dt.timedelta(hours=1), status="succeeded", kind="full")
     missing = BackupRecord(pk=2, started_at=now - dt.timedelta(days=400), status="missing", kind="full")
     failed = BackupRecord(pk=3, started_at=now - dt.timedelta(days=401), status="failed", kind="full")
