@@ -97,6 +97,11 @@ def policy_validate(*, policy: RetentionPolicy) -> None:
         raise RetentionError(f"Retention counts must be zero or more (got a negative {', '.join(negative)}).")
     if not any(counts.values()):
         raise RetentionError("The retention policy keeps nothing: set at least one of daily, weekly, monthly or last.")
+    if policy.database_alias and policy.database_alias not in connections.settings:
+        raise RetentionError(
+            f"Retention policy {policy.name or '(ad hoc)'!r} names the database alias {policy.database_alias!r}, "
+            f"which is not configured (known: {', '.join(connections.settings)})."
+        )
 
 
 def _in_scope(backup: BackupRecord, policy: RetentionPolicy) -> bool:
@@ -229,10 +234,11 @@ class RetentionOutcome:
     deleted: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    error: str = ""  # why the policy could not be applied at all (its plan is then empty)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.error
 
     def as_dict(self) -> dict:
         return {
@@ -241,6 +247,7 @@ class RetentionOutcome:
             "deleted": self.deleted,
             "skipped": [{"id": pk, "reason": why} for pk, why in self.skipped],
             "failed": [{"id": pk, "error": error} for pk, error in self.failed],
+            "error": self.error,
         }
 
 
@@ -309,6 +316,7 @@ def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.date
             "kept": len(plan.keep),
             "deleted": outcome.deleted,
             "failed": [{"id": pk, "error": error} for pk, error in outcome.failed],
+            **({"error": outcome.error} if outcome.error else {}),
         }
         policy.save(update_fields=["last_run_at", "last_run_ok", "last_run_summary"])
     return outcome
@@ -367,15 +375,32 @@ def retention_policies_resolve(**scope: Unpack[RetentionScope]) -> list[Retentio
             setattr(policy, key, value)
         policies = [policy]
     else:
+        # each saved policy is checked when it is applied: one that cannot be never stops the others
         policies = list(RetentionPolicy.objects.filter(enabled=True))
         if not policies:
             raise NoRetentionPolicy(
                 "No enabled retention policy: create one in the admin (or run setup_schedules), or give the counts "
                 "of daily, weekly and monthly backups to keep."
             )
-    for policy in policies:
-        policy_validate(policy=policy)
+        return policies
+    policy_validate(policy=policies[0])
     return policies
+
+
+def _apply_isolated(
+    policy: RetentionPolicy, *, now: dt.datetime, dry_run: bool, wait_for_lock: bool, alone: bool
+) -> RetentionOutcome:
+    """One policy of a run. Its failure is recorded as its last run; it ends the run only when the run
+    applies nothing else (`alone`), so one broken policy never stops the others."""
+    try:
+        return retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock)
+    except DbopsError as exc:
+        logger.warning("retention policy %s could not be applied: %s", policy.name, exc)
+        plan = RetentionPlan(policy_name=policy.name or "(ad hoc)", now=now, decisions=())
+        outcome = _record_run(policy, RetentionOutcome(plan=plan, dry_run=dry_run, error=str(exc)), now)
+        if alone:
+            raise
+        return outcome
 
 
 @dataclass
@@ -432,14 +457,17 @@ def retention_run(
         )
     policies = retention_policies_resolve(**scope)
     now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
+    alone = bool(policy_name or by_counts)
     outcomes = [
-        retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
+        _apply_isolated(policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock, alone=alone)
+        for policy in policies
     ]
+    applied = [policy for policy, outcome in zip(policies, outcomes, strict=True) if not outcome.error]
     aliases = sorted(
-        {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
+        {alias for policy in applied for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )
     pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
-    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
+    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in applied)
     deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
     wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
     return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal, leftovers=leftovers)
