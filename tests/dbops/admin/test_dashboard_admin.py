@@ -127,6 +127,9 @@ def test_slow_query_admin_lists_rows_with_plan_links(superuser):
 
     assert html.index("/* a */") < html.index("/* b */")  # costliest first
     assert html.count(">EXPLAIN</a>") == 2
+    # times as a person reads them: whole milliseconds from 100 ms, one decimal below
+    assert ">900 ms<" in html and ">300 ms<" in html and ">16.7 ms<" in html and ">50.0 ms<" in html
+    assert "16.666" not in html
 
 
 def _rects(svg: str) -> list[tuple[float, float, float, float]]:
