@@ -147,9 +147,22 @@ class SnapshotAdmin(ServiceWrittenAdmin):
 class DataTransferRunAdmin(ServiceWrittenAdmin):
     """Export and import runs: their status rows, read-only."""
 
+    change_list_template = "admin/dbops/datatransferrun/change_list.html"
     list_display = ["id", "kind", "status", "format", "started_at", "duration_seconds", "size", "path"]
     list_filter = ["kind", "status", "format"]
     search_fields = ["path", "error"]
+
+    def get_urls(self):
+        from dbops.admin.imports import import_view
+
+        view = self.admin_site.admin_view(lambda request: import_view(self, request))
+        return [path("import/", view, name="dbops_datatransferrun_import"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        from dbops.admin.imports import has_import_permission
+
+        extra_context = {**(extra_context or {}), "has_import_permission": has_import_permission(request)}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, run: DataTransferRun) -> str:
