@@ -15,7 +15,7 @@ from dbops.artifacts.keyring import key_ring, ring_keys_for
 from dbops.artifacts.manifest import manifest_beside
 from dbops.artifacts.pipeline import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of, sniff_layers
 from dbops.artifacts.sidecar import sidecar_digest, sidecar_path
-from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, write_all
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, s3_url, write_all
 from dbops.exceptions import (
     ArtifactWriteError,
     ChecksumMismatch,
@@ -96,7 +96,7 @@ def artifact_locate(backup_record: BackupRecord, workdir: Path) -> ArtifactCopie
         found.copies[LOCAL], found.damage[LOCAL] = MISSING, f"{local.path(name)} is missing"
     remote = s3_storage()
     if name and backup_record.uploaded_to_s3 and remote is not None:
-        where = f"s3://{getattr(remote, 'bucket_name', '?')}/{backup_record.s3_key or name}"
+        where = s3_url(remote, key=backup_record.s3_key, name=name)
         target = workdir / Path(name).name
         try:
             if not remote.exists(name):
