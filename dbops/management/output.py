@@ -3,32 +3,51 @@
 from __future__ import annotations
 
 import json
-import time
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 
-class _TtyLine:
-    """One status line rewritten in place, only when stdout is a TTY and not --quiet; a context manager
-    that ends the line however the work ends."""
+class _TtyBar:
+    """A tqdm bar on the command's stdout, only when it is a TTY and not --quiet; a context manager that
+    closes the bar however the work ends. While it is open, log records on the console are written
+    above the bar (tqdm's logging redirect), so progress and log lines never overwrite each other."""
 
-    def __init__(self, stdout, *, quiet: bool = False) -> None:
+    unit, unit_scale = "it", False
+
+    def __init__(self, stdout, *, quiet: bool = False, label: str = "", total: int | None = None) -> None:
         self.stdout = stdout
         stream = getattr(stdout, "_out", stdout)  # Django's OutputWrapper keeps the real stream in _out
         self.enabled = not quiet and hasattr(stream, "isatty") and stream.isatty()
-        self._line_open = False
+        self.label, self.total, self._stream = label, total, stream
+        self._bar: tqdm | None = None
+        self._redirect = None
 
-    def _show(self, text: str) -> None:
-        self.stdout.write(f"\r{text}", ending="")
-        self.stdout.flush()
-        self._line_open = True
+    def _open(self, label: str, total: int | None) -> tqdm:
+        if self._bar is not None and (self._bar.desc != label or self._bar.total != total):
+            self.close()  # a new phase (another label or total): a line of its own
+        if self._bar is None:
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+            self._bar = tqdm(
+                desc=label, total=total, file=self._stream, unit=self.unit, unit_scale=self.unit_scale,
+                unit_divisor=1024, leave=True, mininterval=0.2,
+                # a terminal that reports no size (a bare pty) gets 80x24: tqdm would draw nothing at 0 rows
+                ncols=shutil.get_terminal_size().columns, nrows=shutil.get_terminal_size().lines,
+            )  # fmt: skip
+        return self._bar
 
     def close(self) -> None:
-        if self.enabled and self._line_open:
-            self.stdout.write("")
-            self._line_open = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
     def __enter__(self):
         return self
@@ -37,34 +56,30 @@ class _TtyLine:
         self.close()
 
 
-class TtyProgress(_TtyLine):
-    """`label: done/total (percent)`."""
+class TtyProgress(_TtyBar):
+    """`label: 42%|████      | 4,200/10,000 [00:03<00:04, …]`: percent and ETA, the total being known."""
 
     def __call__(self, label: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        percent = 100 * done // total if total else 100
-        self._show(f"{label}: {done:,}/{total:,} ({percent}%)")
+        bar = self._open(label, total)
+        bar.update(done - bar.n)
         if done >= total:
             self.close()
 
 
-class TtyByteProgress(_TtyLine):
-    """`label: <read> read, <written> written, <rate>/s`."""
+class TtyByteProgress(_TtyBar):
+    """Bytes read so far, with percent and ETA against `total` when the size is known (a restore decodes an
+    artifact of known size), else the bytes and the rate."""
 
-    def __init__(self, stdout, *, label: str, quiet: bool = False) -> None:
-        super().__init__(stdout, quiet=quiet)
-        self.label = label
-        self._started = time.monotonic()
+    unit, unit_scale = "B", True
 
     def __call__(self, read: int, written: int) -> None:
         if not self.enabled:
             return
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        self._show(
-            f"{self.label}: {human_bytes(read)} read, {human_bytes(written)} written, "
-            f"{human_bytes(int(read / elapsed))}/s   "
-        )
+        bar = self._open(self.label, self.total)
+        bar.update(read - bar.n)
+        bar.set_postfix_str(f"{human_bytes(written)} written", refresh=False)
 
 
 def write_json(stdout, payload: Any) -> None:
