@@ -23,20 +23,7 @@ class RetentionPolicyForm(forms.ModelForm):
         required=False,
         help_text=RetentionPolicy._meta.get_field("database_alias").help_text,
     )
-
-    class Meta:
-        model = RetentionPolicy
-        fields = [
-            "name",
-            "enabled",
-            "keep_daily",
-            "keep_weekly",
-            "keep_monthly",
-            "keep_last",
-            "database_alias",
-            "kind",
-            "tag",
-        ]
+    # no Meta: the admin builds the form with the model and the fields of its fieldsets
 
 
 @admin.register(RetentionPolicy)
