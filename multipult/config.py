@@ -117,6 +117,17 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="database",
     ),
     EnvVar(
+        "OPS_DB_HOST",
+        str,
+        None,
+        "Server of the operations database (same user and password). Unset: DB_HOST. Another server keeps "
+        "the operations state out of a point-in-time recovery, which rewinds a whole server.",
+        group="database",
+    ),
+    EnvVar(
+        "OPS_DB_PORT", int, None, "Port of OPS_DB_HOST. Unset: DB_PORT.", min_value=1, max_value=65535, group="database"
+    ),
+    EnvVar(
         "OPS_SQLITE_PATH",
         str,
         None,

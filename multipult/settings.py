@@ -79,10 +79,12 @@ if CONFIG["DB_HOST"]:
             "TEST": {"NAME": f"test_{CONFIG['DB_NAME']}"},
         }
     }
-    # The operations state lives in a database of its own on the same server (see DBOPS below).
+    # The operations state lives in a database of its own, by default on the same server (see DBOPS below).
     OPS_DB_NAME = CONFIG["OPS_DB_NAME"] or f"{CONFIG['DB_NAME']}_ops"
     DATABASES["dbops"] = {
         **DATABASES["default"],
+        "HOST": CONFIG["OPS_DB_HOST"] or CONFIG["DB_HOST"],
+        "PORT": CONFIG["OPS_DB_PORT"] or CONFIG["DB_PORT"],
         "NAME": OPS_DB_NAME,
         "TEST": {"NAME": f"test_{OPS_DB_NAME}"},
     }

@@ -190,6 +190,21 @@ def storage_put(storage: Storage, name: str, source: Path) -> str:
     return saved
 
 
+def storage_save_exact(storage: Storage, name: str, content: File) -> None:
+    """Stores `content` under exactly `name`, never half: atomically (and durably) in the local storage,
+    as one upload on S3. Storages rename on a collision, which would break a fixed layout: a name
+    taken meanwhile on S3 is refused (UploadError), the copy under another name removed."""
+    if is_local(storage):
+        with atomic_writer(Path(storage.path(name)), replace=True, make_folders=True) as sink:
+            for chunk in content.chunks(COPY_CHUNK):
+                sink.write(chunk)
+        return
+    saved = storage.save(name, content)
+    if saved != name:
+        storage.delete(saved)
+        raise UploadError(f"{storage_label(storage)} stored {name} as {saved} (a concurrent writer?); removed it.")
+
+
 def s3_key(storage: Storage, name: str) -> str:
     location = getattr(storage, "location", "")
     return f"{location.strip('/')}/{name}" if location else name

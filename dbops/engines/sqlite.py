@@ -24,6 +24,24 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _script_run(db: sqlite3.Connection, script: Path) -> None:
+    """Runs an SQL script one statement at a time as it is read (memory bounded by the longest
+    statement, not the file); its own BEGIN/COMMIT govern (autocommit connection). A script cut off
+    mid-statement fails, and one cut off before its COMMIT leaves its transaction rolled back."""
+    statement = ""
+    with script.open(encoding="utf-8") as lines:
+        for line in lines:
+            statement += line
+            if sqlite3.complete_statement(statement):
+                db.execute(statement)
+                statement = ""
+    if statement.strip():
+        raise sqlite3.OperationalError(f"the script ends inside a statement ({statement.strip()[:60]!r}…)")
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+        raise sqlite3.OperationalError("the script ends before its COMMIT (truncated?)")
+
+
 def _counts(db: sqlite3.Connection) -> dict[str, int]:
     names = [
         row[0]
@@ -105,11 +123,13 @@ class SQLiteConnector(Connector):
         elif fmt == "plain":
             with work_folder(purpose="sqlite") as folder:
                 built = folder / "restored.sqlite3"
-                with closing(sqlite3.connect(built)) as db:
+                with closing(sqlite3.connect(built, isolation_level=None)) as db:
                     try:
-                        db.executescript(dump_path.read_text())
-                    except sqlite3.Error as exc:
-                        raise RestoreError(f"The SQL script failed: {exc}") from exc
+                        _script_run(db, dump_path)
+                    except (sqlite3.Error, UnicodeDecodeError) as exc:
+                        raise RestoreError(
+                            f"The SQL script failed: {exc}. Nothing was restored: the database is as it was."
+                        ) from exc
                 yield built
         else:
             raise RestoreError(f"An SQLite database cannot be restored from a {fmt!r} backup.")

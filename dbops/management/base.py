@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import re
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar
 
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
+from dbops.engines.errors import DatabaseProblem, database_error_facts
 from dbops.exceptions import DbopsError
 from dbops.services.backups.leftovers import restore_leftovers_recover
 
@@ -24,39 +27,39 @@ from dbops.services.backups.leftovers import restore_leftovers_recover
 # are neither held up (~0.1 s) nor blocked by checks of unrelated apps. `manage.py check` runs them all.
 DATABASE_CHECKS_ONLY = [Tags.database]
 
-_MISSING_TABLE = re.compile(r'(?<!of )relation "(?P<pg>[^"]+)" does not exist|no such table: (?P<sqlite>\S+)')
-_MISSING_COLUMN = re.compile(
-    r'column "(?P<column>[^"]+)" of relation "(?P<table>[^"]+)" does not exist'
-    r"|no such column: (?P<sqlite>\S+)|column (?P<qualified>\S+) does not exist"
-)
-_MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
-_CANNOT_CONNECT = ("could not connect", "connection to server", "unable to open database file", "Connection refused")
-
 
 def describe_database_error(exc: DatabaseError) -> str:
-    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if not line.startswith(("LINE ", " ")))
-    missing = _MISSING_TABLE.search(str(exc))
-    if missing:
-        table = missing.group("pg") or missing.group("sqlite")
-        return f"The database has no table {table}: run `python manage.py migrate` first."
-    column = _MISSING_COLUMN.search(str(exc))
-    if column:
-        name = column.group("column") and f"{column.group('table')}.{column.group('column')}"
-        name = name or column.group("sqlite") or column.group("qualified")
-        return f"The database has no column {name}: run `python manage.py migrate` first."
-    absent = _MISSING_DATABASE.search(text)
-    if absent:
+    facts = database_error_facts(exc)
+    if facts.problem in (DatabaseProblem.MISSING_TABLE, DatabaseProblem.MISSING_COLUMN):
+        what = "table" if facts.problem == DatabaseProblem.MISSING_TABLE else "column"
+        return f"The database has no {what} {facts.name}: run `python manage.py migrate` first."
+    if facts.problem == DatabaseProblem.MISSING_DATABASE:
         return (
-            f"The database {absent.group('name')} does not exist: run `python manage.py migrate` first "
+            f"The database {facts.name} does not exist: run `python manage.py migrate` first "
             "(it creates the operations database), or check DB_NAME and OPS_DB_NAME."
         )
-    if any(marker in text for marker in _CANNOT_CONNECT):
-        settings_dict = connections["default"].settings_dict
-        if settings_dict.get("HOST"):  # worded like the connectors' own DatabaseUnavailable
-            where = f"{settings_dict['HOST']}:{settings_dict.get('PORT') or 5432}/{settings_dict.get('NAME')}"
-            return f"Cannot connect to PostgreSQL at {where}: {text}"
-        return f"Cannot open the database {settings_dict.get('NAME')}: {text}"
-    return f"Database error: {text}"
+    if facts.problem == DatabaseProblem.UNREACHABLE:
+        return facts.unreachable
+    return f"Database error: {facts.text}"
+
+
+@contextmanager
+def _console_logs_at_warning() -> Iterator[None]:
+    """The stream handlers (the console) show warnings and errors only while a command runs: its own
+    output already says what an INFO line would (`-v 2` shows them; files and other handlers keep all)."""
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler and handler.level < logging.WARNING
+    ]
+    levels = [handler.level for handler in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
 
 
 def option_string(parser: argparse.ArgumentParser, dest: str, options: dict[str, Any]) -> str | None:
@@ -119,9 +122,10 @@ class DbopsCommand(BaseCommand):
 
     def execute(self, *args, **options):
         try:
-            if self.recovers_leftovers:
-                self._recover_leftovers(options)
-            return super().execute(*args, **options)
+            with _console_logs_at_warning() if options.get("verbosity", 1) < 2 else nullcontext():
+                if self.recovers_leftovers:
+                    self._recover_leftovers(options)
+                return super().execute(*args, **options)
         except DatabaseError as exc:
             raise CommandError(describe_database_error(exc)) from exc
         except DbopsError as exc:

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
+
+
+@contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """Console log records written with the bars cleared first and drawn again after (tqdm's
+    external_write_mode), by the console handlers themselves: unlike tqdm's logging_redirect_tqdm, which
+    swaps them for a handler of its own, their level, filters (secret masking) and format all stay."""
+    terminals = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    consoles = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream in terminals and "emit" not in vars(handler)
+    ]
+    for handler in consoles:
+        console_emit = handler.emit
+
+        def emit(record, console_emit=console_emit, stream=handler.stream):
+            with tqdm.external_write_mode(file=stream):
+                console_emit(record)
+
+        handler.emit = emit
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            del handler.emit
 
 
 class _TtyBar:
     """A tqdm bar on the command's stdout, only when it is a TTY and not --quiet; a context manager that
     closes the bar however the work ends. While it is open, log records on the console are written
-    above the bar (tqdm's logging redirect), so progress and log lines never overwrite each other."""
+    above the bar (logs_above_bars), so progress and log lines never overwrite each other."""
 
     unit, unit_scale = "it", False
 
@@ -31,7 +60,7 @@ class _TtyBar:
         if self._bar is not None and (self._bar.desc != label or self._bar.total != total):
             self.close()  # a new phase (another label or total): a line of its own
         if self._bar is None:
-            self._redirect = logging_redirect_tqdm()
+            self._redirect = logs_above_bars()
             self._redirect.__enter__()
             self._bar = tqdm(
                 desc=label, total=total, file=self._stream, unit=self.unit, unit_scale=self.unit_scale,

@@ -148,6 +148,9 @@ class RestoreRecord(Run):
     triggered_by_user = models.CharField(max_length=150, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True)
+    # Who runs it: the next dbops command fails a running record whose process on this host is gone.
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta(Run.Meta):
         indexes = [models.Index(fields=["backup", "-started_at"], name="restore_backup_started_idx")]

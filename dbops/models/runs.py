@@ -4,7 +4,24 @@ BackupRecord is not one: a backup also goes deleted and missing after its run.""
 
 from __future__ import annotations
 
+import os
+import socket
+
 from django.db import models
+
+
+def owner_process_gone(*, hostname: str, pid: int | None) -> bool | None:
+    """Whether the process that claimed a running row is gone: True or False when it ran on this host,
+    None when only another host (or a heartbeat) could tell."""
+    if hostname != socket.gethostname() or not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 class RunStatus(models.TextChoices):

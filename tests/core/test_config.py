@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,30 @@ def test_developers_md_lists_every_variable_as_declared():
     text = (ROOT / "DEVELOPERS.md").read_text()
     table = text.split("<!-- env-vars:start -->\n", 1)[1].split("<!-- env-vars:end -->", 1)[0]
     assert table.strip() == env_vars_markdown().strip(), "run make developers-md"
+
+
+def _databases_in_child(**env: str) -> dict:
+    """settings.DATABASES (hosts, ports, names) as a fresh process computes it from `env`."""
+    script = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        "print(json.dumps({a: [d.get('HOST'), d.get('PORT'), str(d['NAME'])] for a, d in settings.DATABASES.items()}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "OPS_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "multipult.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_operations_database_follows_the_application_server_unless_given_its_own():
+    same = _databases_in_child(DB_HOST="db.internal", DB_PORT="5433", DB_NAME="shop")
+    assert same == {"default": ["db.internal", 5433, "shop"], "dbops": ["db.internal", 5433, "shop_ops"]}
+    apart = _databases_in_child(DB_HOST="db.internal", DB_NAME="shop", OPS_DB_HOST="ops.internal", OPS_DB_PORT="6432")
+    assert apart["default"] == ["db.internal", 5432, "shop"]
+    assert apart["dbops"] == ["ops.internal", 6432, "shop_ops"]

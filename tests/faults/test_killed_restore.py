@@ -10,6 +10,8 @@ import os
 import pytest
 from django.db import connection
 
+from dbops.models import RestoreRecord
+from dbops.services.backups.restore_history import INTERRUPTED
 from tests.dbops.commandline import run_manage, start_manage
 from tests.faults import observe
 from tests.faults.conftest import data_state
@@ -64,10 +66,16 @@ def test_kill_while_pg_restore_loads(slow_backup, fault_env, work_root, backup_d
     # ...and what it leaves is there until the next dbops command runs.
     fresh = observe.databases("_restoring_")
     assert len(fresh) == 1 and len(work_folders(work_root)) == 1
+    restore_record = RestoreRecord.objects.get(backup=slow_backup)
+    assert restore_record.status == "running" and restore_record.pid == child.pid
 
     report = next_command_cleans_up(next_command, fault_env, slow_backup)
 
     assert f"Dropped {fresh[0]}" in report and "Removed the work folder" in report, report
+    assert f"Marked restore #{restore_record.pk} failed" in report, report
+    restore_record.refresh_from_db()
+    assert (restore_record.status, restore_record.error) == ("failed", INTERRUPTED)
+    assert restore_record.finished_at is not None
     assert_nothing_left(work_root)
     assert data_state() == before  # the original data, including the row the backup lacks
     assert observe.files(backup_dir) == backups

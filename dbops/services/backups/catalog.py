@@ -13,8 +13,6 @@ Rules of a sync:
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +29,7 @@ from dbops.artifacts.manifest import (
 from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, s3_url, storage_file_names, storage_label
 from dbops.exceptions import CatalogSyncRefused
 from dbops.models import BackupRecord
+from dbops.models.runs import owner_process_gone
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +258,9 @@ def looks_stale(backup_record: BackupRecord, *, max_silence_seconds: int = 120) 
     """A RUNNING row whose heartbeat is old, or whose process on this host is gone."""
     if backup_record.status != BackupRecord.Status.RUNNING:
         return False
-    if backup_record.hostname == socket.gethostname() and backup_record.pid:
-        try:
-            os.kill(backup_record.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False  # alive, owned by another user
-        return False  # alive here (perhaps waiting on a lock, so no heartbeat): not stale
+    gone = owner_process_gone(hostname=backup_record.hostname, pid=backup_record.pid)
+    if gone is not None:
+        return gone  # alive here (perhaps waiting on a lock, so no heartbeat) is not stale
     # Another host: only the heartbeat can tell.
     beat = backup_record.heartbeat_at or backup_record.started_at
     return (timezone.now() - beat).total_seconds() > max_silence_seconds

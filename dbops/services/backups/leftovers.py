@@ -1,7 +1,8 @@
 """What killed or cut-off restores and verifications leave behind, repaired: a half-done rename swap
-(the database missing), scratch databases and work folders of dead runs. Run at the start of every
-dbops command, as a health_check check and in each retention run; it costs one catalog query per
-database and one listing of the temp folder when there is nothing to do."""
+(the database missing), scratch databases, work folders and running restore records of dead runs.
+Run at the start of every dbops command, as a health_check check and in each retention run; it costs
+one catalog query per database, one query of the restore records and one listing of the temp folder
+when there is nothing to do."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ def restore_leftovers_recover(*, aliases: Iterable[str] | None = None, log: bool
         except Exception as exc:  # noqa: BLE001 - a repair that cannot run must not stop the command it precedes
             names = ", ".join(connector.database_name for connector in connectors)
             report.failed.append(f"Could not check {names} for leftovers of interrupted restores: {exc}")
+    # Imported here: the command base imports this module, and show_config/validate_config must load
+    # without models (they explain a bad environment that stops the settings from loading).
+    from dbops.services.backups.restore_history import restore_records_interrupted_fail
+
+    interrupted = restore_records_interrupted_fail()
+    report.done += [f"Marked restore #{pk} failed: its process ended without finishing." for pk in interrupted]
     removed, failed = work_folders_remove_dead()
     report.done += [f"Removed the work folder {folder.path} of a dead run ({folder.owner})." for folder in removed]
     report.failed += failed

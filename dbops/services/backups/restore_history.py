@@ -5,6 +5,8 @@ to the backup's time, and lose the very restore it records)."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 from django.core.management.color import no_style
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from dbops.engines import Connector
 from dbops.models import BackupRecord, RestoreRecord
+from dbops.models.runs import owner_process_gone
 from dbops.services.backups.restore_arguments import RestoreArguments
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ def restore_record_start(
         triggered_by=by,
         triggered_by_user=user,
         started_at=timezone.now(),
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
     )
     using = router.db_for_write(RestoreRecord)
     try:
@@ -83,6 +88,26 @@ def restore_record_finish(
         logger.error("could not record the outcome (%s) of restore #%s: %s", status, restore_record.pk, exc)
         return f"The restore record #{restore_record.pk} could not be marked {status}: {' '.join(str(exc).split())}"
     return None
+
+
+INTERRUPTED = "interrupted: the process running this restore ended without finishing (found by the next dbops command)"
+
+
+def restore_records_interrupted_fail() -> list[int]:
+    """Marks failed the running restore records whose process on this host is gone (killed, or lost with
+    its machine's power); a record of another host stays running, as nothing here can tell."""
+    using = router.db_for_write(RestoreRecord)
+    try:
+        running = list(RestoreRecord.objects.using(using).filter(status=RestoreRecord.Status.RUNNING))
+        dead = [r.pk for r in running if owner_process_gone(hostname=r.hostname, pid=r.pid)]
+        if dead:
+            RestoreRecord.objects.using(using).filter(pk__in=dead, status=RestoreRecord.Status.RUNNING).update(
+                status=RestoreRecord.Status.FAILED, finished_at=timezone.now(), error=INTERRUPTED
+            )
+    except Exception as exc:  # noqa: BLE001 - no table yet, no server: nothing to mark, and the command goes on
+        logger.debug("restore records not checked for interrupted runs: %s", exc)
+        return []
+    return dead
 
 
 def restore_record_warn(restore_record: RestoreRecord, warnings: list[str]) -> None:

@@ -25,6 +25,7 @@ from dbops.exceptions import (
     VerificationError,
 )
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
+from dbops.models.runs import owner_process_gone
 from dbops.services.backups.create import backup_create, backup_upload_retry
 from dbops.services.backups.retention import retention_run
 from dbops.services.backups.verify import backup_latest, backup_verify
@@ -39,16 +40,11 @@ TASK_RUN_HISTORY_DAYS = 90
 
 
 def _alive_elsewhere(task_run: TaskRun) -> bool:
-    if task_run.hostname == socket.gethostname() and task_run.pid:
-        if task_run.pid == os.getpid():
-            return False
-        try:
-            os.kill(task_run.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+    if task_run.pid == os.getpid() and task_run.hostname == socket.gethostname():
+        return False  # this very process: a redelivery to the worker that claimed it
+    gone = owner_process_gone(hostname=task_run.hostname, pid=task_run.pid)
+    if gone is not None:
+        return not gone
     return timezone.now() - task_run.started_at < dt.timedelta(seconds=MAX_TASK_SECONDS)
 
 

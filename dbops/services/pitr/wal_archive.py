@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import struct
@@ -26,7 +27,10 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
+from dbops.artifacts.storage import storage_save_exact
 from dbops.exceptions import ConfigurationError, PitrError, WalArchiveConflict, WalChecksumMismatch, WalNotFound
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 STORAGE_ALIASES = {"local": "backups", "s3": "backups_s3"}
@@ -105,18 +109,19 @@ def wal_archive(*, path: Path | str, name: str, cluster_id: str, storage: str | 
                 writer.write(chunk)
         sha256, stored_bytes = digest.hexdigest(), compressed.tell()
 
-        if backend.exists(manifest_name):
-            archived = _read_manifest(backend, manifest_name)
+        archived = _read_manifest(backend, manifest_name) if backend.exists(manifest_name) else None
+        if archived is not None:
             if archived["sha256"] == sha256:
                 return WalArchiveResult(name, data_name, sha256, size, archived["stored_bytes"], True)
             raise WalArchiveConflict(
                 f"WAL file {name} is already archived for cluster {cluster_id} with different content "
                 f"(archived sha256 {archived['sha256'][:12]}…, this one {sha256[:12]}…); refusing to overwrite."
             )
-        if backend.exists(data_name):  # a copy without manifest is from an interrupted run: replace it
-            backend.delete(data_name)
+        for stale in (data_name, manifest_name):  # an interrupted run's copy (or an older dbops's half manifest)
+            if backend.exists(stale):
+                backend.delete(stale)
         compressed.seek(0)
-        _save_exact(backend, data_name, File(compressed, name=name))
+        storage_save_exact(backend, data_name, File(compressed, name=name))
     manifest = {
         "name": name,
         "cluster_id": cluster_id,
@@ -126,7 +131,7 @@ def wal_archive(*, path: Path | str, name: str, cluster_id: str, storage: str | 
         "compression": "zstd",
         "archived_at": datetime.now(UTC).isoformat(),
     }
-    _save_exact(backend, manifest_name, _json_file(manifest, name=f"{name}.json"))
+    storage_save_exact(backend, manifest_name, _json_file(manifest, name=f"{name}.json"))
     return WalArchiveResult(name, data_name, sha256, size, stored_bytes, False)
 
 
@@ -137,9 +142,9 @@ def wal_restore(*, name: str, destination: Path | str, cluster_id: str, storage:
     _kind, backend = pitr_storage(storage)
     prefix = wal_prefix(cluster_id)
     manifest_name = f"{prefix}/{name}.json"
-    if not backend.exists(manifest_name):
+    manifest = _read_manifest(backend, manifest_name) if backend.exists(manifest_name) else None
+    if manifest is None:
         raise WalNotFound(f"WAL file {name} is not in the archive of cluster {cluster_id}.")
-    manifest = _read_manifest(backend, manifest_name)
     target = Path(destination)
     partial = target.with_name(f".{target.name}.dbops-partial")
     digest, size = hashlib.sha256(), 0
@@ -194,7 +199,10 @@ def wal_archived_at(*, cluster_id: str, name: str, storage: str | None = None) -
     """When one archived WAL file was archived (from its manifest)."""
     _check_name(name)
     _kind, backend = pitr_storage(storage)
-    return datetime.fromisoformat(_read_manifest(backend, f"{wal_prefix(cluster_id)}/{name}.json")["archived_at"])
+    manifest = _read_manifest(backend, f"{wal_prefix(cluster_id)}/{name}.json")
+    if manifest is None:
+        raise WalNotFound(f"WAL file {name} of cluster {cluster_id} has no whole manifest.")
+    return datetime.fromisoformat(manifest["archived_at"])
 
 
 def wal_history_read(*, cluster_id: str, name: str, storage: str | None = None) -> str:
@@ -215,18 +223,17 @@ def archived_cluster_ids(*, storage: str | None = None) -> list[str]:
     return sorted(d for d in dirs if d.isdigit())
 
 
-def _read_manifest(backend: Storage, manifest_name: str) -> dict:
+def _read_manifest(backend: Storage, manifest_name: str) -> dict | None:
+    """The manifest, or None when it is not whole JSON (written half by a dbops before atomic writes)."""
     with backend.open(manifest_name, "rb") as handle:
-        return json.loads(handle.read())
+        raw = handle.read()
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        logger.warning("WAL manifest %s is not whole JSON; the segment counts as not archived", manifest_name)
+        return None
+    return manifest if isinstance(manifest, dict) and "sha256" in manifest else None
 
 
 def _json_file(payload: dict, *, name: str) -> File:
     return ContentFile(json.dumps(payload, indent=2).encode(), name=name)
-
-
-def _save_exact(backend: Storage, name: str, content: File) -> None:
-    """Saves under exactly `name`; storages rename on collision, which would break the layout."""
-    saved = backend.save(name, content)
-    if saved != name:
-        backend.delete(saved)
-        raise PitrError(f"Storage saved {name} as {saved} (a concurrent writer?); nothing was archived.")

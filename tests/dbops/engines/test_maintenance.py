@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from dbops.engines import database_probe, get_connector
-from dbops.engines.postgresql import maintenance
+from dbops.engines.postgresql import maintenance, swap
 from dbops.exceptions import DatabaseOperationError, DatabaseUnavailable
 from tests.ports import unused_port
 
@@ -100,3 +100,75 @@ def test_pre_restore_copies_in_use_are_reported_by_the_connector(db):
         holder.close()
         connector.drop_database(name, force=True)
     assert name not in connector.pre_restore_databases()
+
+
+class ReconnectingClient:
+    """The admin connection of renames_commit, passed through, except that right after each of its first
+    `times` session sweeps a client connects to `database` again (as an app server's pool would)."""
+
+    def __init__(self, admin, database: str, times: int) -> None:
+        self._admin, self._database, self._left = admin, database, times
+        self.clients: list = []
+
+    def __getattr__(self, name):
+        return getattr(self._admin, name)
+
+    def __setattr__(self, name, value):
+        if name == "autocommit":
+            self._admin.autocommit = value
+        else:
+            super().__setattr__(name, value)
+
+    def cursor(self):
+        outer, cursor = self, self._admin.cursor()
+
+        class Cursor:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                cursor.close()
+
+            def execute(self, sql, params=None):
+                cursor.execute(sql, params)
+                if sql == swap.TERMINATE_SQL and outer._left:
+                    outer._left -= 1
+                    outer.clients.append(maintenance.connect(connection.settings_dict, dbname=outer._database))
+
+        return Cursor()
+
+
+def test_the_swap_is_retried_while_a_client_reconnects_between_sweep_and_rename(scratch_database):
+    renamed = scratch_database + "_swapped"
+    admin = maintenance.maintenance_connect(connection.settings_dict)
+    reconnecting = ReconnectingClient(admin, scratch_database, times=1)
+    try:
+        # Given a client that connects again right after the sweep: the rename meets it (PostgreSQL waits
+        # 5 s for it to go, then refuses)...
+        swap.renames_commit(reconnecting, [(scratch_database, renamed)])
+        # ...then the second sweep ends it and the rename goes through.
+        assert renamed in database_names() and scratch_database not in database_names()
+        assert len(reconnecting.clients) == 1
+        for client in reconnecting.clients:
+            with pytest.raises(maintenance.Error):
+                client.cursor().execute("SELECT 1")
+    finally:
+        for client in reconnecting.clients:
+            client.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{renamed}" RENAME TO "{scratch_database}"')
+        admin.close()
+
+
+def test_a_client_that_always_reconnects_fails_the_swap_with_nothing_renamed(scratch_database, monkeypatch):
+    monkeypatch.setattr(swap, "SWAP_ATTEMPTS", 2)  # each refused try costs PostgreSQL's 5 s wait
+    admin = maintenance.maintenance_connect(connection.settings_dict)
+    reconnecting = ReconnectingClient(admin, scratch_database, times=swap.SWAP_ATTEMPTS)
+    try:
+        with pytest.raises(maintenance.Error, match="is being accessed by other users"):
+            swap.renames_commit(reconnecting, [(scratch_database, scratch_database + "_swapped")])
+        assert scratch_database in database_names() and admin.autocommit  # left as it was
+    finally:
+        for client in reconnecting.clients:
+            client.close()
+        admin.close()

@@ -7,7 +7,7 @@ import pytest
 from django.db import connections, transaction
 
 from dbops.engines import database_probe, get_connector
-from dbops.exceptions import FeatureUnavailable
+from dbops.exceptions import FeatureUnavailable, RestoreError
 
 
 @pytest.fixture
@@ -77,3 +77,34 @@ def test_the_probe_opens_a_database_file_and_refuses_anything_else(sqlite_alias,
     assert "file is not a database" in database_probe(
         engine="sqlite", settings_dict={"NAME": not_a_database}, timeout=1
     )
+
+
+def test_a_plain_script_restores_statement_by_statement_and_a_truncated_one_changes_nothing(sqlite_connector, tmp_path):
+    connector, _ = sqlite_connector
+    with connections[connector.alias].cursor() as cursor:
+        cursor.execute("UPDATE item SET name = ? WHERE id = 1", ["two lines;\nand a semicolon"])
+    dump = tmp_path / "dump.sql"
+    with dump.open("wb") as stream:
+        connector.dump(stream, fmt="plain")
+    script = dump.read_text()
+    with connections[connector.alias].cursor() as cursor:
+        cursor.execute("DELETE FROM item WHERE id > 50")
+
+    def item_names() -> list[str]:
+        with connections[connector.alias].cursor() as cursor:
+            cursor.execute("SELECT name FROM item ORDER BY id")
+            return [row[0] for row in cursor.fetchall()]
+
+    changed = item_names()
+    # A script cut before its COMMIT (at a statement's end) or inside a statement: refused, nothing replaced
+    before_commit = script[: script.rindex("COMMIT;")]
+    inside = script[: script.index("INSERT INTO") + 30]
+    for cut, why in ((before_commit, "before its COMMIT"), (inside, "inside a statement")):
+        (tmp_path / "cut.sql").write_text(cut)
+        with pytest.raises(RestoreError, match=f"{why}.*Nothing was restored: the database is as it was"):
+            connector.restore(tmp_path / "cut.sql", fmt="plain")
+        assert item_names() == changed
+    # The whole script restores every row, the multi-line value included
+    connector.restore(dump, fmt="plain")
+    names = item_names()
+    assert len(names) == 100 and names[0] == "two lines;\nand a semicolon"

@@ -111,3 +111,12 @@ def test_the_suggestion_reaches_an_operators_terminal_with_exit_2():
     result = run_manage("list_backups", "--limt", "3")
     assert result.returncode == 2
     assert "unrecognized arguments: --limt 3 (did you mean --limit?)" in result.stderr
+
+
+def test_a_command_keeps_info_logs_off_the_console_unless_asked_with_verbosity_2(sqlite_env):
+    assert run_manage("migrate", "-v", "0", env=sqlite_env).returncode == 0
+    plain = run_manage("backup_advanced", "--quiet", env=sqlite_env)
+    assert plain.returncode == 0 and "succeeded" in plain.stdout, plain.stderr
+    assert "INFO" not in plain.stderr, plain.stderr  # the command's own line says it already
+    verbose = run_manage("backup_advanced", "--quiet", "-v", "2", env=sqlite_env)
+    assert verbose.returncode == 0 and "INFO" in verbose.stderr and "backup 2 succeeded" in verbose.stderr

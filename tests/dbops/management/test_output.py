@@ -52,6 +52,23 @@ def test_a_log_line_during_progress_gets_a_line_of_its_own(terminal):
     assert re.search(r"import roles:  50%\|.*\| 5/10 \[\d\d:\d\d<\d\d:\d\d", screen.getvalue())
 
 
+def test_the_console_handlers_level_and_secret_filter_hold_while_a_bar_is_open(terminal):
+    with terminal() as screen:
+        console = logging.root.handlers[-1]
+        console.setLevel(logging.WARNING)
+        console.addFilter(lambda record: "hunter2" not in record.getMessage())
+        with TtyProgress(OutputWrapper(screen)) as progress:
+            progress("export", 1, 10)
+            logging.getLogger("dbops.test").warning("password hunter2 in a driver message")
+            logging.getLogger("dbops.test").info("an info line the console does not show")
+            logging.getLogger("dbops.test").warning("a warning it shows")
+            progress("export", 10, 10)
+    shown = screen.getvalue()
+    assert "hunter2" not in shown and "an info line" not in shown
+    assert "a warning it shows" in screen_lines(shown)
+    assert "emit" not in vars(console)  # the handler is itself again once the bar is closed
+
+
 def test_byte_progress_shows_percent_and_eta_when_the_size_is_known(terminal):
     with (
         terminal() as screen,

@@ -5,15 +5,21 @@ restored database (carried across the restore)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from django.db.models.signals import post_save
+from django.utils import timezone
 
 from dbops.engines import get_connector
 from dbops.models import BackupRecord, RestoreRecord
 from dbops.services.backups.create import backup_create, backup_delete
 from dbops.services.backups.restore import backup_restore
+from dbops.services.backups.restore_history import INTERRUPTED, restore_records_interrupted_fail
 from dbops.signals import backup_deleted, database_restored
 from multipult.core.models import AuditLog, DictionaryEntry, Role
 from tests.commands import command_error, run_command
@@ -137,3 +143,26 @@ def test_backup_delete_sends_the_facts_to_receivers(backup_dir, some_data):
     assert sender is BackupRecord and facts["backup_record"].pk == backup_record.pk
     assert facts["reason"] == "test says so" and f"local:{backup_record.storage_name}" in facts["removed"]
     assert facts["deleted_at"] == BackupRecord.objects.get(pk=backup_record.pk).deleted_at
+
+
+def test_only_running_records_whose_process_here_is_gone_are_marked_interrupted():
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(ended.stdout)  # a process of this host that has exited (pids are not reused this fast)
+    here = socket.gethostname()
+
+    def record(**owner) -> RestoreRecord:
+        return RestoreRecord.objects.create(
+            source="t", database_alias="default", database_name="d", started_at=timezone.now(), **owner
+        )
+
+    killed = record(hostname=here, pid=dead_pid)
+    alive = record(hostname=here, pid=os.getpid())
+    elsewhere = record(hostname="another-host", pid=dead_pid)
+    finished = record(hostname=here, pid=dead_pid, status="succeeded")
+
+    assert restore_records_interrupted_fail() == [killed.pk]
+
+    states = dict(RestoreRecord.objects.values_list("pk", "status"))
+    assert states == {killed.pk: "failed", alive.pk: "running", elsewhere.pk: "running", finished.pk: "succeeded"}
+    assert RestoreRecord.objects.get(pk=killed.pk).error == INTERRUPTED
+    assert restore_records_interrupted_fail() == []  # once only

@@ -8,8 +8,10 @@ import os
 import struct
 
 import pytest
+from django.core.files.base import ContentFile
 
-from dbops.exceptions import ConfigurationError, WalChecksumMismatch, WalNotFound
+from dbops.exceptions import ArtifactWriteError, ConfigurationError, WalChecksumMismatch, WalNotFound
+from dbops.services.pitr import wal_archive as wal_archive_module
 from dbops.services.pitr.wal_archive import (
     cluster_id_from_data_dir,
     pitr_storage,
@@ -18,6 +20,7 @@ from dbops.services.pitr.wal_archive import (
     wal_restore,
 )
 from tests.commands import command_error, run_command
+from tests.dbops.services.backups.conftest import fill_disk, mounts  # noqa: F401  (mounts: fixture)
 
 CLUSTER = "7312345678901234567"
 SEGMENT = "000000010000000000000003"
@@ -158,3 +161,54 @@ def test_s3_storage_without_a_bucket_is_a_configuration_error(settings, tmp_path
     (tmp_path / SEGMENT).write_bytes(b"x")
     with pytest.raises(ConfigurationError, match="S3_BACKUP_BUCKET"):
         wal_archive(path=tmp_path / SEGMENT, name=SEGMENT, cluster_id=CLUSTER, storage="s3")
+
+
+def test_a_disk_that_fills_up_before_the_manifest_leaves_no_half_manifest_and_archiving_recovers(
+    backup_dir,
+    mounts,  # noqa: F811
+    monkeypatch,
+    settings,
+    tmp_path,
+):
+    settings.PITR_STORAGE = "local"
+    mounts.tmpfs(backup_dir, "256k")
+    source = tmp_path / SEGMENT
+    source.write_bytes(wal_bytes(1, size=256 * 1024))  # compresses to a few KiB
+    wal_folder = backup_dir / "pitr" / CLUSTER / "wal"
+    real_json_file, filled = wal_archive_module._json_file, []
+
+    def on_a_full_disk(payload, *, name):  # the segment is stored; the disk fills before its manifest
+        filled.append(name)
+        fill_disk(wal_folder)
+        return real_json_file(payload, name=name)
+
+    monkeypatch.setattr(wal_archive_module, "_json_file", on_a_full_disk)
+    # When the manifest cannot be written, archiving fails in one line (PostgreSQL keeps the segment)...
+    with pytest.raises(ArtifactWriteError, match="No space left on device"):
+        wal_archive(path=source, name=SEGMENT, cluster_id=CLUSTER)
+    assert filled == [f"{SEGMENT}.json"]
+    # ...and nothing under the manifest's name, whole or half, claims the segment archived
+    assert sorted(path.name for path in wal_folder.iterdir()) == [f"{SEGMENT}.zst", "filler"]
+    assert wal_archived_names(cluster_id=CLUSTER) == []
+    # Once there is room again, PostgreSQL's retry archives it and it restores byte for byte
+    monkeypatch.setattr(wal_archive_module, "_json_file", real_json_file)
+    (wal_folder / "filler").unlink()
+    assert not wal_archive(path=source, name=SEGMENT, cluster_id=CLUSTER).already_archived
+    restored = tmp_path / "RECOVERYXLOG"
+    wal_restore(name=SEGMENT, destination=restored, cluster_id=CLUSTER)
+    assert restored.read_bytes() == source.read_bytes()
+
+
+def test_a_half_written_manifest_counts_as_not_archived_and_is_replaced(storage_kind, tmp_path):
+    source = tmp_path / SEGMENT
+    source.write_bytes(wal_bytes(1))
+    _kind, backend = pitr_storage()
+    manifest_name = f"pitr/{CLUSTER}/wal/{SEGMENT}.json"
+    backend.save(manifest_name, ContentFile(b'{"name": "0000000100'))  # what a full disk left before atomic writes
+    with pytest.raises(WalNotFound):
+        wal_restore(name=SEGMENT, destination=tmp_path / "RECOVERYXLOG", cluster_id=CLUSTER)
+
+    assert not wal_archive(path=source, name=SEGMENT, cluster_id=CLUSTER).already_archived
+
+    wal_restore(name=SEGMENT, destination=tmp_path / "RECOVERYXLOG", cluster_id=CLUSTER)
+    assert (tmp_path / "RECOVERYXLOG").read_bytes() == source.read_bytes()
