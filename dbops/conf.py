@@ -65,6 +65,8 @@ PROJECT_DEFAULTS: dict[str, Any] = {
     "SLOW_QUERY_THRESHOLD_MS": 100.0,
     "LOG_ALL_QUERIES": False,
     "N_PLUS_ONE_THRESHOLD": 5,
+    "N_PLUS_ONE_RAISE": False,  # True in test suites: an N+1 raises NPlusOneDetected (dbops.pytest_plugin)
+    "N_PLUS_ONE_ALLOW": (),  # fnmatch patterns of call sites, GraphQL field paths or statements repeated on purpose
     "BACKUP_MAX_AGE_HOURS": 26.0,
     "VERIFY_MAX_AGE_HOURS": 192.0,
     "HEALTH_MIN_FREE_DISK_MB": 1024,

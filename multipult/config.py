@@ -158,6 +158,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         group="profiling",
     ),
     EnvVar(
+        "N_PLUS_ONE_RAISE",
+        bool,
+        False,
+        "Raise instead of warning on N+1 queries (the test suite turns it on, see dbops.pytest_plugin).",
+        group="profiling",
+    ),
+    EnvVar(
         "GRAPHQL_ALLOW_ANONYMOUS",
         bool,
         False,
@@ -166,6 +173,28 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "GRAPHQL_MAX_DEPTH", int, 8, "Deepest field nesting a GraphQL query may have.", min_value=1, group="graphql"
+    ),
+    EnvVar(
+        "GRAPHQL_MAX_COST",
+        int,
+        100_000,
+        "Largest cost a GraphQL query may have: each field weighs 1, times the limits of the lists around it.",
+        min_value=1,
+        group="graphql",
+    ),
+    EnvVar(
+        "GRAPHQL_MAX_ALIASES", int, 20, "Most aliased fields one GraphQL query may have.", min_value=0, group="graphql"
+    ),
+    EnvVar(
+        "GRAPHQL_MAX_ROOT_FIELDS", int, 10, "Most root fields one GraphQL query may have.", min_value=1, group="graphql"
+    ),
+    EnvVar(
+        "GRAPHQL_MAX_RESPONSE_BYTES",
+        int,
+        5_000_000,
+        "Largest GraphQL response body; a larger one is replaced by an error naming this limit.",
+        min_value=1000,
+        group="graphql",
     ),
     EnvVar("BACKUP_DIR", str, "backups", "Local folder for backup artifacts.", group="backups"),
     EnvVar("S3_BACKUP_BUCKET", str, None, "S3 bucket for uploaded backups; unset disables S3.", group="backups"),

@@ -130,6 +130,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "multipult" / "graphql" / "static"]  # GraphiQL's assets, so it works offline
 MEDIA_ROOT = VAR_DIR / "media"
 
 # Backups: always a local copy in BACKUP_DIR; S3 as a second location when a bucket is named.
@@ -270,6 +271,9 @@ QUERY_PROFILING_ENABLED = CONFIG["QUERY_PROFILING_ENABLED"]
 SLOW_QUERY_THRESHOLD_MS = CONFIG["SLOW_QUERY_THRESHOLD_MS"]
 LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
 N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
+N_PLUS_ONE_RAISE = CONFIG["N_PLUS_ONE_RAISE"]
+# Deliberate repeats (fnmatch patterns of call sites, GraphQL paths, statements); tests add their own by marker.
+N_PLUS_ONE_ALLOW = ("dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.explain:*",)  # one plan each
 
 # Health thresholds and probe timeout (dbops.services.ops.health, health_check, /health/).
 BACKUP_MAX_AGE_HOURS = CONFIG["BACKUP_MAX_AGE_HOURS"]
@@ -281,6 +285,10 @@ HEALTH_CACHE_SECONDS = CONFIG["HEALTH_CACHE_SECONDS"]
 GRAPHENE = {"SCHEMA": "multipult.graphql.schema.schema"}
 GRAPHQL_ALLOW_ANONYMOUS = CONFIG["GRAPHQL_ALLOW_ANONYMOUS"]
 GRAPHQL_MAX_DEPTH = CONFIG["GRAPHQL_MAX_DEPTH"]
+GRAPHQL_MAX_COST = CONFIG["GRAPHQL_MAX_COST"]
+GRAPHQL_MAX_ALIASES = CONFIG["GRAPHQL_MAX_ALIASES"]
+GRAPHQL_MAX_ROOT_FIELDS = CONFIG["GRAPHQL_MAX_ROOT_FIELDS"]
+GRAPHQL_MAX_RESPONSE_BYTES = CONFIG["GRAPHQL_MAX_RESPONSE_BYTES"]
 
 # auto: people at a terminal read plain lines; log collectors (stderr not a TTY) get JSON.
 LOG_FORMAT = CONFIG["LOG_FORMAT"]

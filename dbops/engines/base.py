@@ -7,7 +7,7 @@ sequences, statistics, query plans, and a probe of a database that Django settin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, ClassVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.recorder import MigrationRecorder
 
+from dbops.engines.per_key import rows_per_key_window
 from dbops.exceptions import ConfigurationError, FeatureUnavailable
 
 # Table lock modes of lock_tables(): "read" lets others read but nobody write; "write" keeps other
@@ -236,6 +237,11 @@ class Connector(ABC):
     def copy_json_lines(self, sql: str, params: Any, aliases: list[str], prefix: str) -> Callable[[Any], int]:
         """A function writing the query's rows to a file as `prefix + row JSON + "}"` lines; returns rows."""
         raise FeatureUnavailable(f"{self.engine} has no COPY")
+
+    def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:
+        """At most `limit` rows of `queryset`, in its order, for each key of `key_field`, in one statement run
+        when iterated; each row carries its key as `.dbops_key` (dbops.engines.per_key)."""
+        return rows_per_key_window(queryset, key_field=key_field, keys=keys, limit=limit)
 
     def index_suspension(self) -> NoIndexSuspension:
         """suspend() drops indexes of tables about to grow a lot, restore() rebuilds them (same transaction)."""

@@ -28,6 +28,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from dbops.instrumentation.call_sites import call_site
+from dbops.instrumentation.n_plus_one import NPlusOneDetected, n_plus_one_check
 from dbops.models.profiling import SlowQuery
 
 logger = logging.getLogger("dbops.profiling")
@@ -197,6 +198,8 @@ class QueryProfile:
         self._stack.close()  # unwrap first: the profiler's own writes are not profiled
         try:
             self.summary = self.finish()
+        except NPlusOneDetected:
+            raise  # N_PLUS_ONE_RAISE: the one failure profiling is asked to cause (tests)
         except Exception:  # profiling must never break the request or task it observes
             logger.exception("query profile of %s could not be summarized", self.source)
 
@@ -206,6 +209,8 @@ class QueryProfile:
         _log_summary(summary, self.records if self.log_all else None)
         if self.persist and summary.slow:
             slow_queries_record(groups=summary.slow, source=self._tags.get("graphql_operation") or self.source)
+        if settings.N_PLUS_ONE_RAISE and summary.n_plus_one:
+            n_plus_one_check(summary.n_plus_one, source=self.source)
         return summary
 
     @property

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+from multipult.core.models import ApiToken, AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
+from multipult.core.services.tokens import api_token_revoke
 
 
 @admin.register(Role)
@@ -64,3 +65,24 @@ class AuditLogAdmin(admin.ModelAdmin):
     date_hierarchy = "timestamp"
     list_select_related = ["actor"]
     raw_id_fields = ["actor"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made with `manage.py api_token create` (the secret is shown once); here: list and revoke."""
+
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(permissions=["change"], description="Revoke the selected API tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token_id=token.pk)
+        self.message_user(request, f"Revoked {queryset.count()} API token(s).")

@@ -16,15 +16,15 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Model
 
+from dbops.engines import get_connector
+from dbops.engines.per_key import KEY_ATTRIBUTE
 from dbops.instrumentation.profiling import code_path, path_label
 from multipult.core.models import AuditLog, DictionaryEntry, Role, StoredFile, User
 from multipult.graphql.futures import SyncFuture
 
 LoaderT = TypeVar("LoaderT", bound="DataLoader")
-UserRole = User.roles.through
 
 
 @dataclass
@@ -133,81 +133,66 @@ def get_dataloaders(*, batch: bool = True) -> DataLoaders:
     return DataLoaders(batch=batch)
 
 
-def _group(rows: Iterable[Any], key_attr: str) -> dict[Any, list[Any]]:
-    grouped: dict[Any, list[Any]] = defaultdict(list)
-    for row in rows:
-        grouped[getattr(row, key_attr)].append(row)
-    return grouped
-
-
 class UserByIdLoader(DataLoader):
+    """Key: (columns, user id); one query per distinct column set in the batch."""
+
     name = "userById"
 
     def batch_load(self, keys):
-        users = User.objects.in_bulk(keys)
+        users: dict[tuple, Any] = {}
+        for columns, ids in _by_spec(keys).items():
+            for user_id, user in User.objects.only(*columns).in_bulk(ids).items():
+                users[(columns, user_id)] = user
         return [users.get(key) for key in keys]
 
 
-class RolesByUserIdLoader(DataLoader):
+class RowsPerKeyLoader(DataLoader):
+    """Key: (columns, limit, parent id): at most `limit` rows of `model` per parent, in `ordering`, in one
+    statement per distinct (columns, limit) of the batch (a LATERAL join on PostgreSQL)."""
+
+    model: ClassVar[type[Model]]
+    key_field: ClassVar[str]  # the lookup from `model` to the parent's id
+    ordering: ClassVar[tuple[str, ...]]
+
+    def batch_load(self, keys):
+        rows: dict[tuple, list[Any]] = defaultdict(list)
+        for (columns, limit), parent_ids in _by_spec(keys).items():
+            queryset = self.model.objects.only(*columns).order_by(*self.ordering)
+            for row in get_connector(queryset.db).rows_per_key(
+                queryset, key_field=self.key_field, keys=parent_ids, limit=limit
+            ):
+                rows[(columns, limit, getattr(row, KEY_ATTRIBUTE))].append(row)
+        return [rows.get(key, []) for key in keys]
+
+
+class RolesByUserIdLoader(RowsPerKeyLoader):
     name = "rolesByUserId"
-
-    def batch_load(self, keys):
-        links = UserRole.objects.filter(user_id__in=keys).select_related("role").order_by("role__name", "role_id")
-        roles: dict[int, list[Role]] = defaultdict(list)
-        for link in links:
-            roles[link.user_id].append(link.role)
-        return [roles.get(key, []) for key in keys]
+    model, key_field, ordering = Role, "users", ("name", "id")
 
 
-class UsersByRoleIdLoader(DataLoader):
+class UsersByRoleIdLoader(RowsPerKeyLoader):
     name = "usersByRoleId"
-
-    def batch_load(self, keys):
-        links = UserRole.objects.filter(role_id__in=keys).select_related("user").order_by("user_id")
-        users: dict[int, list[User]] = defaultdict(list)
-        for link in links:
-            users[link.role_id].append(link.user)
-        return [users.get(key, []) for key in keys]
+    model, key_field, ordering = User, "roles", ("id",)
 
 
-class FilesByUploaderIdLoader(DataLoader):
+class FilesByUploaderIdLoader(RowsPerKeyLoader):
     name = "filesByUploaderId"
-
-    def batch_load(self, keys):
-        files = StoredFile.objects.filter(uploaded_by_id__in=keys).order_by("-created_at", "-id")
-        files = _group(files, "uploaded_by_id")
-        return [files.get(key, []) for key in keys]
+    model, key_field, ordering = StoredFile, "uploaded_by", ("-created_at", "-id")
 
 
-class RecentAuditLogsByActorIdLoader(DataLoader):
-    """Key: (actor id, limit). One windowed query per distinct limit in the batch."""
-
+class RecentAuditLogsByActorIdLoader(RowsPerKeyLoader):
     name = "recentAuditLogsByActorId"
-
-    def batch_load(self, keys):
-        by_limit: dict[int, set[int]] = defaultdict(set)
-        for actor_id, limit in keys:
-            by_limit[limit].add(actor_id)
-        logs: dict[tuple[int, int], list[AuditLog]] = defaultdict(list)
-        for limit, actor_ids in by_limit.items():
-            ranked = (
-                AuditLog.objects.filter(actor_id__in=actor_ids)
-                .annotate(
-                    rank=Window(
-                        RowNumber(), partition_by=[F("actor_id")], order_by=[F("timestamp").desc(), F("id").desc()]
-                    )
-                )
-                .filter(rank__lte=limit)
-                .order_by("actor_id", "rank")
-            )
-            for log in ranked:
-                logs[(log.actor_id, limit)].append(log)
-        return [logs.get(key, []) for key in keys]
+    model, key_field, ordering = AuditLog, "actor", ("-timestamp", "-id")
 
 
-class EntriesByDictionaryIdLoader(DataLoader):
+class EntriesByDictionaryIdLoader(RowsPerKeyLoader):
     name = "entriesByDictionaryId"
+    model, key_field, ordering = DictionaryEntry, "dictionary", ("position", "key", "id")
 
-    def batch_load(self, keys):
-        entries = _group(DictionaryEntry.objects.filter(dictionary_id__in=keys), "dictionary_id")
-        return [entries.get(key, []) for key in keys]
+
+def _by_spec(keys: Sequence[tuple]) -> dict[tuple, list[Any]]:
+    """Groups (*spec, id) keys by their spec: the ids of each (columns[, limit])."""
+    grouped: dict[tuple, list[Any]] = defaultdict(list)
+    for *spec, key_id in keys:
+        grouped[tuple(spec) if len(spec) > 1 else spec[0]].append(key_id)
+    return grouped

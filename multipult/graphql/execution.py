@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from graphene.validation import depth_limit_validator
-from graphql import GraphQLError, located_error, specified_rules
+from graphql import FieldNode, GraphQLError, ValidationRule, located_error, specified_rules
 from graphql.execution import ExecutionContext
 from graphql.execution.execute import get_argument_values, get_field_def
 from graphql.pyutils import Path, Undefined, is_iterable
@@ -24,9 +24,22 @@ from dbops.instrumentation.profiling import code_path, current_profile
 from multipult.graphql.futures import SyncFuture
 
 
-def validation_rules() -> tuple:
-    """graphql-core's standard rules plus the depth limit (a rules argument replaces, not extends)."""
-    return (*specified_rules, depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH))
+class IntrospectionForStaffRule(ValidationRule):
+    """Refuses __schema and __type (not __typename): introspection is for staff, or with DEBUG on."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value in ("__schema", "__type"):
+            self.report_error(
+                GraphQLError(f"Introspection ({node.name.value}) is only for staff users, or with DEBUG on.", node)
+            )
+
+
+def validation_stages(*, introspection: bool = True) -> tuple[tuple, ...]:
+    """The validation rules in stages, each run only on a document the stage before accepted: graphql-core's
+    standard rules (fragment cycles among them), then the depth limit and, unless `introspection`, its
+    refusal; so a refused query gets one error, not one per rule it breaks."""
+    limits = (depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH),)
+    return (tuple(specified_rules), limits if introspection else (*limits, IntrospectionForStaffRule))
 
 
 class DeferredExecutionContext(ExecutionContext):

@@ -1,26 +1,55 @@
 """GraphQL types of the domain. Every relation resolves through the request's DataLoaders.
 
-Lists are nullable (their items are not), so a failing relation nulls only itself, not its parent.
+Lists are nullable (their items are not), so a failing relation nulls only itself, not its parent;
+guarded (personal) fields are nullable for the same reason (multipult/graphql/access.py).
 
-Only the listed fields are exposed: the password hash (and anything token-like) never is.
+Only the listed fields are exposed: the password hash (and anything token-like) never is. Every list
+takes a `limit` with a default and a maximum (LIST_LIMITS), which the cost check reads before execution.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import graphene
 from graphene.relay.connection import connection_adapter, page_info_adapter
 from graphene_django import DjangoObjectType
-from graphql import GraphQLError
 from graphql_relay import connection_from_array_slice, get_offset_with_default
 
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, Role, StoredFile, User
 from multipult.graphql import dataloaders as loaders
+from multipult.graphql.selection import selected_columns
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
-MAX_RECENT_AUDIT_LOGS = 100
+
+class ListLimit(NamedTuple):
+    default: int
+    maximum: int
+
+
+# "Type.field" -> the limit a list takes when none is given, and the largest it accepts.
+LIST_LIMITS: dict[str, ListLimit] = {
+    **{
+        f"Query.{name}": ListLimit(100, 1000)
+        for name in ("users", "usersConnection", "roles", "concepts", "dictionaries", "files", "auditLogs")
+    },
+    "User.roles": ListLimit(20, 100),
+    "User.files": ListLimit(20, 100),
+    "User.recentAuditLogs": ListLimit(5, 100),
+    "Role.users": ListLimit(100, 1000),
+    "Dictionary.entries": ListLimit(100, 1000),
+}
+MAX_PAGE_SIZE = LIST_LIMITS["Query.users"].maximum
+DEFAULT_PAGE_SIZE = LIST_LIMITS["Query.users"].default
+
+
+def limited_list(of_type, field: str, **arguments) -> graphene.List:
+    limit = LIST_LIMITS[field]
+    return graphene.List(
+        graphene.NonNull(of_type),
+        limit=graphene.Int(default_value=limit.default, description=f"At most {limit.maximum}."),
+        **arguments,
+    )
 
 
 def _loader(info, loader_class):
@@ -28,11 +57,17 @@ def _loader(info, loader_class):
 
 
 def _user_of(info, user_id):
-    return None if user_id is None else _loader(info, loaders.UserByIdLoader).load(user_id)
+    if user_id is None:
+        return None
+    return _loader(info, loaders.UserByIdLoader).load((selected_columns(info, User, "User"), user_id))
+
+
+def _rows_of(info, loader_class, model, type_name: str, parent_id, limit: int):
+    return _loader(info, loader_class).load((selected_columns(info, model, type_name), limit, parent_id))
 
 
 class RoleType(DjangoObjectType):
-    users = graphene.List(graphene.NonNull(lambda: UserType))
+    users = limited_list(lambda: UserType, "Role.users", description="Only for staff with core.view_user.")
 
     class Meta:
         model = Role
@@ -40,18 +75,21 @@ class RoleType(DjangoObjectType):
         fields = ("id", "name", "description", "created_at")
 
     @staticmethod
-    def resolve_users(role, info):
-        return _loader(info, loaders.UsersByRoleIdLoader).load(role.pk)
+    def resolve_users(role, info, limit):
+        return _rows_of(info, loaders.UsersByRoleIdLoader, User, "User", role.pk, limit)
 
 
 class UserType(DjangoObjectType):
-    roles = graphene.List(graphene.NonNull(RoleType))
-    files = graphene.List(graphene.NonNull(lambda: StoredFileType))
-    recent_audit_logs = graphene.List(
-        graphene.NonNull(lambda: AuditLogType),
-        limit=graphene.Int(default_value=5, description=f"At most {MAX_RECENT_AUDIT_LOGS}."),
-        description="This user's latest audit log entries, newest first.",
+    roles = limited_list(RoleType, "User.roles")
+    files = limited_list(lambda: StoredFileType, "User.files")
+    recent_audit_logs = limited_list(
+        lambda: AuditLogType, "User.recentAuditLogs", description="This user's latest audit log entries, newest first."
     )
+    # Personal: the user themself or holders of core.view_user (nullable, so a refusal nulls only the field).
+    first_name = graphene.String()
+    last_name = graphene.String()
+    email = graphene.String()
+    phone = graphene.String()
 
     class Meta:
         model = User
@@ -71,18 +109,16 @@ class UserType(DjangoObjectType):
         )
 
     @staticmethod
-    def resolve_roles(user, info):
-        return _loader(info, loaders.RolesByUserIdLoader).load(user.pk)
+    def resolve_roles(user, info, limit):
+        return _rows_of(info, loaders.RolesByUserIdLoader, Role, "Role", user.pk, limit)
 
     @staticmethod
-    def resolve_files(user, info):
-        return _loader(info, loaders.FilesByUploaderIdLoader).load(user.pk)
+    def resolve_files(user, info, limit):
+        return _rows_of(info, loaders.FilesByUploaderIdLoader, StoredFile, "StoredFile", user.pk, limit)
 
     @staticmethod
-    def resolve_recent_audit_logs(user, info, limit=5):
-        if not 0 < limit <= MAX_RECENT_AUDIT_LOGS:
-            raise GraphQLError(f"limit must be between 1 and {MAX_RECENT_AUDIT_LOGS}.")
-        return _loader(info, loaders.RecentAuditLogsByActorIdLoader).load((user.pk, limit))
+    def resolve_recent_audit_logs(user, info, limit):
+        return _rows_of(info, loaders.RecentAuditLogsByActorIdLoader, AuditLog, "AuditLog", user.pk, limit)
 
 
 class ConceptType(DjangoObjectType):
@@ -107,7 +143,7 @@ class DictionaryEntryType(DjangoObjectType):
 
 class DictionaryType(DjangoObjectType):
     created_by = graphene.Field(UserType)
-    entries = graphene.List(graphene.NonNull(DictionaryEntryType))
+    entries = limited_list(DictionaryEntryType, "Dictionary.entries")
 
     class Meta:
         model = Dictionary
@@ -119,12 +155,14 @@ class DictionaryType(DjangoObjectType):
         return _user_of(info, dictionary.created_by_id)
 
     @staticmethod
-    def resolve_entries(dictionary, info):
-        return _loader(info, loaders.EntriesByDictionaryIdLoader).load(dictionary.pk)
+    def resolve_entries(dictionary, info, limit):
+        loader = loaders.EntriesByDictionaryIdLoader
+        return _rows_of(info, loader, DictionaryEntry, "DictionaryEntry", dictionary.pk, limit)
 
 
 class StoredFileType(DjangoObjectType):
     uploaded_by = graphene.Field(UserType)
+    storage_path = graphene.String(description="Personal: the uploader or holders of core.view_storedfile.")
 
     class Meta:
         model = StoredFile
@@ -139,6 +177,9 @@ class StoredFileType(DjangoObjectType):
 class AuditLogType(DjangoObjectType):
     actor = graphene.Field(UserType)
     action = graphene.String(required=True)
+    # Personal: the actor or holders of core.view_auditlog.
+    changes = graphene.JSONString()
+    ip_address = graphene.String()
 
     class Meta:
         model = AuditLog
@@ -162,14 +203,11 @@ class UserConnection(graphene.relay.Connection):
 
 
 class QuerySetConnectionField(graphene.relay.ConnectionField):
-    """A Relay connection over a queryset: one COUNT and one LIMIT/OFFSET query, at most MAX_PAGE_SIZE."""
+    """A Relay connection over a queryset: one COUNT and one LIMIT/OFFSET query (first/last checked beforehand)."""
 
     @classmethod
     def resolve_connection(cls, connection_type, args, resolved):
         first, last = args.get("first"), args.get("last")
-        for name, value in (("first", first), ("last", last)):
-            if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
-                raise GraphQLError(f"{name} must be between 0 and {MAX_PAGE_SIZE}.")
         if first is None and last is None:
             args = {**args, "first": DEFAULT_PAGE_SIZE}
         total = resolved.count()

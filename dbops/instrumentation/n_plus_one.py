@@ -1,0 +1,90 @@
+"""N+1 as a failure: with `N_PLUS_ONE_RAISE` on (the test suite), a profile whose statements repeat
+`N_PLUS_ONE_THRESHOLD` times raises `NPlusOneDetected` instead of only warning, as django-zeal does;
+deliberate repeats are allowed by `N_PLUS_ONE_ALLOW` (fnmatch patterns of call sites, GraphQL field
+paths or statements) or, for one test, `@pytest.mark.n_plus_one_allow(...)` (dbops.pytest_plugin).
+
+`NPlusOneGuard` records a block (a test's body) without touching its SQL, logs or the current profile,
+so what the block observes of the profiler is exactly what it would without the guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from fnmatch import fnmatchcase
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from dbops.exceptions import DbopsError
+
+
+class NPlusOneDetected(DbopsError):
+    """One statement ran N_PLUS_ONE_THRESHOLD times or more, and no N_PLUS_ONE_ALLOW pattern allows it."""
+
+
+def n_plus_one_allowed(group: Any, patterns: Iterable[str]) -> bool:
+    """Whether an allow-list pattern matches the group's call site, GraphQL field path or statement."""
+    return any(
+        fnmatchcase(value, pattern)
+        for pattern in patterns
+        for value in (group.call_site, group.code_path, group.statement)
+        if value
+    )
+
+
+def n_plus_one_check(groups: Iterable[Any], *, source: str, allow: Iterable[str] | None = None) -> None:
+    """Raises NPlusOneDetected for the repeated groups the allow-list (default: N_PLUS_ONE_ALLOW) leaves."""
+    patterns = tuple(settings.N_PLUS_ONE_ALLOW if allow is None else allow)
+    offending = [group for group in groups if not n_plus_one_allowed(group, patterns)]
+    if offending:
+        found = "; ".join(
+            f"{group.count} x at {group.call_site}"
+            + (f" (GraphQL field {group.code_path})" if group.code_path else "")
+            + f": {group.statement[:300]}"
+            for group in offending
+        )
+        raise NPlusOneDetected(
+            f"N+1 queries in {source}: {found}. Batch them (select_related, prefetch_related, a DataLoader), "
+            "or allow a deliberate repeat with N_PLUS_ONE_ALLOW / @pytest.mark.n_plus_one_allow."
+        )
+
+
+class NPlusOneGuard:
+    """Records every statement of a block on every database and raises NPlusOneDetected at its end."""
+
+    def __init__(self, source: str, *, allow: Iterable[str] = (), ignore_sites: Iterable[str] = ()) -> None:
+        self.source = source
+        self.allow = tuple(allow)
+        self.ignore_sites = tuple(ignore_sites)  # call sites that are the test's own setup, not code under test
+        self.records: list[tuple[str, float, str, Any]] = []
+        self._stack: ExitStack | None = None
+
+    def __call__(self, execute, sql, params, many, context):
+        self.records.append((sql, 0.0, self._call_site(), self._code_path.get()))
+        return execute(sql, params, many, context)
+
+    def __enter__(self) -> NPlusOneGuard:
+        # Bound now: a block may hide modules from imports (tests of optional parts do).
+        from dbops.instrumentation.call_sites import call_site
+        from dbops.instrumentation.profiling import code_path, summarize
+
+        self._call_site, self._code_path, self._summarize = call_site, code_path, summarize
+        self._stack = ExitStack()
+        for alias in settings.DATABASES:
+            self._stack.enter_context(connections[alias].execute_wrapper(self))
+        return self
+
+    def __exit__(self, exc_type, *_exc_info) -> None:
+        self._stack.close()
+        if exc_type is not None:
+            return  # the block's own failure says more
+        records = [record for record in self.records if not record[2].startswith(self.ignore_sites)]
+        summary = self._summarize(
+            records,
+            source=self.source,
+            slow_threshold_ms=float("inf"),
+            n_plus_one_threshold=settings.N_PLUS_ONE_THRESHOLD,
+        )
+        n_plus_one_check(summary.n_plus_one, source=self.source, allow=(*settings.N_PLUS_ONE_ALLOW, *self.allow))
