@@ -139,7 +139,7 @@ S3_BACKUP_BUCKET = CONFIG["S3_BACKUP_BUCKET"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed, compressed names (far-future caching); collectstatic writes them and their manifest.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "multipult.staticfiles.StaticFilesStorage"},  # WhiteNoise, hashed and compressed
     "backups": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},

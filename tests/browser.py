@@ -42,6 +42,22 @@ def chromium_browser():
         browser.close()
 
 
+@pytest.fixture(scope="session")
+def live_server(request):
+    """pytest-django's live server, but its static files come through the app's WhiteNoise (the
+    collected, hashed files), as under gunicorn: Django's test static handler only finds unhashed names,
+    so every page it serves with DEBUG unset would be unstyled."""
+    import os
+
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer(os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost", start=False)
+    server.thread.static_handler = lambda application: application  # nothing in front of the app
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def page(chromium_browser, request) -> Iterator:
     """A fresh browser context (own cookies) per test; a screenshot is kept when the test fails."""

@@ -158,12 +158,16 @@ def test_postgres_archives_wal_through_the_project():
     assert postgres["environment"]["PITR_STORAGE"] == "s3"  # the app containers read the same archive
 
 
+# Loaded only by pytest (a test run brings pytest itself), never by the running app.
+PYTEST_ONLY = {ROOT / "dbops" / "pytest_plugin.py"}
+
+
 def _imported_distributions() -> set[str]:
     """Distributions that provide the third-party modules dbops/ and multipult/ import."""
     providers = importlib.metadata.packages_distributions()
     names = set()
     for package in ("dbops", "multipult"):
-        for path in (ROOT / package).rglob("*.py"):
+        for path in set((ROOT / package).rglob("*.py")) - PYTEST_ONLY:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     modules = [alias.name for alias in node.names]

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from graphene_django.views import GraphQLView as GrapheneView
 
-from tests.dbops.admin.conftest import admin_login, chromium_browser, page, superuser  # noqa: F401 - fixtures
+from tests.dbops.admin.conftest import admin_login, superuser  # noqa: F401 - fixtures
 
 ASSETS = {
     "graphiql/react.production.min.js": GrapheneView.react_sri,

@@ -22,22 +22,6 @@ from tests.browser import PASSWORD, screenshot  # noqa: F401  (the admin tests i
 from tests.paths import ROOT
 
 
-@pytest.fixture(scope="session")
-def live_server(request):
-    """pytest-django's live server, but its static files come through the app's WhiteNoise (the
-    collected, hashed files), as under gunicorn: Django's test static handler only finds unhashed names,
-    so every page it serves with DEBUG unset would be unstyled."""
-    import os
-
-    from pytest_django.live_server_helper import LiveServer
-
-    server = LiveServer(os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost", start=False)
-    server.thread.static_handler = lambda application: application  # nothing in front of the app
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def superuser(db, django_user_model):
     return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
