@@ -211,6 +211,11 @@ def s3_key(storage: Storage, name: str) -> str:
     return f"{location.strip('/')}/{name}" if location else name
 
 
+def s3_url(storage: Storage, *, key: str = "", name: str = "") -> str:
+    """`s3://<bucket>/<key>` of an object (given its key, or its storage name), as an operator finds it."""
+    return f"s3://{getattr(storage, 'bucket_name', '?')}/{key or s3_key(storage, name)}"
+
+
 def s3_upload(local_file: Path | str, storage_name: str, *, after_upload: Callable[[str], None]) -> str:
     """Copies the artifact to S3 with retries, then calls `after_upload(key)` (which writes the manifest
     there, so a manifest on S3 always has its artifact). Returns the key.

@@ -53,7 +53,7 @@ def s3_client():
 def test_upload_to_s3_then_restore_from_s3_when_local_copy_is_gone(backup_dir, s3_bucket, some_data):
     output = run_command("backup_advanced", "--upload-s3", "--quiet")
     backup_record = BackupRecord.objects.get()
-    assert backup_record.uploaded_to_s3 and f"s3://{backup_record.s3_key}" in output
+    assert backup_record.uploaded_to_s3 and f"and s3://{s3_bucket}/{backup_record.s3_key}," in output
     body = s3_client().get_object(Bucket=s3_bucket, Key=backup_record.s3_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == backup_record.sha256
     manifest = json.loads(
