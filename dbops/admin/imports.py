@@ -17,14 +17,17 @@ from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from dbops.conf import dbops_setting
 from dbops.exceptions import DbopsError, ImportValidationError
 from dbops.services.datamigration.formats import FORMATS
 from dbops.services.datamigration.imports import MODES, import_data
 
 PROBLEMS_SHOWN = 50
+FORM_OVERHEAD_BYTES = 64 << 10  # multipart boundaries, the CSRF token, format and mode
 PENDING_HOURS = 24  # an upload never confirmed is removed at the next upload after this
 _SIGNING_SALT = "dbops.admin.imports"
 _UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -68,8 +71,25 @@ def upload_path(token: str, *, user_id: int) -> Path:
     return pending_uploads_dir() / kept["key"] / kept["name"]
 
 
+def upload_limit_refusal(size: int) -> str | None:
+    limit = dbops_setting("IMPORT_UPLOAD_MAX_BYTES")
+    if size <= limit:
+        return None
+    return (
+        f"The file is larger than the {filesizeformat(limit)} the import page accepts "
+        '(DBOPS["IMPORT_UPLOAD_MAX_BYTES"]); import it with `manage.py import_data`.'
+    )
+
+
 class ImportUploadForm(forms.Form):
     file = forms.FileField(help_text="An export_data file: .json, .jsonl, .sql, or the .zip the csv format writes.")
+
+    def clean_file(self):
+        uploaded = self.cleaned_data["file"]
+        if refusal := upload_limit_refusal(uploaded.size):  # a chunked upload says no length up front
+            raise forms.ValidationError(refusal)
+        return uploaded
+
     format = forms.ChoiceField(choices=[(name, name) for name in FORMATS])
     mode = forms.ChoiceField(
         choices=[(name, name) for name in MODES],
@@ -100,6 +120,10 @@ def import_view(model_admin, request):
     }
     if request.method != "POST":
         return TemplateResponse(request, "admin/dbops/datatransferrun/import.html", context)
+    # Refused before the body is read (request.POST would read all of it): the form's fields are small.
+    if refusal := upload_limit_refusal(int(request.META.get("CONTENT_LENGTH") or 0) - FORM_OVERHEAD_BYTES):
+        context["refusal"] = refusal
+        return TemplateResponse(request, "admin/dbops/datatransferrun/import.html", context, status=413)
     if "confirm" in request.POST:
         return _confirm(model_admin, request, context)
     form = ImportUploadForm(request.POST, request.FILES)

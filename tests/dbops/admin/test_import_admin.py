@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from dbops.admin.imports import upload_path
+from dbops.admin.imports import pending_uploads_dir, upload_path
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.exports import export_data
 from multipult.core.models import Role
@@ -131,3 +131,25 @@ def test_a_forged_or_foreign_token_is_refused(superuser, django_user_model, role
 
     assert foreign.status_code == 403 and forged.status_code == 403
     assert sorted(Role.objects.values_list("name", flat=True)) == before
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "size-found-on-reading"])
+def test_a_file_over_the_upload_limit_is_refused_and_nothing_is_kept_or_imported(
+    superuser, roles_export, settings, announced
+):
+    settings.DBOPS = {**settings.DBOPS, "IMPORT_UPLOAD_MAX_BYTES": 2000}
+    kept_before = sorted(path.name for path in pending_uploads_dir().iterdir())
+    roles_before = sorted(Role.objects.values_list("name", flat=True))
+    big = roles_export + b"\n" * (70 << 10)  # past the limit and the form's allowance
+    client = logged_in(superuser)
+    if announced:
+        response = upload(client, big)
+        assert response.status_code == 413
+        refusal = response.context["refusal"]
+    else:  # the length passes (within the allowance); the file's own size is then checked by the form
+        response = upload(client, roles_export + b"\n" * 3000)
+        assert response.status_code == 200
+        refusal = " ".join(response.context["form"].errors["file"])
+    assert "larger than the 2.0\xa0KB the import page accepts" in refusal and "manage.py import_data" in refusal
+    assert sorted(path.name for path in pending_uploads_dir().iterdir()) == kept_before
+    assert sorted(Role.objects.values_list("name", flat=True)) == roles_before and not imports().exists()
