@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +109,17 @@ class TtyByteProgress(_TtyBar):
         bar = self._open(self.label, self.total)
         bar.update(read - bar.n)
         bar.set_postfix_str(f"{human_bytes(written)} written", refresh=False)
+
+    def stage(self, label: str) -> Callable[[int, int], None]:
+        """The callback of a later stage whose size is known, (done, total) bytes, e.g. the upload to S3:
+        a bar of its own on the next line, with percent and ETA."""
+
+        def update(done: int, total: int) -> None:
+            if self.enabled:
+                bar = self._open(label, total)
+                bar.update(done - bar.n)
+
+        return update
 
 
 def write_json(stdout, payload: Any) -> None:

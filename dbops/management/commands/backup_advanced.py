@@ -58,7 +58,9 @@ class Command(DbopsCommand):
                 named = options_named(
                     options, "database", "compression", "fmt", "upload_s3", "local_copy", "encrypt", "tag", "wait"
                 )
-                backup_record = backup_create(**named, progress=progress)
+                backup_record = backup_create(
+                    **named, progress=progress, upload_progress=progress.stage("upload to S3")
+                )
             except UploadError as exc:
                 progress.close()  # end the progress line before saying where the backup is
                 if exc.backup_record is not None:

@@ -226,6 +226,15 @@ def test_progress_is_shown_on_a_tty_only(backup_dir, some_data):
     assert "\r" not in on_a_terminal("backup_advanced", "--quiet")
 
 
+def test_the_upload_to_s3_shows_its_own_percent_on_a_tty(backup_dir, s3_bucket, some_data):
+    shown = on_a_terminal("backup_advanced", "--upload-s3")
+    backup_record = BackupRecord.objects.get()
+    assert backup_record.uploaded_to_s3
+    upload_lines = [line for line in shown.split("\r") if line.startswith("upload to S3: ")]
+    assert upload_lines and "100%" in upload_lines[-1], shown  # the artifact's size is the total
+    assert shown.index("\rbackup: ") < shown.index("upload to S3: ")  # the dump's bar first, then its own
+
+
 def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_dir, s3_bucket, some_data):
     from dbops.services.backups.create import backup_delete
     from multipult.core.models import AuditLog
