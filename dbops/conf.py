@@ -46,6 +46,16 @@ DEFAULTS: dict[str, Any] = {
     # The interpreter PostgreSQL runs archive_wal / restore_wal with (the server's OS user must be able
     # to run it, e.g. when this one is under a private home). Unset: the interpreter running dbops.
     "PITR_PYTHON": None,
+    # Straight-to-S3 backups (dbops.artifacts.multipart): the size of each multipart part (S3 wants at
+    # least 5 MiB but for the last), the attempts per part, and the timeout of each S3 request.
+    "S3_PART_SIZE": 16 << 20,
+    "S3_PART_ATTEMPTS": 5,
+    "S3_TIMEOUT_SECONDS": 60.0,
+    # Aliases of settings.STORAGES that receive a copy of every managed backup (another bucket, another
+    # folder), each read back and checked against the backup's SHA-256 (dbops.services.backups.copies).
+    "COPY_TARGETS": (),
+    # The largest file the admin's import page accepts (bigger ones: `manage.py import_data`).
+    "IMPORT_UPLOAD_MAX_BYTES": 256 << 20,
 }
 
 
@@ -61,6 +71,7 @@ PROJECT_DEFAULTS: dict[str, Any] = {
     "PITR_STORAGE": "local",  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
     "ANONYMIZATION_SALT": lambda: hmac.new(settings.SECRET_KEY.encode(), b"dbops.anonymization", "sha256").hexdigest(),
     "BACKUP_NOTIFY_EMAILS": [],
+    "BACKUP_LOCAL_COPY": True,  # scheduled backups that go to S3 keep a local copy too
     "QUERY_PROFILING_ENABLED": False,
     "SLOW_QUERY_THRESHOLD_MS": 100.0,
     "LOG_ALL_QUERIES": False,

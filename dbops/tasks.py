@@ -50,8 +50,8 @@ class DbopsTask(Task):
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
 def run_backup(self, **options) -> dict:
-    """A managed backup; `options` are scheduled_backup's (database, compression, fmt, upload_s3, encrypt,
-    tag, triggered_by, triggered_by_user), as a periodic task's kwargs name them."""
+    """A managed backup; `options` are scheduled_backup's (database, compression, fmt, upload_s3, local_copy,
+    encrypt, tag, triggered_by, triggered_by_user), as a periodic task's kwargs name them."""
     return scheduling.scheduled_backup(task_id=self.request.id, **options)
 
 
@@ -82,6 +82,11 @@ def restore_backup(
     return scheduling.requested_restore(
         task_id=self.request.id, backup_id=backup_id, tables=tables, requested_by=requested_by, trigger=trigger
     )
+
+
+@shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
+def pitr_drill(self, target_age_minutes: int = 60) -> dict:
+    return scheduling.scheduled_pitr_drill(task_id=self.request.id, target_age_minutes=target_age_minutes)
 
 
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=60 * 60, time_limit=65 * 60)

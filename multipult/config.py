@@ -2,6 +2,11 @@
 
 Settings, `validate_config` and `show_config` all read this registry, so a variable is typed,
 defaulted, documented and masked in exactly one place.
+
+Why not django-environ: it reads any word it does not know as False for a bool (`DEBUG=ture` would
+silently mean off), stops at the first bad variable, and knows nothing of secrets, ranges or docs;
+the registry refuses a value it cannot read, lists every problem at once (validate_config) and
+generates the DEVELOPERS.md table, so the parsers below are the few lines that remain of it.
 """
 
 from __future__ import annotations
@@ -219,6 +224,22 @@ ENV_VARS: tuple[EnvVar, ...] = (
         list,
         [],
         "Comma-separated addresses mailed (besides ADMINS) when a scheduled backup task fails.",
+        group="backups",
+    ),
+    EnvVar(
+        "BACKUP_LOCAL_COPY",
+        bool,
+        True,
+        "Scheduled backups that go to S3 also keep a local copy; false streams them straight to S3 "
+        "(no local artifact, bounded memory).",
+        group="backups",
+    ),
+    EnvVar(
+        "BACKUP_COPY_TARGETS",
+        list,
+        [],
+        "Comma-separated further places every managed backup is copied to, each copy checked by SHA-256: "
+        "s3://bucket[/prefix] (same endpoint and credentials as S3_BACKUP_BUCKET) or an absolute folder.",
         group="backups",
     ),
     EnvVar(

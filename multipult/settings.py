@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sys
+from pathlib import Path
 
-from multipult.config import BASE_DIR, load_config, persistent_secret_key, project_path
+from multipult.config import BASE_DIR, ConfigError, load_config, persistent_secret_key, project_path
 
 CONFIG = load_config()
 
@@ -21,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",  # runserver serves static files through WhiteNoise too, as gunicorn does
     "django.contrib.staticfiles",
     "django_celery_beat",
     "graphene_django",
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "dbops.middleware.QueryProfilingMiddleware",  # outermost: sees every statement of the request
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files with DEBUG off, from STATIC_ROOT (collectstatic)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -136,28 +139,48 @@ BACKUP_DIR = project_path(CONFIG["BACKUP_DIR"])
 S3_BACKUP_BUCKET = CONFIG["S3_BACKUP_BUCKET"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed, compressed names (far-future caching); collectstatic writes them and their manifest.
+    "staticfiles": {"BACKEND": "multipult.staticfiles.StaticFilesStorage"},  # WhiteNoise, hashed and compressed
     "backups": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
     },
 }
-if S3_BACKUP_BUCKET:
-    STORAGES["backups_s3"] = {
+
+
+def _s3_storage(bucket: str, location: str = "backups") -> dict:
+    """A bucket on the configured S3 endpoint, with the configured credentials."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": S3_BACKUP_BUCKET,
+            "bucket_name": bucket,
             "endpoint_url": CONFIG["S3_ENDPOINT_URL"],
             "access_key": CONFIG["AWS_ACCESS_KEY_ID"],
             "secret_key": CONFIG["AWS_SECRET_ACCESS_KEY"],
             "region_name": CONFIG["AWS_REGION"],
             "default_acl": None,
             "file_overwrite": False,
-            "location": "backups",
+            "location": location,
         },
     }
+
+
+if S3_BACKUP_BUCKET:
+    STORAGES["backups_s3"] = _s3_storage(S3_BACKUP_BUCKET)
 BACKUP_ENCRYPTION_KEYS = CONFIG["BACKUP_ENCRYPTION_KEYS"]  # newest first (dbops.artifacts.keyring)
 BACKUP_ENCRYPTION_KEY = CONFIG["BACKUP_ENCRYPTION_KEY"]
+for number, target in enumerate(CONFIG["BACKUP_COPY_TARGETS"], start=1):  # DBOPS["COPY_TARGETS"] below
+    if target.startswith("s3://"):
+        copy_bucket, _, copy_prefix = target.removeprefix("s3://").partition("/")
+        STORAGES[f"backups_copy_{number}"] = _s3_storage(copy_bucket, copy_prefix.strip("/") or "backups")
+    elif Path(target).is_absolute():
+        STORAGES[f"backups_copy_{number}"] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": target, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+        }
+    else:
+        raise ConfigError(f"BACKUP_COPY_TARGETS: {target!r} is neither s3://bucket[/prefix] nor an absolute folder.")
+BACKUP_LOCAL_COPY = CONFIG["BACKUP_LOCAL_COPY"]  # false: scheduled S3 backups stream straight to S3
 PITR_STORAGE = CONFIG["PITR_STORAGE"]  # "local" (STORAGES["backups"]) or "s3" (STORAGES["backups_s3"])
 
 # Data migration: the keyed hash behind --anonymize; derived from SECRET_KEY when not set on its own.
@@ -169,7 +192,10 @@ ANONYMIZATION_SALT = (
 # The rest of dbops's settings (see dbops.conf): MultiPULT's data-migration entities, in dependency order,
 # with the anonymization rule of every column that looks personal ("keep": configuration or reference data).
 DBOPS |= {
+    "COPY_TARGETS": tuple(f"backups_copy_{n}" for n in range(1, len(CONFIG["BACKUP_COPY_TARGETS"]) + 1)),
     "ENTITIES": [
+        # `anonymize`: the masking rule of each column (dbops/services/datamigration/masking_rules.py); an
+        # anonymized export refuses any free-text column without one.
         {
             "name": "roles",
             "model": "core.Role",
@@ -183,44 +209,55 @@ DBOPS |= {
             "companions": ["roles", "user_roles"],
             "exclude": ["password"],
             "anonymize": {
-                "username": "username",
-                "first_name": "first_name",
-                "last_name": "last_name",
-                "email": "email",
-                "phone": "phone",
+                "username": "fake:username",
+                "first_name": "fake:first_name",
+                "last_name": "fake:last_name",
+                "email": "fake:email",
+                "phone": "fake:phone",
+                "date_joined": "generalize:month",
+                "last_login": "generalize:month",
             },
+            "quasi_identifiers": ["date_joined", "is_staff", "is_active"],
         },
-        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"]},
+        # A role is what a user may do (admin, operator...): a membership grants privileges.
+        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"], "privileged": True},
         {
             "name": "concepts",
             "model": "core.Concept",
             "since_field": "updated_at",
-            "anonymize": {"name": "keep", "description": "text"},  # a concept name is a domain term
+            # a concept's code and name are domain terms; its description is free text people write
+            "anonymize": {"code": "keep", "name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionaries",
             "model": "core.Dictionary",
             "since_field": "created_at",
             "companions": ["dictionary_entries"],
-            "anonymize": {"name": "keep", "description": "text"},
+            "anonymize": {"name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionary_entries",
             "model": "core.DictionaryEntry",
             "parent": ["dictionary", "dictionaries"],
-            "anonymize": {"value": "keep"},  # reference data (codes, labels), not about people
+            "anonymize": {"key": "keep", "value": "keep"},  # reference data (codes, labels), not about people
         },
         {
             "name": "stored_files",
             "model": "core.StoredFile",
             "since_field": "created_at",
-            "anonymize": {"name": "filename", "storage_path": "filepath"},
+            "anonymize": {
+                "name": "fake:filename",
+                "storage_path": "fake:filepath",
+                "content_type": "keep",
+                "sha256": "hash",  # the hash of a file identifies it as well as its name does
+                "entity_type": "keep",
+            },
         },
         {
             "name": "audit_logs",
             "model": "core.AuditLog",
             "since_field": "timestamp",
-            "anonymize": {"changes": "clear", "ip_address": "ip"},
+            "anonymize": {"changes": "null", "ip_address": "fake:ip", "entity_type": "keep"},
         },
     ],
     "CELERY_APP": "multipult.celery.app",

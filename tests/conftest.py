@@ -22,6 +22,15 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static_files():
+    """The admin renders hashed static names from collectstatic's manifest (WhiteNoise's storage), as it
+    does in the image; collectstatic only copies what changed, so this costs a second once."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
 
 
@@ -51,34 +60,49 @@ def s3_endpoint_url() -> str:
     return url
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint_url, settings):
-    """A fresh bucket on the loopback S3 server, wired into STORAGES['backups_s3'] for one test."""
+def fresh_bucket(endpoint_url: str, *, prefix: str = "test", credentials: tuple[str, str] | None = None):
+    """A new bucket on an S3 server; returns (name, boto3 client). Credentials default to the environment's."""
     import boto3
 
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    key, secret = credentials or (
+        os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+    )
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint_url,
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-        region_name="us-east-1",
+        "s3", endpoint_url=endpoint_url, aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
     )
     client.create_bucket(Bucket=name)
-    storages = dict(settings.STORAGES)
-    storages["backups_s3"] = {
+    return name, client
+
+
+def s3_storage_config(*, bucket: str, endpoint_url: str, location: str = "backups", credentials=None) -> dict:
+    """A STORAGES entry for a bucket, as MultiPULT's settings write one."""
+    key, secret = credentials or (
+        os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+    )
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": name,
-            "endpoint_url": s3_endpoint_url,
-            "access_key": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url,
+            "access_key": key,
+            "secret_key": secret,
             "region_name": "us-east-1",
             "default_acl": None,
             "file_overwrite": False,
-            "location": "backups",
+            "location": location,
         },
     }
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint_url, settings):
+    """A fresh bucket on the loopback S3 server, wired into STORAGES['backups_s3'] for one test."""
+    name, client = fresh_bucket(s3_endpoint_url)
+    storages = dict(settings.STORAGES)
+    storages["backups_s3"] = s3_storage_config(bucket=name, endpoint_url=s3_endpoint_url)
     settings.STORAGES = storages
     settings.S3_BACKUP_BUCKET = name
     yield name
@@ -131,3 +155,54 @@ def drop_pre_restore_databases():
     connector = get_connector()
     for name in connector.pre_restore_databases():
         connector.drop_database(name, force=True)
+
+
+@pytest.fixture(scope="session")
+def small_part_s3_server(tmp_path_factory):
+    """A moto S3 server of our own that accepts parts as small as 1 KiB (real S3 wants 5 MiB), so a test
+    backup of a few hundred KiB is a multipart upload of many parts."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.ports import unused_port
+
+    port = unused_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "S3_UPLOAD_PART_MIN_SIZE": "1024"},
+        stdout=open(log, "wb"),  # noqa: SIM115 - the server's whole life
+        stderr=subprocess.STDOUT,
+    )
+    import socket
+
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield ("127.0.0.1", port)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def faulty_s3(small_part_s3_server, settings):
+    """A fresh bucket behind a fault-injecting loopback proxy (tests/s3_proxy.py), wired into
+    STORAGES['backups_s3'], with 8 KiB parts, 3 attempts per part and 2 s timeouts."""
+    from tests.s3_proxy import proxy_start
+
+    proxy, stop = proxy_start(small_part_s3_server)
+    testing = ("testing", "testing")
+    name, direct = fresh_bucket("http://{}:{}".format(*small_part_s3_server), credentials=testing)
+    storages = dict(settings.STORAGES)
+    storages["backups_s3"] = s3_storage_config(bucket=name, endpoint_url=proxy.url, credentials=testing)
+    settings.STORAGES = storages
+    settings.S3_BACKUP_BUCKET = name
+    settings.DBOPS = {**settings.DBOPS, "S3_PART_SIZE": 8192, "S3_PART_ATTEMPTS": 3, "S3_TIMEOUT_SECONDS": 2.0}
+    proxy.bucket, proxy.direct = name, direct  # the test looks at the bucket past the proxy
+    yield proxy
+    stop()

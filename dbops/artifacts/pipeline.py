@@ -89,12 +89,13 @@ class _Passthrough:
         pass
 
 
-def compress_writer(compression: str, sink):
-    """A writer that compresses into `sink`; its close() writes the trailer but leaves `sink` open."""
+def compress_writer(compression: str, sink, *, level: int | None = None):
+    """A writer that compresses into `sink` (zstd at `level`, default ZSTD_LEVEL); its close() writes
+    the trailer but leaves `sink` open."""
     if compression == "zstd":
         # Multi-threaded (one worker per core) with a frame checksum, so damage is detected on read.
         params = zstandard.ZstdCompressionParameters.from_level(
-            ZSTD_LEVEL, threads=-1, job_size=ZSTD_JOB_SIZE, write_checksum=1
+            level or ZSTD_LEVEL, threads=-1, job_size=ZSTD_JOB_SIZE, write_checksum=1
         )
         compressor = zstandard.ZstdCompressor(compression_params=params)
         return compressor.stream_writer(sink, closefd=False, write_size=CHUNK_SIZE)
@@ -113,13 +114,14 @@ class PipelineWriter:
         fileobj: BinaryIO,
         *,
         compression: str,
+        compression_level: int | None = None,
         encryption_key: str | None = None,
         progress: ByteProgress | None = None,
     ) -> None:
         self.raw = CountingWriter(None)
         self.hashing = HashingWriter(fileobj, progress=progress, source=self.raw)
         self._encrypting = EncryptingWriter(self.hashing, encryption_key) if encryption_key is not None else None
-        self._compressing = compress_writer(compression, self._encrypting or self.hashing)
+        self._compressing = compress_writer(compression, self._encrypting or self.hashing, level=compression_level)
         self.raw._inner = self._compressing
 
     def write(self, data) -> int:

@@ -14,8 +14,9 @@ import zstandard
 from dbops.artifacts.keyring import key_ring, ring_keys_for
 from dbops.artifacts.manifest import manifest_beside
 from dbops.artifacts.pipeline import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of, sniff_layers
+from dbops.artifacts.s3 import S3ObjectReader
 from dbops.artifacts.sidecar import sidecar_digest, sidecar_path
-from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, write_all
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_key, s3_storage, s3_url, write_all
 from dbops.exceptions import (
     ArtifactWriteError,
     ChecksumMismatch,
@@ -43,12 +44,17 @@ class DecodedDump:
     size_bytes: int
 
 
+ARTIFACT, CHECKSUM, DUMP = "artifact", "checksum", "dump"  # what artifact_locate leaves in the work folder
+
+
 @dataclass
 class ArtifactCopies:
-    """What artifact_locate found: the path of a good copy (or None), and what each place held."""
+    """What artifact_locate found: a good copy (its path when it is a file here, its decoded dump when
+    asked for), or none, and what each place held."""
 
     backup_record: BackupRecord
     path: Path | None = None
+    decoded: DecodedDump | None = None
     place: str = ""  # local | s3: where the good copy is
     where: str = ""  # its path, or s3://bucket/key
     copies: dict[str, str] = field(default_factory=dict)  # place -> present | damaged | missing (places seen)
@@ -56,9 +62,14 @@ class ArtifactCopies:
     unreachable: str = ""  # why S3 could not be asked, if it could not
 
     @property
+    def ok(self) -> bool:
+        """A copy whose SHA-256 and size match the catalog was found."""
+        return bool(self.place)
+
+    @property
     def notes(self) -> list[str]:
         """What an operator should know about a good copy found past a bad one."""
-        if self.path is None or self.place != S3 or LOCAL not in self.copies:
+        if not self.ok or self.place != S3 or LOCAL not in self.copies:
             return []
         return [f"The local copy {self.damage[LOCAL]}: used the S3 copy {self.where} instead."]
 
@@ -75,9 +86,21 @@ class ArtifactCopies:
         return RestoreError(f"Backup #{pk}: its artifact is neither in local storage nor on S3.")
 
 
-def artifact_locate(backup_record: BackupRecord, workdir: Path) -> ArtifactCopies:
+def artifact_locate(
+    backup_record: BackupRecord,
+    workdir: Path,
+    *,
+    want: str = ARTIFACT,
+    decryption_keys: list[str] | None = None,
+    progress: ByteProgress | None = None,
+) -> ArtifactCopies:
     """Looks for a copy of the record's artifact whose SHA-256 and size match the catalog: the local one,
-    else the S3 one (downloaded into `workdir`). Never raises for a bad or missing copy: the result says."""
+    else the S3 one. Never raises for a bad or missing copy: the result says.
+
+    `want` is what the caller needs: the ARTIFACT as a file here (an S3 copy is downloaded into
+    `workdir`), only its CHECKSUM proven (an S3 copy is streamed through the hash, nothing written), or
+    its decoded DUMP in `workdir` (an S3 copy is streamed, hashed and decoded in one pass: the artifact
+    itself never lands on disk, and the dump is used only once its checksum is proven)."""
     if backup_record.status not in READABLE_STATUSES:
         raise RestoreError(f"Backup #{backup_record.pk} is {backup_record.status}, not a usable backup.")
     found = ArtifactCopies(backup_record=backup_record)
@@ -89,6 +112,8 @@ def artifact_locate(backup_record: BackupRecord, workdir: Path) -> ArtifactCopie
             digest, size = sha256_of(handle)
         if _matches(backup_record, digest, size):
             found.path, found.place, found.where, found.copies[LOCAL] = path, LOCAL, str(path), PRESENT
+            if want == DUMP:
+                found.decoded = artifact_decode(path, workdir, decryption_keys=decryption_keys, progress=progress)
             return found
         found.copies[LOCAL] = DAMAGED
         found.damage[LOCAL] = f"{path} is damaged ({_differs(backup_record, digest, size)})"
@@ -96,23 +121,80 @@ def artifact_locate(backup_record: BackupRecord, workdir: Path) -> ArtifactCopie
         found.copies[LOCAL], found.damage[LOCAL] = MISSING, f"{local.path(name)} is missing"
     remote = s3_storage()
     if name and backup_record.uploaded_to_s3 and remote is not None:
-        where = f"s3://{getattr(remote, 'bucket_name', '?')}/{backup_record.s3_key or name}"
-        target = workdir / Path(name).name
+        key = backup_record.s3_key or s3_key(remote, name)
+        where = s3_url(remote, key=key)
         try:
             if not remote.exists(name):
                 found.copies[S3], found.damage[S3] = MISSING, f"{where} is missing"
                 return _without_missing_only(found)
-            digest, size = _download(remote, name, target)
-        except ArtifactWriteError:
+            digest, size, result = _s3_read(
+                S3ObjectReader(remote, key), backup_record, workdir, want, decryption_keys, progress
+            )
+        except (ArtifactWriteError, EncryptionError, NotABackupError):
             raise
         except Exception as exc:  # boto3 errors of many kinds: S3 says nothing about the copy
             found.unreachable = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             return _without_missing_only(found)
         if _matches(backup_record, digest, size):
-            found.path, found.place, found.where, found.copies[S3] = target, S3, where, PRESENT
+            found.place, found.where, found.copies[S3] = S3, where, PRESENT
+            found.path = result if isinstance(result, Path) else None
+            found.decoded = result if isinstance(result, DecodedDump) else None
             return found
         found.copies[S3], found.damage[S3] = DAMAGED, f"{where} is damaged ({_differs(backup_record, digest, size)})"
     return _without_missing_only(found)
+
+
+class _HashingReader:
+    """Passes a stream through SHA-256 as it is read."""
+
+    def __init__(self, source) -> None:
+        self._source, self.sha256, self.size = source, hashlib.sha256(), 0
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        data = self._source.read(size)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK_SIZE):
+            pass
+
+    def tell(self) -> int:
+        return self.size
+
+    def readable(self) -> bool:
+        return True
+
+
+def _s3_read(source, backup_record, workdir: Path, want: str, keys, progress):
+    """Streams an S3 copy once: into a file (ARTIFACT), through the hash only (CHECKSUM), or decoded
+    (DUMP). Returns its SHA-256, size and the file or decoded dump; what a damaged copy produced is removed."""
+    hashing = _HashingReader(source)
+    result = None
+    try:
+        if want == DUMP:
+            label = f"the S3 copy of backup #{backup_record.pk}"
+            keys = ring_passphrases() if keys is None else keys
+            try:
+                result = _decode_into(hashing, label, workdir / "decoded.dump", keys=keys, progress=progress)
+            except (NotABackupError, EncryptionError):
+                (workdir / "decoded.dump").unlink(missing_ok=True)
+                hashing.drain()  # damage of the copy, or a real refusal: the checksum tells which
+                if _matches(backup_record, hashing.sha256.hexdigest(), hashing.size):
+                    raise
+        elif want == ARTIFACT:
+            result = workdir / Path(backup_record.storage_name).name
+            with open(result, "wb", buffering=0) as sink:
+                while chunk := hashing.read(CHUNK_SIZE):
+                    write_all(sink, chunk, result)
+        hashing.drain()
+    finally:
+        source.close()
+    digest = hashing.sha256.hexdigest()
+    if result is not None and not _matches(backup_record, digest, hashing.size):
+        (result.path if isinstance(result, DecodedDump) else result).unlink(missing_ok=True)
+    return digest, hashing.size, result
 
 
 def _without_missing_only(found: ArtifactCopies) -> ArtifactCopies:
@@ -120,15 +202,6 @@ def _without_missing_only(found: ArtifactCopies) -> ArtifactCopies:
     if all(state == MISSING for state in found.copies.values()):
         found.damage = {}
     return found
-
-
-def _download(remote, name: str, target: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with remote.open(name, "rb") as source, open(target, "wb", buffering=0) as sink:
-        while chunk := source.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += write_all(sink, chunk, target)
-    return digest.hexdigest(), size
 
 
 def _matches(backup_record: BackupRecord, digest: str, size: int) -> bool:
@@ -145,7 +218,7 @@ def _differs(backup_record: BackupRecord, digest: str, size: int) -> str:
 def artifact_fetch(backup_record: BackupRecord, workdir: Path) -> ArtifactCopies:
     """artifact_locate, raising ChecksumMismatch / RestoreError when no good copy exists."""
     found = artifact_locate(backup_record, workdir)
-    if found.path is None:
+    if not found.ok:
         raise found.failure()
     return found
 
@@ -208,29 +281,36 @@ def artifact_decode(
 
     `decryption_keys` are the candidate keys (default: the whole ring). `progress(read, written)` gets
     the artifact bytes read and the dump bytes written after each chunk."""
-    target = workdir / "decoded.dump"
     keys = ring_passphrases() if decryption_keys is None else decryption_keys
-    size = 0
     try:
         with open(path, "rb") as source:
-            reader, layers = decoded_reader(source, decryption_keys=keys)
-            kind = layers[-1]
-            if kind == "unknown":
-                what = " inside " + "+".join(layers[:-1]) if len(layers) > 1 else ""
-                raise NotABackupError(f"{path} is not a backup (no PostgreSQL archive, SQL or SQLite content{what}).")
-            with open(target, "wb", buffering=0) as sink:
-                while chunk := reader.read(CHUNK_SIZE):
-                    size += _write_decoded(sink, chunk, target)
-                    if progress is not None:
-                        progress(source.tell(), size)
+            return _decode_into(source, str(path), workdir / "decoded.dump", keys=keys, progress=progress)
+    except FileNotFoundError as exc:
+        raise RestoreError(f"{path} does not exist.") from exc
+
+
+def _decode_into(source, label: str, target: Path, *, keys: list[str], progress: ByteProgress | None) -> DecodedDump:
+    """Peels the layers off the stream `source` into the file `target` (`label` names the source in messages)."""
+    size = 0
+    try:
+        reader, layers = decoded_reader(source, decryption_keys=keys)
+        kind = layers[-1]
+        if kind == "unknown":
+            what = " inside " + "+".join(layers[:-1]) if len(layers) > 1 else ""
+            raise NotABackupError(f"{label} is not a backup (no PostgreSQL archive, SQL or SQLite content{what}).")
+        with open(target, "wb", buffering=0) as sink:
+            while chunk := reader.read(CHUNK_SIZE):
+                size += _write_decoded(sink, chunk, target)
+                if progress is not None:
+                    progress(source.tell(), size)
     except (EncryptionError, ArtifactWriteError):
         raise
+    except FileNotFoundError:
+        raise
     except (zstandard.ZstdError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise RestoreError(f"{path} does not exist.") from exc
-        raise NotABackupError(f"{path} is damaged or truncated: {exc}") from exc
+        raise NotABackupError(f"{label} is damaged or truncated: {exc}") from exc
     if kind == "plain" and PLAIN_DUMP_END not in _tail(target):
-        raise NotABackupError(f"{path} is truncated: the SQL dump does not end with PostgreSQL's completion mark.")
+        raise NotABackupError(f"{label} is truncated: the SQL dump does not end with PostgreSQL's completion mark.")
     return DecodedDump(
         path=target, fmt=FORMAT_OF_LAYER[kind], engine=ENGINE_OF_LAYER[kind], layers=layers, size_bytes=size
     )

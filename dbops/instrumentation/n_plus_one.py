@@ -92,7 +92,8 @@ class NPlusOneGuard:
 
     def __enter__(self) -> NPlusOneGuard:
         # Bound now: a block may hide modules from imports (tests of optional parts do).
-        from dbops.instrumentation.profiling import _PROJECT_ROOT, call_site, code_path, summarize
+        from dbops.instrumentation.call_sites import _PROJECT_ROOT, call_site
+        from dbops.instrumentation.profiling import code_path, summarize
 
         self._call_site, self._code_path, self._summarize = call_site, code_path, summarize
         self._root = _PROJECT_ROOT

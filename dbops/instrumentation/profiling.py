@@ -21,8 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import CodeType, FrameType
+from types import CodeType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -30,7 +29,7 @@ from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 
-from dbops.conf import dbops_setting
+from dbops.instrumentation.call_sites import _code_locations, application_frame, call_site
 from dbops.instrumentation.n_plus_one import NPlusOneDetected, n_plus_one_check
 from dbops.models.profiling import SlowQuery
 
@@ -44,50 +43,12 @@ _current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.Cont
     "dbops_query_profile", default=None
 )
 
-_PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
-# Not a call site: libraries, this module, and the project's plumbing (DBOPS["PROFILING_SKIP_FILES"]).
-_NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
-_PROFILER_FILES = (__file__, str(Path(__file__).with_name("n_plus_one.py")))  # its own wrappers are no call site
-_code_locations: dict[CodeType, str | None] = {}
 _SAMPLE_CHARS = 4000
 
 
 def current_profile() -> QueryProfile | None:
     """The profile recording this request/task, if any."""
     return _current_profile.get()
-
-
-def _code_location(code: CodeType) -> str | None:
-    filename = code.co_filename
-    if (
-        not filename.startswith(_PROJECT_ROOT)
-        or filename.endswith((*_PROFILER_FILES, *dbops_setting("PROFILING_SKIP_FILES")))
-        or any(part in filename for part in _NOT_APP_CODE)
-    ):
-        return None
-    return f"{filename[len(_PROJECT_ROOT) :]}:{code.co_qualname}"
-
-
-def _project_frame(depth: int) -> tuple[FrameType | None, int]:
-    """The nearest project frame `depth` or more frames above the caller, and its depth from the caller."""
-    frame = sys._getframe(depth + 1)
-    while frame is not None:
-        code = frame.f_code
-        try:
-            location = _code_locations[code]
-        except KeyError:
-            location = _code_locations[code] = _code_location(code)
-        if location is not None:
-            return frame, depth
-        frame = frame.f_back
-        depth += 1
-    return None, depth
-
-
-def call_site(depth: int = 2) -> str:
-    """`path/to/file.py:function:line` of the nearest project frame (not Django, not this module)."""
-    frame, _ = _project_frame(depth)
-    return "unknown" if frame is None else f"{_code_locations[frame.f_code]}:{frame.f_lineno}"
 
 
 def path_label(value: Any) -> str:
@@ -104,6 +65,8 @@ _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _NUMBER_LITERAL = re.compile(r"(?<![\w$.\"])-?\d+(?:\.\d+)?(?![\w\"])")
 _PLACEHOLDER_LIST = re.compile(r"\bIN\s*\((?:\s*(?:%s|\?)\s*,)*\s*(?:%s|\?)\s*\)", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+# transaction control waits on the statements around it (a commit's flush): never a slow query of its own
+_TRANSACTION_CONTROL = re.compile(r"\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO\s+SAVEPOINT)\b", re.I)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -225,12 +188,13 @@ class QueryProfile:
             except ValueError:
                 frame = None
             if frame is not None and frame.f_code is code and sys._getframe(depth - 1).f_code is callee:
-                return f"{_code_locations[code]}:{frame.f_lineno}"
-        frame, depth = _project_frame(2)
-        if frame is None:
-            return "unknown"
+                return f"{_code_locations[code][1]}:{frame.f_lineno}"
+        found = application_frame(2)
+        if found is None:
+            return call_site(3)  # no application frame: the fallback needs the whole walk, every time
+        frame, depth = found
         self._site_hints[sql] = (depth, frame.f_code, sys._getframe(depth - 1).f_code)
-        return f"{_code_locations[frame.f_code]}:{frame.f_lineno}"
+        return f"{_code_locations[frame.f_code][1]}:{frame.f_lineno}"
 
     def __call__(self, execute, sql, params, many, context):
         site = self._call_site(sql)
@@ -295,7 +259,7 @@ def summarize(
         group.count += 1
         group.total_ms += duration_ms
         group.max_ms = max(group.max_ms, duration_ms)
-        if duration_ms >= slow_threshold_ms:
+        if duration_ms >= slow_threshold_ms and not _TRANSACTION_CONTROL.match(sql):
             slow_group = slow.get(fingerprint)
             if slow_group is None:
                 slow_group = slow[fingerprint] = StatementGroup(fingerprint, statement, "")

@@ -2,7 +2,7 @@
 
 from dbops.models.backups import BackupRecord, RestoreRecord
 from dbops.models.datamigration import DataTransferRun, Snapshot
-from dbops.models.pitr import PitrBaseBackup
+from dbops.models.pitr import PitrBaseBackup, PitrDrill
 from dbops.models.profiling import SlowQuery
 from dbops.models.retention import RetentionPolicy
 from dbops.models.scheduling import TaskRun
@@ -11,6 +11,7 @@ __all__ = [
     "BackupRecord",
     "DataTransferRun",
     "PitrBaseBackup",
+    "PitrDrill",
     "RestoreRecord",
     "RetentionPolicy",
     "SlowQuery",

@@ -83,6 +83,14 @@ class BackupRecord(models.Model):
     local_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_presence = models.CharField(max_length=8, choices=Presence.choices, blank=True, default=Presence.NONE)
     s3_key = models.CharField(max_length=1024, blank=True)
+    # The multipart upload of a straight-to-S3 backup while it runs; kept on failure when S3 could not
+    # be told to abort it, so the next backup of the database aborts it (no orphan parts billing).
+    s3_upload_id = models.CharField(max_length=1024, blank=True)
+    # Storage alias -> "verified" or why its copy failed (DBOPS["COPY_TARGETS"]).
+    copies = models.JSONField(default=dict, blank=True)
+    pinned = models.BooleanField(
+        default=False, help_text="A pinned backup is never deleted, by retention or anyone, until it is unpinned."
+    )
     upload_error = models.TextField(blank=True)
     error = models.TextField(blank=True)
 
@@ -112,6 +120,16 @@ class BackupRecord(models.Model):
 
     def __str__(self) -> str:
         return f"backup #{self.pk} {self.kind} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
+
+    def places(self) -> str:
+        """local / s3 / local+s3 for the copies present; `!` marks a copy found damaged, `?` a missing one."""
+        marks = {self.Presence.PRESENT: "", self.Presence.DAMAGED: "!", self.Presence.MISSING: "?"}
+        parts = [
+            f"{place}{marks[presence]}"
+            for place, presence in (("local", self.local_presence), ("s3", self.s3_presence))
+            if presence in marks
+        ]
+        return "+".join(parts) or "-"
 
 
 class RestoreRecord(Run):

@@ -33,6 +33,13 @@ class RetentionPolicy(models.Model):
         validators=[MaxValueValidator(10000)],
         help_text="Also keep the newest N successful backups.",
     )
+    recovery_window_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(3660)],
+        help_text="PITR base backups: recoverable to any point in the last N days (keeps the base backups, and the "
+        "WAL after them, that needs), whatever the counts above.",
+    )
     database_alias = models.CharField(
         max_length=64, blank=True, default="default", help_text="Database alias it applies to; blank: every database."
     )
@@ -62,8 +69,15 @@ class RetentionPolicy(models.Model):
     @property
     def rules_display(self) -> str:
         rules = f"daily {self.keep_daily}, weekly {self.keep_weekly}, monthly {self.keep_monthly}"
-        return rules + (f", last {self.keep_last}" if self.keep_last else "")
+        rules += f", last {self.keep_last}" if self.keep_last else ""
+        return rules + (f", recovery window {self.recovery_window_days} days" if self.recovery_window_days else "")
 
     def clean(self) -> None:
-        if not (self.keep_daily or self.keep_weekly or self.keep_monthly or self.keep_last):
-            raise ValidationError("A policy must keep something: set at least one of daily, weekly, monthly or last.")
+        if not (
+            self.keep_daily or self.keep_weekly or self.keep_monthly or self.keep_last or self.recovery_window_days
+        ):
+            raise ValidationError(
+                "A policy must keep something: set at least one of daily, weekly, monthly, last or a recovery window."
+            )
+        if self.recovery_window_days and self.kind not in ("", BackupRecord.Kind.BASE):
+            raise ValidationError("A recovery window keeps PITR base backups: set the kind to base (or blank).")

@@ -37,23 +37,24 @@ pytestmark = pytest.mark.django_db
 
 def test_setup_schedules_is_idempotent_and_keeps_staff_edits():
     first = json.loads(run_command("setup_schedules", "--json"))
-    assert len(first["created"]) == 6 and first["existing"] == []
+    assert len(first["created"]) == 7 and first["existing"] == []  # six periodic tasks and the policy
     nightly = PeriodicTask.objects.get(name="dbops: nightly backup")
     assert nightly.task == "dbops.tasks.run_backup" and nightly.crontab.hour == "2"
     assert set(PeriodicTask.objects.values_list("task", flat=True)) >= {
         "dbops.tasks.run_backup",
         "dbops.tasks.apply_retention",
         "dbops.tasks.verify_latest_backup",
+        "dbops.tasks.pitr_drill",
     }
     # Staff disable the backup and change the policy; a second run leaves both alone.
     nightly.enabled = False
     nightly.save()
     RetentionPolicy.objects.filter(name="default").update(keep_daily=3)
     second = json.loads(run_command("setup_schedules", "--json"))
-    assert second["created"] == [] and len(second["existing"]) == 6
+    assert second["created"] == [] and len(second["existing"]) == 7
     assert PeriodicTask.objects.get(name="dbops: nightly backup").enabled is False
     assert RetentionPolicy.objects.get(name="default").keep_daily == 3
-    assert PeriodicTask.objects.filter(name__startswith="dbops:").count() == 5
+    assert PeriodicTask.objects.filter(name__startswith="dbops:").count() == 6
 
 
 def test_every_task_is_registered_with_the_celery_app():

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -91,6 +92,7 @@ class ScratchRecovery:
     database_tables: int  # tables in the backup's database, read from the recovered catalog
     archive_segments_restored: int  # WAL files the server fetched through restore_command
     log_tail: str
+    last_replayed_at: datetime | None = None  # commit time of the last transaction replayed
 
 
 def scratch_recovery_run(
@@ -101,10 +103,12 @@ def scratch_recovery_run(
     database: str,
     users: list[str],
     timeout: float,
+    target_time: datetime | None = None,
 ) -> ScratchRecovery:
     """Starts a server on an unpacked base backup with recovery_target = 'immediate' (replay stops once
-    consistent, at the backup's end) and pauses there, checks it answers queries, then stops it.
-    Raises PitrError with the server's own reason when it does not get there within `timeout`."""
+    consistent, at the backup's end), or replaying up to `target_time`, and pauses there, checks it
+    answers queries, then stops it. Raises PitrError with the server's own reason when it does not get
+    there within `timeout`."""
     workspace = data_dir.parent
     port = _free_port()
     hba = workspace / "scratch_hba.conf"
@@ -126,9 +130,12 @@ def scratch_recovery_run(
         "hot_standby": "on",
         "archive_mode": "off",
         "restore_command": restore_command,
-        "recovery_target": "immediate",
         "recovery_target_action": "pause",
     }
+    if target_time is None:
+        overrides["recovery_target"] = "immediate"
+    else:
+        overrides["recovery_target_time"] = target_time.isoformat()
     with (data_dir / "postgresql.auto.conf").open("a") as conf:
         conf.write("\n# dbops scratch recovery (verification)\n")
         conf.writelines(f"{name} = {conf_literal(value)}\n" for name, value in overrides.items())
@@ -159,6 +166,8 @@ def scratch_recovery_run(
             reached_end = bool(cursor.fetchone()[0])
             cursor.execute(USER_TABLES_COUNT)
             tables = int(cursor.fetchone()[0])
+            cursor.execute("SELECT pg_last_xact_replay_timestamp()")
+            last_replayed_at = cursor.fetchone()[0]
     finally:
         _as_owner([pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "-t", "60", "stop"], cwd=workspace, timeout=90)
     log_text = _read_log(log)
@@ -168,6 +177,7 @@ def scratch_recovery_run(
         database_tables=tables,
         archive_segments_restored=len(re.findall(r"restored log file \"[0-9A-F]{24}\" from archive", log_text)),
         log_tail="\n".join(log_text.splitlines()[-20:]),
+        last_replayed_at=last_replayed_at,
     )
 
 

@@ -21,6 +21,7 @@ import psycopg2
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops import walspool
 from dbops.conf import dbops_setting
 from dbops.engines.postgresql import maintenance, tools
 from dbops.exceptions import PitrError
@@ -71,9 +72,15 @@ def pitr_restore_command(*, cluster_id: str, storage: str, python: str | None = 
     )
 
 
-def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = None) -> PitrSettingsReport:
-    """Reads the server's WAL settings and says which are wrong for PITR, with the fix for each."""
-    wanted_command = pitr_archive_command(python=python)
+def pitr_settings_check(
+    *, using: str = DEFAULT_DB_ALIAS, python: str | None = None, spool: str | None = None
+) -> PitrSettingsReport:
+    """Reads the server's WAL settings and says which are wrong for PITR, with the fix for each; with
+    `spool`, the archive_command to configure is the asynchronous archiver's."""
+    if spool:
+        wanted_command = pitr_async_archive_command(spool=spool, python=python)
+    else:
+        wanted_command = pitr_archive_command(python=python)
     with server_cursor(using) as cursor:
         cursor.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
@@ -101,8 +108,8 @@ def pitr_settings_check(*, using: str = DEFAULT_DB_ALIAS, python: str | None = N
         SettingCheck(
             "archive_command",
             command,
-            "… archive_wal %p %f",
-            "archive_wal" in command and "%p" in command and "%f" in command,
+            "… archive_wal %p %f (or the asynchronous archiver's … walspool.py SPOOL %f)",
+            "%f" in command and (("archive_wal" in command and "%p" in command) or "walspool.py" in command),
             f"ALTER SYSTEM SET archive_command = {_sql_literal(wanted_command)};  -- then SELECT pg_reload_conf()",
         ),
         SettingCheck(
@@ -258,3 +265,53 @@ def conf_literal(value: str) -> str:
 
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def server_wal_ready(data_dir: Path | str) -> list[str]:
+    """The WAL files the server waits to see archived (pg_wal/archive_status/<name>.ready), oldest
+    first: what an asynchronous archiver may push ahead of archive_command asking for each one."""
+    status = Path(data_dir) / "pg_wal" / "archive_status"
+    try:
+        names = [entry.name.removesuffix(".ready") for entry in status.iterdir() if entry.name.endswith(".ready")]
+    except FileNotFoundError as exc:
+        raise PitrError(
+            f"{status} does not exist: is {data_dir} a PostgreSQL data directory?", parameter="data_dir"
+        ) from exc
+    return sorted(names, key=lambda name: (not name.endswith(".history"), name))  # history files first
+
+
+def server_wal_path(data_dir: Path | str, name: str) -> Path:
+    return Path(data_dir) / "pg_wal" / name
+
+
+def pitr_async_archive_command(*, spool: Path | str, python: str | None = None, wait_seconds: float = 60) -> str:
+    """The archive_command of the asynchronous archiver: waits for the archiver's acknowledgement of %f
+    in the spool (a script of the standard library only: no Django start-up), so the server keeps each
+    segment until it is durable. `wait_seconds` bounds each wait (the server asks again after a failure)."""
+    script = shlex.quote(str(Path(walspool.__file__).resolve()))
+    return f"{shlex.quote(server_python(python))} {script} {shlex.quote(str(spool))} %f {wait_seconds:g}"
+
+
+@dataclass
+class RestorePoint:
+    name: str
+    cluster_id: str
+    lsn: str
+    created_at: datetime
+    wal_file: str  # the segment holding it, switched so that it is archived now
+
+
+def server_restore_point_create(*, using: str, name: str) -> RestorePoint:
+    """pg_create_restore_point(name), then a WAL switch so the segment holding it reaches the archive."""
+    with server_cursor(using) as cursor:
+        try:
+            cursor.execute(
+                "SELECT system_identifier::text, pg_create_restore_point(%s)::text, now() FROM pg_control_system()",
+                [name],
+            )
+            cluster_id, lsn, created_at = cursor.fetchone()
+            cursor.execute("SELECT pg_walfile_name(pg_switch_wal())")
+            wal_file = cursor.fetchone()[0]
+        except psycopg2.Error as exc:
+            raise PitrError(f"Cannot create the restore point {name!r}: {_first_line(exc)}") from exc
+    return RestorePoint(name=name, cluster_id=cluster_id, lsn=lsn, created_at=created_at, wal_file=wal_file)

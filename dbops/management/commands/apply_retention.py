@@ -15,8 +15,8 @@ class Command(DbopsCommand):
     help = (
         "Deletes the backups a retention policy no longer keeps (local file, S3 copy and record) and the "
         "<db>_pre_restore_<time> databases older than the newest one. Without --policy or counts, every "
-        "enabled policy is applied. Keeps the newest successful and the newest verified backup, running "
-        "backups, and everything when the rules would leave no successful backup."
+        "enabled policy is applied. Keeps the newest successful and the newest verified backup, pinned and running "
+        "backups, what a recovery window needs, and everything when the rules would leave no successful backup."
     )
 
     error_hints = {NoRetentionPolicy: "Or give counts: --daily/--weekly/--monthly/--keep-last."}
@@ -31,6 +31,12 @@ class Command(DbopsCommand):
         parser.add_argument("--weekly", type=count, help="Keep the newest backup of each of the last N ISO weeks.")
         parser.add_argument("--monthly", type=count, help="Keep the newest backup of each of the last N months.")
         parser.add_argument("--keep-last", type=count, help="Also keep the newest N successful backups.")
+        parser.add_argument(
+            "--recovery-window",
+            dest="recovery_window_days",
+            type=count,
+            help="PITR base backups: keep what restoring to any point of the last N days needs (and its WAL).",
+        )
         add_database_option(parser, what="Database alias for a run given by counts only")
         parser.add_argument("--tag", default="", help="With counts only: apply them to backups with this tag only.")
         parser.add_argument("--dry-run", action="store_true", help="Print the keep/delete list and change nothing.")
@@ -39,7 +45,17 @@ class Command(DbopsCommand):
 
     def handle(self, *args, **options):
         run = retention_run(
-            **options_named(options, "policy_name", "daily", "weekly", "monthly", "keep_last", "database", "tag"),
+            **options_named(
+                options,
+                "policy_name",
+                "daily",
+                "weekly",
+                "monthly",
+                "keep_last",
+                "recovery_window_days",
+                "database",
+                "tag",
+            ),
             dry_run=options["dry_run"],
         )
         if options["json"]:
@@ -57,6 +73,9 @@ class Command(DbopsCommand):
         verb = "would delete" if run.dry_run else "delete"
         for outcome in run.outcomes:
             plan = outcome.plan
+            if outcome.error:
+                self.stderr.write(f"{plan.policy_name}: not applied: {outcome.error}")
+                continue
             if not quiet:
                 self.stdout.write(f"Policy {plan.policy_name} at {plan.now:%Y-%m-%d %H:%M %Z}:")
                 for decision in plan.decisions:
@@ -70,6 +89,8 @@ class Command(DbopsCommand):
                     self.stderr.write(f"  failed       #{pk}: {error}")
                 for pk, why in outcome.skipped:
                     self.stdout.write(f"  skipped      #{pk}: {why}")
+            for window in plan.windows:
+                self.stdout.write(window.summary)
             done = len(plan.delete) if run.dry_run else len(outcome.deleted)
             self.stdout.write(
                 f"{plan.policy_name}: kept {len(plan.keep)}, {'would delete' if run.dry_run else 'deleted'} {done}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dbops.artifacts.storage import s3_storage, s3_url
 from dbops.exceptions import UploadError
 from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
 from dbops.management.options import (
@@ -32,11 +33,19 @@ class Command(DbopsCommand):
             nargs="?",
             const="zstd",
             default="zstd",
-            choices=["zstd", "gzip", "none"],
-            help="Compression: zstd (default, multi-threaded), gzip or none. --compress alone means zstd.",
+            metavar="zstd[:LEVEL]|gzip|none",
+            help="Compression: zstd (default, multi-threaded; zstd:1 to zstd:22 pick the level, default 3), gzip or "
+            "none. --compress alone means zstd.",
         )
         add_backup_format_option(parser, default="custom")
         parser.add_argument("--upload-s3", action="store_true", help="Also copy the backup to the S3 bucket.")
+        parser.add_argument(
+            "--no-local-copy",
+            dest="local_copy",
+            action="store_false",
+            help="With --upload-s3: stream the backup straight into an S3 multipart upload (bounded memory, "
+            "each part retried on its own, aborted on failure) and write no local artifact.",
+        )
         add_encrypt_option(parser)
         parser.add_argument("--tag", default="", help="A free label stored on the record (up to 64 characters).")
         add_wait_option(parser)
@@ -46,14 +55,22 @@ class Command(DbopsCommand):
     def handle(self, *args, **options):
         with TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"]) as progress:
             try:
-                named = options_named(options, "database", "compression", "fmt", "upload_s3", "encrypt", "tag", "wait")
-                backup_record = backup_create(**named, progress=progress)
+                named = options_named(
+                    options, "database", "compression", "fmt", "upload_s3", "local_copy", "encrypt", "tag", "wait"
+                )
+                backup_record = backup_create(
+                    **named, progress=progress, upload_progress=progress.stage("upload to S3")
+                )
             except UploadError as exc:
                 progress.close()  # end the progress line before saying where the backup is
                 if exc.backup_record is not None:
                     self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
                 raise
-        where = f" and s3://{backup_record.s3_key}" if backup_record.uploaded_to_s3 else ""
+        remote = s3_storage()
+        url = s3_url(remote, key=backup_record.s3_key) if remote else f"s3://{backup_record.s3_key}"
+        where = f" and {url}" if backup_record.uploaded_to_s3 else ""
+        if not backup_record.location:
+            where = f" straight to {url} (no local copy)"
         self.stdout.write(
             self.style.SUCCESS(
                 f"Backup #{backup_record.pk} succeeded: {backup_record.storage_name}{where}, "

@@ -1,9 +1,9 @@
-"""pitr setup | base-backup | restore | status | check: point-in-time recovery for PostgreSQL."""
+"""pitr setup | base-backup | restore | mark | drill | status | check: point-in-time recovery for PostgreSQL."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
 from django.utils.dateparse import parse_datetime
@@ -19,7 +19,9 @@ from dbops.management.options import (
 )
 from dbops.management.output import TtyProgress, cut_lists, page_json, page_of, write_json, write_more
 from dbops.services.pitr.check import pitr_check
+from dbops.services.pitr.drill import pitr_drill_run
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check
+from dbops.services.pitr.restore_targets import pitr_mark, restore_target_resolve
 from dbops.services.pitr.status import PitrClusterStatus, pitr_status
 
 
@@ -31,19 +33,37 @@ class Command(DbopsCommand):
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="setup|base-backup|restore|status|check")
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="setup|base-backup|restore|mark|drill|status|check"
+        )
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         add_json_option(setup, what="the report")
         setup.add_argument("--python", help="Interpreter the server should run manage.py with (default: this one).")
+        setup.add_argument(
+            "--spool",
+            help="Configure the asynchronous archiver instead (manage.py wal_archiver --spool SPOOL): archive_command "
+            "only waits for its acknowledgement of each WAL file in this folder.",
+        )
         base = actions.add_parser("base-backup", help="Take a base backup (a physical copy of the whole cluster).")
         add_storage_option(base, what="Where to store it")
         add_json_option(base, what="the catalog row")
         add_quiet_option(base)
-        restore = actions.add_parser("restore", help="Build a data directory recovered to --target-time.")
+        restore = actions.add_parser("restore", help="Build a data directory recovered to one target.")
+        targets = restore.add_mutually_exclusive_group(required=True)
+        targets.add_argument("--target-time", help='The moment to recover to, with timezone: "2026-01-27 12:00:00+00".')
+        targets.add_argument("--target-lsn", help="The WAL position to recover to, e.g. 0/3000028.")
+        targets.add_argument("--target-xid", help="Recover up to this transaction id, committed (needs --backup-id).")
+        targets.add_argument("--target-name", help="Recover to this restore point (made by `pitr mark NAME`).")
         restore.add_argument(
-            "--target-time", required=True, help='The moment to recover to, with timezone: "2026-01-27 12:00:00+00".'
+            "--target-dir", required=True, help="New (or empty) directory for the data directory (see --delta)."
         )
-        restore.add_argument("--target-dir", required=True, help="New (or empty) directory for the data directory.")
+        restore.add_argument(
+            "--delta",
+            action="store_true",
+            help="Restore over an existing data directory of a stopped server: files that match the backup are "
+            "kept, the others rewritten, extra files removed. Needs --confirm.",
+        )
+        restore.add_argument("--confirm", action="store_true", help="With --delta: yes, rewrite that directory.")
         restore.add_argument("--backup-id", type=int, help="Use this base backup (default: newest before the target).")
         restore.add_argument("--port", type=int, help="Port the restored server will listen on.")
         restore.add_argument("--owner", help="Give the directory to this OS user (e.g. postgres); needs root.")
@@ -56,6 +76,16 @@ class Command(DbopsCommand):
             "--python", help="Interpreter the restored server runs restore_wal with (default: this one)."
         )
         add_quiet_option(restore)
+        mark = actions.add_parser(
+            "mark", help="Create a named restore point on the server (pitr restore --target-name)."
+        )
+        mark.add_argument("name", help="The restore point's name: up to 63 letters, digits, '.', '_' or '-'.")
+        add_database_option(mark, what="The server to mark")
+        add_storage_option(mark, what="Where to record it (beside the WAL)")
+        drill = actions.add_parser(
+            "drill", help="Replay the newest base backup and WAL to --minutes ago in a scratch server; record RTO/RPO."
+        )
+        drill.add_argument("--minutes", type=int, default=60, help="How long ago the target is (default 60).")
         status = actions.add_parser(
             "status",
             help="List base backups (newest first) and WAL gaps of each cluster, at most --limit of each; --json: "
@@ -82,11 +112,13 @@ class Command(DbopsCommand):
             "restore": self._restore,
             "status": self._status,
             "check": self._check,
+            "mark": self._mark,
+            "drill": self._drill,
         }[options["action"]]
         handler(options)
 
     def _setup(self, options):
-        report = pitr_settings_check(using=options["database"], python=options["python"])
+        report = pitr_settings_check(using=options["database"], python=options["python"], spool=options["spool"])
         if options["json"]:
             write_json(
                 self.stdout,
@@ -196,17 +228,47 @@ class Command(DbopsCommand):
         )
 
     def _restore(self, options):
-        target_time = _parse_target_time(options["target_time"])
+        target_time = _parse_target_time(options["target_time"]) if options["target_time"] else None
+        target = restore_target_resolve(
+            target_time=target_time, **options_named(options, "target_lsn", "target_xid", "target_name")
+        )
         with TtyProgress(self.stdout, quiet=options["quiet"]) as progress:
-            named = options_named(options, "target_dir", "backup_id", "port", "owner", "keep_archiving", "python")
-            result = pitr_restore(**named, target_time=target_time, progress=progress)
+            named = options_named(
+                options, "target_dir", "backup_id", "port", "owner", "keep_archiving", "python", "delta", "confirm"
+            )
+            result = pitr_restore(**named, target=target, progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Data directory {result.target_dir} rebuilt from base backup #{result.base_backup.pk}; it recovers "
-                f"to {result.target_time.isoformat()} when started."
+                f"to {result.target.text} when started."
             )
         )
         self.stdout.write(f"Start it as the database OS user, with the dbops environment: {result.start_command}")
+
+    def _drill(self, options):
+        if options["minutes"] < 1:
+            raise CommandError("--minutes: the target must lie at least a minute back.")
+        drill = pitr_drill_run(target_age=timedelta(minutes=options["minutes"]))
+        if drill is None:
+            self.stdout.write("No PITR base backup: nothing to drill (take one with `pitr base-backup`).")
+            return
+        rpo = f"{drill.rpo_seconds:.1f}s" if drill.rpo_seconds is not None else "unknown (no commit replayed)"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"PITR drill #{drill.pk}: base backup #{drill.base_backup_id} replayed to "
+                f"{drill.target_time.isoformat()} in {drill.recovery_seconds:.1f}s (RTO); last commit {rpo} before "
+                "the target (RPO)."
+            )
+        )
+
+    def _mark(self, options):
+        point = pitr_mark(name=options["name"], using=options["database"], storage=options["storage"])
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Restore point {point.name!r} of cluster {point.cluster_id} at {point.lsn} "
+                f"({point.created_at.isoformat()}); `pitr restore --target-name {point.name}` recovers to it."
+            )
+        )
 
 
 def _status_json(status: PitrClusterStatus, limit: int) -> dict:

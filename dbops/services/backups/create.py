@@ -20,17 +20,20 @@ from pathlib import Path, PurePosixPath
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from dbops.artifacts.copies import artifact_copies_delete
 from dbops.artifacts.keyring import RingKey, ring_newest_key
 from dbops.artifacts.manifest import manifest_name, manifest_of, manifest_write
 from dbops.artifacts.pipeline import COMPRESSION_EXTENSIONS, PipelineWriter, sha256_of
 from dbops.artifacts.sidecar import sidecar_path, sidecar_write
 from dbops.artifacts.storage import (
+    LOCAL,
     PARTIAL_SUFFIX,
+    S3,
     atomic_writer,
     delete_everywhere,
-    local_artifact_writer,
     local_path,
     local_storage,
+    s3_key,
     s3_storage,
     s3_upload,
 )
@@ -38,6 +41,9 @@ from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
 from dbops.services.backups.catalog import backup_mark_stale, catalog_sync
+from dbops.services.backups.copies import backup_copies_make
+from dbops.services.backups.pinning import backup_pinned_refusal
+from dbops.services.backups.sinks import artifact_discard, artifact_sink, place_storage, uploads_abort_unfinished
 from dbops.signals import backup_deleted, signal_send
 
 logger = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ __all__ = [
 ]
 
 ByteProgress = Callable[[int, int], None]  # (dump bytes read, artifact bytes written)
+TransferProgress = Callable[[int, int], None]  # (bytes sent, bytes to send): the S3 copy of a local backup
 HEARTBEAT_SECONDS = 10
 COMPRESSIONS = tuple(BackupRecord.Compression.values)
 
@@ -99,27 +106,45 @@ def _remove_partials(folder: str) -> None:
             storage.delete(f"{folder}/{name}")
 
 
+def compression_parse(text: str) -> tuple[str, int | None]:
+    """ "zstd", "zstd:LEVEL" (1-22), "gzip" or "none" -> (compression, zstd level or None)."""
+    compression, colon, level = text.partition(":")
+    if compression not in COMPRESSIONS or (colon and compression != "zstd"):
+        raise BackupError(
+            f"Unknown compression {text!r}; use zstd[:LEVEL], {', '.join(c for c in COMPRESSIONS if c != 'zstd')}.",
+            parameter="compression",
+        )
+    if not colon:
+        return compression, None
+    if not level.isdigit() or not 1 <= int(level) <= 22:
+        raise BackupError(f"The zstd level must be 1 to 22; got {level!r}.", parameter="compression")
+    return compression, int(level)
+
+
 def backup_create(
     *,
     database: str = DEFAULT_DB_ALIAS,
     compression: str = "zstd",
     fmt: str = "custom",
     upload_s3: bool = False,
+    local_copy: bool = True,
     encrypt: bool = False,
     tag: str = "",
     kind: str = BackupRecord.Kind.FULL,
     triggered_by: str = BackupRecord.Trigger.CLI,
     triggered_by_user: str = "",
     progress: ByteProgress | None = None,
+    upload_progress: TransferProgress | None = None,
     wait: bool = False,
 ) -> BackupRecord:
-    """Takes a managed backup and returns its (succeeded) record.
+    """Takes a managed backup and returns its (succeeded) record. Without `local_copy` (S3 only) the
+    pipeline streams straight into an S3 multipart upload and no local artifact is ever written.
 
     Raises BackupLockedError if another backup/restore of the database runs (unless `wait`),
     BackupError if the dump fails (record left `failed`), and UploadError (carrying
-    `.backup_record`) when the local backup succeeded but the S3 copy failed."""
-    if compression not in COMPRESSIONS:
-        raise BackupError(f"Unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+    `.backup_record`) when the local backup succeeded but the S3 copy failed, or when a straight-to-S3
+    backup failed in S3 (record `failed`, its multipart upload aborted)."""
+    compression, compression_level = compression_parse(compression)
     if kind not in BackupRecord.Kind.values:
         raise BackupError(f"Unknown backup kind {kind!r}; use one of {', '.join(BackupRecord.Kind.values)}.")
     if triggered_by not in BackupRecord.Trigger.values:
@@ -131,14 +156,32 @@ def backup_create(
         raise UploadError(
             "An upload to S3 needs S3_BACKUP_BUCKET (and S3_ENDPOINT_URL for MinIO/moto).", parameter="upload_s3"
         )
+    if not local_copy and not upload_s3:
+        raise BackupError("A backup without a local copy must go to S3.", parameter="local_copy")
     connector = get_connector(database)
     fmt = _resolve_format(connector, fmt)
     connector.preflight()
-    spec = BackupSpec(compression, fmt, key, tag, kind, triggered_by, triggered_by_user)
+    place = LOCAL if local_copy else S3
+    spec = BackupSpec(
+        compression, fmt, key, tag, kind, triggered_by, triggered_by_user, place, compression_level=compression_level
+    )
     with connector.lock(wait=wait):
         backup_record = backup_create_locked(connector=connector, spec=spec, progress=progress)
-    if upload_s3:
-        _upload(backup_record)
+    failure = None
+    if upload_s3 and local_copy:
+        try:
+            _upload(backup_record, progress=upload_progress)
+        except UploadError as exc:
+            failure = exc
+    try:
+        backup_copies_make(backup_record=backup_record)
+    except UploadError as exc:  # after a failed upload too: the copies do not depend on S3
+        if failure is None:
+            failure = exc
+        else:
+            failure.add_note(str(exc))
+    if failure is not None:
+        raise failure
     return backup_record
 
 
@@ -153,6 +196,8 @@ class BackupSpec:
     kind: str
     triggered_by: str
     triggered_by_user: str
+    place: str = LOCAL  # local storage (then maybe copied to S3), or straight to S3 with no local artifact
+    compression_level: int | None = None  # zstd only; None: the pipeline's default
 
 
 def safety_backup_spec(*, fmt: str, source: str, user: str) -> BackupSpec:
@@ -163,12 +208,14 @@ def safety_backup_spec(*, fmt: str, source: str, user: str) -> BackupSpec:
 
 def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: ByteProgress | None) -> BackupRecord:
     """backup_create's work, for callers that already hold the database's lock (restore's safety backup)."""
+    place = spec.place
     compression, fmt, encryption_key, tag = spec.compression, spec.fmt, spec.encryption_key, spec.tag
     kind, triggered_by, triggered_by_user = spec.kind, spec.triggered_by, spec.triggered_by_user
     folder = _storage_folder(connector)
     encrypt = encryption_key is not None
     backup_mark_stale(database_name=connector.database_name)
     _remove_partials(folder)
+    notes = uploads_abort_unfinished(folder) if place == S3 else []
     now = timezone.now()
     backup_record = BackupRecord.objects.create(
         kind=kind,
@@ -196,10 +243,11 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
     started = time.perf_counter()
     artifact_written = False
     try:
-        with local_artifact_writer(backup_record.storage_name) as handle:
+        with artifact_sink(backup_record, place) as handle:
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
+                compression_level=spec.compression_level,
                 encryption_key=encryption_key.passphrase if encrypt else None,
                 progress=_with_heartbeat(backup_record, progress),
             )
@@ -212,19 +260,30 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
         backup_record.duration_seconds = round(time.perf_counter() - started, 3)
         backup_record.size_bytes = pipeline.size
         backup_record.sha256 = pipeline.sha256
-        backup_record.location = str(local_path(backup_record.storage_name))
-        backup_record.local_presence = BackupRecord.Presence.PRESENT
         backup_record.row_counts = dump_result.row_counts
         backup_record.tool_version = dump_result.tool_version
+        if place == LOCAL:
+            backup_record.location = str(local_path(backup_record.storage_name))
+            backup_record.local_presence = BackupRecord.Presence.PRESENT
+        else:
+            backup_record.uploaded_to_s3, backup_record.s3_presence = True, BackupRecord.Presence.PRESENT
+            backup_record.s3_key, backup_record.s3_upload_id = s3_key(s3_storage(), backup_record.storage_name), ""
         # Manifest first: a record never claims more than storage holds.
-        manifest_write(local_storage(), backup_record.storage_name, manifest_of(backup_record))
+        manifest_write(place_storage(place), backup_record.storage_name, manifest_of(backup_record))
         backup_record.save()
     except BaseException as exc:
         if artifact_written:  # the manifest or the record could not be written after it
-            _discard(backup_record.storage_name)
+            artifact_discard(backup_record.storage_name, place)
         _mark_failed(backup_record, exc)
+        for note in notes:
+            exc.add_note(note)
         if isinstance(exc, ArtifactWriteError):
             raise ArtifactWriteError(f"Backup #{backup_record.pk} failed: {exc} Nothing was kept.") from exc
+        if isinstance(exc, UploadError) and place == S3:
+            more = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
+            failure = UploadError(f"Backup #{backup_record.pk} failed: {exc} Nothing was kept.{more}")
+            failure.backup_record = None  # nothing is kept anywhere: no "kept locally" line
+            raise failure from exc
         if isinstance(exc, DbopsError) or not isinstance(exc, Exception):
             raise
         raise BackupError(f"Backup failed: {exc}") from exc
@@ -238,12 +297,6 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
     return backup_record
 
 
-def _discard(storage_name: str) -> None:
-    """Removes the artifact (and manifest) this run wrote, when what had to follow them failed."""
-    for name in (storage_name, manifest_name(storage_name)):
-        local_path(name).unlink(missing_ok=True)
-
-
 def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:
     backup_record.status = BackupRecord.Status.FAILED
     backup_record.finished_at = timezone.now()
@@ -252,7 +305,7 @@ def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:
     backup_record.save(update_fields=["status", "finished_at", "error", "local_presence"])
 
 
-def _upload(backup_record: BackupRecord) -> None:
+def _upload(backup_record: BackupRecord, *, progress: TransferProgress | None = None) -> None:
     remote = s3_storage()
 
     def manifest_beside_upload(key: str) -> None:
@@ -262,7 +315,10 @@ def _upload(backup_record: BackupRecord) -> None:
     fields = ["uploaded_to_s3", "s3_key", "upload_error", "s3_presence"]
     try:
         s3_upload(
-            local_path(backup_record.storage_name), backup_record.storage_name, after_upload=manifest_beside_upload
+            local_path(backup_record.storage_name),
+            backup_record.storage_name,
+            after_upload=manifest_beside_upload,
+            progress=progress,
         )
     except UploadError as exc:
         backup_record.uploaded_to_s3 = False
@@ -293,11 +349,14 @@ def backup_upload_retry(*, backup_record: BackupRecord) -> BackupRecord:
 
 def backup_delete(*, backup_record: BackupRecord, reason: str) -> list[str]:
     """Removes the local and S3 artifact and manifests, and marks the record deleted; then sends
-    backup_deleted (the project's audit log). Returns the failures of its receivers (also logged)."""
+    backup_deleted (the project's audit log). Returns the failures of its receivers (also logged).
+    A pinned backup is refused (BackupError): unpin it first."""
+    if refusal := backup_pinned_refusal(backup_record):
+        raise BackupError(refusal)
     names = [backup_record.storage_name, manifest_name(backup_record.storage_name)]
     if backup_record.kind == BackupRecord.Kind.BASE:  # the server's own backup_manifest sits beside it
         names.append(str(PurePosixPath(backup_record.storage_name).parent / "backup_manifest"))
-    removed = delete_everywhere(names) if backup_record.storage_name else []
+    removed = delete_everywhere(names) + artifact_copies_delete(names) if backup_record.storage_name else []
     backup_record.status = BackupRecord.Status.DELETED
     backup_record.deleted_at = timezone.now()
     backup_record.save(update_fields=["status", "deleted_at"])

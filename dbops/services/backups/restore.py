@@ -14,7 +14,7 @@ from typing import Unpack
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.artifacts.manifest import manifest_of
-from dbops.artifacts.reading import artifact_decode, artifact_locate, file_check, record_decryption_keys
+from dbops.artifacts.reading import DUMP, artifact_decode, artifact_locate, file_check, record_decryption_keys
 from dbops.artifacts.sidecar import sidecar_path
 from dbops.artifacts.workdir import work_folder
 from dbops.conf import operations_alias
@@ -52,6 +52,7 @@ class RestorePlan:
     jobs: int
     safety_backup: bool
     checksum: str = "verify its checksum"
+    artifact_bytes: int | None = None  # what decoding reads: the total a progress bar counts towards
 
     def describe(self) -> str:
         if self.tables:
@@ -122,6 +123,7 @@ def restore_plan(**request: Unpack[RestoreRequest]) -> RestorePlan:
             checksum = "NOT verify its checksum"
     return RestorePlan(
         checksum=checksum,
+        artifact_bytes=input_path.stat().st_size if input_path is not None else backup_record.size_bytes,
         source=_source_label(backup_record, input_path),
         database_name=connector.database_name,
         engine=connector.engine,
@@ -247,20 +249,21 @@ def _restore(
             if refusal:
                 raise RestoreError(refusal)
             keys = record_decryption_keys(backup_record)  # a missing key refuses before any download
-            found = artifact_locate(backup_record, workdir)
+            # Checked and decoded in one pass (an S3 copy streams: the artifact itself never lands here).
+            found = artifact_locate(backup_record, workdir, want=DUMP, decryption_keys=keys, progress=progress)
             presence_record(backup_record, found.copies)
-            if found.path is None:
+            if not found.ok:
                 raise found.failure()
-            artifact, manifest = found.path, manifest_of(backup_record)
+            decoded, manifest = found.decoded, manifest_of(backup_record)
             result.notes += found.notes
         else:
             checked = file_check(request.input_path, verify=request.verify)
-            manifest, artifact, keys = checked.manifest, request.input_path, None
+            manifest = checked.manifest
             if checked.verified_against:
                 result.notes.append(f"Checksum verified against {checked.verified_against}.")
             else:
                 result.warnings.append(f"{request.input_path} was not verified against a checksum (as asked).")
-        decoded = artifact_decode(artifact, workdir, decryption_keys=keys, progress=progress)
+            decoded = artifact_decode(request.input_path, workdir, progress=progress)
         if decoded.engine != connector.engine:
             raise RestoreError(
                 f"{result.source} holds a {decoded.engine} dump; database {database!r} is {connector.engine}. Refusing."

@@ -12,17 +12,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TypedDict, Unpack
+from typing import Unpack
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dbops.engines import get_connector
-from dbops.exceptions import DbopsError, NoRetentionPolicy, RetentionError
+from dbops.exceptions import DbopsError, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.create import backup_delete
 from dbops.services.backups.leftovers import LeftoversReport, restore_leftovers_recover
 from dbops.services.backups.pre_restore import PreRestorePrune, pre_restore_databases_prune
+from dbops.services.backups.recovery_window import RecoveryWindow, recovery_window_keep
+from dbops.services.backups.retention_policies import RetentionScope, policy_validate, retention_policies_resolve
 from dbops.services.pitr.wal_retention import WalPrune, wal_prune
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class RetentionDecision:
             "tag": backup.tag,
             "started_at": backup.started_at.isoformat(),
             "verification_status": backup.verification_status,
+            "pinned": backup.pinned,
         }
 
 
@@ -66,6 +69,7 @@ class RetentionPlan:
     policy_name: str
     now: dt.datetime
     decisions: tuple[RetentionDecision, ...]
+    windows: tuple[RecoveryWindow, ...] = ()  # what the policy's recovery window guarantees, per database
 
     @property
     def keep(self) -> list[RetentionDecision]:
@@ -81,22 +85,8 @@ class RetentionPlan:
             "now": self.now.isoformat(),
             "keep": [decision.as_dict() for decision in self.keep],
             "delete": [decision.as_dict() for decision in self.delete],
+            "recovery_windows": [window.as_dict() for window in self.windows],
         }
-
-
-def policy_validate(*, policy: RetentionPolicy) -> None:
-    """Rejects rules that cannot be applied, before any work."""
-    counts = {
-        "daily": policy.keep_daily,
-        "weekly": policy.keep_weekly,
-        "monthly": policy.keep_monthly,
-        "last": policy.keep_last or 0,
-    }
-    negative = [name for name, count in counts.items() if count < 0]
-    if negative:
-        raise RetentionError(f"Retention counts must be zero or more (got a negative {', '.join(negative)}).")
-    if not any(counts.values()):
-        raise RetentionError("The retention policy keeps nothing: set at least one of daily, weekly, monthly or last.")
 
 
 def _in_scope(backup: BackupRecord, policy: RetentionPolicy) -> bool:
@@ -153,8 +143,11 @@ def _gfs_reasons(succeeded: Sequence[BackupRecord], policy: RetentionPolicy, now
     return reasons
 
 
-def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.datetime) -> list[RetentionDecision]:
-    """Plans one database/kind: GFS over its successful backups, plus the never-delete rules."""
+def _plan_group(
+    group: list[BackupRecord], policy: RetentionPolicy, now: dt.datetime, windows: list[RecoveryWindow]
+) -> list[RetentionDecision]:
+    """Plans one database/kind: GFS over its successful backups (and, for base backups, the recovery
+    window, whose guarantee is appended to `windows`), plus the never-delete rules."""
     group = sorted(group, key=_newest_first_key, reverse=True)
     reasons: dict[int, list[str]] = defaultdict(list)  # keyed by id() of the record
     succeeded = [backup for backup in group if backup.status == Status.SUCCEEDED]
@@ -163,12 +156,21 @@ def _plan_group(group: list[BackupRecord], policy: RetentionPolicy, now: dt.date
     in_past = [backup for backup in succeeded if backup.started_at <= now]
     for position, why in _gfs_reasons(in_past, policy, now).items():
         reasons[id(in_past[position])].extend(why)
+    if policy.recovery_window_days and group[0].kind == BackupRecord.Kind.BASE:
+        positions, window = recovery_window_keep(
+            in_past, days=policy.recovery_window_days, now=now, database_alias=group[0].database_alias
+        )
+        windows.append(window)
+        for position in positions:
+            reasons[id(in_past[position])].append(f"recovery window {policy.recovery_window_days} days")
     newest_verified = next(
         (b for b in succeeded if b.verification_status == BackupRecord.VerificationStatus.PASSED), None
     )
     if newest_verified is not None:
         reasons[id(newest_verified)].append("newest verified backup")
     for backup in group:
+        if backup.pinned:
+            reasons[id(backup)].append("pinned")
         if backup.status == Status.RUNNING:
             reasons[id(backup)].append("running")
         if backup.status == Status.MISSING:  # not found at the last look; deleting it would make that final
@@ -217,9 +219,11 @@ def retention_plan(*, backups: Iterable[BackupRecord], policy: RetentionPolicy, 
         if backup.status != Status.DELETED and _in_scope(backup, policy):
             groups[(backup.database_alias, backup.kind)].append(backup)
     decisions: list[RetentionDecision] = []
+    windows: list[RecoveryWindow] = []
     for key in sorted(groups):
-        decisions.extend(_plan_group(groups[key], policy, now))
-    return RetentionPlan(policy_name=policy.name or "(ad hoc)", now=now, decisions=tuple(decisions))
+        decisions.extend(_plan_group(groups[key], policy, now, windows))
+    name = policy.name or "(ad hoc)"
+    return RetentionPlan(policy_name=name, now=now, decisions=tuple(decisions), windows=tuple(windows))
 
 
 @dataclass
@@ -229,10 +233,11 @@ class RetentionOutcome:
     deleted: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    error: str = ""  # why the policy could not be applied at all (its plan is then empty)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.error
 
     def as_dict(self) -> dict:
         return {
@@ -241,6 +246,7 @@ class RetentionOutcome:
             "deleted": self.deleted,
             "skipped": [{"id": pk, "reason": why} for pk, why in self.skipped],
             "failed": [{"id": pk, "error": error} for pk, error in self.failed],
+            "error": self.error,
         }
 
 
@@ -279,8 +285,9 @@ def _delete_planned(plan: RetentionPlan, outcome: RetentionOutcome) -> None:
     for decision in plan.delete:
         planned = decision.backup
         current = BackupRecord.objects.filter(pk=planned.pk).first()
-        if current is None or current.status != planned.status:
-            outcome.skipped.append((planned.pk, "changed since planning"))
+        if current is None or current.status != planned.status or current.pinned:
+            changed = "pinned since planning" if current is not None and current.pinned else "changed since planning"
+            outcome.skipped.append((planned.pk, changed))
             continue
         try:
             backup_delete(backup_record=current, reason=f"retention {plan.policy_name}: {decision.reason}")
@@ -309,73 +316,26 @@ def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.date
             "kept": len(plan.keep),
             "deleted": outcome.deleted,
             "failed": [{"id": pk, "error": error} for pk, error in outcome.failed],
+            **({"error": outcome.error} if outcome.error else {}),
         }
         policy.save(update_fields=["last_run_at", "last_run_ok", "last_run_summary"])
     return outcome
 
 
-class RetentionScope(TypedDict, total=False):
-    """Which policies a run applies: a saved one by name (its counts overridden when counts are given,
-    not saved), an ad-hoc one from the counts alone, or (neither) every enabled policy."""
-
-    policy_name: str | None
-    daily: int | None
-    weekly: int | None
-    monthly: int | None
-    keep_last: int | None
-    database: str  # scope of an ad-hoc run (default "default")
-    tag: str  # scope of an ad-hoc run
-
-
-def retention_policies_resolve(**scope: Unpack[RetentionScope]) -> list[RetentionPolicy]:
-    """The policies a run applies: the named one (counts overridden, not saved), an ad-hoc one from
-    the counts, or every enabled policy."""
-    policy_name, keep_last = scope.get("policy_name"), scope.get("keep_last")
-    database, tag = scope.get("database", DEFAULT_DB_ALIAS), scope.get("tag", "")
-    daily, weekly, monthly = scope.get("daily"), scope.get("weekly"), scope.get("monthly")
-    overrides = {
-        key: value
-        for key, value in {"keep_daily": daily, "keep_weekly": weekly, "keep_monthly": monthly}.items()
-        if value is not None
-    }
-    if keep_last is not None:
-        overrides["keep_last"] = keep_last
-    if policy_name:
-        policy = RetentionPolicy.objects.filter(name=policy_name).first()
-        if policy is None:
-            known = ", ".join(RetentionPolicy.objects.values_list("name", flat=True)) or "none"
-            raise RetentionError(f"No retention policy named {policy_name!r} (known: {known}).")
-        if overrides:
-            # Counts given on the command line make this a one-off: the saved policy stays as it is.
-            policy = RetentionPolicy(
-                name=policy.name,
-                database_alias=policy.database_alias,
-                kind=policy.kind,
-                tag=policy.tag,
-                keep_daily=policy.keep_daily,
-                keep_weekly=policy.keep_weekly,
-                keep_monthly=policy.keep_monthly,
-                keep_last=policy.keep_last,
-            )
-            for key, value in overrides.items():
-                setattr(policy, key, value)
-        policies = [policy]
-    elif overrides:
-        # Counts not given are zero: an ad-hoc run keeps exactly what it was told to.
-        policy = RetentionPolicy(name="", database_alias=database, tag=tag, keep_daily=0, keep_weekly=0, keep_monthly=0)
-        for key, value in overrides.items():
-            setattr(policy, key, value)
-        policies = [policy]
-    else:
-        policies = list(RetentionPolicy.objects.filter(enabled=True))
-        if not policies:
-            raise NoRetentionPolicy(
-                "No enabled retention policy: create one in the admin (or run setup_schedules), or give the counts "
-                "of daily, weekly and monthly backups to keep."
-            )
-    for policy in policies:
-        policy_validate(policy=policy)
-    return policies
+def _apply_isolated(
+    policy: RetentionPolicy, *, now: dt.datetime, dry_run: bool, wait_for_lock: bool, alone: bool
+) -> RetentionOutcome:
+    """One policy of a run. Its failure is recorded as its last run; it ends the run only when the run
+    applies nothing else (`alone`), so one broken policy never stops the others."""
+    try:
+        return retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock)
+    except DbopsError as exc:
+        logger.warning("retention policy %s could not be applied: %s", policy.name, exc)
+        plan = RetentionPlan(policy_name=policy.name or "(ad hoc)", now=now, decisions=())
+        outcome = _record_run(policy, RetentionOutcome(plan=plan, dry_run=dry_run, error=str(exc)), now)
+        if alone:
+            raise
+        return outcome
 
 
 @dataclass
@@ -422,7 +382,8 @@ def retention_run(
     if database not in connections.settings:
         raise RetentionError(f"Unknown database alias {database!r} (known: {', '.join(connections.settings)}).")
     leftovers = restore_leftovers_recover()
-    by_counts = any(scope.get(count) is not None for count in ("daily", "weekly", "monthly", "keep_last"))
+    counts = ("daily", "weekly", "monthly", "keep_last", "recovery_window_days")
+    by_counts = any(scope.get(count) is not None for count in counts)
     if (tag or database != DEFAULT_DB_ALIAS) and (policy_name or not by_counts):
         scoped_by = "tag" if tag else "database"
         raise RetentionError(
@@ -432,14 +393,17 @@ def retention_run(
         )
     policies = retention_policies_resolve(**scope)
     now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
+    alone = bool(policy_name or by_counts)
     outcomes = [
-        retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
+        _apply_isolated(policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock, alone=alone)
+        for policy in policies
     ]
+    applied = [policy for policy, outcome in zip(policies, outcomes, strict=True) if not outcome.error]
     aliases = sorted(
-        {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
+        {alias for policy in applied for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )
     pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
-    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
+    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in applied)
     deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
     wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
     return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal, leftovers=leftovers)

@@ -13,7 +13,13 @@ from django.utils import timezone
 
 from dbops.artifacts.manifest import manifest_save
 from dbops.artifacts.pipeline import ByteProgress
-from dbops.artifacts.reading import READABLE_STATUSES, artifact_decode, artifact_locate, record_decryption_keys
+from dbops.artifacts.reading import (
+    CHECKSUM,
+    DUMP,
+    READABLE_STATUSES,
+    artifact_locate,
+    record_decryption_keys,
+)
 from dbops.artifacts.workdir import work_folder
 from dbops.engines import get_connector
 from dbops.exceptions import ArtifactWriteError, BackupNotFound, DbopsError, KeyUnavailable, VerificationError
@@ -74,21 +80,29 @@ def backup_verify(
     result = VerificationResult(backup_record=backup_record, passed=False, checksum_ok=False, checks=["checksum"])
     with work_folder(purpose="verify") as workdir:
         try:
-            found = artifact_locate(backup_record, workdir)
+            connector = get_connector(backup_record.database_alias) if restore_test else None
+            if connector is not None and connector.engine != backup_record.engine:
+                raise VerificationError(
+                    f"Backup #{backup_record.pk} is {backup_record.engine}, but alias "
+                    f"{backup_record.database_alias!r} is {connector.engine}: cannot restore-test it here."
+                )
+            # With a restore test and the key at hand, the copy is decoded in the pass that checks it.
+            decode = connector is not None and _key_available(backup_record)
+            found = artifact_locate(
+                backup_record,
+                workdir,
+                want=DUMP if decode else CHECKSUM,
+                decryption_keys=record_decryption_keys(backup_record) if decode else None,
+                progress=progress,
+            )
             presence_record(backup_record, found.copies)
-            if found.path is None:
+            if not found.ok:
                 raise found.failure()
             result.checksum_ok, result.source = True, found.place
             result.warnings += found.notes
-            keys = record_decryption_keys(backup_record)
-            if restore_test:
-                connector = get_connector(backup_record.database_alias)
-                if connector.engine != backup_record.engine:
-                    raise VerificationError(
-                        f"Backup #{backup_record.pk} is {backup_record.engine}, but alias "
-                        f"{backup_record.database_alias!r} is {connector.engine}: cannot restore-test it here."
-                    )
-                decoded = artifact_decode(found.path, workdir, decryption_keys=keys, progress=progress)
+            record_decryption_keys(backup_record)  # a key missing from the ring: key unavailable, not failed
+            if connector is not None:
+                decoded = found.decoded
                 with connector.scratch_restore(decoded.path, fmt=decoded.fmt, jobs=jobs) as scratch:
                     result.problems += _compare_counts(backup_record.row_counts, scratch.table_counts())
                 result.restore_tested = True
@@ -106,6 +120,14 @@ def backup_verify(
     result.passed = result.checksum_ok and not result.problems
     _record(result)
     return result
+
+
+def _key_available(backup_record: BackupRecord) -> bool:
+    try:
+        record_decryption_keys(backup_record)
+    except KeyUnavailable:
+        return False
+    return True
 
 
 def _base_backup_verify(backup_record: BackupRecord, *, restore_test: bool) -> VerificationResult:

@@ -88,14 +88,19 @@ def scheduled_backup(
     compression: str = "zstd",
     fmt: str = "custom",
     upload_s3: bool | None = None,
+    local_copy: bool | None = None,
     encrypt: bool = False,
     tag: str = "",
     triggered_by: str = BackupRecord.Trigger.SCHEDULE,
     triggered_by_user: str = "",
 ) -> dict:
-    """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured."""
+    """A managed backup triggered by the schedule; `upload_s3=None` uploads when S3 is configured, and
+    `local_copy=None` keeps a local copy unless settings.BACKUP_LOCAL_COPY is off (then S3 only)."""
     upload = bool(settings.S3_BACKUP_BUCKET) if upload_s3 is None else upload_s3
+    keep_local = (not upload or settings.BACKUP_LOCAL_COPY) if local_copy is None else local_copy
     arguments = {"database": database, "compression": compression, "fmt": fmt, "upload_s3": upload, "tag": tag}
+    if not keep_local:
+        arguments["local_copy"] = False
 
     def action(task_run: TaskRun) -> dict:
         try:
@@ -133,6 +138,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
                     "kept": len(outcome.plan.keep),
                     "deleted": outcome.deleted,
                     "failed": [pk for pk, _ in outcome.failed],
+                    **({"error": outcome.error} if outcome.error else {}),
                 }
                 for outcome in run.outcomes
             },
@@ -141,7 +147,10 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
             "task_runs_removed": task_runs_prune(),
         }
         if not run.ok:
-            failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
+            failures = [
+                f"policy {outcome.plan.policy_name}: {outcome.error}" for outcome in run.outcomes if outcome.error
+            ]
+            failures += [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
             failures += [f"database {name}: {error}" for prune in run.pre_restore for name, error in prune.failed]
             failures += [f"WAL {name}: {error}" for name, error in (run.wal.failed if run.wal else [])]
             raise RetentionError(f"Retention could not delete everything: {'; '.join(failures)}")
@@ -226,6 +235,21 @@ def requested_restore(
     return task_run_execute(task_id=task_id, task_name="restore_backup", arguments=arguments, action=action)
 
 
+def scheduled_pitr_drill(*, task_id: str, target_age_minutes: int = 60) -> dict:
+    """The weekly PITR drill (a replay to now minus `target_age_minutes` in a scratch server)."""
+    from dbops.services.pitr.drill import pitr_drill_run  # PostgreSQL-only, loaded on demand
+
+    def action(task_run: TaskRun) -> dict:
+        drill = pitr_drill_run(target_age=dt.timedelta(minutes=target_age_minutes))
+        if drill is None:
+            return {"skipped": "no PITR base backup: PITR is not set up"}
+        task_run.backup_record = drill.base_backup
+        return {"drill": drill.pk, "rto_seconds": drill.recovery_seconds, "rpo_seconds": drill.rpo_seconds}
+
+    arguments = {"target_age_minutes": target_age_minutes}
+    return task_run_execute(task_id=task_id, task_name="pitr_drill", arguments=arguments, action=action)
+
+
 def scheduled_upload_retry(*, task_id: str) -> dict:
     """Copies to S3 every succeeded backup whose upload failed; raises if any still fails."""
 
@@ -295,6 +319,7 @@ DEFAULT_SCHEDULES = (
     DefaultSchedule("dbops: weekly restore test", "verify_latest_backup", "0 5 * * 0"),
     DefaultSchedule("dbops: retry failed uploads", "retry_failed_uploads", "15 * * * *"),
     DefaultSchedule("dbops: prune old snapshots", "prune_snapshots", "45 3 * * 1"),
+    DefaultSchedule("dbops: weekly PITR drill", "pitr_drill", "0 6 * * 0"),
 )
 SCHEDULE_KWARGS = {  # written into each periodic task, where staff can edit them
     "dbops: nightly backup": {"database": DEFAULT_DB_ALIAS, "compression": "zstd"},
@@ -306,6 +331,8 @@ SCHEDULE_DESCRIPTIONS = {
     "dbops: nightly retention": "Every enabled retention policy, then old <db>_pre_restore_<time> databases.",
     "dbops: weekly restore test": "Restores the newest full backup into a scratch database and checks it (Sundays).",
     "dbops: retry failed uploads": "Copies backups whose S3 upload failed (hourly).",
+    "dbops: weekly PITR drill": "Replays the newest base backup and WAL to one hour ago in a scratch server and "
+    "records the recovery time (RTO) and the gap to the target (RPO) (Sundays; nothing without base backups).",
     "dbops: prune old snapshots": f"Drops rollback snapshots older than {SNAPSHOT_PRUNE_DAYS} days, keeping the "
     f"{SNAPSHOT_KEEP_LAST} newest (Mondays; as prune_snapshots does).",
 }

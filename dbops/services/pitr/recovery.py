@@ -44,9 +44,11 @@ from dbops.engines.postgresql.server import (
     server_params,
     server_start_command,
 )
-from dbops.engines.postgresql.wal import wal_segment_name
+from dbops.engines.postgresql.wal import lsn_parse, wal_file_name, wal_segment_name, wal_segment_number
 from dbops.exceptions import PitrError
 from dbops.models import BackupRecord, PitrBaseBackup
+from dbops.services.pitr.delta import base_backup_unpack_delta, delta_refusal
+from dbops.services.pitr.restore_targets import RestoreTarget, restore_target_resolve
 from dbops.services.pitr.wal_archive import (
     CHUNK,
     archived_cluster_ids,
@@ -172,7 +174,7 @@ def pitr_base_backup_create(
 @dataclass
 class PitrRestoreResult:
     target_dir: Path
-    target_time: datetime
+    target: RestoreTarget
     base_backup: BackupRecord
     restore_command: str
     start_command: str
@@ -180,62 +182,54 @@ class PitrRestoreResult:
 
 def pitr_restore(
     *,
-    target_time: datetime,
     target_dir: Path | str,
+    target_time: datetime | None = None,
+    target: RestoreTarget | None = None,
     backup_id: int | None = None,
     port: int | None = None,
     owner: str | None = None,
     keep_archiving: bool = False,
     python: str | None = None,
     progress: Progress | None = None,
+    delta: bool = False,
+    confirm: bool = False,
 ) -> PitrRestoreResult:
-    """Builds a data directory that, once started, recovers to `target_time` and opens for writes.
+    """Builds a data directory that, once started, recovers to `target` (restore_targets: a time, LSN,
+    transaction or restore point; or `target_time`) and opens for writes.
 
     Checks every input before touching the disk; on a failure after that, removes what it created.
     """
     target_dir = Path(target_dir).absolute()
-    if timezone.is_naive(target_time):
-        raise PitrError("The target time needs a timezone, e.g. 2026-01-27 12:00:00+00.")
-    if target_time > timezone.now():
-        raise PitrError(f"The target time {target_time.isoformat()} is in the future.")
-    if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
-        raise PitrError(f"{target_dir} exists and is not an empty directory; give a new one.")
+    target = target or restore_target_resolve(target_time=target_time)
+    if delta:
+        delta_refusal(target_dir, confirm=confirm)
+    elif target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
+        raise PitrError(
+            f"{target_dir} exists and is not an empty directory; give a new one (or restore over it as a delta)."
+        )
     if not target_dir.parent.is_dir():
         raise PitrError(f"{target_dir.parent} does not exist.")
     if port is not None and not 1 <= port <= 65535:
         raise PitrError(f"The port must be between 1 and 65535; got {port}.", parameter="port")
     owner_ids = _owner_ids(owner)
-    record = _base_backup_for(target_time, backup_id)
+    record = restore_base_backup_checked(target=target, backup_id=backup_id)
     pitr = record.pitr
     _kind, backend = pitr_storage(pitr.storage)
-    # Recovery stops at the first commit after the target, so WAL archived after the target must exist.
-    last_archived = wal_last_archived_at(cluster_id=pitr.cluster_id, storage=pitr.storage)
-    if last_archived is None or last_archived <= target_time:
-        when = last_archived.isoformat() if last_archived else "never"
-        raise PitrError(
-            f"The archive has no WAL from after {target_time.isoformat()} (last segment archived: {when}); "
-            "run SELECT pg_switch_wal() on the server, or choose an earlier time."
-        )
-    gap = restore_wal_gap(pitr=pitr, target_time=target_time)
-    if gap is not None:
-        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
-        raise PitrError(
-            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
-            f"base backup #{record.pk} to {target_time.isoformat()} needs; take a new base backup or choose an "
-            "earlier time (`pitr status` shows the gaps)."
-        )
     restore_command = pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage, python=python)
 
     created = not target_dir.exists()
     target_dir.mkdir(mode=0o700, exist_ok=True)
     try:
-        base_backup_unpack(backend, record, target_dir, progress)
+        if delta:
+            base_backup_unpack_delta(backend, record, target_dir)
+        else:
+            base_backup_unpack(backend, record, target_dir, progress)
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (target_dir / stale).unlink(missing_ok=True)
         lines = [
-            f"# dbops pitr restore: base backup #{record.pk}, target {target_time.isoformat()}",
+            f"# dbops pitr restore: base backup #{record.pk}, target {target.text}",
             f"restore_command = {conf_literal(restore_command)}",
-            f"recovery_target_time = {conf_literal(target_time.isoformat())}",
+            target.conf_line,
             "recovery_target_action = 'promote'",
         ]
         if port is not None:
@@ -250,6 +244,8 @@ def pitr_restore(
             for path in [target_dir, *target_dir.rglob("*")]:
                 os.lchown(path, *owner_ids)
     except BaseException:
+        if delta:  # the directory was someone's before: never emptied (its checksum was proven first)
+            raise
         if created:
             shutil.rmtree(target_dir, ignore_errors=True)
         else:
@@ -258,14 +254,33 @@ def pitr_restore(
         raise
     return PitrRestoreResult(
         target_dir=target_dir,
-        target_time=target_time,
+        target=target,
         base_backup=record,
         restore_command=restore_command,
         start_command=server_start_command(target_dir),
     )
 
 
-def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupRecord:
+def restore_base_backup_checked(*, target: RestoreTarget, backup_id: int | None = None) -> BackupRecord:
+    """The base backup a restore to `target` starts from, once the archive is known to hold every WAL
+    file replay needs (PitrError naming what is missing otherwise)."""
+    record = _base_backup_for(target, backup_id)
+    pitr = record.pitr
+    _archive_reaches(target, pitr)
+    # Without a known moment (a transaction id), every gap after the base backup counts.
+    gap = restore_wal_gap(pitr=pitr, target_time=target.time or timezone.now())
+    lsn_only = target.time is None and target.lsn is not None
+    if gap is not None and not (lsn_only and _past_lsn(gap.first_missing, pitr, target.lsn)):
+        more = f" (and {gap.segments - 1} after it)" if gap.segments > 1 else ""
+        raise PitrError(
+            f"The WAL archive of cluster {pitr.cluster_id} is missing {gap.first_missing}{more}, which a restore from "
+            f"base backup #{record.pk} to {target.text} needs; take a new base backup or choose an "
+            "earlier target (`pitr status` shows the gaps)."
+        )
+    return record
+
+
+def _base_backup_for(target: RestoreTarget, backup_id: int | None) -> BackupRecord:
     usable = BackupRecord.objects.filter(
         kind=BackupRecord.Kind.BASE, status=BackupRecord.Status.SUCCEEDED, pitr__isnull=False
     ).select_related("pitr")
@@ -273,17 +288,50 @@ def _base_backup_for(target_time: datetime, backup_id: int | None) -> BackupReco
         record = usable.filter(pk=backup_id).first()
         if record is None:
             raise PitrError(f"Backup #{backup_id} is not a succeeded PITR base backup.")
-        if record.finished_at > target_time:
+        if target.time is not None and record.finished_at > target.time:
             raise PitrError(
                 f"Base backup #{backup_id} finished at {record.finished_at.isoformat()}, after the target time."
             )
+        if target.lsn is not None and lsn_parse(record.pitr.end_lsn) > target.lsn:
+            raise PitrError(f"Base backup #{backup_id} ends at {record.pitr.end_lsn}, after the target {target.text}.")
         return record
-    record = usable.filter(finished_at__lte=target_time).order_by("-finished_at").first()
-    if record is None:
+    if target.time is not None:
+        record = usable.filter(finished_at__lte=target.time).order_by("-finished_at").first()
+    elif target.lsn is not None:
+        before = [r for r in usable.order_by("-finished_at") if lsn_parse(r.pitr.end_lsn) <= target.lsn]
+        record = before[0] if before else None
+    else:
         raise PitrError(
-            f"No PITR base backup finished before {target_time.isoformat()}; take one with `pitr base-backup`."
+            f"Which base backup precedes {target.text} cannot be told from the catalog: name the base backup.",
+            parameter="backup_id",
         )
+    if record is None:
+        raise PitrError(f"No PITR base backup finished before {target.text}; take one with `pitr base-backup`.")
     return record
+
+
+def _archive_reaches(target: RestoreTarget, pitr: PitrBaseBackup) -> None:
+    """Recovery stops at the first record past the target, so WAL from after the target must be archived."""
+    if target.time is not None:
+        last_archived = wal_last_archived_at(cluster_id=pitr.cluster_id, storage=pitr.storage)
+        if last_archived is None or last_archived <= target.time:
+            when = last_archived.isoformat() if last_archived else "never"
+            raise PitrError(
+                f"The archive has no WAL from after {target.text} (last segment archived: {when}); "
+                "run SELECT pg_switch_wal() on the server, or choose an earlier target."
+            )
+    elif target.lsn is not None:
+        names = wal_archived_names(cluster_id=pitr.cluster_id, storage=pitr.storage)
+        if not any(_past_lsn(name, pitr, target.lsn, or_at=True) for name in names if len(name) == 24):
+            raise PitrError(
+                f"The archive has no WAL segment holding {target.text} yet; run SELECT pg_switch_wal() on the server."
+            )
+
+
+def _past_lsn(segment: str, pitr: PitrBaseBackup, lsn: int, *, or_at: bool = False) -> bool:
+    """Whether a segment lies past (or holds, with `or_at`) the LSN (timeline-independent position)."""
+    holding = wal_file_name(1, wal_segment_number(lsn, pitr.wal_segment_size), pitr.wal_segment_size)[8:]
+    return segment[8:24] >= holding if or_at else segment[8:24] > holding
 
 
 class _HashingReader:

@@ -87,8 +87,10 @@ def _check_name(name: str) -> None:
         raise PitrError(f"{name!r} is not a WAL file name (e.g. 000000010000000000000003 or 00000002.history).")
 
 
-def wal_archive(*, path: Path | str, name: str, cluster_id: str, storage: str | None = None) -> WalArchiveResult:
-    """Stores one WAL file (archive_command's %p and %f); idempotent for identical bytes."""
+def wal_archive(
+    *, path: Path | str, name: str, cluster_id: str, storage: str | None = None, level: int = 3
+) -> WalArchiveResult:
+    """Stores one WAL file (archive_command's %p and %f), zstd at `level`; idempotent for identical bytes."""
     _check_name(name)
     source = Path(path)
     if not source.is_file():
@@ -101,7 +103,7 @@ def wal_archive(*, path: Path | str, name: str, cluster_id: str, storage: str | 
         digest, size = hashlib.sha256(), 0
         with (
             source.open("rb") as raw,
-            zstandard.ZstdCompressor(level=3).stream_writer(compressed, closefd=False) as writer,
+            zstandard.ZstdCompressor(level=level).stream_writer(compressed, closefd=False) as writer,
         ):
             while chunk := raw.read(CHUNK):
                 digest.update(chunk)

@@ -264,3 +264,14 @@ def test_celery_tasks_are_profiled_through_the_task_signals(settings, caplog):
     settings.QUERY_PROFILING_ENABLED = False
     assert count_users_twice.apply().get() == 0
     assert [r for r in caplog.records if getattr(r, "query_summary", None)] == []
+
+
+def test_savepoints_are_never_slow_queries(settings):
+    profile = query_profile("nested", slow_threshold_ms=0)
+    with profile, transaction.atomic(), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 'inside a savepoint'")
+    statements = [group.statement for group in profile.summary.slow]
+    assert "SELECT ?" in statements, statements
+    assert not [statement for statement in statements if "SAVEPOINT" in statement.upper()]
+    # still counted and timed: they are statements, only never reported as slow
+    assert any("SAVEPOINT" in group.statement for group in profile.summary.groups)

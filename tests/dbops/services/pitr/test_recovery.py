@@ -111,6 +111,14 @@ def test_wal_needed_keeps_everything_from_the_oldest_kept_base_backup(backup_dir
         (("--target-time", "{recent}", "--target-dir", "/no/such/parent/dir"), "does not exist"),
         (("--target-time", "{recent}", "--port", "70000"), "^--port: The port must be between 1 and 65535; got 70000"),
         (("--target-time", "{recent}", "--owner", "no-such-user-xyz"), "^--owner: No such OS user"),
+        (("--target-lsn", "nonsense"), r"^--target-lsn: 'nonsense' is not an LSN like 0/3000028\.$"),
+        (("--target-lsn", "5/0"), "^The archive has no WAL segment holding LSN 5/0 yet"),
+        (("--target-xid", "1"), r"^--target-xid: '1' is not a transaction id \(a number from 3\)\.$"),
+        (("--target-xid", "1234"), "^--backup-id: Which base backup precedes transaction 1234 cannot be told"),
+        (("--target-name", "not a name!"), "^--target-name: 'not a name!' is not a restore point name"),
+        (("--target-name", "never-marked"), "^--backup-id: Which base backup precedes restore point 'never-marked'"),
+        (("--target-time", "{recent}", "--target-lsn", "0/1"), "not allowed with argument --target-time"),
+        (("--target-time", "{recent}", "--target-dir", "{nonempty}", "--delta"), "is not a PostgreSQL data directory"),
     ],
 )
 def test_restore_bad_input_is_one_message_and_creates_nothing(backup_dir, tmp_path, args, message):
