@@ -307,7 +307,10 @@ LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
 N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
 N_PLUS_ONE_RAISE = CONFIG["N_PLUS_ONE_RAISE"]
 # Deliberate repeats (fnmatch patterns of call sites, GraphQL paths, statements); tests add their own by marker.
-N_PLUS_ONE_ALLOW = ("dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.explain:*",)  # one plan each
+N_PLUS_ONE_ALLOW = (
+    "dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.explain:*",  # one plan per analyzed statement
+    "dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.table_facts:*",  # and its tables' facts
+)
 
 # Health thresholds and probe timeout (dbops.services.ops.health, health_check, /health/).
 BACKUP_MAX_AGE_HOURS = CONFIG["BACKUP_MAX_AGE_HOURS"]

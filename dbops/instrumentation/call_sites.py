@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import sysconfig
 from pathlib import Path
-from types import CodeType
+from types import CodeType, FrameType
 
 import django
 from django.conf import settings
@@ -55,6 +55,25 @@ def _code_location(code: CodeType) -> tuple[int, str] | None:
         and not filename.endswith(dbops_setting("PROFILING_SKIP_FILES"))
     )
     return (APPLICATION if application else FALLBACK), label
+
+
+def application_frame(depth: int) -> tuple[FrameType, int] | None:
+    """The nearest application frame `depth` or more frames above the caller and its depth from the caller,
+    or None when the request boundary or the stack's end comes first."""
+    frame, depth = sys._getframe(depth + 1), depth
+    while frame is not None:
+        code = frame.f_code
+        try:
+            location = _code_locations[code]
+        except KeyError:
+            location = _code_locations[code] = _code_location(code)
+        if location is not None:
+            if location[0] == BOUNDARY:
+                return None
+            if location[0] == APPLICATION:
+                return frame, depth
+        frame, depth = frame.f_back, depth + 1
+    return None
 
 
 def call_site(depth: int = 2) -> str:
