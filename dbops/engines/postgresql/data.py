@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models.expressions import RawSQL
 
 from dbops.engines.per_key import KEY_ATTRIBUTE
+from dbops.engines.postgresql import masking_sql
 from dbops.engines.postgresql.bulk_indexes import IndexSuspension
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
 from dbops.engines.postgresql.json_staging import JsonStagingSQL
@@ -45,6 +46,10 @@ class PostgreSQLData:
     supports_copy = True
     copy_escapes = COPY_ESCAPES
     supports_json_staging = True
+    supports_sql_masking = True
+
+    def masked_column(self, ref: str, *, rule: str, field_type: str, key: bytes) -> tuple[str, list] | None:
+        return masking_sql.masked_column(ref, rule=rule, field_type=field_type, pads=masking_sql.hmac_pads(key))
 
     def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
         return JsonStagingSQL(self.connection, raw, fields, defaults)
