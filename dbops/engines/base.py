@@ -160,6 +160,10 @@ class Connector(ABC):
     # Bulk loads as COPY text lines (copy_text, copy_escapes, copy_into, copy_json_lines); else executemany.
     supports_copy: ClassVar[bool] = False
     copy_escapes: ClassVar[Mapping[int, str] | None] = None  # str.translate table of the COPY text format
+    # import_data's set-based path: raw JSON records checked and converted in SQL (json_staging).
+    supports_json_staging: ClassVar[bool] = False
+    # Anonymized exports apply the simple masking rules in SQL (masked_column) and the server renders the rows.
+    supports_sql_masking: ClassVar[bool] = False
     # Query plans for the analyzer (explain, table_facts) and statement statistics.
     supports_plans: ClassVar[bool] = False
     # Plans with indexes that are never built (explain_hypothetical), for proven index advice.
@@ -267,6 +271,14 @@ class Connector(ABC):
     def copy_json_lines(self, sql: str, params: Any, aliases: list[str], prefix: str) -> Callable[[Any], int]:
         """A function writing the query's rows to a file as `prefix + row JSON + "}"` lines; returns rows."""
         raise FeatureUnavailable(f"{self.engine} has no COPY")
+
+    def masked_column(self, ref: str, *, rule: str, field_type: str, key: bytes) -> tuple[str, list] | None:
+        """(SQL, parameters) of a masking rule applied to a column, or None (supports_sql_masking engines)."""
+        return None
+
+    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
+        """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""
+        raise FeatureUnavailable(f"{self.engine} has no set-based import path")
 
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:
         """At most `limit` rows of `queryset`, in its order, for each key of `key_field`, in one statement run

@@ -14,8 +14,10 @@ from typing import Any
 from django.db.models.expressions import RawSQL
 
 from dbops.engines.per_key import KEY_ATTRIBUTE
+from dbops.engines.postgresql import masking_sql
 from dbops.engines.postgresql.bulk_indexes import IndexSuspension
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
+from dbops.engines.postgresql.json_staging import JsonStagingSQL
 from dbops.exceptions import BulkLoadRejected
 
 SPOOL_IN_MEMORY = 16 << 20  # a snapshot copy passes through memory up to this size, then a temporary file
@@ -43,6 +45,14 @@ class PostgreSQLData:
     connection: Any
     supports_copy = True
     copy_escapes = COPY_ESCAPES
+    supports_json_staging = True
+    supports_sql_masking = True
+
+    def masked_column(self, ref: str, *, rule: str, field_type: str, key: bytes) -> tuple[str, list] | None:
+        return masking_sql.masked_column(ref, rule=rule, field_type=field_type, pads=masking_sql.hmac_pads(key))
+
+    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
+        return JsonStagingSQL(self.connection, raw, fields, defaults)
 
     # -- reading ------------------------------------------------------------------------------------------
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:

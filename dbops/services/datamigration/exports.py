@@ -27,6 +27,7 @@ from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, c
 from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
+from dbops.services.datamigration.masked_copy import masked_columns, masked_copy, scan_kept_values
 from dbops.services.datamigration.pii_scan import PiiScanner
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
@@ -212,15 +213,27 @@ def export_data(
     writer = open_writer(fmt, target, header=header)
     # Plain jsonl where the engine has COPY: the server renders each row as JSON and streams it to the file.
     connector = get_connector(using)
-    fast_copy = fmt == "jsonl" and not anonymizer and not transformations and not groups and connector.supports_copy
+    server_rendered = fmt == "jsonl" and not transformations and not groups and connector.supports_copy
+    fast_copy = server_rendered and not anonymizer
+    server_masking = server_rendered and anonymizer is not None
     try:
         with _ConsistentRead(using):
             for entity in selected:
                 queryset = querysets[entity.name]
                 total = queryset.count() if progress else 0
                 writer.begin_entity(entity)
-                if fast_copy:
-                    writer.write_copy(_copy_json_rows(connector, queryset, entity, writer.copy_prefix))
+                masked = None
+                if server_masking:  # the simple rules in SQL, the kept text scanned by distinct value
+                    masked = masked_columns(connector, entity, anonymizer, scanner)
+                    if masked is not None:
+                        scan_kept_values(scanner, queryset, entity)
+                if fast_copy or masked is not None:
+                    copy = (
+                        masked_copy(connector, queryset, entity, masked, writer.copy_prefix)
+                        if masked is not None
+                        else _copy_json_rows(connector, queryset, entity, writer.copy_prefix)
+                    )
+                    writer.write_copy(copy)
                     writer.end_entity()
                     if progress:
                         progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))

@@ -37,13 +37,19 @@ class Bad(ValueError):
 # --- per-field converters: file value -> Python value ready for the staging table --------------------
 
 
-def _integer_converter(model_field: models.Field) -> Callable:
+def integer_range(model_field: models.Field) -> tuple[int, int]:
+    """The values an integer column (or a foreign key, as a bigint) takes, as the checking path allows them."""
     internal = model_field.get_internal_type() if not model_field.is_relation else "BigIntegerField"
     low, high = -(2**63), 2**63 - 1
     if internal in ("IntegerField", "AutoField", "PositiveIntegerField"):
         low, high = -(2**31), 2**31 - 1
     if internal.startswith("Positive") or internal in ("AutoField", "BigAutoField"):
         low = 0 if internal.startswith("Positive") else 1
+    return low, high
+
+
+def _integer_converter(model_field: models.Field) -> Callable:
+    low, high = integer_range(model_field)
 
     def convert(value):
         if isinstance(value, bool) or not isinstance(value, int | str):
@@ -198,12 +204,17 @@ _ALREADY_CHECKED = (MaxLengthValidator, ProhibitNullCharactersValidator, Decimal
 _EMPTY = (None, "", [], (), {})
 
 
+def value_validators(model_field: models.Field) -> list[Callable]:
+    """The field's validators that neither the converters nor the database already apply."""
+    validators = [] if isinstance(model_field, models.GenericIPAddressField) else model_field.default_validators
+    return [v for v in (*validators, *model_field._validators) if not isinstance(v, _ALREADY_CHECKED)]
+
+
 def _value_check(model_field: models.Field) -> Callable[[object], None] | None:
     """The model's own rules for a value, as full_clean applies them: choices and the field's validators
     (an email address, a slug, a URL, a project's validator). None when the field has neither."""
     choices = frozenset(value for value, _ in model_field.flatchoices) if model_field.choices else None
-    validators = [] if isinstance(model_field, models.GenericIPAddressField) else model_field.default_validators
-    validators = [v for v in (*validators, *model_field._validators) if not isinstance(v, _ALREADY_CHECKED)]
+    validators = value_validators(model_field)
     if choices is None and not validators:
         return None
     shown = ", ".join(sorted(map(str, choices or ())))[:200]
@@ -266,6 +277,8 @@ class FieldSpec:
     null: bool
     default: Callable[[], object] | None  # None: the field is required
     fast: Callable[[object], str]  # to COPY text; raises Bad when the strict converter must judge
+    model_field: models.Field | None = None
+    check: Callable[[object], None] | None = None  # the model's choices and validators, on the file's value
 
 
 def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str] | None) -> list[FieldSpec]:
@@ -289,7 +302,8 @@ def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str
         if check is not None:
             convert = _checked(convert, check)
             fast = fast if fast is _never_fast else _fast_and_checked(fast, check)
-        specs.append(FieldSpec(model_field.name, model_field.column, convert, model_field.null, default, fast))
+        name, column = model_field.name, model_field.column
+        specs.append(FieldSpec(name, column, convert, model_field.null, default, fast, model_field, check))
     return specs
 
 

@@ -3,6 +3,9 @@
 Pipeline, per entity in dependency order:
 1. read records (dbops.services.datamigration.formats), apply --transform functions;
 2. check each record in Python: known fields, types, lengths, required fields (defaults filled in);
+   (a jsonl file on an engine with supports_json_staging first goes the set-based way instead:
+   dbops.services.datamigration.set_based checks and converts it on the server, and only a file it
+   has doubts about comes through steps 1-3);
 3. load the good rows into a temporary staging table (COPY where the engine has it, executemany elsewhere),
    which has the target's columns but no constraints, defaults or sequences;
 4. check in SQL: duplicate keys inside the file, conflicts with existing rows (unique constraints;
@@ -37,7 +40,8 @@ from dbops.services.datamigration.entities import ENTITIES, entity_for_model
 from dbops.services.datamigration.formats import FORMATS, read_records
 from dbops.services.datamigration.import_fields import field_specs
 from dbops.services.datamigration.rekeying import Rekeying, match_parse
-from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, convert_record
+from dbops.services.datamigration.set_based import set_based_stages
+from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, stage_record
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)
@@ -123,9 +127,13 @@ def import_data(
         result.run_id = run.pk
     try:
         with transaction.atomic(using=using):
-            stages = _stage_records(
-                records, transformations, allow_privileged=allow_privileged, using=using, progress=progress
-            )
+            stages = None
+            if fmt == "jsonl" and not transformations:  # checked on the server; None: the checking path decides
+                stages = set_based_stages(path, allow_privileged=allow_privileged, using=using, progress=progress)
+            if stages is None:
+                stages = _stage_records(
+                    records, transformations, allow_privileged=allow_privileged, using=using, progress=progress
+                )
             # Keeps other writers out between validation and the write, so the checks stay true.
             get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
             rekeying = Rekeying(stages, match=matching, using=using) if matching.kind != "id" else None
@@ -218,11 +226,7 @@ def _stage_records(
                 record = apply_transformations(transformations, entity_name, dict(record))
                 if record is None:
                     continue
-            if stage.provided is None:
-                stage.plan(record)
-            found = [] if stage.add_fast(number, record) else convert_record(stage, number, record)
-            if not allow_privileged and (stage.entity.privileged or stage.entity.privileged_fields):
-                found += stage.privilege_problems(number, record)
+            found = stage_record(stage, number, record, allow_privileged=allow_privileged)
         if found:
             problem_count += len(found)
             if len(problems) < MAX_PROBLEMS:

@@ -145,12 +145,20 @@ class PiiScanner:
         for name in self.scanned_fields.get(entity, ()):
             for text in _strings(record.get(name)):
                 self.strings += 1
-                found = personal_data_in(text) or self._identity_in(text)
+                found = self.text_holds(text)
                 if found:
-                    raise PersonalDataFound(
-                        f"{entity} record {number}, field {name!r} holds {found} after anonymization, so nothing "
-                        f"was written. Give {entity}.{name} a masking rule, or accept what it holds consciously."
-                    )
+                    raise self.refusal(entity, number, name, found)
+
+    def text_holds(self, text: str) -> str | None:
+        """What personal data the text holds: by pattern, or a real identity value of this export."""
+        return personal_data_in(text) or self._identity_in(text)
+
+    @staticmethod
+    def refusal(entity: str, number: int, name: str, found: str) -> PersonalDataFound:
+        return PersonalDataFound(
+            f"{entity} record {number}, field {name!r} holds {found} after anonymization, so nothing "
+            f"was written. Give {entity}.{name} a masking rule, or accept what it holds consciously."
+        )
 
     def _identity_in(self, text: str) -> str | None:
         if not self.identities or len(text) < 3:

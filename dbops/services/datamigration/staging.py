@@ -181,6 +181,16 @@ def db_default(default: Callable[[], object]):
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
+def stage_record(stage: Stage, number: int, record: dict, *, allow_privileged: bool) -> list[Problem]:
+    """Stages one record (the fast way when it can, else checking every field); the problems it has."""
+    if stage.provided is None:
+        stage.plan(record)
+    found = [] if stage.add_fast(number, record) else convert_record(stage, number, record)
+    if not allow_privileged and (stage.entity.privileged or stage.entity.privileged_fields):
+        found += stage.privilege_problems(number, record)
+    return found
+
+
 def convert_record(stage: Stage, number: int, record: dict) -> list[Problem]:
     """The checking path: every field converted and checked, each problem named; stages the record if clean."""
     entity = stage.entity

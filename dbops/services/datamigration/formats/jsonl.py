@@ -56,7 +56,17 @@ def _json_line(line: str):
     return value
 
 
-def read_jsonl(path: Path) -> Iterator[base.Record]:
+_DATA = '","data":'
+
+
+def read_jsonl_raw(path: Path) -> Iterator[tuple[str, int, str]]:
+    """As read_jsonl, but each record's data as its JSON text, unparsed where the line has the shape
+    export_data writes (the server parses it: import_data's set-based path); others are parsed and
+    re-encoded. The header, entity names, end line and counts are checked as read_jsonl does."""
+    return read_jsonl(path, raw=True)
+
+
+def read_jsonl(path: Path, *, raw: bool = False) -> Iterator[base.Record]:
     numbers: dict[str, int] = {}
     line_number = 0
     with base.decode_errors(path), base.open_text(path) as handle:
@@ -66,6 +76,14 @@ def read_jsonl(path: Path) -> Iterator[base.Record]:
                 continue
             if ended:
                 raise ImportFormatError(f"{path}: line {line_number}: data after the end line.")
+            if raw and line_number > 1 and line.startswith('{"entity":"'):
+                split = line.find(_DATA, 11)
+                name = line[11:split]
+                body = line.rstrip("\n")
+                if split > 0 and name in ENTITIES and "\\" not in name and body.endswith("}"):
+                    numbers[name] = numbers.get(name, 0) + 1
+                    yield name, numbers[name], body[split + len(_DATA) : -1]
+                    continue
             try:
                 item = _json_line(line)
             except RecursionError:
@@ -94,7 +112,8 @@ def read_jsonl(path: Path) -> Iterator[base.Record]:
             if name not in ENTITIES:  # the message (with its path) is only formatted when needed
                 base.entity_named(name, f"{path}: line {line_number}")
             numbers[name] = numbers.get(name, 0) + 1
-            yield name, numbers[name], item.get("data")
+            data = item.get("data")
+            yield name, numbers[name], base.encode_json(data) if raw else data
         if line_number == 0:
             raise ImportFormatError(f"{path} is empty.")
         if not ended:

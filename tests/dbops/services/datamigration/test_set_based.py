@@ -1,0 +1,61 @@
+"""import_data's set-based path (checks in SQL on the server) takes clean jsonl files, and hands any file
+it doubts to the checking path, whose refusals stay exactly as they were."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from dbops.exceptions import ImportValidationError
+from dbops.models import DataTransferRun
+from dbops.services.datamigration.exports import export_data
+from dbops.services.datamigration.imports import import_data
+from dbops.services.datamigration.set_based import set_based_stages
+from tests.dbops.services.datamigration.helpers import domain_rows, seed, wipe_domain
+
+
+def _staged(path, *, allow_privileged=True):
+    with transaction.atomic():
+        stages = set_based_stages(path, allow_privileged=allow_privileged, using="default", progress=None)
+        counts = None if stages is None else {name: stage.rows for name, stage in stages.items()}
+        transaction.set_rollback(True)
+    return counts
+
+
+@pytest.mark.django_db
+def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_path):
+    seed(scale=0.2)
+    before = domain_rows()
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    counts = _staged(target)
+    assert counts is not None and sum(counts.values()) == sum(len(rows) for rows in before.values())
+    wipe_domain()
+    import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("needle", "replacement", "message"),
+    [
+        ('"position":0}', '"position":1e2}', "expected an integer"),  # an exponent: jsonb would read 100
+        ('"action":"', '"action":"pwn', "is not one of the choices"),
+        ('"entity_type":"', '"entity_type":"' + "x" * 70, "longer than 64"),
+    ],
+)
+def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_written(
+    tmp_path, needle, replacement, message
+):
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text = target.read_text()
+    assert needle in text
+    target.write_text(text.replace(needle, replacement, 1))
+    wipe_domain()
+    assert _staged(target) is None
+    before, runs = domain_rows(), DataTransferRun.objects.count()
+    with pytest.raises(ImportValidationError, match=message):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before and DataTransferRun.objects.count() == runs
