@@ -52,7 +52,12 @@ def measure_scale(dbname: str, rounds: int, workdir: Path) -> dict:
     local_env = project_env(dbname, local_dir)
     s3_env = {**project_env(dbname, s3_dir), **{name: os.environ[name] for name in S3_VARIABLES if name in os.environ}}
     bucket = s3_bucket()
-    bucket.objects.filter(Prefix=f"{dbname}/").delete()
+
+    def ours() -> list:  # keys are <storage location>/<database>/<name>
+        return [item for item in bucket.objects.all() if f"/{dbname}/" in f"/{item.key}"]
+
+    for item in ours():
+        item.delete()
     facts: dict = {"s3_rss_kb": 0, "local_rss_kb": 0, "local_files_after_s3": 0}
     backup = [PYTHON, "manage.py", "backup_advanced", "--compress", "zstd", "--quiet"]
 
@@ -67,9 +72,10 @@ def measure_scale(dbname: str, rounds: int, workdir: Path) -> dict:
         elapsed, _, rss = timed([*backup, "--upload-s3", "--no-local-copy"], env=s3_env)
         facts["s3_rss_kb"] = max(facts["s3_rss_kb"], rss)
         facts["local_files_after_s3"] += len(files_under(s3_dir))
-        sizes = [item.size for item in bucket.objects.filter(Prefix=f"{dbname}/") if not item.key.endswith(".json")]
-        facts["s3_object_mb"] = max(sizes, default=0) / (1024 * 1024)
-        bucket.objects.filter(Prefix=f"{dbname}/").delete()  # moto keeps objects in memory
+        stored = ours()
+        facts["s3_object_mb"] = max((item.size for item in stored), default=0) / (1024 * 1024)
+        for item in stored:  # moto keeps objects in memory
+            item.delete()
         return elapsed
 
     seconds = paired_rounds(rounds, {"local": local_backup, "straight_to_s3": straight_to_s3})
