@@ -1,22 +1,29 @@
-# Two commands for a newcomer: `make demo` (embedded SQLite, no servers) and `make test` (real servers).
+# For a newcomer: `make admin` (the admin on 127.0.0.1), `make demo` (embedded SQLite, no servers) and
+# `make test` (real servers).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_ENV = eval "$$(scripts/services env)"
 
-.PHONY: venv demo test test-fast services services-stop lint format bench clean-demo developers-md
+# `make admin`: the admin served on 127.0.0.1 (README: Open the admin).
+.PHONY: venv admin demo test test-fast services services-stop lint format bench clean-demo developers-md
 
-$(VENV)/.installed: requirements.txt
+# The runtime set (requirements.txt, what the image installs) plus tests and tooling.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
+admin: venv
+	$(PY) manage.py start_admin
+
 # Embedded default: SQLite in var/, backups in backups/, tasks in-process. No environment needed.
 demo: venv
 	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py migrate --no-input -v 0
+	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py setup_schedules
 	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py seed_data --scale 1 --seed 42
 	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py backup_advanced --compress zstd --tag demo
 	env -u DB_HOST -u REDIS_HOST -u S3_BACKUP_BUCKET $(PY) manage.py list_backups

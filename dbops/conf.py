@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     # Aliases of settings.STORAGES that receive a copy of every managed backup (another bucket, another
     # folder), each read back and checked against the backup's SHA-256 (dbops.services.backups.copies).
     "COPY_TARGETS": (),
+    # The largest file the admin's import page accepts (bigger ones: `manage.py import_data`).
+    "IMPORT_UPLOAD_MAX_BYTES": 256 << 20,
 }
 
 

@@ -133,20 +133,41 @@ class ImportFormatError(DataMigrationError):
 class ImportValidationError(DataMigrationError):
     """Records failed validation; `problems` holds every (entity, record number, field, message)."""
 
+    headline = "invalid record(s)"
+
     def __init__(self, problems, total: int | None = None) -> None:
         self.problems = list(problems)
         self.total = total if total is not None else len(self.problems)
         shown = "\n".join(f"  {problem}" for problem in self.problems[:25])
         more = f"\n  … and {self.total - 25} more" if self.total > 25 else ""
-        super().__init__(f"{self.total} invalid record(s); nothing was imported:\n{shown}{more}")
+        super().__init__(f"{self.total} {self.headline}; nothing was imported:\n{shown}{more}")
+
+
+class PrivilegedImportRefused(ImportValidationError):
+    """Records would grant privileges (superuser or staff flags, group, permission or role memberships)
+    and importing privileges was not allowed; nothing was imported."""
+
+    headline = "record(s) refused (grant privileges or are invalid)"
 
 
 class AnonymizationRuleMissing(DataMigrationError):
     """--anonymize was asked for entities with personal-looking columns that have no rule."""
 
 
+class PersonalDataFound(DataMigrationError):
+    """The scanner of an anonymized export found personal data in a value the rules keep; nothing was written."""
+
+
+class KAnonymityTooLow(DataMigrationError):
+    """A group of records shares its quasi-identifiers with fewer others than asked; nothing was written."""
+
+
 class SnapshotError(DataMigrationError):
     """A snapshot does not exist, or a rollback could not restore it exactly."""
+
+
+class SnapshotLaterChanges(SnapshotError):
+    """Rows were written to a snapshot's tables after its import: a rollback would discard them."""
 
 
 class AnalyzerError(DbopsError):

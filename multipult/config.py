@@ -2,6 +2,11 @@
 
 Settings, `validate_config` and `show_config` all read this registry, so a variable is typed,
 defaulted, documented and masked in exactly one place.
+
+Why not django-environ: it reads any word it does not know as False for a bool (`DEBUG=ture` would
+silently mean off), stops at the first bad variable, and knows nothing of secrets, ranges or docs;
+the registry refuses a value it cannot read, lists every problem at once (validate_config) and
+generates the DEVELOPERS.md table, so the parsers below are the few lines that remain of it.
 """
 
 from __future__ import annotations

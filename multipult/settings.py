@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",  # runserver serves static files through WhiteNoise too, as gunicorn does
     "django.contrib.staticfiles",
     "django_celery_beat",
     "graphene_django",
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "dbops.middleware.QueryProfilingMiddleware",  # outermost: sees every statement of the request
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files with DEBUG off, from STATIC_ROOT (collectstatic)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,7 +139,8 @@ BACKUP_DIR = project_path(CONFIG["BACKUP_DIR"])
 S3_BACKUP_BUCKET = CONFIG["S3_BACKUP_BUCKET"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed, compressed names (far-future caching); collectstatic writes them and their manifest.
+    "staticfiles": {"BACKEND": "multipult.staticfiles.StaticFilesStorage"},  # WhiteNoise, hashed and compressed
     "backups": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": BACKUP_DIR, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
@@ -191,6 +194,8 @@ ANONYMIZATION_SALT = (
 DBOPS |= {
     "COPY_TARGETS": tuple(f"backups_copy_{n}" for n in range(1, len(CONFIG["BACKUP_COPY_TARGETS"]) + 1)),
     "ENTITIES": [
+        # `anonymize`: the masking rule of each column (dbops/services/datamigration/masking_rules.py); an
+        # anonymized export refuses any free-text column without one.
         {
             "name": "roles",
             "model": "core.Role",
@@ -204,44 +209,55 @@ DBOPS |= {
             "companions": ["roles", "user_roles"],
             "exclude": ["password"],
             "anonymize": {
-                "username": "username",
-                "first_name": "first_name",
-                "last_name": "last_name",
-                "email": "email",
-                "phone": "phone",
+                "username": "fake:username",
+                "first_name": "fake:first_name",
+                "last_name": "fake:last_name",
+                "email": "fake:email",
+                "phone": "fake:phone",
+                "date_joined": "generalize:month",
+                "last_login": "generalize:month",
             },
+            "quasi_identifiers": ["date_joined", "is_staff", "is_active"],
         },
-        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"]},
+        # A role is what a user may do (admin, operator...): a membership grants privileges.
+        {"name": "user_roles", "model": "core.User_roles", "parent": ["user", "users"], "privileged": True},
         {
             "name": "concepts",
             "model": "core.Concept",
             "since_field": "updated_at",
-            "anonymize": {"name": "keep", "description": "text"},  # a concept name is a domain term
+            # a concept's code and name are domain terms; its description is free text people write
+            "anonymize": {"code": "keep", "name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionaries",
             "model": "core.Dictionary",
             "since_field": "created_at",
             "companions": ["dictionary_entries"],
-            "anonymize": {"name": "keep", "description": "text"},
+            "anonymize": {"name": "keep", "description": "fake:text"},
         },
         {
             "name": "dictionary_entries",
             "model": "core.DictionaryEntry",
             "parent": ["dictionary", "dictionaries"],
-            "anonymize": {"value": "keep"},  # reference data (codes, labels), not about people
+            "anonymize": {"key": "keep", "value": "keep"},  # reference data (codes, labels), not about people
         },
         {
             "name": "stored_files",
             "model": "core.StoredFile",
             "since_field": "created_at",
-            "anonymize": {"name": "filename", "storage_path": "filepath"},
+            "anonymize": {
+                "name": "fake:filename",
+                "storage_path": "fake:filepath",
+                "content_type": "keep",
+                "sha256": "hash",  # the hash of a file identifies it as well as its name does
+                "entity_type": "keep",
+            },
         },
         {
             "name": "audit_logs",
             "model": "core.AuditLog",
             "since_field": "timestamp",
-            "anonymize": {"changes": "clear", "ip_address": "ip"},
+            "anonymize": {"changes": "null", "ip_address": "fake:ip", "entity_type": "keep"},
         },
     ],
     "CELERY_APP": "multipult.celery.app",
@@ -291,7 +307,10 @@ LOG_ALL_QUERIES = CONFIG["LOG_ALL_QUERIES"]
 N_PLUS_ONE_THRESHOLD = CONFIG["N_PLUS_ONE_THRESHOLD"]
 N_PLUS_ONE_RAISE = CONFIG["N_PLUS_ONE_RAISE"]
 # Deliberate repeats (fnmatch patterns of call sites, GraphQL paths, statements); tests add their own by marker.
-N_PLUS_ONE_ALLOW = ("dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.explain:*",)  # one plan each
+N_PLUS_ONE_ALLOW = (
+    "dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.explain:*",  # one plan per analyzed statement
+    "dbops/engines/postgresql/introspection.py:PostgreSQLIntrospection.table_facts:*",  # and its tables' facts
+)
 
 # Health thresholds and probe timeout (dbops.services.ops.health, health_check, /health/).
 BACKUP_MAX_AGE_HOURS = CONFIG["BACKUP_MAX_AGE_HOURS"]

@@ -12,6 +12,7 @@ WEB_ONLY_APPS = (
     "django.contrib.admin",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_celery_beat",
     "graphene_django",

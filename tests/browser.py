@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,22 @@ def chromium_browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(request):
+    """pytest-django's live server, but its static files come through the app's WhiteNoise (the
+    collected, hashed files), as under gunicorn: Django's test static handler only finds unhashed names,
+    so every page it serves with DEBUG unset would be unstyled."""
+    import os
+
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer(os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost", start=False)
+    server.thread.static_handler = lambda application: application  # nothing in front of the app
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,15 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static_files():
+    """The admin renders hashed static names from collectstatic's manifest (WhiteNoise's storage), as it
+    does in the image; collectstatic only copies what changed, so this costs a second once."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
 
 

@@ -8,86 +8,29 @@ from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model
-from django.contrib.auth import login as auth_login
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.timesince import timesince
 
-from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.backup_display import (
+    STATUS_COLOURS,
+    TAG_SHOWN_CHARACTERS,
+    StatusListFilter,
+    human_age,
+    human_size,
+    restore_outcome,
+    verification_outcome,
+)
+from dbops.admin.confirm import TypedConfirmationForm, render_confirmation
 from dbops.admin.dashboard import dashboard_view
 from dbops.admin.pinning import PinActionsMixin
 from dbops.admin.readonly import ServiceWrittenAdmin
+from dbops.admin.restore_page import keep_signed_in, restore_confirmation_page
 from dbops.exceptions import DbopsError, QueueUnavailable
 from dbops.models import BackupRecord, TaskRun
-
-STATUS_COLOURS = {
-    BackupRecord.Status.SUCCEEDED: "#2e7d32",
-    BackupRecord.Status.FAILED: "#c62828",
-    BackupRecord.Status.RUNNING: "#1565c0",
-    BackupRecord.Status.DELETED: "#757575",
-    BackupRecord.Status.MISSING: "#ef6c00",
-}
-
-
-def human_size(size_bytes: int | None) -> str:
-    return "—" if size_bytes is None else filesizeformat(size_bytes)
-
-
-def restore_outcome(outcome: dict) -> str:
-    """One line for the message after a restore (the restore task's result): what was restored, where
-    the old data went, which copy was used."""
-    parts = [f"Restored {outcome['source']} into database {outcome['database']} in {outcome['seconds']:.1f} s."]
-    if outcome.get("safety_backup_id"):
-        parts.append(f"Safety backup #{outcome['safety_backup_id']} holds the data as it was before.")
-    if outcome.get("previous_database"):
-        parts.append(f"The previous database is kept as {outcome['previous_database']} until the next retention run.")
-    if outcome.get("tables"):
-        parts.append(f"Tables: {', '.join(outcome['tables'])}.")
-    parts += outcome.get("notes", [])  # e.g. the local copy was damaged and the S3 copy was used
-    return " ".join(parts)
-
-
-def verification_outcome(backup_record: BackupRecord) -> tuple[str, int]:
-    """The message (and its level) for a record's stored verification outcome."""
-    details = backup_record.verification_details or {}
-    warnings = " ".join(details.get("warnings") or [])
-    if backup_record.verification_status == BackupRecord.VerificationStatus.PASSED:
-        restored = (
-            f"restored into a scratch database, {details.get('tables_checked', 0)} tables' row counts match"
-            if details.get("restore_tested")
-            else "no restore test"
-        )
-        copy = " of the S3 copy" if details.get("source") == "s3" else ""
-        text = f"Backup #{backup_record.pk}: verification{copy} passed (checksum ok, {restored})."
-        return (f"{text} {warnings}", messages.WARNING) if warnings else (text, messages.SUCCESS)
-    problems = "; ".join(details.get("problems") or []) or "checksum mismatch"
-    if backup_record.verification_status == BackupRecord.VerificationStatus.KEY_UNAVAILABLE:
-        return f"Backup #{backup_record.pk}: checksum ok, not restorable here: {problems}", messages.WARNING
-    return f"Backup #{backup_record.pk}: verification FAILED: {problems}", messages.ERROR
-
-
-def keep_signed_in(request) -> None:
-    """The restored database holds the sessions of the backup's time, not this one. Store this
-    session again when the operator's account exists there; otherwise end it cleanly (the next
-    page asks them to log in) instead of failing to save a session that is gone."""
-    user = get_user_model()._default_manager.filter(pk=request.user.pk, is_active=True, is_staff=True).first()
-    if user is None:
-        request.session.flush()
-        return
-    request.session.cycle_key()  # writes the session under a new key into the restored database
-    auth_login(request, user, backend=getattr(request.user, "backend", None))
-
-
-def human_age(moment, now=None) -> str:
-    if moment is None:
-        return "—"
-    return f"{timesince(moment, now or timezone.now(), depth=1)} ago"
 
 
 # Read-only: retention and the services delete through backup_delete, which removes the artifact too.
@@ -95,32 +38,28 @@ def human_age(moment, now=None) -> str:
 class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
     change_list_template = "admin/dbops/backuprecord/change_list.html"
     change_form_template = "admin/dbops/backuprecord/change_form.html"
+    # What a person acts on; the rest (format, compression, encryption, trigger...) is on the record's page.
     list_display = [
         "id",
-        "status_badge",
-        "kind",
-        "database_name",
-        "started_at",
+        "status_and_error",
+        "when",
         "age",
+        "database_alias",
         "size",
-        "compression",
-        "encrypted",
+        "where",
         "verified",
-        "uploaded_to_s3",
-        "triggered_by",
-        "tag",
+        "short_tag",
         "pinned",
     ]
-    list_display_links = ["id", "status_badge"]
+    list_display_links = ["id", "status_and_error"]
     list_filter = [
-        "status",
+        StatusListFilter,
         "pinned",
         "kind",
-        "compression",
         "verification_status",
-        "uploaded_to_s3",
         "local_presence",
         "s3_presence",
+        "compression",
         "encrypted",
         "triggered_by",
         "engine",
@@ -213,6 +152,38 @@ class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
             colour,
             backup_record.get_status_display(),
         )
+
+    @admin.display(description="status", ordering="status")
+    def status_and_error(self, backup_record: BackupRecord):
+        """The status, and for a failed backup the first line of its error (the whole error as tooltip)."""
+        badge = self.status_badge(backup_record)
+        problem = backup_record.error or backup_record.upload_error
+        if not problem:
+            return badge
+        first_line = problem.strip().splitlines()[0] if problem.strip() else problem
+        return format_html(
+            '{}<div class="backup-list-error" title="{}">{}</div>',
+            badge,
+            problem,
+            first_line if len(first_line) <= 90 else first_line[:89] + "…",
+        )
+
+    @admin.display(description="started", ordering="started_at")
+    def when(self, backup_record: BackupRecord):
+        # date over time, in the server's zone: narrow enough for every key column at 1400 px
+        started = timezone.localtime(backup_record.started_at)
+        return format_html('<span class="backup-when">{}<br>{}</span>', f"{started:%Y-%m-%d}", f"{started:%H:%M}")
+
+    @admin.display(description="where", ordering="local_presence")
+    def where(self, backup_record: BackupRecord) -> str:
+        return backup_record.places()
+
+    @admin.display(description="tag", ordering="tag")
+    def short_tag(self, backup_record: BackupRecord):
+        tag = backup_record.tag
+        if len(tag) <= TAG_SHOWN_CHARACTERS:
+            return tag or "—"
+        return format_html('<span title="{}">{}…</span>', tag, tag[: TAG_SHOWN_CHARACTERS - 1])
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, backup_record: BackupRecord) -> str:
@@ -382,7 +353,7 @@ class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
         if backup_record is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         alias = backup_record.database_alias if backup_record.database_alias in connections else DEFAULT_DB_ALIAS
-        page = self._restore_page(backup_record, alias)
+        page = restore_confirmation_page(backup_record, alias, cancel_url=self._url("change", backup_record.pk))
         form = TypedConfirmationForm(
             request.POST if request.method == "POST" else None, expected_name=page.target.confirmation_name
         )
@@ -412,38 +383,3 @@ class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
         if BackupRecord.objects.filter(pk=backup_record.pk).exists():
             return HttpResponseRedirect(self._url("change", backup_record.pk))
         return HttpResponseRedirect(self._url("changelist"))
-
-    def _restore_page(self, backup_record: BackupRecord, alias: str) -> ConfirmationPage:
-        from dbops.services.backups.restore import restore_plan, restore_refusal
-
-        target = target_database(alias)
-        restore_description = restore_plan(backup_record=backup_record, database=alias, safety_backup=True).describe()
-        blocking = restore_refusal(backup_record=backup_record, database=alias)
-        total_rows = sum(int(count) for count in (backup_record.row_counts or {}).values())
-        return ConfirmationPage(
-            title="Restore the database from a backup",
-            action_label="Restore the database",
-            target=target,
-            source_facts=[
-                ("Backup", f"#{backup_record.pk} ({backup_record.get_kind_display()})"),
-                ("Taken at", f"{timezone.localtime(backup_record.started_at):%Y-%m-%d %H:%M:%S %Z}"),
-                ("Age", human_age(backup_record.finished_at or backup_record.started_at)),
-                ("Size", human_size(backup_record.size_bytes)),
-                ("Format / compression", f"{backup_record.format} / {backup_record.compression}"),
-                ("Source database", f"{backup_record.database_name} ({backup_record.engine})"),
-                ("SHA-256", backup_record.sha256 or "—"),
-                ("Tables / rows", f"{len(backup_record.row_counts or {})} tables, {total_rows} rows"),
-                ("Tag", backup_record.tag or "—"),
-            ],
-            overwritten=[
-                f"Every table of database “{target.name}” ({target.engine}"
-                + (f" on {target.host}" if target.host else "")
-                + ") is replaced by the backup's contents.",
-                "Rows written since the backup was taken are lost (they stay in the safety backup).",
-                restore_description,
-            ],
-            tables=sorted((backup_record.row_counts or {}).items()),
-            safety_backup=True,
-            blocking_problem=blocking,
-            cancel_url=self._url("change", backup_record.pk),
-        )

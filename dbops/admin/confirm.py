@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django import forms
+from django.db import DatabaseError
 from django.template.response import TemplateResponse
 
 from dbops.engines import get_connector
+from dbops.exceptions import DbopsError
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,26 @@ class ConfirmationPage:
     source_facts: list[tuple[str, str]]
     overwritten: list[str]
     tables: list[tuple[str, object]] = field(default_factory=list)
+    current_rows: dict[str, int] = field(default_factory=dict)  # the target's row count of each table now
+    source_noun: str = "backup"
     safety_backup: bool = True
     safety_note: str = ""  # shown instead of the safety-backup line when there is none
     blocking_problem: str = ""
     cancel_url: str = ""
+
+    @property
+    def table_rows(self) -> list[tuple[str, object, object]]:
+        """(table, rows in the source, rows in the target now or "—" when it has no such table)."""
+        return [(table, rows, self.current_rows.get(table, "—")) for table, rows in self.tables]
+
+
+def current_row_counts(alias: str) -> dict[str, int]:
+    """Row counts of the target's tables as they are now (exact), shown beside the source's before a
+    destructive operation; {} when they cannot be read (the page says so rather than failing)."""
+    try:
+        return get_connector(alias).table_counts()
+    except (DbopsError, DatabaseError):
+        return {}
 
 
 def render_confirmation(request, model_admin, obj, page: ConfirmationPage, form: TypedConfirmationForm):

@@ -1,14 +1,34 @@
 """RetentionPolicy admin: editable rules, the outcome of the last run, and a dry-run "Preview"."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.template.response import TemplateResponse
 
+from dbops.conf import operations_alias
 from dbops.exceptions import DbopsError
 from dbops.models import RetentionPolicy
 
 
+def database_alias_choices() -> list[tuple[str, str]]:
+    """Every configured database a backup can be of (not the operations database), and blank: every one."""
+    aliases = [alias for alias in connections.settings if alias != operations_alias() or alias == DEFAULT_DB_ALIAS]
+    return [("", "every database"), *((alias, alias) for alias in aliases)]
+
+
+class RetentionPolicyForm(forms.ModelForm):
+    # a choice, not free text: a misspelt alias would save and then fail every nightly run
+    database_alias = forms.ChoiceField(
+        choices=database_alias_choices,
+        required=False,
+        help_text=RetentionPolicy._meta.get_field("database_alias").help_text,
+    )
+    # no Meta: the admin builds the form with the model and the fields of its fieldsets
+
+
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
+    form = RetentionPolicyForm
     list_display = [
         "name",
         "enabled",

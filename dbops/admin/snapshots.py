@@ -11,8 +11,14 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 
-from dbops.admin.backups import human_age, human_size
-from dbops.admin.confirm import ConfirmationPage, TypedConfirmationForm, render_confirmation, target_database
+from dbops.admin.backup_display import human_age, human_size
+from dbops.admin.confirm import (
+    ConfirmationPage,
+    TypedConfirmationForm,
+    current_row_counts,
+    render_confirmation,
+    target_database,
+)
 from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.exceptions import DbopsError
 from dbops.models import DataTransferRun, Snapshot
@@ -128,6 +134,8 @@ class SnapshotAdmin(ServiceWrittenAdmin):
                 "it refuses and nothing changes.",
             ],
             tables=sorted(snapshot.row_counts.items()),
+            current_rows=current_row_counts(alias),
+            source_noun="snapshot",
             safety_backup=False,
             safety_note="No safety backup is taken: the rollback runs in one transaction and is only committed "
             "when every table's checksum equals the snapshot's.",
@@ -139,9 +147,22 @@ class SnapshotAdmin(ServiceWrittenAdmin):
 class DataTransferRunAdmin(ServiceWrittenAdmin):
     """Export and import runs: their status rows, read-only."""
 
+    change_list_template = "admin/dbops/datatransferrun/change_list.html"
     list_display = ["id", "kind", "status", "format", "started_at", "duration_seconds", "size", "path"]
     list_filter = ["kind", "status", "format"]
     search_fields = ["path", "error"]
+
+    def get_urls(self):
+        from dbops.admin.imports import import_view
+
+        view = self.admin_site.admin_view(lambda request: import_view(self, request))
+        return [path("import/", view, name="dbops_datatransferrun_import"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        from dbops.admin.imports import has_import_permission
+
+        extra_context = {**(extra_context or {}), "has_import_permission": has_import_permission(request)}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, run: DataTransferRun) -> str:

@@ -16,7 +16,7 @@ from dbops.artifacts.manifest import manifest_beside
 from dbops.artifacts.pipeline import CHUNK_SIZE, PLAIN_DUMP_END, ByteProgress, decoded_reader, sha256_of, sniff_layers
 from dbops.artifacts.s3 import S3ObjectReader
 from dbops.artifacts.sidecar import sidecar_digest, sidecar_path
-from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_key, s3_storage, write_all
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_key, s3_storage, s3_url, write_all
 from dbops.exceptions import (
     ArtifactWriteError,
     ChecksumMismatch,
@@ -134,7 +134,7 @@ def artifact_locate(
     remote = s3_storage()
     if name and backup_record.uploaded_to_s3 and remote is not None:
         key = backup_record.s3_key or s3_key(remote, name)
-        where = f"s3://{getattr(remote, 'bucket_name', '?')}/{key}"
+        where = s3_url(remote, key=key)
         try:
             if not remote.exists(name):
                 found.copies[S3], found.damage[S3] = MISSING, f"{where} is missing"

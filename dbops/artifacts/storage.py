@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,9 +175,31 @@ def storage_file_names(storage: Storage, folder: str = "") -> Iterator[str]:
         yield from storage_file_names(storage, f"{folder}/{sub}" if folder else sub)
 
 
-def storage_put(storage: Storage, name: str, source: Path) -> str:
+class _CountingReader:
+    """A file read through, reporting (bytes read, size) to `progress` as the upload takes it (boto3's
+    transfer threads read parts concurrently: one lock keeps the count whole)."""
+
+    def __init__(self, handle, size: int, progress: Callable[[int, int], None]) -> None:
+        self._handle, self._size, self._progress, self._read = handle, size, progress, 0
+        self._lock = threading.Lock()
+
+    def read(self, amount: int = -1) -> bytes:
+        data = self._handle.read(amount)
+        with self._lock:
+            self._read = min(self._read + len(data), self._size)
+            self._progress(self._read, self._size)
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
+
+
+def storage_put(
+    storage: Storage, name: str, source: Path, *, progress: Callable[[int, int], None] | None = None
+) -> str:
     """Stores the file `source` as `name`, replacing what is there: atomically and durably in the local
-    storage, as one upload (multipart for big files) on S3. Returns the stored name."""
+    storage, as one upload (multipart for big files) on S3. Returns the stored name. `progress` hears
+    (bytes sent, size) during an S3 upload."""
     if is_local(storage):
         target = Path(storage.path(name))
         with atomic_writer(target, replace=True, make_folders=True) as sink, open(source, "rb") as src:
@@ -185,7 +208,8 @@ def storage_put(storage: Storage, name: str, source: Path) -> str:
     if storage.exists(name):
         storage.delete(name)  # file_overwrite is off: saving over a name would pick another one
     with open(source, "rb") as handle:
-        saved = storage.save(name, File(handle, name=Path(name).name))
+        readable = _CountingReader(handle, Path(source).stat().st_size, progress) if progress else handle
+        saved = storage.save(name, File(readable, name=Path(name).name))
     if saved != name:
         raise UploadError(f"{storage_label(storage)} stored {name} as {saved}.")
     return saved
@@ -211,7 +235,18 @@ def s3_key(storage: Storage, name: str) -> str:
     return f"{location.strip('/')}/{name}" if location else name
 
 
-def s3_upload(local_file: Path | str, storage_name: str, *, after_upload: Callable[[str], None]) -> str:
+def s3_url(storage: Storage, *, key: str = "", name: str = "") -> str:
+    """`s3://<bucket>/<key>` of an object (given its key, or its storage name), as an operator finds it."""
+    return f"s3://{getattr(storage, 'bucket_name', '?')}/{key or s3_key(storage, name)}"
+
+
+def s3_upload(
+    local_file: Path | str,
+    storage_name: str,
+    *,
+    after_upload: Callable[[str], None],
+    progress: Callable[[int, int], None] | None = None,
+) -> str:
     """Copies the artifact to S3 with retries, then calls `after_upload(key)` (which writes the manifest
     there, so a manifest on S3 always has its artifact). Returns the key.
 
@@ -222,7 +257,7 @@ def s3_upload(local_file: Path | str, storage_name: str, *, after_upload: Callab
     last_error: Exception | None = None
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
-            key = s3_key(storage, storage_put(storage, storage_name, Path(local_file)))
+            key = s3_key(storage, storage_put(storage, storage_name, Path(local_file), progress=progress))
             after_upload(key)
             return key
         except Exception as exc:  # boto3/botocore raise many unrelated types; all mean "not uploaded"

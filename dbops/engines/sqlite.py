@@ -204,7 +204,9 @@ class SQLiteConnector(Connector):
         return digest.hexdigest()
 
     def database_stats(self, *, exact: bool) -> DatabaseFacts:
-        """Sizes from dbstat when the library has it, estimates from sqlite_stat1, exact counts on request."""
+        """Sizes from dbstat when the library has it, estimates from sqlite_stat1, and always exact counts:
+        SQLite has no row statistics until ANALYZE runs, so a count is the only number it can show (`exact`
+        changes nothing here)."""
         quote = self.connection.ops.quote_name
         with self.connection.cursor() as cursor:
             cursor.execute("PRAGMA page_count")
@@ -226,9 +228,8 @@ class SQLiteConnector(Connector):
                     indexes.append(IndexStats(table_name, name, None, (sizes or {}).get(name), unique))
                     continue
                 table = TableStats(name, estimates.get(name), table_bytes=(sizes or {}).get(name))
-                if exact:
-                    cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608 - quoted catalog name
-                    table.rows_exact = cursor.fetchone()[0]
+                cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608 - quoted catalog name
+                table.rows_exact = cursor.fetchone()[0]
                 tables.append(table)
         if sizes:
             for table in tables:
@@ -244,7 +245,7 @@ class SQLiteConnector(Connector):
             cache_hit_ratio=None,
             connections=None,
             max_connections=None,
-            notes=["SQLite keeps no index usage, cache or connection statistics."],
+            notes=["SQLite keeps no index usage, cache or connection statistics; rows are counted exactly."],
         )
         if sizes is None:
             facts.notes.append("This SQLite library has no dbstat table: per-table sizes are unknown.")

@@ -4,11 +4,16 @@ deliberate repeats are allowed by `N_PLUS_ONE_ALLOW` (fnmatch patterns of call s
 paths or statements) or, for one test, `@pytest.mark.n_plus_one_allow(...)` (dbops.pytest_plugin).
 
 `NPlusOneGuard` records a block (a test's body) without touching its SQL, logs or the current profile,
-so what the block observes of the profiler is exactly what it would without the guard.
+so what the block observes of the profiler is exactly what it would without the guard. Given the test's
+own code (`ignore_sites`), it counts per call from that code into the code under test (one request
+through the test client, one service call, one command): a test that makes ten requests repeats their
+session lookups ten times, which is no N+1, while one request that repeats a statement is.
 """
 
 from __future__ import annotations
 
+import sys
+from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import ExitStack
 from fnmatch import fnmatchcase
@@ -57,19 +62,42 @@ class NPlusOneGuard:
     def __init__(self, source: str, *, allow: Iterable[str] = (), ignore_sites: Iterable[str] = ()) -> None:
         self.source = source
         self.allow = tuple(allow)
-        self.ignore_sites = tuple(ignore_sites)  # call sites that are the test's own setup, not code under test
+        self.ignore_sites = tuple(ignore_sites)  # call sites that are the test's own code, not code under test
         self.records: list[tuple[str, float, str, Any]] = []
+        self.calls: list[str] = []  # per record: the call from the test's code that issued it ("" without one)
+        self._call_frame: Any = None  # the frame the test's code last called into (held: its identity is the call)
+        self._call_label = ""
+        self._call_count = 0
         self._stack: ExitStack | None = None
 
     def __call__(self, execute, sql, params, many, context):
         self.records.append((sql, 0.0, self._call_site(), self._code_path.get()))
+        self.calls.append(self._current_call() if self.ignore_sites else "")
         return execute(sql, params, many, context)
+
+    def _current_call(self) -> str:
+        """`tests/x.py:12` for the frame the nearest test-code frame called; a new frame is a new call."""
+        callee, frame = None, sys._getframe(2)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(self._test_roots):
+                if callee is None:
+                    return ""  # the test's own statement: not counted (its call site is test code)
+                if callee is not self._call_frame:
+                    self._call_frame, self._call_count = callee, self._call_count + 1
+                    self._call_label = f"{filename[len(self._root) :]}:{frame.f_lineno} (call {self._call_count})"
+                return self._call_label
+            callee, frame = frame, frame.f_back
+        return ""
 
     def __enter__(self) -> NPlusOneGuard:
         # Bound now: a block may hide modules from imports (tests of optional parts do).
-        from dbops.instrumentation.profiling import call_site, code_path, summarize
+        from dbops.instrumentation.call_sites import _PROJECT_ROOT, call_site
+        from dbops.instrumentation.profiling import code_path, summarize
 
         self._call_site, self._code_path, self._summarize = call_site, code_path, summarize
+        self._root = _PROJECT_ROOT
+        self._test_roots = tuple(_PROJECT_ROOT + site for site in self.ignore_sites)
         self._stack = ExitStack()
         for alias in settings.DATABASES:
             self._stack.enter_context(connections[alias].execute_wrapper(self))
@@ -77,13 +105,23 @@ class NPlusOneGuard:
 
     def __exit__(self, exc_type, *_exc_info) -> None:
         self._stack.close()
+        self._call_frame = None
         if exc_type is not None:
             return  # the block's own failure says more
-        records = [record for record in self.records if not record[2].startswith(self.ignore_sites)]
-        summary = self._summarize(
-            records,
-            source=self.source,
-            slow_threshold_ms=float("inf"),
-            n_plus_one_threshold=settings.N_PLUS_ONE_THRESHOLD,
-        )
-        n_plus_one_check(summary.n_plus_one, source=self.source, allow=(*settings.N_PLUS_ONE_ALLOW, *self.allow))
+        by_call: dict[str, list] = defaultdict(list)
+        for record, call in zip(self.records, self.calls, strict=True):
+            if not record[2].startswith(self.ignore_sites):  # the test's own statements
+                by_call[call].append(record)
+        repeated = []
+        for call, records in by_call.items():
+            summary = self._summarize(
+                records,
+                source=f"{self.source}, the call at {call}" if call else self.source,
+                slow_threshold_ms=float("inf"),
+                n_plus_one_threshold=settings.N_PLUS_ONE_THRESHOLD,
+            )
+            if summary.n_plus_one:
+                repeated.append((summary.source, summary.n_plus_one))
+        allow = (*settings.N_PLUS_ONE_ALLOW, *self.allow)
+        for source, groups in repeated:
+            n_plus_one_check(groups, source=source, allow=allow)

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import CodeType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -30,7 +29,7 @@ from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 
-from dbops.conf import dbops_setting
+from dbops.instrumentation.call_sites import _code_locations, application_frame, call_site
 from dbops.instrumentation.n_plus_one import NPlusOneDetected, n_plus_one_check
 from dbops.models.profiling import SlowQuery
 
@@ -44,43 +43,12 @@ _current_profile: contextvars.ContextVar[QueryProfile | None] = contextvars.Cont
     "dbops_query_profile", default=None
 )
 
-_PROJECT_ROOT = str(Path(settings.BASE_DIR).resolve()) + "/"
-# Not a call site: libraries, this module, and the project's plumbing (DBOPS["PROFILING_SKIP_FILES"]).
-_NOT_APP_CODE = ("/site-packages/", "/.venv/", "/dist-packages/")
-_PROFILER_FILES = (__file__, str(Path(__file__).with_name("n_plus_one.py")))  # its own wrappers are no call site
-_code_locations: dict[CodeType, str | None] = {}
 _SAMPLE_CHARS = 4000
 
 
 def current_profile() -> QueryProfile | None:
     """The profile recording this request/task, if any."""
     return _current_profile.get()
-
-
-def _code_location(code: CodeType) -> str | None:
-    filename = code.co_filename
-    if (
-        not filename.startswith(_PROJECT_ROOT)
-        or filename.endswith((*_PROFILER_FILES, *dbops_setting("PROFILING_SKIP_FILES")))
-        or any(part in filename for part in _NOT_APP_CODE)
-    ):
-        return None
-    return f"{filename[len(_PROJECT_ROOT) :]}:{code.co_qualname}"
-
-
-def call_site(depth: int = 2) -> str:
-    """`path/to/file.py:function:line` of the nearest project frame (not Django, not this module)."""
-    frame = sys._getframe(depth)
-    while frame is not None:
-        code = frame.f_code
-        try:
-            location = _code_locations[code]
-        except KeyError:
-            location = _code_locations[code] = _code_location(code)
-        if location is not None:
-            return f"{location}:{frame.f_lineno}"
-        frame = frame.f_back
-    return "unknown"
 
 
 def path_label(value: Any) -> str:
@@ -97,6 +65,8 @@ _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _NUMBER_LITERAL = re.compile(r"(?<![\w$.\"])-?\d+(?:\.\d+)?(?![\w\"])")
 _PLACEHOLDER_LIST = re.compile(r"\bIN\s*\((?:\s*(?:%s|\?)\s*,)*\s*(?:%s|\?)\s*\)", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+# transaction control waits on the statements around it (a commit's flush): never a slow query of its own
+_TRANSACTION_CONTROL = re.compile(r"\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO\s+SAVEPOINT)\b", re.I)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -187,6 +157,7 @@ class QueryProfile:
         self.summary: ProfileSummary | None = None
         self._tags: dict[str, str] = {"route": source, **(tags or {})}
         self._comment_cache: dict[str, tuple[str, str]] = {}
+        self._site_hints: dict[str, tuple[int, CodeType, CodeType]] = {}
         self._stack: ExitStack | None = None
         self._token: contextvars.Token | None = None
         self._started = 0.0
@@ -206,8 +177,27 @@ class QueryProfile:
         return comments[1] if escape_percent else comments[0]
 
     # -- the execute wrapper ------------------------------------------------------------------------
+    def _call_site(self, sql: str) -> str:
+        # Walking up materializes a frame object per frame (~0.5 us each): a statement text seen before
+        # jumps straight to the depth of its last call site, checked by that frame's code and its callee's.
+        hint = self._site_hints.get(sql)
+        if hint is not None:
+            depth, code, callee = hint
+            try:
+                frame = sys._getframe(depth)
+            except ValueError:
+                frame = None
+            if frame is not None and frame.f_code is code and sys._getframe(depth - 1).f_code is callee:
+                return f"{_code_locations[code][1]}:{frame.f_lineno}"
+        found = application_frame(2)
+        if found is None:
+            return call_site(3)  # no application frame: the fallback needs the whole walk, every time
+        frame, depth = found
+        self._site_hints[sql] = (depth, frame.f_code, sys._getframe(depth - 1).f_code)
+        return f"{_code_locations[frame.f_code][1]}:{frame.f_lineno}"
+
     def __call__(self, execute, sql, params, many, context):
-        site = call_site()
+        site = self._call_site(sql)
         started = time.perf_counter()
         try:
             # A parameterized statement goes through %-formatting: the comment's % must be doubled.
@@ -269,7 +259,7 @@ def summarize(
         group.count += 1
         group.total_ms += duration_ms
         group.max_ms = max(group.max_ms, duration_ms)
-        if duration_ms >= slow_threshold_ms:
+        if duration_ms >= slow_threshold_ms and not _TRANSACTION_CONTROL.match(sql):
             slow_group = slow.get(fingerprint)
             if slow_group is None:
                 slow_group = slow[fingerprint] = StatementGroup(fingerprint, statement, "")
@@ -327,14 +317,15 @@ def _log_summary(summary: ProfileSummary, all_records: list | None) -> None:
             group.statement[:500],
             extra={"repeats": group.count, "call_site": group.call_site, "code_path": group.code_path},
         )
-    logger.info(
-        "query summary for %s: %d queries, %.1f ms, %d duplicates",
-        summary.source,
-        summary.count,
-        summary.total_ms,
-        summary.duplicates,
-        extra={"query_summary": summary.as_dict()},
-    )
+    if logger.isEnabledFor(logging.INFO):  # the structured summary is only built for a handler that takes it
+        logger.info(
+            "query summary for %s: %d queries, %.1f ms, %d duplicates",
+            summary.source,
+            summary.count,
+            summary.total_ms,
+            summary.duplicates,
+            extra={"query_summary": summary.as_dict()},
+        )
 
 
 # -- persistence ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ longer than 64 characters.`) and, for some errors, advice for the command-line u
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -75,11 +76,49 @@ def option_string(parser: argparse.ArgumentParser, dest: str, options: dict[str,
     return None
 
 
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every long option of the parser and of its subcommands."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for chosen in action.choices.values():
+                found += _option_strings(chosen)
+        found += [option for option in action.option_strings if option.startswith("--")]
+    return found
+
+
+def suggest_on_error(parser: argparse.ArgumentParser) -> None:
+    """`unrecognized arguments: --dry-rn (did you mean --dry-run?)`, as Python 3.14's argparse will say."""
+    report_error = parser.error
+
+    def error(message: str):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            known = sorted(set(_option_strings(parser)))
+            guesses = {
+                word: close[0]
+                for word in message[len(prefix) :].split()
+                if word.startswith("--")
+                for close in [difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.7)]
+                if close
+            }
+            if guesses:
+                message += " (did you mean " + ", ".join(f"{guess}" for guess in guesses.values()) + "?)"
+        report_error(message)
+
+    parser.error = error
+
+
 class DbopsCommand(BaseCommand):
     # Off only where a command must not touch a database (run by the server itself, or config display).
     recovers_leftovers = True
     # Advice for the command-line user, added to a service error of that class (the first that matches).
     error_hints: ClassVar[dict[type[DbopsError], str]] = {}
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        suggest_on_error(parser)
+        return parser
 
     def execute(self, *args, **options):
         try:

@@ -3,32 +3,80 @@
 from __future__ import annotations
 
 import json
-import time
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
+from tqdm import tqdm
 
 
-class _TtyLine:
-    """One status line rewritten in place, only when stdout is a TTY and not --quiet; a context manager
-    that ends the line however the work ends."""
+@contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """Console log records written with the bars cleared first and drawn again after (tqdm's
+    external_write_mode), by the console handlers themselves: unlike tqdm's logging_redirect_tqdm, which
+    swaps them for a handler of its own, their level, filters (secret masking) and format all stay."""
+    terminals = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    consoles = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream in terminals and "emit" not in vars(handler)
+    ]
+    for handler in consoles:
+        console_emit = handler.emit
 
-    def __init__(self, stdout, *, quiet: bool = False) -> None:
+        def emit(record, console_emit=console_emit, stream=handler.stream):
+            with tqdm.external_write_mode(file=stream):
+                console_emit(record)
+
+        handler.emit = emit
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            del handler.emit
+
+
+class _TtyBar:
+    """A tqdm bar on the command's stdout, only when it is a TTY and not --quiet; a context manager that
+    closes the bar however the work ends. While it is open, log records on the console are written
+    above the bar (logs_above_bars), so progress and log lines never overwrite each other."""
+
+    unit, unit_scale = "it", False
+
+    def __init__(self, stdout, *, quiet: bool = False, label: str = "", total: int | None = None) -> None:
         self.stdout = stdout
         stream = getattr(stdout, "_out", stdout)  # Django's OutputWrapper keeps the real stream in _out
         self.enabled = not quiet and hasattr(stream, "isatty") and stream.isatty()
-        self._line_open = False
+        self.label, self.total, self._stream = label, total, stream
+        self._bar: tqdm | None = None
+        self._redirect = None
 
-    def _show(self, text: str) -> None:
-        self.stdout.write(f"\r{text}", ending="")
-        self.stdout.flush()
-        self._line_open = True
+    def _open(self, label: str, total: int | None) -> tqdm:
+        if self._bar is not None and (self._bar.desc != label or self._bar.total != total):
+            self.close()  # a new phase (another label or total): a line of its own
+        if self._bar is None:
+            self._redirect = logs_above_bars()
+            self._redirect.__enter__()
+            self._bar = tqdm(
+                desc=label, total=total, file=self._stream, unit=self.unit, unit_scale=self.unit_scale,
+                unit_divisor=1024, leave=True, mininterval=0.2,
+                # a terminal that reports no size (a bare pty) gets 80x24: tqdm would draw nothing at 0 rows
+                ncols=shutil.get_terminal_size().columns, nrows=shutil.get_terminal_size().lines,
+            )  # fmt: skip
+        return self._bar
 
     def close(self) -> None:
-        if self.enabled and self._line_open:
-            self.stdout.write("")
-            self._line_open = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
     def __enter__(self):
         return self
@@ -37,34 +85,41 @@ class _TtyLine:
         self.close()
 
 
-class TtyProgress(_TtyLine):
-    """`label: done/total (percent)`."""
+class TtyProgress(_TtyBar):
+    """`label: 42%|████      | 4,200/10,000 [00:03<00:04, …]`: percent and ETA, the total being known."""
 
     def __call__(self, label: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        percent = 100 * done // total if total else 100
-        self._show(f"{label}: {done:,}/{total:,} ({percent}%)")
+        bar = self._open(label, total)
+        bar.update(done - bar.n)
         if done >= total:
             self.close()
 
 
-class TtyByteProgress(_TtyLine):
-    """`label: <read> read, <written> written, <rate>/s`."""
+class TtyByteProgress(_TtyBar):
+    """Bytes read so far, with percent and ETA against `total` when the size is known (a restore decodes an
+    artifact of known size), else the bytes and the rate."""
 
-    def __init__(self, stdout, *, label: str, quiet: bool = False) -> None:
-        super().__init__(stdout, quiet=quiet)
-        self.label = label
-        self._started = time.monotonic()
+    unit, unit_scale = "B", True
 
     def __call__(self, read: int, written: int) -> None:
         if not self.enabled:
             return
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        self._show(
-            f"{self.label}: {human_bytes(read)} read, {human_bytes(written)} written, "
-            f"{human_bytes(int(read / elapsed))}/s   "
-        )
+        bar = self._open(self.label, self.total)
+        bar.update(read - bar.n)
+        bar.set_postfix_str(f"{human_bytes(written)} written", refresh=False)
+
+    def stage(self, label: str) -> Callable[[int, int], None]:
+        """The callback of a later stage whose size is known, (done, total) bytes, e.g. the upload to S3:
+        a bar of its own on the next line, with percent and ETA."""
+
+        def update(done: int, total: int) -> None:
+            if self.enabled:
+                bar = self._open(label, total)
+                bar.update(done - bar.n)
+
+        return update
 
 
 def write_json(stdout, payload: Any) -> None:

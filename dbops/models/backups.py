@@ -122,6 +122,16 @@ class BackupRecord(models.Model):
     def __str__(self) -> str:
         return f"backup #{self.pk} {self.kind} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
 
+    def places(self) -> str:
+        """local / s3 / local+s3 for the copies present; `!` marks a copy found damaged, `?` a missing one."""
+        marks = {self.Presence.PRESENT: "", self.Presence.DAMAGED: "!", self.Presence.MISSING: "?"}
+        parts = [
+            f"{place}{marks[presence]}"
+            for place, presence in (("local", self.local_presence), ("s3", self.s3_presence))
+            if presence in marks
+        ]
+        return "+".join(parts) or "-"
+
 
 class RestoreRecord(Run):
     """One restore (backup_restore): created running before anything is touched, finished either way.

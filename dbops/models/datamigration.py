@@ -65,6 +65,9 @@ class Snapshot(models.Model):
     copies = models.JSONField(default=dict)
     row_counts = models.JSONField(default=dict)
     checksums = models.JSONField(default=dict)
+    # Each table's checksum right after the import this snapshot was taken for: a rollback that finds
+    # another one knows rows were written since, which it would otherwise discard silently.
+    checksums_after_import = models.JSONField(default=dict, blank=True)
     sequences = models.JSONField(default=dict, help_text="table -> [sequence, last_value, is_called] (PostgreSQL)")
     checksum = models.CharField(max_length=64, help_text="sha256 over the per-table checksums")
     size_bytes = models.PositiveBigIntegerField(default=0)

@@ -10,15 +10,18 @@ one batch per loader per level, whatever the number of rows.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
+from graphene.types.resolver import dict_or_attr_resolver
 from graphene.validation import depth_limit_validator
+from graphene_django import DjangoObjectType
 from graphql import FieldNode, GraphQLError, ValidationRule, located_error, specified_rules
 from graphql.execution import ExecutionContext
 from graphql.execution.execute import get_argument_values, get_field_def
 from graphql.pyutils import Path, Undefined, is_iterable
-from graphql.type import GraphQLNonNull, is_non_null_type
+from graphql.type import GraphQLField, GraphQLNonNull, is_leaf_type, is_non_null_type
 
 from dbops.instrumentation.profiling import code_path, current_profile
 from multipult.graphql.futures import SyncFuture
@@ -32,6 +35,23 @@ class IntrospectionForStaffRule(ValidationRule):
             self.report_error(
                 GraphQLError(f"Introspection ({node.name.value}) is only for staff users, or with DEBUG on.", node)
             )
+
+
+def plain_leaf(field_def: GraphQLField) -> tuple[str, Any, Any, bool] | None:
+    """(attribute, default, serialize, non-null) of a field that only reads an attribute into a scalar, else None."""
+    if field_def.args:
+        return None
+    non_null = is_non_null_type(field_def.type)
+    named = field_def.type.of_type if non_null else field_def.type
+    if not is_leaf_type(named):
+        return None
+    resolve = field_def.resolve
+    if resolve is DjangoObjectType.resolve_id:
+        return "pk", None, named.serialize, non_null
+    if isinstance(resolve, functools.partial) and resolve.func is dict_or_attr_resolver and not resolve.keywords:
+        attname, default = resolve.args
+        return attname, default, named.serialize, non_null
+    return None
 
 
 def validation_stages(*, introspection: bool = True) -> tuple[tuple, ...]:
@@ -49,6 +69,9 @@ class DeferredExecutionContext(ExecutionContext):
         super().__init__(*args, **kwargs)
         # Under the query profiler, each resolver runs with its field path set, so N+1 warnings name it.
         self._track_paths = current_profile() is not None
+        # Most fields read one attribute into a scalar: those skip resolve info, path and completion.
+        self._plain_leaves = not self._track_paths and self.middleware_manager is None
+        self._leaf_plans: dict[tuple[str, str], tuple | None] = {}
 
     def execute_operation(self, operation, root_value):
         result = super().execute_operation(operation, root_value)
@@ -68,6 +91,11 @@ class DeferredExecutionContext(ExecutionContext):
         results: dict[str, Any] = {}
         pending: list[str] = []
         for response_name, field_nodes in fields.items():
+            read = self._plain_leaves and self._read_leaf(
+                parent_type, source_value, field_nodes[0], results, response_name
+            )
+            if read:
+                continue
             field_path = Path(path, response_name, parent_type.name)
             result = self.execute_field(parent_type, source_value, field_nodes, field_path)
             if result is not Undefined:
@@ -82,6 +110,27 @@ class DeferredExecutionContext(ExecutionContext):
             return results
 
         return SyncFuture.gather(results[name] for name in pending).then(fill)
+
+    def _read_leaf(self, parent_type, source, field_node, results: dict, response_name: str) -> bool:
+        """Reads a plain scalar field into `results`; False leaves it (and any error) to execute_field."""
+        key = (parent_type.name, field_node.name.value)
+        try:
+            plan = self._leaf_plans[key]
+        except KeyError:
+            field_def = get_field_def(self.schema, parent_type, field_node)
+            plan = self._leaf_plans[key] = plain_leaf(field_def) if field_def else None
+        if plan is None:
+            return False
+        attname, default, serialize, non_null = plan
+        try:
+            value = source.get(attname, default) if isinstance(source, dict) else getattr(source, attname, default)
+            serialized = None if value is None else serialize(value)
+        except Exception:
+            return False
+        if serialized is Undefined or (serialized is None and (non_null or value is not None)):
+            return False
+        results[response_name] = serialized
+        return True
 
     def execute_fields_serially(self, parent_type, source_value, path, fields):
         # Mutations: each top-level field completes (loaders dispatched) before the next one starts.

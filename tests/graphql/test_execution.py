@@ -265,3 +265,45 @@ def test_sync_future_basics():
     assert SyncFuture.gather([SyncFuture.resolved(1), 2]).result() == [1, 2]
     with pytest.raises(RuntimeError, match="pending"):
         SyncFuture().result()
+
+
+class Thing(graphene.ObjectType):
+    name = graphene.String(required=True)
+    size = graphene.Int()
+    label = graphene.String()
+
+    def resolve_label(thing, info):
+        return f"<{thing.name}>" if isinstance(thing, SimpleNamespace) else "dict"
+
+
+class ThingQuery(graphene.ObjectType):
+    things = graphene.List(Thing)
+
+    def resolve_things(root, info):
+        # a dict, a null in a non-null field, a value the scalar refuses, a missing attribute
+        return [{"name": "a", "size": 1}, SimpleNamespace(name=None, size=2), SimpleNamespace(name="c", size="x"),
+                SimpleNamespace(name="d")]  # fmt: skip
+
+
+def test_plain_scalar_fields_read_directly_give_what_graphql_core_gives():
+    # Attribute-reading scalar fields skip resolve info and completion: data and errors must not change.
+    schema = graphene.Schema(query=ThingQuery).graphql_schema
+    document = parse("{ things { name size label } }")
+    fast = execute(schema, document, execution_context_class=DeferredExecutionContext)
+    reference = execute(schema, document)
+    assert (
+        fast.data
+        == reference.data
+        == {
+            "things": [
+                {"name": "a", "size": 1, "label": "dict"},
+                None,
+                {"name": "c", "size": None, "label": "<c>"},
+                {"name": "d", "size": None, "label": "<d>"},
+            ]
+        }
+    )
+    assert [(error.message, error.path) for error in fast.errors] == [
+        (error.message, error.path) for error in reference.errors
+    ]
+    assert [error.path for error in fast.errors] == [["things", 1, "name"], ["things", 2, "size"]]

@@ -64,13 +64,18 @@ STORAGES = {
 
 DBOPS = {
     "ENTITIES": [
-        {"name": "authors", "model": "library.Author", "since_field": "created_at", "anonymize": {"name": "last_name"}},
-        {"name": "books", "model": "library.Book", "companions": ["authors"], "anonymize": {"tags": "keep"}},
+        {"name": "authors", "model": "library.Author", "since_field": "created_at", "anonymize": {"name": "fake:name"}},
+        {
+            "name": "books",
+            "model": "library.Book",
+            "companions": ["authors"],
+            "anonymize": {"title": "keep", "isbn": "keep", "tags": "keep"},
+        },
         {
             "name": "loans",
             "model": "library.Loan",
             "parent": ["book", "books"],
-            "anonymize": {"borrower_email": "email"},
+            "anonymize": {"borrower_email": "fake:email"},
         },
     ],
 }

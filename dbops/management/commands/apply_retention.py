@@ -73,6 +73,9 @@ class Command(DbopsCommand):
         verb = "would delete" if run.dry_run else "delete"
         for outcome in run.outcomes:
             plan = outcome.plan
+            if outcome.error:
+                self.stderr.write(f"{plan.policy_name}: not applied: {outcome.error}")
+                continue
             if not quiet:
                 self.stdout.write(f"Policy {plan.policy_name} at {plan.now:%Y-%m-%d %H:%M %Z}:")
                 for decision in plan.decisions:

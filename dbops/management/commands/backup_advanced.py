@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dbops.artifacts.storage import s3_storage, s3_url
 from dbops.exceptions import UploadError
 from dbops.management.base import DATABASE_CHECKS_ONLY, DbopsCommand
 from dbops.management.options import (
@@ -73,15 +74,19 @@ class Command(DbopsCommand):
                     "wait",
                     "jobs",
                 )
-                backup_record = backup_create(**named, progress=progress)
+                backup_record = backup_create(
+                    **named, progress=progress, upload_progress=progress.stage("upload to S3")
+                )
             except UploadError as exc:
                 progress.close()  # end the progress line before saying where the backup is
                 if exc.backup_record is not None:
                     self.stdout.write(f"Backup #{exc.backup_record.pk} kept locally at {exc.backup_record.location}.")
                 raise
-        where = f" and s3://{backup_record.s3_key}" if backup_record.uploaded_to_s3 else ""
+        remote = s3_storage()
+        url = s3_url(remote, key=backup_record.s3_key) if remote else f"s3://{backup_record.s3_key}"
+        where = f" and {url}" if backup_record.uploaded_to_s3 else ""
         if not backup_record.location:
-            where = f" straight to s3://{backup_record.s3_key} (no local copy)"
+            where = f" straight to {url} (no local copy)"
         self.stdout.write(
             self.style.SUCCESS(
                 f"Backup #{backup_record.pk} succeeded: {backup_record.storage_name}{where}, "

@@ -6,6 +6,7 @@ from datetime import date
 
 from django.core.management.base import CommandError
 
+from dbops.exceptions import PersonalDataFound
 from dbops.management.base import DbopsCommand
 from dbops.management.options import (
     add_database_option,
@@ -16,7 +17,7 @@ from dbops.management.options import (
 )
 from dbops.management.output import TtyProgress, migration_run_json, rows_per_second, write_json
 from dbops.services.datamigration.entities import entity_names_help
-from dbops.services.datamigration.exports import export_data
+from dbops.services.datamigration.exports import export_data, export_rules_explain
 from dbops.services.datamigration.formats import FORMATS
 from dbops.services.datamigration.transformations import transformation_names
 
@@ -29,6 +30,7 @@ def _date(value: str) -> date:
 
 
 class Command(DbopsCommand):
+    error_hints = {PersonalDataFound: "Pass --allow-pii-in ENTITY.FIELD to accept it."}
     help = (
         "Exports entities (users, concepts, dictionaries…) to a json, jsonl, csv (zip or folder) or sql file, "
         "streaming, optionally anonymized."
@@ -47,7 +49,25 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--anonymize",
             action="store_true",
-            help="Replace personal data by consistent fakes (rules in anonymization.py).",
+            help="Mask every column by its rule (the entity's 'anonymize' rules in DBOPS['ENTITIES']) and scan what is "
+            "kept for personal data; refused when a free-text column has no rule.",
+        )
+        parser.add_argument(
+            "--explain", action="store_true", help="Print the masking rule of every exported column; export nothing."
+        )
+        parser.add_argument(
+            "--allow-pii-in",
+            action="append",
+            default=[],
+            metavar="ENTITY.FIELD",
+            help="Accept what the personal-data scanner finds in this field (repeatable).",
+        )
+        parser.add_argument(
+            "--k-anonymity",
+            type=int,
+            metavar="K",
+            help="Refuse the export unless every group of records sharing the declared quasi-identifiers has K or "
+            "more records; the smallest group is printed.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report counts and estimated size; write nothing.")
         parser.add_argument(
@@ -63,12 +83,25 @@ class Command(DbopsCommand):
         add_database_option(parser)
 
     def handle(self, *args, **options):
+        if options["explain"]:
+            self._explain(options)
+            return
         if not options["output"] and not options["dry_run"]:
             raise CommandError("--output is required (or use --dry-run).")
         since = _date(options["since"]) if options["since"] else None
         with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
             result = export_data(
-                **options_named(options, "entities", "fmt", "anonymize", "dry_run", "where", "transforms"),
+                **options_named(
+                    options,
+                    "entities",
+                    "fmt",
+                    "anonymize",
+                    "dry_run",
+                    "where",
+                    "transforms",
+                    "k_anonymity",
+                    "allow_pii_in",
+                ),
                 output=options["output"] or "-",
                 since=since,
                 using=options["database"],
@@ -83,6 +116,7 @@ class Command(DbopsCommand):
                     path=None if result.dry_run else result.path,
                     anonymized=result.anonymized,
                     size_bytes=result.size_bytes,
+                    k_anonymity=result.k_anonymity,
                 ),
             )
             return
@@ -94,6 +128,8 @@ class Command(DbopsCommand):
                 f"Dry run: would export {result.total_rows:,} rows as {result.format}; nothing was written."
             )
             return
+        for entity, smallest in (result.k_anonymity or {}).items():
+            self.stdout.write(f"  k-anonymity of {entity}: the smallest group has {smallest:,} record(s)")
         rate = rows_per_second(result.total_rows, result.seconds)
         self.stdout.write(
             self.style.SUCCESS(
@@ -101,3 +137,15 @@ class Command(DbopsCommand):
                 f"{result.seconds:.1f}s, {rate:,.0f} rows/s){' anonymized' if result.anonymized else ''}."
             )
         )
+
+    def _explain(self, options) -> None:
+        columns = export_rules_explain(entities=options["entities"], fmt=options["fmt"])
+        if options["json"]:
+            write_json(self.stdout, {"columns": [column.__dict__ for column in columns]})
+            return
+        for column in columns:
+            rule = column.rule or ("NO RULE: refused" if column.needed else "exported as is")
+            self.stdout.write(f"  {column.entity}.{column.field:<24} {rule}")
+        missing = [f"{column.entity}.{column.field}" for column in columns if column.needed and not column.rule]
+        if missing:
+            raise CommandError(f"An anonymized export would be refused: no rule for {', '.join(missing)}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dbops.exceptions import PrivilegedImportRefused
 from dbops.management.base import DbopsCommand
 from dbops.management.options import (
     add_database_option,
@@ -17,6 +18,7 @@ from dbops.services.datamigration.transformations import transformation_names
 
 
 class Command(DbopsCommand):
+    error_hints = {PrivilegedImportRefused: "\nPass --allow-privileged to import privileges."}
     help = (
         "Imports a file written by export_data: validates every record first (types, required fields, foreign keys, "
         "unique constraints), then writes all of it in one transaction or nothing."
@@ -37,6 +39,20 @@ class Command(DbopsCommand):
             "--dry-run", action="store_true", help="Validate and report what would change; write nothing."
         )
         parser.add_argument("--snapshot", action="store_true", help="Take a rollback snapshot of the tables first.")
+        parser.add_argument(
+            "--allow-privileged",
+            action="store_true",
+            help="Also import what grants privileges: superuser/staff flags, group, permission and role memberships "
+            "(refused by default).",
+        )
+        parser.add_argument(
+            "--match",
+            default="id",
+            metavar="id|natural|field:NAME",
+            help="With --mode upsert, how a record finds the row it updates: by id (default); by natural key (an "
+            "entity's natural_key, else its first unique field or fields), for files from another environment; or by "
+            "the field NAME. Records that match no row are created with new ids.",
+        )
         add_transform_option(parser, names=transformation_names())
         add_json_option(parser)
         add_quiet_option(parser)
@@ -44,17 +60,23 @@ class Command(DbopsCommand):
 
     def handle(self, *args, **options):
         with TtyProgress(self.stdout, quiet=options["quiet"] or options["json"]) as progress:
-            named = options_named(options, "input_path", "fmt", "mode", "dry_run", "snapshot", "transforms")
+            named = options_named(
+                options, "input_path", "fmt", "mode", "dry_run", "snapshot", "transforms", "allow_privileged", "match"
+            )
             result = import_data(**named, using=options["database"], progress=progress if progress.enabled else None)
         if options["json"]:
             counts = ("rows", "created", "updated")
-            payload = migration_run_json(result, entity_counts=counts, mode=result.mode, snapshot_id=result.snapshot_id)
+            payload = migration_run_json(
+                result, entity_counts=counts, mode=result.mode, snapshot_id=result.snapshot_id, warnings=result.warnings
+            )
             write_json(self.stdout, payload)
             return
         for item in result.entities:
             self.stdout.write(
                 f"  {item.entity:<20} {item.rows:>12,} rows  {item.created:,} new  {item.updated:,} updated"
             )
+        for warning in result.warnings:
+            self.stdout.write(self.style.WARNING(f"  Note: {warning}"))
         if result.dry_run:
             self.stdout.write(f"Dry run: {result.total_rows:,} valid rows would be imported; nothing was changed.")
             return

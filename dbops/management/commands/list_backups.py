@@ -84,16 +84,5 @@ def _as_row(record: BackupRecord) -> str:
     return (
         f"{record.pk:>5}  {record.started_at:%Y-%m-%d %H:%M:%S}  {record.kind:<6}  {status:<9}  "
         f"{record.format:<6}  {record.compression + ('+enc' if record.encrypted else ''):<5}  "
-        f"{human_bytes(record.size_bytes):>10}  {_where(record):<9}  {note[:60]}"
+        f"{human_bytes(record.size_bytes):>10}  {record.places():<9}  {note[:60]}"
     )
-
-
-def _where(record: BackupRecord) -> str:
-    """local / s3 / local+s3 for the copies present; `!` marks a copy found damaged, `?` a missing one."""
-    marks = {"present": "", "damaged": "!", "missing": "?"}
-    parts = [
-        f"{place}{marks[presence]}"
-        for place, presence in (("local", record.local_presence), ("s3", record.s3_presence))
-        if presence in marks
-    ]
-    return "+".join(parts) or "-"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dbops.management.base import DbopsCommand
 from dbops.management.options import add_database_option, add_json_option, add_limit_option
-from dbops.management.output import page_json, page_of, write_json, write_more
+from dbops.management.output import human_bytes, page_json, page_of, write_json, write_more
 from dbops.models import Snapshot
 from dbops.services.datamigration.snapshots import snapshot_list
 
@@ -28,12 +28,18 @@ class Command(DbopsCommand):
         if not page.total:
             self.stdout.write("No snapshots.")
             return
+        id_width = max(len(snapshot.id) for snapshot in page.items)
+        self.stdout.write(
+            f"{'id':<{id_width}}  {'created':<19}  {'status':<11}  {'rows':>10}  {'size':>10}  {'checksum':<12}  "
+            f"{'import':<7}  tables"
+        )
         for snapshot in page.items:
             rows = sum(snapshot.row_counts.values())
+            import_run = f"#{snapshot.import_run_id}" if snapshot.import_run_id else "-"
             self.stdout.write(
-                f"{snapshot.id}  {snapshot.created_at:%Y-%m-%d %H:%M:%S}  {snapshot.status:<11}  {rows:>10,} rows  "
-                f"{snapshot.size_bytes:>12,} B  {snapshot.checksum[:12]}  import #{snapshot.import_run_id or '-'}  "
-                f"{', '.join(snapshot.tables)}"
+                f"{snapshot.id:<{id_width}}  {snapshot.created_at:%Y-%m-%d %H:%M:%S}  {snapshot.status:<11}  "
+                f"{rows:>10,}  {human_bytes(snapshot.size_bytes):>10}  {snapshot.checksum[:12]:<12}  "
+                f"{import_run:<7}  {', '.join(snapshot.tables)}"
             )
         write_more(self.stdout, page, "snapshots")
 

@@ -62,7 +62,10 @@ class Command(DbopsCommand):
         if not options["confirm"]:
             raise CommandError(f"{plan.describe()}\nNothing was done: add --confirm to restore.")
         # The long part before the database takes over is checking and decoding the artifact.
-        with TtyByteProgress(self.stdout, label="restore: decoding", quiet=options["quiet"]) as progress:
+        progress_bar = TtyByteProgress(
+            self.stdout, label="restore: decoding", total=plan.artifact_bytes, quiet=options["quiet"]
+        )
+        with progress_bar as progress:
             result = backup_restore(**common, wait=options["wait"], progress=progress)
         for note in result.notes:
             self.stdout.write(note)

@@ -17,6 +17,11 @@ class Command(DbopsCommand):
         parser.add_argument(
             "--confirm", action="store_true", help="Required: the tables lose every change made since the snapshot."
         )
+        parser.add_argument(
+            "--discard-later-changes",
+            action="store_true",
+            help="Roll back even though rows were written to these tables after the import (they are lost).",
+        )
         add_database_option(parser)
 
     def handle(self, *args, **options):
@@ -26,7 +31,9 @@ class Command(DbopsCommand):
                 f"Rolling back {snapshot.id} replaces every row of {', '.join(snapshot.tables)}; "
                 "add --confirm to do it."
             )
-        result = snapshot_rollback(snapshot_id=snapshot.id, using=options["database"])
+        result = snapshot_rollback(
+            snapshot_id=snapshot.id, discard_later_changes=options["discard_later_changes"], using=options["database"]
+        )
         for table in result.tables:
             self.stdout.write(
                 f"  {table:<24} {result.row_counts.get(table, 0):>12,} rows  {result.checksums_after[table][:16]}"

@@ -11,7 +11,8 @@ from dbops.services.ops.stats import DatabaseStats, stats_collect
 
 class Command(DbopsCommand):
     help = (
-        "Database statistics: size, rows per table (estimated; exact with --exact), table and index sizes, "
+        "Database statistics: size, rows per table (PostgreSQL: estimated, exact with --exact; SQLite: always "
+        "exact), table and index sizes, "
         "index usage and unused indexes, cache hit ratio, connections and backup storage totals. Tables and "
         "indexes are listed largest first, at most --limit of each; --json carries tables_total, indexes_total "
         "and unused_indexes_total."
@@ -19,7 +20,11 @@ class Command(DbopsCommand):
 
     def add_arguments(self, parser):
         add_json_option(parser, what="one document instead of tables")
-        parser.add_argument("--exact", action="store_true", help="Also count every table's rows (one count(*) each).")
+        parser.add_argument(
+            "--exact",
+            action="store_true",
+            help="Also count every table's rows (one count(*) each); SQLite always counts.",
+        )
         add_limit_option(parser, what="tables and at most N indexes")
         add_database_option(parser)
 

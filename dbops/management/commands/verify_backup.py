@@ -51,7 +51,10 @@ class Command(DbopsCommand):
         else:
             backup_record = backup_for_id(options["backup_id"])
         # The long part of a restore test before the scratch database takes over is decoding the artifact.
-        with TtyByteProgress(self.stdout, label="verify: decoding", quiet=options["quiet"]) as progress:
+        progress_bar = TtyByteProgress(
+            self.stdout, label="verify: decoding", total=backup_record.size_bytes, quiet=options["quiet"]
+        )
+        with progress_bar as progress:
             result = backup_verify(
                 backup_record=backup_record,
                 restore_test=options["restore_test"],

@@ -26,7 +26,7 @@ from dbops.artifacts.manifest import (
     manifest_read,
     manifest_values,
 )
-from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_key, s3_storage, storage_file_names, storage_label
+from dbops.artifacts.storage import LOCAL, S3, local_storage, s3_storage, s3_url, storage_file_names, storage_label
 from dbops.exceptions import CatalogSyncRefused
 from dbops.models import BackupRecord
 from dbops.models.runs import owner_process_gone
@@ -195,9 +195,7 @@ def _presence_message(record: BackupRecord, place: str, remote, status: str) -> 
     if place == LOCAL:
         where = f"local storage ({local_storage().path(record.storage_name)})"
     else:
-        where = (
-            f"S3 (s3://{getattr(remote, 'bucket_name', '?')}/{record.s3_key or s3_key(remote, record.storage_name)})"
-        )
+        where = f"S3 ({s3_url(remote, key=record.s3_key, name=record.storage_name)})"
     if getattr(record, f"{place}_presence") != Presence.MISSING:
         return f"Backup #{record.pk}: artifact back in {where}."
     if status == Status.MISSING:

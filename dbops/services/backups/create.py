@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 ByteProgress = Callable[[int, int], None]  # (dump bytes read, artifact bytes written)
+TransferProgress = Callable[[int, int], None]  # (bytes sent, bytes to send): the S3 copy of a local backup
 HEARTBEAT_SECONDS = 10
 COMPRESSIONS = tuple(BackupRecord.Compression.values)
 PARALLEL_FORMAT = BackupRecord.Format.DIRECTORY
@@ -150,6 +151,7 @@ def backup_create(
     triggered_by: str = BackupRecord.Trigger.CLI,
     triggered_by_user: str = "",
     progress: ByteProgress | None = None,
+    upload_progress: TransferProgress | None = None,
     wait: bool = False,
     jobs: int = 1,
 ) -> BackupRecord:
@@ -197,7 +199,7 @@ def backup_create(
     failure = None
     if upload_s3 and local_copy:
         try:
-            _upload(backup_record)
+            _upload(backup_record, progress=upload_progress)
         except UploadError as exc:
             failure = exc
     try:
@@ -343,7 +345,7 @@ def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:
     backup_record.save(update_fields=["status", "finished_at", "error", "local_presence"])
 
 
-def _upload(backup_record: BackupRecord) -> None:
+def _upload(backup_record: BackupRecord, *, progress: TransferProgress | None = None) -> None:
     remote = s3_storage()
 
     def manifest_beside_upload(key: str) -> None:
@@ -353,7 +355,10 @@ def _upload(backup_record: BackupRecord) -> None:
     fields = ["uploaded_to_s3", "s3_key", "upload_error", "s3_presence"]
     try:
         s3_upload(
-            local_path(backup_record.storage_name), backup_record.storage_name, after_upload=manifest_beside_upload
+            local_path(backup_record.storage_name),
+            backup_record.storage_name,
+            after_upload=manifest_beside_upload,
+            progress=progress,
         )
     except UploadError as exc:
         backup_record.uploaded_to_s3 = False

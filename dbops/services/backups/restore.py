@@ -52,6 +52,7 @@ class RestorePlan:
     jobs: int
     safety_backup: bool
     checksum: str = "verify its checksum"
+    artifact_bytes: int | None = None  # what decoding reads: the total a progress bar counts towards
 
     def describe(self) -> str:
         if self.tables:
@@ -122,6 +123,7 @@ def restore_plan(**request: Unpack[RestoreRequest]) -> RestorePlan:
             checksum = "NOT verify its checksum"
     return RestorePlan(
         checksum=checksum,
+        artifact_bytes=input_path.stat().st_size if input_path is not None else backup_record.size_bytes,
         source=_source_label(backup_record, input_path),
         database_name=connector.database_name,
         engine=connector.engine,

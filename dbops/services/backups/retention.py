@@ -233,10 +233,11 @@ class RetentionOutcome:
     deleted: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    error: str = ""  # why the policy could not be applied at all (its plan is then empty)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.error
 
     def as_dict(self) -> dict:
         return {
@@ -245,6 +246,7 @@ class RetentionOutcome:
             "deleted": self.deleted,
             "skipped": [{"id": pk, "reason": why} for pk, why in self.skipped],
             "failed": [{"id": pk, "error": error} for pk, error in self.failed],
+            "error": self.error,
         }
 
 
@@ -314,9 +316,26 @@ def _record_run(policy: RetentionPolicy, outcome: RetentionOutcome, now: dt.date
             "kept": len(plan.keep),
             "deleted": outcome.deleted,
             "failed": [{"id": pk, "error": error} for pk, error in outcome.failed],
+            **({"error": outcome.error} if outcome.error else {}),
         }
         policy.save(update_fields=["last_run_at", "last_run_ok", "last_run_summary"])
     return outcome
+
+
+def _apply_isolated(
+    policy: RetentionPolicy, *, now: dt.datetime, dry_run: bool, wait_for_lock: bool, alone: bool
+) -> RetentionOutcome:
+    """One policy of a run. Its failure is recorded as its last run; it ends the run only when the run
+    applies nothing else (`alone`), so one broken policy never stops the others."""
+    try:
+        return retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock)
+    except DbopsError as exc:
+        logger.warning("retention policy %s could not be applied: %s", policy.name, exc)
+        plan = RetentionPlan(policy_name=policy.name or "(ad hoc)", now=now, decisions=())
+        outcome = _record_run(policy, RetentionOutcome(plan=plan, dry_run=dry_run, error=str(exc)), now)
+        if alone:
+            raise
+        return outcome
 
 
 @dataclass
@@ -374,14 +393,17 @@ def retention_run(
         )
     policies = retention_policies_resolve(**scope)
     now = now or timezone.localtime()  # calendar days, weeks and months in settings.TIME_ZONE
+    alone = bool(policy_name or by_counts)
     outcomes = [
-        retention_apply(policy=policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock) for policy in policies
+        _apply_isolated(policy, now=now, dry_run=dry_run, wait_for_lock=wait_for_lock, alone=alone)
+        for policy in policies
     ]
+    applied = [policy for policy, outcome in zip(policies, outcomes, strict=True) if not outcome.error]
     aliases = sorted(
-        {alias for policy in policies for alias in ([policy.database_alias] if policy.database_alias else connections)}
+        {alias for policy in applied for alias in ([policy.database_alias] if policy.database_alias else connections)}
     )
     pre_restore = [pre_restore_databases_prune(database=alias, dry_run=dry_run) for alias in aliases]
-    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in policies)
+    covers_base_backups = any(policy.kind in ("", BackupRecord.Kind.BASE) for policy in applied)
     deleting = frozenset(d.backup.pk for outcome in outcomes for d in outcome.plan.delete) if dry_run else frozenset()
     wal = wal_prune(dry_run=dry_run, deleting=deleting) if covers_base_backups else None
     return RetentionRun(outcomes=outcomes, pre_restore=pre_restore, dry_run=dry_run, wal=wal, leftovers=leftovers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict, Unpack
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbops.exceptions import NoRetentionPolicy, RetentionError
 from dbops.models import BackupRecord, RetentionPolicy
@@ -32,6 +32,11 @@ def policy_validate(*, policy: RetentionPolicy) -> None:
     if not any(counts.values()) and not window:
         raise RetentionError(
             "The retention policy keeps nothing: set at least one of daily, weekly, monthly, last or a recovery window."
+        )
+    if policy.database_alias and policy.database_alias not in connections.settings:
+        raise RetentionError(
+            f"Retention policy {policy.name or '(ad hoc)'!r} names the database alias {policy.database_alias!r}, "
+            f"which is not configured (known: {', '.join(connections.settings)})."
         )
 
 
@@ -96,12 +101,13 @@ def retention_policies_resolve(**scope: Unpack[RetentionScope]) -> list[Retentio
             setattr(policy, key, value)
         policies = [policy]
     else:
+        # each saved policy is checked when it is applied: one that cannot be never stops the others
         policies = list(RetentionPolicy.objects.filter(enabled=True))
         if not policies:
             raise NoRetentionPolicy(
                 "No enabled retention policy: create one in the admin (or run setup_schedules), or give the counts "
                 "of daily, weekly and monthly backups to keep."
             )
-    for policy in policies:
-        policy_validate(policy=policy)
+        return policies
+    policy_validate(policy=policies[0])
     return policies

@@ -1,14 +1,17 @@
 """Deterministic anonymization for `export_data --anonymize`.
 
-Every value goes through a keyed hash (HMAC-SHA256 with settings.ANONYMIZATION_SALT) of its kind and
-value, so the same input gives the same fake value in every table and every run (joins still hold),
-and nobody without the salt can map fakes back. Names come from Faker seeded with that hash, so they
-look real; emails and usernames carry a slice of the hash, so they stay unique; phones are 555
-numbers; free text is replaced or cleared. Passwords are never exported at all.
+The rules are declared per field (see masking_rules). Every fake derives from a keyed hash (HMAC-SHA256
+with settings.ANONYMIZATION_SALT), so the same input gives the same fake in every table and every run
+(joins still hold) and nobody without the salt can map fakes back.
 
-The project says what happens to each column: the `anonymize` rules of each entity declaration
-(DBOPS["ENTITIES"], see dbops.services.datamigration.entities). A column that looks personal (by name or
-type) and has no rule stops the export, naming the column: a new field cannot leak by default.
+One fake person per real person: the person fields of a record (username, first and last name, full
+name, email) all derive from one pseudonym, keyed by the record's email (exactly as written: addresses
+that differ in case stay distinct people), else its username, else its primary key. A username that is
+an email address becomes that address's fake email. Fake emails and usernames carry a slice of the hash
+of their own value, so distinct values stay distinct (unique columns stay unique).
+
+A column that needs a rule (every free-text column, and any whose name looks personal) and has none
+stops the export, naming the column: a new field cannot leak by default.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import mimetypes
 import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 
 from dbops.exceptions import AnonymizationRuleMissing
-from dbops.services.datamigration.entities import ENTITIES, KEEP, STRATEGIES, Entity
+from dbops.services.datamigration.entities import ENTITIES, Entity
+from dbops.services.datamigration.masking_rules import PERSON_KINDS, Rule, needs_rule
 
 if TYPE_CHECKING:
     from faker import Faker
@@ -32,117 +40,199 @@ _PERSONAL_NAME = re.compile(
     r"(^|_)(e?mail|phone|mobile|tel|fax|name|username|surname|address|street|city|zip|postcode|ip|"
     r"birth|birthday|dob|ssn|passport|iban|note|notes|comment|comments|bio|message)(_|$)"
 )
-_PERSONAL_TYPES = (models.EmailField, models.GenericIPAddressField, models.TextField, models.JSONField)
+MAX_CACHED = 100_000  # fakes (and pseudonyms) kept for values seen again
+_KNOWN_EXTENSIONS = frozenset(extension.lower() for extension in mimetypes.types_map)
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 
 
 def looks_personal(model_field: models.Field) -> bool:
-    """Email, phone, name, address, IP, birth date or free text, judged by column name and type."""
-    return isinstance(model_field, _PERSONAL_TYPES) or bool(_PERSONAL_NAME.search(model_field.name.lower()))
+    """Free text, structured data or an address (see needs_rule), or a name that says personal data."""
+    if model_field.primary_key or model_field.is_relation:
+        return False
+    return needs_rule(model_field) or bool(_PERSONAL_NAME.search(model_field.name.lower()))
 
 
 def missing_rules(selected: list[Entity]) -> list[str]:
-    missing = []
-    for entity in selected:
-        rules = entity.anonymize
-        missing += [f"{entity.name}.{f.name}" for f in entity.fields if looks_personal(f) and f.name not in rules]
-    return missing
+    return [
+        f"{entity.name}.{f.name}" for entity in selected for f in entity.fields
+        if looks_personal(f) and f.name not in entity.anonymize
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    entity: str
+    field: str
+    rule: str  # the rule's text, or "" when the column has none (and needs none)
+    needed: bool  # a column that would be refused without a rule
+
+
+def rules_explain(selected: list[Entity]) -> list[ColumnRule]:
+    """The rule applied to every exported column, in export order (what `--explain` prints)."""
+    return [
+        ColumnRule(entity.name, f.name, str(entity.anonymize[f.name]) if f.name in entity.anonymize else "",
+                   looks_personal(f))
+        for entity in selected for f in entity.fields
+    ]  # fmt: skip
 
 
 def check_rules(selected: list[Entity]) -> None:
     missing = missing_rules(selected)
     if missing:
         raise AnonymizationRuleMissing(
-            "Refusing to export anonymized: these columns look like personal data and have no "
-            f"anonymization rule: {', '.join(missing)}. Add a rule (or 'keep') for each to the entity's "
+            "Refusing to export anonymized: these columns hold free text or look like personal data and have "
+            f"no anonymization rule: {', '.join(missing)}. Add a rule (or 'keep') for each to the entity's "
             "'anonymize' rules in DBOPS['ENTITIES'].",
             parameter="anonymize",
         )
-    unknown = sorted({strategy for entity in selected for strategy in entity.anonymize.values()} - {*STRATEGIES, KEEP})
-    if unknown:
-        raise AnonymizationRuleMissing(f"Unknown anonymization strategies: {', '.join(unknown)}.")
+
+
+@dataclass(frozen=True)
+class Pseudonym:
+    first: str
+    last: str
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z]", "", self.first.lower()) + "." + re.sub(r"[^a-z]", "", self.last.lower())
 
 
 class Anonymizer:
-    STRATEGIES = STRATEGIES
-
     def __init__(self, salt: str | None = None) -> None:
         from faker import Faker  # imported on use: it is slow to import (start-up time)
 
         self.key = (salt or settings.ANONYMIZATION_SALT).encode()
         self.faker = Faker("en_US")
         self.cache: dict[tuple[str, object], object] = {}
-        self.plans = {
-            entity.name: [
-                (name, getattr(self, f"_{strategy}"))
-                for name, strategy in entity.anonymize.items()
-                if strategy in STRATEGIES  # KEEP is not one; unknown ones are refused by check_rules
-            ]
-            for entity in ENTITIES.values()
-        }
+        self.people: dict[str, Pseudonym] = {}
+        self.plans: dict[str, list[tuple[str, Rule, object]]] = {}
+        self.person_keys: dict[str, tuple[str, ...]] = {}
+        for entity in ENTITIES.values():
+            self._plan(entity)
+
+    def _plan(self, entity: Entity) -> None:
+        plan = []
+        for name, rule in entity.anonymize.items():
+            if rule.keeps:
+                continue
+            plan.append((name, rule, getattr(self, f"_{rule.kind}")))
+        self.plans[entity.name] = plan
+        kinds = {rule.argument: name for name, rule in entity.anonymize.items() if rule.kind == "fake"}
+        self.person_keys[entity.name] = tuple(kinds[kind] for kind in ("email", "username") if kind in kinds)
 
     def apply(self, entity: str, record: dict) -> dict:
-        for name, strategy in self.plans.get(entity, ()):
-            if name in record:
-                value = record[name]
-                if value is None or value == "":
-                    continue  # nothing personal in an empty value; keeps NULL/blank semantics
-                key = (name, value) if not isinstance(value, dict | list) else (name, repr(value))
-                fake = self.cache.get(key)
-                if fake is None:
-                    fake = self.cache[key] = strategy(value)
-                record[name] = fake
+        plan = self.plans.get(entity, ())
+        person = None
+        for name, rule, strategy in plan:
+            if name not in record:
+                continue
+            value = record[name]
+            if value is None or value == "":
+                continue  # nothing personal in an empty value; keeps NULL/blank semantics
+            if rule.argument in PERSON_KINDS:
+                if person is None:  # before any person field is replaced, so it reads the real ones
+                    person = self._person(entity, record)
+                record[name] = self._person_field(rule.argument, value, person)
+                continue
+            key = (str(rule), value) if not isinstance(value, dict | list) else (str(rule), repr(value))
+            fake = self.cache.get(key)
+            if fake is None:
+                if len(self.cache) >= MAX_CACHED:  # a bounded cache: memory stays flat on big tables
+                    self.cache.clear()
+                fake = self.cache[key] = strategy(rule, value)
+            record[name] = fake
         return record
 
-    # --- the keyed hash and the strategies -------------------------------------------------------
+    # --- the keyed hash and the pseudonyms ---------------------------------------------------------
 
     def digest(self, kind: str, value) -> bytes:
         return hmac.new(self.key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
 
-    def _seeded(self, kind: str, value) -> tuple[Faker, str]:
-        digest = self.digest(kind, value)
-        self.faker.seed_instance(int.from_bytes(digest[:8], "big"))
-        return self.faker, digest.hex()
+    def _seeded(self, kind: str, value) -> Faker:
+        self.faker.seed_instance(int.from_bytes(self.digest(kind, value)[:8], "big"))
+        return self.faker
 
-    def _first_name(self, value) -> str:
-        return self._seeded("first_name", value)[0].first_name()
+    def pseudonym(self, key: str) -> Pseudonym:
+        person = self.people.get(key)
+        if person is None:
+            fake = self._seeded("person", key)
+            person = Pseudonym(fake.first_name(), fake.last_name())
+            if len(self.people) < MAX_CACHED:  # a bounded cache: memory stays flat on big tables
+                self.people[key] = person
+        return person
 
-    def _last_name(self, value) -> str:
-        return self._seeded("last_name", value)[0].last_name()
+    def _person(self, entity: str, record: dict) -> Pseudonym:
+        for name in self.person_keys.get(entity, ()):
+            value = record.get(name)
+            if value:
+                return self.pseudonym(str(value).strip())
+        return self.pseudonym(f"{entity}:{record.get('id')}")
 
-    def _person(self, kind: str, value) -> tuple[str, str, str]:
-        fake, hexdigest = self._seeded(kind, value)
-        first, last = fake.first_name(), fake.last_name()
-        return re.sub(r"[^a-z]", "", first.lower()), re.sub(r"[^a-z]", "", last.lower()), hexdigest
-
-    def _username(self, value) -> str:
-        first, last, hexdigest = self._person("username", value)
-        return f"{first}.{last}.{hexdigest[:10]}"[:150]
-
-    def _email(self, value) -> str:
+    def fake_email(self, value: str) -> str:
         # The hash slice keeps distinct addresses distinct; example.com is reserved and never delivers.
-        first, last, hexdigest = self._person("email", str(value).strip().lower())
-        return f"{first}.{last}.{hexdigest[:12]}@example.com"
+        address = str(value).strip()
+        return f"{self.pseudonym(address).slug}.{self.digest('email', address).hex()[:12]}@example.com"
 
-    def _phone(self, value) -> str:
-        number = int.from_bytes(self.digest("phone", value)[:8], "big")
-        return f"+1-555-{number % 900 + 100:03d}-{number // 1000 % 10000:04d}"
+    def _person_field(self, kind: str, value, person: Pseudonym) -> str:
+        if kind == "email":
+            return self.fake_email(value)
+        if kind == "username":
+            if "@" in str(value):  # a username that is an address: that address's pseudonym
+                return self.fake_email(value)[:150]
+            return f"{person.slug}.{self.digest('username', value).hex()[:10]}"[:150]
+        if kind == "first_name":
+            return person.first
+        if kind == "last_name":
+            return person.last
+        return f"{person.first} {person.last}"
 
-    def _ip(self, value) -> str:
-        digest = self.digest("ip", value)
-        if ipaddress.ip_address(str(value)).version == 6:
-            return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
-        return str(ipaddress.IPv4Address(b"\x0a" + digest[:3]))  # 10.0.0.0/8: private, never a real client
+    # --- the rules (method `_<kind>`, called with the rule and a non-empty value) --------------------
 
-    def _text(self, value) -> str:
-        return self._seeded("text", value)[0].sentence(nb_words=8)
+    def _fake(self, rule: Rule, value):
+        kind = rule.argument
+        if kind == "phone":
+            number = int.from_bytes(self.digest("phone", value)[:8], "big")
+            return f"+1-555-{number % 900 + 100:03d}-{number // 1000 % 10000:04d}"
+        if kind == "ip":
+            digest = self.digest("ip", value)
+            if ipaddress.ip_address(str(value)).version == 6:
+                return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+            return str(ipaddress.IPv4Address(b"\x0a" + digest[:3]))  # 10.0.0.0/8: private, never a real client
+        if kind == "text":
+            return self._seeded("text", value).sentence(nb_words=8)
+        suffix = _known_suffix(str(value))
+        if kind == "filename":
+            return f"file-{self.digest('filename', value).hex()[:16]}{suffix}"
+        return f"files/anonymized/{self.digest('filepath', value).hex()[:24]}{suffix}"
 
-    def _clear(self, value):
-        return {} if isinstance(value, dict) else [] if isinstance(value, list) else ""
+    def _hash(self, rule: Rule, value) -> str:
+        return self.digest("hash", value).hex()[:32]
 
-    def _filename(self, value) -> str:
-        suffix = re.search(r"\.[A-Za-z0-9]{1,8}$", str(value))
-        return f"file-{self.digest('filename', value).hex()[:16]}{suffix.group(0) if suffix else ''}"
+    def _mask(self, rule: Rule, value) -> str:
+        text = str(value)
+        return text[0] + "*" * min(len(text) - 1, 16)
 
-    def _filepath(self, value) -> str:
-        suffix = re.search(r"\.[A-Za-z0-9]{1,8}$", str(value))
-        return f"files/anonymized/{self.digest('filepath', value).hex()[:24]}{suffix.group(0) if suffix else ''}"
+    def _null(self, rule: Rule, value):
+        return (
+            {} if isinstance(value, dict) else [] if isinstance(value, list) else "" if isinstance(value, str) else None
+        )
+
+    def _generalize(self, rule: Rule, value):
+        if rule.argument in ("month", "year"):
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+            start = {"day": 1} if rule.argument == "month" else {"month": 1, "day": 1}
+            if isinstance(value, datetime):
+                return value.replace(**start, hour=0, minute=0, second=0, microsecond=0)
+            return value.replace(**start)
+        width = int(rule.argument.removeprefix("range:"))
+        number = Decimal(str(value))
+        low = (number // width) * width - (width if number < 0 and number % width else 0)
+        return type(value)(low) if isinstance(value, int | float) else low
+
+
+def _known_suffix(name: str) -> str:
+    """The file's extension when it is a known file type; anything else could be data (a name, an id)."""
+    match = _SUFFIX.search(name)
+    suffix = match.group(0).lower() if match else ""
+    return suffix if suffix in _KNOWN_EXTENSIONS else ""

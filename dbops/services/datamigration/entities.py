@@ -25,21 +25,23 @@ from django.db import models
 
 from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
+from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_misfit, rule_parse
+from dbops.services.datamigration.model_entities import entity_position, model_entity_build, model_for_label
+from dbops.services.datamigration.privileges import grants_permissions, privilege_flags
 
-DECLARATION_OPTIONS = frozenset({"name", "model", "since_field", "companions", "parent", "exclude", "anonymize"})
-KEEP = "keep"  # the anonymization rule for a field that is not personal data
-# The strategies `anonymize` rules may name besides KEEP (each is a method `_<name>` of anonymization.Anonymizer).
-STRATEGIES = (
-    "username",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "ip",
-    "text",
-    "clear",
-    "filename",
-    "filepath",
+DECLARATION_OPTIONS = frozenset(
+    {
+        "name",
+        "model",
+        "since_field",
+        "companions",
+        "parent",
+        "exclude",
+        "anonymize",
+        "privileged",
+        "quasi_identifiers",
+        "natural_key",
+    }
 )
 
 
@@ -54,8 +56,15 @@ class Entity:
     parent: tuple[str, str] | None = None
     fields: tuple[models.Field, ...] = field(default=(), compare=False)
     never_exported: frozenset[str] = frozenset()  # not in files; imports fill them (import_defaults)
-    anonymize: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> strategy or "keep"
+    # field -> masking rule (masking_rules.Rule): the model's `dbops_anonymize`, then the declaration's
+    anonymize: Mapping[str, Rule] = field(default_factory=dict, compare=False)
+    quasi_identifiers: tuple[str, ...] = ()  # fields whose combination could single someone out (k-anonymity)
+    natural_key: tuple[str, ...] = ()  # fields that say which row a record is across environments (--match natural)
     import_defaults: Mapping[str, Callable[[], object]] = field(default_factory=dict, compare=False)
+    # Fields whose true value grants a privilege, and whether every row grants one (a membership table):
+    # import_data refuses both unless it is allowed to import privileges.
+    privileged_fields: frozenset[str] = frozenset()
+    privileged: bool = False
 
     @property
     def table(self) -> str:
@@ -97,6 +106,7 @@ class EntityRegistry(Mapping[str, Entity]):
     def __init__(self) -> None:
         self._registered: list[dict[str, Any]] = []
         self._built: tuple[dict[str, Entity], dict[str, Entity]] | None = None
+        self._of_models: dict[type[models.Model], Entity] = {}  # entities of models nobody declared
         self._lock = threading.Lock()
 
     # --- declaring ------------------------------------------------------------------------------
@@ -107,6 +117,7 @@ class EntityRegistry(Mapping[str, Entity]):
 
     def reset(self) -> None:
         self._built = None
+        self._of_models = {}
 
     def declarations(self) -> list[Any]:
         declared = dbops_setting("ENTITIES")
@@ -128,10 +139,16 @@ class EntityRegistry(Mapping[str, Entity]):
         return built
 
     def __getitem__(self, name: str) -> Entity:
-        return self._entities()[0][name]
+        declared = self._entities()[0]
+        if name in declared:
+            return declared[name]
+        model = model_for_label(name)
+        if model is None:
+            raise KeyError(name)
+        return self.of_model(model)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entities()[0]
+        return name in self._entities()[0] or model_for_label(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entities()[0])
@@ -140,13 +157,30 @@ class EntityRegistry(Mapping[str, Entity]):
         return len(self._entities()[0])
 
     def by_table(self, table: str) -> Entity | None:
-        return self._entities()[1].get(table)
+        entity = self._entities()[1].get(table)
+        if entity is None:
+            model = next((m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table), None)
+            entity = self.of_model(model) if model is not None else None
+        return entity
 
     def for_model(self, model: type[models.Model]) -> Entity | None:
+        """The declared entity of the model, or the one built for it when it was named already."""
         for entity in self._entities()[0].values():
             if entity.model is model:
                 return entity
-        return None
+        return self._of_models.get(model)
+
+    def of_model(self, model: type[models.Model]) -> Entity:
+        """The declared entity of the model (its short name), else one built from the model alone."""
+        entity = self.for_model(model)
+        if entity is None:
+            entity = self._of_models[model] = model_entity_build(model)
+        return entity
+
+    def position(self, entity: Entity) -> float:
+        """The entity's place in dependency order (declared ones at their index)."""
+        declared = {name: index for index, name in enumerate(self._entities()[0])}
+        return entity_position(entity, declared, self.for_model)
 
 
 ENTITIES = EntityRegistry()
@@ -161,6 +195,8 @@ def entity_register(
     parent: tuple[str, str] | list[str] | None = None,
     exclude: tuple[str, ...] | list[str] = (),
     anonymize: dict[str, str] | None = None,
+    privileged: bool | tuple[str, ...] | list[str] = (),
+    quasi_identifiers: tuple[str, ...] | list[str] = (),
 ) -> None:
     """Declares an entity from code (an app's AppConfig.ready()), after those in DBOPS["ENTITIES"]."""
     ENTITIES.register(
@@ -172,6 +208,8 @@ def entity_register(
             "parent": list(parent) if parent else None,
             "exclude": list(exclude),
             "anonymize": dict(anonymize or {}),
+            "privileged": privileged if isinstance(privileged, bool) else list(privileged),
+            "quasi_identifiers": list(quasi_identifiers),
         }
     )
 
@@ -203,7 +241,7 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
         return f"{where} has no 'name'."
     if not isinstance(model, str) or model.count(".") != 1:
         return f"entity {name!r}: 'model' must be an 'app_label.ModelName' string, not {model!r}."
-    for option in ("companions", "exclude"):
+    for option in ("companions", "exclude", "quasi_identifiers", "natural_key"):
         if not _string_list(declaration.get(option) or []):
             return f"entity {name!r}: {option!r} must be a list of names."
     parent = declaration.get("parent")
@@ -211,18 +249,14 @@ def _shape_problem(position: int, declaration: Any) -> str | None:
         return f"entity {name!r}: 'parent' must be [foreign key field, parent entity], not {parent!r}."
     anonymize = declaration.get("anonymize") or {}
     if not (isinstance(anonymize, dict) and all(isinstance(v, str) for v in anonymize.values())):
-        return f"entity {name!r}: 'anonymize' must map field names to strategy names."
+        return f"entity {name!r}: 'anonymize' must map field names to masking rules."
     since_field = declaration.get("since_field")
     if since_field is not None and not isinstance(since_field, str):
         return f"entity {name!r}: 'since_field' must be a field name."
+    privileged = declaration.get("privileged", ())
+    if not (isinstance(privileged, bool) or _string_list(privileged)):
+        return f"entity {name!r}: 'privileged' must be true (every row grants a privilege) or a list of fields."
     return None
-
-
-def _model_for(label: str) -> type[models.Model] | None:
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError):
-        return None
 
 
 def _entity_from(declaration: dict[str, Any], model: type[models.Model], problems: list[EntityProblem]) -> Entity:
@@ -242,11 +276,19 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
 
     since_field = declaration.get("since_field")
     excluded = frozenset(declaration.get("exclude") or ())
-    anonymize = dict(declaration.get("anonymize") or {})
+    anonymize = {**getattr(model, "dbops_anonymize", {}), **(declaration.get("anonymize") or {})}
+    quasi_identifiers = tuple(declaration.get("quasi_identifiers") or ())
     parent = tuple(declaration["parent"]) if declaration.get("parent") else None
+    privileged = declaration.get("privileged") or ()
+    declared_privileged = () if isinstance(privileged, bool) else tuple(privileged)
     check_fields("'since_field'", [since_field] if since_field else [])
+    check_fields("'privileged'", list(declared_privileged))
     check_fields("'exclude'", sorted(excluded))
     check_fields("'anonymize'", list(anonymize))
+    check_fields("'quasi_identifiers'", list(quasi_identifiers))
+    natural_key = tuple(declaration.get("natural_key") or ())
+    check_fields("'natural_key'", list(natural_key))
+    rules = _rules(name, anonymize, concrete, problems)
     if parent:
         check_fields("'parent'", [parent[0]])
     defaults = {}
@@ -269,8 +311,12 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         parent=parent,
         fields=tuple(f for f in model._meta.concrete_fields if f.name not in excluded),
         never_exported=excluded,
-        anonymize=anonymize,
+        anonymize=rules,
+        quasi_identifiers=quasi_identifiers,
+        natural_key=natural_key,
         import_defaults=defaults,
+        privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
+        privileged=privileged is True or grants_permissions(model),
     )
 
 
@@ -312,19 +358,21 @@ def _relation_problems(entities: dict[str, Entity], broken: set[str]) -> list[En
     return problems
 
 
-def _strategy_problems(entities: dict[str, Entity]) -> list[EntityProblem]:
-    problems = []
-    for entity in entities.values():
-        unknown = sorted(set(entity.anonymize.values()) - set(STRATEGIES) - {KEEP})
-        if unknown:
-            problems.append(
-                EntityProblem(
-                    "dbops.E107",
-                    f"entity {entity.name!r}: unknown anonymization strategies {', '.join(unknown)}; "
-                    f"known: {KEEP}, {', '.join(STRATEGIES)}.",
-                )
-            )
-    return problems
+def _rules(name: str, declared: dict, concrete: dict, problems: list[EntityProblem]) -> dict[str, Rule]:
+    """The masking rules of an entity, each parsed and fitted to its field (dbops.E107 when not)."""
+    rules = {}
+    for field_name, text in declared.items():
+        try:
+            rule = rule_parse(text)
+        except RuleError as exc:
+            problems.append(EntityProblem("dbops.E107", f"entity {name!r}, field {field_name!r}: {exc}."))
+            continue
+        misfit = rule_misfit(rule, concrete[field_name]) if field_name in concrete else None
+        if misfit:
+            problems.append(EntityProblem("dbops.E107", f"entity {name!r}: {misfit}."))
+            continue
+        rules[field_name] = rule
+    return rules
 
 
 def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProblem]]:
@@ -340,7 +388,7 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
                 broken.add(declaration["name"])
             continue
         name, label = declaration["name"], declaration["model"]
-        model = _model_for(label)
+        model = model_for_label(label)
         if model is None:
             problems.append(EntityProblem("dbops.E102", f"entity {name!r}: {label!r} is not an installed model."))
             broken.add(name)
@@ -351,7 +399,7 @@ def _build(declarations: list[Any]) -> tuple[dict[str, Entity], list[EntityProbl
             continue
         entities[name] = _entity_from(declaration, model, problems)
         models_seen[model] = name
-    return entities, problems + _relation_problems(entities, broken) + _strategy_problems(entities)
+    return entities, problems + _relation_problems(entities, broken)
 
 
 # --- using them ------------------------------------------------------------------------------------
@@ -365,7 +413,8 @@ def entity_names_help() -> str:
 
 
 def resolve_entities(names: list[str] | str | None, *, with_companions: bool = False) -> list[Entity]:
-    """The named entities (all when none are named) in dependency order; unknown names are rejected."""
+    """The named entities (all declared ones when none are named) in dependency order: declared names, or
+    `app_label.Model` labels of any installed model; unknown names are rejected."""
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     if not ENTITIES:
@@ -376,13 +425,13 @@ def resolve_entities(names: list[str] | str | None, *, with_companions: bool = F
     if unknown:
         raise UnknownEntityError(
             f"Unknown entit{'y' if len(unknown) == 1 else 'ies'}: {', '.join(unknown)}. "
-            f"Valid entities: {entity_names_help()}."
+            f"Valid entities: {entity_names_help()}, or any installed model as app_label.Model."
         )
-    wanted = set(names)
+    wanted = {entity.name: entity for entity in (ENTITIES[name] for name in names)}
     if with_companions:
-        for name in names:
-            wanted.update(ENTITIES[name].companions)
-    return [entity for entity in ENTITIES.values() if entity.name in wanted]
+        for entity in list(wanted.values()):
+            wanted.update((name, ENTITIES[name]) for name in entity.companions)
+    return sorted(wanted.values(), key=ENTITIES.position)
 
 
 def entity_for_model(model: type[models.Model]) -> Entity | None:

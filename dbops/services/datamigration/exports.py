@@ -23,9 +23,11 @@ from django.utils import timezone
 from dbops.engines import get_connector
 from dbops.exceptions import DataMigrationError
 from dbops.models import DataTransferRun
-from dbops.services.datamigration.anonymization import Anonymizer, check_rules
+from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, check_rules, rules_explain
 from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
+from dbops.services.datamigration.k_anonymity import k_anonymity_report
+from dbops.services.datamigration.pii_scan import PiiScanner
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -52,6 +54,8 @@ class ExportResult:
     seconds: float = 0.0
     run_id: int | None = None
     anonymized: bool = False
+    k_anonymity: dict[str, int] | None = None  # the smallest group of each entity with quasi-identifiers
+    scanned_strings: int = 0
 
     @property
     def total_rows(self) -> int:
@@ -150,18 +154,27 @@ def export_data(
     where: list[str] | None = None,
     since: date | datetime | None = None,
     transforms: list[str] | None = None,
+    k_anonymity: int | None = None,
+    allow_pii_in: list[str] | None = None,
     using: str = DEFAULT_DB_ALIAS,
     progress: ProgressCallback | None = None,
 ) -> ExportResult:
-    """Exports the entities (plus, for json/jsonl, the ones needed to import them again)."""
+    """Exports the entities (plus, for json/jsonl, the ones needed to import them again).
+
+    Anonymized, every column goes through its masking rule and what is kept is scanned for personal data
+    (fields in `allow_pii_in`, `entity.field` or `field`, are not); with `k_anonymity` the export is
+    refused when a group of records sharing their quasi-identifiers is smaller. Refused: nothing written."""
     if fmt not in FORMATS:
         raise DataMigrationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     selected = resolve_entities(entities, with_companions=fmt in ("json", "jsonl"))
     transformations = resolve_transformations(transforms)
-    anonymizer = None
+    anonymizer = scanner = None
     if anonymize:
         check_rules(selected)
-        anonymizer = Anonymizer()
+        anonymizer, scanner = Anonymizer(), PiiScanner(allow=allow_pii_in or ())
+        for entity in selected:
+            scanner.prepare(entity)
+    groups = k_anonymity_report(k=k_anonymity, selected=selected) if k_anonymity is not None else None
     target = Path(output).expanduser().resolve()
     if not dry_run and not target.parent.is_dir():
         raise DataMigrationError(f"{output}: folder {target.parent} does not exist.", parameter="output")
@@ -199,7 +212,7 @@ def export_data(
     writer = open_writer(fmt, target, header=header)
     # Plain jsonl where the engine has COPY: the server renders each row as JSON and streams it to the file.
     connector = get_connector(using)
-    fast_copy = fmt == "jsonl" and not anonymizer and not transformations and connector.supports_copy
+    fast_copy = fmt == "jsonl" and not anonymizer and not transformations and not groups and connector.supports_copy
     try:
         with _ConsistentRead(using):
             for entity in selected:
@@ -217,11 +230,16 @@ def export_data(
                     for row in rows:
                         record = dict(zip(names, row, strict=True))
                         if anonymizer:
+                            scanner.remember(entity.name, record)
                             anonymizer.apply(entity.name, record)
                         if transformations:
                             record = apply_transformations(transformations, entity.name, record)
                             if record is None:
                                 continue
+                        if scanner:
+                            scanner.scan(entity.name, writer.counts[entity.name] + 1, record)
+                        if groups:
+                            groups.add(entity.name, record)
                         writer.write(record)
                         if progress and writer.counts[entity.name] % CHUNK_ROWS == 0:
                             progress(entity.name, writer.counts[entity.name], total)
@@ -230,12 +248,20 @@ def export_data(
                 writer.end_entity()
                 if progress:
                     progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
+        if groups:
+            groups.check()
         result.size_bytes = writer.finish()
+    except DataMigrationError:  # refused (personal data found, not k-anonymous): nothing written, no run kept
+        writer.abort()
+        run.delete()
+        raise
     except BaseException as exc:
         writer.abort()
         run.finish(status=DataTransferRun.Status.FAILED, error=str(exc), started=started)
         raise
     result.entities = [EntityExport(entity=name, rows=count) for name, count in writer.counts.items()]
+    result.k_anonymity = groups.smallest() if groups else None
+    result.scanned_strings = scanner.strings if scanner else 0
     result.seconds = time.perf_counter() - started
     run.finish(
         status=DataTransferRun.Status.SUCCEEDED,
@@ -244,6 +270,11 @@ def export_data(
         size_bytes=result.size_bytes,
     )
     return result
+
+
+def export_rules_explain(*, entities: list[str] | str | None, fmt: str) -> list[ColumnRule]:
+    """The masking rule of every column an anonymized export of these entities would write."""
+    return rules_explain(resolve_entities(entities, with_companions=fmt in ("json", "jsonl")))
 
 
 def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.core.validators import DecimalValidator
+from django.core.validators import DecimalValidator, MaxLengthValidator, ProhibitNullCharactersValidator
 from django.db import models
 
 from dbops.exceptions import DataMigrationError
@@ -60,20 +60,19 @@ def _integer_converter(model_field: models.Field) -> Callable:
     return convert
 
 
-_TRUE, _FALSE = {"true", "t", "1", "yes"}, {"false", "f", "0", "no"}
+TRUE_WORDS, _FALSE = frozenset({"true", "t", "1", "yes"}), frozenset({"false", "f", "0", "no"})
 
 
 def _boolean(value):
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | _FALSE:
+        return value.strip().lower() in TRUE_WORDS
     raise Bad(f"expected true or false, got {value!r}")
 
 
 def _text_converter(model_field: models.Field) -> Callable:
     max_length = model_field.max_length
-    is_email = isinstance(model_field, models.EmailField)
 
     def convert(value):
         if not isinstance(value, str):
@@ -82,8 +81,6 @@ def _text_converter(model_field: models.Field) -> Callable:
             raise Bad(f"longer than {max_length} characters ({len(value)})")
         if "\x00" in value:
             raise Bad("contains a NUL character")
-        if is_email and value and "@" not in value:
-            raise Bad(f"{value!r} is not an email address")
         return value
 
     return convert
@@ -166,7 +163,10 @@ def _ip(value):
 def _json(value):
     if isinstance(value, Unparsable):
         raise Bad(f"not valid JSON: {str(value)[:60]!r}")
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise Bad("JSON nested too deeply") from None
 
 
 def _converter(model_field: models.Field) -> Callable:
@@ -191,6 +191,60 @@ def _converter(model_field: models.Field) -> Callable:
     if isinstance(model_field, models.CharField | models.TextField):
         return _text_converter(model_field)
     raise DataMigrationError(f"import_data cannot read {model_field.get_internal_type()} fields yet")
+
+
+# Checks the converters already make (lengths, NUL characters, digits) or the database makes (IP addresses).
+_ALREADY_CHECKED = (MaxLengthValidator, ProhibitNullCharactersValidator, DecimalValidator)
+_EMPTY = (None, "", [], (), {})
+
+
+def _value_check(model_field: models.Field) -> Callable[[object], None] | None:
+    """The model's own rules for a value, as full_clean applies them: choices and the field's validators
+    (an email address, a slug, a URL, a project's validator). None when the field has neither."""
+    choices = frozenset(value for value, _ in model_field.flatchoices) if model_field.choices else None
+    validators = [] if isinstance(model_field, models.GenericIPAddressField) else model_field.default_validators
+    validators = [v for v in (*validators, *model_field._validators) if not isinstance(v, _ALREADY_CHECKED)]
+    if choices is None and not validators:
+        return None
+    shown = ", ".join(sorted(map(str, choices or ())))[:200]
+
+    def check(value) -> None:
+        if value in _EMPTY:  # as Field.validate: empty values are the blank/null rules' business
+            return
+        if choices is not None and not _among(value, choices):
+            raise Bad(f"{value!r} is not one of the choices ({shown})")
+        for validator in validators:
+            try:
+                validator(value)
+            except ValidationError as exc:
+                raise Bad(f"{value!r}: {' '.join(exc.messages)}") from None
+
+    return check
+
+
+def _among(value, choices: frozenset) -> bool:
+    try:
+        return value in choices
+    except TypeError:  # an unhashable JSON value is no choice
+        return False
+
+
+def _checked(convert: Callable, check: Callable[[object], None]) -> Callable:
+    def convert_and_check(value):
+        converted = convert(value)
+        check(converted)
+        return converted
+
+    return convert_and_check
+
+
+def _fast_and_checked(fast: Callable[[object], str], check: Callable[[object], None]) -> Callable[[object], str]:
+    def convert(value) -> str:
+        text = fast(value)
+        check(value)  # the file's value: a "3" for an integer choice 3 goes the checking way, which converts first
+        return text
+
+    return convert
 
 
 def unreadable_fields(entity: Entity) -> list[str]:
@@ -229,16 +283,13 @@ def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str
             default = lambda: None  # noqa: E731
         elif model_field.blank and model_field.empty_strings_allowed:
             default = lambda: ""  # noqa: E731
-        specs.append(
-            FieldSpec(
-                model_field.name,
-                model_field.column,
-                _converter(model_field),
-                model_field.null,
-                default,
-                _fast(model_field, copy_escapes) if copy_escapes is not None else _never_fast,
-            )
-        )
+        convert = _converter(model_field)
+        fast = _fast(model_field, copy_escapes) if copy_escapes is not None else _never_fast
+        check = _value_check(model_field)
+        if check is not None:
+            convert = _checked(convert, check)
+            fast = fast if fast is _never_fast else _fast_and_checked(fast, check)
+        specs.append(FieldSpec(model_field.name, model_field.column, convert, model_field.null, default, fast))
     return specs
 
 
@@ -326,7 +377,10 @@ def _fast_json(escapes: Mapping[int, str]) -> Callable[[object], str]:
             raise Bad
         if type(value) is dict and not value:
             return "{}"
-        text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
+        try:
+            text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
+        except RecursionError:
+            raise Bad from None
         return text.translate(escapes) if "\\" in text else text
 
     return convert

@@ -19,12 +19,10 @@ consumes no sequence values and registers no on_commit hooks.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from django.core.management.color import no_style
@@ -32,34 +30,21 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models.fields import PositiveIntegerRelDbTypeMixin
 from django.utils import timezone
 
-from dbops.engines import Connector, get_connector
-from dbops.exceptions import BulkLoadRejected, DataMigrationError, ImportValidationError
+from dbops.engines import get_connector
+from dbops.exceptions import DataMigrationError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
-from dbops.services.datamigration.entities import ENTITIES, Entity, entity_for_model
+from dbops.services.datamigration.entities import ENTITIES, entity_for_model
 from dbops.services.datamigration.formats import FORMATS, read_records
-from dbops.services.datamigration.import_fields import Bad, FieldSpec, field_specs
+from dbops.services.datamigration.import_fields import field_specs
+from dbops.services.datamigration.rekeying import Rekeying, match_parse
+from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, convert_record
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 MODES = ("insert", "upsert")
-STAGE_CHUNK = 10_000
 MAX_PROBLEMS = 1_000
-RECNO = "_dbops_recno"
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    entity_order: int
-    record: int
-    entity: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f", field {self.field!r}" if self.field else ""
-        return f"{self.entity} record {self.record}{where}: {self.message}"
 
 
 @dataclass
@@ -80,116 +65,11 @@ class ImportResult:
     seconds: float = 0.0
     run_id: int | None = None
     snapshot_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
         return sum(item.rows for item in self.entities)
-
-
-class _Stage:
-    """The staging table of one entity: the target's columns plus the record number, no constraints."""
-
-    def __init__(self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: int) -> None:
-        self.connector, self.entity, self.specs, self.order = connector, entity, specs, order
-        self.connection = connection = connector.connection
-        quote = connection.ops.quote_name
-        self.target = quote(entity.table)
-        self.name = quote(f"_dbops_stage_{entity.table}")
-        self.columns = [quote(spec.column) for spec in specs]
-        self.provided: list[str] | None = None  # the fields the file carries (upsert updates only these)
-        self.provided_keys: set[str] = set()
-        self.fast_plan: list[tuple] | None = None
-        self.buffer: list = []  # COPY text lines where the engine has COPY, value tuples elsewhere
-        self.rows = 0
-        self.copy = connector.supports_copy
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
-            # Only quoted identifiers from model metadata are interpolated, here and below.
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {self.name} AS SELECT {', '.join(self.columns)} FROM {self.target} WHERE 1=0"  # noqa: S608
-            )
-            cursor.execute(f"ALTER TABLE {self.name} ADD COLUMN {quote(RECNO)} bigint")
-
-    def plan(self, record: dict) -> None:
-        """The first record decides which fields the file provides; the rest get defaults."""
-        self.provided = [
-            spec.name for spec in self.specs if spec.name in record and spec.name not in self.entity.import_defaults
-        ]
-        self.provided_keys = set(self.provided)
-        # (field to read, its fast converter) or (None, COPY text of a constant default, per-row default)
-        self.fast_plan = []
-        for spec in self.specs:
-            if spec.name in self.provided_keys:
-                self.fast_plan.append((spec.name, spec.fast, None))
-            elif spec.name in self.entity.import_defaults:
-                self.fast_plan.append((None, None, spec.default))
-            elif spec.default is not None:
-                self.fast_plan.append((None, self.connector.copy_text(_db_default(spec.default)), None))
-            else:  # a required field the file does not provide: every record goes the checking way
-                self.fast_plan = None
-                return
-
-    def add_fast(self, number: int, record: dict) -> bool:
-        """Stages a record whose fields are exactly the provided ones and plainly valid; False otherwise."""
-        if not self.copy or self.fast_plan is None or record.keys() != self.provided_keys:
-            return False
-        copy_text = self.connector.copy_text
-        try:
-            parts = [
-                fast(record[name]) if name is not None else fast if per_row is None else copy_text(per_row())
-                for name, fast, per_row in self.fast_plan
-            ]
-        except Bad:
-            return False
-        parts.append(str(number))
-        self.buffer.append("\t".join(parts) + "\n")
-        if len(self.buffer) >= STAGE_CHUNK:
-            self.flush()
-        return True
-
-    def add(self, number: int, values: list) -> None:
-        if self.copy:
-            self.buffer.append("\t".join(map(self.connector.copy_text, values)) + f"\t{number}\n")
-        else:  # e.g. SQLite stores datetimes as naive UTC text, the way Django writes them
-            adapt = self.connection.ops.adapt_datetimefield_value
-            self.buffer.append((*(adapt(v) if isinstance(v, datetime) else v for v in values), number))
-        if len(self.buffer) >= STAGE_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        quote = self.connection.ops.quote_name
-        columns = [*self.columns, quote(RECNO)]
-        if self.copy:
-            try:
-                self.connector.copy_into(self.name, columns, "".join(self.buffer))
-            except BulkLoadRejected as exc:  # a value the database rejects that the checks passed
-                raise ImportValidationError([self._copy_problem(exc)]) from None
-        else:
-            placeholders = ", ".join(["%s"] * len(columns))
-            statement = f"INSERT INTO {self.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-            with self.connection.cursor() as cursor:
-                cursor.executemany(statement, self.buffer)
-        self.rows += len(self.buffer)
-        self.buffer = []
-
-    def _copy_problem(self, exc: BulkLoadRejected) -> Problem:
-        record, field_name = 0, ""
-        if exc.line is not None and exc.line <= len(self.buffer):
-            record = int(self.buffer[exc.line - 1].rsplit("\t", 1)[1])
-            by_column = {spec.column: spec.name for spec in self.specs}
-            field_name = by_column.get(exc.column or "", exc.column or "")
-        return Problem(self.order, record, self.entity.name, field_name, str(exc))
-
-    def drop(self) -> None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
-
-
-def _db_default(default: Callable[[], object]):
-    value = default()
-    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 # --- the service ---------------------------------------------------------------------------------------
@@ -203,14 +83,23 @@ def import_data(
     dry_run: bool = False,
     snapshot: bool = False,
     transforms: list[str] | None = None,
+    allow_privileged: bool = False,
+    match: str = "id",
     using: str = DEFAULT_DB_ALIAS,
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
-    """Validates every record of the file, then imports all of them in one transaction or none."""
+    """Validates every record of the file, then imports all of them in one transaction or none.
+
+    Records that grant privileges (superuser/staff flags, group, permission or role memberships) are
+    refused unless `allow_privileged`; an upsert writes only the fields each record carries, and with
+    `match` natural or field:NAME finds the rows it updates by their keys, not their ids (rekeying)."""
     if fmt not in FORMATS:
         raise DataMigrationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if mode not in MODES:
         raise DataMigrationError(f"Unknown mode {mode!r}; use insert or upsert.")
+    matching = match_parse(match)
+    if matching.kind != "id" and mode != "upsert":
+        raise DataMigrationError(f"Matching rows by {matching} only applies to upserts.", parameter="match")
     transformations = resolve_transformations(transforms)
     path = Path(input_path).expanduser().resolve()
     records = read_records(fmt, path)  # checks the path before anything else happens
@@ -223,20 +112,34 @@ def import_data(
             format=fmt,
             path=str(path),
             mode=mode,
-            options={"snapshot": snapshot, "transforms": transforms or []},
+            options={
+                "snapshot": snapshot,
+                "transforms": transforms or [],
+                "allow_privileged": allow_privileged,
+                "match": str(matching),
+            },
             started_at=timezone.now(),
         )
         result.run_id = run.pk
     try:
         with transaction.atomic(using=using):
-            stages = _stage_records(records, transformations, using=using, progress=progress)
+            stages = _stage_records(
+                records, transformations, allow_privileged=allow_privileged, using=using, progress=progress
+            )
             # Keeps other writers out between validation and the write, so the checks stay true.
             get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
+            rekeying = Rekeying(stages, match=matching, using=using) if matching.kind != "id" else None
+            if rekeying:
+                rekeying.run()
             _validate(stages, mode=mode, using=using)
             result.entities = [_counts(stage) for stage in stages.values()]
+            if mode == "upsert":
+                result.warnings = [warning for stage in stages.values() for warning in _kept_fields(stage)]
             if dry_run:
                 for stage in stages.values():
                     stage.drop()
+                if rekeying:
+                    rekeying.drop()
                 transaction.set_rollback(True, using=using)  # nothing of the run stays, not even locks
             else:
                 if snapshot:
@@ -250,12 +153,18 @@ def import_data(
                     )
                     result.snapshot_id = snapshot_row.id
                 _write(stages, mode=mode, using=using, progress=progress)
+                if result.snapshot_id:
+                    from dbops.services.datamigration.snapshots import snapshot_seal
+
+                    snapshot_seal(snapshot_id=result.snapshot_id, using=using)
                 transaction.on_commit(
                     lambda: logger.info("import committed", extra={"run": result.run_id, "rows": result.total_rows}),
                     using=using,
                 )
                 for stage in stages.values():
                     stage.drop()
+                if rekeying:
+                    rekeying.drop()
     except DataMigrationError:
         _discard_snapshot(result)
         if run is not None:  # bad input changes nothing, not even the run log; the caller reports it
@@ -289,12 +198,11 @@ def _discard_snapshot(result: ImportResult) -> None:
 
 
 def _stage_records(
-    records: Iterator[tuple[str, int, dict]], transformations, *, using: str, progress
-) -> dict[str, _Stage]:
+    records: Iterator[tuple[str, int, dict]], transformations, *, allow_privileged: bool, using: str, progress
+) -> dict[str, Stage]:
     connector = get_connector(using)
     now = timezone.now()
-    order = {name: index for index, name in enumerate(ENTITIES)}
-    stages: dict[str, _Stage] = {}
+    stages: dict[str, Stage] = {}
     problems: list[Problem] = []
     problem_count = 0
     for entity_name, number, record in records:
@@ -302,7 +210,7 @@ def _stage_records(
         if stage is None:
             entity = ENTITIES[entity_name]
             specs = field_specs(entity, now, copy_escapes=connector.copy_escapes)
-            stage = stages[entity_name] = _Stage(connector, entity, specs, order[entity_name])
+            stage = stages[entity_name] = Stage(connector, entity, specs, ENTITIES.position(entity))
         if not isinstance(record, dict):
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:
@@ -312,7 +220,9 @@ def _stage_records(
                     continue
             if stage.provided is None:
                 stage.plan(record)
-            found = [] if stage.add_fast(number, record) else _convert(stage, number, record)
+            found = [] if stage.add_fast(number, record) else convert_record(stage, number, record)
+            if not allow_privileged and (stage.entity.privileged or stage.entity.privileged_fields):
+                found += stage.privilege_problems(number, record)
         if found:
             problem_count += len(found)
             if len(problems) < MAX_PROBLEMS:
@@ -322,39 +232,9 @@ def _stage_records(
     for stage in stages.values():
         stage.flush()
     if problem_count:
-        raise ImportValidationError(sorted(problems), total=problem_count)
+        refused = PrivilegedImportRefused if any(problem.privileged for problem in problems) else ImportValidationError
+        raise refused(sorted(problems), total=problem_count)
     return dict(sorted(stages.items(), key=lambda item: item[1].order))
-
-
-def _convert(stage: _Stage, number: int, record: dict) -> list[Problem]:
-    entity = stage.entity
-    found: list[Problem] = []
-    known = {spec.name for spec in stage.specs}
-    for name in record:
-        if name not in known or name in entity.import_defaults:
-            found.append(Problem(stage.order, number, entity.name, name, "unknown field"))
-    values = []
-    for spec in stage.specs:
-        if spec.name in record:
-            value = record[spec.name]
-            if value is None:
-                if not spec.null:
-                    found.append(Problem(stage.order, number, entity.name, spec.name, "required (null given)"))
-                values.append(None)
-                continue
-            try:
-                values.append(spec.convert(value))
-            except Bad as exc:
-                found.append(Problem(stage.order, number, entity.name, spec.name, str(exc)))
-                values.append(None)
-        elif spec.default is not None:
-            values.append(_db_default(spec.default))
-        else:
-            found.append(Problem(stage.order, number, entity.name, spec.name, "required field is missing"))
-            values.append(None)
-    if not found:
-        stage.add(number, values)
-    return found
 
 
 def _unique_keys(model: type[models.Model]) -> list[list[str]]:
@@ -367,14 +247,14 @@ def _unique_keys(model: type[models.Model]) -> list[list[str]]:
     return keys
 
 
-def _validate(stages: dict[str, _Stage], *, mode: str, using: str) -> None:
+def _validate(stages: dict[str, Stage], *, mode: str, using: str) -> None:
     connection = connections[using]
     quote = connection.ops.quote_name
     recno = quote(RECNO)
     problems: list[Problem] = []
     with connection.cursor() as cursor:
 
-        def report(sql: str, stage: _Stage, field_name: str, message: Callable[[tuple], str]) -> None:
+        def report(sql: str, stage: Stage, field_name: str, message: Callable[[tuple], str]) -> None:
             cursor.execute(sql + f" ORDER BY 1 LIMIT {MAX_PROBLEMS}")
             for row in cursor.fetchall():
                 problems.append(Problem(stage.order, row[0], stage.entity.name, field_name, message(row)))
@@ -449,7 +329,7 @@ def _validate(stages: dict[str, _Stage], *, mode: str, using: str) -> None:
         raise ImportValidationError(sorted(problems)[:MAX_PROBLEMS], total=len(problems))
 
 
-def _counts(stage: _Stage) -> EntityImport:
+def _counts(stage: Stage) -> EntityImport:
     quote = stage.connection.ops.quote_name
     pk = quote(stage.entity.model._meta.pk.column)
     with stage.connection.cursor() as cursor:
@@ -460,7 +340,32 @@ def _counts(stage: _Stage) -> EntityImport:
     return EntityImport(entity=stage.entity.name, rows=stage.rows, created=stage.rows - existing, updated=existing)
 
 
-def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> None:
+def _upsert_conflict(stage: Stage, mask: str) -> str:
+    quote = stage.connection.ops.quote_name
+    pk_column = stage.entity.model._meta.pk.column
+    updates = [
+        f"{quote(spec.column)} = EXCLUDED.{quote(spec.column)}"
+        for spec, carried in zip(stage.specs, mask, strict=True)
+        if carried == "1" and spec.column != pk_column
+    ]
+    action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    return f" ON CONFLICT ({quote(pk_column)}) {action}"
+
+
+def _kept_fields(stage: Stage) -> list[str]:
+    """Warnings for existing rows updated from records that leave fields out (those fields are kept)."""
+    warnings = []
+    for mask, count in stage.masks(existing_only=True).items():
+        left_out = stage.left_out(mask)
+        if left_out:
+            warnings.append(
+                f"{stage.entity.name}: {count:,} existing row(s) updated from records without "
+                f"{', '.join(left_out)}; those fields keep their current values."
+            )
+    return warnings
+
+
+def _write(stages: dict[str, Stage], *, mode: str, using: str, progress) -> None:
     connection = connections[using]
     quote = connection.ops.quote_name
     indexes = get_connector(using).index_suspension()  # big loads: indexes and foreign keys rebuilt once, after
@@ -468,23 +373,20 @@ def _write(stages: dict[str, _Stage], *, mode: str, using: str, progress) -> Non
     with connection.cursor() as cursor:
         for stage in stages.values():
             columns = ", ".join(stage.columns)
-            pk_column = stage.entity.model._meta.pk.column
-            conflict = ""
-            if mode == "upsert":
-                updates = [
-                    f"{quote(spec.column)} = EXCLUDED.{quote(spec.column)}"
-                    for spec in stage.specs
-                    if spec.name in (stage.provided or []) and spec.column != pk_column
-                ]
-                action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
-                conflict = f" ON CONFLICT ({quote(pk_column)}) {action}"
             # No ORDER BY: the staging table was filled in record order and a temporary table is
             # scanned in physical order (no synchronized scans on local buffers), so the sort
             # (spilling to disk past work_mem on big files) bought nothing. WHERE keeps ON CONFLICT
             # from being read as part of the FROM clause.
-            cursor.execute(
-                f"INSERT INTO {stage.target} ({columns}) SELECT {columns} FROM {stage.name} WHERE true{conflict}"  # noqa: S608
-            )
+            insert = f"INSERT INTO {stage.target} ({columns}) SELECT {columns} FROM {stage.name} WHERE "  # noqa: S608
+            if mode != "upsert":
+                cursor.execute(insert + "true")
+            else:  # one statement per set of fields the records carry: each updates only its own fields
+                masks = list(stage.masks())
+                for mask in masks:
+                    only_these = f"{quote(FIELDS)} = %s" if len(masks) > 1 else "true"
+                    cursor.execute(
+                        insert + only_these + _upsert_conflict(stage, mask), [mask] if len(masks) > 1 else None
+                    )
             if progress:
                 progress(f"writing {stage.entity.name}", stage.rows, stage.rows)
         indexes.restore()

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from dbops.conf import operations_alias
 from dbops.engines import get_connector
-from dbops.exceptions import SnapshotError
+from dbops.exceptions import SnapshotError, SnapshotLaterChanges
 from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.entities import ENTITIES, resolve_entities
 
@@ -125,15 +125,39 @@ def snapshot_get(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Snapshot
         raise SnapshotError(f"Snapshot {snapshot_id!r} does not exist.{hint}") from None
 
 
-def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> RollbackResult:
+def snapshot_seal(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Records the checksums of the snapshot's tables as the import left them (called by the import,
+    after its write), so a rollback can tell which tables changed after the import."""
+    snapshot = Snapshot.objects.get(id=snapshot_id)
+    connector = get_connector(using)
+    snapshot.checksums_after_import = {
+        table: connector.table_checksum(table, ENTITIES.by_table(table).model._meta.pk.column)
+        for table in snapshot.tables
+    }
+    snapshot.save(update_fields=["checksums_after_import"])
+
+
+def snapshot_later_changes(*, snapshot: Snapshot, checksums_now: dict[str, str]) -> list[str]:
+    """The tables whose rows changed since the import the snapshot was taken for (none known: [])."""
+    after_import = snapshot.checksums_after_import or {}
+    return [table for table in snapshot.tables if table in after_import and checksums_now[table] != after_import[table]]
+
+
+def snapshot_rollback(
+    *, snapshot_id: str, discard_later_changes: bool = False, using: str = DEFAULT_DB_ALIAS
+) -> RollbackResult:
     """Restores the snapshot's tables exactly (rows and sequences) in one transaction.
 
-    Fails, changing nothing, if rows in other tables still point at rows the rollback removes."""
+    Refuses, changing nothing, when rows were written to those tables after the import the snapshot
+    was taken for (unless `discard_later_changes`), and when rows in other tables still point at rows
+    the rollback removes."""
     snapshot = snapshot_get(snapshot_id=snapshot_id, using=using)
     connection = connections[using]
     connector, store = get_connector(using), get_connector(operations_alias())
-    by_table = {entity.table: entity.model for entity in ENTITIES.values()}
-    ordered = [table for table in by_table if table in snapshot.tables]  # dependency order
+    known = [entity for entity in map(ENTITIES.by_table, snapshot.tables) if entity is not None]
+    entities = sorted(known, key=ENTITIES.position)
+    by_table = {entity.table: entity.model for entity in entities}
+    ordered = list(by_table)  # dependency order
     with transaction.atomic(using=operations_alias()), transaction.atomic(using=using):
         # Held until the rollback commits: snapshot_prune skips a snapshot whose row is locked.
         try:
@@ -143,6 +167,13 @@ def snapshot_rollback(*, snapshot_id: str, using: str = DEFAULT_DB_ALIAS) -> Rol
         checksums_before = {
             table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered
         }
+        later = snapshot_later_changes(snapshot=snapshot, checksums_now=checksums_before)
+        if later and not discard_later_changes:
+            raise SnapshotLaterChanges(
+                f"Rows of {', '.join(later)} changed after the import {snapshot.id} was taken for; rolling back "
+                "would discard those later changes too. Nothing changed.",
+                parameter="discard_later_changes",
+            )
         missing = [table for table in ordered if not snapshot.copies.get(table)]
         if missing:
             raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {missing[0]}.")

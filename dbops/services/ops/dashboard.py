@@ -11,8 +11,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Max
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from dbops.conf import operations_alias
 from dbops.instrumentation.profiling import slow_queries_top
 from dbops.models import BackupRecord, PitrDrill, SlowQuery
 
@@ -45,6 +49,16 @@ class DrillPoint:
 
 
 @dataclass(frozen=True)
+class BackupAge:
+    """How long ago one database's newest good backup finished, against the limit health_check applies."""
+
+    database: str
+    last_good_at: datetime | None
+    hours: float | None  # None: never backed up
+    limit_hours: float
+
+
+@dataclass(frozen=True)
 class StorageUsage:
     """Bytes and files under one backups storage; `error` says why it could not be measured."""
 
@@ -63,6 +77,7 @@ class DashboardSummary:
     last_succeeded: BackupRecord | None
     history: list[BackupPoint]
     storage: list[StorageUsage]
+    ages: list[BackupAge] = field(default_factory=list)
     slow_queries: list[SlowQuery] = field(default_factory=list)
     slow_queries_note: str = ""
     drills: list[DrillPoint] = field(default_factory=list)
@@ -79,6 +94,7 @@ def dashboard_summary(*, days: int = 60, slow_query_limit: int = 10, now: dateti
         last_succeeded=full_backups.filter(status=BackupRecord.Status.SUCCEEDED).order_by("-started_at", "-id").first(),
         history=backup_history(days=days, now=now),
         storage=[storage_usage(alias=LOCAL_STORAGE), storage_usage(alias=S3_STORAGE)],
+        ages=backup_ages(now=now),
         slow_queries=slow_queries,
         slow_queries_note=slow_queries_note,
         drills=drill_history(days=days, now=now),
@@ -104,6 +120,30 @@ def backup_history(*, days: int, now: datetime) -> list[BackupPoint]:
         .values_list("id", "started_at", "status", "size_bytes", "duration_seconds")
     )
     return [BackupPoint(*row) for row in rows]
+
+
+def backup_ages(*, now: datetime) -> list[BackupAge]:
+    """Per database alias (every configured one but the operations database, and any the catalog names), the
+    newest succeeded full or safety backup: one grouped query, however long the catalog."""
+    newest = dict(
+        BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED)
+        .exclude(kind=BackupRecord.Kind.BASE)
+        .values("database_alias")
+        .annotate(last=Max(Coalesce("finished_at", "started_at")))
+        .values_list("database_alias", "last")
+    )
+    aliases = [alias for alias in settings.DATABASES if alias != operations_alias() or alias == DEFAULT_DB_ALIAS]
+    aliases += sorted(alias for alias in newest if alias not in aliases)
+    limit = float(settings.BACKUP_MAX_AGE_HOURS)
+    return [
+        BackupAge(
+            database=alias,
+            last_good_at=newest.get(alias),
+            hours=(now - newest[alias]).total_seconds() / 3600 if newest.get(alias) else None,
+            limit_hours=limit,
+        )
+        for alias in aliases
+    ]
 
 
 def storage_usage(*, alias: str) -> StorageUsage:

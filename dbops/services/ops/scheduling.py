@@ -138,6 +138,7 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
                     "kept": len(outcome.plan.keep),
                     "deleted": outcome.deleted,
                     "failed": [pk for pk, _ in outcome.failed],
+                    **({"error": outcome.error} if outcome.error else {}),
                 }
                 for outcome in run.outcomes
             },
@@ -146,7 +147,10 @@ def scheduled_retention(*, task_id: str, policy_name: str | None = None) -> dict
             "task_runs_removed": task_runs_prune(),
         }
         if not run.ok:
-            failures = [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
+            failures = [
+                f"policy {outcome.plan.policy_name}: {outcome.error}" for outcome in run.outcomes if outcome.error
+            ]
+            failures += [f"backup #{pk}: {error}" for outcome in run.outcomes for pk, error in outcome.failed]
             failures += [f"database {name}: {error}" for prune in run.pre_restore for name, error in prune.failed]
             failures += [f"WAL {name}: {error}" for name, error in (run.wal.failed if run.wal else [])]
             raise RetentionError(f"Retention could not delete everything: {'; '.join(failures)}")

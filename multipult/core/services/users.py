@@ -24,6 +24,15 @@ class RoleAssignment:
     added: bool  # False when the user already had the role
 
 
+def password_problems(username: str, email: str, password: str) -> list[str]:
+    """What the configured password validators say against this password for this user (empty: usable)."""
+    try:
+        validate_password(password, user=User(username=username.strip(), email=email))
+    except ValidationError as exc:
+        return list(exc.messages)
+    return []
+
+
 def user_create(
     *,
     username: str,
@@ -49,10 +58,7 @@ def user_create(
     except ValidationError:
         problems.append(f"{email!r} is not a valid email address")
     if password is not None:
-        try:
-            validate_password(password, user=User(username=username, email=email))
-        except ValidationError as exc:
-            problems.extend(f"password: {message}" for message in exc.messages)
+        problems.extend(f"password: {message}" for message in password_problems(username, email, password))
     if problems:
         raise UserAdminError("Cannot create the user: " + "; ".join(problems) + ".")
 
@@ -68,13 +74,19 @@ def user_create(
     return user
 
 
-def role_assign(*, user_id: int, role_name: str, using: str = DEFAULT_DB_ALIAS) -> RoleAssignment:
-    """Gives a user a role (idempotent). Unknown user or role: UserAdminError naming the known roles."""
-    user = User.objects.using(using).filter(pk=user_id).first()
+def role_assign(
+    *, role_name: str, user_id: int | None = None, username: str | None = None, using: str = DEFAULT_DB_ALIAS
+) -> RoleAssignment:
+    """Gives a user (by id or by username) a role (idempotent). Unknown user or role: UserAdminError
+    naming the known roles."""
+    if (user_id is None) == (username is None):
+        raise UserAdminError("Name the user by id or by username (one of the two).", parameter="user_id")
+    users = User.objects.using(using)
+    user = users.filter(pk=user_id).first() if user_id is not None else users.filter(username=username).first()
     role = Role.objects.using(using).filter(name=role_name).first()
     problems = []
     if user is None:
-        problems.append(f"no user with id {user_id}")
+        problems.append(f"no user with id {user_id}" if user_id is not None else f"no user named {username!r}")
     if role is None:
         known = ", ".join(Role.objects.using(using).order_by("name").values_list("name", flat=True)) or "none yet"
         problems.append(f"no role named {role_name!r} (known roles: {known})")

@@ -130,3 +130,14 @@ def test_show_config_runs_even_when_settings_cannot_load():
     result = run_manage("show_config", env={"DB_PORT": "not-a-port", "DB_PASSWORD": "pw-in-env-123"})
     assert result.returncode == 0
     assert "DB_PORT" in result.stdout and "pw-in-env-123" not in result.stdout + result.stderr
+
+
+def test_show_config_prints_each_group_once_with_all_its_variables():
+    text = run_command("show_config")
+
+    headings = [line for line in text.splitlines() if line.startswith("[")]
+    assert len(headings) == len(set(headings)) == len({variable.group for variable in ENV_VARS})
+    # PITR_STORAGE is declared after the datamigration group, and is still listed under [backups]
+    backups = text.split("[backups]")[1].split("\n[")[0]
+    assert "PITR_STORAGE" in backups and "BACKUP_DIR" in backups
+    assert all(f"  {variable.name} " in text for variable in ENV_VARS)

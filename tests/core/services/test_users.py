@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 
 from dbops.exceptions import UserAdminError
@@ -40,15 +42,21 @@ def test_create_user_with_no_password_cannot_log_in():
 def test_prompted_password_must_be_typed_twice_the_same(monkeypatch):
     from multipult.core.management.commands import create_user
 
-    answers = iter([GOOD_PASSWORD, "something else"])
+    # three tries that each fail (typed differently, too short, the username itself): nothing created
+    answers = iter([GOOD_PASSWORD, "something else", "123", "123", "u1-user", "u1-user"])
     monkeypatch.setattr(create_user.getpass, "getpass", lambda prompt: next(answers))
     monkeypatch.setattr(create_user.sys.stdin, "isatty", lambda: True)
-    command_error("create_user", "--username", "u1", "--email", "u@b.co", match="differ")
+    stderr = StringIO()
+    command_error("create_user", "--username", "u1", "--email", "u@b.co", match="after 3 attempts", stderr=stderr)
     assert not User.objects.filter(username="u1").exists()
+    assert "differ; try again" in stderr.getvalue() and "too short" in stderr.getvalue()
 
-    answers = iter([GOOD_PASSWORD, GOOD_PASSWORD])
-    run_command("create_user", "--username", "u1", "--email", "u@b.co")
+    # a password the validators refuse is asked for again, and the next good one is taken
+    answers = iter(["123", "123", GOOD_PASSWORD, GOOD_PASSWORD])
+    stderr = StringIO()
+    run_command("create_user", "--username", "u1", "--email", "u@b.co", stderr=stderr)
     assert User.objects.get(username="u1").check_password(GOOD_PASSWORD)
+    assert "This password is too short" in stderr.getvalue() and "Try another." in stderr.getvalue()
 
 
 @pytest.mark.django_db
@@ -91,6 +99,19 @@ def test_assign_role_is_idempotent_and_audited():
 
 
 @pytest.mark.django_db
+def test_assign_role_by_username():
+    user = User.objects.create(username="bea", email="bea@b.co")
+    Role.objects.create(name="editor")
+
+    output = run_command("assign_role", "--username", "bea", "--role", "editor")
+
+    assert f"User #{user.pk} bea now has the role editor." in output
+    assert list(user.roles.values_list("name", flat=True)) == ["editor"]
+    command_error("assign_role", "--username", "nobody", "--role", "editor", match="no user named 'nobody'")
+    assert list(user.roles.values_list("name", flat=True)) == ["editor"]
+
+
+@pytest.mark.django_db
 def test_unknown_user_and_role_are_both_named():
     Role.objects.create(name="viewer")
     with pytest.raises(UserAdminError) as error:
@@ -105,6 +126,8 @@ def test_unknown_user_and_role_are_both_named():
         (["assign_role", "--user-id", "987654321", "--role", "editor"], "no user with id 987654321"),
         (["assign_role", "--user-id", "1", "--role", "no-such-role"], "no role named 'no-such-role'"),
         (["assign_role", "--user-id", "x", "--role", "editor"], "invalid int value"),
+        (["assign_role", "--user-id", "1", "--username", "a", "--role", "editor"], "not allowed with argument"),
+        (["assign_role", "--role", "editor"], "one of the arguments --user-id --username is required"),
         (["create_user", "--username", "a", "--email", "a@b.co"], "No password given"),
         (["create_user", "--username", "a", "--email", "a@b.co", "--password-from-env", "UNSET_VAR_X"], "not set"),
     ],

@@ -1,6 +1,7 @@
-"""Headless Chromium for the admin tests: Debian's /usr/bin/chromium driven by Playwright against
-pytest-django's live server (a real HTTP server on the real test database); and a real celery worker
-for the actions the admin enqueues (each module on its own Redis database number)."""
+"""Users, catalog rows and logins for the admin tests (the browser itself is tests/browser.py: Debian's
+/usr/bin/chromium driven by Playwright against pytest-django's live server, a real HTTP server on the
+real test database); and a real celery worker for the actions the admin enqueues (each module on its
+own Redis database number)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ import kombu.pools
 import pytest
 import redis
 
-from tests.browser import screenshot  # noqa: F401 - the admin tests import it from here
+from tests.browser import PASSWORD, screenshot  # noqa: F401  (the admin tests import them from here)
 from tests.paths import ROOT
-
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture

@@ -30,7 +30,12 @@ def logged_in(user) -> Client:
 def test_changelist_shows_status_human_size_age_and_flags(superuser):
     three_hours_ago = timezone.now() - timedelta(hours=3)
     make_backup_record(
-        size_bytes=5 * 1024 * 1024, uploaded_to_s3=True, started_at=three_hours_ago, finished_at=three_hours_ago
+        size_bytes=5 * 1024 * 1024,
+        uploaded_to_s3=True,
+        local_presence="present",
+        s3_presence="present",
+        started_at=three_hours_ago,
+        finished_at=three_hours_ago,
     )
     make_backup_record(status=BackupRecord.Status.FAILED, size_bytes=None, error="pg_dump: connection refused")
 
@@ -41,11 +46,62 @@ def test_changelist_shows_status_human_size_age_and_flags(superuser):
     assert "5.0\xa0MB" in html
     assert "backup-status-succeeded" in html and "backup-status-failed" in html
     assert "3\xa0hours ago" in html
-    assert "zstd" in html
+    assert ">local+s3<" in html
     # the filters staff use most
-    for filter_title in ("By status", "By compression", "By verification status", "By uploaded to s3"):
+    for filter_title in ("By status", "By compression", "By verification status", "By s3 presence"):
         assert filter_title in html
     assert 'id="backup-now"' in html
+
+
+def test_changelist_shows_what_staff_act_on_and_leaves_the_rest_to_the_record(superuser):
+    make_backup_record(local_presence="present", s3_presence="damaged")
+
+    response = logged_in(superuser).get(reverse("admin:dbops_backuprecord_changelist"))
+
+    headers = [header.strip() for header in response.context["cl"].list_display]
+    assert headers == [
+        "action_checkbox", "id", "status_and_error", "when", "age", "database_alias", "size", "where", "verified",
+        "short_tag",
+    ]  # fmt: skip
+    assert ">local+s3!<" in response.content.decode()  # the S3 copy was found damaged
+
+
+def test_changelist_shows_the_error_of_a_failed_backup(superuser):
+    make_backup_record(
+        status=BackupRecord.Status.FAILED,
+        size_bytes=None,
+        error="Cannot write /srv/backups/x.partial: No space left on device.\nTraceback line",
+    )
+
+    html = logged_in(superuser).get(reverse("admin:dbops_backuprecord_changelist")).content.decode()
+
+    assert '<div class="backup-list-error"' in html
+    assert ">Cannot write /srv/backups/x.partial: No space left on device.</div>" in html
+
+
+def test_deleted_backups_are_hidden_until_the_filter_asks_for_them(superuser):
+    make_backup_record(tag="kept-one")
+    make_backup_record(status=BackupRecord.Status.DELETED, tag="gone-one")
+    client = logged_in(superuser)
+    changelist = reverse("admin:dbops_backuprecord_changelist")
+
+    by_default = client.get(changelist).content.decode()
+    everything = client.get(changelist + "?status=all").content.decode()
+    deleted_only = client.get(changelist + "?status=deleted").content.decode()
+
+    assert "kept-one" in by_default and "gone-one" not in by_default
+    assert "All but deleted" in by_default
+    assert "kept-one" in everything and "gone-one" in everything
+    assert "gone-one" in deleted_only and "kept-one" not in deleted_only
+
+
+def test_long_tags_are_cut_in_the_list_and_whole_in_the_tooltip(superuser):
+    long_tag = "before-the-big-migration-of-the-billing-schema-2026"
+    make_backup_record(tag=long_tag)
+
+    html = logged_in(superuser).get(reverse("admin:dbops_backuprecord_changelist")).content.decode()
+
+    assert f'<span title="{long_tag}">{long_tag[:23]}…</span>' in html
 
 
 def test_changelist_filters_by_status(superuser):
@@ -130,6 +186,26 @@ def test_confirmation_page_says_what_is_overwritten(who, request):
     assert 'name="csrfmiddlewaretoken"' in html
 
 
+@pytest.mark.django_db(transaction=True)  # the connector counts on a connection of its own: rows must be committed
+def test_confirmation_page_shows_each_tables_rows_now_beside_the_backups(superuser, django_user_model):
+    from multipult.core.models import Concept
+
+    backup_record = make_backup_record(row_counts={"core_concept": 120, "core_user": 7, "core_gone": 3})
+    Concept.objects.create(name="only one now", created_by=superuser)
+
+    response = logged_in(superuser).get(restore_url(backup_record))
+
+    assert response.context["page"].table_rows == [
+        ("core_concept", 120, 1),
+        ("core_gone", 3, "—"),  # the database has no such table now
+        ("core_user", 7, django_user_model.objects.count()),
+    ]
+    html = response.content.decode()
+    assert '<td>core_concept</td><td class="rows">120</td><td class="rows">1</td>' in html
+    # the submit is drawn as Django's delete confirmation draws its own
+    assert "delete-confirmation" in html and '<input type="submit" id="confirm-submit"' in html
+
+
 def test_wrong_typed_name_is_refused_and_nothing_runs(superuser):
     backup_record = make_backup_record()
     records_before = list(BackupRecord.objects.values_list("pk", "status", "verification_status"))
@@ -167,6 +243,9 @@ def test_unrestorable_backup_shows_the_problem_and_no_form(superuser, fields, pr
     page = client.get(restore_url(backup_record)).content.decode()
     assert problem in page
     assert 'id="typed-confirmation-form"' not in page
+    # no plan of a restore that will not run, and no promise of a safety backup
+    assert 'id="overwritten"' not in page and "Would restore" not in page
+    assert 'id="safety-backup"' not in page
     # posting anyway changes nothing
     response = client.post(restore_url(backup_record), {"typed_name": connection.settings_dict["NAME"]})
     assert response.status_code == 200 and problem in response.content.decode()

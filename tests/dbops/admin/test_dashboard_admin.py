@@ -127,6 +127,64 @@ def test_slow_query_admin_lists_rows_with_plan_links(superuser):
 
     assert html.index("/* a */") < html.index("/* b */")  # costliest first
     assert html.count(">EXPLAIN</a>") == 2
+    # times as a person reads them: whole milliseconds from 100 ms, one decimal below
+    assert ">900 ms<" in html and ">300 ms<" in html and ">16.7 ms<" in html and ">50.0 ms<" in html
+    assert "16.666" not in html
+
+
+def _rects(svg: str) -> list[tuple[float, float, float, float]]:
+    """(x, y, width, height) of every bar and failed-backup mark of one chart."""
+    return [
+        tuple(float(number) for number in match)
+        for match in re.findall(
+            r'<rect class="(?:bar|no-value|bar overdue)" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"',
+            svg,
+        )
+    ]
+
+
+def test_backups_of_one_day_stand_side_by_side_within_the_axis(superuser):
+    from dbops.admin.charts import LEFT, RIGHT, WIDTH
+
+    midday = (timezone.localtime() - timedelta(days=2)).replace(hour=12, minute=0)
+    # three backups of the same day (one failed) and the newest just now: the last slot of the axis
+    for minutes, status in [(0, "succeeded"), (20, "failed"), (40, "succeeded")]:
+        make_backup_record(
+            started_at=midday - timedelta(minutes=minutes),
+            status=status,
+            size_bytes=None if status == "failed" else 5000,
+            duration_seconds=None if status == "failed" else 3.0,
+        )
+    make_backup_record(started_at=timezone.now(), size_bytes=9000, duration_seconds=1.0)
+
+    html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
+
+    size_chart = re.search(r'<svg id="size-chart".*?</svg>', html, re.S).group(0)
+    rects = sorted(_rects(size_chart))
+    assert len(rects) == 4
+    for (x, _, width, _), (next_x, *_) in zip(rects, rects[1:], strict=False):
+        assert x + width <= next_x  # no bar drawn over another
+    assert all(x >= LEFT and x + width <= WIDTH - RIGHT for x, _, width, _ in rects)
+    # a labelled y axis with round ticks, and day ticks on the x axis
+    assert re.findall(r'class="tick y-tick"[^>]*>([^<]+)<', size_chart)[:2] == ["0", "2.4\xa0KB"]
+    assert len(re.findall(r'class="tick x-tick"', size_chart)) >= 8
+    assert re.search(r'class="axis-title"[^>]*>size<', size_chart)
+
+
+def test_age_chart_marks_databases_past_the_policy_limit(superuser, settings):
+    settings.BACKUP_MAX_AGE_HOURS = 26
+    now = timezone.now()
+    for hours, alias in [(30, "default"), (2, "reports")]:
+        moment = now - timedelta(hours=hours)
+        make_backup_record(started_at=moment, finished_at=moment, database_alias=alias)
+
+    html = logged_in(superuser).get(reverse("admin:dbops_dashboard")).content.decode()
+
+    age_chart = re.search(r'<svg id="age-chart".*?</svg>', html, re.S).group(0)
+    titles = re.findall(r'<rect class="(bar(?: overdue)?)"[^>]*><title>([^<]+)</title>', age_chart)
+    by_database = {title.split(":")[0]: css_class for css_class, title in titles}
+    assert by_database["default"] == "bar overdue" and by_database["reports"] == "bar"
+    assert "limit 26 h" in age_chart and "operations" not in by_database
 
 
 def test_dashboard_charts_the_pitr_drills_rto_and_rpo(superuser, backup_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -56,3 +57,35 @@ def test_preview_needs_view_permission(django_user_model):
     )
 
     assert response.status_code == 403
+
+
+def test_database_alias_is_a_choice_of_configured_aliases(superuser):
+    client = Client()
+    client.force_login(superuser)
+    form = {"name": "nightly", "enabled": "on", "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12, "kind": "full"}
+
+    refused = client.post(reverse("admin:dbops_retentionpolicy_add"), {**form, "database_alias": "defualt"})
+    accepted = client.post(reverse("admin:dbops_retentionpolicy_add"), {**form, "database_alias": "default"})
+
+    assert refused.status_code == 200 and "Select a valid choice. defualt is not one" in refused.content.decode()
+    assert accepted.status_code == 302
+    assert list(RetentionPolicy.objects.values_list("name", "database_alias")) == [("nightly", "default")]
+    choices = [value for value, _ in refused.context["adminform"].form.fields["database_alias"].choices]
+    assert choices[:2] == ["", "default"] and "dbops" not in choices  # never the operations database
+
+
+def test_preview_shows_each_backups_kind_and_why_kinds_are_counted_apart(superuser):
+    now = timezone.now()
+    make_backup_record(started_at=now - timedelta(hours=3), kind=BackupRecord.Kind.FULL)
+    make_backup_record(started_at=now - timedelta(hours=1), kind=BackupRecord.Kind.SAFETY)
+    policy = RetentionPolicy.objects.create(name="any-kind", kind="", keep_daily=1, keep_weekly=0, keep_monthly=0)
+    client = Client()
+    client.force_login(superuser)
+
+    html = client.post(
+        reverse("admin:dbops_retentionpolicy_changelist"),
+        {"action": "preview_retention", "_selected_action": [policy.pk]},
+    ).content.decode()
+
+    assert re.findall(r'<td class="kind">(\w+)</td>', html) == ["full", "safety"]
+    assert "counted apart" in html

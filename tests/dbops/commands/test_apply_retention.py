@@ -202,3 +202,32 @@ def test_exit_codes_and_one_line_messages_from_the_shell():
     ok = manage("--daily", "1", "--dry-run")
     assert ok.returncode == 0 and "Dry run: nothing was deleted." in ok.stdout
     assert manage("--help").returncode == 0
+
+
+def test_a_misspelt_policy_never_stops_the_others_and_its_last_run_says_failed(db, backup_dir):
+    # given: a policy saved (before the admin offered a choice) with a misspelt alias, and a good one
+    history = [catalog_row(days) for days in range(0, 5)]
+    broken = RetentionPolicy.objects.create(name="typo", database_alias="defualt", keep_daily=1, keep_weekly=0)
+    RetentionPolicy.objects.create(name="nightly", keep_daily=2, keep_weekly=0, keep_monthly=0)
+
+    # when: the nightly run applies every enabled policy
+    stderr = StringIO()
+    with pytest.raises(CommandError, match="Retention finished with failures"):
+        run_command("apply_retention", stderr=stderr)
+
+    # then: the good policy did its deletions, the broken one says why and is recorded as failed
+    statuses = dict(BackupRecord.objects.values_list("pk", "status"))
+    assert [statuses[backup.pk] for backup in history] == [Status.SUCCEEDED] * 2 + [Status.DELETED] * 3
+    assert "typo: not applied: Retention policy 'typo' names the database alias 'defualt'" in stderr.getvalue()
+    broken.refresh_from_db()
+    assert broken.last_run_ok is False and "defualt" in broken.last_run_summary["error"]
+    assert RetentionPolicy.objects.get(name="nightly").last_run_ok is True
+
+
+def test_a_named_broken_policy_is_refused_in_one_line_and_changes_nothing(nightly_history):
+    RetentionPolicy.objects.create(name="typo", database_alias="defualt", keep_daily=1)
+    before = catalog_state()
+
+    command_error("apply_retention", "--policy", "typo", match="names the database alias 'defualt'")
+
+    assert catalog_state() == before

@@ -12,7 +12,7 @@ from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration import transformations
 from multipult.core.models import Concept, User
 from tests.commands import command_error, run_command
-from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import fingerprint, jsonl_write, seed, user_record, wipe_domain
 
 pytestmark = pytest.mark.django_db
 
@@ -34,27 +34,10 @@ def _lines(path):
 
 
 def _write_jsonl(path, header_from, records):
-    lines = [_lines(header_from)[0]]
-    counts = {}
-    for entity, data in records:
-        lines.append(json.dumps({"entity": entity, "data": data}))
-        counts[entity] = counts.get(entity, 0) + 1
-    lines.append(json.dumps({"end": True, "counts": counts}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return jsonl_write(path, records, header=json.loads(_lines(header_from)[0]))
 
 
-def _user(**overrides):
-    record = {
-        "id": 900001, "username": "ok.user", "first_name": "Ok", "last_name": "User", "email": "ok@example.com",
-        "is_staff": False, "is_active": True, "is_superuser": False, "date_joined": "2025-01-01T00:00:00+00:00",
-        "last_login": None, "phone": "",
-    }  # fmt: skip
-    record.update(overrides)
-    return record
-
-
-# --- happy paths ------------------------------------------------------------------------------------
+_user = user_record
 
 
 def test_every_option_has_help():
@@ -66,10 +49,12 @@ def test_every_option_has_help():
 
 
 def test_export_import_snapshot_list_and_rollback_through_the_commands(exported, tmp_path):
-    out = run_command("import_data", "--input", str(exported), "--format", "jsonl", "--dry-run")
+    out = run_command("import_data", "--input", str(exported), "--format", "jsonl", "--dry-run", "--allow-privileged")
     assert "nothing was changed" in out and User.objects.count() == 0
     result = json.loads(
-        run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json")
+        run_command(
+            "import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json", "--allow-privileged"
+        )
     )
     assert result["entities"]["users"]["created"] == User.objects.count() > 0
     listed = json.loads(run_command("list_snapshots", "--json"))["snapshots"]
@@ -120,7 +105,16 @@ def test_a_registered_transformation_can_drop_records(exported, tmp_path):
             exported,
             [("users", _user()), ("users", _user(id=900002, username="s", is_staff=True))],
         )
-        run_command("import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_only_staff")
+        run_command(
+            "import_data",
+            "--input",
+            str(path),
+            "--format",
+            "jsonl",
+            "--transform",
+            "test_only_staff",
+            "--allow-privileged",
+        )
         assert list(User.objects.values_list("pk", flat=True)) == [900002]
     finally:
         transformations._REGISTRY.pop("test_only_staff")
@@ -143,7 +137,7 @@ def test_malformed_json(exported, tmp_path):
 def test_truncated_file(exported, tmp_path, fmt, name):
     full = tmp_path / f"full-{name}"
     # the fixture wiped the data; put it back, export in this format, wipe again
-    run_command("import_data", "--input", str(exported), "--format", "jsonl", "--quiet")
+    run_command("import_data", "--input", str(exported), "--format", "jsonl", "--quiet", "--allow-privileged")
     run_command("export_data", "--output", str(full), "--format", fmt, "--quiet")
     wipe_domain()
     cut = tmp_path / name
@@ -230,7 +224,14 @@ def test_dangling_foreign_keys(exported, tmp_path):
     )
     state = fingerprint()
     message = command_error(
-        "import_data", "--input", str(path), "--format", "jsonl", match="neither in the file nor", one_line=False
+        "import_data",
+        "--input",
+        str(path),
+        "--format",
+        "jsonl",
+        "--allow-privileged",
+        match="neither in the file nor",
+        one_line=False,
     )
     assert "user_roles record 1, field 'role': points at Role id 77777" in message
     assert "concepts record 1, field 'created_by': points at User id 424242" in message
@@ -289,7 +290,9 @@ def test_snapshot_id_that_does_not_exist():
 
 def test_rollback_without_confirm(exported):
     result = json.loads(
-        run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json")
+        run_command(
+            "import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json", "--allow-privileged"
+        )
     )
     state = fingerprint()
     command_error("rollback_migration", "--snapshot-id", result["snapshot_id"], match="add --confirm")
@@ -348,3 +351,26 @@ def test_export_refuses_a_bad_since_date_and_a_missing_output(tmp_path):
     )
     command_error("export_data", "--format", "jsonl", match="--output is required")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rollback_after_later_changes_names_the_tables_and_the_flag(exported):
+    result = json.loads(
+        run_command("import_data", "--input", str(exported), "--format", "jsonl", "--snapshot", "--json",
+                    "--allow-privileged")
+    )  # fmt: skip
+    User.objects.create(username="came-later")
+    state = fingerprint()
+    message = command_error("rollback_migration", "--snapshot-id", result["snapshot_id"], "--confirm",
+                            match=r"^--discard-later-changes: Rows of core_user changed after the import")  # fmt: skip
+    assert "Nothing changed." in message
+    assert fingerprint() == state
+    run_command("rollback_migration", "--snapshot-id", result["snapshot_id"], "--confirm", "--discard-later-changes")
+    assert not User.objects.exists()
+
+
+def test_privileged_import_names_the_flag(exported):
+    state = fingerprint()
+    message = command_error("import_data", "--input", str(exported), "--format", "jsonl", one_line=False,
+                            match="grant privileges")  # fmt: skip
+    assert message.endswith("Pass --allow-privileged to import privileges.")
+    assert fingerprint() == state

@@ -75,7 +75,11 @@ def test_list_snapshots_stops_at_its_limit():
             id=f"snapshot_limit_{number}", created_at=now - timedelta(hours=4 - number), tables=["core_role"]
         )
     text = run_command("list_snapshots", "--limit", "3")
-    assert [line.split()[0] for line in text.splitlines()[:3]] == [f"snapshot_limit_{n}" for n in (3, 2, 1)]
+    header, *rows = text.splitlines()
+    assert header.split() == ["id", "created", "status", "rows", "size", "checksum", "import", "tables"]
+    assert [line.split()[0] for line in rows[:3]] == [f"snapshot_limit_{n}" for n in (3, 2, 1)]
+    # each column starts where its header does
+    assert rows[0].index("core_role") == header.index("tables") and rows[0][header.index("import")] == "-"
     assert "… and 1 more snapshots (--limit 0 lists all)." in text
     listed = json.loads(run_command("list_snapshots", "--json", "--limit", "3"))
     assert (listed["total"], listed["limit"], len(listed["snapshots"])) == (4, 3, 3)

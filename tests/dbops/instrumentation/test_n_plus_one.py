@@ -61,6 +61,21 @@ def test_the_tests_own_setup_is_not_counted(staff):
 
 
 @pytest.mark.n_plus_one_allow("multipult/graphql/dataloaders.py:*")
+def test_repeats_across_calls_from_the_test_are_not_n_plus_one_repeats_within_one_call_are(staff):
+    # Ten requests each look the viewer up once: ten calls, no N+1 (a per-body count would flag them).
+    tests = ("tests/",)
+    with NPlusOneGuard("ten calls", ignore_sites=tests) as guard:
+        for _ in range(10):
+            assert execute_query("{ users(limit: 1) { username } }", user=staff).errors is None
+    assert len(guard.records) >= 10 and len(set(guard.calls)) == 10
+    within = pytest.raises(
+        NPlusOneDetected, match=r"naive, the call at tests/dbops/instrumentation/test_n_plus_one.py:\d+ \(call 1\): 8 x"
+    )
+    with within, NPlusOneGuard("naive", ignore_sites=tests):
+        execute_query(NAIVE, batch=False, user=staff)
+
+
+@pytest.mark.n_plus_one_allow("multipult/graphql/dataloaders.py:*")
 def test_a_profile_raises_with_the_setting_and_only_warns_without(staff, settings, caplog):
     settings.N_PLUS_ONE_RAISE = True
     with pytest.raises(NPlusOneDetected, match=r"N\+1 queries in graphql: 8 x"), query_profile("graphql"):

@@ -76,6 +76,35 @@ def test_profile_times_every_statement_and_names_the_calling_code(caplog):
     assert len(summary_records) == 1 and summary_records[0].query_summary["queries"] == 2
 
 
+def _first_user_name():
+    return User.objects.filter(pk=1).values_list("username", flat=True).first()
+
+
+def _first_user_name_deeper():
+    return _first_user_name()
+
+
+@pytest.mark.n_plus_one_allow("tests/dbops/instrumentation/test_profiling.py:*")  # repeats on purpose
+def test_a_repeated_statement_is_attributed_to_each_of_its_call_sites():
+    # The profiler jumps to the depth where a statement text was last issued: another caller of the
+    # same text, at that depth or nearer, must still be named.
+    with query_profile("unit") as profile:
+        for _ in range(3):
+            _first_user_name()
+        User.objects.filter(pk=1).values_list("username", flat=True).first()
+        _first_user_name_deeper()
+        _first_user_name()
+    sites = [site.rsplit(":", 1)[0] for _, _, site, _ in profile.records]
+    here = "tests/dbops/instrumentation/test_profiling.py:"
+    assert sites == [
+        *[f"{here}_first_user_name"] * 3,
+        f"{here}test_a_repeated_statement_is_attributed_to_each_of_its_call_sites",
+        f"{here}_first_user_name",
+        f"{here}_first_user_name",
+    ]
+    assert len({sql for sql, _, _, _ in profile.records}) == 1  # one statement text throughout
+
+
 def test_postgres_receives_the_sqlcommenter_tags():
     # pg_stat_activity shows the statement as the server received it: the comment is on the wire.
     with query_profile("/reports", tags={"graphql_operation": "Report"}):
@@ -235,3 +264,14 @@ def test_celery_tasks_are_profiled_through_the_task_signals(settings, caplog):
     settings.QUERY_PROFILING_ENABLED = False
     assert count_users_twice.apply().get() == 0
     assert [r for r in caplog.records if getattr(r, "query_summary", None)] == []
+
+
+def test_savepoints_are_never_slow_queries(settings):
+    profile = query_profile("nested", slow_threshold_ms=0)
+    with profile, transaction.atomic(), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 'inside a savepoint'")
+    statements = [group.statement for group in profile.summary.slow]
+    assert "SELECT ?" in statements, statements
+    assert not [statement for statement in statements if "SAVEPOINT" in statement.upper()]
+    # still counted and timed: they are statements, only never reported as slow
+    assert any("SAVEPOINT" in group.statement for group in profile.summary.groups)

@@ -88,6 +88,31 @@ def test_a_scheduled_task_records_the_plain_message():
     assert TaskRun.objects.get(task_id="prune-bad").error == "SnapshotError: The age in days must be 0 or more, got -1."
 
 
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [
+        (["list_backups", "--limt", "3"], "(did you mean --limit?)"),
+        (["apply_retention", "--dry-rn"], "(did you mean --dry-run?)"),
+        (["pitr", "status", "--jsn"], "(did you mean --json?)"),  # an option of a subcommand
+    ],
+)
+def test_a_misspelt_flag_is_refused_with_the_flag_it_resembles(args, suggestion):
+    message = command_error(*args, match="unrecognized arguments: ")
+    assert message.endswith(suggestion), message
+
+
+def test_a_flag_like_no_other_gets_no_guess_and_a_password_is_never_echoed():
+    assert "did you mean" not in command_error("list_backups", "--frobnicate")
+    message = command_error("create_user", "--username", "a", "--email", "a@b.co", "--pasword", "hunter2")
+    assert "hunter2" not in message and "did you mean" not in message
+
+
+def test_the_suggestion_reaches_an_operators_terminal_with_exit_2():
+    result = run_manage("list_backups", "--limt", "3")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --limt 3 (did you mean --limit?)" in result.stderr
+
+
 def test_a_command_keeps_info_logs_off_the_console_unless_asked_with_verbosity_2(sqlite_env):
     assert run_manage("migrate", "-v", "0", env=sqlite_env).returncode == 0
     plain = run_manage("backup_advanced", "--quiet", env=sqlite_env)

@@ -13,7 +13,8 @@ from dbops.services.datamigration.formats.base import ExportWriter, Record, Unpa
 from dbops.services.datamigration.formats.csv import CsvWriter, read_csv
 from dbops.services.datamigration.formats.json import JsonWriter, read_json
 from dbops.services.datamigration.formats.jsonl import JsonlWriter, read_jsonl
-from dbops.services.datamigration.formats.sql import SqlWriter, read_sql
+from dbops.services.datamigration.formats.sql import SqlWriter
+from dbops.services.datamigration.formats.sql_reader import read_sql
 
 __all__ = ["FORMATS", "READERS", "WRITERS", "Record", "Unparsable", "encode_json", "open_writer", "read_records"]
 

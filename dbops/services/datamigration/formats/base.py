@@ -21,6 +21,8 @@ from dbops.services.datamigration.entities import ENTITIES, Entity
 # The format's name since its first files: changing it would make every file written so far unreadable.
 FILE_MARKER = "multipult-export"
 FILE_VERSION = 1
+# Python's JSON parser gives up past about a thousand levels (its recursion limit): said in one line.
+TOO_DEEP = "JSON nested too deeply (more levels than the parser's limit of about 1,000)"
 
 
 def json_default(value):
@@ -41,6 +43,19 @@ def text_fields(entity: Entity) -> set[str]:
 
 def json_fields(entity: Entity) -> set[str]:
     return {f.name for f in entity.fields if isinstance(f, models.JSONField)}
+
+
+FILE_MODE, FOLDER_MODE = 0o600, 0o700  # as backups: an export holds the data, for its owner's eyes only
+
+
+def _owner_only(produced: Path) -> None:
+    """Before the file (or CSV folder) appears under its name, only its owner may read it."""
+    if produced.is_dir():
+        produced.chmod(FOLDER_MODE)
+        for path in produced.rglob("*"):
+            path.chmod(FOLDER_MODE if path.is_dir() else FILE_MODE)
+    else:
+        produced.chmod(FILE_MODE)
 
 
 class ExportWriter:
@@ -71,6 +86,7 @@ class ExportWriter:
         """Closes the file, moves it into place and returns its size in bytes."""
         self._finish()
         produced = self._temp / "out"
+        _owner_only(produced)
         if produced.is_dir():
             if self.target.exists():
                 shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()

@@ -114,7 +114,19 @@ class _CsvSource:
         except (KeyError, FileNotFoundError):
             raise ImportFormatError(f"{self.path}: {name} is missing.") from None
 
+    def member(self, name) -> str:
+        """A file the manifest names, refused unless it is a file of this folder or archive itself."""
+        plain = isinstance(name, str) and name and "/" not in name and "\\" not in name and name not in (".", "..")
+        inside = plain and (self.archive is not None or (self.path / name).resolve().parent == self.path.resolve())
+        if not inside:
+            raise ImportFormatError(
+                f"{self.path}: manifest.json names {name!r}; it may only name files inside "
+                f"{'the archive' if self.archive is not None else 'its own folder'}."
+            )
+        return name
+
     def open_binary(self, name: str):
+        name = self.member(name)
         try:
             if self.archive is not None:
                 return self.archive.open(name)
@@ -135,10 +147,17 @@ def read_csv(path: Path) -> Iterator[base.Record]:
                 manifest = json.load(handle)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ImportFormatError(f"{path}: manifest.json is malformed: {exc}.") from None
+            except RecursionError:
+                raise ImportFormatError(f"{path}: manifest.json: {base.TOO_DEEP}.") from None
         base.check_header(manifest, f"{path} manifest.json")
-        for name, info in manifest.get("entities", {}).items():
-            entity = base.entity_named(name, f"{path} manifest.json")
-            yield from _read_csv_entity(source, entity, info)
+        listed = manifest.get("entities", {})
+        if not isinstance(listed, dict) or not all(isinstance(info, dict) for info in listed.values()):
+            raise ImportFormatError(f"{path}: manifest.json: 'entities' must map entity names to objects.")
+        for name, info in listed.items():  # every named file is checked before any is read
+            base.entity_named(name, f"{path} manifest.json")
+            source.member(info.get("file", f"{name}.csv"))
+        for name, info in listed.items():
+            yield from _read_csv_entity(source, base.entity_named(name, str(path)), info)
     finally:
         source.close()
 
@@ -186,5 +205,7 @@ def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator
             ) from None
         except csv.Error as exc:
             raise ImportFormatError(f"{where}: malformed CSV near record {number + 1}: {exc}.") from None
+        except RecursionError:
+            raise ImportFormatError(f"{where}: record {number}: {base.TOO_DEEP}.") from None
     if info.get("rows") is not None and info["rows"] != number:
         raise ImportFormatError(f"{where}: holds {number} records, the manifest says {info['rows']} (truncated?).")

@@ -16,6 +16,7 @@ MAX_VALUE_CHARS = 64 << 20  # a single record (or header value) larger than this
 _WHITESPACE = " \t\n\r"
 _CUT_MARGIN = 16  # a literal or number cut by the window's end is reported within this many characters of it
 _DECODER = json.JSONDecoder()
+TOO_DEEP = "Nested too deeply (more levels than the parser's limit of about 1,000)"
 
 
 class JsonStreamError(ValueError):
@@ -99,6 +100,8 @@ class JsonDocumentReader:
         while True:
             try:
                 value, end = _DECODER.raw_decode(self._buffer, self._pos)
+            except RecursionError:
+                self._fail(TOO_DEEP)
             except json.JSONDecodeError as exc:
                 # Only an error at the window's end may be the input being cut there; anything else is
                 # malformed whatever follows, and is reported without reading further.

@@ -68,6 +68,8 @@ def read_jsonl(path: Path) -> Iterator[base.Record]:
                 raise ImportFormatError(f"{path}: line {line_number}: data after the end line.")
             try:
                 item = _json_line(line)
+            except RecursionError:
+                raise ImportFormatError(f"{path}: line {line_number}: {base.TOO_DEEP}.") from None
             except json.JSONDecodeError as exc:
                 cut = "" if line.endswith("\n") else " (the file looks truncated)"
                 if line_number == 1:

@@ -10,7 +10,9 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.management.base import DbopsCommand
-from multipult.core.services.users import user_create
+from multipult.core.services.users import password_problems, user_create
+
+PROMPT_ATTEMPTS = 3
 
 
 class Command(DbopsCommand):
@@ -51,7 +53,9 @@ class Command(DbopsCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").')
 
     def handle(self, *args, **options):
-        password = None if options["no_password"] else self._password(options["password_from_env"])
+        password = None
+        if not options["no_password"]:
+            password = self._password(options["password_from_env"], options["username"], options["email"])
         user = user_create(
             username=options["username"],
             email=options["email"],
@@ -62,7 +66,7 @@ class Command(DbopsCommand):
         kind = "superuser" if user.is_superuser else "user"
         self.stdout.write(self.style.SUCCESS(f"Created {kind} #{user.pk} {user.username} <{user.email}>."))
 
-    def _password(self, variable: str | None) -> str:
+    def _password(self, variable: str | None, username: str, email: str) -> str:
         if variable:
             password = os.environ.get(variable)
             if not password:
@@ -73,9 +77,14 @@ class Command(DbopsCommand):
             raise CommandError(
                 "No password given: use --password-from-env VAR, --no-password, or run on a terminal to be prompted."
             )
-        password = getpass.getpass("Password: ")
-        if password != getpass.getpass("Password (again): "):
-            raise CommandError("The two passwords differ; nothing was created.")
-        if not password:
-            raise CommandError("The password is empty; nothing was created.")
-        return password
+        # as createsuperuser does: a refused password is asked for again, a few times
+        for _attempt in range(PROMPT_ATTEMPTS):
+            password = getpass.getpass("Password: ")
+            if password != getpass.getpass("Password (again): "):
+                self.stderr.write("The two passwords differ; try again.")
+                continue
+            problems = password_problems(username, email, password) if password else ["The password is empty."]
+            if not problems:
+                return password
+            self.stderr.write(" ".join(problems) + " Try another.")
+        raise CommandError(f"No usable password after {PROMPT_ATTEMPTS} attempts; nothing was created.")

@@ -23,10 +23,11 @@ class Command(DbopsCommand):
             write_json(self.stdout, [asdict(entry) for entry in entries])
             return
         width = max(len(entry.name) for entry in entries)
-        group = None
+        by_group: dict[str, list] = {}  # in the order each group first appears in multipult/config.py
         for entry in entries:
-            if entry.group != group:
-                group = entry.group
-                self.stdout.write(self.style.MIGRATE_HEADING(f"[{group}]"))
-            value = entry.display if entry.display != "" else "(unset)"
-            self.stdout.write(f"  {entry.name:<{width}}  {value}  ({entry.source})")
+            by_group.setdefault(entry.group, []).append(entry)
+        for group, members in by_group.items():
+            self.stdout.write(self.style.MIGRATE_HEADING(f"[{group}]"))
+            for entry in members:
+                value = entry.display if entry.display != "" else "(unset)"
+                self.stdout.write(f"  {entry.name:<{width}}  {value}  ({entry.source})")

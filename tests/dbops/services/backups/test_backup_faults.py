@@ -53,7 +53,7 @@ def s3_client():
 def test_upload_to_s3_then_restore_from_s3_when_local_copy_is_gone(backup_dir, s3_bucket, some_data):
     output = run_command("backup_advanced", "--upload-s3", "--quiet")
     backup_record = BackupRecord.objects.get()
-    assert backup_record.uploaded_to_s3 and f"s3://{backup_record.s3_key}" in output
+    assert backup_record.uploaded_to_s3 and f"and s3://{s3_bucket}/{backup_record.s3_key}," in output
     body = s3_client().get_object(Bucket=s3_bucket, Key=backup_record.s3_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == backup_record.sha256
     manifest = json.loads(
@@ -224,6 +224,15 @@ def test_progress_is_shown_on_a_tty_only(backup_dir, some_data):
     shown = on_a_terminal("backup_advanced")
     assert "\rbackup: " in shown and "/s" in shown
     assert "\r" not in on_a_terminal("backup_advanced", "--quiet")
+
+
+def test_the_upload_to_s3_shows_its_own_percent_on_a_tty(backup_dir, s3_bucket, some_data):
+    shown = on_a_terminal("backup_advanced", "--upload-s3")
+    backup_record = BackupRecord.objects.get()
+    assert backup_record.uploaded_to_s3
+    upload_lines = [line for line in shown.split("\r") if line.startswith("upload to S3: ")]
+    assert upload_lines and "100%" in upload_lines[-1], shown  # the artifact's size is the total
+    assert shown.index("\rbackup: ") < shown.index("upload to S3: ")  # the dump's bar first, then its own
 
 
 def test_backup_delete_removes_local_and_s3_copies_and_marks_the_record(backup_dir, s3_bucket, some_data):

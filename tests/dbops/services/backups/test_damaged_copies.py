@@ -11,7 +11,7 @@ import boto3
 import pytest
 from django.contrib import messages
 
-from dbops.admin.backups import restore_outcome, verification_outcome
+from dbops.admin.backup_display import restore_outcome, verification_outcome
 from dbops.models import BackupRecord
 from dbops.services.backups.create import backup_create
 from dbops.services.backups.restore import backup_restore, restore_summary

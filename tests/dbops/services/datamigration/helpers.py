@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from django.db import connection
 
 from dbops.engines import get_connector
@@ -48,3 +51,29 @@ def wipe_domain() -> None:
     with connection.cursor() as cursor:
         for entity in reversed(list(ENTITIES.values())):
             cursor.execute(f'DELETE FROM "{entity.table}"')  # noqa: S608
+
+
+EXPORT_HEADER = {"format": "multipult-export", "version": 1}
+
+
+def user_record(**overrides) -> dict:
+    """A valid users record of an export file, with these fields changed."""
+    record = {
+        "id": 900001, "username": "ok.user", "first_name": "Ok", "last_name": "User", "email": "ok@example.com",
+        "is_staff": False, "is_active": True, "is_superuser": False, "date_joined": "2025-01-01T00:00:00+00:00",
+        "last_login": None, "phone": "",
+    }  # fmt: skip
+    record.update(overrides)
+    return record
+
+
+def jsonl_write(path: Path, records: list[tuple[str, dict]], *, header: dict | None = None) -> Path:
+    """A jsonl export file of these (entity, record) pairs, with its header and end line."""
+    counts: dict[str, int] = {}
+    lines = [json.dumps(header or EXPORT_HEADER)]
+    for entity, data in records:
+        lines.append(json.dumps({"entity": entity, "data": data}))
+        counts[entity] = counts.get(entity, 0) + 1
+    lines.append(json.dumps({"end": True, "counts": counts}))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -29,7 +29,7 @@ def test_round_trip_restores_every_row_and_moves_sequences(tmp_path, fmt, name):
     assert exported.total_rows == sum(len(rows) for rows in before.values())
     # when the tables are emptied and the file imported again
     wipe_domain()
-    imported = import_data(input_path=target, fmt=fmt)
+    imported = import_data(input_path=target, fmt=fmt, allow_privileged=True)
     # then every exported column of every row is back, and new rows get fresh ids
     assert domain_rows() == before
     assert imported.total_rows == exported.total_rows
@@ -92,7 +92,7 @@ def test_dry_run_validates_changes_nothing_fires_no_hooks_and_takes_no_ids(
     state, sequences = fingerprint(), sequence_positions()
 
     with django_capture_on_commit_callbacks() as callbacks:
-        result = import_data(input_path=target, fmt="jsonl", dry_run=True)
+        result = import_data(input_path=target, fmt="jsonl", dry_run=True, allow_privileged=True)
     assert callbacks == []
     assert fingerprint() == state
     assert sequence_positions() == sequences
@@ -104,7 +104,7 @@ def test_dry_run_validates_changes_nothing_fires_no_hooks_and_takes_no_ids(
     # the real import, for contrast, registers its hook
     Role.objects.filter(name="after-dry-run").delete()
     with django_capture_on_commit_callbacks() as callbacks:
-        import_data(input_path=target, fmt="jsonl")
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert len(callbacks) == 1
 
 
@@ -252,3 +252,13 @@ def test_jsonl_by_copy_holds_the_same_records_as_the_row_by_row_writer(tmp_path)
         return parsed
 
     assert records("copy.jsonl") == records("rows.jsonl")
+
+
+@pytest.mark.parametrize(("fmt", "name"), FORMATS)
+def test_export_files_are_for_their_owner_only(tmp_path, fmt, name):
+    seed(scale=0.1)
+    target = tmp_path / name
+    export_data(entities="roles", output=target, fmt=fmt)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in [target, *target.rglob("*")]}
+    expected = {path.name: 0o700 if path.is_dir() else 0o600 for path in [target, *target.rglob("*")]}
+    assert modes == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbops.engines import get_connector
-from dbops.exceptions import SnapshotError
+from dbops.exceptions import SnapshotError, SnapshotLaterChanges
 from dbops.models import Snapshot
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
@@ -89,3 +89,37 @@ def test_unknown_snapshot_is_rejected_and_changes_nothing():
     with pytest.raises(SnapshotError, match="does not exist"):
         snapshot_rollback(snapshot_id="snapshot_19990101_000000")
     assert fingerprint() == state
+
+
+def test_rollback_refuses_when_rows_were_written_after_the_import(tmp_path):
+    # given an import with a snapshot, then a later insert and a later email change
+    seed(scale=0.2)
+    target = tmp_path / "users.jsonl"
+    export_data(entities="users", output=target, fmt="jsonl")
+    User.objects.update(first_name="before the import")
+    result = import_data(input_path=target, fmt="jsonl", mode="upsert", snapshot=True, allow_privileged=True)
+    Concept.objects.create(code="UNRELATED", name="another table: not part of the snapshot")
+    user = User.objects.order_by("pk").first()
+    user.email = "changed.after@example.org"
+    user.save()
+    User.objects.create(username="arrived-after-the-import")
+    state = fingerprint()
+    # when rolled back without leave, it lists the changed tables and changes nothing
+    with pytest.raises(SnapshotLaterChanges, match=r"Rows of core_user changed after the import") as refused:
+        snapshot_rollback(snapshot_id=result.snapshot_id)
+    assert "core_role" not in str(refused.value) and "core_user_roles" not in str(refused.value)
+    assert refused.value.parameter == "discard_later_changes"
+    assert fingerprint() == state
+    # and with leave it rolls back, later rows included
+    snapshot_rollback(snapshot_id=result.snapshot_id, discard_later_changes=True)
+    assert not User.objects.filter(username="arrived-after-the-import").exists()
+    assert set(User.objects.values_list("first_name", flat=True)) == {"before the import"}
+
+
+def test_rollback_right_after_the_import_needs_no_leave(tmp_path):
+    seed(scale=0.1)
+    target = tmp_path / "concepts.jsonl"
+    export_data(entities="concepts", output=target, fmt="jsonl")
+    result = import_data(input_path=target, fmt="jsonl", mode="upsert", snapshot=True)
+    assert Snapshot.objects.get(id=result.snapshot_id).checksums_after_import == _checksums(["core_concept"])
+    snapshot_rollback(snapshot_id=result.snapshot_id)
