@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dbops', '0009_backup_copies'),
+        ('dbops', '0010_snapshot_checksums_after_import'),
     ]
 
     operations = [
