@@ -6,19 +6,19 @@ or go into a new table. Nothing but that table (or the new one) changes; the scr
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
-from dbops.engines.postgresql.scratch_cluster import scratch_recovery_run, scratch_workspace
-from dbops.engines.postgresql.server import pitr_restore_command, server_params
+from dbops.engines.postgresql.server import server_params
 from dbops.engines.postgresql.table_rewind import TableRows, copy_out, rows_load
 from dbops.exceptions import PitrError
-from dbops.services.pitr.recovery import base_backup_unpack, restore_base_backup_checked
+from dbops.services.pitr.drill import base_backup_replay
+from dbops.services.pitr.recovery import restore_base_backup_checked
 from dbops.services.pitr.restore_targets import restore_target_resolve
-from dbops.services.pitr.wal_archive import pitr_storage
 
 logger = logging.getLogger(__name__)
 
@@ -61,23 +61,13 @@ def pitr_table_restore(
     live = server_params(database)  # settings.DATABASES as PITR reads it (like the other pitr commands)
     target = restore_target_resolve(target_time=target_time)
     record = restore_base_backup_checked(target=target)
-    pitr = record.pitr
-    _kind, backend = pitr_storage(pitr.storage)
-    users = [(settings.DATABASES.get(record.database_alias) or {}).get("USER") or "postgres", "postgres"]
     copied: list[TableRows] = []
-    with scratch_workspace() as workspace:
-        data_dir = workspace / "data"
-        data_dir.mkdir(mode=0o700)
-        base_backup_unpack(backend, record, data_dir, None)
-        spool = workspace / "table.copy"
-        recovery = scratch_recovery_run(
-            data_dir,
-            restore_command=pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage),
-            end_lsn=pitr.end_lsn,
-            database=record.database_name or "postgres",
-            users=users,
-            timeout=timeout,
+    with tempfile.TemporaryDirectory(prefix="dbops-table-") as folder:
+        spool = Path(folder) / "table.copy"
+        recovery = base_backup_replay(
+            record=record,
             target_time=target_time,
+            timeout=timeout,
             while_paused=lambda cursor: copied.append(
                 copy_out(cursor, table=table, spool=spool, moment=target_time.isoformat())
             ),
