@@ -61,7 +61,7 @@ def test_changelist_shows_what_staff_act_on_and_leaves_the_rest_to_the_record(su
     headers = [header.strip() for header in response.context["cl"].list_display]
     assert headers == [
         "action_checkbox", "id", "status_and_error", "when", "age", "database_alias", "size", "where", "verified",
-        "short_tag",
+        "short_tag", "pinned",  # pinned: what retention will never delete
     ]  # fmt: skip
     assert ">local+s3!<" in response.content.decode()  # the S3 copy was found damaged
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -27,6 +28,17 @@ from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: f
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
+@pytest.fixture
+def own_temp_folder(monkeypatch):
+    """A temp folder of this test's own for the scratch servers (readable by the postgres OS user), so
+    the check that none is left sees only this test's and not those of other runs on the machine."""
+    folder = Path(tempfile.mkdtemp(prefix="dbops-test-tmp-"))
+    folder.chmod(0o755)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def scratch_folders() -> set[str]:
     return {path.name for path in Path(tempfile.gettempdir()).glob("dbops-scratch-cluster-*")}
 
@@ -44,7 +56,12 @@ def base_backup_of_a_cluster_with_rows(pitr_clusters, *setup_sql: str) -> tuple[
     return record, source
 
 
-def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(pitr_clusters, monkeypatch, settings):  # noqa: F811
+def test_a_good_base_backup_passes_checksum_pg_verifybackup_and_wal_replay(
+    pitr_clusters,  # noqa: F811
+    monkeypatch,
+    settings,
+    own_temp_folder,
+):
     # Given a base backup of a cluster archiving through archive_wal, and a verifier that starts
     # its scratch server with the same interpreter and storage settings the servers use
     record, source = base_backup_of_a_cluster_with_rows(pitr_clusters)
