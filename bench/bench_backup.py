@@ -6,7 +6,9 @@
 
 For each scale a database `bench_issue3_s<scale>` is created, migrated and filled by
 `seed_data --scale <scale>` (scale 1000 is about a million rows). Figures (issue 3):
-  backup  : `backup_advanced --compress zstd` vs the floor `pg_dump -Fc -Z0 > /dev/null`  (target <= 1.25)
+  backup  : `backup_advanced --compress zstd` vs the floor `pg_dump -Fc -Z0 > /dev/null`  (target <= 1.25;
+            issue 18: <= 1.15), and with `--jobs 2` vs that single-process floor (issue 18: <= 1.0) and vs bare
+            `pg_dump -Fd -j2 -Z0` into a folder
             vs default `pg_dump -Fc` (gzip) and vs django-dbbackup `dbbackup --compress`  (target >= 3x faster,
             output no larger)
   restore : `restore_db --backup-id --jobs 2` vs bare `pg_restore -j2` of the same archive   (target <= 1.25)
@@ -178,6 +180,19 @@ def measure_scale(dbname: str, args, workdir: Path, full: bool) -> dict:
         facts["latest"] = latest
         return elapsed
 
+    def ours_jobs2() -> float:
+        elapsed, _, rss = timed([*manage, "backup_advanced", "--compress", "zstd", "--jobs", "2", "--quiet"], env=env)
+        facts["backup_rss_kb"] = max(facts["backup_rss_kb"], rss)
+        return elapsed
+
+    def bare_directory_j2() -> float:
+        folder = workdir / "bare-directory"
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            return timed(["pg_dump", "-Fd", "-j2", "-Z0", "-d", dbname, "-f", str(folder)])[0]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def pg_dump_default() -> float:
         default_dump = workdir / "default.dump"
         elapsed = timed(["pg_dump", "-Fc", "-d", dbname, "-f", str(default_dump)])[0]
@@ -190,6 +205,7 @@ def measure_scale(dbname: str, args, workdir: Path, full: bool) -> dict:
         return elapsed
 
     backup_runs = {"floor": floor, "ours_backup": ours_backup}
+    backup_runs |= {"ours_jobs2": ours_jobs2, "bare_fd_j2": bare_directory_j2}
     if full:
         backup_runs |= {"pg_dump_default": pg_dump_default, "dbbackup": dbbackup}
     seconds = paired_rounds(args.rounds, backup_runs)
@@ -234,6 +250,8 @@ def report(scale: float, rows: int, f: dict, full: bool) -> None:
     print(f"\nscale {scale:g}: {rows:,} rows, uncompressed custom dump {dump_mb:.0f} MB, {len(s['floor'])} rounds")
     print(f"  backup zstd / floor (pg_dump -Fc -Z0 > /dev/null)   = {ratio(s['ours_backup'], s['floor'])}  (<= 1.25)")
     print(f"    in-process (recorded duration) / floor            = {ratio(f['in_process'], s['floor'])}")
+    print(f"  backup zstd --jobs 2 / floor                        = {ratio(s['ours_jobs2'], s['floor'])}  (<= 1.0)")
+    print(f"    --jobs 2 / bare pg_dump -Fd -j2 -Z0 to a folder   = {ratio(s['ours_jobs2'], s['bare_fd_j2'])}")
     if full:
         for label, key in (("pg_dump -Fc (gzip)", "pg_dump_default"), ("dbbackup --compress", "dbbackup")):
             print(

@@ -26,6 +26,7 @@ GZIP_LEVEL = 6
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 PGDUMP_MAGIC = b"PGDMP"
+DIRECTORY_DUMP_MAGIC = b"toc.dat\x00"  # a tar whose first member is a directory-format dump's table of contents
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PLAIN_DUMP_MARKER = b"-- PostgreSQL database dump"
 PLAIN_DUMP_END = b"-- PostgreSQL database dump complete"
@@ -154,7 +155,7 @@ def sha256_of(fileobj: BinaryIO) -> tuple[str, int]:
 
 
 def sniff_layers(head: bytes) -> str:
-    """What the outermost layer of a file is: encrypted, zstd, gzip, custom, sqlite, plain or unknown."""
+    """What the outermost layer of a file is: encrypted, zstd, gzip, custom, directory, sqlite, plain or unknown."""
     if head.startswith(ENCRYPTION_MAGIC):
         return "encrypted"
     if head.startswith(ZSTD_MAGIC):
@@ -163,6 +164,8 @@ def sniff_layers(head: bytes) -> str:
         return "gzip"
     if head.startswith(PGDUMP_MAGIC):
         return "custom"
+    if head.startswith(DIRECTORY_DUMP_MAGIC):
+        return "directory"
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
     stripped = head.lstrip()

@@ -28,8 +28,20 @@ from dbops.exceptions import (
 from dbops.models import BackupRecord
 
 # What the innermost layer of a decoded artifact means, per engine.
-FORMAT_OF_LAYER = {"custom": "custom", "plain": "plain", "sqlite": "sqlite", "sqlite-plain": "plain"}
-ENGINE_OF_LAYER = {"custom": "postgresql", "plain": "postgresql", "sqlite": "sqlite", "sqlite-plain": "sqlite"}
+FORMAT_OF_LAYER = {
+    "custom": "custom",
+    "directory": "directory",
+    "plain": "plain",
+    "sqlite": "sqlite",
+    "sqlite-plain": "plain",
+}
+ENGINE_OF_LAYER = {
+    "custom": "postgresql",
+    "directory": "postgresql",
+    "plain": "postgresql",
+    "sqlite": "sqlite",
+    "sqlite-plain": "sqlite",
+}
 PRESENT, MISSING, DAMAGED = "present", "missing", "damaged"
 READABLE_STATUSES = (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.MISSING)
 _PLACE_NAMES = {LOCAL: "local", S3: "S3"}

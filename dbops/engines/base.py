@@ -185,8 +185,9 @@ class Connector(ABC):
         return None  # nothing to check for engines that need no external tool
 
     @abstractmethod
-    def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
-        """Writes a consistent dump of the whole database to `stream` (anything with write(bytes))."""
+    def dump(self, stream: BinaryIO, *, fmt: str, jobs: int = 1, spool: Path | None = None) -> DumpResult:
+        """Writes a consistent dump of the whole database to `stream` (anything with write(bytes)); `jobs` > 1
+        dumps in parallel where the format allows it, spooling the parts under the folder `spool`."""
 
     @abstractmethod
     def restore(self, dump_path: Path, *, fmt: str, tables: list[str] | None = None, jobs: int = 1) -> RestoreOutcome:

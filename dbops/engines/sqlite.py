@@ -92,7 +92,7 @@ class SQLiteConnector(Connector):
         with closing(sqlite3.connect(f"file:{dump_path}?mode=ro", uri=True)) as db:
             return list(_counts(db))
 
-    def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
+    def dump(self, stream: BinaryIO, *, fmt: str, jobs: int = 1, spool: Path | None = None) -> DumpResult:
         if fmt not in self.formats:
             raise BackupError(f"SQLite backups are sqlite (a database file) or plain SQL, not {fmt!r}.")
         with work_folder(purpose="sqlite") as folder:

@@ -32,6 +32,7 @@ class BackupRecord(models.Model):
     class Format(models.TextChoices):
         CUSTOM = "custom", "PostgreSQL custom archive"
         PLAIN = "plain", "plain SQL"
+        DIRECTORY = "directory", "PostgreSQL directory archive (parallel dump, packed as tar)"
         SQLITE = "sqlite", "SQLite database file"
         TAR = "tar", "PostgreSQL base backup (tar)"
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from django.utils import timezone
 
 from dbops.engines.base import Connector, DumpResult, LeftoversRecovery, RestoreOutcome
-from dbops.engines.postgresql import maintenance, swap, tools
+from dbops.engines.postgresql import directory, maintenance, swap, tools
 from dbops.engines.postgresql.data import PostgreSQLData
 from dbops.engines.postgresql.indexes import PostgreSQLIndexes, scratch_execute, scratch_explain
 from dbops.engines.postgresql.introspection import PostgreSQLIntrospection
@@ -29,6 +29,11 @@ from dbops.exceptions import BackupError, BackupLockedError, RestoreError
 
 CHUNK_SIZE = 1 << 20
 PRE_RESTORE_SUFFIX = swap.PRE_RESTORE_INFIX + "{stamp}"  # stamp: %Y%m%d%H%M%S
+FORMAT_ARGUMENTS = {
+    "custom": ["--format=custom", "--compress=0"],  # compression is the pipeline's (zstd), not pg_dump's zlib
+    "plain": ["--format=plain"],
+    "directory": ["--format=directory", "--compress=0"],
+}
 _TABLE_DATA_LINE = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
 
 TABLES_SQL = """
@@ -54,9 +59,9 @@ def _ident_name(base: str, suffix: str) -> str:
 
 class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLIndexes, Connector):
     engine = "postgresql"
-    formats = ("custom", "plain")
+    formats = ("custom", "plain", "directory")  # directory: pg_dump -Fd, packed into one tar (see directory.py)
     default_format = "custom"
-    artifact_extensions = {"custom": ".dump", "plain": ".sql"}
+    artifact_extensions = {"custom": ".dump", "plain": ".sql", "directory": ".dir.tar"}
     required_tools = {"backup": ("pg_dump", "pg_restore", "psql"), "pitr": ("pg_basebackup",)}
     lock_wait_timeout = "120s"  # pg_dump gives up (with a message) rather than hang behind a DDL lock
 
@@ -107,12 +112,13 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
             raw.close()
 
     def archive_tables(self, dump_path: Path, *, fmt: str) -> list[str]:
-        if fmt != "custom":
+        if fmt not in ("custom", "directory"):
             return []
         pg_restore = self._tool("pg_restore", RestoreError)
-        listing = tools.tool_output(
-            [pg_restore, "--list", str(dump_path)], env=self._env("pg_restore"), error=RestoreError
-        )
+        with directory.archive_for_restore(dump_path, fmt=fmt) as archive:
+            listing = tools.tool_output(
+                [pg_restore, "--list", str(archive)], env=self._env("pg_restore"), error=RestoreError
+            )
         tables = []
         for line in listing.splitlines():
             match = _TABLE_DATA_LINE.match(line)
@@ -124,9 +130,11 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
     def preflight(self) -> None:
         self._tool("pg_dump")
 
-    def dump(self, stream: BinaryIO, *, fmt: str) -> DumpResult:
+    def dump(self, stream: BinaryIO, *, fmt: str, jobs: int = 1, spool: Path | None = None) -> DumpResult:
         if fmt not in self.formats:
-            raise BackupError(f"PostgreSQL backups are custom or plain, not {fmt!r}.")
+            raise BackupError(f"PostgreSQL backups are custom, plain or directory, not {fmt!r}.")
+        if jobs > 1 and fmt != "directory":
+            raise BackupError("Only a directory-format dump runs in parallel.", parameter="jobs")
         pg_dump = self._tool("pg_dump")
         version = tools.tool_version_start(pg_dump)  # read after the dump: it runs meanwhile
         snapshot_connection = self._raw_connection(autocommit=False)
@@ -137,13 +145,16 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
                 snapshot = cursor.fetchone()[0]
                 args = [pg_dump, *self._conn_args(), "--dbname", self.database_name, "--no-password"]
                 args += [f"--snapshot={snapshot}", f"--lock-wait-timeout={self.lock_wait_timeout}"]
-                args += ["--format=custom", "--compress=0"] if fmt == "custom" else ["--format=plain"]
+                args += FORMAT_ARGUMENTS[fmt]
                 # Rows are counted in the exported snapshot itself, so they describe exactly what is dumped,
                 # and while pg_dump runs rather than after it (the counts read what the dump just cached).
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-count") as counter:
                     row_counts = counter.submit(_count_tables, cursor)
                     try:
-                        self._stream_from(args, stream)
+                        if fmt == "directory":
+                            directory.dump_packed(args, stream, jobs=jobs, spool=spool, env=self._env("pg_dump"))
+                        else:
+                            self._stream_from(args, stream)
                     except BaseException:
                         snapshot_connection.cancel()
                         raise
@@ -177,15 +188,17 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
 
     # -- restore ------------------------------------------------------------------------------------
     def _load(self, dump_path: Path, dbname: str, *, fmt: str, jobs: int) -> None:
-        if fmt == "custom":
-            args = [self._tool("pg_restore", RestoreError), *self._conn_args(), "--dbname", dbname, "--no-password"]
-            args += ["--exit-on-error", "--no-owner", f"--jobs={max(1, jobs)}", str(dump_path)]
+        if fmt in ("custom", "directory"):
+            with directory.archive_for_restore(dump_path, fmt=fmt) as archive:
+                args = [self._tool("pg_restore", RestoreError), *self._conn_args(), "--dbname", dbname]
+                args += ["--no-password", "--exit-on-error", "--no-owner", f"--jobs={max(1, jobs)}", str(archive)]
+                self._run(args, error=RestoreError, with_workers=jobs > 1)
         elif fmt == "plain":
             args = [self._tool("psql", RestoreError), *self._conn_args(), "--dbname", dbname, "--no-password"]
             args += ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(dump_path)]
+            self._run(args, error=RestoreError)
         else:
             raise RestoreError(f"A PostgreSQL database cannot be restored from a {fmt!r} backup.")
-        self._run(args, error=RestoreError, with_workers=fmt == "custom" and jobs > 1)
 
     def _create_database_like_or_fail(self, admin, new_name: str) -> None:
         try:
@@ -225,9 +238,10 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
         return swap.restore_leftovers_recover_by_server(connectors)
 
     def _restore_tables(self, dump_path: Path, *, fmt: str, tables: list[str]) -> RestoreOutcome:
-        if fmt != "custom":
+        if fmt not in ("custom", "directory"):
             raise RestoreError(
-                "Restoring chosen tables needs a custom-format backup (pg_dump -Fc).", parameter="tables"
+                "Restoring chosen tables needs a custom- or directory-format backup (pg_dump -Fc or -Fd).",
+                parameter="tables",
             )
         in_archive = set(self.archive_tables(dump_path, fmt=fmt))
         in_database = set(self.table_counts())
@@ -245,7 +259,12 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
             for q, t in zip(quoted, tables, strict=True)
             if self._has_serial_id(t)
         )
-        pg_restore = [self._tool("pg_restore", RestoreError), "--data-only", "--file=-", str(dump_path)]
+        with directory.archive_for_restore(dump_path, fmt=fmt) as archive:
+            self._tables_load(archive, tables, preamble=preamble, postamble=postamble)
+        return RestoreOutcome(database_name=self.database_name, tables=list(tables))
+
+    def _tables_load(self, archive: Path, tables: list[str], *, preamble: str, postamble: str) -> None:
+        pg_restore = [self._tool("pg_restore", RestoreError), "--data-only", "--file=-", str(archive)]
         for table in tables:
             pg_restore += ["--table", table]
         psql = [self._tool("psql", RestoreError), *self._conn_args(), "--dbname", self.database_name, "--no-password"]
@@ -262,7 +281,6 @@ class PostgreSQLConnector(PostgreSQLData, PostgreSQLIntrospection, PostgreSQLInd
             script.flush()
             script.seek(0)
             self._run(psql, error=RestoreError, stdin=script)
-        return RestoreOutcome(database_name=self.database_name, tables=list(tables))
 
     def _has_serial_id(self, table: str) -> bool:
         with self.connection.cursor() as cursor:

@@ -17,11 +17,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -104,11 +105,13 @@ def scratch_recovery_run(
     users: list[str],
     timeout: float,
     target_time: datetime | None = None,
+    while_paused: Callable[[Any], None] | None = None,
 ) -> ScratchRecovery:
     """Starts a server on an unpacked base backup with recovery_target = 'immediate' (replay stops once
-    consistent, at the backup's end), or replaying up to `target_time`, and pauses there, checks it
-    answers queries, then stops it. Raises PitrError with the server's own reason when it does not get
-    there within `timeout`."""
+        consistent, at the backup's end), or replaying up to `target_time`, and pauses there, checks it
+        answers queries, hands its cursor to `while_paused` (to read from the recovered state), then stops it.
+    Raises PitrError with the server's own reason when it does not get
+        there within `timeout`."""
     workspace = data_dir.parent
     port = _free_port()
     hba = workspace / "scratch_hba.conf"
@@ -168,6 +171,8 @@ def scratch_recovery_run(
             tables = int(cursor.fetchone()[0])
             cursor.execute("SELECT pg_last_xact_replay_timestamp()")
             last_replayed_at = cursor.fetchone()[0]
+            if while_paused is not None:
+                while_paused(cursor)
     finally:
         _as_owner([pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "-t", "60", "stop"], cwd=workspace, timeout=90)
     log_text = _read_log(log)

@@ -46,6 +46,13 @@ class Command(DbopsCommand):
             help="With --upload-s3: stream the backup straight into an S3 multipart upload (bounded memory, "
             "each part retried on its own, aborted on failure) and write no local artifact.",
         )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="Dump with N parallel workers (a directory-format dump spooled in a work folder, packed into one "
+            "tar artifact that restore_db --jobs N and verify_backup read; default 1, a custom archive).",
+        )
         add_encrypt_option(parser)
         parser.add_argument("--tag", default="", help="A free label stored on the record (up to 64 characters).")
         add_wait_option(parser)
@@ -56,7 +63,16 @@ class Command(DbopsCommand):
         with TtyByteProgress(self.stdout, label="backup", quiet=options["quiet"]) as progress:
             try:
                 named = options_named(
-                    options, "database", "compression", "fmt", "upload_s3", "local_copy", "encrypt", "tag", "wait"
+                    options,
+                    "database",
+                    "compression",
+                    "fmt",
+                    "upload_s3",
+                    "local_copy",
+                    "encrypt",
+                    "tag",
+                    "wait",
+                    "jobs",
                 )
                 backup_record = backup_create(
                     **named, progress=progress, upload_progress=progress.stage("upload to S3")

@@ -1,4 +1,4 @@
-"""pitr setup | base-backup | restore | mark | drill | status | check: point-in-time recovery for PostgreSQL."""
+"""pitr setup | base-backup | restore | restore-table | mark | drill | status | check: point-in-time recovery."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from dbops.services.pitr.drill import pitr_drill_run
 from dbops.services.pitr.recovery import pitr_base_backup_create, pitr_restore, pitr_settings_check
 from dbops.services.pitr.restore_targets import pitr_mark, restore_target_resolve
 from dbops.services.pitr.status import PitrClusterStatus, pitr_status
+from dbops.services.pitr.table_restore import pitr_table_restore
 
 
 class Command(DbopsCommand):
@@ -34,7 +35,7 @@ class Command(DbopsCommand):
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(
-            dest="action", required=True, metavar="setup|base-backup|restore|mark|drill|status|check"
+            dest="action", required=True, metavar="setup|base-backup|restore|restore-table|mark|drill|status|check"
         )
         setup = actions.add_parser("setup", help="Print and validate wal_level, archive_mode, archive_command.")
         add_json_option(setup, what="the report")
@@ -76,6 +77,16 @@ class Command(DbopsCommand):
             "--python", help="Interpreter the restored server runs restore_wal with (default: this one)."
         )
         add_quiet_option(restore)
+        table = actions.add_parser(
+            "restore-table",
+            help="Bring back one table's rows as of --target-time (replayed in a scratch server), in place or --into "
+            "a new table. Needs --confirm.",
+        )
+        table.add_argument("table", help="The table (public schema), e.g. core_concept.")
+        table.add_argument("--target-time", required=True, help='The moment, with timezone: "2026-01-27 12:00:00+00".')
+        table.add_argument("--into", default="", help="Write the rows into this new table instead of replacing.")
+        table.add_argument("--confirm", action="store_true", help="Yes, write those rows into the live database.")
+        add_database_option(table, what="The live database to write into")
         mark = actions.add_parser(
             "mark", help="Create a named restore point on the server (pitr restore --target-name)."
         )
@@ -114,6 +125,7 @@ class Command(DbopsCommand):
             "check": self._check,
             "mark": self._mark,
             "drill": self._drill,
+            "restore-table": self._restore_table,
         }[options["action"]]
         handler(options)
 
@@ -258,6 +270,19 @@ class Command(DbopsCommand):
                 f"PITR drill #{drill.pk}: base backup #{drill.base_backup_id} replayed to "
                 f"{drill.target_time.isoformat()} in {drill.recovery_seconds:.1f}s (RTO); last commit {rpo} before "
                 "the target (RPO)."
+            )
+        )
+
+    def _restore_table(self, options):
+        result = pitr_table_restore(
+            target_time=_parse_target_time(options["target_time"]),
+            **options_named(options, "table", "into", "confirm", "database"),
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Table {result.into} now holds the {result.rows:,} rows {result.table} had at "
+                f"{result.target_time.isoformat()} (base backup #{result.base_backup_id}, WAL replayed to "
+                f"{result.replayed_to_lsn})."
             )
         )
 

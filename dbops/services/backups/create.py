@@ -13,7 +13,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,6 +38,7 @@ from dbops.artifacts.storage import (
     s3_storage,
     s3_upload,
 )
+from dbops.artifacts.workdir import work_folder
 from dbops.engines import Connector, get_connector
 from dbops.exceptions import ArtifactWriteError, BackupError, DbopsError, OutputExists, UploadError
 from dbops.models import BackupRecord
@@ -61,6 +63,8 @@ ByteProgress = Callable[[int, int], None]  # (dump bytes read, artifact bytes wr
 TransferProgress = Callable[[int, int], None]  # (bytes sent, bytes to send): the S3 copy of a local backup
 HEARTBEAT_SECONDS = 10
 COMPRESSIONS = tuple(BackupRecord.Compression.values)
+PARALLEL_FORMAT = BackupRecord.Format.DIRECTORY
+MAX_DUMP_JOBS = 32  # each job is one more database session
 
 
 def _resolve_format(connector: Connector, fmt: str) -> str:
@@ -69,6 +73,19 @@ def _resolve_format(connector: Connector, fmt: str) -> str:
     if fmt not in connector.formats:
         raise BackupError(f"Format {fmt!r} is not available for {connector.engine}; use one of {connector.formats}.")
     return fmt
+
+
+def _parallel_format(connector: Connector, fmt: str, jobs: int) -> str:
+    """The format of a dump with `jobs` workers: the engine's parallel one (directory) when jobs > 1."""
+    if not 1 <= jobs <= MAX_DUMP_JOBS:
+        raise BackupError(f"Dump jobs must be 1 to {MAX_DUMP_JOBS}; got {jobs}.", parameter="jobs")
+    if jobs == 1:
+        return fmt
+    if PARALLEL_FORMAT not in connector.formats:
+        raise BackupError(f"{connector.engine} backups cannot be dumped in parallel; use 1 job.", parameter="jobs")
+    if fmt not in ("custom", PARALLEL_FORMAT):
+        raise BackupError(f"A parallel dump is a directory archive, not {fmt!r}; drop the format.", parameter="jobs")
+    return PARALLEL_FORMAT
 
 
 def _encryption_key(encrypt: bool) -> RingKey | None:
@@ -136,9 +153,12 @@ def backup_create(
     progress: ByteProgress | None = None,
     upload_progress: TransferProgress | None = None,
     wait: bool = False,
+    jobs: int = 1,
 ) -> BackupRecord:
     """Takes a managed backup and returns its (succeeded) record. Without `local_copy` (S3 only) the
     pipeline streams straight into an S3 multipart upload and no local artifact is ever written.
+    `jobs` > 1 dumps with that many workers into the engine's parallel format (PostgreSQL: directory,
+    spooled in a work folder, then packed into one artifact).
 
     Raises BackupLockedError if another backup/restore of the database runs (unless `wait`),
     BackupError if the dump fails (record left `failed`), and UploadError (carrying
@@ -159,11 +179,20 @@ def backup_create(
     if not local_copy and not upload_s3:
         raise BackupError("A backup without a local copy must go to S3.", parameter="local_copy")
     connector = get_connector(database)
-    fmt = _resolve_format(connector, fmt)
+    fmt = _resolve_format(connector, _parallel_format(connector, fmt, jobs))
     connector.preflight()
     place = LOCAL if local_copy else S3
     spec = BackupSpec(
-        compression, fmt, key, tag, kind, triggered_by, triggered_by_user, place, compression_level=compression_level
+        compression,
+        fmt,
+        key,
+        tag,
+        kind,
+        triggered_by,
+        triggered_by_user,
+        place,
+        compression_level=compression_level,
+        jobs=jobs,
     )
     with connector.lock(wait=wait):
         backup_record = backup_create_locked(connector=connector, spec=spec, progress=progress)
@@ -198,6 +227,7 @@ class BackupSpec:
     triggered_by_user: str
     place: str = LOCAL  # local storage (then maybe copied to S3), or straight to S3 with no local artifact
     compression_level: int | None = None  # zstd only; None: the pipeline's default
+    jobs: int = 1  # dump workers; > 1 only with the engine's parallel format
 
 
 def safety_backup_spec(*, fmt: str, source: str, user: str) -> BackupSpec:
@@ -243,7 +273,7 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
     started = time.perf_counter()
     artifact_written = False
     try:
-        with artifact_sink(backup_record, place) as handle:
+        with artifact_sink(backup_record, place) as handle, _dump_spool(spec.jobs) as spool:
             pipeline = PipelineWriter(
                 handle,
                 compression=compression,
@@ -251,7 +281,7 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
                 encryption_key=encryption_key.passphrase if encrypt else None,
                 progress=_with_heartbeat(backup_record, progress),
             )
-            dump_result = connector.dump(pipeline, fmt=fmt)
+            dump_result = connector.dump(pipeline, fmt=fmt, jobs=spec.jobs, spool=spool)
             pipeline.close()
         artifact_written = True
         backup_record.status = BackupRecord.Status.SUCCEEDED
@@ -295,6 +325,16 @@ def backup_create_locked(*, connector: Connector, spec: BackupSpec, progress: By
         pipeline.raw.size,
     )
     return backup_record
+
+
+@contextmanager
+def _dump_spool(jobs: int) -> Iterator[Path | None]:
+    """A work folder for the parts of a parallel dump (removed after it, or by the next run if killed)."""
+    if jobs == 1:
+        yield None
+        return
+    with work_folder(purpose="parallel dump") as folder:
+        yield folder
 
 
 def _mark_failed(backup_record: BackupRecord, exc: BaseException) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from dbops.engines.postgresql.scratch_cluster import scratch_recovery_run, scratch_workspace
+from dbops.engines.postgresql.scratch_cluster import ScratchRecovery, scratch_recovery_run, scratch_workspace
 from dbops.engines.postgresql.server import pitr_restore_command
 from dbops.exceptions import DbopsError, PitrError
 from dbops.models import BackupRecord, PitrDrill
@@ -37,22 +39,8 @@ def pitr_drill_run(*, target_age: dt.timedelta = TARGET_AGE, timeout: float = RE
         target = restore_target_resolve(target_time=drill.target_time)
         record = restore_base_backup_checked(target=target)
         drill.base_backup = record
-        pitr = record.pitr
-        _kind, backend = pitr_storage(pitr.storage)
         clock = time.perf_counter()
-        with scratch_workspace() as workspace:
-            data_dir = workspace / "data"
-            data_dir.mkdir(mode=0o700)
-            base_backup_unpack(backend, record, data_dir, None)
-            recovery = scratch_recovery_run(
-                data_dir,
-                restore_command=pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage),
-                end_lsn=pitr.end_lsn,
-                database=record.database_name or "postgres",
-                users=[(settings.DATABASES.get(record.database_alias) or {}).get("USER") or "postgres", "postgres"],
-                timeout=timeout,
-                target_time=drill.target_time,
-            )
+        recovery = base_backup_replay(record=record, target_time=drill.target_time, timeout=timeout)
         drill.recovery_seconds = round(time.perf_counter() - clock, 3)
     except DbopsError as exc:
         _finish(drill, PitrDrill.Status.FAILED, error=str(exc))
@@ -67,6 +55,33 @@ def pitr_drill_run(*, target_age: dt.timedelta = TARGET_AGE, timeout: float = RE
     _finish(drill, PitrDrill.Status.SUCCEEDED)
     logger.info("PITR drill %s: RTO %.1fs, RPO %ss", drill.pk, drill.recovery_seconds, drill.rpo_seconds)
     return drill
+
+
+def base_backup_replay(
+    *,
+    record: BackupRecord,
+    target_time: dt.datetime,
+    timeout: float,
+    while_paused: Callable[[Any], None] | None = None,
+) -> ScratchRecovery:
+    """Unpacks base backup `record` into a scratch server, replays the archived WAL up to `target_time`
+    and pauses there (handing the server's cursor to `while_paused`); the server is gone afterwards."""
+    pitr = record.pitr
+    _kind, backend = pitr_storage(pitr.storage)
+    with scratch_workspace() as workspace:
+        data_dir = workspace / "data"
+        data_dir.mkdir(mode=0o700)
+        base_backup_unpack(backend, record, data_dir, None)
+        return scratch_recovery_run(
+            data_dir,
+            restore_command=pitr_restore_command(cluster_id=pitr.cluster_id, storage=pitr.storage),
+            end_lsn=pitr.end_lsn,
+            database=record.database_name or "postgres",
+            users=[(settings.DATABASES.get(record.database_alias) or {}).get("USER") or "postgres", "postgres"],
+            timeout=timeout,
+            target_time=target_time,
+            while_paused=while_paused,
+        )
 
 
 def _finish(drill: PitrDrill, status: str, *, error: str = "") -> None:

@@ -1,0 +1,58 @@
+"""The memory bound of a straight-to-S3 upload, by design: PARTS_IN_FLIGHT parts on their way, one being
+cut and the buffer filling, whatever the artifact's size. A fake S3 client (pure logic: the real server
+and its faults are in tests/dbops/services/backups/test_straight_to_s3.py) is slow enough that the
+writer always runs ahead of the uploads."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from dbops.artifacts.multipart import PARTS_IN_FLIGHT, MultipartSink
+
+PART_SIZE = 256 << 10
+CHUNK = 64 << 10
+
+
+class SlowClient:
+    """Keeps nothing of a part's body (a real client sends it and lets it go)."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+
+    def upload_part(self, *, Body, PartNumber, **_):  # noqa: N803 (boto3's names)
+        time.sleep(0.002)
+        self.parts += 1
+        return {"ETag": f'"{PartNumber}"'}
+
+
+def peak_while_writing(parts: int) -> tuple[int, int]:
+    client = SlowClient()
+    sink = MultipartSink(client=client, bucket="b", key="k", upload_id="u", part_size=PART_SIZE, attempts=1)
+    chunk = b"x" * CHUNK
+    tracemalloc.start()
+    try:
+        for _ in range(parts * PART_SIZE // CHUNK):
+            sink.write(chunk)
+        uploaded = sink.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sink.close()
+    assert len(uploaded.parts) == client.parts == parts and uploaded.size == parts * PART_SIZE
+    return peak, client.parts
+
+
+@pytest.mark.parametrize("parts", [10, 80])
+def test_memory_is_a_few_parts_whatever_the_size(parts):
+    peak, _ = peak_while_writing(parts)
+    # in flight + the one cut + the buffer (a part and one chunk), and a little bookkeeping
+    assert peak < (PARTS_IN_FLIGHT + 2) * PART_SIZE + 2 * CHUNK + (64 << 10)
+
+
+def test_eight_times_the_data_takes_no_more_memory():
+    small, _ = peak_while_writing(10)
+    large, _ = peak_while_writing(80)
+    assert large < small * 1.2
