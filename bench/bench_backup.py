@@ -264,7 +264,12 @@ def report(scale: float, rows: int, f: dict, full: bool) -> None:
         f"  peak RSS of our process: backup {f['backup_rss_kb'] / 1024:.0f} MB, "
         f"restore {f['restore_rss_kb'] / 1024:.0f} MB (<= 150)"
     )
-    medians = {name: statistics.median(values) for name, values in s.items()}
+    print_medians(s)
+
+
+def print_medians(seconds: dict[str, list[float]]) -> None:
+    """The median seconds of every measured series, one line under the ratios (what they were taken from)."""
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
     print("  (median seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()) + ")", flush=True)
 
 

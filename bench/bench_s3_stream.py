@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import boto3
-from bench_backup import PYTHON, paired_rounds, prepare, project_env, psql, ratio, timed
+from bench_backup import PYTHON, paired_rounds, prepare, print_medians, project_env, psql, ratio, timed
 
 S3_VARIABLES = ("S3_BACKUP_BUCKET", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 
@@ -92,8 +91,7 @@ def report(scale: float, rows: int, f: dict) -> None:
         f"  peak RSS straight-to-S3 {f['s3_rss_kb'] / 1024:.0f} MB (<= 150), local {f['local_rss_kb'] / 1024:.0f} MB; "
         f"local files left by straight-to-S3 runs: {f['local_files_after_s3']} (must be 0)"
     )
-    medians = {name: statistics.median(values) for name, values in s.items()}
-    print("  (median seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()) + ")", flush=True)
+    print_medians(s)
 
 
 def main() -> int:
