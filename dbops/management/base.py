@@ -21,6 +21,7 @@ from django.db import DatabaseError
 
 from dbops.engines.errors import DatabaseProblem, database_error_facts
 from dbops.exceptions import DbopsError
+from dbops.management.output import console_handlers
 from dbops.services.backups.leftovers import restore_leftovers_recover
 
 # For the commands that run client tools: only the database-tagged checks (the tools are there), so they
@@ -47,11 +48,7 @@ def describe_database_error(exc: DatabaseError) -> str:
 def _console_logs_at_warning() -> Iterator[None]:
     """The stream handlers (the console) show warnings and errors only while a command runs: its own
     output already says what an INFO line would (`-v 2` shows them; files and other handlers keep all)."""
-    handlers = [
-        handler
-        for handler in logging.getLogger().handlers
-        if type(handler) is logging.StreamHandler and handler.level < logging.WARNING
-    ]
+    handlers = [handler for handler in console_handlers() if handler.level < logging.WARNING]
     levels = [handler.level for handler in handlers]
     for handler in handlers:
         handler.setLevel(logging.WARNING)

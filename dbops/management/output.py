@@ -15,17 +15,22 @@ from django.db.models import QuerySet
 from tqdm import tqdm
 
 
+def console_handlers() -> list[logging.StreamHandler]:
+    """The root logger's handlers that write to the terminal streams (not files, not test captures)."""
+    terminals = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    return [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream in terminals
+    ]
+
+
 @contextmanager
 def logs_above_bars() -> Iterator[None]:
     """Console log records written with the bars cleared first and drawn again after (tqdm's
     external_write_mode), by the console handlers themselves: unlike tqdm's logging_redirect_tqdm, which
     swaps them for a handler of its own, their level, filters (secret masking) and format all stay."""
-    terminals = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    consoles = [
-        handler
-        for handler in logging.getLogger().handlers
-        if isinstance(handler, logging.StreamHandler) and handler.stream in terminals and "emit" not in vars(handler)
-    ]
+    consoles = [handler for handler in console_handlers() if "emit" not in vars(handler)]
     for handler in consoles:
         console_emit = handler.emit
 
