@@ -1,8 +1,8 @@
 """Queueing the long backup jobs for a worker, the way the admin (and any other front) asks for them
 (beside dbops.tasks, which it sends: the services below it never reach up to the task layer):
-`backup_enqueue`, `verify_enqueue`, `restore_enqueue`. Each checks first whether the job can run at all
-(the same refusal the synchronous service gives), then sends one task when the caller's transaction
-commits, with a task id of its own so the front can point at its TaskRun. Without a broker
+`backup_enqueue`, `verify_enqueue`, `restore_enqueue`, `table_restore_enqueue`. Each checks first whether
+the job can run at all (the same refusal the synchronous service gives), then sends one task when the
+caller's transaction commits, with a task id of its own so the front can point at its TaskRun. Without a broker
 (REDIS_HOST unset) the task has already run in-process when the call returns: `ran_in_process` says so.
 """
 
@@ -73,3 +73,18 @@ def restore_enqueue(
         raise RestoreError(refusal)
     kwargs = {"backup_id": backup_record.pk, "tables": tables, "requested_by": requested_by, "trigger": trigger}
     return _send(restore_backup, kwargs=kwargs)
+
+
+def table_restore_enqueue(*, plan, requested_by: str) -> Enqueued:
+    """Queues a confirmed `pitr restore-table` (dbops.services.pitr.table_restore.TableRestorePlan): the
+    plan was checked when the operator confirmed it, and is checked again when the task runs."""
+    from dbops.tasks import pitr_restore_table
+
+    kwargs = {
+        "table": plan.table,
+        "target_time": plan.target_time.isoformat(),
+        "into": plan.into,
+        "database": plan.database_alias,
+        "requested_by": requested_by,
+    }
+    return _send(pitr_restore_table, kwargs=kwargs)

@@ -84,6 +84,21 @@ def restore_backup(
     )
 
 
+# Not retried automatically, as a restore: the operator decides whether to ask again.
+@shared_task(bind=True, base=DbopsTask, autoretry_for=(), soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
+def pitr_restore_table(
+    self, table: str, target_time: str, into: str = "", database: str = "default", requested_by: str = ""
+) -> dict:
+    return scheduling.requested_table_restore(
+        task_id=self.request.id,
+        table=table,
+        target_time=target_time,
+        into=into,
+        database=database,
+        requested_by=requested_by,
+    )
+
+
 @shared_task(bind=True, base=DbopsTask, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 300)
 def pitr_drill(self, target_age_minutes: int = 60) -> dict:
     return scheduling.scheduled_pitr_drill(task_id=self.request.id, target_age_minutes=target_age_minutes)

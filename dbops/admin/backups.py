@@ -29,6 +29,7 @@ from dbops.admin.dashboard import dashboard_view
 from dbops.admin.pinning import PinActionsMixin
 from dbops.admin.readonly import ServiceWrittenAdmin
 from dbops.admin.restore_page import keep_signed_in, restore_confirmation_page
+from dbops.admin.table_restore import table_restore_view
 from dbops.exceptions import DbopsError, QueueUnavailable
 from dbops.models import BackupRecord, TaskRun
 
@@ -126,7 +127,12 @@ class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
         return request.user.is_active and request.user.has_perm("dbops.restore_backup")
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "has_backup_permission": self.has_backup_permission(request)}
+        extra_context = {
+            **(extra_context or {}),
+            "has_backup_permission": self.has_backup_permission(request),
+            "has_table_restore": self.has_restore_permission(request)
+            and BackupRecord.objects.filter(kind=BackupRecord.Kind.BASE).exists(),
+        }
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -317,6 +323,7 @@ class BackupRecordAdmin(PinActionsMixin, ServiceWrittenAdmin):
         return [
             path("backup-now/", wrap(self.backup_now_view), name="dbops_backuprecord_backup_now"),
             path("dashboard/", wrap(partial(dashboard_view, self)), name="dbops_dashboard"),
+            path("restore-table/", wrap(partial(table_restore_view, self)), name="dbops_backuprecord_table_restore"),
             path("<path:object_id>/restore/", wrap(self.restore_view), name="dbops_backuprecord_restore"),
             path("<path:object_id>/verify/", wrap(self.verify_view), name="dbops_backuprecord_verify"),
             *super().get_urls(),

@@ -47,6 +47,24 @@ def copy_out(cursor, *, table: str, spool: Path, moment: str) -> TableRows:
     return TableRows(table=table, columns=columns, spool=spool, rows=int(cursor.fetchone()[0]))
 
 
+def live_table_check(settings_dict, *, database: str, table: str, into: str) -> int:
+    """Before any replay: the live table exists (and `into`, when given, does not); its row count now."""
+    connection = maintenance.connect(settings_dict, dbname=database, autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            if not table_exists(cursor, table):
+                raise PitrError(
+                    f"Table {table} does not exist in database {database} now; restore-table brings back the rows "
+                    "of an existing table (the new rows take the live table's shape)."
+                )
+            if into and table_exists(cursor, into):
+                raise PitrError(f"Table {into} already exists in database {database}; choose another name.")
+            cursor.execute(f"SELECT count(*) FROM public.{quote_ident(table)}")  # noqa: S608 (quoted, exists)
+            return int(cursor.fetchone()[0])
+    finally:
+        connection.close()
+
+
 def rows_load(settings_dict, *, database: str, rows: TableRows, into: str) -> None:
     """Loads `rows` into the live database in one transaction: into a new table `into` shaped like the
     original (LIKE … INCLUDING ALL), or (`into` empty) in place of the table's current rows."""

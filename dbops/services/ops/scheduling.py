@@ -235,6 +235,36 @@ def requested_restore(
     return task_run_execute(task_id=task_id, task_name="restore_backup", arguments=arguments, action=action)
 
 
+def requested_table_restore(
+    *, task_id: str, table: str, target_time: str, into: str = "", database: str = "default", requested_by: str = ""
+) -> dict:
+    """One table as of a moment for a task (`pitr restore-table`'s work, confirmed in the admin), recorded
+    on this task's TaskRun in the operations database."""
+    from dbops.services.pitr.table_restore import pitr_table_restore  # PostgreSQL-only, loaded on demand
+
+    def action(task_run: TaskRun) -> dict:
+        result = pitr_table_restore(
+            table=table, target_time=dt.datetime.fromisoformat(target_time), into=into, confirm=True, database=database
+        )
+        task_run.backup_record = BackupRecord.objects.filter(pk=result.base_backup_id).first()
+        return {
+            "table": result.table,
+            "into": result.into,
+            "rows": result.rows,
+            "base_backup_id": result.base_backup_id,
+            "replayed_to_lsn": result.replayed_to_lsn,
+        }
+
+    arguments = {
+        "table": table,
+        "target_time": target_time,
+        "into": into,
+        "database": database,
+        "requested_by": requested_by,
+    }
+    return task_run_execute(task_id=task_id, task_name="pitr_restore_table", arguments=arguments, action=action)
+
+
 def scheduled_pitr_drill(*, task_id: str, target_age_minutes: int = 60) -> dict:
     """The weekly PITR drill (a replay to now minus `target_age_minutes` in a scratch server)."""
     from dbops.services.pitr.drill import pitr_drill_run  # PostgreSQL-only, loaded on demand

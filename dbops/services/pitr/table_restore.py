@@ -14,8 +14,9 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS
 
 from dbops.engines.postgresql.server import server_params
-from dbops.engines.postgresql.table_rewind import TableRows, copy_out, rows_load
+from dbops.engines.postgresql.table_rewind import TableRows, copy_out, live_table_check, rows_load
 from dbops.exceptions import PitrError
+from dbops.models import BackupRecord
 from dbops.services.pitr.drill import base_backup_replay
 from dbops.services.pitr.recovery import restore_base_backup_checked
 from dbops.services.pitr.restore_targets import restore_target_resolve
@@ -41,6 +42,60 @@ def _check_name(name: str, parameter: str) -> None:
         raise PitrError(f"{name!r} is not a table name of the public schema.", parameter=parameter)
 
 
+@dataclass
+class TableRestorePlan:
+    """What a table restore would do, checked before anything runs: the admin shows it above the typed
+    confirmation, and the restore itself starts from it."""
+
+    table: str
+    into: str
+    target_time: datetime
+    base_backup: BackupRecord
+    database_alias: str
+    database_name: str
+    current_rows: int  # rows of the live `table` now (what an in-place restore replaces)
+
+    @property
+    def written_table(self) -> str:
+        return self.into or self.table
+
+    def describe(self) -> str:
+        where = (
+            f"into the new table {self.into}"
+            if self.into
+            else f"in place of the {self.current_rows:,} rows now in {self.table}"
+        )
+        return (
+            f"The rows {self.table} had at {self.target_time.isoformat()} (base backup #{self.base_backup.pk} and WAL "
+            f"replayed in a scratch server) are written {where} of database {self.database_name}, in one transaction."
+        )
+
+
+def table_restore_plan(
+    *, table: str, target_time: datetime, into: str = "", database: str = DEFAULT_DB_ALIAS
+) -> TableRestorePlan:
+    """Checks everything a table restore can know before the replay: the names, the moment, a base backup
+    and WAL that reach it, the live table (and that `into` is free). PitrError naming what is wrong."""
+    _check_name(table, "table")
+    if into:
+        _check_name(into, "into")
+        if into == table:
+            raise PitrError("The new table must have another name than the table itself.", parameter="into")
+    live = server_params(database)  # settings.DATABASES as PITR reads it (like the other pitr commands)
+    target = restore_target_resolve(target_time=target_time)
+    record = restore_base_backup_checked(target=target)
+    current_rows = live_table_check(live["settings"], database=live["dbname"], table=table, into=into)
+    return TableRestorePlan(
+        table=table,
+        into=into,
+        target_time=target_time,
+        base_backup=record,
+        database_alias=database,
+        database_name=live["dbname"],
+        current_rows=current_rows,
+    )
+
+
 def pitr_table_restore(
     *,
     table: str,
@@ -51,21 +106,21 @@ def pitr_table_restore(
     timeout: float = REPLAY_TIMEOUT,
 ) -> TableRestoreResult:
     """Brings back the rows `table` had at `target_time` (replacing its current rows, or into the new
-    table `into`). Refuses without `confirm`; PitrError when no base backup and WAL reach the moment."""
+    table `into`). Refuses without `confirm`; PitrError when no base backup and WAL reach the moment.
+    The one implementation behind `pitr restore-table`, the admin page and the task."""
     _check_name(table, "table")
     if into:
         _check_name(into, "into")
     if not confirm:
         where = f"into the new table {into}" if into else f"in place of the current rows of {table}"
         raise PitrError(f"This writes the rows {table} had at {target_time.isoformat()} {where}.", parameter="confirm")
-    live = server_params(database)  # settings.DATABASES as PITR reads it (like the other pitr commands)
-    target = restore_target_resolve(target_time=target_time)
-    record = restore_base_backup_checked(target=target)
+    plan = table_restore_plan(table=table, target_time=target_time, into=into, database=database)
+    live = server_params(database)
     copied: list[TableRows] = []
     with tempfile.TemporaryDirectory(prefix="dbops-table-") as folder:
         spool = Path(folder) / "table.copy"
         recovery = base_backup_replay(
-            record=record,
+            record=plan.base_backup,
             target_time=target_time,
             timeout=timeout,
             while_paused=lambda cursor: copied.append(
@@ -78,7 +133,7 @@ def pitr_table_restore(
         table=table,
         into=into or table,
         target_time=target_time,
-        base_backup_id=record.pk,
+        base_backup_id=plan.base_backup.pk,
         rows=copied[0].rows,
         replayed_to_lsn=recovery.replay_lsn,
     )

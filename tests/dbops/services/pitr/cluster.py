@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from django.conf import settings as django_settings
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbops.engines.postgresql.server import pitr_archive_command
 from dbops.engines.postgresql.tools import tool_path
@@ -117,7 +118,7 @@ class Cluster:
 @contextmanager
 def database_alias(alias: str, port: int):
     """Points a database alias at the throwaway cluster for the PITR services (they read settings)."""
-    django_settings.DATABASES[alias] = {
+    entry = {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": "127.0.0.1",
         "PORT": port,
@@ -125,6 +126,10 @@ def database_alias(alias: str, port: int):
         "USER": "postgres",
         "PASSWORD": "",
     }
+    # With Django's defaults filled in (ATOMIC_REQUESTS...), as for an alias of the settings file: a
+    # request served while the alias exists (the admin's table restore) walks every alias.
+    connections.configure_settings({DEFAULT_DB_ALIAS: django_settings.DATABASES[DEFAULT_DB_ALIAS], alias: entry})
+    django_settings.DATABASES[alias] = entry
     try:
         yield alias
     finally:
