@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -25,12 +26,18 @@ from dbops.services.ops.health import UNHEALTHY, health_report_cached
 SLOW_STATEMENTS_SHOWN = 50
 
 
+def slow_query_viewer(view):
+    """Staff who may view the captured slow queries: statements carry table and column names (and the
+    plan page runs EXPLAIN), so being staff alone is not enough."""
+    return staff_member_required(permission_required("dbops.view_slowquery", raise_exception=True)(view))
+
+
 def query_plan_url(*, source: str, reference) -> str:
     """The admin URL of one captured statement's plan (the profiler's SlowQuery admin links here)."""
     return reverse("dbops:query-plan") + "?" + urlencode({"source": source, "ref": reference})
 
 
-@staff_member_required
+@slow_query_viewer
 def slow_statements_view(request):
     report = slow_statements_top(limit=SLOW_STATEMENTS_SHOWN)
     rows = [
@@ -50,7 +57,7 @@ def slow_statements_view(request):
     return render(request, "admin/dbops/slow_statements.html", context)
 
 
-@staff_member_required
+@slow_query_viewer
 def query_plan_view(request):
     source, reference = request.GET.get("source", ""), request.GET.get("ref", "")
     try:

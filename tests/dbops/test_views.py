@@ -15,7 +15,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table"
 
 @pytest.fixture
 def staff_client(client, django_user_model):
+    """Staff who may view the captured slow queries (dbops.view_slowquery)."""
+    from django.contrib.auth.models import Permission
+
     user = django_user_model.objects.create_user(username="ops", password="x-very-long-pass", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="dbops", codename="view_slowquery"))
     client.force_login(user)
     return client
 
@@ -47,6 +51,15 @@ def test_unknown_reference_is_404(staff_client):
 def test_pages_need_staff(client):
     response = client.get(reverse("dbops:slow-statements"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_staff_without_the_slow_query_permission_is_refused(client, django_user_model):
+    capture_sha256_lookup()
+    user = django_user_model.objects.create_user(username="clerk", password="x-very-long-pass", is_staff=True)
+    client.force_login(user)
+
+    assert client.get(reverse("dbops:slow-statements")).status_code == 403
+    assert client.get(reverse("dbops:query-plan") + "?source=profiler&ref=1").status_code == 403
 
 
 def test_the_plan_is_a_tree_of_bars_without_script(staff_client):
