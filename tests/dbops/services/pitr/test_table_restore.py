@@ -66,6 +66,7 @@ def test_one_table_comes_back_as_of_a_moment_in_place_or_into_a_new_table(pitr_c
 
 # Transactional: the admin queues the task when the request's transaction commits, as in production.
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("pitr_clusters", ["local"], indirect=True)  # both storages: the test above
 def test_the_admin_page_shows_the_plan_and_restores_only_after_the_typed_table_name(
     pitr_clusters,  # noqa: F811
     monkeypatch,
