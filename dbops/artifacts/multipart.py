@@ -58,9 +58,9 @@ class MultipartSink:
         while len(self._buffer) >= self._current_part_size():
             size = self._current_part_size()
             self._wait_for_a_free_slot()  # before cutting: never more than PARTS_IN_FLIGHT parts + the buffer
-            with memoryview(self._buffer) as view:  # one copy of the part, not three
-                part = bytes(view[:size])
-            del self._buffer[:size]
+            # The buffer itself becomes the part; only its tail (less than one write) is copied.
+            part, self._buffer = self._buffer, self._buffer[size:]
+            del part[size:]
             self._submit(part)
         return len(data)
 
@@ -71,7 +71,7 @@ class MultipartSink:
         # Parts grow 2x every 1,000 so that 10,000 parts reach far beyond part_size x 10,000.
         return self._part_size << ((self._next_number - 1) // 1000)
 
-    def _submit(self, part: bytes) -> None:
+    def _submit(self, part: bytes | bytearray) -> None:
         if self._next_number > MAX_PARTS:
             raise UploadError(f"The artifact needs more than {MAX_PARTS} S3 parts; raise DBOPS['S3_PART_SIZE'].")
         self._wait_for_a_free_slot()
@@ -87,7 +87,7 @@ class MultipartSink:
         self.uploaded.parts.append(part)
         self.uploaded.size += size
 
-    def _upload_part(self, number: int, part: bytes) -> tuple[dict, int]:
+    def _upload_part(self, number: int, part: bytes | bytearray) -> tuple[dict, int]:
         md5 = base64.b64encode(hashlib.md5(part, usedforsecurity=False).digest()).decode()
 
         def send():

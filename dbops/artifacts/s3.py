@@ -5,6 +5,7 @@ backoff, each call on its own; anything else (access denied, no such bucket) fai
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 0.25
 RETRY_MAX_SECONDS = 4.0
 READ_CHUNK = 1 << 20
+_sessions: dict[tuple, object] = {}
+_sessions_lock = threading.Lock()
 _RETRYABLE_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
 
 
@@ -36,15 +39,27 @@ def s3_client(storage: Storage):
         response_checksum_validation="when_required",
     )
     config = storage.client_config.merge(config) if getattr(storage, "client_config", None) else config
-    session = storage._create_session()  # django-storages' way to the configured credentials
-    return session.client(
-        "s3",
-        region_name=storage.region_name,
-        use_ssl=storage.use_ssl,
-        endpoint_url=storage.endpoint_url,
-        verify=storage.verify,
-        config=config,
+    with _sessions_lock:  # a boto3 session is not thread-safe; the clients it makes are
+        return _shared_session(storage).client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            verify=storage.verify,
+            config=config,
+        )
+
+
+def _shared_session(storage: Storage):
+    """One boto3 session per set of credentials in a process: each session loads S3's service model
+    again (about 13 MB here), a client made from an existing session reuses it."""
+    key = tuple(
+        getattr(storage, name, None) for name in ("session_profile", "access_key", "secret_key", "security_token")
     )
+    session = _sessions.get(key)
+    if session is None:
+        session = _sessions[key] = storage._create_session()  # django-storages' way to the configured credentials
+    return session
 
 
 def retryable(exc: BaseException) -> bool:

@@ -1,5 +1,5 @@
-"""The memory bound of a straight-to-S3 upload, by design: PARTS_IN_FLIGHT parts on their way, one being
-cut and the buffer filling, whatever the artifact's size. A fake S3 client (pure logic: the real server
+"""The memory bound of a straight-to-S3 upload, by design: PARTS_IN_FLIGHT parts on their way and the
+buffer filling (the full buffer becomes the part, uncopied), whatever the artifact's size. A fake S3 client (pure logic: the real server
 and its faults are in tests/dbops/services/backups/test_straight_to_s3.py) is slow enough that the
 writer always runs ahead of the uploads."""
 
@@ -48,11 +48,21 @@ def peak_while_writing(parts: int) -> tuple[int, int]:
 @pytest.mark.parametrize("parts", [10, 80])
 def test_memory_is_a_few_parts_whatever_the_size(parts):
     peak, _ = peak_while_writing(parts)
-    # in flight + the one cut + the buffer (a part and one chunk), and a little bookkeeping
-    assert peak < (PARTS_IN_FLIGHT + 2) * PART_SIZE + 2 * CHUNK + (64 << 10)
+    # in flight + the buffer (a part and one chunk), and a little bookkeeping
+    assert peak < (PARTS_IN_FLIGHT + 1) * PART_SIZE + 2 * CHUNK + (64 << 10)
 
 
 def test_eight_times_the_data_takes_no_more_memory():
     small, _ = peak_while_writing(10)
     large, _ = peak_while_writing(80)
     assert large < small * 1.2
+
+
+def test_clients_of_one_storage_share_one_loaded_service_model(s3_bucket):
+    # Each boto3 session loads S3's service model again (~13 MB): a backup makes several clients.
+    from django.core.files.storage import storages
+
+    from dbops.artifacts.s3 import s3_client
+
+    first, second = s3_client(storages["backups_s3"]), s3_client(storages["backups_s3"])
+    assert first is not second and first._loader is second._loader
