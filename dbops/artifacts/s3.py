@@ -22,44 +22,53 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 0.25
 RETRY_MAX_SECONDS = 4.0
 READ_CHUNK = 1 << 20
+CLIENTS_KEPT = 16
 _sessions: dict[tuple, object] = {}
-_sessions_lock = threading.Lock()
+_clients: dict[tuple, object] = {}
+_clients_lock = threading.Lock()
 _RETRYABLE_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
 
 
 def s3_client(storage: Storage):
     """A boto3 client with the storage's credentials and endpoint, but without botocore's own retries
-    (ours are per part, counted and logged) and with the configured timeouts."""
+    (ours are per part, counted and logged) and with the configured timeouts. One per configuration in
+    a process (clients are thread-safe): making one costs a quarter of a second, and each boto3 session
+    loads S3's service model again (about 13 MB here)."""
     timeout = dbops_setting("S3_TIMEOUT_SECONDS")
-    config = Config(
-        retries={"total_max_attempts": 1},
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        request_checksum_calculation="when_required",  # Content-MD5 per part instead (see _upload_part)
-        response_checksum_validation="when_required",
-    )
-    config = storage.client_config.merge(config) if getattr(storage, "client_config", None) else config
-    with _sessions_lock:  # a boto3 session is not thread-safe; the clients it makes are
-        return _shared_session(storage).client(
-            "s3",
-            region_name=storage.region_name,
-            use_ssl=storage.use_ssl,
-            endpoint_url=storage.endpoint_url,
-            verify=storage.verify,
-            config=config,
-        )
-
-
-def _shared_session(storage: Storage):
-    """One boto3 session per set of credentials in a process: each session loads S3's service model
-    again (about 13 MB here), a client made from an existing session reuses it."""
-    key = tuple(
+    storage_config = getattr(storage, "client_config", None)
+    credentials = tuple(
         getattr(storage, name, None) for name in ("session_profile", "access_key", "secret_key", "security_token")
     )
-    session = _sessions.get(key)
-    if session is None:
-        session = _sessions[key] = storage._create_session()  # django-storages' way to the configured credentials
-    return session
+    where = (storage.region_name, storage.use_ssl, storage.endpoint_url, storage.verify, timeout)
+    options = sorted(
+        (name, repr(value)) for name, value in vars(storage_config or Config())["_user_provided_options"].items()
+    )
+    key = (credentials, where, tuple(options))
+    with _clients_lock:  # a boto3 session is not thread-safe; the clients it makes are
+        client = _clients.get(key)
+        if client is None:
+            config = Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                request_checksum_calculation="when_required",  # Content-MD5 per part instead (see _upload_part)
+                response_checksum_validation="when_required",
+            )
+            config = storage_config.merge(config) if storage_config else config
+            session = _sessions.get(credentials)
+            if session is None:  # django-storages' way to the configured credentials
+                session = _sessions[credentials] = storage._create_session()
+            if len(_clients) >= CLIENTS_KEPT:
+                _clients.clear()
+            client = _clients[key] = session.client(
+                "s3",
+                region_name=storage.region_name,
+                use_ssl=storage.use_ssl,
+                endpoint_url=storage.endpoint_url,
+                verify=storage.verify,
+                config=config,
+            )
+        return client
 
 
 def retryable(exc: BaseException) -> bool:

@@ -58,11 +58,16 @@ def test_eight_times_the_data_takes_no_more_memory():
     assert large < small * 1.2
 
 
-def test_clients_of_one_storage_share_one_loaded_service_model(s3_bucket):
-    # Each boto3 session loads S3's service model again (~13 MB): a backup makes several clients.
+def test_one_client_per_configuration_and_one_loaded_service_model(s3_bucket, settings):
+    # Making a client costs ~0.25 s and each boto3 session loads S3's service model again (~13 MB):
+    # a backup asks for a client several times.
     from django.core.files.storage import storages
 
     from dbops.artifacts.s3 import s3_client
 
-    first, second = s3_client(storages["backups_s3"]), s3_client(storages["backups_s3"])
-    assert first is not second and first._loader is second._loader
+    first = s3_client(storages["backups_s3"])
+    assert s3_client(storages["backups_s3"]) is first
+    settings.DBOPS = {**getattr(settings, "DBOPS", {}), "S3_TIMEOUT_SECONDS": 7.0}
+    other = s3_client(storages["backups_s3"])
+    assert other is not first and other.meta.config.read_timeout == 7.0
+    assert other._loader is first._loader
