@@ -258,6 +258,8 @@ class QueryProfile:
 
     @property
     def total_ms(self) -> float:
+        if self.summary is not None:  # summed once at the end
+            return self.summary.total_ms
         return sum(record[1] for record in self.records)
 
     def server_timing(self) -> str:
