@@ -34,6 +34,7 @@ from dbops.instrumentation.n_plus_one import NPlusOneDetected, n_plus_one_check
 from dbops.models.profiling import SlowQuery
 
 logger = logging.getLogger("dbops.profiling")
+_getframe, perf_counter = sys._getframe, time.perf_counter  # module globals: one lookup fewer per statement
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
 
 # What the running code is doing, finer than the route: a GraphQL field path (graphql-core Path, or
@@ -69,7 +70,6 @@ _SPACES = re.compile(r"\s+")
 _TRANSACTION_CONTROL = re.compile(r"\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO\s+SAVEPOINT)\b", re.I)
 
 
-@functools.lru_cache(maxsize=2048)
 def normalize_sql(sql: str) -> tuple[str, str]:
     """(fingerprint, normalized statement): literals masked, IN lists collapsed, whitespace squeezed."""
     normalized = _STRING_LITERAL.sub("?", sql)
@@ -77,6 +77,13 @@ def normalize_sql(sql: str) -> tuple[str, str]:
     normalized = _PLACEHOLDER_LIST.sub("IN (...)", normalized)
     normalized = _SPACES.sub(" ", normalized).strip()
     return hashlib.sha1(normalized.encode(), usedforsecurity=False).hexdigest(), normalized
+
+
+@functools.lru_cache(maxsize=2048)
+def _statement_facts(sql: str) -> tuple[str, str, str]:
+    """normalize_sql's (fingerprint, statement) and the statement's masked sample: once per distinct text."""
+    fingerprint, statement = normalize_sql(sql)
+    return fingerprint, statement, mask_sql(statement)
 
 
 def mask_sql(sql: str) -> str:
@@ -156,8 +163,9 @@ class QueryProfile:
         self.records: list[tuple[str, float, str, Any]] = []
         self.summary: ProfileSummary | None = None
         self._tags: dict[str, str] = {"route": source, **(tags or {})}
-        self._comment_cache: dict[str, tuple[str, str]] = {}
-        self._site_hints: dict[str, tuple[int, CodeType, CodeType]] = {}
+        self._comment_cache: dict[str, tuple[str, str, str]] = {}
+        # statement text -> (depth, code, line, callee's code, comments) of its last call site
+        self._site_hints: dict[str, tuple[int, CodeType, int, CodeType, tuple[str, str, str]]] = {}
         self._stack: ExitStack | None = None
         self._token: contextvars.Token | None = None
         self._started = 0.0
@@ -168,42 +176,55 @@ class QueryProfile:
         """Adds request-level sqlcommenter tags (e.g. graphql_operation) for the statements that follow."""
         self._tags.update({key: value for key, value in tags.items() if value})
         self._comment_cache.clear()
+        self._site_hints.clear()  # they hold the comments
 
-    def _comment(self, site: str, escape_percent: bool) -> str:
-        comments = self._comment_cache.get(site)
-        if comments is None:
+    def _comments(self, site: str) -> tuple[str, str, str]:
+        """(site, its comment, the comment with % doubled), one tuple per call site while the tags hold."""
+        entry = self._comment_cache.get(site)
+        if entry is None:
             comment = sqlcomment({**self._tags, "code_location": site})
-            comments = self._comment_cache[site] = (comment, comment.replace("%", "%%"))
-        return comments[1] if escape_percent else comments[0]
+            entry = self._comment_cache[site] = (site, comment, comment.replace("%", "%%"))
+        return entry
 
     # -- the execute wrapper ------------------------------------------------------------------------
-    def _call_site(self, sql: str) -> str:
-        # Walking up materializes a frame object per frame (~0.5 us each): a statement text seen before
-        # jumps straight to the depth of its last call site, checked by that frame's code and its callee's.
-        hint = self._site_hints.get(sql)
-        if hint is not None:
-            depth, code, callee = hint
-            try:
-                frame = sys._getframe(depth)
-            except ValueError:
-                frame = None
-            if frame is not None and frame.f_code is code and sys._getframe(depth - 1).f_code is callee:
-                return f"{_code_locations[code][1]}:{frame.f_lineno}"
-        found = application_frame(2)
+    def _site_entry(self, sql: str, depth: int) -> tuple[str, str, str]:
+        """The call site's (site, comment, escaped comment) found by walking up from `depth`, remembered for
+        the statement text with the frame's depth, code, line and its callee's code."""
+        found = application_frame(depth)
         if found is None:
-            return call_site(3)  # no application frame: the fallback needs the whole walk, every time
-        frame, depth = found
-        self._site_hints[sql] = (depth, frame.f_code, sys._getframe(depth - 1).f_code)
-        return f"{_code_locations[frame.f_code][1]}:{frame.f_lineno}"
+            return self._comments(call_site(depth + 1))  # no application frame: the fallback walks, every time
+        frame, found_depth = found
+        depth = found_depth - 1  # from the caller (__call__), where the hint is read
+        entry = self._comments(f"{_code_locations[frame.f_code][1]}:{frame.f_lineno}")
+        self._site_hints[sql] = (depth, frame.f_code, frame.f_lineno, sys._getframe(depth).f_code, entry)
+        return entry
 
     def __call__(self, execute, sql, params, many, context):
-        site = self._call_site(sql)
-        started = time.perf_counter()
+        # Walking up materializes a frame object per frame (~0.5 us each): a statement text seen before
+        # jumps straight to the depth of its last call site, checked by that frame's code, line and callee.
+        hint = self._site_hints.get(sql)
+        entry = None
+        if hint is not None:
+            depth, code, line, callee, entry = hint
+            try:
+                frame = _getframe(depth)
+            except ValueError:
+                frame = None
+            if (
+                frame is None
+                or frame.f_code is not code
+                or frame.f_lineno != line
+                or (_getframe(depth - 1).f_code is not callee)
+            ):
+                entry = None
+        if entry is None:
+            entry = self._site_entry(sql, 2)
+        started = perf_counter()
         try:
             # A parameterized statement goes through %-formatting: the comment's % must be doubled.
-            return execute(sql + self._comment(site, params is not None), params, many, context)
+            return execute(sql + (entry[1] if params is None else entry[2]), params, many, context)
         finally:
-            self.records.append((sql, (time.perf_counter() - started) * 1000.0, site, code_path.get()))
+            self.records.append((sql, (perf_counter() - started) * 1000.0, entry[0], code_path.get()))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> QueryProfile:
@@ -237,6 +258,8 @@ class QueryProfile:
 
     @property
     def total_ms(self) -> float:
+        if self.summary is not None:  # summed once at the end
+            return self.summary.total_ms
         return sum(record[1] for record in self.records)
 
     def server_timing(self) -> str:
@@ -247,30 +270,50 @@ class QueryProfile:
 def summarize(
     records: list[tuple[str, float, str, Any]], *, source: str, slow_threshold_ms: float, n_plus_one_threshold: int
 ) -> ProfileSummary:
-    groups: dict[str, StatementGroup] = {}
-    slow: dict[str, StatementGroup] = {}
+    # One pass of plain arithmetic per statement, keyed by the raw text; normalizing is once per distinct text.
+    by_text: dict[str, list] = {}  # sql -> [count, total ms, max ms, first call site, first code path]
+    slow_records = []
     total_ms = 0.0
-    for sql, duration_ms, site, path in records:
+    for record in records:
+        sql, duration_ms = record[0], record[1]
         total_ms += duration_ms
-        fingerprint, statement = normalize_sql(sql)
+        entry = by_text.get(sql)
+        if entry is None:
+            by_text[sql] = [1, duration_ms, duration_ms, record[2], record[3]]
+        else:
+            entry[0] += 1
+            entry[1] += duration_ms
+            if duration_ms > entry[2]:
+                entry[2] = duration_ms
+        if duration_ms >= slow_threshold_ms:
+            slow_records.append(record)
+    groups: dict[str, StatementGroup] = {}
+    for sql, (count, text_ms, text_max_ms, site, path) in by_text.items():
+        fingerprint, statement, sample_sql = _statement_facts(sql)
         group = groups.get(fingerprint)
-        if group is None:
-            group = groups[fingerprint] = StatementGroup(fingerprint, statement, "", call_site=site, code_path=path)
-        group.count += 1
-        group.total_ms += duration_ms
-        group.max_ms = max(group.max_ms, duration_ms)
-        if duration_ms >= slow_threshold_ms and not _TRANSACTION_CONTROL.match(sql):
-            slow_group = slow.get(fingerprint)
-            if slow_group is None:
-                slow_group = slow[fingerprint] = StatementGroup(fingerprint, statement, "")
-            slow_group.count += 1
-            slow_group.total_ms += duration_ms
-            slow_group.max_ms = max(slow_group.max_ms, duration_ms)
-            slow_group.last_ms = duration_ms
-            slow_group.sample_sql, slow_group.call_site, slow_group.code_path = mask_sql(sql), site, path
+        if group is None:  # the first text of a fingerprint holds its first statement: its call site
+            groups[fingerprint] = StatementGroup(
+                fingerprint, statement, sample_sql, count, text_ms, text_max_ms, call_site=site, code_path=path
+            )
+        else:
+            group.count += count
+            group.total_ms += text_ms
+            group.max_ms = max(group.max_ms, text_max_ms)
+    slow: dict[str, StatementGroup] = {}
+    for sql, duration_ms, site, path in slow_records:
+        if _TRANSACTION_CONTROL.match(sql):
+            continue
+        fingerprint, statement, _sample = _statement_facts(sql)
+        slow_group = slow.get(fingerprint)
+        if slow_group is None:
+            slow_group = slow[fingerprint] = StatementGroup(fingerprint, statement, "")
+        slow_group.count += 1
+        slow_group.total_ms += duration_ms
+        slow_group.max_ms = max(slow_group.max_ms, duration_ms)
+        slow_group.last_ms = duration_ms
+        slow_group.sample_sql, slow_group.call_site, slow_group.code_path = mask_sql(sql), site, path
     for group in groups.values():
         group.code_path = path_label(group.code_path)
-        group.sample_sql = mask_sql(group.statement)
     for group in slow.values():
         group.code_path = path_label(group.code_path)
     ordered = sorted(groups.values(), key=lambda group: group.total_ms, reverse=True)

@@ -1,6 +1,6 @@
 """N+1 as a test failure: NPlusOneGuard and N_PLUS_ONE_RAISE raise NPlusOneDetected for a statement the
 code under test repeats, name it and its caller, honour the allow-list, and leave the test's own setup
-alone; the GraphQL and profiler tests run with the guard on (their conftest, dbops.pytest_plugin)."""
+alone; the whole suite runs with the guard on (pyproject.toml's dbops_n_plus_one_guard, dbops.pytest_plugin)."""
 
 from __future__ import annotations
 
@@ -87,5 +87,5 @@ def test_a_profile_raises_with_the_setting_and_only_warns_without(staff, setting
 
 
 def test_these_tests_run_with_the_guard_on(request):
-    assert request.node.get_closest_marker("n_plus_one_guard") is not None  # tests/dbops/instrumentation/conftest.py
+    assert request.config.getini("dbops_n_plus_one_guard") is True  # pyproject.toml, for the whole suite
     assert django_settings.N_PLUS_ONE_RAISE is True  # inside a database test's body
