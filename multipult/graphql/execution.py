@@ -92,7 +92,8 @@ class ObjectPlan(NamedTuple):
 
 
 def _class_typed(object_type: GraphQLObjectType) -> bool:
-    return getattr(object_type.is_type_of, "__func__", None) is DjangoObjectType.is_type_of.__func__
+    is_type_of = getattr(object_type.is_type_of, "__func__", None)
+    return is_type_of is DjangoObjectType.is_type_of.__func__ or getattr(is_type_of, "by_class", False)
 
 
 def validation_stages(*, introspection: bool = True) -> tuple[tuple, ...]:
