@@ -10,6 +10,7 @@ the benchmark.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import defaultdict, namedtuple
 from collections.abc import Hashable, Iterable, Sequence
@@ -208,26 +209,23 @@ class LoadedRow:
     model: ClassVar[type[Model]]
 
 
-_row_classes: dict[tuple[type[Model], tuple[str, ...]], type] = {}
-
-
+@functools.lru_cache(maxsize=512)  # bounded: each selection of a type's columns is a class
 def row_class(model: type[Model], names: tuple[str, ...]) -> type:
     """A named tuple of `model`'s columns `names` (attribute names), which GraphQL types accept as `model`."""
-    row_type = _row_classes.get((model, names))
-    if row_type is None:
-        pk_index = names.index(model._meta.pk.attname)
-        fields = namedtuple(f"{model.__name__}Row", names)
-        attributes = {"__slots__": (), "model": model, "pk": property(lambda row: row[pk_index])}
-        row_type = _row_classes[(model, names)] = type(fields.__name__, (fields, LoadedRow), attributes)
-    return row_type
+    pk_index = names.index(model._meta.pk.attname)
+    fields = namedtuple(f"{model.__name__}Row", names)
+    attributes = {"__slots__": (), "model": model, "pk": property(lambda row: row[pk_index])}
+    return type(fields.__name__, (fields, LoadedRow), attributes)
 
 
 def loaded_rows(selected: Any, model: type[Model], columns: tuple[str, ...]) -> list[Any]:
     """The rows of a `rows_per_key` result as LoadedRows (columns and its key): one tuple per row, where a
     model instance costs a __dict__ and a ModelState, in the time and in the garbage collector."""
     if isinstance(selected, QuerySet):
+        # The portable window form (engines without LATERAL): its ranking wrapper refuses values_list.
         names = (*columns, KEY_ATTRIBUTE)
-        return list(map(row_class(model, names)._make, selected.values_list(*names)))
+        make = row_class(model, names)._make
+        return [make([getattr(instance, name) for name in names]) for instance in selected]
     if not isinstance(selected, RawQuerySet):
         return list(selected)  # no keys: nothing was queried
     # As RawQuerySet's own iterable does, with the same converters, but without making model instances.

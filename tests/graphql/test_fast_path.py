@@ -137,3 +137,30 @@ def test_the_fast_path_is_taken_and_denied_fields_keep_their_errors(viewers, mon
     assert [role["id"] for role in response["data"]["roles"]] == [
         str(pk) for pk in Role.objects.order_by("name").values_list("pk", flat=True)[:50]
     ]
+
+
+def test_loaded_rows_hold_the_selected_columns_converted_from_either_per_key_form(viewers):
+    # The LATERAL form (a raw queryset) and the portable window form (a queryset) give the same rows.
+    from dbops.engines import get_connector
+    from dbops.engines.per_key import KEY_ATTRIBUTE, rows_per_key_window
+    from multipult.graphql.dataloaders import LoadedRow, loaded_rows
+
+    owner = viewers["owner"]
+    columns = ("action", "actor_id", "changes", "id", "timestamp")
+    logs = AuditLog.objects.only(*columns).order_by("-timestamp", "-id")
+    actor_ids = [owner.pk, *User.objects.exclude(pk=owner.pk).values_list("pk", flat=True)[:5]]
+    lateral = get_connector(logs.db).rows_per_key(logs, key_field="actor", keys=actor_ids, limit=3)
+    window = rows_per_key_window(logs, key_field="actor", keys=actor_ids, limit=3)
+
+    lateral_rows = loaded_rows(lateral, AuditLog, columns)
+    window_rows = loaded_rows(window, AuditLog, columns)
+
+    def by_key(rows):  # LATERAL keeps the keys' order, the window sorts by key; each key's rows keep their order
+        return sorted(({**row._asdict(), "pk": row.pk} for row in rows), key=lambda row: row[KEY_ATTRIBUTE])
+
+    assert len(lateral_rows) > 3 and by_key(lateral_rows) == by_key(window_rows)
+    assert all(isinstance(row, LoadedRow) and row.model is AuditLog for row in lateral_rows)
+    owner_log = AuditLog.objects.filter(actor=owner).order_by("-timestamp", "-id").first()
+    first = next(row for row in lateral_rows if getattr(row, KEY_ATTRIBUTE) == owner.pk)
+    assert (first.pk, first.changes, first.timestamp) == (owner_log.pk, {"name": ["old", "new"]}, owner_log.timestamp)
+    assert loaded_rows([], AuditLog, columns) == []
