@@ -144,6 +144,9 @@ def _guarded(resolve: Callable, rule: Rule, label: str) -> Callable:
             raise GraphQLError(message)
         return resolve(source, info, **args)
 
+    # The execution context's fast path checks the rule itself and reads allowed plain fields directly.
+    resolve_if_allowed.access_rule = rule
+    resolve_if_allowed.unguarded = resolve
     return resolve_if_allowed
 
 

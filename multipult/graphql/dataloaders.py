@@ -10,13 +10,16 @@ the benchmark.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from django.db.models import Model
+from django.db import connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import RawQuerySet
 
 from dbops.engines import get_connector
 from dbops.engines.per_key import KEY_ATTRIBUTE
@@ -158,9 +161,10 @@ class RowsPerKeyLoader(DataLoader):
         rows: dict[tuple, list[Any]] = defaultdict(list)
         for (columns, limit), parent_ids in _by_spec(keys).items():
             queryset = self.model.objects.only(*columns).order_by(*self.ordering)
-            for row in get_connector(queryset.db).rows_per_key(
+            selected = get_connector(queryset.db).rows_per_key(
                 queryset, key_field=self.key_field, keys=parent_ids, limit=limit
-            ):
+            )
+            for row in loaded_rows(selected, self.model, columns):
                 rows[(columns, limit, getattr(row, KEY_ATTRIBUTE))].append(row)
         return [rows.get(key, []) for key in keys]
 
@@ -196,3 +200,48 @@ def _by_spec(keys: Sequence[tuple]) -> dict[tuple, list[Any]]:
     for *spec, key_id in keys:
         grouped[tuple(spec) if len(spec) > 1 else spec[0]].append(key_id)
     return grouped
+
+
+class LoadedRow:
+    """What the row classes share: the model the row comes from, and `pk` (resolvers and `id` read it)."""
+
+    __slots__ = ()
+    model: ClassVar[type[Model]]
+
+
+@functools.lru_cache(maxsize=512)  # bounded: each selection of a type's columns is a class
+def row_class(model: type[Model], names: tuple[str, ...]) -> type:
+    """A named tuple of `model`'s columns `names` (attribute names), which GraphQL types accept as `model`."""
+    pk_index = names.index(model._meta.pk.attname)
+    fields = namedtuple(f"{model.__name__}Row", names)
+    attributes = {"__slots__": (), "model": model, "pk": property(lambda row: row[pk_index])}
+    return type(fields.__name__, (fields, LoadedRow), attributes)
+
+
+def loaded_rows(selected: Any, model: type[Model], columns: tuple[str, ...]) -> list[Any]:
+    """The rows of a `rows_per_key` result as LoadedRows (columns and its key): one tuple per row, where a
+    model instance costs a __dict__ and a ModelState, in the time and in the garbage collector."""
+    if isinstance(selected, QuerySet):
+        # The portable window form (engines without LATERAL): its ranking wrapper refuses values_list.
+        names = (*columns, KEY_ATTRIBUTE)
+        make = row_class(model, names)._make
+        return [make([getattr(instance, name) for name in names]) for instance in selected]
+    if not isinstance(selected, RawQuerySet):
+        return list(selected)  # no keys: nothing was queried
+    # As RawQuerySet's own iterable does, with the same converters, but without making model instances.
+    connection = connections[selected.db]
+    compiler = connection.ops.compiler("SQLCompiler")(selected.query, connection, selected.db)
+    values = iter(selected.query)
+    try:
+        result_columns = selected.columns
+        fields = [selected.model_fields.get(column) for column in result_columns]
+        names = tuple(field.attname if field else column for field, column in zip(fields, result_columns, strict=True))
+        converters = compiler.get_converters(
+            [field.get_col(field.model._meta.db_table) if field else None for field in fields]
+        )
+        if converters:
+            values = compiler.apply_converters(values, converters)
+        return list(map(row_class(model, names)._make, values))
+    finally:
+        if selected.query.cursor:
+            selected.query.cursor.close()

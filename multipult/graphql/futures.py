@@ -14,12 +14,14 @@ _PENDING, _FULFILLED, _REJECTED = 0, 1, 2
 
 
 class SyncFuture:
+    # A callback is a callable, or a plain tuple that `then` (3 items) or `gather` (2 items) stores:
+    # a response completes thousands of futures, and tuples cost less than closures to make and collect.
     __slots__ = ("_state", "_value", "_callbacks")
 
     def __init__(self) -> None:
         self._state = _PENDING
         self._value: Any = None
-        self._callbacks: list[Callable[[SyncFuture], None]] = []
+        self._callbacks: list | None = None  # made on the first callback: most futures get at most one
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -37,32 +39,17 @@ class SyncFuture:
     @classmethod
     def gather(cls, items: Iterable[Any]) -> SyncFuture:
         """A future of the list of values; plain values pass through, the first rejection wins."""
-        items = list(items)
+        results = list(items)
         combined = cls()
-        results: list[Any] = [None] * len(items)
         # Count every future before attaching any callback: an already-settled one calls back at once,
         # and must not bring the count to zero while later futures are still pending.
-        remaining = [sum(1 for item in items if isinstance(item, SyncFuture))]
-
-        def settle(index: int, future: SyncFuture) -> None:
-            if combined.done():
-                return
-            if future._state == _REJECTED:
-                combined.set_exception(future._value)
-                return
-            results[index] = future._value
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                combined.set_result(results)
-
-        for index, item in enumerate(items):  # plain values first, for the same reason
-            if not isinstance(item, SyncFuture):
-                results[index] = item
-        for index, item in enumerate(items):
-            if isinstance(item, SyncFuture):
-                item._add_callback(lambda future, index=index: settle(index, future))
-        if remaining[0] == 0 and not combined.done():
+        pending = [index for index, item in enumerate(results) if isinstance(item, SyncFuture)]
+        if not pending:
             combined.set_result(results)
+            return combined
+        gathering = _Gathering(combined, results, len(pending))
+        for index in pending:
+            results[index]._add_callback((gathering, index))
         return combined
 
     # -- state ----------------------------------------------------------------------------------------
@@ -92,15 +79,37 @@ class SyncFuture:
         if self._state != _PENDING:
             raise RuntimeError("SyncFuture settled twice")
         self._state, self._value = state, value
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                self._run(callback)
 
-    def _add_callback(self, callback: Callable[[SyncFuture], None]) -> None:
-        if self._state == _PENDING:
-            self._callbacks.append(callback)
+    def _add_callback(self, callback: Callable[[SyncFuture], None] | tuple) -> None:
+        if self._state != _PENDING:
+            self._run(callback)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
+            self._callbacks.append(callback)
+
+    def _run(self, callback: Callable[[SyncFuture], None] | tuple) -> None:
+        if type(callback) is not tuple:
             callback(self)
+        elif len(callback) == 2:
+            gathering, index = callback
+            gathering.settle(index, self)
+        else:
+            chained, on_value, on_error = callback
+            handler = on_value if self._state == _FULFILLED else on_error
+            if handler is None:
+                chained._settle(self._state, self._value)
+                return
+            try:
+                outcome = handler(self._value)
+            except Exception as error:
+                chained.set_exception(error)
+                return
+            chained.set_result(outcome)
 
     # -- chaining -------------------------------------------------------------------------------------
     def then(
@@ -110,22 +119,29 @@ class SyncFuture:
     ) -> SyncFuture:
         """A new future of `on_value(value)` (or `on_error(error)`); a raised exception rejects it."""
         chained = SyncFuture()
-
-        def run(source: SyncFuture) -> None:
-            handler = on_value if source._state == _FULFILLED else on_error
-            if handler is None:
-                chained._settle(source._state, source._value)
-                return
-            try:
-                outcome = handler(source._value)
-            except Exception as error:
-                chained.set_exception(error)
-                return
-            chained.set_result(outcome)
-
-        self._add_callback(run)
+        self._add_callback((chained, on_value, on_error))
         return chained
 
     def __repr__(self) -> str:
         state = {_PENDING: "pending", _FULFILLED: "fulfilled", _REJECTED: "rejected"}[self._state]
         return f"<SyncFuture {state}>"
+
+
+class _Gathering:
+    """The state of one `gather`: its future, the list being filled, and how many items are pending."""
+
+    __slots__ = ("combined", "results", "remaining")
+
+    def __init__(self, combined: SyncFuture, results: list, remaining: int) -> None:
+        self.combined, self.results, self.remaining = combined, results, remaining
+
+    def settle(self, index: int, future: SyncFuture) -> None:
+        if self.combined.done():
+            return
+        if future._state == _REJECTED:
+            self.combined.set_exception(future._value)
+            return
+        self.results[index] = future._value
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.combined.set_result(self.results)

@@ -66,7 +66,22 @@ def _rows_of(info, loader_class, model, type_name: str, parent_id, limit: int):
     return _loader(info, loader_class).load((selected_columns(info, model, type_name), limit, parent_id))
 
 
-class RoleType(DjangoObjectType):
+class ModelObjectType(DjangoObjectType):
+    """A DjangoObjectType that also accepts the loaders' rows of its model (dataloaders.LoadedRow)."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def is_type_of(cls, root, info):
+        if isinstance(root, loaders.LoadedRow):
+            return root.model is cls._meta.model
+        return super().is_type_of(root, info)
+
+    is_type_of.__func__.by_class = True  # the answer depends only on root's class (the execution caches it)
+
+
+class RoleType(ModelObjectType):
     users = limited_list(lambda: UserType, "Role.users", description="Only for staff with core.view_user.")
 
     class Meta:
@@ -79,7 +94,7 @@ class RoleType(DjangoObjectType):
         return _rows_of(info, loaders.UsersByRoleIdLoader, User, "User", role.pk, limit)
 
 
-class UserType(DjangoObjectType):
+class UserType(ModelObjectType):
     roles = limited_list(RoleType, "User.roles")
     files = limited_list(lambda: StoredFileType, "User.files")
     recent_audit_logs = limited_list(
@@ -121,7 +136,7 @@ class UserType(DjangoObjectType):
         return _rows_of(info, loaders.RecentAuditLogsByActorIdLoader, AuditLog, "AuditLog", user.pk, limit)
 
 
-class ConceptType(DjangoObjectType):
+class ConceptType(ModelObjectType):
     created_by = graphene.Field(UserType)
 
     class Meta:
@@ -134,14 +149,14 @@ class ConceptType(DjangoObjectType):
         return _user_of(info, concept.created_by_id)
 
 
-class DictionaryEntryType(DjangoObjectType):
+class DictionaryEntryType(ModelObjectType):
     class Meta:
         model = DictionaryEntry
         name = "DictionaryEntry"
         fields = ("id", "key", "value", "position")
 
 
-class DictionaryType(DjangoObjectType):
+class DictionaryType(ModelObjectType):
     created_by = graphene.Field(UserType)
     entries = limited_list(DictionaryEntryType, "Dictionary.entries")
 
@@ -160,7 +175,7 @@ class DictionaryType(DjangoObjectType):
         return _rows_of(info, loader, DictionaryEntry, "DictionaryEntry", dictionary.pk, limit)
 
 
-class StoredFileType(DjangoObjectType):
+class StoredFileType(ModelObjectType):
     uploaded_by = graphene.Field(UserType)
     storage_path = graphene.String(description="Personal: the uploader or holders of core.view_storedfile.")
 
@@ -174,7 +189,7 @@ class StoredFileType(DjangoObjectType):
         return _user_of(info, stored_file.uploaded_by_id)
 
 
-class AuditLogType(DjangoObjectType):
+class AuditLogType(ModelObjectType):
     actor = graphene.Field(UserType)
     action = graphene.String(required=True)
     # Personal: the actor or holders of core.view_auditlog.
