@@ -13,6 +13,8 @@ fields and kept text goes row by row (there each record is searched for the iden
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 from django.db.models import Count, Min, QuerySet
 
@@ -24,6 +26,12 @@ from dbops.services.datamigration.pii_scan import PiiScanner
 
 CHUNK_VALUES = 10_000
 PERSON = "dbops_person"  # the inner query's column holding each record's person digest
+# A column whose rule depends on its value alone and that repeats few values (an audit log's IP) is masked
+# once per distinct value, and each row looks its value up in a jsonb constant (binary search, row order kept).
+LOOKUP_MAX_VALUES = 10_000
+LOOKUP_MIN_REPEATS = 10  # rows per distinct value, at least, for the lookup to pay
+_PERSON_RULES = frozenset(f"fake:{kind}" for kind in PERSON_KINDS - {"email"})  # the record's person: not per value
+_CHEAP_RULES = frozenset({"keep", "null", "generalize:month", "generalize:year"})
 
 
 def _field_type(model_field: models.Field) -> str:
@@ -43,8 +51,9 @@ def _field_type(model_field: models.Field) -> str:
 class MaskedColumns:
     """The SQL of an entity's masked columns, and of the person digest when it has person fields."""
 
-    def __init__(self, columns: list[str], person: str | None) -> None:
+    def __init__(self, columns: list[str], person: str | None, by_value: list[str | None]) -> None:
         self.columns, self.person = columns, person
+        self.by_value = by_value  # per column, its reference where the rule depends on the value alone
 
 
 def masked_columns(
@@ -67,19 +76,17 @@ def masked_columns(
             [f"src.{quote(name)}" for name in anonymizer.person_keys.get(entity.name, ())],
             "'" + f"{entity.name}:".replace("'", "''") + f"' || {id_sql}",
         )
-    columns = []
+    columns, by_value = [], []
     for model_field in entity.fields:
-        rule = entity.anonymize.get(model_field.name)
+        rule, ref = str(entity.anonymize.get(model_field.name) or "keep"), f"src.{quote(model_field.name)}"
         masked = masking.column(
-            f"src.{quote(model_field.name)}",
-            rule=str(rule) if rule else "keep",
-            field_type=_field_type(model_field),
-            person=f"src.{PERSON}" if person else None,
+            ref, rule=rule, field_type=_field_type(model_field), person=f"src.{PERSON}" if person else None
         )
         if masked is None:
             return None
         columns.append(masked)
-    return MaskedColumns(columns, person)
+        by_value.append(ref if rule not in _CHEAP_RULES | _PERSON_RULES else None)
+    return MaskedColumns(columns, person, by_value)
 
 
 def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked: MaskedColumns, prefix: str):
@@ -88,11 +95,33 @@ def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked
     inner, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
     names = list(entity.field_names)
     source = f"({inner}) AS src({', '.join(map(quote, names))})"
+    columns = _with_lookups(connector, source, params, masked)
     if masked.person:  # one person digest per record, for all its person fields
         # OFFSET 0: computed once here, not folded into each use of the column
         source = f"(SELECT src.*, {masked.person} AS {PERSON} FROM {source} OFFSET 0) AS src"  # noqa: S608 - generated SQL
-    sql = f"SELECT {', '.join(masked.columns)} FROM {source}"  # noqa: S608 - quoted names, generated SQL
+    sql = f"SELECT {', '.join(columns)} FROM {source}"  # noqa: S608 - quoted names, generated SQL
     return connector.copy_json_lines(sql, params, names, prefix)
+
+
+def _with_lookups(connector: Connector, source: str, params, masked: MaskedColumns) -> list[str]:
+    """The columns, those that repeat few values as lookups into their masked distinct values."""
+    columns = list(masked.columns)
+    with connector.connection.cursor() as cursor:
+        for index, ref in enumerate(masked.by_value):
+            if ref is None:
+                continue
+            cursor.execute(f"SELECT count({ref}), count(DISTINCT {ref}) FROM {source}", params)  # noqa: S608
+            rows, distinct = cursor.fetchone()
+            if distinct > LOOKUP_MAX_VALUES or distinct * LOOKUP_MIN_REPEATS > rows:
+                continue
+            cursor.execute(
+                f"SELECT DISTINCT {ref}::text, {columns[index]} FROM {source} WHERE {ref} IS NOT NULL",  # noqa: S608
+                params,
+            )
+            masked_values = json.dumps(dict(cursor.fetchall()))  # ASCII: non-ASCII text is \u-escaped
+            literal = "'" + masked_values.replace("'", "''").replace("%", "%%") + "'::jsonb"  # %%: a mogrify follows
+            columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {literal} ->> ({ref}::text) END"
+    return columns
 
 
 def remember_identities(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:

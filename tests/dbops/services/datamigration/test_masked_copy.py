@@ -11,6 +11,7 @@ import pytest
 from dbops.engines import get_connector
 from dbops.engines.postgresql.data import PostgreSQLData
 from dbops.exceptions import PersonalDataFound
+from dbops.services.datamigration import masked_copy
 from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
@@ -168,3 +169,24 @@ def test_personal_data_planted_in_kept_text_is_refused_the_same_way_on_both_path
         _row_by_row(monkeypatch)
     assert messages[0] == messages[1]
     assert f"concepts record 5, field 'name' holds {found}" in messages[0]
+
+
+@pytest.mark.django_db
+def test_values_masked_once_per_distinct_value_are_looked_up_as_python_masks_them(tmp_path, monkeypatch):
+    # given the planted edge values, and every value-only rule's column masked by lookup whatever it repeats
+    seed(scale=0.05)
+    _plant_people_and_files()
+    StoredFile.objects.create(
+        name="it's 100% mine.pdf", storage_path="a'b%c", content_type="", size=1, sha256="'%",
+        entity_type="core.user", entity_id=1,
+    )  # fmt: skip
+    monkeypatch.setattr(masked_copy, "LOOKUP_MIN_REPEATS", 0)
+    lookups = []
+    original = masked_copy._with_lookups
+    monkeypatch.setattr(masked_copy, "_with_lookups", lambda *args: lookups.append(result := original(*args)) or result)
+    on_server, in_python = tmp_path / "server.jsonl", tmp_path / "python.jsonl"
+    export_data(entities=None, output=on_server, fmt="jsonl", anonymize=True)
+    assert any("::jsonb ->>" in column for columns in lookups for column in columns)
+    _row_by_row(monkeypatch)
+    export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
+    assert _records(on_server) == _records(in_python)
