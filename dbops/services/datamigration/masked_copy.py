@@ -30,6 +30,7 @@ PERSON = "dbops_person"  # the inner query's column holding each record's person
 # once per distinct value, and each row looks its value up in a jsonb constant (binary search, row order kept).
 LOOKUP_MAX_VALUES = 10_000
 LOOKUP_MIN_REPEATS = 10  # rows per distinct value, at least, for the lookup to pay
+LOOKUP_SAMPLE = 10_000  # rows read to guess it
 _PERSON_RULES = frozenset(f"fake:{kind}" for kind in PERSON_KINDS - {"email"})  # the record's person: not per value
 _CHEAP_RULES = frozenset({"keep", "null", "generalize:month", "generalize:year"})
 
@@ -110,15 +111,22 @@ def _with_lookups(connector: Connector, source: str, params, masked: MaskedColum
         for index, ref in enumerate(masked.by_value):
             if ref is None:
                 continue
-            cursor.execute(f"SELECT count({ref}), count(DISTINCT {ref}) FROM {source}", params)  # noqa: S608
-            rows, distinct = cursor.fetchone()
-            if distinct > LOOKUP_MAX_VALUES or distinct * LOOKUP_MIN_REPEATS > rows:
-                continue
+            # Whether the first rows repeat their values enough: a cheap guess (a wrong one only costs time).
             cursor.execute(
-                f"SELECT DISTINCT {ref}::text, {columns[index]} FROM {source} WHERE {ref} IS NOT NULL",  # noqa: S608
+                f"SELECT count(v), count(DISTINCT v) FROM (SELECT {ref} AS v FROM {source} LIMIT {LOOKUP_SAMPLE}) AS s",  # noqa: S608, E501
                 params,
             )
-            masked_values = json.dumps(dict(cursor.fetchall()))  # ASCII: non-ASCII text is \u-escaped
+            rows, distinct = cursor.fetchone()
+            if distinct * LOOKUP_MIN_REPEATS > rows:
+                continue
+            cursor.execute(
+                f"SELECT {ref}::text, {columns[index]} FROM (SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}) AS src",  # noqa: S608, E501
+                params,
+            )
+            pairs = cursor.fetchall()
+            if len(pairs) > LOOKUP_MAX_VALUES:
+                continue
+            masked_values = json.dumps(dict(pairs))  # ASCII: non-ASCII text is \u-escaped
             literal = "'" + masked_values.replace("'", "''").replace("%", "%%") + "'::jsonb"  # %%: a mogrify follows
             columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {literal} ->> ({ref}::text) END"
     return columns
