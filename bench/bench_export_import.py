@@ -55,9 +55,11 @@ def recreate(name: str) -> None:
 
 
 def drop(name: str) -> None:
+    """Drops the database and the dbops operations database its run created (`<name>_ops`)."""
     connection = admin_connection()
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}_ops"')
     connection.close()
 
 

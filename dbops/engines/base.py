@@ -162,7 +162,7 @@ class Connector(ABC):
     copy_escapes: ClassVar[Mapping[int, str] | None] = None  # str.translate table of the COPY text format
     # import_data's set-based path: raw JSON records checked and converted in SQL (json_staging).
     supports_json_staging: ClassVar[bool] = False
-    # Anonymized exports apply the simple masking rules in SQL (masked_column) and the server renders the rows.
+    # Anonymized exports apply the masking rules in SQL (sql_masking) and the server renders the rows.
     supports_sql_masking: ClassVar[bool] = False
     # Query plans for the analyzer (explain, table_facts) and statement statistics.
     supports_plans: ClassVar[bool] = False
@@ -273,9 +273,11 @@ class Connector(ABC):
         """A function writing the query's rows to a file as `prefix + row JSON + "}"` lines; returns rows."""
         raise FeatureUnavailable(f"{self.engine} has no COPY")
 
-    def masked_column(self, ref: str, *, rule: str, field_type: str, key: bytes) -> tuple[str, list] | None:
-        """(SQL, parameters) of a masking rule applied to a column, or None (supports_sql_masking engines)."""
-        return None
+    def sql_masking(self, *, key: bytes, vocabulary: Any) -> Any:
+        """The SQL of the masking rules for this key and fake vocabulary (supports_sql_masking engines):
+        `.column(ref, rule=, field_type=, person=)` (None where the server cannot apply the rule) and
+        `.person_digest(key_refs, fallback_sql)`."""
+        raise FeatureUnavailable(f"{self.engine} cannot mask in SQL")
 
     def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
         """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""

@@ -48,8 +48,8 @@ class PostgreSQLData:
     supports_json_staging = True
     supports_sql_masking = True
 
-    def masked_column(self, ref: str, *, rule: str, field_type: str, key: bytes) -> tuple[str, list] | None:
-        return masking_sql.masked_column(ref, rule=rule, field_type=field_type, pads=masking_sql.hmac_pads(key))
+    def sql_masking(self, *, key: bytes, vocabulary: Any) -> masking_sql.MaskingSQL:
+        return masking_sql.MaskingSQL(key, vocabulary)
 
     def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
         return JsonStagingSQL(self.connection, raw, fields, defaults)

@@ -4,6 +4,10 @@ The rules are declared per field (see masking_rules). Every fake derives from a 
 with settings.ANONYMIZATION_SALT), so the same input gives the same fake in every table and every run
 (joins still hold) and nobody without the salt can map fakes back.
 
+Fakes are made of words picked by the hash from fixed word lists (fake_words/: names and lorem words
+once taken from Faker's en_US lists), so the server can compute the very same fakes in SQL
+(dbops/engines/postgresql/masking_sql.py) and an export gives the same file either way.
+
 One fake person per real person: the person fields of a record (username, first and last name, full
 name, email) all derive from one pseudonym, keyed by the record's email (exactly as written: addresses
 that differ in case stay distinct people), else its username, else its primary key. A username that is
@@ -16,6 +20,7 @@ stops the export, naming the column: a new field cannot leak by default.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -24,7 +29,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -33,9 +38,6 @@ from dbops.exceptions import AnonymizationRuleMissing
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.masking_rules import PERSON_KINDS, Rule, needs_rule
 
-if TYPE_CHECKING:
-    from faker import Faker
-
 _PERSONAL_NAME = re.compile(
     r"(^|_)(e?mail|phone|mobile|tel|fax|name|username|surname|address|street|city|zip|postcode|ip|"
     r"birth|birthday|dob|ssn|passport|iban|note|notes|comment|comments|bio|message)(_|$)"
@@ -43,6 +45,32 @@ _PERSONAL_NAME = re.compile(
 MAX_CACHED = 100_000  # fakes (and pseudonyms) kept for values seen again
 _KNOWN_EXTENSIONS = frozenset(extension.lower() for extension in mimetypes.types_map)
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+SPACES = " \t\n\r\x0b\x0c"  # what an address is stripped of (ASCII whitespace: the server strips the same)
+TEXT_WORDS = 8  # words in a fake:text sentence
+_WORD_LISTS = Path(__file__).with_name("fake_words")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What fakes are made of: first and last names, lorem words, the file extensions a name keeps."""
+
+    first_names: tuple[str, ...]
+    last_names: tuple[str, ...]
+    words: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+
+@functools.cache
+def vocabulary() -> Vocabulary:
+    def read(name: str) -> tuple[str, ...]:
+        return tuple((_WORD_LISTS / f"{name}.txt").read_text().split())
+
+    return Vocabulary(read("first_names"), read("last_names"), read("words"), tuple(sorted(_KNOWN_EXTENSIONS)))
+
+
+def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
+    """The word chosen by two bytes of a digest (masking_sql computes the same in SQL)."""
+    return words[int.from_bytes(digest[at : at + 2], "big") % len(words)]
 
 
 def looks_personal(model_field: models.Field) -> bool:
@@ -99,10 +127,8 @@ class Pseudonym:
 
 class Anonymizer:
     def __init__(self, salt: str | None = None) -> None:
-        from faker import Faker  # imported on use: it is slow to import (start-up time)
-
         self.key = (salt or settings.ANONYMIZATION_SALT).encode()
-        self.faker = Faker("en_US")
+        self.vocabulary = vocabulary()
         self.cache: dict[tuple[str, object], object] = {}
         self.people: dict[str, Pseudonym] = {}
         self.plans: dict[str, list[tuple[str, Rule, object]]] = {}
@@ -148,15 +174,12 @@ class Anonymizer:
     def digest(self, kind: str, value) -> bytes:
         return hmac.new(self.key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
 
-    def _seeded(self, kind: str, value) -> Faker:
-        self.faker.seed_instance(int.from_bytes(self.digest(kind, value)[:8], "big"))
-        return self.faker
-
     def pseudonym(self, key: str) -> Pseudonym:
         person = self.people.get(key)
         if person is None:
-            fake = self._seeded("person", key)
-            person = Pseudonym(fake.first_name(), fake.last_name())
+            digest = self.digest("person", key)
+            names = self.vocabulary
+            person = Pseudonym(pick(names.first_names, digest, 0), pick(names.last_names, digest, 2))
             if len(self.people) < MAX_CACHED:  # a bounded cache: memory stays flat on big tables
                 self.people[key] = person
         return person
@@ -165,12 +188,12 @@ class Anonymizer:
         for name in self.person_keys.get(entity, ()):
             value = record.get(name)
             if value:
-                return self.pseudonym(str(value).strip())
+                return self.pseudonym(str(value).strip(SPACES))
         return self.pseudonym(f"{entity}:{record.get('id')}")
 
     def fake_email(self, value: str) -> str:
         # The hash slice keeps distinct addresses distinct; example.com is reserved and never delivers.
-        address = str(value).strip()
+        address = str(value).strip(SPACES)
         return f"{self.pseudonym(address).slug}.{self.digest('email', address).hex()[:12]}@example.com"
 
     def _person_field(self, kind: str, value, person: Pseudonym) -> str:
@@ -199,7 +222,9 @@ class Anonymizer:
                 return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
             return str(ipaddress.IPv4Address(b"\x0a" + digest[:3]))  # 10.0.0.0/8: private, never a real client
         if kind == "text":
-            return self._seeded("text", value).sentence(nb_words=8)
+            digest = self.digest("text", value)
+            words = [pick(self.vocabulary.words, digest, 2 * index) for index in range(TEXT_WORDS)]
+            return " ".join([words[0].capitalize(), *words[1:]]) + "."
         suffix = _known_suffix(str(value))
         if kind == "filename":
             return f"file-{self.digest('filename', value).hex()[:16]}{suffix}"

@@ -27,7 +27,12 @@ from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, c
 from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
-from dbops.services.datamigration.masked_copy import masked_columns, masked_copy, scan_kept_values
+from dbops.services.datamigration.masked_copy import (
+    masked_columns,
+    masked_copy,
+    remember_identities,
+    scan_kept_values,
+)
 from dbops.services.datamigration.pii_scan import PiiScanner
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
@@ -223,9 +228,10 @@ def export_data(
                 total = queryset.count() if progress else 0
                 writer.begin_entity(entity)
                 masked = None
-                if server_masking:  # the simple rules in SQL, the kept text scanned by distinct value
+                if server_masking:  # the rules in SQL, the kept text scanned by distinct value
                     masked = masked_columns(connector, entity, anonymizer, scanner)
                     if masked is not None:
+                        remember_identities(scanner, queryset, entity)
                         scan_kept_values(scanner, queryset, entity)
                 if fast_copy or masked is not None:
                     copy = (

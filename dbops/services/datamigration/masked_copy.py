@@ -1,13 +1,19 @@
 """Anonymized jsonl exports rendered by the server: an entity whose every rule the engine can apply in
-SQL (keep, null, hash, fake:ip, generalize:month|year; Connector.masked_column) and that holds no
-identity column is written as the plain export is (COPY of row JSON), with the rules as expressions.
+SQL (Connector.sql_masking: all but generalize:range) is written as the plain export is (COPY of row
+JSON), with the rules as expressions; the person fields of a record share one person digest, computed
+once per row in an inner query.
 
 The scanner still sees everything kept: each kept text column's distinct values, in the order of the
 first record holding them, go through the same checks as row by row (so a hit names the same record
-and field); the count of scanned strings is the number of rows' values, as row by row.
+and field); the count of scanned strings is the number of rows' values, as row by row. The real
+identity values (names, usernames, emails) of an entity with person fields are read first, as narrow
+rows, so later entities are searched for them as row by row does; an entity that has both person
+fields and kept text goes row by row (there each record is searched for the identities seen so far).
 """
 
 from __future__ import annotations
+
+import json
 
 from django.db import models
 from django.db.models import Count, Min, QuerySet
@@ -15,9 +21,18 @@ from django.db.models import Count, Min, QuerySet
 from dbops.engines import Connector
 from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.entities import Entity
+from dbops.services.datamigration.masking_rules import PERSON_KINDS
 from dbops.services.datamigration.pii_scan import PiiScanner
 
 CHUNK_VALUES = 10_000
+PERSON = "dbops_person"  # the inner query's column holding each record's person digest
+# A column whose rule depends on its value alone and that repeats few values (an audit log's IP) is masked
+# once per distinct value, and each row looks its value up in a jsonb constant (binary search, row order kept).
+LOOKUP_MAX_VALUES = 10_000
+LOOKUP_MIN_REPEATS = 10  # rows per distinct value, at least, for the lookup to pay
+LOOKUP_SAMPLE = 10_000  # rows read to guess it
+_PERSON_RULES = frozenset(f"fake:{kind}" for kind in PERSON_KINDS - {"email"})  # the record's person: not per value
+_CHEAP_RULES = frozenset({"keep", "null", "generalize:month", "generalize:year"})
 
 
 def _field_type(model_field: models.Field) -> str:
@@ -34,40 +49,98 @@ def _field_type(model_field: models.Field) -> str:
     return "other"
 
 
+class MaskedColumns:
+    """The SQL of an entity's masked columns, and of the person digest when it has person fields."""
+
+    def __init__(self, columns: list[str], person: str | None, by_value: list[str | None]) -> None:
+        self.columns, self.person = columns, person
+        self.by_value = by_value  # per column, its reference where the rule depends on the value alone
+
+
 def masked_columns(
     connector: Connector, entity: Entity, anonymizer: Anonymizer, scanner: PiiScanner
-) -> list[tuple[str, list]] | None:
-    """Per exported field, the (SQL, parameters) giving its masked value; None: the rows go through Python."""
-    if not connector.supports_sql_masking or scanner.identity_fields.get(entity.name):
+) -> MaskedColumns | None:
+    """Per exported field, the SQL giving its masked value; None: the rows go through Python."""
+    if not connector.supports_sql_masking:
         return None
+    if scanner.identity_fields.get(entity.name) and scanner.scanned_fields.get(entity.name):
+        return None  # row by row searches each record for the identities of the records before it only
     by_name = {f.name: f for f in entity.fields}
     if any(_field_type(by_name[name]) != "text" for name in scanner.scanned_fields.get(entity.name, ())):
         return None  # strings inside kept JSON are scanned row by row
+    masking = connector.sql_masking(key=anonymizer.key, vocabulary=anonymizer.vocabulary)
     quote = connector.connection.ops.quote_name
-    columns = []
+    person = None
+    if any(rule.kind == "fake" and rule.argument in PERSON_KINDS for rule in entity.anonymize.values()):
+        id_sql = f"src.{quote('id')}::text" if "id" in by_name else "'None'"  # Anonymizer._person's record.get("id")
+        person = masking.person_digest(
+            [f"src.{quote(name)}" for name in anonymizer.person_keys.get(entity.name, ())],
+            "'" + f"{entity.name}:".replace("'", "''") + f"' || {id_sql}",
+        )
+    columns, by_value = [], []
     for model_field in entity.fields:
-        rule = entity.anonymize.get(model_field.name)
-        masked = connector.masked_column(
-            f"src.{quote(model_field.name)}",
-            rule=str(rule) if rule else "keep",
-            field_type=_field_type(model_field),
-            key=anonymizer.key,
+        rule, ref = str(entity.anonymize.get(model_field.name) or "keep"), f"src.{quote(model_field.name)}"
+        masked = masking.column(
+            ref, rule=rule, field_type=_field_type(model_field), person=f"src.{PERSON}" if person else None
         )
         if masked is None:
             return None
         columns.append(masked)
+        by_value.append(ref if rule not in _CHEAP_RULES | _PERSON_RULES else None)
+    return MaskedColumns(columns, person, by_value)
+
+
+def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked: MaskedColumns, prefix: str):
+    """A function copying the queryset's masked rows, as `prefix + row JSON + "}"` lines, into a file."""
+    quote = connector.connection.ops.quote_name
+    inner, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
+    names = list(entity.field_names)
+    source = f"({inner}) AS src({', '.join(map(quote, names))})"
+    columns = _with_lookups(connector, source, params, masked)
+    if masked.person:  # one person digest per record, for all its person fields
+        # OFFSET 0: computed once here, not folded into each use of the column
+        source = f"(SELECT src.*, {masked.person} AS {PERSON} FROM {source} OFFSET 0) AS src"  # noqa: S608 - generated SQL
+    sql = f"SELECT {', '.join(columns)} FROM {source}"  # noqa: S608 - quoted names, generated SQL
+    return connector.copy_json_lines(sql, params, names, prefix)
+
+
+def _with_lookups(connector: Connector, source: str, params, masked: MaskedColumns) -> list[str]:
+    """The columns, those that repeat few values as lookups into their masked distinct values."""
+    columns = list(masked.columns)
+    with connector.connection.cursor() as cursor:
+        for index, ref in enumerate(masked.by_value):
+            if ref is None:
+                continue
+            # Whether the first rows repeat their values enough: a cheap guess (a wrong one only costs time).
+            cursor.execute(
+                f"SELECT count(v), count(DISTINCT v) FROM (SELECT {ref} AS v FROM {source} LIMIT {LOOKUP_SAMPLE}) AS s",  # noqa: S608, E501
+                params,
+            )
+            rows, distinct = cursor.fetchone()
+            if distinct * LOOKUP_MIN_REPEATS > rows:
+                continue
+            cursor.execute(
+                f"SELECT {ref}::text, {columns[index]} FROM (SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}) AS src",  # noqa: S608, E501
+                params,
+            )
+            pairs = cursor.fetchall()
+            if len(pairs) > LOOKUP_MAX_VALUES:
+                continue
+            masked_values = json.dumps(dict(pairs))  # ASCII: non-ASCII text is \u-escaped
+            literal = "'" + masked_values.replace("'", "''").replace("%", "%%") + "'::jsonb"  # %%: a mogrify follows
+            columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {literal} ->> ({ref}::text) END"
     return columns
 
 
-def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, columns: list[tuple[str, list]], prefix: str):
-    """A function copying the queryset's masked rows, as `prefix + row JSON + "}"` lines, into a file."""
-    quote = connector.connection.ops.quote_name
-    inner, inner_params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
-    names = list(entity.field_names)
-    expressions = ", ".join(sql for sql, _ in columns)
-    params = [param for _, column_params in columns for param in column_params]
-    sql = f"SELECT {expressions} FROM ({inner}) AS src({', '.join(map(quote, names))})"  # noqa: S608 - quoted names
-    return connector.copy_json_lines(sql, [*params, *inner_params], names, prefix)
+def remember_identities(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:
+    """The real identity values of the entity's records, for the scans of the entities after it."""
+    fields = [name for name, _kind in scanner.identity_fields.get(entity.name, ())]
+    if not fields:
+        return
+    by_name = {f.name: f for f in entity.fields}
+    rows = queryset.values_list(*[by_name[name].attname for name in fields]).iterator(chunk_size=CHUNK_VALUES)
+    for row in rows:
+        scanner.remember(entity.name, dict(zip(fields, row, strict=True)))
 
 
 def scan_kept_values(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:

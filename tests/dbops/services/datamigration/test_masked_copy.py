@@ -8,10 +8,16 @@ from datetime import datetime
 
 import pytest
 
+from dbops.engines import get_connector
 from dbops.engines.postgresql.data import PostgreSQLData
 from dbops.exceptions import PersonalDataFound
+from dbops.services.datamigration import masked_copy
+from dbops.services.datamigration.anonymization import Anonymizer
+from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
-from multipult.core.models import Dictionary, DictionaryEntry
+from dbops.services.datamigration.masked_copy import masked_columns
+from dbops.services.datamigration.pii_scan import PiiScanner
+from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, StoredFile, User
 from tests.dbops.services.datamigration.helpers import seed
 
 
@@ -59,3 +65,128 @@ def test_a_hit_in_a_later_record_names_the_same_record_and_field_as_row_by_row(t
         messages.append(str(caught.value))
         _row_by_row(monkeypatch)
     assert messages[0] == messages[1] and "dictionary_entries record 13, field 'value'" in messages[0]
+
+
+def _rendered_by_the_server() -> list[str]:
+    """The entities an anonymized export of everything masks in SQL, by their declarations."""
+    anonymizer, scanner = Anonymizer(), PiiScanner()
+    for entity in ENTITIES.values():
+        scanner.prepare(entity)
+    connector = get_connector()
+    return [name for name, entity in ENTITIES.items() if masked_columns(connector, entity, anonymizer, scanner)]
+
+
+def test_every_declared_entity_is_masked_by_the_server():
+    assert _rendered_by_the_server() == list(ENTITIES)
+
+
+def _plant_people_and_files() -> None:
+    """Values at the edges of each rule: spaces around an address, a username that is an address, blank and
+    NULL values, file names with odd, upper-case, double and newline-ended extensions, IPv6."""
+    people = [
+        {"username": "ann.jones", "first_name": "Ann", "last_name": "Jones", "email": " Ann@Example.org\t"},
+        {"username": "ann@example.org", "first_name": "", "last_name": "Jones", "email": "ann@example.org"},
+        {
+            "username": "  spaced  ",
+            "first_name": "Zoë",
+            "last_name": "Ørsted",
+            "email": "",
+            "phone": "+44 20 7946 0000",
+        },
+        {"username": "nomail", "first_name": "", "last_name": "", "email": "", "phone": ""},
+        {"username": "ünïcode@exämple.org", "first_name": "Ä", "last_name": "Ö", "email": "ÜNÏ@exämple.org"},
+    ]
+    users = [User.objects.create(**person) for person in people]
+    names = [
+        "report.PDF",
+        "archive.tar.gz",
+        "noextension",
+        "cv.pdf\n",
+        "scan.AnnJones1984",
+        ".bashrc",
+        "x.",
+        "a.b.c.txt",
+    ]
+    for index, name in enumerate(names):
+        StoredFile.objects.create(
+            name=name, storage_path=f"u/{index}/{name}", content_type="application/pdf", size=index,
+            sha256="" if index % 3 == 0 else f"{index:064x}", entity_type="core.user", entity_id=users[0].pk,
+        )  # fmt: skip
+    for index, address in enumerate(["2001:db8::8a2e:370:7334", "203.0.113.9", "::1", None]):
+        AuditLog.objects.create(
+            actor=users[index], action="update", entity_type="core.user", entity_id=users[index].pk,
+            timestamp="2025-01-01T00:00:00Z", changes={"a": [1, 2]}, ip_address=address,
+        )  # fmt: skip
+    Concept.objects.create(code="C-1", name="Plain name", description="Ünïcode ☃ text\nwith lines")
+    Concept.objects.create(code="C-2", name="Empty description", description="")
+
+
+@pytest.mark.django_db
+def test_the_server_masks_planted_edge_values_as_python_does(tmp_path, monkeypatch):
+    seed(scale=0.05)
+    _plant_people_and_files()
+    on_server, in_python = tmp_path / "server.jsonl", tmp_path / "python.jsonl"
+    result = export_data(entities=None, output=on_server, fmt="jsonl", anonymize=True)
+    _row_by_row(monkeypatch)
+    reference = export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
+    assert _records(on_server) == _records(in_python)
+    assert result.scanned_strings == reference.scanned_strings > 0
+    names = [item["data"]["name"] for item in _records(on_server) if item["entity"] == "stored_files"]
+    assert any(name.endswith(".pdf") for name in names) and any(name.endswith(".txt") for name in names)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("planted", "found"),
+    [
+        ("write to jo.smith+x@corp.example.org", "an email address"),
+        ("call +44 20 7946 0958", "a phone number"),
+        ("SSN 078-05-1120", "a national id number"),
+        ("NI number AB 12 34 56 C", "a national id number"),
+        ("card 4111 1111 1111 1111", "a card number"),
+        ("IBAN GB82 WEST 1234 5698 7654 32", "an IBAN"),
+        ("seen from 203.0.113.9", "an IP address"),
+        ("or 2001:db8::8a2e:370:7334", "an IP address"),
+        ("ask Zebulonia Krzywoblocka", "a real person's name"),
+        ("ping zk.user today", "a real identity value"),
+    ],
+)
+def test_personal_data_planted_in_kept_text_is_refused_the_same_way_on_both_paths(
+    tmp_path, monkeypatch, planted, found
+):
+    # given a real user (masked earlier in the export) and the planted value in a later concept's name
+    seed(scale=0.2)
+    User.objects.create(username="zk.user", first_name="Zebulonia", last_name="Krzywoblocka", email="z@realmail.test")
+    concepts = list(Concept.objects.order_by("pk")[:6])
+    concepts[4].name = planted
+    concepts[4].save(update_fields=["name"])
+    messages = []
+    for path in (tmp_path / "server.jsonl", tmp_path / "python.jsonl"):
+        with pytest.raises(PersonalDataFound) as caught:
+            export_data(entities=None, output=path, fmt="jsonl", anonymize=True)
+        assert not path.exists()
+        messages.append(str(caught.value))
+        _row_by_row(monkeypatch)
+    assert messages[0] == messages[1]
+    assert f"concepts record 5, field 'name' holds {found}" in messages[0]
+
+
+@pytest.mark.django_db
+def test_values_masked_once_per_distinct_value_are_looked_up_as_python_masks_them(tmp_path, monkeypatch):
+    # given the planted edge values, and every value-only rule's column masked by lookup whatever it repeats
+    seed(scale=0.05)
+    _plant_people_and_files()
+    StoredFile.objects.create(
+        name="it's 100% mine.pdf", storage_path="a'b%c", content_type="", size=1, sha256="'%",
+        entity_type="core.user", entity_id=1,
+    )  # fmt: skip
+    monkeypatch.setattr(masked_copy, "LOOKUP_MIN_REPEATS", 0)
+    lookups = []
+    original = masked_copy._with_lookups
+    monkeypatch.setattr(masked_copy, "_with_lookups", lambda *args: lookups.append(result := original(*args)) or result)
+    on_server, in_python = tmp_path / "server.jsonl", tmp_path / "python.jsonl"
+    export_data(entities=None, output=on_server, fmt="jsonl", anonymize=True)
+    assert any("::jsonb ->>" in column for columns in lookups for column in columns)
+    _row_by_row(monkeypatch)
+    export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
+    assert _records(on_server) == _records(in_python)
