@@ -1,7 +1,7 @@
 """The memory bound of a straight-to-S3 upload, by design: PARTS_IN_FLIGHT parts on their way and the
-buffer filling (the full buffer becomes the part, uncopied), whatever the artifact's size. A fake S3 client (pure logic: the real server
-and its faults are in tests/dbops/services/backups/test_straight_to_s3.py) is slow enough that the
-writer always runs ahead of the uploads."""
+buffer filling (the full buffer becomes the part, uncopied), whatever the artifact's size. A fake S3
+client (pure logic: the real server and its faults are in tests/dbops/services/backups/
+test_straight_to_s3.py) is slow enough that the writer always runs ahead of the uploads."""
 
 from __future__ import annotations
 
