@@ -66,13 +66,9 @@ class TableRestoreForm(forms.Form):
 
 def _restorable_since() -> BackupRecord | None:
     """The oldest usable base backup: no moment before it finished can be restored."""
-    return (
-        BackupRecord.objects.filter(
-            kind=BackupRecord.Kind.BASE, status=BackupRecord.Status.SUCCEEDED, pitr__isnull=False
-        )
-        .order_by("finished_at")
-        .first()
-    )
+    from dbops.services.pitr.recovery import usable_base_backups
+
+    return usable_base_backups().order_by("finished_at").first()
 
 
 def table_restore_view(model_admin, request):

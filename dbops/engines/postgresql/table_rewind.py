@@ -47,18 +47,26 @@ def copy_out(cursor, *, table: str, spool: Path, moment: str) -> TableRows:
     return TableRows(table=table, columns=columns, spool=spool, rows=int(cursor.fetchone()[0]))
 
 
+def _missing_live_table(table: str, database: str) -> PitrError:
+    return PitrError(
+        f"Table {table} does not exist in database {database} now; restore-table brings back the rows "
+        "of an existing table (the new rows take the live table's shape)."
+    )
+
+
+def _taken_table(into: str, database: str) -> PitrError:
+    return PitrError(f"Table {into} already exists in database {database}; choose another name.")
+
+
 def live_table_check(settings_dict, *, database: str, table: str, into: str) -> int:
     """Before any replay: the live table exists (and `into`, when given, does not); its row count now."""
     connection = maintenance.connect(settings_dict, dbname=database, autocommit=True)
     try:
         with connection.cursor() as cursor:
             if not table_exists(cursor, table):
-                raise PitrError(
-                    f"Table {table} does not exist in database {database} now; restore-table brings back the rows "
-                    "of an existing table (the new rows take the live table's shape)."
-                )
+                raise _missing_live_table(table, database)
             if into and table_exists(cursor, into):
-                raise PitrError(f"Table {into} already exists in database {database}; choose another name.")
+                raise _taken_table(into, database)
             cursor.execute(f"SELECT count(*) FROM public.{quote_ident(table)}")  # noqa: S608 (quoted, exists)
             return int(cursor.fetchone()[0])
     finally:
@@ -74,13 +82,11 @@ def rows_load(settings_dict, *, database: str, rows: TableRows, into: str) -> No
     connection = maintenance.connect(settings_dict, dbname=database, autocommit=False)
     try:
         with connection.cursor() as cursor:
-            if not table_exists(cursor, rows.table):
-                raise PitrError(
-                    f"Table {rows.table} does not exist in database {database}; restore it into a new name."
-                )
+            if not table_exists(cursor, rows.table):  # again: it may have gone while the replay ran
+                raise _missing_live_table(rows.table, database)
             if into:
                 if table_exists(cursor, into):
-                    raise PitrError(f"Table {into} already exists in database {database}; choose another name.")
+                    raise _taken_table(into, database)
                 cursor.execute(f"CREATE TABLE {target} (LIKE {source} INCLUDING ALL)")
             else:
                 cursor.execute(f"DELETE FROM {target}")  # noqa: S608 (quoted identifier checked to exist)

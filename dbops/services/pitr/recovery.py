@@ -280,10 +280,15 @@ def restore_base_backup_checked(*, target: RestoreTarget, backup_id: int | None 
     return record
 
 
-def _base_backup_for(target: RestoreTarget, backup_id: int | None) -> BackupRecord:
-    usable = BackupRecord.objects.filter(
+def usable_base_backups():
+    """The base backups a point-in-time restore can start from: succeeded, with their PITR facts."""
+    return BackupRecord.objects.filter(
         kind=BackupRecord.Kind.BASE, status=BackupRecord.Status.SUCCEEDED, pitr__isnull=False
     ).select_related("pitr")
+
+
+def _base_backup_for(target: RestoreTarget, backup_id: int | None) -> BackupRecord:
+    usable = usable_base_backups()
     if backup_id is not None:
         record = usable.filter(pk=backup_id).first()
         if record is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -54,6 +54,7 @@ class TableRestorePlan:
     database_alias: str
     database_name: str
     current_rows: int  # rows of the live `table` now (what an in-place restore replaces)
+    live_settings: dict = field(repr=False)  # the DATABASES entry the rows are loaded through (a password)
 
     @property
     def written_table(self) -> str:
@@ -93,6 +94,7 @@ def table_restore_plan(
         database_alias=database,
         database_name=live["dbname"],
         current_rows=current_rows,
+        live_settings=live["settings"],
     )
 
 
@@ -115,7 +117,6 @@ def pitr_table_restore(
         where = f"into the new table {into}" if into else f"in place of the current rows of {table}"
         raise PitrError(f"This writes the rows {table} had at {target_time.isoformat()} {where}.", parameter="confirm")
     plan = table_restore_plan(table=table, target_time=target_time, into=into, database=database)
-    live = server_params(database)
     copied: list[TableRows] = []
     with tempfile.TemporaryDirectory(prefix="dbops-table-") as folder:
         spool = Path(folder) / "table.copy"
@@ -127,7 +128,7 @@ def pitr_table_restore(
                 copy_out(cursor, table=table, spool=spool, moment=target_time.isoformat())
             ),
         )
-        rows_load(live["settings"], database=live["dbname"], rows=copied[0], into=into)
+        rows_load(plan.live_settings, database=plan.database_name, rows=copied[0], into=into)
     logger.info("table %s restored as of %s into %s: %d rows", table, target_time, into or table, copied[0].rows)
     return TableRestoreResult(
         table=table,
