@@ -136,6 +136,15 @@ def database_alias(alias: str, port: int):
         del django_settings.DATABASES[alias]
 
 
+def a_moment_between(source, pause: float = 0.5) -> str:
+    """A moment of the source's clock strictly between what ran before and what runs after (`pause`
+    seconds on each side), as ISO text for --target-time."""
+    time.sleep(pause)
+    moment = source.query("SELECT clock_timestamp()")[0][0].isoformat()
+    time.sleep(pause)
+    return moment
+
+
 def wait_archived(cluster, wal_name: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

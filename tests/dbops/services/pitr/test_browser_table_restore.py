@@ -3,14 +3,13 @@ name, and the rows as they were, on a real throwaway cluster with WAL archiving.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dbops.services.pitr.recovery import pitr_base_backup_create
 from tests.browser import PASSWORD, screenshot
 from tests.dbops.admin.conftest import admin_login
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
+    a_moment_between,
     database_alias,
     pitr_clusters,
     switch_wal_and_wait,
@@ -36,9 +35,7 @@ def test_a_table_comes_back_through_the_admin(
     with database_alias("pitr_browser", source.port) as alias:
         pitr_base_backup_create(using=alias)
         source.query("INSERT INTO item SELECT i, 'a' FROM generate_series(1, 6) i")
-        time.sleep(0.5)
-        moment = source.query("SELECT clock_timestamp()")[0][0].isoformat()
-        time.sleep(0.5)
+        moment = a_moment_between(source)
         source.query("DELETE FROM item WHERE id > 2")
         switch_wal_and_wait(source)
         pitr_clusters.lend_environment(monkeypatch, settings)

@@ -4,13 +4,12 @@ before that point (the shared server is only read)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dbops.services.pitr.recovery import pitr_base_backup_create
 from tests.commands import command_error, run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
+    a_moment_between,
     database_alias,
     pitr_clusters,
     switch_wal_and_wait,
@@ -59,9 +58,7 @@ def test_a_delta_restore_over_the_stopped_cluster_keeps_matching_files(pitr_clus
     with database_alias("pitr_source", source.port) as alias:
         pitr_base_backup_create(using=alias)
     source.query("INSERT INTO item SELECT i, 'a' FROM generate_series(1, 20) i")
-    time.sleep(0.3)
-    target = source.query("SELECT clock_timestamp()")[0][0].isoformat()
-    time.sleep(0.3)
+    target = a_moment_between(source, pause=0.3)
     source.query("INSERT INTO item SELECT i, 'b' FROM generate_series(21, 40) i")
     switch_wal_and_wait(source)
     restore = ["pitr", "restore", "--target-time", target, "--target-dir", str(source.data_dir), "--delta"]

@@ -4,13 +4,12 @@ table; refused without --confirm, for a moment before every base backup, or a ta
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dbops.services.pitr.recovery import pitr_base_backup_create
 from tests.commands import command_error, run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
+    a_moment_between,
     database_alias,
     pitr_clusters,
     switch_wal_and_wait,
@@ -26,9 +25,7 @@ def test_one_table_comes_back_as_of_a_moment_in_place_or_into_a_new_table(pitr_c
     with database_alias("pitr_source", source.port) as alias:
         pitr_base_backup_create(using=alias)
         source.query("INSERT INTO item SELECT i, 'a' FROM generate_series(1, 20) i")
-        time.sleep(0.5)
-        moment = source.query("SELECT clock_timestamp()")[0][0].isoformat()
-        time.sleep(0.5)
+        moment = a_moment_between(source)
         # After the moment: a bad update of item, and other work that must stay
         source.query("UPDATE item SET batch = 'wrong' WHERE id <= 10")
         source.query("DELETE FROM item WHERE id > 15")
@@ -86,9 +83,7 @@ def test_the_admin_page_shows_the_plan_and_restores_only_after_the_typed_table_n
     with database_alias("pitr_admin", source.port) as alias:
         base = pitr_base_backup_create(using=alias)
         source.query("INSERT INTO item SELECT i, 'a' FROM generate_series(1, 8) i")
-        time.sleep(0.5)
-        moment = source.query("SELECT clock_timestamp()")[0][0].isoformat()
-        time.sleep(0.5)
+        moment = a_moment_between(source)
         source.query("UPDATE item SET batch = 'wrong'")
         switch_wal_and_wait(source)
         pitr_clusters.lend_environment(monkeypatch, settings)
