@@ -57,6 +57,12 @@ def test_a_hit_in_a_later_record_names_the_same_record_and_field_as_row_by_row(t
         entry.value = "write to jane.doe@example.org"
         entry.save(update_fields=["value"])
     assert dictionary is not None
+    messages = _refusals_on_both_paths(tmp_path, monkeypatch)
+    assert messages[0] == messages[1] and "dictionary_entries record 13, field 'value'" in messages[0]
+
+
+def _refusals_on_both_paths(tmp_path, monkeypatch) -> list[str]:
+    """The scanner's refusal of the server-rendered export, then of the row-by-row one; neither writes a file."""
     messages = []
     for path in (tmp_path / "server.jsonl", tmp_path / "python.jsonl"):
         with pytest.raises(PersonalDataFound) as caught:
@@ -64,7 +70,7 @@ def test_a_hit_in_a_later_record_names_the_same_record_and_field_as_row_by_row(t
         assert not path.exists()
         messages.append(str(caught.value))
         _row_by_row(monkeypatch)
-    assert messages[0] == messages[1] and "dictionary_entries record 13, field 'value'" in messages[0]
+    return messages
 
 
 def _rendered_by_the_server() -> list[str]:
@@ -160,13 +166,7 @@ def test_personal_data_planted_in_kept_text_is_refused_the_same_way_on_both_path
     concepts = list(Concept.objects.order_by("pk")[:6])
     concepts[4].name = planted
     concepts[4].save(update_fields=["name"])
-    messages = []
-    for path in (tmp_path / "server.jsonl", tmp_path / "python.jsonl"):
-        with pytest.raises(PersonalDataFound) as caught:
-            export_data(entities=None, output=path, fmt="jsonl", anonymize=True)
-        assert not path.exists()
-        messages.append(str(caught.value))
-        _row_by_row(monkeypatch)
+    messages = _refusals_on_both_paths(tmp_path, monkeypatch)
     assert messages[0] == messages[1]
     assert f"concepts record 5, field 'name' holds {found}" in messages[0]
 
