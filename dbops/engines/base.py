@@ -307,6 +307,15 @@ class Connector(ABC):
         """Makes the transaction just begun read one unchanging picture of the database, read-only."""
         return None
 
+    def consistent_read_share(self) -> str | None:
+        """An id by which another connection reads the same picture as this consistent-read transaction
+        (consistent_read_join), or None where the engine cannot share one."""
+        return None
+
+    def consistent_read_join(self, shared: str) -> None:
+        """Makes the transaction just begun on this connection read the picture `shared` names, read-only."""
+        raise NotImplementedError(f"{self.engine} cannot share a consistent read")
+
     # -- snapshot copies ---------------------------------------------------------------------------------
     def table_copy_create(self, table: str, copy: str) -> int:
         """Creates `copy` holding every row of `table`; returns the row count."""

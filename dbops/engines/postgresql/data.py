@@ -124,6 +124,16 @@ class PostgreSQLData:
         with self.connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
+    def consistent_read_share(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot()")  # valid while this transaction stays open
+            return cursor.fetchone()[0]
+
+    def consistent_read_join(self, shared: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SET TRANSACTION SNAPSHOT %s", [shared])
+
     # -- snapshot copies ---------------------------------------------------------------------------------
     def table_copy_to(self, table: str, target, copy: str) -> int:
         if self.same_database(target) or type(target) is not type(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -28,10 +29,11 @@ from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
 from dbops.services.datamigration.masked_copy import (
+    BackgroundScan,
+    MaskedColumns,
     masked_columns,
     masked_copy,
-    remember_identities,
-    scan_kept_values,
+    scan_entity,
 )
 from dbops.services.datamigration.pii_scan import PiiScanner
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
@@ -221,18 +223,23 @@ def export_data(
     server_rendered = fmt == "jsonl" and not transformations and not groups and connector.supports_copy
     fast_copy = server_rendered and not anonymizer
     server_masking = server_rendered and anonymizer is not None
+    # The rules in SQL, the kept text scanned by distinct value (None: the entity goes row by row).
+    masked_by_entity = {
+        entity.name: masked_columns(connector, entity, anonymizer, scanner) if server_masking else None
+        for entity in selected
+    }
     try:
-        with _ConsistentRead(using):
+        with _ConsistentRead(using) as consistent_read, ExitStack() as scanning:
+            background = _background_scan(consistent_read, connector, scanner, querysets, selected, masked_by_entity)
+            if background is not None:
+                scanning.callback(background.cancel)  # ends before the shared read does
             for entity in selected:
                 queryset = querysets[entity.name]
                 total = queryset.count() if progress else 0
                 writer.begin_entity(entity)
-                masked = None
-                if server_masking:  # the rules in SQL, the kept text scanned by distinct value
-                    masked = masked_columns(connector, entity, anonymizer, scanner)
-                    if masked is not None:
-                        remember_identities(scanner, queryset, entity)
-                        scan_kept_values(scanner, queryset, entity)
+                masked = masked_by_entity[entity.name]
+                if masked is not None and background is None:
+                    scan_entity(scanner, queryset, entity)
                 if fast_copy or masked is not None:
                     copy = (
                         masked_copy(connector, queryset, entity, masked, writer.copy_prefix)
@@ -241,6 +248,8 @@ def export_data(
                     )
                     writer.write_copy(copy)
                     writer.end_entity()
+                    if background is not None:
+                        background.check()  # a hit found meanwhile: no more copying
                     if progress:
                         progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
                     continue
@@ -267,6 +276,8 @@ def export_data(
                 writer.end_entity()
                 if progress:
                     progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
+            if background is not None:
+                background.finish()
         if groups:
             groups.check()
         result.size_bytes = writer.finish()
@@ -303,6 +314,27 @@ def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
     return connector.copy_json_lines(sql, params, list(entity.field_names), prefix)
 
 
+def _background_scan(
+    consistent_read: _ConsistentRead,
+    connector,
+    scanner: PiiScanner | None,
+    querysets: dict[str, QuerySet],
+    selected: list[Entity],
+    masked_by_entity: dict[str, MaskedColumns | None],
+) -> BackgroundScan | None:
+    """The scan beside the COPYs, when every entity is rendered by the server (row by row, a record is
+    scanned for the identities of the records before it, in order) and the read can be shared: the
+    export's own transaction (inside a caller's transaction, another connection would not see its rows)."""
+    if scanner is None or not consistent_read.outermost or None in masked_by_entity.values():
+        return None
+    shared = connector.consistent_read_share()
+    if shared is None:
+        return None
+    return BackgroundScan(
+        scanner=scanner, querysets=querysets, entities=selected, using=consistent_read.using, shared=shared
+    ).start()
+
+
 class _ConsistentRead:
     """One read-only consistent-read transaction for the whole export (where the engine has one), so every
     entity is read from the same moment; inside an existing transaction it simply reuses that one."""
@@ -313,9 +345,9 @@ class _ConsistentRead:
 
     def __enter__(self):
         connection = connections[self.using]
-        outermost = not connection.in_atomic_block
+        self.outermost = not connection.in_atomic_block
         self.atomic.__enter__()
-        if outermost:
+        if self.outermost:
             get_connector(self.using).consistent_read_begin()
         return self
 

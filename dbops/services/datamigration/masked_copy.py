@@ -9,16 +9,21 @@ and field); the count of scanned strings is the number of rows' values, as row b
 identity values (names, usernames, emails) of an entity with person fields are read first, as narrow
 rows, so later entities are searched for them as row by row does; an entity that has both person
 fields and kept text goes row by row (there each record is searched for the identities seen so far).
+
+When every entity is rendered by the server, that scanner work runs beside the COPYs (BackgroundScan):
+on a second connection reading the very snapshot of the export, in the same order, so it finds the
+same first hit; the COPYs do not depend on it, and the export is refused as before when it finds one.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
-from django.db import models
+from django.db import connections, models, transaction
 from django.db.models import Count, Min, QuerySet
 
-from dbops.engines import Connector
+from dbops.engines import Connector, get_connector
 from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.masking_rules import PERSON_KINDS
@@ -170,3 +175,55 @@ def scan_kept_values(scanner: PiiScanner, queryset: QuerySet, entity: Entity) ->
     if first_hit is not None:
         pk, _order, name, found = first_hit
         raise scanner.refusal(entity.name, queryset.filter(pk__lte=pk).count(), name, found)
+
+
+def scan_entity(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:
+    """The scanner's work for one server-rendered entity: its identities remembered, its kept text scanned."""
+    remember_identities(scanner, queryset, entity)
+    scan_kept_values(scanner, queryset, entity)
+
+
+class BackgroundScan:
+    """scan_entity for each entity in export order, in a thread with its own connection that reads the
+    consistent read `shared` (Connector.consistent_read_share), while the export's connection copies."""
+
+    def __init__(
+        self, *, scanner: PiiScanner, querysets: dict[str, QuerySet], entities: list[Entity], using: str, shared: str
+    ) -> None:
+        self.scanner, self.querysets, self.entities = scanner, querysets, entities
+        self.using, self.shared = using, shared
+        self.error: BaseException | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dbops-pii-scan", daemon=True)
+
+    def start(self) -> BackgroundScan:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with transaction.atomic(using=self.using):  # this thread's own connection
+                get_connector(self.using).consistent_read_join(self.shared)
+                for entity in self.entities:
+                    if self._cancelled.is_set():
+                        return
+                    scan_entity(self.scanner, self.querysets[entity.name], entity)
+        except BaseException as exc:  # handed to the export's thread by check()/finish()
+            self.error = exc
+        finally:
+            connections[self.using].close()
+
+    def check(self) -> None:
+        """Raises what the scan raised so far (PersonalDataFound: the export stops before copying more)."""
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        """Waits for the scan to end; raises what it raised."""
+        self._thread.join()
+        self.check()
+
+    def cancel(self) -> None:
+        """Stops the scan after its current entity and waits for it (before the shared read ends)."""
+        self._cancelled.set()
+        self._thread.join()

@@ -4,6 +4,7 @@ value) write the same records as row by row, and refuse the same record and fiel
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from dbops.engines import get_connector
 from dbops.engines.postgresql.data import PostgreSQLData
 from dbops.exceptions import PersonalDataFound
-from dbops.services.datamigration import masked_copy
+from dbops.services.datamigration import exports, masked_copy
 from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
@@ -190,3 +191,66 @@ def test_values_masked_once_per_distinct_value_are_looked_up_as_python_masks_the
     _row_by_row(monkeypatch)
     export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
     assert _records(on_server) == _records(in_python)
+
+
+def _scans_in_background(monkeypatch) -> list[str]:
+    """Records the name of the thread each server-rendered entity's scan ran in."""
+    threads = []
+    original = masked_copy.scan_entity
+
+    def recorded(scanner, queryset, entity):
+        threads.append(threading.current_thread().name)
+        return original(scanner, queryset, entity)
+
+    monkeypatch.setattr(masked_copy, "scan_entity", recorded)  # the background scan's
+    monkeypatch.setattr(exports, "scan_entity", recorded)  # the scan in line
+    return threads
+
+
+@pytest.mark.django_db(transaction=True)  # committed rows: the scan's own connection must see them
+def test_the_scan_beside_the_copies_counts_the_same_strings_as_row_by_row(tmp_path, monkeypatch):
+    seed(scale=0.05)
+    _plant_people_and_files()
+    threads = _scans_in_background(monkeypatch)
+    on_server, in_python = tmp_path / "server.jsonl", tmp_path / "python.jsonl"
+    result = export_data(entities=None, output=on_server, fmt="jsonl", anonymize=True)
+    assert threads and set(threads) == {"dbops-pii-scan"}
+    _row_by_row(monkeypatch)
+    reference = export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
+    assert _records(on_server) == _records(in_python)
+    assert result.scanned_strings == reference.scanned_strings > 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("entity", "planted", "found"),
+    [
+        ("concepts", "ask Zebulonia Krzywoblocka", "a real person's name"),  # identities remembered first
+        ("concepts", "card 4111 1111 1111 1111", "a card number"),
+        ("audit_logs", "core.user 203.0.113.9", "an IP address"),  # the last entity: after every COPY before
+    ],
+)
+def test_the_scan_beside_the_copies_refuses_as_row_by_row(tmp_path, monkeypatch, entity, planted, found):
+    # given a real user and the planted value in a later record's kept field
+    seed(scale=0.2)
+    User.objects.create(username="zk.user", first_name="Zebulonia", last_name="Krzywoblocka", email="z@realmail.test")
+    if entity == "concepts":
+        record, field = Concept.objects.order_by("pk")[3], "name"
+    else:
+        record, field = AuditLog.objects.order_by("pk")[3], "entity_type"
+    setattr(record, field, planted)
+    record.save(update_fields=[field])
+    threads = _scans_in_background(monkeypatch)
+    messages = _refusals_on_both_paths(tmp_path, monkeypatch)
+    assert "dbops-pii-scan" in threads
+    assert messages[0] == messages[1]
+    assert f"{entity} record 4, field '{field}' holds {found}" in messages[0]
+
+
+@pytest.mark.django_db
+def test_the_scan_stays_in_line_inside_a_callers_transaction(tmp_path, monkeypatch):
+    # another connection would not see the uncommitted rows of this test's transaction
+    seed(scale=0.02)
+    threads = _scans_in_background(monkeypatch)
+    export_data(entities=None, output=tmp_path / "server.jsonl", fmt="jsonl", anonymize=True)
+    assert threads and set(threads) == {threading.current_thread().name}
