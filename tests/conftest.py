@@ -26,9 +26,15 @@ def pytest_configure(config):
 def collected_static_files():
     """The admin renders hashed static names from collectstatic's manifest (WhiteNoise's storage), as it
     does in the image; collectstatic only copies what changed, so this costs a second once."""
+    import fcntl
+
     from django.core.management import call_command
 
-    call_command("collectstatic", interactive=False, verbosity=0)
+    # pytest-xdist workers start together: one collects while the others wait, then finds nothing to copy.
+    settings.STATIC_ROOT.parent.mkdir(parents=True, exist_ok=True)
+    with open(settings.STATIC_ROOT.parent / ".collectstatic.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        call_command("collectstatic", interactive=False, verbosity=0)
 
 
 DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
@@ -41,6 +47,7 @@ def pytest_collection_modifyitems(config, items):
 
     wanted = {"default", operations_alias()}
     for item in items:
+        _one_worker_per_module(item)
         marker = item.get_closest_marker("django_db")
         if marker is None and not DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
             continue
@@ -50,6 +57,14 @@ def pytest_collection_modifyitems(config, items):
             continue
         kwargs["databases"] = sorted(wanted | set(databases or ["default"]))
         item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False)
+
+
+def _one_worker_per_module(item) -> None:
+    """Under pytest-xdist (`make test` runs `--dist loadgroup`) a module runs whole in one worker, so its
+    module-scoped fixtures and its own Redis database are never shared; a module marked with a named
+    xdist_group (state the server keeps for everyone, e.g. pg_stat_statements) runs with the others of it."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture

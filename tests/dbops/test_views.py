@@ -8,9 +8,13 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
-from tests.dbops.instrumentation.analyzer_data import capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
+from tests.dbops.instrumentation.analyzer_data import (
+    READS_PG_STAT_STATEMENTS,
+    capture_sha256_lookup,
+    large_files_table,  # noqa: F401  (fixture)
+)
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table"), READS_PG_STAT_STATEMENTS]
 
 
 @pytest.fixture

@@ -8,9 +8,14 @@ import pytest
 
 from multipult.core.models import StoredFile
 from tests.commands import command_error, run_command
-from tests.dbops.instrumentation.analyzer_data import ROWS, capture_sha256_lookup, large_files_table  # noqa: F401  (fixture)
+from tests.dbops.instrumentation.analyzer_data import (
+    READS_PG_STAT_STATEMENTS,
+    ROWS,
+    capture_sha256_lookup,
+    large_files_table,  # noqa: F401  (fixture)
+)
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table"), READS_PG_STAT_STATEMENTS]
 
 
 def test_text_output_has_tree_marker_and_advice():

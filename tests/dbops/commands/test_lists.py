@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from dbops.models import BackupRecord, Snapshot
 from tests.commands import command_error, run_command
+from tests.dbops.instrumentation.analyzer_data import READS_PG_STAT_STATEMENTS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, READS_PG_STAT_STATEMENTS]
 
 
 def catalog_rows(count: int) -> list[BackupRecord]:

@@ -7,6 +7,10 @@ from django.db import connection
 
 ROWS = 30_000
 
+# pg_stat_statements is one table for the whole server, and large_files_table resets it: under
+# pytest-xdist (--dist loadgroup) the modules that reset or rank it run in one worker, one at a time.
+READS_PG_STAT_STATEMENTS = pytest.mark.xdist_group("pg_stat_statements")
+
 
 @pytest.fixture
 def large_files_table():

@@ -14,12 +14,18 @@ from dbops.instrumentation.slow_queries import slow_queries_analyze
 from multipult.core.models import StoredFile
 from tests.dbops.instrumentation.analyzer_data import (
     PLANS_REPEAT_ON_PURPOSE,
+    READS_PG_STAT_STATEMENTS,
     ROWS,
     capture_sha256_lookup,
     large_files_table,  # noqa: F401  (fixture)
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("large_files_table"), PLANS_REPEAT_ON_PURPOSE]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("large_files_table"),
+    PLANS_REPEAT_ON_PURPOSE,
+    READS_PG_STAT_STATEMENTS,
+]
 
 SHA_QUERY = "SELECT id, name FROM core_storedfile WHERE sha256 = 'f00d'"
 
