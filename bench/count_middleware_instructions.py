@@ -36,7 +36,6 @@ def run_phases(requests: int) -> None:
     import bench_middleware
     from django.conf import settings
     from django.test import Client, override_settings
-    from django.urls import path
 
     from dbops.instrumentation import profiling
     from multipult.core.models import User
@@ -46,15 +45,8 @@ def run_phases(requests: int) -> None:
     if User.objects.count() < bench_middleware.STATEMENTS:
         seed_create(scale=3, seed=1)
     ids = list(User.objects.order_by("id").values_list("id", flat=True)[: bench_middleware.STATEMENTS])
-
-    def view(request):
-        request._bench_ids = ids
-        return bench_middleware.fifty_statements(request)
-
-    urlconf = type("BenchUrls", (), {"urlpatterns": [path("fifty", view)]})
-    console = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.StreamHandler)]
-    for handler in console:
-        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
+    urlconf = bench_middleware.fifty_statements_urlconf(ids)
+    console = bench_middleware.console_logs_to_devnull()
     profiling_logger = logging.getLogger("dbops.profiling")
     client = Client()
 

@@ -60,9 +60,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _one_worker_per_module(item) -> None:
-    """Under pytest-xdist (`make test` runs `--dist loadgroup`) a module runs whole in one worker, so its
-    module-scoped fixtures and its own Redis database are never shared; a module marked with a named
-    xdist_group (state the server keeps for everyone, e.g. pg_stat_statements) runs with the others of it."""
+    """Under pytest-xdist with `--dist loadgroup` (not yet what `make test` runs) a module runs whole in
+    one worker, so its module-scoped fixtures and its own Redis database are never shared; a module marked
+    with a named xdist_group (state the server keeps for everyone, e.g. pg_stat_statements) runs with the
+    others of it."""
     if item.get_closest_marker("xdist_group") is None:
         item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
