@@ -6,11 +6,17 @@ or directory), the body of every database test runs under
 without it, a test asks for the `n_plus_one_guard` fixture. Statements the test code issues itself
 (its setup loops, under the ini `testpaths`) are not the code under test and are not counted. A test
 that repeats a statement on purpose says so: `@pytest.mark.n_plus_one_allow("dbops/services/x.py:*")`.
+A pattern of a plain test's own marker (not a module's, class's or parametrized test's) that allowed no
+repeat in a test that passed warns `UnusedNPlusOneAllow`: a stale or misspelt pattern hides nothing, and
+would hide the next N+1 that happens to match it. Make it an error with
+`filterwarnings = ["error::dbops.pytest_plugin.UnusedNPlusOneAllow"]` (this project does).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,10 @@ import pytest
 GUARD_OPTION = "dbops_n_plus_one_guard"
 ALLOW_MARKER = "n_plus_one_allow"
 GUARD_MARKER = "n_plus_one_guard"
+
+
+class UnusedNPlusOneAllow(pytest.PytestWarning):
+    """An `n_plus_one_allow` pattern of a test allowed no repeat while the test ran."""
 
 
 def pytest_addoption(parser) -> None:
@@ -59,10 +69,32 @@ def _raise_on(request) -> None:
     settings.N_PLUS_ONE_ALLOW = (*settings.N_PLUS_ONE_ALLOW, *_allowed(request.node))
 
 
-def _guard(item):
-    from dbops.instrumentation.n_plus_one import NPlusOneGuard
+@contextmanager
+def _guard(item) -> Iterator[object]:
+    """The guard over the block; after a block that passed, a warning for each marker pattern it never used."""
+    from dbops.instrumentation.n_plus_one import NPlusOneGuard, allow_uses_recorded
 
-    return NPlusOneGuard(item.nodeid, allow=_allowed(item), ignore_sites=_test_code_sites(item.config))
+    guard = NPlusOneGuard(item.nodeid, allow=_allowed(item), ignore_sites=_test_code_sites(item.config))
+    with allow_uses_recorded() as used, guard:
+        yield guard
+    # Only a plain test's own marker: one on a module, a class or a parametrized test allows repeats some of
+    # its tests (cases) make, not each.
+    parametrized = getattr(item, "callspec", None) is not None
+    own = [
+        pattern
+        for marker in (() if parametrized else item.own_markers)
+        if marker.name == ALLOW_MARKER
+        for pattern in marker.args
+    ]
+    unused = [pattern for pattern in dict.fromkeys(own) if pattern not in used]
+    if unused:
+        warnings.warn(
+            UnusedNPlusOneAllow(
+                f"{item.nodeid}: n_plus_one_allow pattern(s) {', '.join(map(repr, unused))} allowed no repeated "
+                "statement; remove them or correct them"
+            ),
+            stacklevel=1,
+        )
 
 
 @pytest.fixture(autouse=True)

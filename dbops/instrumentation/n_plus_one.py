@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -29,14 +29,29 @@ class NPlusOneDetected(DbopsError):
     """One statement ran N_PLUS_ONE_THRESHOLD times or more, and no N_PLUS_ONE_ALLOW pattern allows it."""
 
 
+# While a block records them (the pytest plugin, per test): the allow-list patterns that allowed a repeat, so a
+# pattern that allows nothing (stale, or misspelt) is reported instead of silently hiding nothing.
+_allow_uses: list[set[str]] = []
+
+
+@contextmanager
+def allow_uses_recorded() -> Iterator[set[str]]:
+    """The set of allow-list patterns that allow a repeat anywhere (any thread) inside the block."""
+    used: set[str] = set()
+    _allow_uses.append(used)
+    try:
+        yield used
+    finally:
+        _allow_uses.remove(used)
+
+
 def n_plus_one_allowed(group: Any, patterns: Iterable[str]) -> bool:
     """Whether an allow-list pattern matches the group's call site, GraphQL field path or statement."""
-    return any(
-        fnmatchcase(value, pattern)
-        for pattern in patterns
-        for value in (group.call_site, group.code_path, group.statement)
-        if value
-    )
+    values = [value for value in (group.call_site, group.code_path, group.statement) if value]
+    matched = [pattern for pattern in patterns if any(fnmatchcase(value, pattern) for value in values)]
+    for used in _allow_uses:
+        used.update(matched)
+    return bool(matched)
 
 
 def n_plus_one_check(groups: Iterable[Any], *, source: str, allow: Iterable[str] | None = None) -> None:

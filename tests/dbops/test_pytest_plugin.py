@@ -47,7 +47,27 @@ def test_naive_users_with_files_allowed(staff):
 @pytest.mark.django_db
 def test_batched_users_with_files(staff):
     assert execute_query(USERS_WITH_FILES, user=staff).errors is None
+
+
+@pytest.mark.django_db
+@pytest.mark.n_plus_one_allow("multipult/graphql/dataloaders.py:*", "multipult/graphql/dataloaderz.py:*")
+def test_naive_allowed_one_pattern_misspelt(staff):
+    assert execute_query(USERS_WITH_FILES, batch=False, user=staff).errors is None
+
+
+@pytest.mark.django_db
+@pytest.mark.n_plus_one_allow("multipult/graphql/dataloaders.py:*")
+def test_batched_with_a_stale_allow(staff):
+    assert execute_query(USERS_WITH_FILES, user=staff).errors is None
 """
+
+INNER_NAMES = (
+    "test_naive_users_with_files",
+    "test_naive_users_with_files_allowed",
+    "test_batched_users_with_files",
+    "test_naive_allowed_one_pattern_misspelt",
+    "test_batched_with_a_stale_allow",
+)
 
 
 def _run_inner(tmp_path, *options: str) -> subprocess.CompletedProcess:
@@ -78,20 +98,32 @@ def _outcomes(result: subprocess.CompletedProcess) -> dict[str, str]:
 
 def test_the_guard_fails_a_test_whose_code_repeats_a_statement_and_only_that_one(tmp_path):
     result = _run_inner(tmp_path)
-    assert _outcomes(result) == {
-        "test_naive_users_with_files": "FAILED",
-        "test_naive_users_with_files_allowed": "PASSED",
-        "test_batched_users_with_files": "PASSED",
-    }, result.stdout + result.stderr
+    assert _outcomes(result) == dict.fromkeys(INNER_NAMES, "PASSED") | {"test_naive_users_with_files": "FAILED"}, (
+        result.stdout + result.stderr
+    )
     assert result.returncode == 1
     assert re.search(r"NPlusOneDetected: N\+1 queries in \S+test_naive_users_with_files: 8 x at "
                      r"multipult/graphql/dataloaders\.py:", result.stdout), result.stdout  # fmt: skip
+    # A pattern that allowed nothing is reported by name, and only that one.
+    unused = re.findall(
+        r"UnusedNPlusOneAllow: \S+::(\w+): n_plus_one_allow pattern\(s\) (.+) allowed no", result.stdout
+    )
+    assert sorted(unused) == [
+        ("test_batched_with_a_stale_allow", "'multipult/graphql/dataloaders.py:*'"),
+        ("test_naive_allowed_one_pattern_misspelt", "'multipult/graphql/dataloaderz.py:*'"),
+    ], result.stdout
+
+
+def test_an_unused_allow_pattern_fails_its_test_when_the_warning_is_an_error(tmp_path):
+    result = _run_inner(tmp_path, "-W", "error::dbops.pytest_plugin.UnusedNPlusOneAllow")
+    assert _outcomes(result) == dict.fromkeys(INNER_NAMES, "FAILED") | {
+        "test_naive_users_with_files_allowed": "PASSED",
+        "test_batched_users_with_files": "PASSED",
+    }, result.stdout + result.stderr
 
 
 def test_without_the_ini_option_the_same_n_plus_one_passes(tmp_path):
     result = _run_inner(tmp_path, "-o", "dbops_n_plus_one_guard=false")
-    assert _outcomes(result) == dict.fromkeys(
-        ("test_naive_users_with_files", "test_naive_users_with_files_allowed", "test_batched_users_with_files"),
-        "PASSED",
-    ), result.stdout + result.stderr
+    assert _outcomes(result) == dict.fromkeys(INNER_NAMES, "PASSED"), result.stdout + result.stderr
     assert result.returncode == 0
+    assert "UnusedNPlusOneAllow" not in result.stdout  # no guard, no allow-list to check
