@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DEFAULT_DB_ALIAS
@@ -143,4 +145,26 @@ def check_pitr_settings(app_configs, **kwargs):
                 id="dbops.W802",
             )
         )
+    return problems
+
+
+@register()
+def check_n_plus_one_allow(app_configs, **kwargs):
+    """N_PLUS_ONE_ALLOW patterns that can never match: not a string, or a call site in a file that is not there
+    (a misspelt or moved path allows nothing, and the N+1 it was meant for fails again)."""
+    problems = []
+    root = Path(settings.BASE_DIR)
+    for pattern in getattr(settings, "N_PLUS_ONE_ALLOW", ()):
+        if not isinstance(pattern, str):
+            problems.append(Error(f"N_PLUS_ONE_ALLOW holds {pattern!r}, not a pattern string.", id="dbops.E901"))
+            continue
+        path = pattern.split(":", 1)[0]
+        if path.endswith(".py") and not any(char in path for char in "*?[") and not (root / path).is_file():
+            problems.append(
+                Warning(
+                    f"N_PLUS_ONE_ALLOW pattern {pattern!r} names {path}, which is not a file of the project.",
+                    hint="Call sites are paths from BASE_DIR (dbops/services/x.py:function:*): correct or remove it.",
+                    id="dbops.W901",
+                )
+            )
     return problems

@@ -89,3 +89,19 @@ def test_a_profile_raises_with_the_setting_and_only_warns_without(staff, setting
 def test_these_tests_run_with_the_guard_on(request):
     assert request.config.getini("dbops_n_plus_one_guard") is True  # pyproject.toml, for the whole suite
     assert django_settings.N_PLUS_ONE_RAISE is True  # inside a database test's body
+
+
+def test_system_check_names_allow_patterns_that_can_never_match(settings):
+    from dbops.checks import check_n_plus_one_allow
+
+    assert check_n_plus_one_allow(None) == []  # the project's own patterns all name real files
+    settings.N_PLUS_ONE_ALLOW = (
+        "multipult/graphql/dataloaders.py:*",  # a real file
+        "multipult/graphql/dataloaderz.py:*",  # misspelt
+        "*/dataloaders.py:*",  # a wildcard path: not checked
+        "dataloader:*",  # a GraphQL path
+        42,
+    )
+    problems = check_n_plus_one_allow(None)
+    assert [problem.id for problem in problems] == ["dbops.W901", "dbops.E901"]
+    assert "dataloaderz.py" in problems[0].msg
