@@ -86,5 +86,6 @@ def table_restore_enqueue(*, plan, requested_by: str) -> Enqueued:
         "into": plan.into,
         "database": plan.database_alias,
         "requested_by": requested_by,
+        "trigger": BackupRecord.Trigger.ADMIN,
     }
     return _send(pitr_restore_table, kwargs=kwargs)

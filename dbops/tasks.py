@@ -87,7 +87,13 @@ def restore_backup(
 # Not retried automatically, as a restore: the operator decides whether to ask again.
 @shared_task(bind=True, base=DbopsTask, autoretry_for=(), soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
 def pitr_restore_table(
-    self, table: str, target_time: str, into: str = "", database: str = "default", requested_by: str = ""
+    self,
+    table: str,
+    target_time: str,
+    into: str = "",
+    database: str = "default",
+    requested_by: str = "",
+    trigger: str = "api",
 ) -> dict:
     return scheduling.requested_table_restore(
         task_id=self.request.id,
@@ -96,6 +102,7 @@ def pitr_restore_table(
         into=into,
         database=database,
         requested_by=requested_by,
+        trigger=trigger,
     )
 
 

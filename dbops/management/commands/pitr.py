@@ -282,9 +282,11 @@ class Command(DbopsCommand):
             self.style.SUCCESS(
                 f"Table {result.into} now holds the {result.rows:,} rows {result.table} had at "
                 f"{result.target_time.isoformat()} (base backup #{result.base_backup_id}, WAL replayed to "
-                f"{result.replayed_to_lsn})."
+                f"{result.replayed_to_lsn}; restore record #{result.restore_record_id})."
             )
         )
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
 
     def _mark(self, options):
         point = pitr_mark(name=options["name"], using=options["database"], storage=options["storage"])

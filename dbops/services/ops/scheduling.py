@@ -236,7 +236,14 @@ def requested_restore(
 
 
 def requested_table_restore(
-    *, task_id: str, table: str, target_time: str, into: str = "", database: str = "default", requested_by: str = ""
+    *,
+    task_id: str,
+    table: str,
+    target_time: str,
+    into: str = "",
+    database: str = "default",
+    requested_by: str = "",
+    trigger: str = "api",
 ) -> dict:
     """One table as of a moment for a task (`pitr restore-table`'s work, confirmed in the admin), recorded
     on this task's TaskRun in the operations database."""
@@ -244,7 +251,13 @@ def requested_table_restore(
 
     def action(task_run: TaskRun) -> dict:
         result = pitr_table_restore(
-            table=table, target_time=dt.datetime.fromisoformat(target_time), into=into, confirm=True, database=database
+            table=table,
+            target_time=dt.datetime.fromisoformat(target_time),
+            into=into,
+            confirm=True,
+            database=database,
+            triggered_by=trigger,
+            triggered_by_user=requested_by,
         )
         task_run.backup_record = BackupRecord.objects.filter(pk=result.base_backup_id).first()
         return {
@@ -253,6 +266,8 @@ def requested_table_restore(
             "rows": result.rows,
             "base_backup_id": result.base_backup_id,
             "replayed_to_lsn": result.replayed_to_lsn,
+            "restore_record_id": result.restore_record_id,
+            "warnings": result.warnings,
         }
 
     arguments = {
@@ -261,6 +276,7 @@ def requested_table_restore(
         "into": into,
         "database": database,
         "requested_by": requested_by,
+        "trigger": trigger,
     }
     return task_run_execute(task_id=task_id, task_name="pitr_restore_table", arguments=arguments, action=action)
 

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.engines import get_connector
 from dbops.engines.postgresql.server import server_params
 from dbops.engines.postgresql.table_rewind import TableRows, copy_out, live_table_check, rows_load
-from dbops.exceptions import PitrError
-from dbops.models import BackupRecord
+from dbops.exceptions import DbopsError, PitrError
+from dbops.models import BackupRecord, RestoreRecord
+from dbops.services.backups.restore_arguments import RestoreArguments
+from dbops.services.backups.restore_history import restore_record_finish, restore_record_start
 from dbops.services.pitr.drill import base_backup_replay
 from dbops.services.pitr.recovery import restore_base_backup_checked
 from dbops.services.pitr.restore_targets import restore_target_resolve
@@ -35,6 +39,8 @@ class TableRestoreResult:
     base_backup_id: int
     rows: int
     replayed_to_lsn: str
+    restore_record_id: int | None = None  # the RestoreRecord of this restore (None: it could not be written)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _check_name(name: str, parameter: str) -> None:
@@ -106,9 +112,13 @@ def pitr_table_restore(
     confirm: bool = False,
     database: str = DEFAULT_DB_ALIAS,
     timeout: float = REPLAY_TIMEOUT,
+    triggered_by: str = BackupRecord.Trigger.CLI,
+    triggered_by_user: str = "",
 ) -> TableRestoreResult:
     """Brings back the rows `table` had at `target_time` (replacing its current rows, or into the new
     table `into`). Refuses without `confirm`; PitrError when no base backup and WAL reach the moment.
+    Once planned, the restore is a RestoreRecord (tables: the table written; backup: the base backup),
+    running, then succeeded or failed, as every restore is.
     The one implementation behind `pitr restore-table`, the admin page and the task."""
     _check_name(table, "table")
     if into:
@@ -117,6 +127,42 @@ def pitr_table_restore(
         where = f"into the new table {into}" if into else f"in place of the current rows of {table}"
         raise PitrError(f"This writes the rows {table} had at {target_time.isoformat()} {where}.", parameter="confirm")
     plan = table_restore_plan(table=table, target_time=target_time, into=into, database=database)
+    started = time.perf_counter()
+    restore_record = restore_record_start(
+        request=RestoreArguments(
+            backup_record=plan.base_backup,
+            input_path=None,
+            database=database,
+            tables=[plan.written_table],
+            jobs=1,
+            safety_backup=False,  # only this table changes, in one transaction: a failure leaves it as it was
+            verify=True,
+        ),
+        connector=get_connector(database),
+        source=f"PITR: {table} as of {target_time.isoformat()} (base backup #{plan.base_backup.pk})"
+        + (f" into {into}" if into else ""),
+        by=triggered_by,
+        user=triggered_by_user,
+    )
+    try:
+        result = _table_restore(plan, timeout=timeout)
+    except BaseException as exc:
+        restore_record_finish(
+            restore_record,
+            status=RestoreRecord.Status.FAILED,
+            started=started,
+            error=str(exc) if isinstance(exc, DbopsError) else f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    not_recorded = restore_record_finish(restore_record, status=RestoreRecord.Status.SUCCEEDED, started=started)
+    result.restore_record_id = restore_record.pk
+    result.warnings += [not_recorded] if not_recorded else []
+    return result
+
+
+def _table_restore(plan: TableRestorePlan, *, timeout: float) -> TableRestoreResult:
+    """pitr_table_restore's work: replay in a scratch server, read the table there, load it here."""
+    table, target_time, into = plan.table, plan.target_time, plan.into
     copied: list[TableRows] = []
     with tempfile.TemporaryDirectory(prefix="dbops-table-") as folder:
         spool = Path(folder) / "table.copy"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from dbops.models import RestoreRecord
 from dbops.services.pitr.recovery import pitr_base_backup_create
 from tests.commands import command_error, run_command
 from tests.dbops.services.pitr.cluster import (  # noqa: F401  (pitr_clusters: fixture)
@@ -23,7 +24,7 @@ def test_one_table_comes_back_as_of_a_moment_in_place_or_into_a_new_table(pitr_c
     source.query("CREATE TABLE item (id int PRIMARY KEY, batch text NOT NULL)")
     source.query("CREATE TABLE other (id int PRIMARY KEY)")
     with database_alias("pitr_source", source.port) as alias:
-        pitr_base_backup_create(using=alias)
+        base = pitr_base_backup_create(using=alias)
         source.query("INSERT INTO item SELECT i, 'a' FROM generate_series(1, 20) i")
         moment = a_moment_between(source)
         # After the moment: a bad update of item, and other work that must stay
@@ -44,6 +45,10 @@ def test_one_table_comes_back_as_of_a_moment_in_place_or_into_a_new_table(pitr_c
         assert "Table later did not exist at" in command_error(*restore_table, "later", "--into", "g", "--confirm")
         assert source.query("SELECT count(*) FROM item WHERE batch = 'wrong'") == [(10,)]
         assert source.query("SELECT to_regclass('g') IS NULL") == [(True,)]
+        # Refused before planning (no confirm, no such live table): no record; failed in the replay: one
+        [failed] = RestoreRecord.objects.filter(source__startswith="PITR:")
+        assert (failed.status, failed.tables, failed.backup_id) == (RestoreRecord.Status.FAILED, ["g"], base.pk)
+        assert "Table later did not exist at" in failed.error and failed.source.endswith(" into g")
         # A moment before every base backup: refused
         assert "No PITR base backup finished before" in command_error(
             "pitr", "restore-table", "item", "--database", alias, "--target-time", "2000-01-01 00:00:00+00", "--confirm"
@@ -56,9 +61,16 @@ def test_one_table_comes_back_as_of_a_moment_in_place_or_into_a_new_table(pitr_c
         # An existing table as --into: refused, both tables as they were
         assert "Table other already exists" in command_error(*restore_table, "item", "--into", "other", "--confirm")
 
-        run_command(*restore_table, "item", "--confirm")
+        output = run_command(*restore_table, "item", "--confirm")
         assert source.query("SELECT id, batch FROM item ORDER BY id") == [(i, "a") for i in range(1, 21)]
         assert source.query("SELECT count(*) FROM other") == [(5,)]  # the rest of the database stays
+        # Each restore is in the restore history, as a backup restore is
+        records = list(RestoreRecord.objects.filter(source__startswith="PITR:").order_by("pk"))
+        assert [(r.status, r.tables, r.backup_id, r.triggered_by) for r in records[1:]] == [
+            (RestoreRecord.Status.SUCCEEDED, ["item_then"], base.pk, "cli"),
+            (RestoreRecord.Status.SUCCEEDED, ["item"], base.pk, "cli"),
+        ]
+        assert f"restore record #{records[-1].pk})" in output and records[-1].finished_at is not None
 
 
 # Transactional: the admin queues the task when the request's transaction commits, as in production.
@@ -123,5 +135,12 @@ def test_the_admin_page_shows_the_plan_and_restores_only_after_the_typed_table_n
         task_run = TaskRun.objects.get(task_name="pitr_restore_table")
         assert task_run.status == TaskRun.Status.SUCCEEDED and task_run.result["rows"] == 8
         assert task_run.arguments["requested_by"] == "root"
+        restore_record = RestoreRecord.objects.get(pk=task_run.result["restore_record_id"])
+        assert (restore_record.status, restore_record.tables, restore_record.backup_id) == (
+            "succeeded",
+            ["item"],
+            base.pk,
+        )
+        assert (restore_record.triggered_by, restore_record.triggered_by_user) == ("admin", "root")
         message = admin.get(response["Location"]).content.decode()
         assert "8 rows written from base backup" in message
