@@ -68,3 +68,16 @@ def sqlite_environment(folder: Path) -> dict[str, str | None]:
         "SQLITE_PATH": str(folder / "db.sqlite3"),
         "BACKUP_DIR": str(folder / "backups"),
     }
+
+
+def child_database_env() -> dict[str, str]:
+    """DB_NAME and OPS_DB_NAME of this run's test databases, for a child process. Both are named: the
+    operations database's test name is not always DB_NAME + "_ops" (pytest-xdist suffixes each name)."""
+    from django.db import connection, connections
+
+    from dbops.conf import operations_alias
+
+    return {
+        "DB_NAME": connection.settings_dict["NAME"],
+        "OPS_DB_NAME": connections[operations_alias()].settings_dict["NAME"],
+    }

@@ -26,6 +26,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups.create import backup_create
+from tests.dbops.commandline import child_database_env
 from tests.paths import ROOT
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -61,7 +62,7 @@ def celery_env(transactional_db, redis_url, backup_dir, s3_bucket, tmp_path):
     """The environment of the worker and beat: this test database, backup folder and bucket."""
     s3 = settings.STORAGES["backups_s3"]["OPTIONS"]
     return os.environ | {
-        "DB_NAME": connection.settings_dict["NAME"],
+        **child_database_env(),
         "REDIS_DB": str(REDIS_DB),
         "BACKUP_DIR": str(backup_dir),
         "S3_BACKUP_BUCKET": s3_bucket,

@@ -18,6 +18,7 @@ from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups.create import backup_create
 from dbops.services.ops.notifications import failure_notify
 from tests.commands import run_command
+from tests.dbops.commandline import child_database_env
 from tests.paths import ROOT
 
 
@@ -273,12 +274,10 @@ def test_without_redis_configured_delay_runs_the_task_in_process():
     import subprocess
     import sys
 
-    from django.db import connection
-
     RetentionPolicy.objects.create(name="nightly", keep_daily=1, keep_weekly=0, keep_monthly=0)
     rows = [catalog_row(days) for days in range(3)]
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_HOST", "REDIS_PORT", "REDIS_DB"}}
-    env["DB_NAME"] = connection.settings_dict["NAME"]
+    env |= child_database_env()
     script = (
         "import django; django.setup()\n"
         "from django.conf import settings\n"

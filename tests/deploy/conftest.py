@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.dbops.admin.conftest import superuser  # noqa: F401  (a fixture the screens log in with)
-from tests.dbops.commandline import child_environment
+from tests.dbops.commandline import child_database_env, child_environment
 from tests.paths import ROOT
 from tests.ports import unused_port
 
@@ -59,16 +59,13 @@ def _wait_until_answering(server: WebServer, timeout: float = 60) -> None:
 def start_web_server(transactional_db, tmp_path) -> Iterator[Callable[[str], WebServer]]:
     """Starts `gunicorn` or `runserver` (by name) with DEBUG unset on the test databases; each is killed
     with its process group at teardown. The tests' rows are committed (transactional_db), so it sees them."""
-    from django.db import connection
 
     started: list[WebServer] = []
 
     def start(kind: str) -> WebServer:
         port = unused_port()
         log = tmp_path / f"{kind}.log"
-        environment = child_environment(
-            {"DEBUG": None, "DB_NAME": connection.settings_dict["NAME"], "LOG_FORMAT": "text"}
-        )
+        environment = child_environment({"DEBUG": None, **child_database_env(), "LOG_FORMAT": "text"})
         with log.open("wb") as handle:
             process = subprocess.Popen(
                 SERVERS[kind](port), cwd=ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT,

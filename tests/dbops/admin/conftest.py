@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.browser import PASSWORD, screenshot  # noqa: F401  (the admin tests import them from here)
+from tests.dbops.commandline import child_database_env
 from tests.paths import ROOT
 
 
@@ -149,10 +150,9 @@ def start_worker(transactional_db, worker_redis_db, backup_dir, s3_bucket, tmp_p
     """Starts a real `celery -A multipult worker` on our broker database and pytest's test database
     when called (a test may enqueue first); it is killed with its process group at teardown."""
     from django.conf import settings
-    from django.db import connection
 
     env = os.environ | {
-        "DB_NAME": connection.settings_dict["NAME"],
+        **child_database_env(),
         "REDIS_DB": str(worker_redis_db),
         "BACKUP_DIR": str(backup_dir),
         "S3_BACKUP_BUCKET": s3_bucket,

@@ -16,6 +16,7 @@ from dbops.engines.postgresql.maintenance import maintenance_connect
 from dbops.models import BackupRecord, RetentionPolicy
 from dbops.services.backups.pre_restore import pre_restore_databases
 from tests.commands import command_error, run_command
+from tests.dbops.commandline import child_database_env
 from tests.paths import ROOT
 
 Status = BackupRecord.Status
@@ -186,7 +187,7 @@ def test_exit_codes_and_one_line_messages_from_the_shell():
     import sys
 
     root = ROOT
-    env = os.environ | {"DB_NAME": connection.settings_dict["NAME"]}
+    env = os.environ | child_database_env()
 
     def manage(*args):
         return subprocess.run(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.dbops.commandline import run_manage
+from tests.dbops.commandline import child_database_env, run_manage
 from tests.ports import unused_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def manage(*args, backup_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """A child `manage.py ARGS --skip-checks` run in `backup_dir` (which must stay empty), without S3."""
-    env = {"DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(backup_dir), **(env or {})}
+    env = {**child_database_env(), "BACKUP_DIR": str(backup_dir), **(env or {})}
     return run_manage(*args, "--skip-checks", env={**env, "S3_BACKUP_BUCKET": None}, cwd=backup_dir)
 
 
@@ -80,7 +80,8 @@ def unmigrated_database():
 
 @pytest.mark.parametrize("args", COMMANDS_THAT_NEED_THE_DATABASE, ids=lambda args: args[0])
 def test_unmigrated_database_says_to_migrate_and_stays_empty(tmp_path, unmigrated_database, args):
-    result = manage(*args, backup_dir=tmp_path, env={"DB_NAME": unmigrated_database})
+    # OPS_DB_NAME unset: the operations database is the unmigrated one's (DB_NAME_ops), which does not exist
+    result = manage(*args, backup_dir=tmp_path, env={"DB_NAME": unmigrated_database, "OPS_DB_NAME": None})
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "run `python manage.py migrate` first" in result.stderr

@@ -12,7 +12,7 @@ from django.db import connection
 from dbops.models import BackupRecord
 from multipult.core.models import DictionaryEntry, Role
 from multipult.settings_profiles import DEFAULT_SETTINGS, OPS_COMMANDS, OPS_SETTINGS, settings_module_for
-from tests.dbops.commandline import run_manage, run_script
+from tests.dbops.commandline import child_database_env, run_manage, run_script
 
 # Imported by the full settings only (admin, GraphQL, the scheduler's models and celery itself).
 WEB_ONLY_MODULES = re.compile(r"^(graphene|graphene_django|graphql|django_celery_beat|celery|django\.contrib\.admin)\b")
@@ -59,7 +59,7 @@ def manage_importtime(*args: str, env: dict) -> tuple[object, set[str]]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("drop_pre_restore_databases")
 def test_backup_verify_and_restore_as_an_operator_runs_them(tmp_path, some_data):
-    env = {"DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(tmp_path), "S3_BACKUP_BUCKET": None}
+    env = {**child_database_env(), "BACKUP_DIR": str(tmp_path), "S3_BACKUP_BUCKET": None}
 
     backup, modules = manage_importtime("backup_advanced", "--compress", "zstd", "--tag", "ops", env=env)
     assert backup.returncode == 0, backup.stderr[-2000:]
@@ -89,7 +89,7 @@ def test_backup_verify_and_restore_as_an_operator_runs_them(tmp_path, some_data)
 
 @pytest.mark.django_db(transaction=True)
 def test_other_commands_keep_the_full_settings(tmp_path):
-    env = {"DB_NAME": connection.settings_dict["NAME"], "BACKUP_DIR": str(tmp_path)}
+    env = {**child_database_env(), "BACKUP_DIR": str(tmp_path)}
     result, modules = manage_importtime("check", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     for package in ("graphene_django.", "django_celery_beat.", "django.contrib.admin."):

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from multipult.core.models import User
+from tests.dbops.commandline import child_database_env
 from tests.dbops.instrumentation.profiled_tasks import profiled_user_count
 from tests.paths import ROOT
 
@@ -37,7 +37,7 @@ def worker(tmp_path):
     queue = f"issue5-profiling-{uuid.uuid4().hex[:8]}"  # our own queue: no other worker takes the task
     log = tmp_path / "worker.log"
     env = os.environ | {
-        "DB_NAME": connection.settings_dict["NAME"],
+        **child_database_env(),
         "QUERY_PROFILING_ENABLED": "true",
         "LOG_FORMAT": "text",
         "PYTHONUNBUFFERED": "1",

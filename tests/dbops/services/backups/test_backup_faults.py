@@ -13,7 +13,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from django.db import connection
 
 from dbops.artifacts.crypto import MAGIC
 from dbops.engines import get_connector
@@ -23,6 +22,7 @@ from dbops.services.backups.create import backup_create, backup_upload_retry
 from dbops.services.backups.restore import _compatibility_warnings
 from multipult.core.models import Concept, DictionaryEntry
 from tests.commands import command_error, on_a_terminal, run_command
+from tests.dbops.commandline import child_database_env
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,7 +117,7 @@ def test_killed_run_leaves_no_complete_file_and_is_marked_failed_by_the_next(bac
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "multipult.settings",
-        "DB_NAME": connection.settings_dict["NAME"],
+        **child_database_env(),
         "BACKUP_DIR": str(backup_dir),
     }
     child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True)

@@ -27,7 +27,7 @@ from dbops.services.datamigration.snapshots import (
 )
 from multipult.core.models import Role
 from tests.commands import command_error, run_command
-from tests.dbops.commandline import run_manage
+from tests.dbops.commandline import child_database_env, run_manage
 from tests.dbops.services.datamigration.helpers import seed
 
 pytestmark = pytest.mark.django_db
@@ -222,7 +222,7 @@ def test_exit_codes_and_one_line_messages_from_the_shell():
     snapshot = aged(snapshot_create(entities="roles"), 40)
 
     def manage(*args):
-        return run_manage("prune_snapshots", *args, env={"DB_NAME": connection.settings_dict["NAME"]})
+        return run_manage("prune_snapshots", *args, env={**child_database_env()})
 
     for args in ([], ["--older-than", "-1"], ["--older-than", "30", "--keep-last", "-3"]):
         refused = manage(*args)
