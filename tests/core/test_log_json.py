@@ -84,9 +84,10 @@ def test_the_time_changes_with_the_second_and_the_milliseconds():
     for created in (start + 0.001, start + 0.999, start + 1.0, start - 86_400.5, start + 0.25):
         made = record(created=created)
         assert formatter.format(made) == library.format(made), created
-    assert json.loads(formatter.format(record(created=start + 1.5)))["time"] != json.loads(
-        formatter.format(record(created=start + 0.5))
-    )["time"]
+    assert (
+        json.loads(formatter.format(record(created=start + 1.5)))["time"]
+        != json.loads(formatter.format(record(created=start + 0.5)))["time"]
+    )
 
 
 def test_a_date_format_or_another_serializer_goes_through_the_library():
