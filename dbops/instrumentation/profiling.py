@@ -19,7 +19,6 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, TypeVar
@@ -166,7 +165,7 @@ class QueryProfile:
         self._comment_cache: dict[str, tuple[str, str, str]] = {}
         # statement text -> (depth, code, instruction offset, callee's code, comments) of its last call site
         self._site_hints: dict[str, tuple[int, CodeType, int, CodeType, tuple[str, str, str]]] = {}
-        self._stack: ExitStack | None = None
+        self._wrapped: list = []  # the connections this profile wraps while active
         self._token: contextvars.Token | None = None
         self._started = 0.0
         self.elapsed_ms = 0.0
@@ -229,9 +228,11 @@ class QueryProfile:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> QueryProfile:
-        self._stack = ExitStack()
-        for alias in self.using:
-            self._stack.enter_context(connections[alias].execute_wrapper(self))
+        # What connection.execute_wrapper() does (append now, pop at the end), without a generator-based
+        # context manager per connection and an ExitStack around them on every request.
+        self._wrapped = [connections[alias] for alias in self.using]
+        for connection in self._wrapped:
+            connection.execute_wrappers.append(self)
         self._token = _current_profile.set(self)
         self._started = time.perf_counter()
         return self
@@ -239,7 +240,9 @@ class QueryProfile:
     def __exit__(self, *exc_info) -> None:
         self.elapsed_ms = (time.perf_counter() - self._started) * 1000.0
         _current_profile.reset(self._token)
-        self._stack.close()  # unwrap first: the profiler's own writes are not profiled
+        for connection in reversed(self._wrapped):  # unwrap first: the profiler's own writes are not profiled
+            connection.execute_wrappers.pop()
+        self._wrapped = []
         try:
             self.summary = self.finish()
         except NPlusOneDetected:
