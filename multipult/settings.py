@@ -341,7 +341,7 @@ LOGGING = {
     "filters": {"mask_secrets": {"()": "multipult.logging.SecretMaskingFilter"}},
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "multipult.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },

@@ -19,7 +19,6 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, TypeVar
@@ -164,9 +163,9 @@ class QueryProfile:
         self.summary: ProfileSummary | None = None
         self._tags: dict[str, str] = {"route": source, **(tags or {})}
         self._comment_cache: dict[str, tuple[str, str, str]] = {}
-        # statement text -> (depth, code, line, callee's code, comments) of its last call site
+        # statement text -> (depth, code, instruction offset, callee's code, comments) of its last call site
         self._site_hints: dict[str, tuple[int, CodeType, int, CodeType, tuple[str, str, str]]] = {}
-        self._stack: ExitStack | None = None
+        self._wrapped: list = []  # the connections this profile wraps while active
         self._token: contextvars.Token | None = None
         self._started = 0.0
         self.elapsed_ms = 0.0
@@ -196,16 +195,17 @@ class QueryProfile:
         frame, found_depth = found
         depth = found_depth - 1  # from the caller (__call__), where the hint is read
         entry = self._comments(f"{_code_locations[frame.f_code][1]}:{frame.f_lineno}")
-        self._site_hints[sql] = (depth, frame.f_code, frame.f_lineno, sys._getframe(depth).f_code, entry)
+        self._site_hints[sql] = (depth, frame.f_code, frame.f_lasti, sys._getframe(depth).f_code, entry)
         return entry
 
     def __call__(self, execute, sql, params, many, context):
         # Walking up materializes a frame object per frame (~0.5 us each): a statement text seen before
-        # jumps straight to the depth of its last call site, checked by that frame's code, line and callee.
+        # jumps straight to the depth of its last call site, checked by that frame's code, instruction and
+        # callee (f_lasti, not f_lineno: the line is computed from the line table on every read).
         hint = self._site_hints.get(sql)
         entry = None
         if hint is not None:
-            depth, code, line, callee, entry = hint
+            depth, code, instruction, callee, entry = hint
             try:
                 frame = _getframe(depth)
             except ValueError:
@@ -213,7 +213,7 @@ class QueryProfile:
             if (
                 frame is None
                 or frame.f_code is not code
-                or frame.f_lineno != line
+                or frame.f_lasti != instruction
                 or (_getframe(depth - 1).f_code is not callee)
             ):
                 entry = None
@@ -228,9 +228,11 @@ class QueryProfile:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> QueryProfile:
-        self._stack = ExitStack()
-        for alias in self.using:
-            self._stack.enter_context(connections[alias].execute_wrapper(self))
+        # What connection.execute_wrapper() does (append now, pop at the end), without a generator-based
+        # context manager per connection and an ExitStack around them on every request.
+        self._wrapped = [connections[alias] for alias in self.using]
+        for connection in self._wrapped:
+            connection.execute_wrappers.append(self)
         self._token = _current_profile.set(self)
         self._started = time.perf_counter()
         return self
@@ -238,7 +240,9 @@ class QueryProfile:
     def __exit__(self, *exc_info) -> None:
         self.elapsed_ms = (time.perf_counter() - self._started) * 1000.0
         _current_profile.reset(self._token)
-        self._stack.close()  # unwrap first: the profiler's own writes are not profiled
+        for connection in reversed(self._wrapped):  # unwrap first: the profiler's own writes are not profiled
+            connection.execute_wrappers.pop()
+        self._wrapped = []
         try:
             self.summary = self.finish()
         except NPlusOneDetected:

@@ -4,6 +4,7 @@ slow-query detection, SlowQuery persistence outside the profiled transaction, ta
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 from django.db import connection, connections, router, transaction
@@ -103,6 +104,33 @@ def test_a_repeated_statement_is_attributed_to_each_of_its_call_sites():
         f"{here}_first_user_name",
     ]
     assert len({sql for sql, _, _, _ in profile.records}) == 1  # one statement text throughout
+
+
+@pytest.mark.n_plus_one_allow("tests/dbops/instrumentation/test_profiling.py:*")  # repeats on purpose
+def test_one_statement_from_two_lines_of_one_function_names_each_line():
+    # The hint of a text's last call site is checked by that frame's code and instruction: another line
+    # of the same function is another call site, and its comment names that line.
+    with query_profile("unit") as profile:
+        for _ in range(3):
+            first = sys._getframe().f_lineno + 1
+            User.objects.filter(pk=1).values_list("username", flat=True).first()
+            User.objects.filter(pk=1).values_list("username", flat=True).first()
+    lines = [int(site.rsplit(":", 1)[1]) for _, _, site, _ in profile.records]
+    assert lines == [first, first + 1] * 3
+    assert profile._comments(profile.records[1][2])[1].endswith(f"%3A{first + 1}',route='unit'*/")
+
+
+def test_the_profile_unwraps_every_connection_even_when_the_block_fails():
+    before = {alias: list(connections[alias].execute_wrappers) for alias in connections}
+    with pytest.raises(ZeroDivisionError), query_profile("outer") as outer, query_profile("inner") as inner:
+        for alias in connections:
+            assert connections[alias].execute_wrappers[-2:] == [outer, inner]
+        list(User.objects.all()[:1])
+        1 / 0  # noqa: B018 (the block fails)
+    assert {alias: list(connections[alias].execute_wrappers) for alias in connections} == before
+    list(User.objects.all()[:1])  # after the profiles: recorded by neither
+    assert len(outer.records) == 1 and len(inner.records) == 1
+    assert outer.summary.count == 1 and inner.summary.count == 1
 
 
 def test_postgres_receives_the_sqlcommenter_tags():
