@@ -115,10 +115,13 @@ def test_the_guard_fails_a_test_whose_code_repeats_a_statement_and_only_that_one
 
 
 def test_an_unused_allow_pattern_fails_its_test_when_the_warning_is_an_error(tmp_path):
-    result = _run_inner(tmp_path, "-W", "error::dbops.pytest_plugin.UnusedNPlusOneAllow")
-    assert _outcomes(result) == dict.fromkeys(INNER_NAMES, "FAILED") | {
+    # The two tests with an unused pattern, and one whose pattern is used (the child run is slow: seeding)
+    chosen = "misspelt or stale_allow or users_with_files_allowed"
+    result = _run_inner(tmp_path, "-W", "error::dbops.pytest_plugin.UnusedNPlusOneAllow", "-k", chosen)
+    assert _outcomes(result) == {
+        "test_naive_allowed_one_pattern_misspelt": "FAILED",
+        "test_batched_with_a_stale_allow": "FAILED",
         "test_naive_users_with_files_allowed": "PASSED",
-        "test_batched_users_with_files": "PASSED",
     }, result.stdout + result.stderr
 
 
