@@ -279,9 +279,8 @@ class Connector(ABC):
         `.person_digest(key_refs, fallback_sql)`."""
         raise FeatureUnavailable(f"{self.engine} cannot mask in SQL")
 
-    def json_staging(self, raw: str, entity: str, fields: list, defaults: dict[str, Any]) -> Any:
-        """The statements of a raw JSON staging table `raw` of the entity's lines for these JsonFields
-        (supports_json_staging)."""
+    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
+        """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""
         raise FeatureUnavailable(f"{self.engine} has no set-based import path")
 
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:

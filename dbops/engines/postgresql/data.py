@@ -51,8 +51,8 @@ class PostgreSQLData:
     def sql_masking(self, *, key: bytes, vocabulary: Any) -> masking_sql.MaskingSQL:
         return masking_sql.MaskingSQL(key, vocabulary)
 
-    def json_staging(self, raw: str, entity: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
-        return JsonStagingSQL(self.connection, raw, entity, fields, defaults)
+    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
+        return JsonStagingSQL(self.connection, raw, fields, defaults)
 
     # -- reading ------------------------------------------------------------------------------------------
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import json.scanner
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,87 +56,17 @@ def _json_line(line: str):
     return value
 
 
-BLOCK_BYTES = 8 << 20  # bytes read at a time by read_jsonl_blocks: memory stays flat whatever the file's size
-# Bytes our writer never puts in a line that would change how the lines reach the server (COPY csv with
-# \x01 as quote and \x02 as delimiter) or where they split (the text reader also ends a line at \r).
-_UNUSUAL = (b"\x01", b"\x02", b"\r")
+_DATA = '","data":'
 
 
-class IrregularLines(ImportFormatError):
-    """A line read_jsonl_blocks does not take as it is (read_jsonl reads it, and names any problem)."""
+def read_jsonl_raw(path: Path) -> Iterator[tuple[str, int, str]]:
+    """As read_jsonl, but each record's data as its JSON text, unparsed where the line has the shape
+    export_data writes (the server parses it: import_data's set-based path); others are parsed and
+    re-encoded. The header, entity names, end line and counts are checked as read_jsonl does."""
+    return read_jsonl(path, raw=True)
 
 
-def read_jsonl_blocks(path: Path) -> Iterator[tuple[str, int, bytes]]:
-    """The record lines of a file exactly as export_data writes them, as (entity name, how many lines,
-    the lines' bytes), consecutive lines of one entity at a time, with no per-line work in Python:
-    the server parses them (import_data's set-based path). The header, end line and counts are checked
-    as read_jsonl checks them; any other line shape (blank lines, spacing, control bytes) raises
-    IrregularLines, and so does whatever read_jsonl would refuse."""
-    if not path.is_file():
-        raise IrregularLines(f"{path} is not a file.")
-    counts: dict[str, int] = {}
-    with open(path, "rb") as handle:
-        try:
-            base.check_header(json.loads(handle.readline()), str(path))
-        except (ValueError, RecursionError, ImportFormatError):
-            raise IrregularLines(f"{path}: line 1 is not a header") from None
-        ended = False
-        rest = b""
-        while chunk := handle.read(BLOCK_BYTES):
-            chunk = rest + chunk
-            cut = chunk.rfind(b"\n") + 1
-            chunk, rest = chunk[:cut], chunk[cut:]
-            if any(byte in chunk for byte in _UNUSUAL):
-                raise IrregularLines(f"{path}: unusual control bytes")
-            position = 0
-            while position < len(chunk):
-                if ended:
-                    raise IrregularLines(f"{path}: data after the end line")
-                name, end = _block(chunk, position)
-                if name is None:
-                    _end_line(chunk[position:end], counts, path)
-                    ended = True
-                else:
-                    lines = chunk.count(b"\n", position, end)
-                    counts[name] = counts.get(name, 0) + lines
-                    yield name, lines, chunk[position:end]
-                position = end
-        if rest or not ended:
-            raise IrregularLines(f"{path}: truncated")
-
-
-_PREFIX = b'{"entity":"'
-_OTHER_LINE: dict[bytes, re.Pattern] = {}  # per line prefix: a line break followed by a line without it
-
-
-def _block(chunk: bytes, position: int) -> tuple[str | None, int]:
-    """(entity name, end) of the lines from `position` that start with one entity's prefix, or (None,
-    end of the line) for a line that is no record line of that shape."""
-    line_end = chunk.index(b"\n", position) + 1
-    if not chunk.startswith(_PREFIX, position):
-        return None, line_end
-    name_end = chunk.find(b'"', position + len(_PREFIX), line_end)
-    name = chunk[position + len(_PREFIX) : name_end].decode("ascii", "replace")
-    prefix = chunk[position:name_end] + b'","data":'
-    if name not in ENTITIES or not chunk.startswith(prefix, position):
-        raise IrregularLines(f"line {chunk[position:line_end][:80]!r}")
-    other = _OTHER_LINE.get(prefix)
-    if other is None:
-        other = _OTHER_LINE[prefix] = re.compile(b"\n(?!" + re.escape(prefix) + b")")
-    found = other.search(chunk, position)  # always found: the chunk ends with a line break
-    return name, found.start() + 1
-
-
-def _end_line(line: bytes, counts: dict[str, int], path: Path) -> None:
-    try:
-        item = json.loads(line)
-    except (ValueError, RecursionError):
-        raise IrregularLines(f"{path}: a line that is no record line") from None
-    if not isinstance(item, dict) or item.get("end") is not True or item.get("counts") != counts:
-        raise IrregularLines(f"{path}: a line that is no record line, or an end line with other counts")
-
-
-def read_jsonl(path: Path) -> Iterator[base.Record]:
+def read_jsonl(path: Path, *, raw: bool = False) -> Iterator[base.Record]:
     numbers: dict[str, int] = {}
     line_number = 0
     with base.decode_errors(path), base.open_text(path) as handle:
@@ -147,6 +76,14 @@ def read_jsonl(path: Path) -> Iterator[base.Record]:
                 continue
             if ended:
                 raise ImportFormatError(f"{path}: line {line_number}: data after the end line.")
+            if raw and line_number > 1 and line.startswith('{"entity":"'):
+                split = line.find(_DATA, 11)
+                name = line[11:split]
+                body = line.rstrip("\n")
+                if split > 0 and name in ENTITIES and "\\" not in name and body.endswith("}"):
+                    numbers[name] = numbers.get(name, 0) + 1
+                    yield name, numbers[name], body[split + len(_DATA) : -1]
+                    continue
             try:
                 item = _json_line(line)
             except RecursionError:
@@ -176,7 +113,7 @@ def read_jsonl(path: Path) -> Iterator[base.Record]:
                 base.entity_named(name, f"{path}: line {line_number}")
             numbers[name] = numbers.get(name, 0) + 1
             data = item.get("data")
-            yield name, numbers[name], data
+            yield name, numbers[name], base.encode_json(data) if raw else data
         if line_number == 0:
             raise ImportFormatError(f"{path} is empty.")
         if not ended:
