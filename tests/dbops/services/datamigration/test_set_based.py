@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from dbops.exceptions import ImportValidationError, PrivilegedImportRefused
+from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
@@ -111,3 +111,21 @@ def test_privileges_without_allow_privileged_go_the_checking_way_and_are_refused
     with pytest.raises(PrivilegedImportRefused, match="grants a privilege|membership that grants privileges"):
         import_data(input_path=target, fmt="jsonl", allow_privileged=False)
     assert domain_rows() == before and DataTransferRun.objects.count() == runs
+
+
+@pytest.mark.django_db
+def test_a_line_naming_its_entity_again_goes_the_checking_way_which_reads_the_last_name(tmp_path):
+    # JSON keeps the last of two equal keys: this dictionary entry's line is a concept record to
+    # json.loads, so the checking path finds the end line's counts wrong; the prefix must not decide.
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text = target.read_text()
+    assert '"position":0}}' in text
+    target.write_text(text.replace('"position":0}}', '"position":0},"entity":"concepts"}', 1))
+    wipe_domain()
+    assert _staged(target) is None
+    before = domain_rows()
+    with pytest.raises(ImportFormatError, match="end line counts"):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before
