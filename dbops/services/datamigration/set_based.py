@@ -107,6 +107,7 @@ class _RawEntity:
         self.checked = [spec for spec, field in zip(specs, fields, strict=True) if _checked_in_python(spec, field)]
         self.buffer: list[str] = []
         self.size = 0
+        self.count = 0  # raw records sent: the staging table must end with as many
 
     def add(self, number: int, data: str) -> None:
         if self.sql is None:
@@ -122,6 +123,7 @@ class _RawEntity:
         if EXPONENT.search(data):
             raise _Doubtful(self.stage.entity.name)
         self.buffer.append(f"{number}\x02{data}\n")
+        self.count += 1
         self.size += len(data)
         if self.size >= CHUNK_BYTES:
             self.flush()
@@ -136,16 +138,19 @@ class _RawEntity:
             self.stage.flush()
             return self.stage
         self.flush()
-        if self.sql.first_doubtful() is not None:
+        quote = self.stage.connection.ops.quote_name
+        self.stage.rows = self.sql.insert_into(self.stage.name, self.stage.columns, [quote(RECNO), quote(FIELDS)])
+        if self.stage.rows != self.count:  # the insert left doubtful records out; the savepoint undoes it
             raise _Doubtful(self.stage.entity.name)
-        for spec in self.checked:  # the model's validators and choices: Python callables, on those fields only
+        # The model's validators and choices: Python callables, on those fields only, and only once every
+        # value has passed the type checks (a validator may not expect a number where text belongs).
+        for spec in self.checked:
             for _number, text in self.sql.values(spec.name):
                 try:
                     spec.check(json.loads(text))
                 except Bad:
                     raise _Doubtful(self.stage.entity.name) from None
-        quote = self.stage.connection.ops.quote_name
-        self.stage.rows = self.sql.insert_into(self.stage.name, self.stage.columns, [quote(RECNO), quote(FIELDS)])
+        self.sql.drop()
         return self.stage
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from dbops.exceptions import ImportValidationError
+from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
@@ -42,6 +42,11 @@ def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_pa
         ('"position":0}', '"position":1e2}', "expected an integer"),  # an exponent: jsonb would read 100
         ('"action":"', '"action":"pwn', "is not one of the choices"),
         ('"entity_type":"', '"entity_type":"' + "x" * 70, "longer than 64"),
+        ('"position":0}', '"position":0.5}', "expected an integer"),
+        ('"position":0}', '"position":1.0}', "expected an integer"),  # jsonb keeps the scale: not an integer
+        ('"position":0}', '"position":0,"bogus":1}', "unknown field"),
+        ('"size":', '"size":-', "must not be negative"),
+        ('"email":"', '"email":"not an email ', "valid email"),  # users: their validators run in Python
     ],
 )
 def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_written(
@@ -59,3 +64,68 @@ def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_wri
     with pytest.raises(ImportValidationError, match=message):
         import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert domain_rows() == before and DataTransferRun.objects.count() == runs
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("needle", "replacement", "set_based"),
+    [
+        # a string of digits for an integer: the server's check doubts it, the checking path reads it
+        ('"position":0}', '"position":"0"}', False),
+        # a boolean word: users are read in Python on the set-based path too (their per-row defaults)
+        ('"is_active":true', '"is_active":"yes"', True),
+    ],
+)
+def test_a_value_only_the_checking_path_reads_is_imported_the_same_way(tmp_path, needle, replacement, set_based):
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    before = domain_rows()
+    text = target.read_text()
+    assert needle in text
+    target.write_text(text.replace(needle, replacement, 1))
+    wipe_domain()
+    assert (_staged(target) is not None) is set_based
+    import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("needle", "replacement"),
+    [
+        ('"is_superuser":false', '"is_superuser":true'),
+        ('"position":0}', '"position":0}'),  # unchanged: user_roles memberships are refused by themselves
+    ],
+)
+def test_privileges_without_allow_privileged_go_the_checking_way_and_are_refused(tmp_path, needle, replacement):
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text = target.read_text()
+    assert needle in text
+    target.write_text(text.replace(needle, replacement, 1))
+    wipe_domain()
+    assert _staged(target, allow_privileged=False) is None
+    before, runs = domain_rows(), DataTransferRun.objects.count()
+    with pytest.raises(PrivilegedImportRefused, match="grants a privilege|membership that grants privileges"):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=False)
+    assert domain_rows() == before and DataTransferRun.objects.count() == runs
+
+
+@pytest.mark.django_db
+def test_a_line_naming_its_entity_again_goes_the_checking_way_which_reads_the_last_name(tmp_path):
+    # JSON keeps the last of two equal keys: this dictionary entry's line is a concept record to
+    # json.loads, so the checking path finds the end line's counts wrong; the prefix must not decide.
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text = target.read_text()
+    assert '"position":0}}' in text
+    target.write_text(text.replace('"position":0}}', '"position":0},"entity":"concepts"}', 1))
+    wipe_domain()
+    assert _staged(target) is None
+    before = domain_rows()
+    with pytest.raises(ImportFormatError, match="end line counts"):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before
