@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _one_worker_per_module(item) -> None:
-    """Under pytest-xdist with `--dist loadgroup` (not yet what `make test` runs) a module runs whole in
+    """Under pytest-xdist with `--dist loadgroup` (what `make test` runs) a module runs whole in
     one worker, so its module-scoped fixtures and its own Redis database are never shared; a module marked
     with a named xdist_group (state the server keeps for everyone, e.g. pg_stat_statements) runs with the
     others of it."""
