@@ -200,7 +200,13 @@ def backup_restore(
     result = RestoreResult(database_name=connector.database_name, source=source)
     result.backup_record = checked.backup_record
     restore_record = restore_record_start(
-        request=checked, connector=connector, source=source, by=triggered_by, user=triggered_by_user
+        backup_record=checked.backup_record,
+        input_path=checked.input_path,
+        tables=checked.tables,
+        connector=connector,
+        source=source,
+        by=triggered_by,
+        user=triggered_by_user,
     )
     try:
         _restore(connector, result, checked, triggered_by_user=triggered_by_user, progress=progress, wait=wait)

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, router, transaction
@@ -16,23 +17,30 @@ from django.utils import timezone
 from dbops.engines import Connector
 from dbops.models import BackupRecord, RestoreRecord
 from dbops.models.runs import owner_process_gone
-from dbops.services.backups.restore_arguments import RestoreArguments
 
 logger = logging.getLogger(__name__)
 
 
 def restore_record_start(
-    *, request: RestoreArguments, connector: Connector, source: str, by: str, user: str
+    *,
+    backup_record: BackupRecord | None,
+    input_path: Path | None,
+    tables: list[str],
+    connector: Connector,
+    source: str,
+    by: str,
+    user: str,
 ) -> RestoreRecord:
     """The running record, saved; unsaved (written at the finish) when the database has no table for it
-    yet: a file restored into a fresh, unmigrated database must still work. `by`: the trigger."""
+    yet: a file restored into a fresh, unmigrated database must still work. `by`: the trigger; `tables`:
+    the tables restored (empty: the whole database)."""
     restore_record = RestoreRecord(
-        backup=request.backup_record,
-        input_path=str(request.input_path or ""),
+        backup=backup_record,
+        input_path=str(input_path or ""),
         source=source[:1024],
         database_alias=connector.alias,
         database_name=connector.database_name,
-        tables=request.tables,
+        tables=tables,
         triggered_by=by,
         triggered_by_user=user,
         started_at=timezone.now(),

@@ -19,7 +19,6 @@ from dbops.engines.postgresql.server import server_params
 from dbops.engines.postgresql.table_rewind import TableRows, copy_out, live_table_check, rows_load
 from dbops.exceptions import DbopsError, PitrError
 from dbops.models import BackupRecord, RestoreRecord
-from dbops.services.backups.restore_arguments import RestoreArguments
 from dbops.services.backups.restore_history import restore_record_finish, restore_record_start
 from dbops.services.pitr.drill import base_backup_replay
 from dbops.services.pitr.recovery import restore_base_backup_checked
@@ -129,15 +128,9 @@ def pitr_table_restore(
     plan = table_restore_plan(table=table, target_time=target_time, into=into, database=database)
     started = time.perf_counter()
     restore_record = restore_record_start(
-        request=RestoreArguments(
-            backup_record=plan.base_backup,
-            input_path=None,
-            database=database,
-            tables=[plan.written_table],
-            jobs=1,
-            safety_backup=False,  # only this table changes, in one transaction: a failure leaves it as it was
-            verify=True,
-        ),
+        backup_record=plan.base_backup,
+        input_path=None,
+        tables=[plan.written_table],
         connector=get_connector(database),
         source=f"PITR: {table} as of {target_time.isoformat()} (base backup #{plan.base_backup.pk})"
         + (f" into {into}" if into else ""),
