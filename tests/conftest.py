@@ -144,14 +144,10 @@ def backup_dir(tmp_path, settings):
 @pytest.fixture
 def test_db_env(django_db_setup, django_db_blocker):
     """Environment that points a child process at the (committed state of the) test database."""
-    from django.db import connection, connections
-
-    from dbops.conf import operations_alias
+    from tests.dbops.commandline import child_database_env
 
     with django_db_blocker.unblock():
-        name = connection.settings_dict["NAME"]
-        ops_name = connections[operations_alias()].settings_dict["NAME"]
-    return {"DB_NAME": name, "OPS_DB_NAME": ops_name}
+        return child_database_env()
 
 
 @pytest.fixture

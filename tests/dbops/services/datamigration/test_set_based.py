@@ -22,6 +22,20 @@ def _staged(path, *, allow_privileged=True):
     return counts
 
 
+def _edited_export(tmp_path, needle: str, replacement: str):
+    """A jsonl export of a seeded database with the first `needle` replaced, the domain then wiped; and the
+    rows the database held before the wipe."""
+    seed(scale=0.2)
+    seeded = domain_rows()
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text = target.read_text()
+    assert needle in text
+    target.write_text(text.replace(needle, replacement, 1))
+    wipe_domain()
+    return target, seeded
+
+
 @pytest.mark.django_db
 def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_path):
     seed(scale=0.2)
@@ -52,13 +66,7 @@ def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_pa
 def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_written(
     tmp_path, needle, replacement, message
 ):
-    seed(scale=0.2)
-    target = tmp_path / "all.jsonl"
-    export_data(entities=None, output=target, fmt="jsonl")
-    text = target.read_text()
-    assert needle in text
-    target.write_text(text.replace(needle, replacement, 1))
-    wipe_domain()
+    target, _seeded = _edited_export(tmp_path, needle, replacement)
     assert _staged(target) is None
     before, runs = domain_rows(), DataTransferRun.objects.count()
     with pytest.raises(ImportValidationError, match=message):
@@ -77,14 +85,7 @@ def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_wri
     ],
 )
 def test_a_value_only_the_checking_path_reads_is_imported_the_same_way(tmp_path, needle, replacement, set_based):
-    seed(scale=0.2)
-    target = tmp_path / "all.jsonl"
-    export_data(entities=None, output=target, fmt="jsonl")
-    before = domain_rows()
-    text = target.read_text()
-    assert needle in text
-    target.write_text(text.replace(needle, replacement, 1))
-    wipe_domain()
+    target, before = _edited_export(tmp_path, needle, replacement)
     assert (_staged(target) is not None) is set_based
     import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert domain_rows() == before
@@ -99,13 +100,7 @@ def test_a_value_only_the_checking_path_reads_is_imported_the_same_way(tmp_path,
     ],
 )
 def test_privileges_without_allow_privileged_go_the_checking_way_and_are_refused(tmp_path, needle, replacement):
-    seed(scale=0.2)
-    target = tmp_path / "all.jsonl"
-    export_data(entities=None, output=target, fmt="jsonl")
-    text = target.read_text()
-    assert needle in text
-    target.write_text(text.replace(needle, replacement, 1))
-    wipe_domain()
+    target, _seeded = _edited_export(tmp_path, needle, replacement)
     assert _staged(target, allow_privileged=False) is None
     before, runs = domain_rows(), DataTransferRun.objects.count()
     with pytest.raises(PrivilegedImportRefused, match="grants a privilege|membership that grants privileges"):
@@ -117,13 +112,7 @@ def test_privileges_without_allow_privileged_go_the_checking_way_and_are_refused
 def test_a_line_naming_its_entity_again_goes_the_checking_way_which_reads_the_last_name(tmp_path):
     # JSON keeps the last of two equal keys: this dictionary entry's line is a concept record to
     # json.loads, so the checking path finds the end line's counts wrong; the prefix must not decide.
-    seed(scale=0.2)
-    target = tmp_path / "all.jsonl"
-    export_data(entities=None, output=target, fmt="jsonl")
-    text = target.read_text()
-    assert '"position":0}}' in text
-    target.write_text(text.replace('"position":0}}', '"position":0},"entity":"concepts"}', 1))
-    wipe_domain()
+    target, _seeded = _edited_export(tmp_path, '"position":0}}', '"position":0},"entity":"concepts"}')
     assert _staged(target) is None
     before = domain_rows()
     with pytest.raises(ImportFormatError, match="end line counts"):
