@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "MASK_SECRETS": None,
     # Path suffixes of project files that are plumbing, not call sites, for the query profiler.
     "PROFILING_SKIP_FILES": (),
+    # The profiling middleware hands a request's log records (summary, N+1 and slow-query warnings) to a
+    # thread of its own, so the response does not wait for them to be built and written. False: inline.
+    "PROFILING_LOG_IN_BACKGROUND": True,
     # The interpreter PostgreSQL runs archive_wal / restore_wal with (the server's OS user must be able
     # to run it, e.g. when this one is under a private home). Unset: the interpreter running dbops.
     "PITR_PYTHON": None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from dbops.conf import dbops_setting
 from dbops.instrumentation.profiling import QueryProfile
 
 
@@ -19,7 +20,9 @@ class QueryProfilingMiddleware:
     def __call__(self, request):
         if not settings.QUERY_PROFILING_ENABLED:
             return self.get_response(request)
-        profile = QueryProfile(f"{request.method} {request.path_info}")
+        profile = QueryProfile(
+            f"{request.method} {request.path_info}", log_in_background=dbops_setting("PROFILING_LOG_IN_BACKGROUND")
+        )
         with profile:
             response = self.get_response(request)
         response["Server-Timing"] = profile.server_timing()

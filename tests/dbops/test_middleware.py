@@ -12,6 +12,7 @@ from django.db import connections, router
 from django.http import JsonResponse
 from django.urls import path
 
+from dbops.instrumentation.profiling import profile_logs_drain
 from dbops.models import SlowQuery
 from multipult.core.models import User
 from multipult.core.services.seeding import seed_create
@@ -31,6 +32,7 @@ def client_with_profiling(settings, admin_client):
 
 
 def summaries(caplog):
+    assert profile_logs_drain()  # the middleware writes a request's records on a thread of their own
     return [record.query_summary for record in caplog.records if getattr(record, "query_summary", None)]
 
 
@@ -114,6 +116,7 @@ def test_n_plus_one_in_a_view_is_warned_once_with_its_caller(client_with_profili
     seed_create(scale=0.5, seed=5)
     response = client_with_profiling.get("/naive-roles")
     assert response.status_code == 200
+    assert profile_logs_drain()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "dbops.profiling"]
     assert len(warnings) == 1
     assert warnings[0].startswith(
