@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from dbops.engines import get_connector
 from dbops.exceptions import ImportValidationError
 from dbops.services.datamigration.entities import ENTITIES
+from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
 from dbops.services.datamigration.set_based import set_based_stages
 from tests.dbops.services.datamigration.helpers import EXPORT_HEADER
@@ -227,3 +228,60 @@ def test_a_json_field_number_in_exponent_form_is_read_as_jsonb_reads_it(tmp_path
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::jsonb::text", literals)
         assert _column("details", "::text") == [cursor.fetchone()[0]]
+
+
+STORED_ROWS = [
+    '(1, 12345678901234567.89, 0.1, \'{"price":1.10,"total":12345678901234567.89,"n":[0.1,5.0,1e2]}\')',
+    "(2, 1.10, 123456789.123, '[1.000000000000000000001,-0.0,123456789012345678901234567890]')",
+    "(3, -0.01, 0.30000000000000004, '1.10')",
+    "(4, NULL, NULL, '{}')",
+    '(5, 999999999999999999.99, -2.5, \'{"a":{"b":[2.50]},"c":0.30000000000000004}\')',
+]
+# Floats exports write in exponent form or as text (JSON has no number for NaN): a jsonl file holding
+# them goes the checking way.
+FLOAT_EDGE_ROWS = [
+    "(6, 0, 'Infinity', '[]')",
+    "(7, 0, '-Infinity', '[]')",
+    "(8, 0, 'NaN', '[]')",
+    "(9, 0, 1.7976931348623157e308, '[]')",
+    "(10, 0, 5e-324, '[]')",
+    "(11, 0, -2.2250738585072014e-308, '[]')",
+]
+EXPORTS = [("jsonl", "jsonl-set-based"), ("jsonl", "jsonl-checking"), ("json", "json"), ("csv", "csv"), ("sql", "sql")]
+
+
+def _stored() -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, amount::text, reading::text, details::text FROM {TABLE} ORDER BY id")  # noqa: S608
+        return cursor.fetchall()
+
+
+def _export_wipe_import(tmp_path, monkeypatch, model, fmt: str, reading: str, rows: list[str]):
+    """The rows (SQL literals: the ORM would hand JSON numbers over as floats) exported in `fmt`, deleted,
+    and imported back the way `reading` says; the rows as stored before."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {TABLE} (id, amount, reading, details) VALUES {', '.join(rows)}")  # noqa: S608
+    before = _stored()
+    target = tmp_path / ("export.zip" if fmt == "csv" else f"export.{fmt}")
+    export_data(entities=[ENTITY], output=target, fmt=fmt)
+    model.objects.all().delete()
+    if reading == "jsonl-checking":
+        monkeypatch.setattr(type(get_connector("default")), "supports_json_staging", False)
+    if reading == "jsonl-set-based":
+        assert _set_based_accepts(target) is (rows == STORED_ROWS)
+    import_data(input_path=target, fmt=fmt)
+    return before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("fmt", "reading"), EXPORTS)
+def test_exported_numbers_import_back_unchanged(tmp_path, monkeypatch, measurement, fmt, reading):
+    before = _export_wipe_import(tmp_path, monkeypatch, measurement, fmt, reading, STORED_ROWS)
+    assert _stored() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("fmt", "reading"), EXPORTS)
+def test_exported_extreme_floats_import_back_unchanged(tmp_path, monkeypatch, measurement, fmt, reading):
+    before = _export_wipe_import(tmp_path, monkeypatch, measurement, fmt, reading, FLOAT_EDGE_ROWS)
+    assert _stored() == before
