@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("integer", "boolean", "text", "datetime", "date", "json", "uuid", "ip", "float")
+KINDS = ("integer", "boolean", "text", "datetime", "date", "json", "uuid", "ip", "float", "decimal")
 
 
 @dataclass(frozen=True)
@@ -18,5 +18,7 @@ class JsonField:
     max_length: int | None = None
     low: int | None = None
     high: int | None = None
+    max_digits: int | None = None  # decimal: what the field's DecimalValidator allows
+    decimal_places: int | None = None
     choices: tuple[str, ...] | None = None  # text choices: the value is one of them, or empty
     privileged: bool = False  # only false, null or absent passes; anything else takes the checking path

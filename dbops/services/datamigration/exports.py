@@ -7,6 +7,7 @@ memory stays flat whatever the table sizes.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from dbops.engines import get_connector
@@ -27,6 +28,7 @@ from dbops.models import DataTransferRun
 from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, check_rules, rules_explain
 from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
+from dbops.services.datamigration.formats.base import JsonNumber
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
 from dbops.services.datamigration.masked_copy import (
     BackgroundScan,
@@ -147,9 +149,24 @@ def export_querysets(
     return querysets
 
 
+class _ExactJsonDecoder(json.JSONDecoder):
+    """A JSON field's numbers as stored: Django's default decoder reads 1.10 as the float 1.1."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**{**options, "parse_float": JsonNumber})
+
+
 def _rows(queryset: QuerySet, entity: Entity) -> tuple[list[str], object]:
-    attnames = [f.attname for f in entity.fields]
-    return entity.field_names, queryset.values_list(*attnames).iterator(chunk_size=CHUNK_ROWS)
+    columns = []
+    for model_field in entity.fields:
+        if isinstance(model_field, models.JSONField) and model_field.decoder is None:  # a project decoder stays
+            exact = models.JSONField(decoder=_ExactJsonDecoder)
+            alias = f"_dbops_exact_{model_field.attname}"
+            queryset = queryset.annotate(**{alias: ExpressionWrapper(F(model_field.attname), output_field=exact)})
+            columns.append(alias)
+        else:
+            columns.append(model_field.attname)
+    return entity.field_names, queryset.values_list(*columns).iterator(chunk_size=CHUNK_ROWS)
 
 
 def export_data(

@@ -11,7 +11,7 @@ the fast path lets through is still parsed by the database's own COPY input func
 from __future__ import annotations
 
 import ipaddress
-import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from django.db import models
 
 from dbops.exceptions import DataMigrationError
 from dbops.services.datamigration.entities import Entity
-from dbops.services.datamigration.formats import Unparsable
+from dbops.services.datamigration.formats import Unparsable, encode_json
 
 NULL = "\\N"
 
@@ -82,7 +82,8 @@ def _text_converter(model_field: models.Field) -> Callable:
 
     def convert(value):
         if not isinstance(value, str):
-            raise Bad(f"expected text, got {type(value).__name__} {value!r}")
+            kind = "number" if isinstance(value, Decimal) else type(value).__name__  # not "JsonNumber"
+            raise Bad(f"expected text, got {kind} {value!r}")
         if max_length and len(value) > max_length:
             raise Bad(f"longer than {max_length} characters ({len(value)})")
         if "\x00" in value:
@@ -117,14 +118,27 @@ def _date(value):
 
 
 def _float(value):
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise Bad(f"expected a number, got {value!r}")
+    if isinstance(value, float):  # NaN and Infinity, which JSON files spell as such, stay what they are
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise Bad(f"expected a number, got {value!r}")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise Bad(f"expected a number, got {value!r}") from None
+    except OverflowError:  # an integer past 1.8e308
+        raise Bad(f"{value!r} is out of the range of a float") from None
+    if (number == 0 or math.isinf(number)) and _finite_non_zero(value):  # as PostgreSQL, never 0 or infinity
+        raise Bad(f"{value!r} is out of the range of a float")
+    return number
+
+
+def _finite_non_zero(value) -> bool:
+    try:
+        exact = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation:
+        return False
+    return exact.is_finite() and exact != 0
 
 
 def _decimal_converter(model_field: models.DecimalField) -> Callable:
@@ -170,7 +184,7 @@ def _json(value):
     if isinstance(value, Unparsable):
         raise Bad(f"not valid JSON: {str(value)[:60]!r}")
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return encode_json(value)  # numbers as the file wrote them
     except RecursionError:
         raise Bad("JSON nested too deeply") from None
 
@@ -382,9 +396,6 @@ def _fast_ip(value) -> str:
     raise Bad
 
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps builds one per call
-
-
 def _fast_json(escapes: Mapping[int, str]) -> Callable[[object], str]:
     def convert(value) -> str:
         if isinstance(value, Unparsable):
@@ -392,7 +403,7 @@ def _fast_json(escapes: Mapping[int, str]) -> Callable[[object], str]:
         if type(value) is dict and not value:
             return "{}"
         try:
-            text = _encode_json(value)  # JSON text has no raw control characters, only backslash escapes
+            text = encode_json(value)  # JSON text has no raw control characters, only backslash escapes
         except RecursionError:
             raise Bad from None
         return text.translate(escapes) if "\\" in text else text

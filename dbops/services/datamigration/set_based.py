@@ -11,7 +11,6 @@ every refusal, is the same as without this path; only its speed differs.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from dbops.engines import Connector, get_connector
 from dbops.engines.json_fields import JsonField
 from dbops.exceptions import ImportFormatError, ImportValidationError
 from dbops.services.datamigration.entities import ENTITIES, Entity
+from dbops.services.datamigration.formats.base import json_loads
 from dbops.services.datamigration.formats.jsonl import read_jsonl_raw
 from dbops.services.datamigration.import_fields import Bad, FieldSpec, field_specs, integer_range, value_validators
 from dbops.services.datamigration.staging import FIELDS, RECNO, Stage, db_default, stage_record
@@ -43,6 +43,7 @@ def _kind(model_field: models.Field) -> str | None:
         ("datetime", models.DateTimeField),
         ("date", models.DateField),  # after DateTimeField, its subclass
         ("float", models.FloatField),
+        ("decimal", models.DecimalField),
         ("uuid", models.UUIDField),
         ("ip", models.GenericIPAddressField),
         ("json", models.JSONField),
@@ -50,7 +51,7 @@ def _kind(model_field: models.Field) -> str | None:
     ):
         if isinstance(model_field, types):
             return kind
-    return None  # e.g. DecimalField: its digits are the checking path's business
+    return None
 
 
 def _json_fields(entity: Entity, specs: list[FieldSpec], *, allow_privileged: bool) -> list[JsonField] | None:
@@ -60,7 +61,7 @@ def _json_fields(entity: Entity, specs: list[FieldSpec], *, allow_privileged: bo
     fields = []
     for spec in specs:
         kind = _kind(spec.model_field)
-        if kind is None:
+        if kind is None or (kind == "decimal" and spec.check is not None):  # its validators expect a Decimal
             return None
         low, high = integer_range(spec.model_field) if kind == "integer" else (None, None)
         fields.append(
@@ -72,6 +73,8 @@ def _json_fields(entity: Entity, specs: list[FieldSpec], *, allow_privileged: bo
                 max_length=spec.model_field.max_length if kind == "text" else None,
                 low=low,
                 high=high,
+                max_digits=spec.model_field.max_digits if kind == "decimal" else None,
+                decimal_places=spec.model_field.decimal_places if kind == "decimal" else None,
                 choices=_text_choices(spec.model_field) if kind == "text" else None,
                 privileged=not allow_privileged and spec.name in entity.privileged_fields,
             )
@@ -112,7 +115,7 @@ class _RawEntity:
     def add(self, number: int, data: str) -> None:
         if self.sql is None:
             try:
-                record = json.loads(data)
+                record = json_loads(data)
             except (ValueError, RecursionError):
                 raise _Doubtful(self.stage.entity.name) from None
             if not isinstance(record, dict) or stage_record(
@@ -147,7 +150,7 @@ class _RawEntity:
         for spec in self.checked:
             for _number, text in self.sql.values(spec.name):
                 try:
-                    spec.check(json.loads(text))
+                    spec.check(json_loads(text))
                 except Bad:
                     raise _Doubtful(self.stage.entity.name) from None
         self.sql.drop()

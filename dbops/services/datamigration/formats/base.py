@@ -25,16 +25,66 @@ FILE_VERSION = 1
 TOO_DEEP = "JSON nested too deeply (more levels than the parser's limit of about 1,000)"
 
 
+class JsonNumber(Decimal):
+    """A JSON number with a fraction or an exponent, as written: a float would round 12345678901234567.89
+    and turn 1.10 into 1.1. Encoded back as the same number (a model's Decimal is encoded as text)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:  # messages show the number as the file writes it
+        return str(self)
+
+
+# Reads every JSON number exactly: integers as int, the others as JsonNumber. parse_float is only called
+# where a number has a fraction or an exponent, so files of integers and strings read as fast as before.
+JSON_DECODER = json.JSONDecoder(parse_float=JsonNumber)
+
+
+def json_loads(text: str):
+    """json.loads, numbers read exactly (JsonNumber)."""
+    if text.startswith("\ufeff"):
+        return json.loads(text)  # its own error for a byte-order mark
+    return JSON_DECODER.decode(text)
+
+
+class _ExactNumbers(Exception):
+    """The value holds a JsonNumber, which the standard encoder can only write as text."""
+
+
 def json_default(value):
     if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, JsonNumber):
+        raise _ExactNumbers
     if isinstance(value, Decimal | UUID):
         return str(value)  # a Decimal as text keeps every digit; import_data reads both back
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def encode_json(record: dict) -> str:
-    return json.dumps(record, default=json_default, ensure_ascii=False, separators=(",", ":"))
+_encode = json.JSONEncoder(default=json_default, ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_json(value) -> str:
+    """Compact JSON text; a JsonNumber read from a file is written back as the number it was."""
+    try:
+        return _encode(value)
+    except _ExactNumbers:
+        return _encode_exact(value)
+
+
+def _key(key) -> str:
+    return key if isinstance(key, str) else _encode(key)  # as json.dumps: True is "true", 1 is "1"
+
+
+def _encode_exact(value) -> str:
+    if isinstance(value, JsonNumber):
+        return str(value)  # e.g. 1.10 or 1E+2: valid JSON number text
+    if isinstance(value, dict):
+        members = (f"{_encode(_key(key))}:{_encode_exact(item)}" for key, item in value.items())
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode_exact(item) for item in value) + "]"
+    return _encode(value)
 
 
 def text_fields(entity: Entity) -> set[str]:

@@ -86,7 +86,7 @@ class CsvWriter(base.ExportWriter):
 def _csv_value(value: str, name: str, text_fields: set[str], json_fields: set[str]):
     if name in json_fields:
         try:
-            return json.loads(value) if value != "" else None
+            return base.json_loads(value) if value != "" else None
         except json.JSONDecodeError:
             return base.Unparsable(value)
     if value == "" and name not in text_fields:

@@ -11,11 +11,13 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from dbops.services.datamigration.formats.base import JSON_DECODER
+
 CHUNK_CHARS = 1 << 20
 MAX_VALUE_CHARS = 64 << 20  # a single record (or header value) larger than this is refused
 _WHITESPACE = " \t\n\r"
 _CUT_MARGIN = 16  # a literal or number cut by the window's end is reported within this many characters of it
-_DECODER = json.JSONDecoder()
+_DECODER = JSON_DECODER  # numbers read exactly
 TOO_DEEP = "Nested too deeply (more levels than the parser's limit of about 1,000)"
 
 

@@ -4,6 +4,7 @@ INSERT statements a database shell would accept, by sql_reader (nothing is execu
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from dbops.services.datamigration.formats import base
 def sql_literal(value) -> str:
     if value is None or isinstance(value, bool):
         return "NULL" if value is None else str(value).upper()  # TRUE / FALSE
-    if isinstance(value, int | float):
+    # NaN and the infinities go quoted ('nan', 'inf'), as PostgreSQL's float input reads them: bare, no SQL.
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
     if isinstance(value, datetime):
         value = value.isoformat(sep=" ")

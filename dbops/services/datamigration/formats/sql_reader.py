@@ -187,7 +187,7 @@ def _rows(text: str, position: int, entity: Entity, columns: list[str], numbers:
             continue
         if name in json_fields and isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = base.json_loads(value)
             except json.JSONDecodeError:
                 value = base.Unparsable(value)
             except RecursionError:
