@@ -68,6 +68,32 @@ def _one_worker_per_module(item) -> None:
         item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
+@pytest.fixture(scope="session")
+def operations_cleanup_connection(django_db_setup):
+    """This session's own autocommit connection to its operations test database (each xdist worker has
+    its own), outside any test's transaction: what it deletes stays deleted."""
+    from django.db import connections
+
+    from dbops.conf import operations_alias
+
+    connection = connections.create_connection(operations_alias())
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(autouse=True)
+def no_task_runs_of_earlier_tests(request):
+    """Every database test starts with no TaskRun rows: a test's own rows are rolled back (or flushed), but
+    those a thread or a child process (a worker, a command) committed on its own connection outlive it."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from dbops.models import TaskRun
+
+    connection = request.getfixturevalue("operations_cleanup_connection")
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(TaskRun._meta.db_table)}")  # noqa: S608 - the model table
+
+
 @pytest.fixture
 def s3_endpoint_url() -> str:
     url = os.environ.get("S3_ENDPOINT_URL")
