@@ -40,6 +40,7 @@ def collected_static_files():
 DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group markers added here
 def pytest_collection_modifyitems(config, items):
     """Every test that touches the database gets the operations database too (DBOPS["DATABASE"]):
     the catalog, task runs and schedules live there, apart from the data a restore replaces."""

@@ -44,3 +44,10 @@ def test_the_next_test_sees_no_task_run_an_earlier_test_committed():
         pytest.skip("needs the test before it in the same run")
     left_over = list(TaskRun.objects.values_list("task_id", flat=True))
     assert left_over == [], f"task runs committed by earlier tests: {left_over}"
+
+
+def test_under_loadgroup_this_module_runs_whole_on_one_worker(request):
+    # What the two tests above rely on under -n 2 --dist loadgroup: xdist appends the group to the id it schedules by.
+    if not getattr(request.config.option, "loadgroup", False):  # set in each xdist worker of --dist loadgroup
+        pytest.skip("not distributed by group")
+    assert request.node.nodeid.endswith("@tests/test_database_isolation.py")
