@@ -40,6 +40,7 @@ def collected_static_files():
 DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group markers added here
 def pytest_collection_modifyitems(config, items):
     """Every test that touches the database gets the operations database too (DBOPS["DATABASE"]):
     the catalog, task runs and schedules live there, apart from the data a restore replaces."""
@@ -66,6 +67,32 @@ def _one_worker_per_module(item) -> None:
     others of it."""
     if item.get_closest_marker("xdist_group") is None:
         item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+@pytest.fixture(scope="session")
+def operations_cleanup_connection(django_db_setup):
+    """This session's own autocommit connection to its operations test database (each xdist worker has
+    its own), outside any test's transaction: what it deletes stays deleted."""
+    from django.db import connections
+
+    from dbops.conf import operations_alias
+
+    connection = connections.create_connection(operations_alias())
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(autouse=True)
+def no_task_runs_of_earlier_tests(request):
+    """Every database test starts with no TaskRun rows: a test's own rows are rolled back (or flushed), but
+    those a thread or a child process (a worker, a command) committed on its own connection outlive it."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from dbops.models import TaskRun
+
+    connection = request.getfixturevalue("operations_cleanup_connection")
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(TaskRun._meta.db_table)}")  # noqa: S608 - the model table
 
 
 @pytest.fixture

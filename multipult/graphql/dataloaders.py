@@ -202,11 +202,54 @@ def _by_spec(keys: Sequence[tuple]) -> dict[tuple, list[Any]]:
     return grouped
 
 
+class UnselectedColumnError(RuntimeError):
+    """A loaded row was asked for a column of its model that its loader did not select.
+
+    Not an AttributeError on purpose: graphene's default resolver (getattr with a default) would turn
+    that into a silent null."""
+
+
+@functools.cache
+def _model_columns(model: type[Model]) -> dict[str, str]:
+    """Field name and attribute name -> attribute name, for each concrete field (actor and actor_id -> actor_id)."""
+    columns = {field.attname: field.attname for field in model._meta.concrete_fields}
+    columns.update({field.name: field.attname for field in model._meta.concrete_fields})
+    return columns
+
+
 class LoadedRow:
-    """What the row classes share: the model the row comes from, and `pk` (resolvers and `id` read it)."""
+    """What the row classes share: the model the row comes from, and `pk` (resolvers and `id` read it).
+
+    Reading a column of the model that the row does not hold raises UnselectedColumnError; any other
+    missing attribute is an AttributeError as usual (hasattr, getattr with a default, copy keep working)."""
 
     __slots__ = ()
     model: ClassVar[type[Model]]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when ordinary lookup failed: the held columns are the named tuple's own properties.
+        model = getattr(type(self), "model", None)
+        attname = _model_columns(model).get(name) if model is not None else None
+        if attname is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        held = ", ".join(self._fields)
+        if attname != name and attname in self._fields:
+            raise UnselectedColumnError(
+                f"{model.__name__}.{name}: a loaded {model.__name__} row holds the column {attname}, "
+                f"not the related object {name} (it holds {held})."
+            )
+        raise UnselectedColumnError(
+            f"{model.__name__}.{name}: the loader did not select the column {attname} "
+            f"(its {model.__name__} row holds {held}); add it to the columns the loader selects."
+        )
+
+    def __reduce__(self):
+        # The row classes are made at run time, so pickle cannot find them by name: rebuild from the model.
+        return _loaded_row_rebuild, (self.model, self._fields, tuple(self))
+
+
+def _loaded_row_rebuild(model: type[Model], names: tuple[str, ...], values: tuple) -> LoadedRow:
+    return row_class(model, names)._make(values)
 
 
 @functools.lru_cache(maxsize=512)  # bounded: each selection of a type's columns is a class

@@ -3,6 +3,8 @@ the real PostgreSQL, over ANALYZEd tables of tens of thousands of rows."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connection
 
@@ -108,13 +110,30 @@ def test_the_factor_is_a_setting():
         query_analyze(sql=sql, min_factor=0.5)
 
 
-def test_without_hypopg_the_advice_is_marked_unvalidated():
-    # A role that may read the tables but not create extensions, in a database where HypoPG is not created.
+@pytest.fixture
+def role_without_hypopg():
+    """A role that may read the tables but not create extensions, named per xdist worker: roles belong to
+    the whole server, which every worker's test databases share. Created in the test's transaction (its
+    rollback undoes it, whatever happens) and dropped at teardown as well, for when nothing rolls back."""
+    name = f"dbops_no_hypopg_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    role = connection.ops.quote_name(name)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    yield name
+    if connection.needs_rollback:
+        return  # a broken transaction runs nothing more: its rollback drops the role
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+        cursor.execute(f"DROP OWNED BY {role}")  # its grants, which would keep DROP ROLE from running
+        cursor.execute(f"DROP ROLE {role}")
+
+
+def test_without_hypopg_the_advice_is_marked_unvalidated(role_without_hypopg):
+    # The role, in a database where HypoPG is not created.
     with connection.cursor() as cursor:
         cursor.execute("DROP EXTENSION IF EXISTS hypopg")
-        cursor.execute("CREATE ROLE dbops_no_hypopg NOLOGIN")
-        cursor.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO dbops_no_hypopg")
-        cursor.execute("SET ROLE dbops_no_hypopg")
+        cursor.execute(f"SET ROLE {connection.ops.quote_name(role_without_hypopg)}")
     try:
         analysis = query_analyze(sql="SELECT id FROM core_auditlog WHERE changes ->> 'reason' = 'abc'")
     finally:
@@ -126,7 +145,7 @@ def test_without_hypopg_the_advice_is_marked_unvalidated():
     [advised] = analysis.suggestions
     assert advised.status == "unvalidated" and advised.cost_after is None
     text = "\n".join(analysis_render(analysis))
-    assert "Hypothetical indexes unavailable: HypoPG is installed on the server, but dbops_no_hypopg" in text
+    assert f"Hypothetical indexes unavailable: HypoPG is installed on the server, but {role_without_hypopg}" in text
     assert "UNVALIDATED auditlog_changes_reason_idx" in text
     assert AuditLog.objects.count() == AUDIT_ROWS
 
