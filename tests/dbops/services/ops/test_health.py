@@ -56,11 +56,21 @@ def no_cached_report():
 @pytest.fixture
 def probes(settings, backup_dir):
     """Short timeouts, a private broker, a little free disk required."""
+    from dbops.conf import celery_app
+
+    app = celery_app()
     settings.HEALTH_TIMEOUT_SECONDS = 1.0
     settings.HEALTH_MIN_FREE_DISK_MB = 1
     settings.REDIS_URL = PRIVATE_BROKER
     settings.CELERY_BROKER_URL = PRIVATE_BROKER
-    return settings
+    yield settings
+    # celery's conf reads Django's settings live, so the pools made during the test (the pings' producer
+    # pool) hold connections to the private broker: a task sent later in this process
+    # (test_profiling_celery_worker's) went to database 13, where no worker listens. Dropped, the pools
+    # are made again from the app's broker_url at their next use (app.close() resets the producer pool
+    # only when the connection pool exists).
+    app.close()
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture
