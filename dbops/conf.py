@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "COPY_TARGETS": (),
     # The largest file the admin's import page accepts (bigger ones: `manage.py import_data`).
     "IMPORT_UPLOAD_MAX_BYTES": 256 << 20,
+    # Where the admin's import page keeps an upload between its preview and its confirmation (a folder only
+    # this OS user may enter). None: dbops-admin-imports-<uid> in the system's temporary folder.
+    "IMPORT_UPLOAD_DIR": None,
 }
 
 

@@ -5,8 +5,10 @@ import_data command calls; this module only keeps the uploaded file between the 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -22,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from dbops.conf import dbops_setting
-from dbops.exceptions import DbopsError, ImportValidationError
+from dbops.exceptions import ConfigurationError, DbopsError, ImportValidationError
 from dbops.services.datamigration.formats import FORMATS
 from dbops.services.datamigration.imports import MODES, import_data
 
@@ -34,9 +36,21 @@ _UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def pending_uploads_dir() -> Path:
-    """Uploads between preview and confirmation: private to this machine, never served."""
-    folder = Path(tempfile.gettempdir()) / "dbops-admin-imports"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """Uploads between preview and confirmation (personal data, often): a folder only this process's OS user
+    can enter, never served. DBOPS["IMPORT_UPLOAD_DIR"], or one per user in the system's temporary folder.
+
+    A folder in a shared /tmp can be made first by someone else (to read the uploads or plant a link):
+    a symlink, another owner or any access for group or others is refused, not used."""
+    configured = dbops_setting("IMPORT_UPLOAD_DIR")
+    folder = Path(configured) if configured else Path(tempfile.gettempdir()) / f"dbops-admin-imports-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=bool(configured), exist_ok=True)
+    facts = os.lstat(folder)
+    if not stat.S_ISDIR(facts.st_mode) or facts.st_uid != os.getuid() or facts.st_mode & 0o077:
+        raise ConfigurationError(
+            f"The folder for uploads awaiting confirmation, {folder}, is not private to this user (a link, "
+            f"another owner, or open to group or others): nothing is kept there. Remove it, or set "
+            f'DBOPS["IMPORT_UPLOAD_DIR"] to a folder only this user can enter.'
+        )
     return folder
 
 
@@ -130,7 +144,11 @@ def import_view(model_admin, request):
     context["form"] = form
     if not form.is_valid():
         return TemplateResponse(request, "admin/dbops/datatransferrun/import.html", context)
-    token = upload_keep(form.cleaned_data["file"], user_id=request.user.pk)
+    try:
+        token = upload_keep(form.cleaned_data["file"], user_id=request.user.pk)
+    except ConfigurationError as exc:
+        context["refusal"] = str(exc)
+        return TemplateResponse(request, "admin/dbops/datatransferrun/import.html", context, status=500)
     fmt, mode = form.cleaned_data["format"], form.cleaned_data["mode"]
     context.update(file_name=form.cleaned_data["file"].name, fmt=fmt, mode=mode)
     try:

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -18,6 +22,13 @@ from multipult.core.models import Role
 pytestmark = pytest.mark.django_db
 
 IMPORT_URL = "/admin/dbops/datatransferrun/import/"
+
+
+@pytest.fixture(autouse=True)
+def own_pending_folder(settings, tmp_path):
+    """Each test keeps its uploads in a folder of its own: other test processes upload at the same time."""
+    settings.DBOPS = {**settings.DBOPS, "IMPORT_UPLOAD_DIR": str(tmp_path / "pending")}
+    return tmp_path / "pending"
 
 
 def logged_in(user) -> Client:
@@ -152,4 +163,44 @@ def test_a_file_over_the_upload_limit_is_refused_and_nothing_is_kept_or_imported
         refusal = " ".join(response.context["form"].errors["file"])
     assert "larger than the 2.0\xa0KB the import page accepts" in refusal and "manage.py import_data" in refusal
     assert sorted(path.name for path in pending_uploads_dir().iterdir()) == kept_before
+    assert sorted(Role.objects.values_list("name", flat=True)) == roles_before and not imports().exists()
+
+
+def test_by_default_uploads_wait_in_a_folder_of_this_user_only(settings):
+    settings.DBOPS = {key: value for key, value in settings.DBOPS.items() if key != "IMPORT_UPLOAD_DIR"}
+    folder = pending_uploads_dir()
+    assert folder == Path(tempfile.gettempdir()) / f"dbops-admin-imports-{os.getuid()}"
+    facts = os.lstat(folder)
+    assert stat.S_ISDIR(facts.st_mode) and facts.st_uid == os.getuid() and stat.S_IMODE(facts.st_mode) == 0o700
+
+
+def _linked(folder: Path) -> None:
+    real = folder.with_name("somewhere-else")
+    real.mkdir(mode=0o700)
+    folder.symlink_to(real)
+
+
+def _open_to_others(folder: Path) -> None:
+    folder.mkdir()
+    folder.chmod(0o755)
+
+
+def _another_owner(folder: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)  # nobody
+
+
+@pytest.mark.parametrize("prepare", [_linked, _open_to_others, _another_owner], ids=["link", "mode", "owner"])
+def test_a_pending_folder_someone_else_could_enter_is_refused_and_nothing_is_kept(
+    superuser, roles_export, own_pending_folder, prepare
+):
+    prepare(own_pending_folder)  # what someone with access to /tmp could have made before the first upload
+    roles_before = sorted(Role.objects.values_list("name", flat=True))
+    response = upload(logged_in(superuser), roles_export)
+    assert response.status_code == 500
+    assert "is not private to this user" in response.context["refusal"]
+    assert 'DBOPS["IMPORT_UPLOAD_DIR"]' in response.context["refusal"]
+    assert not any(own_pending_folder.resolve().iterdir())  # the upload was not written there
     assert sorted(Role.objects.values_list("name", flat=True)) == roles_before and not imports().exists()
