@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from django.core import mail
+from django.db import connections
 
 from dbops import tasks
 from dbops.exceptions import DbopsError
@@ -133,6 +134,8 @@ def test_a_mail_server_that_never_answers_costs_at_most_email_timeout(silent_ser
             outcome["error"] = exc
         else:
             outcome["done"] = True
+        finally:
+            connections.close_all()  # this thread's own: an open one would block later tests' CREATE DATABASE
 
     # The worker thread is a guard so that a regression fails the test instead of hanging the suite;
     # the proof the timeout applied is the logged TimeoutError, not a stopwatch.

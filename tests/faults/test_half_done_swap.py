@@ -32,6 +32,15 @@ def interrupted_old_style_swap(*, keep_previous: bool = True) -> tuple[str, str]
     stamp = timezone.now().strftime("%Y%m%d%H%M%S")
     previous, fresh = f"{target}_pre_restore_{stamp}", f"{target}_restoring_{stamp}"
     connection.close()
+    # The old run had the database to itself; here a session another thread of this test process left open
+    # (a live server's request thread, seen in a full run under xdist) would make the copy fail.
+    strays = observe.query(
+        "SELECT pg_terminate_backend(pid), application_name, state, left(query, 80) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        [target],
+    )
+    if strays:
+        print(f"ended {len(strays)} session(s) left open on {target}: {strays}")
     observe.query(f'CREATE DATABASE "{fresh}" TEMPLATE "{target}"')
     observe.query("DELETE FROM core_role WHERE name = 'original-role'", dbname=fresh)
     observe.query(f'ALTER DATABASE "{target}" RENAME TO "{previous}"')  # the older run's first rename
