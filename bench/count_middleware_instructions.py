@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ["P0 off", "P1 on", "P2 no-format", "P3 no-records", "P4 no-comment", "P5 passthru", "P0' off", "P1' on"]
+WARM_UP = 40  # requests before the phases, every other one profiled
 
 
 def run_phases(requests: int) -> None:
@@ -58,7 +59,7 @@ def run_phases(requests: int) -> None:
         os.getppid()  # the phase's end: callgrind dumps its counts here
 
     with override_settings(ROOT_URLCONF=urlconf, SLOW_QUERY_THRESHOLD_MS=10_000):
-        for index in range(40):  # warm-up: caches of both variants filled
+        for index in range(WARM_UP):  # warm-up: caches of both variants filled
             settings.QUERY_PROFILING_ENABLED = index % 2 == 0
             client.get("/fifty")
         os.getppid()
@@ -116,7 +117,8 @@ def main() -> int:
     for name, instructions in zip(PHASES, per_request, strict=True):
         added = (instructions - per_request[0]) / 1e3
         print(f"{name:14s} {instructions / 1e3:10.1f} k instructions/request on the request thread ({added:+8.1f} k)")
-    profiled_requests = 20 + 6 * args.requests  # warm-up's profiled half and the six profiled phases
+    profiled_phases = sum(1 for name in PHASES if not name.endswith("off"))
+    profiled_requests = WARM_UP // 2 + profiled_phases * args.requests
     print(f"other threads (the profile log writer): {other_threads / 1e3:.1f} k in all, "
           f"~{other_threads / profiled_requests / 1e3:.1f} k per profiled request")  # fmt: skip
     first, again = per_request[1] / per_request[0], per_request[7] / per_request[6]

@@ -259,10 +259,11 @@ class QueryProfile:
     def finish(self) -> ProfileSummary:
         summary = summarize(self.records, source=self.source, slow_threshold_ms=self.slow_threshold_ms,
                             n_plus_one_threshold=self.n_plus_one_threshold)  # fmt: skip
+        all_records = self.records if self.log_all else None
         if self.log_in_background:
-            summary_log_writer.submit(summary, self.records if self.log_all else None)
+            summary_log_writer.submit(summary, all_records)
         else:
-            _log_summary(summary, self.records if self.log_all else None)
+            _log_summary(summary, all_records)
         if self.persist and summary.slow:
             slow_queries_record(groups=summary.slow, source=self._tags.get("graphql_operation") or self.source)
         if settings.N_PLUS_ONE_RAISE and summary.n_plus_one:
