@@ -323,8 +323,11 @@ def field_specs(entity: Entity, now: datetime, *, copy_escapes: Mapping[int, str
 
 # --- fast converters: file value -> COPY text, or Bad ---------------------------------------------------
 
-_IP_SHAPE = re.compile(r"^(?:\d{1,3}\.){3}\d{1,3}$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$")
-_DIGITS = re.compile(r"^-?\d{1,18}$")
+# IPv4 octets without leading zeros (PostgreSQL reads 01.2.3.4 as 1.2.3.4, Python refuses it); IPv6 without
+# a dotted part (an embedded IPv4 part goes the strict way).
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IP_SHAPE = re.compile(rf"^(?:{_OCTET}\.){{3}}{_OCTET}\Z|^[0-9A-Fa-f:]*:[0-9A-Fa-f:]*\Z", re.ASCII)
+_DIGITS = re.compile(r"^-?\d{1,18}\Z", re.ASCII)  # \Z: $ would let a trailing newline into the COPY text
 
 
 def _fast_integer(value) -> str:

@@ -330,9 +330,9 @@ def test_values_only_postgresql_rejects_are_reported_with_record_and_field(expor
         "created_at": "2025-01-01T00:00:00Z",
     }
     state = fingerprint()
-    # an IPv4 address with an octet over 255 has the right shape; PostgreSQL's inet input rejects it
+    # nine IPv6 groups have the fast path's shape; PostgreSQL's inet input rejects them
     path = _write_jsonl(tmp_path / "ip.jsonl", exported, [("audit_logs", log), ("audit_logs", {**log, "id": 2,
-                        "ip_address": "999.1.1.1"})])  # fmt: skip
+                        "ip_address": "1:2:3:4:5:6:7:8:9"})])  # fmt: skip
     command_error("import_data", "--input", str(path), "--format", "jsonl", one_line=False,
           match=r"audit_logs record 2, field 'ip_address': invalid input syntax for type inet")  # fmt: skip
     # a negative position is a valid integer for the staging table; the checks refuse it

@@ -4,7 +4,7 @@ it doubts to the checking path, whose refusals stay exactly as they were."""
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
@@ -118,3 +118,74 @@ def test_a_line_naming_its_entity_again_goes_the_checking_way_which_reads_the_la
     with pytest.raises(ImportFormatError, match="end line counts"):
         import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert domain_rows() == before
+
+
+def _export_with(tmp_path, pattern: str, replacement: str):
+    """A jsonl export of a seeded database with the first match of `pattern` replaced (a regex), the domain
+    then wiped."""
+    import re
+
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    text, count = re.subn(pattern, replacement, target.read_text(), count=1)
+    assert count == 1
+    target.write_text(text)
+    wipe_domain()
+    return target
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "message"),
+    [
+        # PostgreSQL reads each of these as another value; Python refuses them, so must the import
+        (r'"ip_address":"[^"]*"', '"ip_address":"01.2.3.4"', "is not an IP address"),
+        (r'"ip_address":"[^"]*"', '"ip_address":"1.2.3.4/32"', "is not an IP address"),
+        (r'("timestamp":"\d{4}-\d\d-\d\dT)\d\d:\d\d:\d\d', r"\g<1>24:00:00", "ISO 8601"),
+        (r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:)\d\d', r"\g<1>60", "ISO 8601"),
+        (r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[^"]*"', r'\g<1> PST"', "ISO 8601"),
+    ],
+)
+def test_a_value_postgresql_would_read_differently_is_refused_on_every_path(tmp_path, pattern, replacement, message):
+    target = _export_with(tmp_path, pattern, replacement)
+    assert _staged(target) is None
+    before, runs = domain_rows(), DataTransferRun.objects.count()
+    with pytest.raises(ImportValidationError, match=message):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before and DataTransferRun.objects.count() == runs
+
+
+@pytest.mark.django_db
+def test_an_upsert_with_a_json_null_sets_the_field_to_null_on_the_set_based_path(tmp_path):
+    """jsonb_to_record gives SQL NULL for a JSON null as for an absent key: a record saying
+    "ip_address": null carries the field, and the upsert must write the null, not keep the old address."""
+    from multipult.core.models import AuditLog
+
+    seed(scale=0.2)
+    row = AuditLog.objects.exclude(ip_address=None).order_by("pk").first()
+    target = tmp_path / "one.jsonl"
+    export_data(entities=["audit_logs"], output=target, fmt="jsonl")
+    lines = target.read_text().splitlines()
+    needle = f'"data":{{"id":{row.pk},'
+    edited = [line.replace(f'"ip_address":"{row.ip_address}"', '"ip_address":null') if needle in line else line
+              for line in lines]  # fmt: skip
+    assert edited != lines
+    target.write_text("\n".join(edited) + "\n")
+    assert _staged(target) is not None  # the set-based path takes it
+    result = import_data(input_path=target, fmt="jsonl", mode="upsert", allow_privileged=True)
+    row.refresh_from_db()
+    assert row.ip_address is None
+    assert not any("ip_address" in warning for warning in result.warnings)
+
+
+@pytest.mark.django_db
+def test_a_json_null_in_a_json_field_without_null_is_kept_not_replaced_by_the_default(tmp_path):
+    """The field's default ({}) is for a record that leaves the field out; a JSON null is a JSON value,
+    which the checking path stores as such, and so must the set-based path."""
+    target = _export_with(tmp_path, r'"changes":\{[^{}]*\}', '"changes":null')
+    assert _staged(target) is not None
+    import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM core_auditlog WHERE changes = 'null'::jsonb")
+        assert cursor.fetchone()[0] == 1
