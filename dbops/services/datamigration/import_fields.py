@@ -175,9 +175,12 @@ def _uuid(value):
 
 def _ip(value):
     try:
-        return str(ipaddress.ip_address(value.strip() if isinstance(value, str) else value))
+        address = ipaddress.ip_address(value.strip() if isinstance(value, str) else value)
     except ValueError:
         raise Bad(f"{value!r} is not an IP address") from None
+    if getattr(address, "scope_id", None):  # fe80::1%eth0: Python reads a zone, PostgreSQL's inet has none
+        raise Bad(f"{value!r} is not an IP address the database can store (it names a zone)")
+    return str(address)
 
 
 def _json(value):

@@ -142,6 +142,7 @@ def _export_with(tmp_path, pattern: str, replacement: str):
         # PostgreSQL reads each of these as another value; Python refuses them, so must the import
         (r'"ip_address":"[^"]*"', '"ip_address":"01.2.3.4"', "is not an IP address"),
         (r'"ip_address":"[^"]*"', '"ip_address":"1.2.3.4/32"', "is not an IP address"),
+        (r'"ip_address":"[^"]*"', '"ip_address":"fe80::1%eth0"', "names a zone"),
         (r'("timestamp":"\d{4}-\d\d-\d\dT)\d\d:\d\d:\d\d', r"\g<1>24:00:00", "ISO 8601"),
         (r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:)\d\d', r"\g<1>60", "ISO 8601"),
         (r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[^"]*"', r'\g<1> PST"', "ISO 8601"),
