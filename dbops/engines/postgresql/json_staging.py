@@ -65,8 +65,8 @@ def _ok_and_value(connection: Any, ref: str, text: str, spec: JsonField) -> tupl
         return f"jsonb_typeof({ref}) = 'number'", f"({ref})::double precision"
     if kind == "decimal":
         return _decimal_ok(ref, text, spec), f"{text}::numeric"
-    if kind == "json":
-        return "true", ref
+    if kind == "json":  # a JSON null is a JSON value where the field takes no SQL null, as the checking path keeps it
+        return "true", ref if spec.null else f"coalesce({ref}, 'null'::jsonb)"
     string = f"jsonb_typeof({ref}) = 'string'"
     if kind == "text":
         length = f" AND char_length({text}) <= {int(spec.max_length)}" if spec.max_length else ""
@@ -122,6 +122,7 @@ class JsonStagingSQL:
         if texts:
             self.source += f", LATERAL jsonb_to_record(s.doc) AS t({texts})"
         self.defaults = defaults  # key -> the constant filled in when a record leaves the field out
+        self.key_literals = {f.key: _lit(connection, f.key) for f in fields}  # once: each is a round of mogrify
 
     def create(self) -> None:
         with self.connection.cursor() as cursor:
@@ -140,12 +141,12 @@ class JsonStagingSQL:
         """(the value as jsonb, as text, whether the record carries the key) in SQL."""
         key = _quote_ident(spec.key)
         text = f"t.{key}" if spec.kind in _TEXT_KINDS else f"(r.{key} #>> '{{}}')"
-        return f"r.{key}", text, f"(s.doc ? {_lit(self.connection, spec.key)})"
+        return f"r.{key}", text, f"(s.doc ? {self.key_literals[spec.key]})"
 
     def _doubtful(self) -> str:
         """SQL true for a record a set-based check does not plainly accept."""
         conditions = ["jsonb_typeof(s.doc) <> 'object'"]
-        keys = ", ".join(_lit(self.connection, f.key) for f in self.fields)
+        keys = ", ".join(self.key_literals.values())
         conditions.append(f"(s.doc - ARRAY[{keys}]::text[]) <> '{{}}'::jsonb")  # a key that is no field
         for spec in self.fields:
             ref, text, present = self._parts(spec)
@@ -154,7 +155,7 @@ class JsonStagingSQL:
                 conditions.append(f"({ref} IS NOT NULL AND {ref}::text <> 'false')")
             if spec.key not in self.defaults:
                 conditions.append(f"NOT {present}")  # a required field left out
-            if not spec.null and spec.kind != "json":
+            if not spec.null and spec.kind != "json":  # json: a JSON null is kept as a value (_ok_and_value)
                 conditions.append(f"({ref} IS NULL AND {present})")  # a JSON null where none may be
             conditions.append(f"({ref} IS NOT NULL AND NOT ({ok}))")
         return " OR ".join(conditions)
@@ -177,8 +178,6 @@ class JsonStagingSQL:
         for spec in self.fields:
             ref, text, present = self._parts(spec)
             _ok, value = _ok_and_value(self.connection, ref, text, spec)
-            if spec.kind == "json" and not spec.null:  # JSON null is a JSON value, kept as the checking path keeps it
-                value = f"coalesce({ref}, 'null'::jsonb)"
             if spec.key in self.defaults:
                 default = _lit(self.connection, self.defaults[spec.key])
                 value = f"CASE WHEN {present} THEN {value} ELSE {default} END"  # a JSON null stays NULL
