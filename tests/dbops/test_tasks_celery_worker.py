@@ -27,6 +27,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from dbops.models import BackupRecord, RetentionPolicy, TaskRun
 from dbops.services.backups.create import backup_create
 from tests.dbops.commandline import child_database_env
+from tests.faults.observe import backup_lock_free
 from tests.paths import ROOT
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -236,6 +237,7 @@ def test_killing_the_worker_mid_backup_leaves_nothing_succeeded_and_no_lock(proc
             logs=processes.logs(),
         )
         wait_for(_waiting_on_locks, timeout=60, what="the backup to block", logs=processes.logs())
+        assert not backup_lock_free()
         # When the whole worker (and its pg_dump) is killed with SIGKILL
         processes.kill(worker)
     finally:
@@ -246,7 +248,10 @@ def test_killing_the_worker_mid_backup_leaves_nothing_succeeded_and_no_lock(proc
     assert running.status == "running"
     assert not [p for p in backup_dir.rglob("*") if p.is_file() and not p.name.endswith(".partial")]
     assert TaskRun.objects.get(task_id=task_id).status == "running"
-    # And no lock is held forever: the next backup gets the lock at once and marks the killed one failed
+    # And no lock is held forever: the server ends the dead worker's session (it notices the closed socket a
+    # moment after the kill; a backup started in that moment is refused as "locked", which is right), and the
+    # next backup then gets the lock and marks the killed one failed
+    wait_for(backup_lock_free, timeout=30, what="the server to end the dead worker's lock")
     fresh = backup_create(compression="zstd", tag="after-kill")
     assert fresh.status == "succeeded"
     running.refresh_from_db()

@@ -16,6 +16,8 @@ from typing import TypeVar
 import psycopg2
 from django.db import connection
 
+from dbops.engines.base import get_connector
+from dbops.exceptions import BackupLockedError
 from tests.dbops.commandline import run_manage
 
 T = TypeVar("T")
@@ -40,6 +42,16 @@ def wait_for(probe: Callable[[], T], *, what: str, timeout: float = 60.0, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def backup_lock_free() -> bool:
+    """Whether this database's one-backup-or-restore-at-a-time lock can be taken now. After a holder is
+    SIGKILLed the server ends its session (and the lock) only once it notices the closed socket."""
+    try:
+        with get_connector().lock():
+            return True
+    except BackupLockedError:
+        return False
 
 
 def alive(pid: int) -> bool:

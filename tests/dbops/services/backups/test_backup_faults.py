@@ -23,6 +23,7 @@ from dbops.services.backups.restore import _compatibility_warnings
 from multipult.core.models import Concept, DictionaryEntry
 from tests.commands import command_error, on_a_terminal, run_command
 from tests.dbops.commandline import child_database_env
+from tests.faults import observe
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,6 +129,8 @@ def test_killed_run_leaves_no_complete_file_and_is_marked_failed_by_the_next(bac
     assert written and all(name.endswith(".partial") for name in written)
     assert "stale?" in run_command("list_backups")  # its pid is gone
 
+    # The server ends the dead child's session (and its lock) once it notices the closed socket
+    observe.wait_for(observe.backup_lock_free, timeout=30, what="the server to end the dead child's lock")
     backup_create()
     killed.refresh_from_db()
     assert killed.status == "failed" and "interrupted" in killed.error
