@@ -37,7 +37,7 @@ def describe_database_error(exc: DatabaseError) -> str:
     if facts.problem == DatabaseProblem.MISSING_DATABASE:
         return (
             f"The database {facts.name} does not exist: run `python manage.py migrate` first "
-            "(it creates the operations database), or check DB_NAME and OPS_DB_NAME."
+            "(it creates missing databases), or check DB_NAME and OPS_DB_NAME."
         )
     if facts.problem == DatabaseProblem.UNREACHABLE:
         return facts.unreachable

@@ -58,7 +58,7 @@ COMMANDS_THAT_NEED_THE_DATABASE = [
 ]
 
 
-@pytest.mark.parametrize("args", COMMANDS_THAT_NEED_THE_DATABASE, ids=lambda args: args[0])
+@pytest.mark.parametrize("args", [*COMMANDS_THAT_NEED_THE_DATABASE, ("migrate",)], ids=lambda args: args[0])
 def test_unreachable_database_is_one_line_not_a_traceback(tmp_path, args):
     result = manage(*args, backup_dir=tmp_path, env={"DB_PORT": str(unused_port())})
     assert result.returncode == 1, result.stderr
@@ -76,6 +76,28 @@ def unmigrated_database():
     yield name
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_creates_a_missing_database_and_its_operations_database(tmp_path):
+    # What the other commands advise for a database that is not there: migrate creates and migrates both
+    name = f"{connection.settings_dict['NAME']}_new"
+    drop = [f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in (name, f"{name}_ops")]
+    with connection.cursor() as cursor:
+        for statement in drop:
+            cursor.execute(statement)
+    try:
+        result = manage("migrate", backup_dir=tmp_path, env={"DB_NAME": name, "OPS_DB_NAME": None})
+        assert result.returncode == 0, result.stderr
+        assert f"Created the database {name}." in result.stdout
+        assert f"Created the operations database {name}_ops." in result.stdout
+        assert run_psql(name, "SELECT count(*) > 0 FROM django_migrations WHERE app = 'core'") == "t"
+        assert run_psql(f"{name}_ops", "SELECT count(*) > 0 FROM django_migrations WHERE app = 'dbops'") == "t"
+        again = manage("migrate", backup_dir=tmp_path, env={"DB_NAME": name, "OPS_DB_NAME": None})
+        assert again.returncode == 0 and "Created" not in again.stdout
+    finally:
+        with connection.cursor() as cursor:
+            for statement in drop:
+                cursor.execute(statement)
 
 
 @pytest.mark.parametrize("args", COMMANDS_THAT_NEED_THE_DATABASE, ids=lambda args: args[0])
