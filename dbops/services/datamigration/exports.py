@@ -7,7 +7,6 @@ memory stays flat whatever the table sizes.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from dbops.models import DataTransferRun
 from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, check_rules, rules_explain
 from dbops.services.datamigration.entities import Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
-from dbops.services.datamigration.formats.base import JsonNumber
+from dbops.services.datamigration.formats.base import ExactJsonDecoder
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
 from dbops.services.datamigration.masked_copy import (
     BackgroundScan,
@@ -149,18 +148,11 @@ def export_querysets(
     return querysets
 
 
-class _ExactJsonDecoder(json.JSONDecoder):
-    """A JSON field's numbers as stored: Django's default decoder reads 1.10 as the float 1.1."""
-
-    def __init__(self, **options) -> None:
-        super().__init__(**{**options, "parse_float": JsonNumber})
-
-
 def _rows(queryset: QuerySet, entity: Entity) -> tuple[list[str], object]:
     columns = []
     for model_field in entity.fields:
         if isinstance(model_field, models.JSONField) and model_field.decoder is None:  # a project decoder stays
-            exact = models.JSONField(decoder=_ExactJsonDecoder)
+            exact = models.JSONField(decoder=ExactJsonDecoder)  # Django's reads 1.10 as the float 1.1
             alias = f"_dbops_exact_{model_field.attname}"
             queryset = queryset.annotate(**{alias: ExpressionWrapper(F(model_field.attname), output_field=exact)})
             columns.append(alias)

@@ -34,6 +34,15 @@ class Bad(ValueError):
     """A value that cannot go into its column; the message says why."""
 
 
+def value_for_message(value, limit: int = 80) -> str:
+    """repr(value) for a message, cut in the middle past `limit` characters: a 5,000-digit number or a
+    megabyte of text would drown the line that names the record."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}…{text[-10:]} ({len(text):,} characters)"
+
+
 # --- per-field converters: file value -> Python value ready for the staging table --------------------
 
 
@@ -52,15 +61,19 @@ def _integer_converter(model_field: models.Field) -> Callable:
     low, high = integer_range(model_field)
 
     def convert(value):
+        if isinstance(value, Decimal) and value.as_tuple().exponent == 0:  # an integer past int()'s limit
+            raise Bad(f"{value_for_message(value)} is out of range ({low}..{high})")
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise Bad(f"expected an integer, got {value!r}")
+            raise Bad(f"expected an integer, got {value_for_message(value)}")
         if isinstance(value, str):
             try:
                 value = int(value.strip())
             except ValueError:
-                raise Bad(f"expected an integer, got {value!r}") from None
+                if re.fullmatch(r"[+-]?[0-9]+", value.strip()):  # past int()'s limit of 4,300 digits
+                    raise Bad(f"{value_for_message(value)} is out of range ({low}..{high})") from None
+                raise Bad(f"expected an integer, got {value_for_message(value)}") from None
         if not low <= value <= high:
-            raise Bad(f"{value} is out of range ({low}..{high})")
+            raise Bad(f"{value_for_message(value)} is out of range ({low}..{high})")
         return value
 
     return convert
@@ -74,7 +87,7 @@ def _boolean(value):
         return value
     if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | _FALSE:
         return value.strip().lower() in TRUE_WORDS
-    raise Bad(f"expected true or false, got {value!r}")
+    raise Bad(f"expected true or false, got {value_for_message(value)}")
 
 
 def _text_converter(model_field: models.Field) -> Callable:
@@ -83,7 +96,7 @@ def _text_converter(model_field: models.Field) -> Callable:
     def convert(value):
         if not isinstance(value, str):
             kind = "number" if isinstance(value, Decimal) else type(value).__name__  # not "JsonNumber"
-            raise Bad(f"expected text, got {kind} {value!r}")
+            raise Bad(f"expected text, got {kind} {value_for_message(value)}")
         if max_length and len(value) > max_length:
             raise Bad(f"longer than {max_length} characters ({len(value)})")
         if "\x00" in value:
@@ -100,9 +113,9 @@ def _datetime(value):
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise Bad(f"expected an ISO 8601 date-time, got {value!r}") from None
+            raise Bad(f"expected an ISO 8601 date-time, got {value_for_message(value)}") from None
     else:
-        raise Bad(f"expected an ISO 8601 date-time, got {value!r}")
+        raise Bad(f"expected an ISO 8601 date-time, got {value_for_message(value)}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -114,22 +127,22 @@ def _date(value):
             return date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise Bad(f"expected an ISO 8601 date (YYYY-MM-DD), got {value!r}")
+    raise Bad(f"expected an ISO 8601 date (YYYY-MM-DD), got {value_for_message(value)}")
 
 
 def _float(value):
     if isinstance(value, float):  # NaN and Infinity, which JSON files spell as such, stay what they are
         return value
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        raise Bad(f"expected a number, got {value!r}")
+        raise Bad(f"expected a number, got {value_for_message(value)}")
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except ValueError:
-        raise Bad(f"expected a number, got {value!r}") from None
+        raise Bad(f"expected a number, got {value_for_message(value)}") from None
     except OverflowError:  # an integer past 1.8e308
-        raise Bad(f"{value!r} is out of the range of a float") from None
+        raise Bad(f"{value_for_message(value)} is out of the range of a float") from None
     if (number == 0 or math.isinf(number)) and _finite_non_zero(value):  # as PostgreSQL, never 0 or infinity
-        raise Bad(f"{value!r} is out of the range of a float")
+        raise Bad(f"{value_for_message(value)} is out of the range of a float")
     return number
 
 
@@ -146,17 +159,17 @@ def _decimal_converter(model_field: models.DecimalField) -> Callable:
 
     def convert(value):
         if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-            raise Bad(f"expected a decimal number, got {value!r}")
+            raise Bad(f"expected a decimal number, got {value_for_message(value)}")
         try:
             number = Decimal(value.strip() if isinstance(value, str) else str(value))
         except InvalidOperation:
-            raise Bad(f"expected a decimal number, got {value!r}") from None
+            raise Bad(f"expected a decimal number, got {value_for_message(value)}") from None
         if not number.is_finite():
-            raise Bad(f"expected a decimal number, got {value!r}")
+            raise Bad(f"expected a decimal number, got {value_for_message(value)}")
         try:
             fits(number)
         except ValidationError as exc:
-            raise Bad(f"{value!r}: {' '.join(exc.messages)}") from None
+            raise Bad(f"{value_for_message(value)}: {' '.join(exc.messages)}") from None
         return number
 
     return convert
@@ -170,16 +183,16 @@ def _uuid(value):
             return UUID(value.strip())
         except ValueError:
             pass
-    raise Bad(f"expected a UUID, got {value!r}")
+    raise Bad(f"expected a UUID, got {value_for_message(value)}")
 
 
 def _ip(value):
     try:
         address = ipaddress.ip_address(value.strip() if isinstance(value, str) else value)
     except ValueError:
-        raise Bad(f"{value!r} is not an IP address") from None
+        raise Bad(f"{value_for_message(value)} is not an IP address") from None
     if getattr(address, "scope_id", None):  # fe80::1%eth0: Python reads a zone, PostgreSQL's inet has none
-        raise Bad(f"{value!r} is not an IP address the database can store (it names a zone)")
+        raise Bad(f"{value_for_message(value)} is not an IP address the database can store (it names a zone)")
     return str(address)
 
 
@@ -240,12 +253,12 @@ def _value_check(model_field: models.Field) -> Callable[[object], None] | None:
         if value in _EMPTY:  # as Field.validate: empty values are the blank/null rules' business
             return
         if choices is not None and not _among(value, choices):
-            raise Bad(f"{value!r} is not one of the choices ({shown})")
+            raise Bad(f"{value_for_message(value)} is not one of the choices ({shown})")
         for validator in validators:
             try:
                 validator(value)
             except ValidationError as exc:
-                raise Bad(f"{value!r}: {' '.join(exc.messages)}") from None
+                raise Bad(f"{value_for_message(value)}: {' '.join(exc.messages)}") from None
 
     return check
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -35,9 +36,34 @@ class JsonNumber(Decimal):
         return str(self)
 
 
-# Reads every JSON number exactly: integers as int, the others as JsonNumber. parse_float is only called
-# where a number has a fraction or an exponent, so files of integers and strings read as fast as before.
-JSON_DECODER = json.JSONDecoder(parse_float=JsonNumber)
+def _integer(text: str) -> int | JsonNumber:
+    """An integer past Python's integer-parsing limit (4,300 digits; int() raises) as the exact JsonNumber:
+    jsonb holds such a number, so a file or a JSON field may too."""
+    return int(text) if len(text.lstrip("-")) <= sys.get_int_max_str_digits() else JsonNumber(text)
+
+
+class ExactJsonDecoder(json.JSONDecoder):
+    """Reads every JSON number exactly: integers as int, the others as JsonNumber. parse_float is only
+    called where a number has a fraction or an exponent, so files of integers and strings read as fast
+    as with the standard decoder; a value with an integer past the parsing limit is read again with a
+    parse_int that takes it (a call per integer, only for such a value)."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**{**options, "parse_float": JsonNumber})
+
+    def raw_decode(self, s: str, idx: int = 0):
+        try:
+            return super().raw_decode(s, idx)
+        except json.JSONDecodeError:
+            raise
+        except ValueError as exc:
+            if "integer string conversion" not in str(exc):
+                raise
+            return _LONG_INTEGER_DECODER.raw_decode(s, idx)
+
+
+_LONG_INTEGER_DECODER = json.JSONDecoder(parse_float=JsonNumber, parse_int=_integer)
+JSON_DECODER = ExactJsonDecoder()
 
 
 def json_loads(text: str):

@@ -43,6 +43,7 @@ def measurement(db):
             "share": models.DecimalField(max_digits=2, decimal_places=2, null=True),  # no digit before the point
             "reading": models.FloatField(null=True),
             "details": models.JSONField(default=dict, blank=True),
+            "count": models.BigIntegerField(null=True),
         },
     )
     ENTITIES.reset()
@@ -246,12 +247,35 @@ def test_a_json_field_number_in_exponent_form_is_read_as_jsonb_reads_it(tmp_path
         assert _column("details", "::text") == [cursor.fetchone()[0]]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("reading", READINGS)
+@pytest.mark.parametrize(
+    "literal", ["9" * 5000, "-" + "9" * 4400, '"' + "9" * 5000 + '"'], ids=["digits", "negative", "text"]
+)
+def test_an_integer_past_pythons_parsing_limit_is_refused_in_one_short_line(
+    tmp_path, monkeypatch, measurement, reading, literal
+):
+    # int() refuses more than 4,300 digits with a bare ValueError, which used to escape as a traceback
+    if reading == "csv":
+        literal = literal.strip('"')  # a cell is text already
+    measurement.objects.create(id=99, count=7)
+    with pytest.raises(ImportValidationError, match=r"is out of range \(-9223372036854775808\.\.") as refused:
+        _import(tmp_path, monkeypatch, reading, "count", ["1", literal], fits=False)
+    message = str(refused.value)
+    assert f"{ENTITY} record 2, field 'count'" in message and "characters)" in message and len(message) < 300
+    assert _column("id") == [99] and _column("count") == [7]
+
+
+# An integer past int()'s limit in a JSON field: jsonb holds it, so it is read (as the exact number) and
+# written back digit for digit.
+LONG_INTEGER = "9" * 5000
 STORED_ROWS = [
     '(1, 12345678901234567.89, 0.1, \'{"price":1.10,"total":12345678901234567.89,"n":[0.1,5.0,1e2]}\')',
     "(2, 1.10, 123456789.123, '[1.000000000000000000001,-0.0,123456789012345678901234567890]')",
     "(3, -0.01, 0.30000000000000004, '1.10')",
     "(4, NULL, NULL, '{}')",
     '(5, 999999999999999999.99, -2.5, \'{"a":{"b":[2.50]},"c":0.30000000000000004}\')',
+    f"(12, NULL, NULL, '{{\"long\":[{LONG_INTEGER},-{LONG_INTEGER}1.5]}}')",
 ]
 # Floats exports write in exponent form or as text (JSON has no number for NaN): a jsonl file holding
 # them goes the checking way.
