@@ -126,6 +126,11 @@ class UnknownEntityError(DataMigrationError):
     """An entity name that the data migration tools do not know; the message lists the valid ones."""
 
 
+class TransformationFailed(DbopsError):
+    """A registered transformation raised, or returned something other than a record: the operator's code
+    failed, not the input, so the run is kept as failed with this message; nothing was written."""
+
+
 class ImportFormatError(DataMigrationError):
     """The input file cannot be read in the given format (malformed, truncated, wrong encoding)."""
 

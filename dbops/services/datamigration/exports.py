@@ -270,7 +270,9 @@ def export_data(
                             scanner.remember(entity.name, record)
                             anonymizer.apply(entity.name, record)
                         if transformations:
-                            record = apply_transformations(transformations, entity.name, record)
+                            record = apply_transformations(
+                                transformations, entity.name, record, number=writer.counts[entity.name] + 1
+                            )
                             if record is None:
                                 continue
                         if scanner:

@@ -223,7 +223,7 @@ def _stage_records(
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:
             if transformations:
-                record = apply_transformations(transformations, entity_name, dict(record))
+                record = apply_transformations(transformations, entity_name, dict(record), number=number)
                 if record is None:
                     continue
             found = stage_record(stage, number, record, allow_privileged=allow_privileged)

@@ -1,7 +1,10 @@
 """Per-record transformations applied during export or import (`--transform NAME`, repeatable).
 
 A transformation takes the entity name and one record (a dict keyed by field name) and returns the
-record to keep (changed or not) or None to drop it. Register one with the decorator in any module
+record to keep (changed or not) or None to drop it. Values are as the file or the database hold them:
+a number with a fraction or an exponent is a Decimal (read exactly; `float(value)` for float arithmetic),
+dates and times are ISO text on import. One that raises stops the run with its name and the record,
+and nothing is written. Register one with the decorator in any module
 that is imported at start-up (e.g. your app's `apps.py` `ready()`):
 
     from dbops.services.datamigration.transformations import transformation
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dbops.exceptions import DataMigrationError
+from dbops.exceptions import DataMigrationError, TransformationFailed
 
 Transformation = Callable[[str, dict], dict | None]
 
@@ -49,12 +52,30 @@ def resolve_transformations(names: list[str] | None) -> list[Transformation]:
     return [_REGISTRY[name] for name in names or []]
 
 
-def apply_transformations(transformations: list[Transformation], entity: str, record: dict) -> dict | None:
+def apply_transformations(
+    transformations: list[Transformation], entity: str, record: dict, *, number: int
+) -> dict | None:
+    """The record as the transformations leave it, or None when one drops it. A transformation that
+    raises or returns something else is one TransformationFailed naming it and the record (`number`)."""
     for function in transformations:
-        record = function(entity, record)
+        try:
+            record = function(entity, record)
+        except Exception as exc:
+            raise TransformationFailed(
+                f"Transformation {_name(function)} failed on {entity} record {number}: {type(exc).__name__}: {exc}"
+            ) from exc
         if record is None:
             return None
+        if not isinstance(record, dict):
+            raise TransformationFailed(
+                f"Transformation {_name(function)} returned {type(record).__name__} for {entity} record {number}; "
+                "a transformation returns the record (a dict) or None to drop it."
+            )
     return record
+
+
+def _name(function: Transformation) -> str:
+    return next((repr(name) for name, registered in _REGISTRY.items() if registered is function), repr(function))
 
 
 # --- built in ---------------------------------------------------------------------------------------

@@ -310,13 +310,47 @@ def test_failed_export_keeps_the_existing_file_and_records_the_failure(tmp_path)
         raise RuntimeError("boom in the middle")
 
     try:
-        with pytest.raises(RuntimeError):
-            run_command("export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes")
+        command_error(
+            "export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes",
+            match=r"Transformation 'test_explodes' failed on \w+ record 1: RuntimeError: boom in the middle",
+        )  # fmt: skip
     finally:
         transformations._REGISTRY.pop("test_explodes")
     assert existing.read_text() == "precious"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.jsonl"]
-    assert DataTransferRun.objects.get().status == DataTransferRun.Status.FAILED
+    run = DataTransferRun.objects.get()
+    assert run.status == DataTransferRun.Status.FAILED and "boom in the middle" in run.error
+
+
+def _divides_by_zero_on_the_second(entity, record):
+    return record if record["id"] == 900001 else record["id"] / 0
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (_divides_by_zero_on_the_second, r"failed on users record 2: ZeroDivisionError: division by zero"),
+        (lambda entity, record: [record], r"returned list for users record 1; a transformation returns the record"),
+    ],
+    ids=["raises", "returns-a-list"],
+)
+def test_a_failing_transformation_on_import_names_itself_and_the_record_and_writes_nothing(
+    exported, tmp_path, function, message
+):
+    transformations.transformation("test_faulty")(function)
+    path = _write_jsonl(tmp_path / "t.jsonl", exported, [("users", _user()), ("users", _user(id=900002, username="s"))])
+    state = fingerprint()
+    try:
+        command_error(
+            "import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_faulty",
+            match=f"Transformation 'test_faulty' {message}",
+        )  # fmt: skip
+    finally:
+        transformations._REGISTRY.pop("test_faulty")
+    # The operator's code failed, not the input: the data is as it was, and the run is kept as failed
+    assert {**fingerprint(), "runs": None} == {**state, "runs": None}
+    run = DataTransferRun.objects.get(kind=DataTransferRun.Kind.IMPORT)
+    assert run.status == DataTransferRun.Status.FAILED and "test_faulty" in run.error
 
 
 def test_values_only_postgresql_rejects_are_reported_with_record_and_field(exported, tmp_path):
