@@ -43,7 +43,9 @@ _PERSONAL_NAME = re.compile(
     r"birth|birthday|dob|ssn|passport|iban|note|notes|comment|comments|bio|message)(_|$)"
 )
 MAX_CACHED = 100_000  # fakes (and pseudonyms) kept for values seen again
-_KNOWN_EXTENSIONS = frozenset(extension.lower() for extension in mimetypes.types_map)
+# Python's built-in table only: mimetypes.types_map grows with the machine's /etc/mime.types once anything
+# calls mimetypes.init(), which would make the same file name's fake differ between processes and machines.
+_KNOWN_EXTENSIONS = frozenset(extension.lower() for extension in mimetypes.MimeTypes().types_map[True])
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 SPACES = " \t\n\r\x0b\x0c"  # what an address is stripped of (ASCII whitespace: the server strips the same)
 TEXT_WORDS = 8  # words in a fake:text sentence
@@ -133,21 +135,30 @@ class Anonymizer:
         self.people: dict[str, Pseudonym] = {}
         self.plans: dict[str, list[tuple[str, Rule, object]]] = {}
         self.person_keys: dict[str, tuple[str, ...]] = {}
-        for entity in ENTITIES.values():
-            self._plan(entity)
 
-    def _plan(self, entity: Entity) -> None:
+    def _plan(self, entity: Entity) -> list[tuple[str, Rule, object]]:
+        """The entity's rules as (field, rule, method), planned on first use: any registered entity (a model
+        named `app_label.Model`, its rules in its Meta) as well as the declared ones."""
         plan = []
         for name, rule in entity.anonymize.items():
             if rule.keeps:
                 continue
             plan.append((name, rule, getattr(self, f"_{rule.kind}")))
-        self.plans[entity.name] = plan
         kinds = {rule.argument: name for name, rule in entity.anonymize.items() if rule.kind == "fake"}
         self.person_keys[entity.name] = tuple(kinds[kind] for kind in ("email", "username") if kind in kinds)
+        self.plans[entity.name] = plan
+        return plan
+
+    def person_key_fields(self, entity: Entity) -> tuple[str, ...]:
+        """The fields a record's pseudonym is keyed by: its email, else its username (else its id)."""
+        if entity.name not in self.plans:
+            self._plan(entity)
+        return self.person_keys[entity.name]
 
     def apply(self, entity: str, record: dict) -> dict:
-        plan = self.plans.get(entity, ())
+        plan = self.plans.get(entity)
+        if plan is None:
+            plan = self._plan(ENTITIES[entity])
         person = None
         for name, rule, strategy in plan:
             if name not in record:

@@ -79,7 +79,7 @@ def masked_columns(
     if any(rule.kind == "fake" and rule.argument in PERSON_KINDS for rule in entity.anonymize.values()):
         id_sql = f"src.{quote('id')}::text" if "id" in by_name else "'None'"  # Anonymizer._person's record.get("id")
         person = masking.person_digest(
-            [f"src.{quote(name)}" for name in anonymizer.person_keys.get(entity.name, ())],
+            [f"src.{quote(name)}" for name in anonymizer.person_key_fields(entity)],
             "'" + f"{entity.name}:".replace("'", "''") + f"' || {id_sql}",
         )
     columns, by_value = [], []
