@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from datetime import time as dtime
 from pathlib import Path
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import ExpressionWrapper, F, Q, QuerySet
@@ -25,7 +26,7 @@ from dbops.engines import get_connector
 from dbops.exceptions import DataMigrationError
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, check_rules, rules_explain
-from dbops.services.datamigration.entities import Entity, resolve_entities
+from dbops.services.datamigration.entities import ENTITIES, Entity, resolve_entities
 from dbops.services.datamigration.formats import FORMATS, encode_json, open_writer
 from dbops.services.datamigration.formats.base import ExactJsonDecoder
 from dbops.services.datamigration.k_anonymity import k_anonymity_report
@@ -34,8 +35,10 @@ from dbops.services.datamigration.masked_copy import (
     MaskedColumns,
     masked_columns,
     masked_copy,
-    scan_entity,
+    remember_identities,
+    scan_kept_values,
 )
+from dbops.services.datamigration.masking_rules import PERSON_KINDS
 from dbops.services.datamigration.pii_scan import PiiScanner
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
@@ -189,7 +192,7 @@ def export_data(
     if anonymize:
         check_rules(selected)
         anonymizer, scanner = Anonymizer(), PiiScanner(allow=allow_pii_in or ())
-        for entity in selected:
+        for entity in [*selected, *_identity_sources(selected)]:
             scanner.prepare(entity)
     groups = k_anonymity_report(k=k_anonymity, selected=selected) if k_anonymity is not None else None
     target = Path(output).expanduser().resolve()
@@ -239,6 +242,9 @@ def export_data(
     }
     try:
         with _ConsistentRead(using) as consistent_read, ExitStack() as scanning:
+            if scanner is not None:  # every real identity first, whatever the order, entities or filters
+                for entity in _identity_sources(selected):
+                    remember_identities(scanner, entity.model._default_manager.using(using).all(), entity)
             background = _background_scan(consistent_read, connector, scanner, querysets, selected, masked_by_entity)
             if background is not None:
                 scanning.callback(background.cancel)  # ends before the shared read does
@@ -248,7 +254,7 @@ def export_data(
                 writer.begin_entity(entity)
                 masked = masked_by_entity[entity.name]
                 if masked is not None and background is None:
-                    scan_entity(scanner, queryset, entity)
+                    scan_kept_values(scanner, queryset, entity)
                 if fast_copy or masked is not None:
                     copy = (
                         masked_copy(connector, queryset, entity, masked, writer.copy_prefix)
@@ -267,7 +273,6 @@ def export_data(
                     for row in rows:
                         record = dict(zip(names, row, strict=True))
                         if anonymizer:
-                            scanner.remember(entity.name, record)
                             anonymizer.apply(entity.name, record)
                         if transformations:
                             record = apply_transformations(
@@ -323,6 +328,24 @@ def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
     sql, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
     # Keys are field names, not columns (created_by, not created_by_id).
     return connector.copy_json_lines(sql, params, list(entity.field_names), prefix)
+
+
+def _identity_sources(selected: list[Entity]) -> list[Entity]:
+    """Every entity whose rules fake person fields (names, usernames, emails), exported or not: their real
+    values are searched for in every kept text of the export, so a user's real name in a role's
+    description is found although roles come first, and with users left out or filtered."""
+    candidates = {entity.name: entity for entity in [*ENTITIES.values(), *selected]}
+    for model in apps.get_models(include_auto_created=True):
+        if getattr(model, "dbops_anonymize", None):  # a model's own rules may fake person fields too
+            try:
+                entity = ENTITIES.of_model(model)
+            except DataMigrationError:  # a model that may not move (operations state): never exported
+                continue
+            candidates.setdefault(entity.name, entity)
+    return [
+        entity for entity in candidates.values()
+        if any(rule.kind == "fake" and rule.argument in PERSON_KINDS for rule in entity.anonymize.values())
+    ]  # fmt: skip
 
 
 def _background_scan(

@@ -6,9 +6,8 @@ once per row in an inner query.
 The scanner still sees everything kept: each kept text column's distinct values, in the order of the
 first record holding them, go through the same checks as row by row (so a hit names the same record
 and field); the count of scanned strings is the number of rows' values, as row by row. The real
-identity values (names, usernames, emails) of an entity with person fields are read first, as narrow
-rows, so later entities are searched for them as row by row does; an entity that has both person
-fields and kept text goes row by row (there each record is searched for the identities seen so far).
+identity values (names, usernames, emails) of every entity with person fields are read before anything
+is exported (exports._identity_sources), as narrow rows, whichever way an entity is written.
 
 When every entity is rendered by the server, that scanner work runs beside the COPYs (BackgroundScan):
 on a second connection reading the very snapshot of the export, in the same order, so it finds the
@@ -68,8 +67,6 @@ def masked_columns(
     """Per exported field, the SQL giving its masked value; None: the rows go through Python."""
     if not connector.supports_sql_masking:
         return None
-    if scanner.identity_fields.get(entity.name) and scanner.scanned_fields.get(entity.name):
-        return None  # row by row searches each record for the identities of the records before it only
     by_name = {f.name: f for f in entity.fields}
     if any(_field_type(by_name[name]) != "text" for name in scanner.scanned_fields.get(entity.name, ())):
         return None  # strings inside kept JSON are scanned row by row
@@ -138,7 +135,7 @@ def _with_lookups(connector: Connector, source: str, params, masked: MaskedColum
 
 
 def remember_identities(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:
-    """The real identity values of the entity's records, for the scans of the entities after it."""
+    """The real identity values of the entity's records, for the scans of every exported entity."""
     fields = [name for name, _kind in scanner.identity_fields.get(entity.name, ())]
     if not fields:
         return
@@ -177,14 +174,8 @@ def scan_kept_values(scanner: PiiScanner, queryset: QuerySet, entity: Entity) ->
         raise scanner.refusal(entity.name, queryset.filter(pk__lte=pk).count(), name, found)
 
 
-def scan_entity(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:
-    """The scanner's work for one server-rendered entity: its identities remembered, its kept text scanned."""
-    remember_identities(scanner, queryset, entity)
-    scan_kept_values(scanner, queryset, entity)
-
-
 class BackgroundScan:
-    """scan_entity for each entity in export order, in a thread with its own connection that reads the
+    """scan_kept_values for each entity in export order, in a thread with its own connection that reads the
     consistent read `shared` (Connector.consistent_read_share), while the export's connection copies."""
 
     def __init__(
@@ -207,7 +198,7 @@ class BackgroundScan:
                 for entity in self.entities:
                     if self._cancelled.is_set():
                         return
-                    scan_entity(self.scanner, self.querysets[entity.name], entity)
+                    scan_kept_values(self.scanner, self.querysets[entity.name], entity)
         except BaseException as exc:  # handed to the export's thread by check()/finish()
             self.error = exc
         finally:

@@ -196,14 +196,14 @@ def test_values_masked_once_per_distinct_value_are_looked_up_as_python_masks_the
 def _scans_in_background(monkeypatch) -> list[str]:
     """Records the name of the thread each server-rendered entity's scan ran in."""
     threads = []
-    original = masked_copy.scan_entity
+    original = masked_copy.scan_kept_values
 
     def recorded(scanner, queryset, entity):
         threads.append(threading.current_thread().name)
         return original(scanner, queryset, entity)
 
-    monkeypatch.setattr(masked_copy, "scan_entity", recorded)  # the background scan's
-    monkeypatch.setattr(exports, "scan_entity", recorded)  # the scan in line
+    monkeypatch.setattr(masked_copy, "scan_kept_values", recorded)  # the background scan's
+    monkeypatch.setattr(exports, "scan_kept_values", recorded)  # the scan in line
     return threads
 
 

@@ -14,7 +14,7 @@ from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.masking_rules import RuleError, rule_parse
 from dbops.services.datamigration.pii_scan import personal_data_in
-from multipult.core.models import Dictionary, DictionaryEntry, StoredFile, User
+from multipult.core.models import Dictionary, DictionaryEntry, Role, StoredFile, User
 from tests.commands import command_error, run_command
 from tests.dbops.services.datamigration.helpers import fingerprint, seed
 
@@ -146,12 +146,29 @@ def test_personal_data_in_a_kept_column_fails_the_export_and_writes_nothing(tmp_
     assert entry.pk  # the row is there, untouched
 
 
-def test_a_real_users_name_in_a_kept_column_is_found(tmp_path):
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])  # rendered by the server, row by row in Python
+@pytest.mark.parametrize(
+    ("entities", "where", "planted_in"),
+    [
+        ("users,dictionaries", None, "dictionary_entries"),
+        ("dictionaries", None, "dictionary_entries"),  # the users are not exported at all
+        ("users,dictionaries", ["users.id=0"], "dictionary_entries"),  # nor the one named
+        (None, None, "roles"),  # roles are exported before users
+    ],
+    ids=["users-first", "users-left-out", "users-filtered-out", "roles-before-users"],
+)
+def test_a_real_users_name_in_a_kept_column_is_found_whatever_the_export_holds(
+    tmp_path, fmt, entities, where, planted_in
+):
     User.objects.create(username="zk.user", first_name="Zebulonia", last_name="Krzywoblocka", email="z@realmail.test")
-    _entry("Ask Zebulonia Krzywoblocka about this")
-    with pytest.raises(PersonalDataFound, match="a real person's name"):
-        export_data(entities="users,dictionaries", output=tmp_path / "x.jsonl", fmt="jsonl", anonymize=True)
-    assert not (tmp_path / "x.jsonl").exists()
+    if planted_in == "roles":
+        Role.objects.create(name="escalation", description="Escalate to Zebulonia Krzywoblocka")
+    else:
+        _entry("Ask Zebulonia Krzywoblocka about this")
+    state, target = fingerprint(), tmp_path / f"x.{fmt}"
+    with pytest.raises(PersonalDataFound, match=rf"{planted_in} record 1, field '\w+' holds a real person's name"):
+        export_data(entities=entities, where=where, output=target, fmt=fmt, anonymize=True)
+    assert list(tmp_path.iterdir()) == [] and fingerprint() == state
 
 
 def test_allow_pii_in_accepts_one_field_consciously(tmp_path):
