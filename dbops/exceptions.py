@@ -159,6 +159,11 @@ class AnonymizationRuleMissing(DataMigrationError):
     """--anonymize was asked for entities with personal-looking columns that have no rule."""
 
 
+class AnonymizationFailed(DataMigrationError):
+    """A masking rule could not apply to a stored value (say the text of a date rule is no date); the
+    message names entity, field and rule but never the value; nothing was written."""
+
+
 class PersonalDataFound(DataMigrationError):
     """The scanner of an anonymized export found personal data in a value the rules keep; nothing was written."""
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from dbops.exceptions import AnonymizationRuleMissing
+from dbops.exceptions import AnonymizationFailed, AnonymizationRuleMissing
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.masking_rules import PERSON_KINDS, Rule, needs_rule
 
@@ -77,7 +77,7 @@ def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
 
 def looks_personal(model_field: models.Field) -> bool:
     """Free text, structured data or an address (see needs_rule), or a name that says personal data."""
-    if model_field.primary_key or model_field.is_relation:
+    if model_field.is_relation:
         return False
     return needs_rule(model_field) or bool(_PERSONAL_NAME.search(model_field.name.lower()))
 
@@ -176,7 +176,14 @@ class Anonymizer:
             if fake is None:
                 if len(self.cache) >= MAX_CACHED:  # a bounded cache: memory stays flat on big tables
                     self.cache.clear()
-                fake = self.cache[key] = strategy(rule, value)
+                try:
+                    fake = self.cache[key] = strategy(rule, value)
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    # The exception's own text would carry the real value into the terminal and the run log
+                    raise AnonymizationFailed(
+                        f"{entity}: rule {rule} of field {name!r} cannot apply to a stored value "
+                        f"({type(exc).__name__}); nothing was written."
+                    ) from None
             record[name] = fake
         return record
 
@@ -229,7 +236,11 @@ class Anonymizer:
             return f"+1-555-{number % 900 + 100:03d}-{number // 1000 % 10000:04d}"
         if kind == "ip":
             digest = self.digest("ip", value)
-            if ipaddress.ip_address(str(value)).version == 6:
+            try:  # an address, with a netmask where an inet column holds one (as masking_sql reads it)
+                version = ipaddress.ip_interface(str(value)).version
+            except ValueError:
+                version = 4  # text in a text column that is not an address: still an address's fake
+            if version == 6:
                 return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
             return str(ipaddress.IPv4Address(b"\x0a" + digest[:3]))  # 10.0.0.0/8: private, never a real client
         if kind == "text":

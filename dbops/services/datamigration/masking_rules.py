@@ -87,8 +87,11 @@ def rule_misfit(rule: Rule, model_field: models.Field) -> str | None:
 
 def needs_rule(model_field: models.Field) -> bool:
     """Every free-text column needs a rule before an anonymized export (a column of fixed choices is
-    not free text); so do columns that hold addresses or structured data."""
-    if model_field.primary_key or model_field.is_relation:
+    not free text); so do columns that hold addresses or structured data, and a text primary key (a
+    session key, an email as key: `keep` it consciously, or mask it and its references with it)."""
+    if model_field.is_relation:
         return False
+    if model_field.primary_key:
+        return isinstance(model_field, _TEXT_TYPES)
     free_text = isinstance(model_field, _TEXT_TYPES) and not model_field.choices
     return free_text or isinstance(model_field, models.JSONField | models.GenericIPAddressField)

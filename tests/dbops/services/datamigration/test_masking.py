@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import zipfile
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.db import connection
 
-from dbops.exceptions import KAnonymityTooLow, PersonalDataFound
+from dbops.exceptions import AnonymizationFailed, AnonymizationRuleMissing, KAnonymityTooLow, PersonalDataFound
 from dbops.services.datamigration.anonymization import Anonymizer
+from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.masking_rules import RuleError, rule_parse
 from dbops.services.datamigration.pii_scan import personal_data_in
-from multipult.core.models import Dictionary, DictionaryEntry, Role, StoredFile, User
+from multipult.core.models import AuditLog, Dictionary, DictionaryEntry, Role, StoredFile, User
 from tests.commands import command_error, run_command
 from tests.dbops.services.datamigration.helpers import fingerprint, seed
 
@@ -244,3 +250,68 @@ def test_seeded_data_exports_anonymized_with_every_rule_and_scan(tmp_path):
     seed(scale=0.3)
     result = export_data(entities=None, output=tmp_path / "all.jsonl", fmt="jsonl", anonymize=True)
     assert result.anonymized and result.scanned_strings > 0
+
+
+# --- values a rule meets in real databases ---------------------------------------------------------------
+
+
+def _export_text(path) -> str:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            return "".join(archive.read(name).decode() for name in archive.namelist())
+    return path.read_text()
+
+
+def test_an_address_with_a_netmask_gets_the_same_fake_in_every_format(tmp_path):
+    # inet holds a netmask where something wrote one (Django's field never does): fake:ip must not fail
+    log = AuditLog.objects.create(
+        action="login", entity_type="core.user", entity_id=1, changes={}, timestamp=datetime(2025, 1, 2, tzinfo=UTC)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE core_auditlog SET ip_address = '203.0.113.7/24' WHERE id = %s", [log.pk])
+    fakes = {}
+    for fmt, name in [("jsonl", "a.jsonl"), ("json", "a.json"), ("csv", "a.zip"), ("sql", "a.sql")]:
+        export_data(entities="audit_logs", output=tmp_path / name, fmt=fmt, anonymize=True)
+        text = _export_text(tmp_path / name)
+        assert "203.0.113" not in text
+        fakes[fmt] = set(re.findall(r"\b10\.\d+\.\d+\.\d+\b", text))
+    assert len(fakes["jsonl"]) == 1 and all(found == fakes["jsonl"] for found in fakes.values())
+
+
+def test_fake_ip_on_a_text_column_that_holds_no_address_still_gives_an_address(tmp_path, settings):
+    _with_rules(settings, "roles", description="fake:ip")
+    Role.objects.create(name="escalation", description="Escalate to the night shift")
+    export_data(entities="roles", output=tmp_path / "r.json", fmt="json", anonymize=True)
+    (role,) = json.loads((tmp_path / "r.json").read_text())["entities"]["roles"]
+    assert re.fullmatch(r"10\.\d+\.\d+\.\d+", role["description"])
+
+
+def test_a_rule_that_cannot_apply_names_entity_field_and_rule_but_never_the_value(tmp_path, monkeypatch):
+    def failing(self, rule, value):
+        raise ValueError(f"cannot read {value!r}")  # as ipaddress and datetime do: the value in the message
+
+    monkeypatch.setattr(Anonymizer, "_fake", failing)
+    Dictionary.objects.create(name="d", description="Zebulonia's private notes")
+    state, target = fingerprint(), tmp_path / "d.json"
+    with pytest.raises(AnonymizationFailed, match=r"dictionaries: rule fake:text of field 'description'") as caught:
+        export_data(entities="dictionaries", output=target, fmt="json", anonymize=True)
+    assert "Zebulonia" not in str(caught.value) and caught.value.__cause__ is None
+    assert list(tmp_path.iterdir()) == [] and fingerprint() == state
+
+
+def test_a_text_primary_key_needs_a_rule(tmp_path, monkeypatch):
+    # a session key is a credential: exported as it is only when a rule says keep
+    monkeypatch.setattr(Session, "dbops_anonymize", {"session_data": "null"}, raising=False)
+    ENTITIES.reset()
+    try:
+        store = SessionStore()
+        store["visits"] = 1
+        store.create()
+        with pytest.raises(AnonymizationRuleMissing, match=r"sessions\.Session\.session_key"):
+            export_data(entities="sessions.Session", output=tmp_path / "s.jsonl", fmt="jsonl", anonymize=True)
+        monkeypatch.setattr(Session, "dbops_anonymize", {"session_data": "null", "session_key": "hash"})
+        ENTITIES.reset()
+        export_data(entities="sessions.Session", output=tmp_path / "s.jsonl", fmt="jsonl", anonymize=True)
+        assert store.session_key not in (tmp_path / "s.jsonl").read_text()
+    finally:
+        ENTITIES.reset()
