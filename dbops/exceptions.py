@@ -131,6 +131,11 @@ class TransformationFailed(DbopsError):
     failed, not the input, so the run is kept as failed with this message; nothing was written."""
 
 
+class ExportWriteError(DbopsError):
+    """The export could not be written (disk full, folder gone or read-only): the run is kept as failed,
+    whatever was at the target is untouched and no partial file is left."""
+
+
 class ImportFormatError(DataMigrationError):
     """The input file cannot be read in the given format (malformed, truncated, wrong encoding)."""
 

@@ -23,7 +23,7 @@ from django.db.models import ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from dbops.engines import get_connector
-from dbops.exceptions import DataMigrationError
+from dbops.exceptions import DataMigrationError, ExportWriteError
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.anonymization import Anonymizer, ColumnRule, check_rules, rules_explain
 from dbops.services.datamigration.entities import ENTITIES, Entity, resolve_entities
@@ -202,6 +202,8 @@ def export_data(
         raise DataMigrationError(
             f"{output} already exists; a CSV export into a folder needs a new folder name.", parameter="output"
         )
+    if not dry_run and target.is_dir():
+        raise DataMigrationError(f"{output} is a folder; give the name of the file to write.", parameter="output")
     querysets = export_querysets(selected=selected, where=where, since=since, using=using)
     result = ExportResult(format=fmt, path=str(target), dry_run=dry_run, anonymized=anonymize)
     if dry_run:
@@ -210,26 +212,35 @@ def export_data(
         return result
 
     started = time.perf_counter()
-    run = DataTransferRun.objects.create(
-        kind=DataTransferRun.Kind.EXPORT,
-        format=fmt,
-        path=str(target),
-        entities=[entity.name for entity in selected],
-        options={
-            "anonymize": anonymize,
-            "where": where or [],
-            "since": str(since or ""),
-            "transforms": transforms or [],
-        },
-        started_at=timezone.now(),
-    )
-    result.run_id = run.pk
     header = {
         "created_at": timezone.now().isoformat(),
         "contents": [entity.name for entity in selected],
         "anonymized": anonymize,
     }
-    writer = open_writer(fmt, target, header=header)
+    try:  # before the run is recorded: a folder that takes no file is bad input, not a failed run
+        writer = open_writer(fmt, target, header=header)
+    except OSError as exc:
+        raise DataMigrationError(
+            f"{output}: cannot write into {target.parent}: {exc.strerror or exc}.", parameter="output"
+        ) from None
+    try:
+        run = DataTransferRun.objects.create(
+            kind=DataTransferRun.Kind.EXPORT,
+            format=fmt,
+            path=str(target),
+            entities=[entity.name for entity in selected],
+            options={
+                "anonymize": anonymize,
+                "where": where or [],
+                "since": str(since or ""),
+                "transforms": transforms or [],
+            },
+            started_at=timezone.now(),
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    result.run_id = run.pk
     # Plain jsonl where the engine has COPY: the server renders each row as JSON and streams it to the file.
     connector = get_connector(using)
     server_rendered = fmt == "jsonl" and not transformations and not groups and connector.supports_copy
@@ -304,6 +315,8 @@ def export_data(
     except BaseException as exc:
         writer.abort()
         run.finish(status=DataTransferRun.Status.FAILED, error=str(exc), started=started)
+        if isinstance(exc, OSError):  # the disk or the folder, not the data: one line, not a traceback
+            raise ExportWriteError(f"Export to {target} failed: {exc.strerror or exc}; nothing was written.") from exc
         raise
     result.entities = [EntityExport(entity=name, rows=count) for name, count in writer.counts.items()]
     result.k_anonymity = groups.smallest() if groups else None

@@ -38,6 +38,8 @@ def model_entity_build(model: type[models.Model]) -> Entity:
     from dbops.services.datamigration.import_fields import unreadable_fields
 
     label = model._meta.label
+    if model._meta.swapped:
+        raise UnknownEntityError(f"{label} is swapped out for {model._meta.swapped}: name {model._meta.swapped}.")
     if model._meta.proxy or not model._meta.managed and not model._meta.auto_created:
         raise UnknownEntityError(f"{label} is a proxy or unmanaged model: export the model whose table it uses.")
     routed = router.db_for_read(model) or DEFAULT_DB_ALIAS

@@ -12,6 +12,7 @@ from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration import transformations
 from multipult.core.models import Concept, User
 from tests.commands import command_error, run_command
+from tests.dbops.services.backups.conftest import fill_disk, mounts  # noqa: F401  (mounts: fixture)
 from tests.dbops.services.datamigration.helpers import fingerprint, jsonl_write, seed, user_record, wipe_domain
 
 pytestmark = pytest.mark.django_db
@@ -351,6 +352,43 @@ def test_a_failing_transformation_on_import_names_itself_and_the_record_and_writ
     assert {**fingerprint(), "runs": None} == {**state, "runs": None}
     run = DataTransferRun.objects.get(kind=DataTransferRun.Kind.IMPORT)
     assert run.status == DataTransferRun.Status.FAILED and "test_faulty" in run.error
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("jsonl", "out.jsonl"), ("json", "out.json"), ("csv", "out.zip")])
+def test_an_export_onto_an_existing_folder_is_refused_and_the_folder_kept(tmp_path, fmt, name):
+    seed(scale=0.05)
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "keep.txt").write_text("precious")
+    command_error("export_data", "--output", str(folder), "--format", fmt, match=r"--output: .* is a folder")
+    assert [path.name for path in tmp_path.rglob("*")] == [name, "keep.txt"]
+    assert (folder / "keep.txt").read_text() == "precious" and not DataTransferRun.objects.exists()
+
+
+def test_an_export_into_a_folder_that_takes_no_file_is_one_line_and_no_run(tmp_path):
+    seed(scale=0.05)
+    command_error("export_data", "--output", "/proc/out.jsonl", "--format", "json", match=r"cannot write into /proc")
+    assert not DataTransferRun.objects.exists()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])  # the server's COPY and Python's rows
+def test_a_full_disk_fails_the_export_in_one_line_and_keeps_the_existing_file(
+    tmp_path,
+    mounts,  # noqa: F811
+    fmt,
+):
+    seed(scale=0.1)
+    disk = mounts.tmpfs(tmp_path / "disk", "64k")
+    existing = disk / "keep.jsonl"
+    existing.write_text("precious")
+    fill_disk(disk)
+    (disk / "filler").unlink()
+    fill_disk(disk)  # the file in place, and not a byte left beside it
+    command_error("export_data", "--output", str(existing), "--format", fmt, match="No space left on device")
+    assert sorted(path.name for path in disk.iterdir()) == ["filler", "keep.jsonl"]
+    assert existing.read_text() == "precious"
+    run = DataTransferRun.objects.get()
+    assert run.status == DataTransferRun.Status.FAILED and "No space left" in run.error
 
 
 def test_values_only_postgresql_rejects_are_reported_with_record_and_field(exported, tmp_path):

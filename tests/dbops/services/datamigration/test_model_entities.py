@@ -87,6 +87,7 @@ def test_a_snapshot_of_a_model_entity_rolls_back(tmp_path):
         ("auth.Grop", "Unknown entity: auth.Grop. Valid entities: roles, users"),
         ("nosuchapp.Model", "Unknown entity: nosuchapp.Model"),
         ("dbops.BackupRecord", "dbops.BackupRecord is operations state of dbops"),
+        ("auth.User", "auth.User is swapped out for core.User: name core.User."),  # no table of its own
     ],
 )
 def test_a_model_that_does_not_exist_or_may_not_move_is_refused(tmp_path, names, says):
