@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 from django.db import models
 from django.utils import timezone
 
-from dbops.models.runs import Run
+from dbops.models.runs import Run, RunStatus, owner_process_gone
+
+INTERRUPTED = "interrupted: the process running it died (found by a later export or import)"
 
 
 class DataTransferRun(Run):
@@ -28,12 +32,35 @@ class DataTransferRun(Run):
     updated_counts = models.JSONField(default=dict, blank=True)
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta(Run.Meta):
         indexes = [models.Index(fields=["kind", "-started_at"], name="transfer_kind_started_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} {self.status} {self.path}"
+
+    @classmethod
+    def begin(cls, **fields) -> DataTransferRun:
+        """A new running row claimed by this process. Rows of this host whose process is gone (SIGKILL,
+        a power cut) are marked failed first, so no run stays 'running' forever."""
+        cls.interrupted_mark()
+        return cls.objects.create(hostname=socket.gethostname(), pid=os.getpid(), **fields)
+
+    @classmethod
+    def interrupted_mark(cls) -> list[int]:
+        running = cls.objects.filter(status=RunStatus.RUNNING, hostname=socket.gethostname()).exclude(pid=None)
+        gone = [
+            run.pk
+            for run in running.only("pk", "hostname", "pid")
+            if owner_process_gone(hostname=run.hostname, pid=run.pid)
+        ]
+        if gone:
+            cls.objects.filter(pk__in=gone, status=RunStatus.RUNNING).update(
+                status=RunStatus.FAILED, finished_at=timezone.now(), error=INTERRUPTED
+            )
+        return gone
 
     def finish(self, *, status: str, started: float, error: str = "", **values) -> None:
         """Records the outcome; `started` is the run's time.perf_counter() start."""

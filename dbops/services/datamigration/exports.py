@@ -224,7 +224,7 @@ def export_data(
             f"{output}: cannot write into {target.parent}: {exc.strerror or exc}.", parameter="output"
         ) from None
     try:
-        run = DataTransferRun.objects.create(
+        run = DataTransferRun.begin(
             kind=DataTransferRun.Kind.EXPORT,
             format=fmt,
             path=str(target),

@@ -111,7 +111,7 @@ def import_data(
     started = time.perf_counter()
     run = None
     if not dry_run:
-        run = DataTransferRun.objects.create(
+        run = DataTransferRun.begin(
             kind=DataTransferRun.Kind.IMPORT,
             format=fmt,
             path=str(path),

@@ -372,23 +372,27 @@ def test_an_export_into_a_folder_that_takes_no_file_is_one_line_and_no_run(tmp_p
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])  # the server's COPY and Python's rows
+@pytest.mark.parametrize("full", ["before", "midway"])
 def test_a_full_disk_fails_the_export_in_one_line_and_keeps_the_existing_file(
     tmp_path,
     mounts,  # noqa: F811
     fmt,
+    full,
 ):
-    seed(scale=0.1)
+    seed(scale=0.5)  # about 100 kB of jsonl: more than the disk takes
     disk = mounts.tmpfs(tmp_path / "disk", "64k")
     existing = disk / "keep.jsonl"
     existing.write_text("precious")
-    fill_disk(disk)
-    (disk / "filler").unlink()
-    fill_disk(disk)  # the file in place, and not a byte left beside it
-    command_error("export_data", "--output", str(existing), "--format", fmt, match="No space left on device")
-    assert sorted(path.name for path in disk.iterdir()) == ["filler", "keep.jsonl"]
+    if full == "before":
+        fill_disk(disk)
+    message = command_error("export_data", "--output", str(existing), "--format", fmt, match="No space left on device")
+    assert sorted(path.name for path in disk.iterdir()) == (["filler"] if full == "before" else []) + ["keep.jsonl"]
     assert existing.read_text() == "precious"
-    run = DataTransferRun.objects.get()
-    assert run.status == DataTransferRun.Status.FAILED and "No space left" in run.error
+    if full == "before":  # found before the run starts: bad input, no run
+        assert "cannot write into" in message and not DataTransferRun.objects.exists()
+    else:
+        run = DataTransferRun.objects.get()
+        assert run.status == DataTransferRun.Status.FAILED and "No space left" in run.error
 
 
 def test_values_only_postgresql_rejects_are_reported_with_record_and_field(exported, tmp_path):

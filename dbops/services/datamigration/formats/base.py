@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from datetime import date, datetime, time
@@ -17,6 +18,7 @@ from uuid import UUID
 from django.db import models
 
 from dbops.exceptions import ImportFormatError
+from dbops.models.runs import owner_process_gone
 from dbops.services.datamigration.entities import ENTITIES, Entity
 
 # The format's name since its first files: changing it would make every file written so far unreadable.
@@ -134,6 +136,33 @@ def _owner_only(produced: Path) -> None:
         produced.chmod(FILE_MODE)
 
 
+def private_file(path: Path) -> Path:
+    """Creates `path` empty and owner-only before it is opened for writing: a file of a killed export is
+    no more readable than a finished one (open() would create it 0644 under the usual umask)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
+    return path
+
+
+# In each temporary folder of an export: who writes it ("host pid"), so a later export in the same folder
+# removes the folder of one that was killed (its partial copy of the data) and leaves live ones alone.
+OWNER_FILE = ".dbops-export-owner"
+
+
+def export_leftovers_remove(folder: Path) -> list[Path]:
+    """The temporary folders in `folder` of exports whose process is gone, removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            owner = entry / OWNER_FILE
+            if not entry.name.startswith(".") or not owner.is_file():
+                continue
+            hostname, _, pid = owner.read_text().strip().partition(" ")
+            if pid.isdigit() and owner_process_gone(hostname=hostname, pid=int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 class ExportWriter:
     """Writes into a temporary sibling of the target and moves it into place only on success, so a
     failed export leaves whatever was at the target untouched."""
@@ -143,7 +172,13 @@ class ExportWriter:
         self.header = {"format": FILE_MARKER, "version": FILE_VERSION, **header}
         self.counts: dict[str, int] = {}
         self.entity: Entity | None = None
+        export_leftovers_remove(target.parent)
         self._temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            (self._temp / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        except OSError:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            raise
 
     def begin_entity(self, entity: Entity) -> None:
         self.entity = entity
@@ -185,7 +220,7 @@ class ExportWriter:
 class StreamWriter(ExportWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
-        self.handle = open(self._temp / "out", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self.handle = open(private_file(self._temp / "out"), "w", encoding="utf-8", newline="\n")  # noqa: SIM115
 
     def _finish(self) -> None:
         self.handle.close()

@@ -33,9 +33,9 @@ class CsvWriter(base.ExportWriter):
         super().__init__(target, header=header)
         self.zipped = target.suffix.lower() == ".zip"
         if self.zipped:
-            self.archive = zipfile.ZipFile(self._temp / "out", "w", compression=zipfile.ZIP_DEFLATED)
+            self.archive = zipfile.ZipFile(base.private_file(self._temp / "out"), "w", compression=zipfile.ZIP_DEFLATED)
         else:
-            (self._temp / "out").mkdir()
+            (self._temp / "out").mkdir(mode=base.FOLDER_MODE)
         self.fields: dict[str, list[str]] = {}
         self._handle = None
 
@@ -46,7 +46,7 @@ class CsvWriter(base.ExportWriter):
             raw = self.archive.open(name, "w", force_zip64=True)
             self._handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         else:
-            self._handle = open(self._temp / "out" / name, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._handle = open(base.private_file(self._temp / "out" / name), "w", encoding="utf-8", newline="")  # noqa: SIM115
         self._csv = csv.writer(self._handle)
         self.fields[entity.name] = entity.field_names
         self._csv.writerow(entity.field_names)
