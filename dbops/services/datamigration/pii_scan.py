@@ -1,8 +1,25 @@
 """The value scanner of anonymized exports: after the rules, every string an export keeps as it is (a
-`keep` column, and every string inside a kept JSON value) is searched for personal data: email
-addresses, phone numbers, national id numbers (US SSN, UK NI), card numbers (with the Luhn check),
-IBANs (with their mod-97 check), IP addresses, and the real values of the identity columns masked
-earlier in the same export (a user's real name, username or email in a concept's description).
+`keep` column, and every string inside a kept JSON value) is searched for personal data:
+
+- email addresses;
+- phone numbers: international (+44 20 7946 0958, +442079460958, 0044 20 7946 0958, +33 6 12 34 56 78),
+  with an area code in parentheses ((842)964-8658, (555) 123-4567), three to five groups of digits with
+  one separator (882-682-9888, 683.353.3740), a 0-led national number in two groups (07911 123456) or in
+  one (01614960978), ten plain digits shaped as a North American number (5767033452), each with an
+  optional extension (x754);
+- national id numbers: US SSN (078-05-1120), UK NI (AB 12 34 56 C, ab123456c);
+- card numbers: plain or in the groups cards are printed in, passing the Luhn check, and starting as
+  payment cards do: 16 to 19 digits from 2 to 6, 14 or 15 from 3, 13 from 4 (not a product barcode);
+- IBANs of the registry's countries at their country's length, passing the mod-97 check;
+- IP addresses (IPv4, and IPv6 of four hex digits at least: not ::1 or a slice's 1::2);
+- the real values of the identity columns masked earlier in the same export: a user's name ("Monica
+  Brown", "Brown, Monica", "Monica J. Brown"), username or email in a concept's description.
+
+Case does not matter and a sentence's full stop may follow. Whole numbers inside a kept JSON value are
+checked as card numbers (other long integers are ids far more often than phones or SSNs). Every search is
+linear in the length of the text: a candidate only starts where a run of its characters starts, and its
+repetitions are bounded, so a megabyte of digits, dots or colons scans in about the time of a megabyte of
+prose (about a second), where a restarting search would take hours.
 
 Values a rule produced are the rule's own output (fake, hash, mask...) and are not searched again.
 A hit fails the export naming the entity, record and field; `allow` accepts named fields consciously.
@@ -13,26 +30,61 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 
 from dbops.exceptions import PersonalDataFound
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.masking_rules import PERSON_KINDS
 
-_PATTERN = re.compile(
-    r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
-    r"|(?P<ssn>(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-]))"
-    r"|(?P<ni>(?<!\w)[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w))"
-    r"|(?P<iban>(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w))"
-    r"|(?P<card>(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-]))"
-    r"|(?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]))"
-    r"|(?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))"
-    r"|(?P<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w]))"
-)
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MIGHT_HOLD = re.compile(r"[\d@]|[A-Z]{2}")  # most text holds none: the full search is skipped
+# One pattern per kind, each searched on its own: a candidate of one kind that fails its check (a card
+# number failing Luhn) leaves the same digits to the other kinds (a phone number).
+_PATTERNS = {
+    "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    "ssn": re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])"),
+    "ni": re.compile(r"(?<!\w)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)", re.I),
+    "iban": re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)", re.I),
+    "card": re.compile(
+        r"(?<![\w.-])(?:\d{13,19}"
+        r"|\d{4}(?P<sep>[ -])(?:\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{3})?|\d{6}(?P=sep)\d{4,5}))"
+        r"(?![\w-]|\.\w)"  # a full stop may end the sentence, not start a decimal part
+    ),
+    "ipv4": re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\w)"),  # 1.2.3.4.5 is a version
+    "ipv6": re.compile(r"(?<![\w:])(?:[0-9A-F]{0,4}:){2,7}[0-9A-F]{0,4}(?![\w:])", re.I),
+    "phone": re.compile(
+        r"(?<![\w+.-])(?=\+|\(\d{1,5}\)|\d[\d .-]{8})"  # nine characters at least: short numbers are not tried
+        r"(?P<country>(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?[ .-]?(?:\d{1,5} (?=\d))?)?"  # +44, 0044, +44 (0), +55 93
+        r"(?P<area>\(\d{1,5}\)[ .-]?)?"
+        r"(?P<number>\d{1,12}+(?:(?P<sep>[ .-])\d{1,8}+(?:(?P=sep)\d{1,8}+){0,4})?)"  # one separator throughout
+        r"(?: ?(?:x|ext\.?) ?\d{1,6}+)?"
+        r"(?![\w+]|[.-]\d)",
+        re.I,
+    ),
+}
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip  # the IBAN registry's: a random token (a UUID's hex) seldom has its two letters' length
+_CARD_STARTS = {13: "4", 14: "3", 15: "3"}
+_NI_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+_NOT_DIGIT = re.compile(r"\D")
+_DATE = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}")
+_NORTH_AMERICAN = re.compile(r"[2-9]\d\d[2-9]\d{6}")  # area code and exchange never start with 0 or 1
+_NATIONAL = re.compile(r"0[1-9]\d{8,9}")  # a trunk 0, then the area code (01614960978, 0147699205)
+_MIGHT_HOLD = re.compile(r"[\d@:]")  # every kind holds a digit, an @ or colons: most text is skipped
 _WORD = re.compile(r"[\w.+@-]+")
 _NAME_WORD = re.compile(r"[^\W\d_]+")
 MAX_REMEMBERED = 1_000_000  # real identity values kept for the search (a bounded set: memory stays flat)
+# A username (or email) is remembered from 5 characters, or from 3 when not letters only ("wl7", "j.li"):
+# a short word of letters ("ann", "mike") is a common word or first name, which would fail ordinary text.
+MIN_USERNAME, MIN_MARKED_USERNAME = 5, 3
+MIN_NAME_LETTERS = 4  # of a first and last name together: "Wei Li" is remembered, "Al B" is not
 _WHAT = {"email": "an email address", "ssn": "a national id number", "ni": "a national id number",
          "iban": "an IBAN", "card": "a card number", "ipv4": "an IP address", "ipv6": "an IP address",
          "phone": "a phone number"}  # fmt: skip
@@ -47,27 +99,74 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _ean13(digits: str) -> bool:
+    weighted = sum(int(char) * (3 if index % 2 else 1) for index, char in enumerate(digits[:12]))
+    return (weighted + int(digits[12])) % 10 == 0
+
+
+def _card(digits: str) -> bool:
+    """Payment cards start with 2 to 6 (1, 7, 8, 9 are airlines, oil, telecoms, states), so a timestamp
+    in milliseconds or a snowflake id (both start with 1) is not taken for one. The short lengths are
+    the few cards that have them (old Visa, Diners, Amex), and a product barcode (EAN-13) is no card."""
+    if not 13 <= len(digits) <= 19 or digits[0] not in _CARD_STARTS.get(len(digits), "23456"):
+        return False
+    return _luhn(digits) and not (len(digits) == 13 and _ean13(digits))
+
+
 def _iban(text: str) -> bool:
-    compact = text.replace(" ", "")
-    moved = compact[4:] + compact[:4]
-    return len(compact) >= 15 and int("".join(str(int(char, 36)) for char in moved)) % 97 == 1
+    """At its country's length with the mod-97 check; words the pattern took after the number (a
+    4-letter word after a short IBAN) are dropped one by one."""
+    while True:
+        compact = text.replace(" ", "").upper()
+        if _IBAN_LENGTHS.get(compact[:2]) == len(compact):
+            moved = compact[4:] + compact[:4]
+            if int("".join(str(int(char, 36)) for char in moved)) % 97 == 1:
+                return True
+        if " " not in text:
+            return False
+        text = text.rsplit(" ", 1)[0]
 
 
-def _real(kind: str, text: str) -> bool:
+def _phone(match: re.Match) -> bool:
+    number, separator = match["number"], match["sep"]
+    digits = _NOT_DIGIT.sub("", (match["country"] or "") + (match["area"] or "") + number)
+    if len(set(digits)) < 3:
+        return False  # a placeholder (555-555-5555, 00 00 00 00 00), not someone's number
+    if match["country"]:
+        digits = digits.removeprefix("00")  # the international prefix is not the number's
+        spaced = separator is not None or not match["country"][-1].isdigit()
+        return 9 <= len(digits) <= 15 and (spaced or not match["country"].startswith("00"))  # 00 + an id
+    if not 9 <= len(digits) <= 15:  # nine digits at least, as E.164's national numbers have
+        return False
+    if match["area"]:
+        return True
+    groups = number.split(separator) if separator else [number]
+    if len(groups) == 1:  # plain digits are ids far more often: a North American or a 0-led national shape
+        return bool(_NORTH_AMERICAN.fullmatch(number) or _NATIONAL.fullmatch(number))
+    if len(groups) == 2:  # a national number after its trunk 0, not a decimal number
+        return number.startswith("0") and separator != "."
+    if _DATE.match(number) or (len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
+        return False  # a date, or thousands grouped (1 234 567 890, 192.168.100.200)
+    return all(len(group) >= 2 for group in groups[1:])  # not an ISBN's 978-3-16-148410-0
+
+
+def _real(kind: str, match: re.Match) -> bool:
     """Whether a candidate is what its pattern is after the checks a regex cannot make."""
+    text = match.group(0)
     if kind == "card":
-        digits = re.sub(r"\D", "", text)
-        return 13 <= len(digits) <= 19 and _luhn(digits)
+        return _card(_NOT_DIGIT.sub("", text))
     if kind == "iban":
         return _iban(text)
+    if kind == "ni":
+        return text[:2].upper() not in _NI_NEVER_ISSUED
     if kind in ("ipv4", "ipv6"):
         try:
             ipaddress.ip_address(text)
         except ValueError:
             return False
-        return kind == "ipv4" or text.count(":") >= 2 and any(c.isalnum() for c in text)
-    if kind == "phone":  # nine digits at least, and not a date with a time after it
-        return len(re.sub(r"\D", "", text)) >= 9 and not _DATE.match(text)
+        return kind == "ipv4" or sum(char != ":" for char in text) >= 4
+    if kind == "phone":
+        return _phone(match)
     return True
 
 
@@ -75,32 +174,59 @@ def personal_data_in(text: str) -> str | None:
     """What personal data the text holds (by pattern), or None."""
     if not _MIGHT_HOLD.search(text):
         return None
-    for match in _PATTERN.finditer(text):
-        kind = match.lastgroup
-        if _real(kind, match.group(0)):
-            return _WHAT[kind]
+    for kind, pattern in _PATTERNS.items():
+        for match in pattern.finditer(text):
+            if _real(kind, match):
+                return _WHAT[kind]
     return None
 
 
-def _strings(value) -> Iterable[str]:
+def _number_holds(number) -> str | None:
+    """What personal data a number inside a JSON value is, or None: a whole number that is a card number.
+    Not a phone or an SSN: a JSON integer of 9 or 10 digits is an id far more often."""
+    if isinstance(number, bool):
+        return None
+    if isinstance(number, float):
+        if not number.is_integer():
+            return None
+        number = int(number)
+    elif isinstance(number, Decimal):  # JsonNumber: the exponent first, so 1E+1000000 is not expanded
+        if not number.is_finite() or not 12 <= number.adjusted() <= 18 or number != number.to_integral_value():
+            return None
+        number = int(number)
+    if not 10**12 <= number < 10**19:
+        return None
+    return _WHAT["card"] if _card(str(number)) else None
+
+
+def _kept_values(value, *, inside_json: bool = False) -> Iterable[str | int | float | Decimal]:
+    """The strings of a kept value, and the numbers inside its JSON (a number column is not searched)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for key, item in value.items():
             yield str(key)
-            yield from _strings(item)
+            yield from _kept_values(item, inside_json=True)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            yield from _kept_values(item, inside_json=True)
+    elif inside_json and isinstance(value, int | float | Decimal):
+        yield value
+
+
+def _name_words(value: str) -> list[str]:
+    """The words of a name, as the search splits text ("Jean-Luc" is two), initials left out."""
+    return [word for word in _NAME_WORD.findall(value.lower()) if len(word) > 1]
 
 
 class PiiScanner:
     """Remembers the real identity values of one export as the rules mask them, and searches what the
-    export keeps as it is."""
+    export keeps as it is. `strings` counts the strings searched (numbers in JSON are checked too, not
+    counted)."""
 
     def __init__(self, *, allow: Iterable[str] = ()) -> None:
         self.allow = frozenset(allow)
-        self.identities: set[int] = set()  # hashes of lowercased real values (names, usernames, emails)
+        self.identities: set[int] = set()  # hashes of lowercased real values (name pairs, usernames, emails)
         self.identity_fields: dict[str, list[tuple[str, str]]] = {}
         self.scanned_fields: dict[str, list[str]] = {}
         self.strings = 0
@@ -119,33 +245,44 @@ class PiiScanner:
         ]  # fmt: skip
 
     def remember(self, entity: str, record: dict) -> None:
-        """Before the rules: the real values of the record's identity columns."""
+        """Before the rules: the real values of the record's identity columns. A name is remembered as the
+        pair of words where the given name meets the family name; a single word alone is too common a
+        word to stand for someone."""
         fields = self.identity_fields.get(entity)
         if not fields or len(self.identities) >= MAX_REMEMBERED:
             return
         first = last = None
         for name, kind in fields:
             value = record.get(name)
-            if not isinstance(value, str) or len(value.strip()) < 3:
+            if not isinstance(value, str) or not value.strip():
                 continue
             value = value.strip().lower()
             if kind == "first_name":
-                first = value
+                first = _name_words(value)[-1:]
             elif kind == "last_name":
-                last = value
-            elif kind == "name" and " " in value:
-                self.identities.add(hash(" ".join(value.split())))
-            elif kind in ("username", "email") and len(value) >= 5:
+                last = _name_words(value)[:1]
+            elif kind == "name":
+                self._remember_name(_name_words(value)[-2:])
+            elif kind in ("username", "email") and (
+                len(value) >= MIN_USERNAME or len(value) >= MIN_MARKED_USERNAME and not value.isalpha()
+            ):
                 self.identities.add(hash(value))
-        if first and last:  # a first name alone is too common a word to stand for someone
-            self.identities.add(hash(f"{first} {last}"))
+        if first and last:
+            self._remember_name(first + last)
+
+    def _remember_name(self, words: list[str]) -> None:
+        if len(words) == 2 and len(words[0]) + len(words[1]) >= MIN_NAME_LETTERS:
+            self.identities.add(hash(" ".join(words)))
 
     def scan(self, entity: str, number: int, record: dict) -> None:
-        """After the rules: raises PersonalDataFound for the first string that holds personal data."""
+        """After the rules: raises PersonalDataFound for the first value that holds personal data."""
         for name in self.scanned_fields.get(entity, ()):
-            for text in _strings(record.get(name)):
-                self.strings += 1
-                found = self.text_holds(text)
+            for value in _kept_values(record.get(name)):
+                if isinstance(value, str):
+                    self.strings += 1
+                    found = self.text_holds(value)
+                else:
+                    found = _number_holds(value)
                 if found:
                     raise self.refusal(entity, number, name, found)
 
@@ -167,8 +304,20 @@ class PiiScanner:
         for word in _WORD.findall(lowered):
             if hash(word.strip(".-")) in self.identities:
                 return "a real identity value (username or email) of this export"
-        words = _NAME_WORD.findall(lowered)
-        for first, last in zip(words, words[1:], strict=False):
-            if hash(f"{first} {last}") in self.identities:
+        words = _NAME_WORD.findall(text)  # as written: the case tells a name from two words of a sentence
+        for index in range(len(words) - 1):
+            given, following = words[index], words[index + 1]
+            if self._is_name(given, following):  # Monica Brown, and Brown, Monica (or Li Wei)
+                return "a real person's name of this export"
+            initial = len(following) == 1 and following.isupper()
+            if initial and index + 2 < len(words) and self._is_name(given, words[index + 2]):  # Monica J. Brown
                 return "a real person's name of this export"
         return None
+
+    def _is_name(self, first: str, second: str) -> bool:
+        """In order, or reversed when both are capitalized: "Brown, Monica" is her name, "brown monica"
+        lower case could be two words of a sentence ("Smith will..." is not "Will Smith")."""
+        first, second, capitalized = first.lower(), second.lower(), first[0].isupper() and second[0].isupper()
+        return hash(f"{first} {second}") in self.identities or (
+            capitalized and hash(f"{second} {first}") in self.identities
+        )
