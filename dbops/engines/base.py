@@ -279,6 +279,9 @@ class Connector(ABC):
         `.person_digest(key_refs, fallback_sql)`."""
         raise FeatureUnavailable(f"{self.engine} cannot mask in SQL")
 
+    def sql_masking_end(self) -> None:  # noqa: B027 - engines without sql_masking have nothing to forget
+        """Forgets the key sql_masking gave the session (safe to call when it gave none)."""
+
     def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
         """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""
         raise FeatureUnavailable(f"{self.engine} has no set-based import path")

@@ -10,6 +10,12 @@ person digest once as a column (`person_digest`) and passes its reference to `co
 Constants are written into the SQL as literals (hex for bytes; the word lists hold ASCII letters only,
 checked when they load), so the expressions carry no parameters and need no `%` escaping. Each digest a
 rule uses more than once is computed once in a fenced subquery (OFFSET 0), not once per use.
+
+The key is the exception: its pads would give the salt away to anyone who sees the statement text
+(pg_stat_activity, the server log of a failing statement, auto_explain, an error's LINE excerpt). They
+go into a temporary table of the session by COPY, whose data no log or view shows (KEY_TABLE, a row per
+digest kind), and the SQL reads them from there: uncorrelated scalar subqueries, each computed once per
+statement.
 """
 
 from __future__ import annotations
@@ -55,13 +61,32 @@ def _word_table(words) -> tuple[str, int, int]:
     return _bytes("".join(word.ljust(width) for word in words).encode()), len(words), width
 
 
-class MaskingSQL:
-    """SQL of the masking rules for one key and one fake vocabulary (`first_names`, `last_names`,
-    `words`, `extensions`: sequences of str, as anonymization.Vocabulary)."""
+KEY_TABLE = "pg_temp.dbops_masking_key"
+# The kinds of keyed hash the rules take (Anonymizer.digest's first argument): one key row each, holding
+# the inner pad with the kind already appended, so a digest concatenates no more per row than a literal did.
+DIGEST_KINDS = ("hash", "person", "email", "username", "phone", "ip", "text", "filename", "filepath")
+KEY_TABLE_CREATE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {KEY_TABLE.split('.')[1]} (kind text, inner_prefix bytea, outer_pad bytea)"
+)
+KEY_TABLE_COPY = f"COPY {KEY_TABLE} (kind, inner_prefix, outer_pad) FROM STDIN"
+KEY_TABLE_DROP = f"DROP TABLE IF EXISTS {KEY_TABLE}"
 
-    def __init__(self, key: bytes, vocabulary: Any) -> None:
-        inner, outer = hmac_pads(key)
-        self.inner, self.outer = inner, _bytes(outer)
+
+def key_copy_text(key: bytes) -> str:
+    """The rows of KEY_TABLE_COPY, in COPY's text format (bytea as \\x hex)."""
+    inner, outer = hmac_pads(key)
+    rows = []
+    for kind in DIGEST_KINDS:
+        prefix = inner + kind.encode() + b"\0"
+        rows.append(f"{kind}\t\\\\x{prefix.hex()}\t\\\\x{outer.hex()}\n")
+    return "".join(rows)
+
+
+class MaskingSQL:
+    """SQL of the masking rules for one fake vocabulary (`first_names`, `last_names`, `words`,
+    `extensions`: sequences of str, as anonymization.Vocabulary) and the key loaded into KEY_TABLE."""
+
+    def __init__(self, vocabulary: Any) -> None:
         self.first_names = _word_table(vocabulary.first_names)
         self.last_names = _word_table(vocabulary.last_names)
         self.words = _word_table(vocabulary.words)
@@ -71,8 +96,10 @@ class MaskingSQL:
 
     def digest(self, text_sql: str, kind: str) -> str:
         """HMAC-SHA256(key, kind NUL text) as bytea, as Anonymizer.digest computes it."""
-        inner = _bytes(self.inner + kind.encode() + b"\0")
-        return f"sha256({self.outer} || sha256({inner} || convert_to({text_sql}, 'UTF8')))"
+        if kind not in DIGEST_KINDS:
+            raise ValueError(f"no key row for digests of kind {kind!r}")
+        pads = f"FROM {KEY_TABLE} WHERE kind = '{kind}'"
+        return f"sha256((SELECT outer_pad {pads}) || sha256((SELECT inner_prefix {pads}) || convert_to({text_sql}, 'UTF8')))"  # noqa: S608, E501
 
     @staticmethod
     def _pick(words: tuple[str, int, int], digest_sql: str, at: int) -> str:

@@ -246,12 +246,12 @@ def export_data(
     server_rendered = fmt == "jsonl" and not transformations and not groups and connector.supports_copy
     fast_copy = server_rendered and not anonymizer
     server_masking = server_rendered and anonymizer is not None
-    # The rules in SQL, the kept text scanned by distinct value (None: the entity goes row by row).
-    masked_by_entity = {
-        entity.name: masked_columns(connector, entity, anonymizer, scanner) if server_masking else None
-        for entity in selected
-    }
     try:
+        # The rules in SQL, the kept text scanned by distinct value (None: the entity goes row by row).
+        masked_by_entity = {
+            entity.name: masked_columns(connector, entity, anonymizer, scanner) if server_masking else None
+            for entity in selected
+        }
         with _ConsistentRead(using) as consistent_read, ExitStack() as scanning:
             if scanner is not None:  # every real identity first, whatever the order, entities or filters
                 for entity in _identity_sources(selected):
@@ -318,6 +318,9 @@ def export_data(
         if isinstance(exc, OSError):  # the disk or the folder, not the data: one line, not a traceback
             raise ExportWriteError(f"Export to {target} failed: {exc.strerror or exc}; nothing was written.") from exc
         raise
+    finally:
+        if server_masking:
+            connector.sql_masking_end()
     result.entities = [EntityExport(entity=name, rows=count) for name, count in writer.counts.items()]
     result.k_anonymity = groups.smallest() if groups else None
     result.scanned_strings = scanner.strings if scanner else 0

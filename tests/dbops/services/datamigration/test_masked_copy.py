@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime
+from typing import ClassVar
 
+import psycopg2.extensions
 import pytest
+from django.db import connection
 
 from dbops.engines import get_connector
 from dbops.engines.postgresql.data import PostgreSQLData
+from dbops.engines.postgresql.masking_sql import hmac_pads
 from dbops.exceptions import PersonalDataFound
 from dbops.services.datamigration import exports, masked_copy
 from dbops.services.datamigration.anonymization import Anonymizer
@@ -83,6 +87,7 @@ def _rendered_by_the_server() -> list[str]:
     return [name for name, entity in ENTITIES.items() if masked_columns(connector, entity, anonymizer, scanner)]
 
 
+@pytest.mark.django_db  # the key goes into a temporary table of the session
 def test_every_declared_entity_is_masked_by_the_server():
     assert _rendered_by_the_server() == list(ENTITIES)
 
@@ -254,3 +259,37 @@ def test_the_scan_stays_in_line_inside_a_callers_transaction(tmp_path, monkeypat
     threads = _scans_in_background(monkeypatch)
     export_data(entities=None, output=tmp_path / "server.jsonl", fmt="jsonl", anonymize=True)
     assert threads and set(threads) == {threading.current_thread().name}
+
+
+class _RecordingCursor(psycopg2.extensions.cursor):
+    """Every statement text the session sends, COPY included."""
+
+    sent: ClassVar[list[str]] = []
+
+    def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own name
+        self.sent.append(self.mogrify(query, vars).decode() if vars is not None else str(query))
+        return super().execute(query, vars)
+
+    def copy_expert(self, sql, file, size=8192):
+        self.sent.append(str(sql))
+        return super().copy_expert(sql, file, size)
+
+
+@pytest.mark.django_db
+def test_the_key_never_appears_in_a_statement_sent_to_the_server(tmp_path, monkeypatch):
+    # A statement's text shows in pg_stat_activity, in the log of a failing statement and in auto_explain
+    seed(scale=0.02)
+    _plant_people_and_files()
+    anonymizer = Anonymizer()
+    secrets = [anonymizer.key.hex(), *(pad.hex() for pad in hmac_pads(anonymizer.key))]
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "cursor_factory", _RecordingCursor)
+    _RecordingCursor.sent.clear()
+    export_data(entities=None, output=tmp_path / "server.jsonl", fmt="jsonl", anonymize=True)
+    sent = "\n".join(_RecordingCursor.sent)
+    assert "sha256(" in sent and "COPY (" in sent  # the masking ran on the server
+    assert not [secret for secret in secrets if secret in sent]
+    assert anonymizer.key.decode() not in sent
+    with connection.cursor() as cursor:  # and the session forgets the key afterwards
+        cursor.execute("SELECT to_regclass('pg_temp.dbops_masking_key')")
+        assert cursor.fetchone() == (None,)
