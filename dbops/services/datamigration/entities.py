@@ -27,7 +27,7 @@ from dbops.conf import dbops_setting
 from dbops.exceptions import ConfigurationError, UnknownEntityError
 from dbops.services.datamigration.masking_rules import Rule, RuleError, rule_misfit, rule_parse
 from dbops.services.datamigration.model_entities import entity_position, model_entity_build, model_for_label
-from dbops.services.datamigration.privileges import grants_permissions, privilege_flags
+from dbops.services.datamigration.privileges import privilege_flags, rows_grant_privileges
 
 DECLARATION_OPTIONS = frozenset(
     {
@@ -316,7 +316,7 @@ def _entity_from(declaration: dict[str, Any], model: type[models.Model], problem
         natural_key=natural_key,
         import_defaults=defaults,
         privileged_fields=frozenset(declared_privileged) | privilege_flags(model),
-        privileged=privileged is True or grants_permissions(model),
+        privileged=privileged is True or rows_grant_privileges(model),
     )
 
 

@@ -4,18 +4,22 @@ manifests that point outside their folder. Each bad input leaves the database ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
 
 import pytest
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.models import Session
 
 from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
-from dbops.services.datamigration.privileges import grants_permissions, privilege_flags
-from multipult.core.models import AuditLog, User
+from dbops.services.datamigration.privileges import privilege_flags, rows_grant_privileges
+from multipult.core.models import ApiToken, AuditLog, Concept, StoredFile, User
 from tests.dbops.services.datamigration.helpers import (
     EXPORT_HEADER,
     fingerprint,
@@ -86,9 +90,41 @@ def test_upsert_of_a_new_row_from_a_partial_record_takes_the_defaults(tmp_path):
 
 def test_privilege_flags_and_memberships_are_found_by_what_they_are():
     assert privilege_flags(User) == {"is_superuser", "is_staff"}
-    assert grants_permissions(User.groups.through) and grants_permissions(User.user_permissions.through)
-    assert not grants_permissions(User.roles.through)  # MultiPULT declares its roles privileged itself
+    assert rows_grant_privileges(User.groups.through) and rows_grant_privileges(User.user_permissions.through)
+    assert not rows_grant_privileges(User.roles.through)  # MultiPULT declares its roles privileged itself
     assert privilege_flags(AuditLog) == frozenset()
+    # What a permission is, a logged-in session, an account's API token: rows that grant by existing
+    assert rows_grant_privileges(Permission) and rows_grant_privileges(ContentType) and rows_grant_privileges(Session)
+    assert rows_grant_privileges(ApiToken)
+    assert not any(rows_grant_privileges(model) for model in (AuditLog, Concept, Group, User, StoredFile))
+
+
+def test_rewriting_a_permission_is_refused_unless_allowed(tmp_path):
+    # user 1 holds add_logentry; a file redefining that permission as change_user would hand it over
+    user = User.objects.create(username="holder")
+    granted = Permission.objects.get(codename="add_logentry")
+    user.user_permissions.add(granted)
+    target = tmp_path / "p.sql"
+    user_type = ContentType.objects.get_for_model(User)
+    row = f"({granted.pk}, 'Can change user', {user_type.pk}, 'change_user')"
+    target.write_text(f"INSERT INTO auth_permission (id, name, content_type_id, codename) VALUES {row};\n")  # noqa: S608
+    state = fingerprint()
+    with pytest.raises(PrivilegedImportRefused, match="grant privileges"):
+        import_data(input_path=target, fmt="sql", mode="upsert")
+    assert fingerprint() == state
+    assert Permission.objects.get(pk=granted.pk).codename == "add_logentry"
+
+
+def test_an_api_token_for_someone_is_refused_unless_allowed(tmp_path):
+    staff = User.objects.create(username="staff.member", is_staff=True)
+    digest = hashlib.sha256(b"mpt_ATTACKER1_knownsecret").hexdigest()
+    token = {"id": 7001, "user": staff.pk, "name": "ci", "prefix": "mpt_ATTACKER", "digest": digest,
+             "created_at": "2025-01-01T00:00:00+00:00", "last_used_at": None, "revoked_at": None}  # fmt: skip
+    path = _jsonl(tmp_path / "t.jsonl", [("core.ApiToken", token)])
+    state = fingerprint()
+    with pytest.raises(PrivilegedImportRefused):
+        import_data(input_path=path, fmt="jsonl")
+    assert fingerprint() == state and not ApiToken.objects.exists()
 
 
 @pytest.mark.parametrize(
