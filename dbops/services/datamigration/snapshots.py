@@ -143,6 +143,15 @@ def snapshot_later_changes(*, snapshot: Snapshot, checksums_now: dict[str, str])
     return [table for table in snapshot.tables if table in after_import and checksums_now[table] != after_import[table]]
 
 
+def _import_unfinished(snapshot: Snapshot) -> str:
+    """What the snapshot's import is when it never sealed it or did not succeed ("" when it did): a
+    process killed mid-import leaves its snapshot, whose tables may have changed in any way since."""
+    run = snapshot.import_run
+    if run is None or snapshot.checksums_after_import and run.status == DataTransferRun.Status.SUCCEEDED:
+        return ""  # taken on its own (snapshot_create without an import): going back to it is its purpose
+    return f"import #{run.pk}, which did not finish ({run.status})"
+
+
 def snapshot_rollback(
     *, snapshot_id: str, discard_later_changes: bool = False, using: str = DEFAULT_DB_ALIAS
 ) -> RollbackResult:
@@ -167,6 +176,14 @@ def snapshot_rollback(
         checksums_before = {
             table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered
         }
+        unfinished = _import_unfinished(snapshot)
+        if unfinished and not discard_later_changes:
+            raise SnapshotLaterChanges(
+                f"Snapshot {snapshot.id} was taken for {unfinished}: whether its rows are in the tables cannot be "
+                "told, and rolling back would discard everything written to them since the snapshot. Nothing "
+                "changed.",
+                parameter="discard_later_changes",
+            )
         later = snapshot_later_changes(snapshot=snapshot, checksums_now=checksums_before)
         if later and not discard_later_changes:
             raise SnapshotLaterChanges(

@@ -11,12 +11,15 @@ import sys
 
 import pytest
 
-from dbops.models import DataTransferRun
+from dbops.exceptions import SnapshotLaterChanges
+from dbops.models import DataTransferRun, Snapshot
 from dbops.models.datamigration import INTERRUPTED
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.formats.base import OWNER_FILE
+from dbops.services.datamigration.snapshots import snapshot_discard, snapshot_rollback
+from multipult.core.models import Role
 from tests.dbops.commandline import child_database_env
-from tests.dbops.services.datamigration.helpers import seed
+from tests.dbops.services.datamigration.helpers import fingerprint, seed
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the child process must see the seeded rows
@@ -68,3 +71,38 @@ def test_a_live_exports_folder_is_left_alone(tmp_path):
     (live / "out").write_text("{}")
     export_data(entities="roles", output=tmp_path / "next.jsonl", fmt="jsonl")
     assert (live / "out").read_text() == "{}"
+
+
+KILLED_IMPORT = (
+    "import os, signal, sys, django; django.setup();"
+    "from dbops.services.datamigration import snapshots;"
+    "snapshots.snapshot_seal = lambda **kwargs: os.kill(os.getpid(), signal.SIGKILL);"  # after its write, uncommitted
+    "from dbops.services.datamigration.imports import import_data;"
+    "import_data(input_path=sys.argv[1], fmt='jsonl', mode='upsert', snapshot=True, allow_privileged=True)"
+)
+
+
+def test_the_snapshot_of_a_killed_import_does_not_roll_back_later_changes_unasked(tmp_path):
+    seed(scale=0.05)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    role = Role.objects.order_by("pk").first()
+    Role.objects.filter(pk=role.pk).update(description="before the import")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "multipult.settings", **child_database_env()}
+    child = subprocess.run([sys.executable, "-c", KILLED_IMPORT, str(target)], cwd=ROOT, env=env, capture_output=True)
+    assert child.returncode == -9, child.stderr.decode()
+    # The import never committed; its snapshot is left, unsealed, and its run says running
+    assert Role.objects.get(pk=role.pk).description == "before the import"
+    snapshot = Snapshot.objects.get()
+    try:
+        assert snapshot.checksums_after_import == {}
+        # A change made after it: rolling back to the snapshot would silently discard it
+        Role.objects.filter(pk=role.pk).update(description="written later")
+        state = fingerprint()
+        with pytest.raises(SnapshotLaterChanges, match=r"which did not finish \(running\).*Nothing changed"):
+            snapshot_rollback(snapshot_id=snapshot.id)
+        assert fingerprint() == state
+        snapshot_rollback(snapshot_id=snapshot.id, discard_later_changes=True)  # asked for: restored as it was
+        assert Role.objects.get(pk=role.pk).description == "before the import"
+    finally:
+        snapshot_discard(snapshot_id=snapshot.id)  # its copies live in the operations database, not the test's
