@@ -43,6 +43,9 @@ def _lit(connection: Any, value: Any) -> str:
         return cursor.cursor.mogrify("%s", [value]).decode()
 
 
+MAX_JSON_DEPTH = 500  # nesting levels the set-based path accepts in a JSON field (0: the value itself)
+
+
 def _shape(text: str, digits: tuple[str, str], shapes: tuple[str, ...]) -> str:
     listed = ", ".join(f"'{shape}'" for shape in shapes)
     return f"translate({text}, '{digits[0]}', '{digits[1]}') IN ({listed})"
@@ -66,7 +69,10 @@ def _ok_and_value(connection: Any, ref: str, text: str, spec: JsonField) -> tupl
     if kind == "decimal":
         return _decimal_ok(ref, text, spec), f"{text}::numeric"
     if kind == "json":  # a JSON null is a JSON value where the field takes no SQL null, as the checking path keeps it
-        return "true", ref if spec.null else f"coalesce({ref}, 'null'::jsonb)"
+        # jsonb nests as deep as it likes, Python's parser not (about a thousand levels): a deep value goes
+        # the checking way, which refuses what Python cannot read back (an export of it would fail)
+        ok = f"NOT jsonb_path_exists({ref}, 'strict $.**{{{MAX_JSON_DEPTH}}}')"
+        return ok, ref if spec.null else f"coalesce({ref}, 'null'::jsonb)"
     string = f"jsonb_typeof({ref}) = 'string'"
     if kind == "text":
         length = f" AND char_length({text}) <= {int(spec.max_length)}" if spec.max_length else ""

@@ -101,6 +101,8 @@ def _text_converter(model_field: models.Field) -> Callable:
             raise Bad(f"longer than {max_length} characters ({len(value)})")
         if "\x00" in value:
             raise Bad("contains a NUL character")
+        if _SURROGATE.search(value):
+            raise Bad(_SURROGATE_MESSAGE)
         return value
 
     return convert
@@ -196,13 +198,25 @@ def _ip(value):
     return str(address)
 
 
+# What PostgreSQL cannot store and Python reads without complaint: a lone UTF-16 surrogate ("\ud800" in
+# JSON) is no Unicode character, and jsonb refuses \u0000 (an escape not itself escaped).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_MESSAGE = "holds a lone UTF-16 surrogate (as \\ud800 writes one), which is not a Unicode character"
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _json(value):
     if isinstance(value, Unparsable):
         raise Bad(f"not valid JSON: {str(value)[:60]!r}")
     try:
-        return encode_json(value)  # numbers as the file wrote them
+        text = encode_json(value)  # numbers as the file wrote them
     except RecursionError:
         raise Bad("JSON nested too deeply") from None
+    if _JSON_NUL.search(text):
+        raise Bad("holds a NUL character (\\u0000), which PostgreSQL's jsonb cannot store")
+    if _SURROGATE.search(text):
+        raise Bad(_SURROGATE_MESSAGE)
+    return text
 
 
 def _converter(model_field: models.Field) -> Callable:
@@ -386,7 +400,11 @@ def _fast_text(max_length: int | None, escapes: Mapping[int, str]) -> Callable[[
     def convert(value) -> str:
         if type(value) is str and len(value) <= limit and "\x00" not in value:
             # Two C checks beat translate(): nearly no text holds a backslash or a control character.
-            return value if "\\" not in value and value.isprintable() else value.translate(escapes)
+            if "\\" not in value and value.isprintable():
+                return value
+            if _SURROGATE.search(value):  # not printable, and perhaps no Unicode at all: the strict way tells
+                raise Bad
+            return value.translate(escapes)
         raise Bad
 
     return convert
@@ -425,7 +443,13 @@ def _fast_json(escapes: Mapping[int, str]) -> Callable[[object], str]:
             text = encode_json(value)  # JSON text has no raw control characters, only backslash escapes
         except RecursionError:
             raise Bad from None
-        return text.translate(escapes) if "\\" in text else text
+        if "\\" in text:
+            if "\\u0000" in text:  # perhaps an escaped backslash before it: the strict way tells
+                raise Bad
+            text = text.translate(escapes)
+        if not text.isascii() and not text.isprintable() and _SURROGATE.search(text):
+            raise Bad
+        return text
 
     return convert
 

@@ -175,6 +175,7 @@ def set_based_stages(path: Path, *, allow_privileged: bool, using: str, progress
                 if progress and number % 100_000 == 0:
                     progress(f"reading {name}", number, 0)
             stages = {name: raw.finish() for name, raw in entities.items()}
-    except (_Doubtful, DatabaseError, ImportValidationError, ImportFormatError):  # the checking path names it
+    except (_Doubtful, DatabaseError, ImportValidationError, ImportFormatError, UnicodeEncodeError):
+        # the checking path names it (UnicodeEncodeError: a lone surrogate the driver cannot send)
         return None
     return dict(sorted(stages.items(), key=lambda item: item[1].order))

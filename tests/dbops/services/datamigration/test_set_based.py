@@ -74,6 +74,9 @@ def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_pa
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT)\d\d:\d\d:\d\d'), r"\g<1>24:00:00", "ISO 8601"),
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:)\d\d'), r"\g<1>60", "ISO 8601"),
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[^"]*"'), r'\g<1> PST"', "ISO 8601"),
+        # What PostgreSQL cannot store: refused by record and field, not a driver traceback or a chunk's first
+        ('"name":"', '"name":"\\ud800', r"roles record 1, field 'name': holds a lone UTF-16 surrogate"),
+        (re.compile(r'"changes":\{(?=")'), r'"changes":{"nul":"a\\u0000b",', r"field 'changes': holds a NUL"),
     ],
 )
 def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_written(
@@ -85,6 +88,18 @@ def test_a_doubtful_record_goes_the_checking_way_and_is_refused_with_nothing_wri
     with pytest.raises(ImportValidationError, match=message):
         import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert domain_rows() == before and DataTransferRun.objects.count() == runs
+
+
+@pytest.mark.django_db
+def test_json_deeper_than_python_reads_goes_the_checking_way_and_is_refused(tmp_path):
+    # jsonb takes 3,000 levels; Python's parser (and so every export of the row) does not
+    deep = "[" * 3000 + "]" * 3000
+    target, _seeded = _edited_export(tmp_path, re.compile(r'"changes":\{(?=")'), f'"changes":{{"deep":{deep},')
+    assert _staged(target) is None
+    before = domain_rows()
+    with pytest.raises(ImportFormatError, match="nested too deeply"):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert domain_rows() == before
 
 
 @pytest.mark.django_db
