@@ -191,6 +191,7 @@ def export_data(
     anonymizer = scanner = None
     if anonymize:
         check_rules(selected)
+        _check_allowed_fields(allow_pii_in or (), selected)
         anonymizer, scanner = Anonymizer(), PiiScanner(allow=allow_pii_in or ())
         for entity in [*selected, *_identity_sources(selected)]:
             scanner.prepare(entity)
@@ -344,6 +345,25 @@ def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
     sql, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
     # Keys are field names, not columns (created_by, not created_by_id).
     return connector.copy_json_lines(sql, params, list(entity.field_names), prefix)
+
+
+def _check_allowed_fields(allowed, selected: list[Entity]) -> None:
+    """Each --allow-pii-in names a field the export holds (`entity.field`, or a bare field name): a typo
+    would otherwise accept nothing and say nothing."""
+    by_name = {entity.name: set(entity.field_names) for entity in selected}
+    for name in allowed:
+        entity, _, field_name = name.rpartition(".")
+        known = (
+            field_name in by_name[entity]
+            if entity in by_name
+            else not entity and any(field_name in fields for fields in by_name.values())
+        )
+        if not known:
+            raise DataMigrationError(
+                f"{name} is no field of the exported entities; name it as ENTITY.FIELD "
+                f"(e.g. {selected[0].name}.{selected[0].field_names[-1]}).",
+                parameter="allow_pii_in",
+            )
 
 
 def _identity_sources(selected: list[Entity]) -> list[Entity]:

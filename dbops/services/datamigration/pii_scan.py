@@ -32,6 +32,8 @@ import re
 from collections.abc import Iterable
 from decimal import Decimal
 
+from django.db import models
+
 from dbops.exceptions import PersonalDataFound
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.masking_rules import PERSON_KINDS
@@ -219,6 +221,12 @@ def _name_words(value: str) -> list[str]:
     return [word for word in _NAME_WORD.findall(value.lower()) if len(word) > 1]
 
 
+def _text_like(model_field) -> bool:
+    return not model_field.is_relation and isinstance(
+        model_field, models.CharField | models.TextField | models.JSONField
+    )
+
+
 class PiiScanner:
     """Remembers the real identity values of one export as the rules mask them, and searches what the
     export keeps as it is. `strings` counts the strings searched (numbers in JSON are checked too, not
@@ -238,9 +246,11 @@ class PiiScanner:
             for name, rule in rules.items()
             if rule.kind == "fake" and rule.argument in PERSON_KINDS
         ]
+        # What goes out as it is: a kept column, and text no rule covers (a column of choices needs none,
+        # yet the database does not hold it to them)
         self.scanned_fields[entity.name] = [
             f.name for f in entity.fields
-            if f.name in rules and rules[f.name].keeps
+            if (rules[f.name].keeps if f.name in rules else _text_like(f))
             and f.name not in self.allow and f"{entity.name}.{f.name}" not in self.allow
         ]  # fmt: skip
 

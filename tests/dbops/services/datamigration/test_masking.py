@@ -315,3 +315,26 @@ def test_a_text_primary_key_needs_a_rule(tmp_path, monkeypatch):
         assert store.session_key not in (tmp_path / "s.jsonl").read_text()
     finally:
         ENTITIES.reset()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_column_of_choices_needs_no_rule_but_is_scanned(tmp_path, fmt):
+    # The database does not hold a column to its choices: whatever is in it goes out as it is
+    AuditLog.objects.create(
+        action="m@davis-jo.com", entity_type="core.user", entity_id=1, changes={},
+        timestamp=datetime(2025, 1, 2, tzinfo=UTC),
+    )  # fmt: skip
+    state, target = fingerprint(), tmp_path / f"a.{fmt}"
+    with pytest.raises(PersonalDataFound, match=r"audit_logs record 1, field 'action' holds an email address"):
+        export_data(entities="audit_logs", output=target, fmt=fmt, anonymize=True)
+    assert list(tmp_path.iterdir()) == [] and fingerprint() == state
+
+
+@pytest.mark.parametrize("allowed", ["dictionary_entries.valeu", "nosuch.value", "valeu"])
+def test_allow_pii_in_naming_no_exported_field_is_refused(tmp_path, allowed):
+    _entry("mail boss@realmail.test")
+    command_error(
+        "export_data", "--entities", "dictionaries", "--format", "jsonl", "--anonymize",
+        "--output", str(tmp_path / "x.jsonl"), "--allow-pii-in", allowed, match=f"{allowed} is no field",
+    )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
