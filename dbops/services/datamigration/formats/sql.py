@@ -25,6 +25,16 @@ def sql_literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def json_literal(value) -> str:
+    """A JSON field's value as its JSON text: the string "str" is '"str"', JSON null 'null' (a bare 'str' is no
+    JSON, a bare 5 or TRUE is no jsonb to PostgreSQL)."""
+    return "'" + base.encode_json(value).replace("'", "''") + "'"
+
+
+def _nullable_json_literal(value) -> str:
+    return "NULL" if value is None else json_literal(value)  # None: the column's NULL (read back alike)
+
+
 class SqlWriter(base.StreamWriter):
     def __init__(self, target: Path, *, header: dict) -> None:
         super().__init__(target, header=header)
@@ -38,9 +48,16 @@ class SqlWriter(base.StreamWriter):
         columns = ", ".join([f'"{f.column}"' for f in entity.fields] + self._placeholders)
         self._prefix = f'INSERT INTO "{entity.table}" ({columns}) VALUES ('  # noqa: S608 - identifiers from models
         self._names = entity.field_names
+        json_fields = base.json_fields(entity)
+        # A JSON field that cannot be NULL holds JSON null when the record has None.
+        self._literals = [
+            (_nullable_json_literal if field.null else json_literal) if field.name in json_fields else sql_literal
+            for field in entity.fields
+        ]
 
     def write(self, record: dict) -> None:
-        values = [sql_literal(record.get(name)) for name in self._names] + ["'!'"] * len(self._placeholders)
+        values = [literal(record.get(name)) for literal, name in zip(self._literals, self._names, strict=True)]
+        values += ["'!'"] * len(self._placeholders)
         self.handle.write(self._prefix + ", ".join(values) + ");\n")
         self.counts[self.entity.name] += 1
 

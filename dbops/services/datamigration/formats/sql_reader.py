@@ -1,13 +1,23 @@
-"""Reads SQL `INSERT` statements into records, never executing anything: the files export_data writes,
-and any INSERT a database shell would accept for the entities' tables (a dump tool's `--inserts` /
-`--column-inserts` output, hand-written files): keywords in any case, schema-qualified or unquoted
-names, no column list (the table's columns in order), several rows per statement, `E'...'` and
-dollar-quoted strings, casts (`'{}'::jsonb`), typed literals (`TIMESTAMP '...'`), `DEFAULT` (the
-field is left to the import's default), comments, a dump's `\\restrict` lines. `SET`, `SELECT` (a
-dump's set_config/setval) and transaction statements are skipped; any other statement is refused
-with its line.
+"""Reads SQL `INSERT ... VALUES` statements into records, never executing anything: the files export_data
+writes, and any such INSERT a database shell (psql) would accept for the entities' tables (a dump tool's
+`--inserts` / `--column-inserts` output, hand-written files), read by PostgreSQL's own lexical rules:
 
-A file with export_data's header must also end with its COMMIT and counts line (a cut file is found).
+- keywords in any case; unquoted names (folded to lower case) or "quoted" ones; a table unqualified or in
+  its own schema (`public.`): another schema's table is another table and is refused;
+- a column list or none (the table's columns in order, trailing ones may be left out), several rows per
+  statement, `OVERRIDING SYSTEM VALUE` / `OVERRIDING USER VALUE` (the id is then left to the sequence);
+- literals: numbers, NULL, TRUE/FALSE, `DEFAULT` or an omitted column (the field is left out, so the
+  import's default applies), '...' strings (also N'...'), adjacent ones separated by a newline joined,
+  E'...' with PostgreSQL's escapes (\\ooo and \\xhh are bytes, the result must be valid UTF-8), U&'...'
+  with UESCAPE, $$...$$ and $tag$...$tag$; casts (`'{}'::jsonb`) and typed literals (`TIMESTAMP '...'`);
+- comments anywhere between tokens (`--` and nested `/* */`), empty statements, a dump's `\\restrict` lines.
+
+`SET`, `SELECT` (a dump's set_config/setval) and transaction statements are skipped unread; any other
+statement (UPDATE, COPY, an INSERT with ON CONFLICT or a SELECT...) is refused with its line, as is an
+invalid literal (one that psql would refuse too).
+
+A file with export_data's header must end with its COMMIT and `-- end {counts}` line, and the counts must be
+the rows read (a cut or edited file is found); in any file other comments are only comments.
 """
 
 from __future__ import annotations
@@ -23,63 +33,265 @@ from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.formats import base
 
-_IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
-_INSERT = re.compile(
-    rf"INSERT\s+INTO\s+(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)\s*(?:\((?P<columns>[^)]*)\)\s*)?VALUES\s*\(",
+_SPACE = re.compile(r"[ \t\n\r\f\v]*")  # PostgreSQL's whitespace (Python's \s also takes non-ASCII spaces)
+_NESTING = re.compile(r"/\*|\*/")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\u0080-\U0010ffff]")
+_IDENT = re.compile(r'"((?:[^"]|"")*)"|([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*)')
+_WORD = re.compile(r"[A-Za-z_]+")
+# The fast path for the common value (what export_data writes): plain literal, then `,` or `)`.
+_SIMPLE_VALUE = re.compile(
+    r"[ \t\n\r]*(?:'(?P<string>[^']*(?:''[^']*)*)'|(?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"|(?P<word>NULL|TRUE|FALSE|DEFAULT)\b)[ \t\n\r]*(?P<end>[,)])",
     re.IGNORECASE,
 )
-_STRING = r"(?:[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*')"
-_VALUE = re.compile(
-    r"\s*(?:(?:(?:TIMESTAMP|TIMESTAMPTZ|DATE|TIME|INTERVAL)(?:\s+WITH(?:OUT)?\s+TIME\s+ZONE)?\s+)?(?P<string>"
-    + _STRING
-    + r")|(?P<dollar>\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)"
-    r"|(?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>NULL|TRUE|FALSE|DEFAULT)\b)"
-    r"(?:\s*::\s*[A-Za-z_][\w .]*?(?:\s*\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(?:\s*\[\])*)*\s*(?P<end>[,)])",
-    re.IGNORECASE | re.DOTALL,
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_.])")
+_PLAIN_BODY = re.compile(r"'([^']*(?:''[^']*)*)'")
+_ESCAPE_BODY = re.compile(r"'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)'", re.DOTALL)
+# Adjacent literals are one only when the space between them holds a newline (SQL's rule; `--` comments may
+# sit in it, /* */ ones may not).
+_CONTINUATION = re.compile(r"[ \t\f]*(?:--[^\n\r]*)?[\n\r](?:[ \t\n\r\f\v]|--[^\n\r]*[\n\r])*'")
+_DOLLAR = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
+_TYPED_LITERAL = re.compile(
+    r"(?:TIMESTAMPTZ|TIMESTAMP|TIMETZ|TIME|DATE|INTERVAL|TEXT|VARCHAR|CHARACTER\s+VARYING|JSONB|JSON|UUID|INET"
+    r"|CIDR|BOOLEAN|BOOL|NUMERIC|DECIMAL|INTEGER|INT[248]?|BIGINT|SMALLINT|REAL|FLOAT[48]|DOUBLE\s+PRECISION)"
+    r"(?:\s+WITH(?:OUT)?\s+TIME\s+ZONE)?[ \t\n\r\f\v]*(?=[EeNn]?')",
+    re.IGNORECASE,
 )
-_NEXT_ROW = re.compile(r"\s*(?:(?P<more>,)\s*\(|(?P<done>;)|(?P<clause>ON\s+CONFLICT|RETURNING)\b)", re.IGNORECASE)
-# Recent dumps bracket their output in the shell's \restrict / \unrestrict (they stop other meta-commands).
-_SKIP = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\\(?:un)?restrict\b[^\n]*(?:\n|\Z))+", re.DOTALL)
-_WORD = re.compile(r"[A-Za-z_]+")
-_REST_OF_STATEMENT = re.compile(r"""(?:'(?:[^']|'')*'|"(?:[^"]|"")*"|[^;'"])*;""")
+_CAST_TYPE = re.compile(
+    r"(?:(?:pg_catalog|public)\s*\.\s*)?(?:\"(?:[^\"]|\"\")+\"|DOUBLE\s+PRECISION|CHARACTER\s+VARYING|BIT\s+VARYING"
+    r"|(?:TIMESTAMP|TIME)(?:\s*\(\s*\d+\s*\))?\s+WITH(?:OUT)?\s+TIME\s+ZONE|[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:\s*\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(?:\s*\[\s*\d*\s*\])*",
+    re.IGNORECASE,
+)
+_E_ESCAPE = re.compile(
+    r"''|\\(?:(?P<octal>[0-7]{1,3})|x(?P<hex>[0-9A-Fa-f]{1,2})|u(?P<u4>[0-9A-Fa-f]{4})|U(?P<u8>[0-9A-Fa-f]{8})"
+    r"|(?P<bad>[uU])|(?P<char>.))",
+    re.DOTALL,
+)
+_E_SINGLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _SKIPPED = frozenset({"BEGIN", "COMMIT", "END", "START", "SET", "SELECT", "ROLLBACK"})
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
-_BACKSLASH = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[0-7]{1,3}|.)", re.DOTALL)
+# Recent dumps bracket their output in the shell's \restrict / \unrestrict (they stop other meta-commands).
+_META_COMMAND = re.compile(r"\\(?:un)?restrict\b[^\n]*(?:\n|\Z)")
+_END_LINE = re.compile(r"-- end (\{[^\n]*\})[ \t\r]*(?:\n|\Z)")  # as SqlWriter writes it, on a line of its own
+# An INSERT's head with nothing but names and spaces in it: the same text is the same head (export_data and
+# dumps repeat one per row), so it is parsed once per file.
+_PLAIN_HEAD = re.compile(r"INSERT\s+INTO\s[^;'$/()-]*?(?:\([^;'$/()-]*\)\s*)?VALUES\s*\(", re.IGNORECASE)
+_STATEMENT_TOKENS = re.compile(r"""[;'"$]|--|/\*""")
 
 
-def _identifier(text: str) -> str:
-    text = text.strip()
-    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()  # unquoted names fold to lower case
+class _Malformed(Exception):
+    """A syntax problem at a position of the text; read_sql names the file and the line."""
 
-
-def _escape(match: re.Match) -> str:
-    code = match.group(1)
-    if code[0] in "xuU" and len(code) > 1:
-        return chr(int(code[1:], 16))
-    if code[0].isdigit():
-        return chr(int(code, 8))
-    return _ESCAPES.get(code, code)
-
-
-def _value(match: re.Match):
-    """The Python value of one literal; DEFAULT as the class itself (the field is left out)."""
-    if match.group("string") is not None:
-        token = match.group("string")
-        if token[0] in "Ee":
-            return _BACKSLASH.sub(_escape, token[2:-1].replace("''", "'"))
-        return token[1:-1].replace("''", "'")
-    if match.group("dollar") is not None:
-        tag_length = len(match.group("tag")) + 2
-        return match.group("dollar")[tag_length:-tag_length]
-    number = match.group("number")
-    if number is not None:  # integers as int; others as their text, so a decimal keeps every digit
-        return int(number) if number.lstrip("+-").isdigit() else number
-    word = match.group("word").upper()
-    return {"NULL": None, "TRUE": True, "FALSE": False}.get(word, _Default)
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.message, self.position = message, position
 
 
 class _Default:
     """`DEFAULT` in a VALUES list."""
+
+
+def _skip(text: str, position: int) -> int:
+    """Past whitespace and comments: `--` to the line's end, `/* */` nested as PostgreSQL nests them."""
+    while True:
+        position = _SPACE.match(text, position).end()
+        if text.startswith("--", position):
+            line_end = text.find("\n", position)
+            position = len(text) if line_end < 0 else line_end + 1
+        elif text.startswith("/*", position):
+            position = _comment_end(text, position)
+        else:
+            return position
+
+
+def _comment_end(text: str, start: int) -> int:
+    depth = 0
+    for mark in _NESTING.finditer(text, start):
+        depth += 1 if mark.group(0) == "/*" else -1
+        if depth == 0:
+            return mark.end()
+    raise _Malformed("unterminated /* comment", start)
+
+
+def _keyword(text: str, position: int, word: str) -> int | None:
+    """The position after `word` (any case) if it comes next, else None."""
+    position = _skip(text, position)
+    end = position + len(word)
+    if text[position:end].upper() == word and not _IDENT_CHAR.match(text, end):
+        return end
+    return None
+
+
+def _identifier(text: str, position: int) -> tuple[str, int]:
+    position = _skip(text, position)
+    name = _IDENT.match(text, position)
+    if name is None:
+        raise _Malformed("malformed INSERT statement (a name expected)", position)
+    if name.group(1) is not None:
+        return name.group(1).replace('""', '"'), name.end()
+    return name.group(2).lower(), name.end()  # unquoted names fold to lower case
+
+
+def _segments(text: str, position: int, body: re.Pattern) -> tuple[list[str], int]:
+    """The bodies of a quoted literal and of those continuing it (separated by a newline)."""
+    segments = []
+    while True:
+        quoted = body.match(text, position)
+        if quoted is None:
+            raise _Malformed("unterminated quoted string", position)
+        segments.append(quoted.group(1))
+        continuation = _CONTINUATION.match(text, quoted.end())
+        if continuation is None:
+            return segments, quoted.end()
+        position = continuation.end() - 1
+
+
+def _code_point(code: int, high: int | None, position: int) -> tuple[int | None, int | None]:
+    """(a complete code point or None, the high surrogate still waiting for its low half)."""
+    if high is not None:
+        if not 0xDC00 <= code <= 0xDFFF:
+            raise _Malformed("invalid Unicode surrogate pair", position)
+        return 0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00), None
+    if 0xD800 <= code <= 0xDBFF:
+        return None, code
+    if 0xDC00 <= code <= 0xDFFF:
+        raise _Malformed("invalid Unicode surrogate pair", position)
+    if code == 0 or code > 0x10FFFF:
+        raise _Malformed(f"invalid Unicode escape value {code:#x}", position)
+    return code, None
+
+
+def _escape_bytes(segment: str, out: bytearray, position: int) -> None:
+    """Appends an E'...' body as PostgreSQL reads it: \\ooo and \\xhh are bytes, \\u \\U code points."""
+    last, high = 0, None
+    for escape in _E_ESCAPE.finditer(segment):
+        if high is not None and escape.start() != last:  # the low half must follow at once
+            raise _Malformed("invalid Unicode surrogate pair", position)
+        out += segment[last : escape.start()].encode()
+        last = escape.end()
+        kind = escape.lastgroup
+        if kind is None:  # ''
+            out += b"'"
+        elif kind == "octal":
+            out.append(int(escape.group("octal"), 8) & 0xFF)  # PostgreSQL keeps the low byte: \400 is \0
+        elif kind == "hex":
+            out.append(int(escape.group("hex"), 16))
+        elif kind in ("u4", "u8"):
+            code, high = _code_point(int(escape.group(kind), 16), high, position)
+            if code is not None:
+                out += chr(code).encode()
+            continue
+        elif kind == "bad":
+            raise _Malformed("invalid Unicode escape (\\u takes 4 hexadecimal digits, \\U 8)", position)
+        else:
+            out += _E_SINGLE.get(escape.group("char"), escape.group("char")).encode()
+        if high is not None:
+            raise _Malformed("invalid Unicode surrogate pair", position)
+    if high is not None:
+        raise _Malformed("invalid Unicode surrogate pair", position)
+    out += segment[last:].encode()
+
+
+def _escape_string(segments: list[str], position: int) -> str:
+    if not any("\\" in segment for segment in segments):
+        return "".join(segments).replace("''", "'")
+    data = bytearray()
+    for segment in segments:  # one byte string: a UTF-8 sequence may be split across escapes or segments
+        _escape_bytes(segment, data, position)
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = " ".join(f"0x{byte:02x}" for byte in data[exc.start : exc.end])
+        raise _Malformed(f'invalid byte sequence for encoding "UTF8": {bad}', position) from None
+    if "\x00" in value:
+        raise _Malformed('invalid byte sequence for encoding "UTF8": 0x00', position)
+    return value
+
+
+def _unicode_string(body: str, escape: str, position: int) -> str:
+    """A U&'...' body: escape+4 hex digits or escape+'+'+6 hex digits is a code point, escape twice itself."""
+    out, index, high = [], 0, None
+    while True:
+        found = body.find(escape, index)
+        if found < 0:
+            if high is not None:
+                raise _Malformed("invalid Unicode surrogate pair", position)
+            out.append(body[index:])
+            return "".join(out)
+        if high is not None and found != index:
+            raise _Malformed("invalid Unicode surrogate pair", position)
+        out.append(body[index:found])
+        after = found + 1
+        if body.startswith(escape, after):
+            if high is not None:
+                raise _Malformed("invalid Unicode surrogate pair", position)
+            out.append(escape)
+            index = after + 1
+            continue
+        digits = re.match(r"[0-9A-Fa-f]{4}|\+[0-9A-Fa-f]{6}", body[after : after + 7])
+        if digits is None:
+            raise _Malformed("invalid Unicode escape (the escape takes 4 hexadecimal digits, or + and 6)", position)
+        code, high = _code_point(int(digits.group(0).lstrip("+"), 16), high, position)
+        if code is not None:
+            out.append(chr(code))
+        index = after + len(digits.group(0))
+
+
+def _string(text: str, position: int) -> tuple[str, int] | None:
+    """A string literal of any kind at the position, with the position after it; None if there is none."""
+    lead = text[position : position + 3].upper()
+    if lead.startswith("'") or lead.startswith("N'"):
+        segments, end = _segments(text, position + (lead[0] == "N"), _PLAIN_BODY)
+        return "".join(segments).replace("''", "'"), end
+    if lead.startswith("E'"):
+        segments, end = _segments(text, position + 1, _ESCAPE_BODY)
+        return _escape_string(segments, position), end
+    if lead == "U&'":
+        segments, end = _segments(text, position + 2, _PLAIN_BODY)
+        escape, after = "\\", _keyword(text, end, "UESCAPE")
+        if after is not None:
+            after = _skip(text, after)
+            quoted = _PLAIN_BODY.match(text, after)
+            escape = quoted.group(1).replace("''", "'") if quoted else ""
+            if len(escape) != 1 or escape in "0123456789abcdefABCDEF+'\" \t\n\r\f\v":
+                raise _Malformed("invalid Unicode escape character after UESCAPE", after)
+            end = quoted.end()
+        return _unicode_string("".join(segments).replace("''", "'"), escape, position), end
+    dollar = _DOLLAR.match(text, position)
+    if dollar is not None:
+        close = text.find(dollar.group(0), dollar.end())
+        if close < 0:
+            raise _Malformed("unterminated dollar-quoted string", position)
+        return text[dollar.end() : close], close + len(dollar.group(0))
+    return None
+
+
+def _value(text: str, position: int) -> tuple[object, int]:
+    """One literal of a VALUES list (casts included), with the position after it; DEFAULT as _Default."""
+    position = _skip(text, position)
+    typed = _TYPED_LITERAL.match(text, position)
+    string = _string(text, typed.end() if typed else position)
+    if string is not None:
+        value, position = string
+    elif number := _NUMBER.match(text, position):
+        position, digits = number.end(), number.group(0)
+        value = int(digits) if digits.lstrip("+-").isdigit() else digits  # others as text: every digit kept
+    else:
+        word = _WORD.match(text, position)
+        value = {"NULL": None, "TRUE": True, "FALSE": False, "DEFAULT": _Default}.get(
+            word.group(0).upper() if word else "", _Malformed
+        )
+        if value is _Malformed or _IDENT_CHAR.match(text, word.end()) or text.startswith("(", _skip(text, word.end())):
+            raise _Malformed("malformed or truncated VALUES list (only literals are read)", position)
+        position = word.end()
+    while True:  # casts change nothing here: the import converts each value to its field's type
+        after = _skip(text, position)
+        if not text.startswith("::", after):
+            return value, position
+        cast_type = _CAST_TYPE.match(text, _skip(text, after + 2))
+        if cast_type is None:
+            raise _Malformed("malformed cast in a VALUES list", after)
+        position = cast_type.end()
 
 
 def _header(text: str, path: Path) -> bool:
@@ -95,95 +307,291 @@ def _header(text: str, path: Path) -> bool:
     return True
 
 
+def _end_counts(comment: re.Match | None) -> dict | None:
+    """The counts of an export's end line; None for any other comment."""
+    if comment is None:
+        return None
+    try:
+        counts = json.loads(comment.group(1))
+    except json.JSONDecodeError:
+        return None
+    return counts if isinstance(counts, dict) else None
+
+
+def _line(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1  # only for a message: counting as we go would cost every read
+
+
 def read_sql(path: Path) -> Iterator[base.Record]:
     """The rows of every INSERT statement of the file, as records of their tables' entities."""
     with base.decode_errors(path), base.open_text(path) as handle:
         text = handle.read()
     own_file = _header(text, path)
+    try:
+        yield from _read(text, path, own_file)
+    except _Malformed as problem:
+        raise ImportFormatError(f"{path}: line {_line(text, problem.position)}: {problem.message}.") from None
+
+
+def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
     numbers: dict[str, int] = {}
+    tables, heads = _Tables(), {}
     position, committed, end_counts, statements = 0, False, None, 0
-    counted_to, line = 0, 1  # counted on as we go: counting from the start each time is quadratic
     while True:
-        skip = _SKIP.match(text, position)
-        if skip:
-            for comment in re.findall(r"--[^\n]*", skip.group(0)):
-                if comment.startswith("-- end "):
-                    end_counts = json.loads(comment[len("-- end ") :])
-            position = skip.end()
+        position, counts = _between_statements(text, position, own_file)
+        end_counts = counts if counts is not None else end_counts
         if position >= len(text):
             break
-        line += text.count("\n", counted_to, position)
-        counted_to = position
-        where = f"{path}: line {line}"
-        statement = _INSERT.match(text, position)
-        if statement is None:
-            word = _WORD.match(text, position)
-            keyword = word.group(0).upper() if word else ""
-            rest = _REST_OF_STATEMENT.match(text, position)
-            if keyword in _SKIPPED and rest:
+        if text[position] == ";":  # an empty statement
+            position += 1
+            continue
+        word = _WORD.match(text, position)
+        keyword = word.group(0).upper() if word and not _IDENT_CHAR.match(text, word.end()) else ""
+        if keyword != "INSERT":
+            if keyword in _SKIPPED:
                 committed = committed or keyword in ("COMMIT", "END")
-                position = rest.end()
+                position = _statement_end(text, position)
                 continue
             if not own_file and not statements:
                 raise ImportFormatError(
                     f"{path} is not an export_data file (no {base.FILE_MARKER!r} header) nor SQL INSERT statements "
-                    f"(line {line} starts with {text[position : position + 20]!r})."
+                    f"(line {_line(text, position)} starts with {text[position : position + 20]!r})."
                 )
             found = keyword or repr(text[position : position + 20])
             hint = " (dump the data as INSERT statements: the --inserts option)" if keyword == "COPY" else ""
-            raise ImportFormatError(f"{where}: only INSERT statements are read, found {found}{hint}.")
+            raise _Malformed(f"only INSERT statements are read, found {found}{hint}", position)
+        if end_counts is not None:
+            raise _Malformed("an INSERT after the end line (the file looks edited)", position)
         statements += 1
-        entity, columns = _target(statement, where)
-        position = statement.end()
+        plain_head = _PLAIN_HEAD.match(text, position)
+        head = heads.get(plain_head.group(0)) if plain_head else None
+        if head is None:
+            *head, position = _insert_head(text, word.end(), tables)
+            if plain_head and plain_head.end() == position:
+                heads[plain_head.group(0)] = head
+        else:
+            position = plain_head.end()
+        entity, columns, listed, drop_identity = head
+        width = None
         while True:
-            position = yield from _rows(text, position, entity, columns, numbers, where)
-            after = _NEXT_ROW.match(text, position)
-            if after is None or after.group("clause"):
-                clause = f" ({after.group('clause').upper()} is not read)" if after is not None else ""
-                raise ImportFormatError(f"{where}: malformed INSERT statement{clause}.")
-            position = after.end()
-            if after.group("done"):
+            row_start = position
+            values, position = _row_values(text, position)
+            if width is not None and len(values) != width:
+                raise _Malformed("VALUES lists must all be the same length", row_start)
+            width = len(values)
+            record = _record(entity, columns, listed, values, drop_identity, row_start)
+            numbers[entity.name] = numbers.get(entity.name, 0) + 1
+            yield entity.name, numbers[entity.name], record
+            position = _skip(text, position)
+            if text.startswith(",", position):
+                position = _skip(text, position + 1)
+                if not text.startswith("(", position):
+                    raise _Malformed("malformed INSERT statement (a parenthesized row expected)", position)
+                position += 1
+                continue
+            if text.startswith(";", position) or position >= len(text):  # psql runs a last unterminated one
+                position += 1
                 break
-    if own_file and (not committed or end_counts is None):
-        raise ImportFormatError(f"{path}: truncated (no COMMIT / end line after {sum(numbers.values())} records).")
+            clause = re.match(r"ON\s+CONFLICT|RETURNING", text[position : position + 40], re.IGNORECASE)
+            detail = f" ({clause.group(0).upper()} is not read)" if clause else ""
+            raise _Malformed(f"malformed INSERT statement{detail}", position)
+    if own_file:
+        if not committed or end_counts is None:
+            raise ImportFormatError(f"{path}: truncated (no COMMIT / end line after {sum(numbers.values())} records).")
+        if {name: count for name, count in end_counts.items() if count != 0} != numbers:
+            raise ImportFormatError(
+                f"{path}: the end line counts {end_counts} records but the file holds {numbers} "
+                "(the file looks edited or truncated)."
+            )
 
 
-def _target(statement: re.Match, where: str) -> tuple[Entity, list[str]]:
-    table = _identifier(re.split(r"\s*\.\s*(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", statement.group("name"))[-1])
+def _between_statements(text: str, position: int, own_file: bool) -> tuple[int, dict | None]:
+    """Past space, comments and meta-commands; with the counts of an export's end line among them, if any."""
+    counts = None
+    while True:
+        position = _SPACE.match(text, position).end()
+        if text.startswith("--", position):
+            if own_file:
+                counts = _end_counts(_END_LINE.match(text, position)) or counts
+            line_end = text.find("\n", position)
+            position = len(text) if line_end < 0 else line_end + 1
+        elif text.startswith("/*", position):
+            position = _comment_end(text, position)
+        elif meta := _META_COMMAND.match(text, position):
+            position = meta.end()
+        else:
+            return position, counts
+
+
+def _statement_end(text: str, position: int) -> int:
+    """The position after the `;` ending a statement that is skipped (strings, names and comments may hold `;`)."""
+    while True:
+        token = _STATEMENT_TOKENS.search(text, position)
+        if token is None:
+            return len(text)
+        start, kind = token.start(), token.group(0)
+        if kind == ";":
+            return token.end()
+        if kind in ("--", "/*"):
+            position = _skip(text, start)
+        elif kind == '"':
+            name = _IDENT.match(text, start)
+            if name is None:
+                raise _Malformed("unterminated quoted identifier", start)
+            position = name.end()
+        elif kind == "'":
+            prefixed = start > 0 and text[start - 1] in "Ee" and not (start > 1 and _IDENT_CHAR.match(text, start - 2))
+            string = _string(text, start - 1 if prefixed else start)
+            position = string[1]
+        elif start > 0 and _IDENT_CHAR.match(text, start - 1):  # `$` inside a name (a$b) or a parameter ($1)
+            position = token.end()
+        else:
+            string = _string(text, start)
+            position = string[1] if string else token.end()
+
+
+class _Tables:
+    """What the database says about the entities' tables, asked once per file."""
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[str]] = {}
+        self._schemas: dict[str, set[str]] = {}
+
+    @staticmethod
+    def _database(entity: Entity):
+        return connections[router.db_for_read(entity.model) or DEFAULT_DB_ALIAS]
+
+    def columns(self, entity: Entity) -> list[str]:
+        """The columns of the entity's table in the database's order (migrations may have added some late)."""
+        if entity.name not in self._columns:
+            database = self._database(entity)
+            with database.cursor() as cursor:
+                description = database.introspection.get_table_description(cursor, entity.table)
+            self._columns[entity.name] = [column.name for column in description]
+        return self._columns[entity.name]
+
+    def schemas(self, entity: Entity) -> set[str]:
+        """The schema names that designate the entity's table: the one it is in (public unless configured)."""
+        if entity.name not in self._schemas:
+            database, found = self._database(entity), None
+            if database.vendor == "postgresql":
+                with database.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT coalesce((SELECT relnamespace::regnamespace::text FROM pg_class"
+                        " WHERE oid = to_regclass(%s)), current_schema())",
+                        ['"' + entity.table.replace('"', '""') + '"'],
+                    )
+                    found = cursor.fetchone()[0]
+            self._schemas[entity.name] = {found.strip('"')} if found else {"public", "main"}
+        return self._schemas[entity.name]
+
+
+def _insert_head(text: str, position: int, tables: _Tables) -> tuple[Entity, list[str], bool, bool, int]:
+    """`INTO name [AS alias] [(columns)] [OVERRIDING ... VALUE] VALUES (`: the entity, the columns (the table's
+    without a list), whether they were listed, whether the identity column's values are ignored, and the
+    position of the first value."""
+    start = position
+    position = _keyword(text, position, "INTO")
+    if position is None:
+        raise _Malformed("malformed INSERT statement (INTO expected)", start)
+    names = []
+    while True:
+        name, position = _identifier(text, position)
+        names.append(name)
+        after = _skip(text, position)
+        if not text.startswith(".", after):
+            break
+        position = after + 1
+    entity = _entity(names, tables, start)
+    if (after_as := _keyword(text, position, "AS")) is not None:
+        _, position = _identifier(text, after_as)
+    columns = None
+    after = _skip(text, position)
+    if text.startswith("(", after):
+        columns, position = [], after + 1
+        while True:
+            column, position = _identifier(text, position)
+            if column in columns:
+                raise _Malformed(f"column {column!r} specified more than once", start)
+            columns.append(column)
+            position = _skip(text, position)
+            if text.startswith(")", position):
+                position += 1
+                break
+            if not text.startswith(",", position):
+                raise _Malformed("malformed column list", position)
+            position += 1
+    drop_identity = False
+    if (after_overriding := _keyword(text, position, "OVERRIDING")) is not None:
+        kind = _WORD.match(text, _skip(text, after_overriding))
+        after_kind = kind and _keyword(text, kind.end(), "VALUE")
+        if not kind or kind.group(0).upper() not in ("SYSTEM", "USER") or after_kind is None:
+            raise _Malformed("malformed OVERRIDING clause", after_overriding)
+        drop_identity, position = kind.group(0).upper() == "USER", after_kind
+    after_values = _keyword(text, position, "VALUES")
+    opening = _skip(text, after_values) if after_values is not None else None
+    if opening is None or not text.startswith("(", opening):
+        raise _Malformed("only INSERT ... VALUES (...) statements are read", start)
+    listed = columns is not None
+    return entity, columns if listed else tables.columns(entity), listed, drop_identity, opening + 1
+
+
+def _entity(names: list[str], tables: _Tables, position: int) -> Entity:
+    """The entity of a table name: unqualified or in the table's own schema; another schema is another table."""
+    table = names[-1]
     entity = ENTITIES.by_table(table)
     if entity is None:
-        raise ImportFormatError(f"{where}: unknown table {table!r}.")
-    if statement.group("columns") is None:  # the table's own column order, as a shell reads it
-        return entity, _table_columns(entity)
-    return entity, [_identifier(column) for column in statement.group("columns").split(",")]
+        raise _Malformed(f"unknown table {table!r}", position)
+    if len(names) > 2:
+        raise _Malformed(f"{'.'.join(names)!r}: a name with a database is not read (give schema.table)", position)
+    if len(names) == 2 and names[0] not in tables.schemas(entity):
+        raise _Malformed(
+            f"table {names[0]}.{table} is not the imported one (that is in schema "
+            f"{' or '.join(sorted(tables.schemas(entity)))!r}); another schema's tables are not imported",
+            position,
+        )
+    return entity
 
 
-def _table_columns(entity: Entity) -> list[str]:
-    """The columns of the entity's table in the database's order (migrations may have added some late)."""
-    database = connections[router.db_for_read(entity.model) or DEFAULT_DB_ALIAS]
-    with database.cursor() as cursor:
-        return [column.name for column in database.introspection.get_table_description(cursor, entity.table)]
-
-
-def _rows(text: str, position: int, entity: Entity, columns: list[str], numbers: dict, where: str):
-    """Yields the record of one parenthesized row; returns the position after it."""
+def _row_values(text: str, position: int) -> tuple[list, int]:
+    """The values of one parenthesized row (its `(` already read), with the position after its `)`."""
     values = []
     while True:
-        value = _VALUE.match(text, position)
-        if not value:
-            raise ImportFormatError(f"{where}: malformed or truncated VALUES list.")
-        values.append(_value(value))
-        position = value.end()
-        if value.group("end") == ")":
-            break
-    if len(values) != len(columns):
-        raise ImportFormatError(f"{where}: {len(values)} values for {len(columns)} columns.")
+        simple = _SIMPLE_VALUE.match(text, position)
+        if simple is not None:
+            if simple.group("string") is not None:
+                values.append(simple.group("string").replace("''", "'"))
+            elif simple.group("number") is not None:
+                digits = simple.group("number")
+                values.append(int(digits) if digits.lstrip("+-").isdigit() else digits)
+            else:
+                word = simple.group("word").upper()
+                values.append({"NULL": None, "TRUE": True, "FALSE": False}.get(word, _Default))
+            position, end = simple.end(), simple.group("end")
+        else:
+            value, position = _value(text, position)
+            values.append(value)
+            position = _skip(text, position)
+            end = text[position : position + 1]
+            if end not in (",", ")"):
+                raise _Malformed("malformed or truncated VALUES list", position)
+            position += 1
+        if end == ")":
+            return values, position
+
+
+def _record(entity: Entity, columns: list[str], listed: bool, values: list, drop_identity: bool, position: int):
+    """The record of a row: a DEFAULT or omitted column is a field left out, as a json record lacking it."""
+    # Without a column list a row may leave the table's last columns out, as PostgreSQL allows.
+    if len(values) > len(columns) or (listed and len(values) < len(columns)):
+        raise _Malformed(f"{len(values)} values for {len(columns)} columns", position)
     by_column = {f.column: f.name for f in entity.model._meta.concrete_fields}
     json_fields, hidden = base.json_fields(entity), entity.never_exported
+    identity = entity.model._meta.auto_field
     record = {}
-    for column, value in zip(columns, values, strict=True):
+    for column, value in zip(columns, values, strict=False):
         name = by_column.get(column, column)
-        if name in hidden or value is _Default:
+        if name in hidden or value is _Default or (drop_identity and identity and name == identity.name):
             continue
         if name in json_fields and isinstance(value, str):
             try:
@@ -191,8 +599,6 @@ def _rows(text: str, position: int, entity: Entity, columns: list[str], numbers:
             except json.JSONDecodeError:
                 value = base.Unparsable(value)
             except RecursionError:
-                raise ImportFormatError(f"{where}: {base.TOO_DEEP}.") from None
+                raise _Malformed(base.TOO_DEEP, position) from None
         record[name] = value
-    numbers[entity.name] = numbers.get(entity.name, 0) + 1
-    yield entity.name, numbers[entity.name], record
-    return position
+    return record
