@@ -21,4 +21,5 @@ class JsonField:
     max_digits: int | None = None  # decimal: what the field's DecimalValidator allows
     decimal_places: int | None = None
     choices: tuple[str, ...] | None = None  # text choices: the value is one of them, or empty
+    blank: bool = True  # text: whether the empty string is allowed (Django's blank=False says no)
     privileged: bool = False  # only false, null or absent passes; anything else takes the checking path

@@ -76,6 +76,8 @@ def _ok_and_value(connection: Any, ref: str, text: str, spec: JsonField) -> tupl
     string = f"jsonb_typeof({ref}) = 'string'"
     if kind == "text":
         length = f" AND char_length({text}) <= {int(spec.max_length)}" if spec.max_length else ""
+        if not spec.blank:
+            length += f" AND {text} <> ''"
         if spec.choices is not None:
             allowed = ", ".join(_lit(connection, value) for value in ("", *spec.choices))
             length += f" AND {text} IN ({allowed})"

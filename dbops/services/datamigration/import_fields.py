@@ -91,12 +91,14 @@ def _boolean(value):
 
 
 def _text_converter(model_field: models.Field) -> Callable:
-    max_length = model_field.max_length
+    max_length, blank = model_field.max_length, model_field.blank
 
     def convert(value):
         if not isinstance(value, str):
             kind = "number" if isinstance(value, Decimal) else type(value).__name__  # not "JsonNumber"
             raise Bad(f"expected text, got {kind} {value_for_message(value)}")
+        if not value and not blank:
+            raise Bad("may not be blank (the model's blank=False)")
         if max_length and len(value) > max_length:
             raise Bad(f"longer than {max_length} characters ({len(value)})")
         if "\x00" in value:
@@ -394,11 +396,11 @@ def _never_fast(value) -> str:
     raise Bad
 
 
-def _fast_text(max_length: int | None, escapes: Mapping[int, str]) -> Callable[[object], str]:
+def _fast_text(max_length: int | None, escapes: Mapping[int, str], *, blank: bool) -> Callable[[object], str]:
     limit = max_length or 1 << 62
 
     def convert(value) -> str:
-        if type(value) is str and len(value) <= limit and "\x00" not in value:
+        if type(value) is str and len(value) <= limit and "\x00" not in value and (value or blank):
             # Two C checks beat translate(): nearly no text holds a backslash or a control character.
             if "\\" not in value and value.isprintable():
                 return value
@@ -468,7 +470,7 @@ def _fast(model_field: models.Field, escapes: Mapping[int, str]) -> Callable[[ob
     elif isinstance(model_field, models.JSONField):
         convert = _fast_json(escapes)
     else:
-        convert = _fast_text(model_field.max_length, escapes)
+        convert = _fast_text(model_field.max_length, escapes, blank=model_field.blank)
     if not model_field.null:
         return convert
     if convert is _fast_integer:

@@ -76,6 +76,7 @@ def _json_fields(entity: Entity, specs: list[FieldSpec], *, allow_privileged: bo
                 max_digits=spec.model_field.max_digits if kind == "decimal" else None,
                 decimal_places=spec.model_field.decimal_places if kind == "decimal" else None,
                 choices=_text_choices(spec.model_field) if kind == "text" else None,
+                blank=spec.model_field.blank,
                 privileged=not allow_privileged and spec.name in entity.privileged_fields,
             )
         )

@@ -82,7 +82,7 @@ def test_json_line_fails_with_json_loads_own_message(line):
 
 
 def test_fast_text_and_json_escape_only_what_copy_needs():
-    convert = _fast_text(None, COPY_ESCAPES)
+    convert = _fast_text(None, COPY_ESCAPES, blank=True)
     assert convert("plain ünïcode") == "plain ünïcode"
     assert convert("a\tb\nc\\d\re") == "a\\tb\\nc\\\\d\\re"
     assert _fast_json(COPY_ESCAPES)({}) == "{}"

@@ -74,6 +74,9 @@ def test_a_clean_export_is_staged_on_the_server_and_imports_the_same_rows(tmp_pa
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT)\d\d:\d\d:\d\d'), r"\g<1>24:00:00", "ISO 8601"),
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:)\d\d'), r"\g<1>60", "ISO 8601"),
         (re.compile(r'("timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[^"]*"'), r'\g<1> PST"', "ISO 8601"),
+        # blank=False: Django's full_clean refuses the empty string, and so must both paths
+        ('"name":"admin"', '"name":""', r"roles record 1, field 'name': may not be blank"),
+        (re.compile(r'"action":"[a-z]+"'), '"action":""', r"field 'action': may not be blank"),  # choices allow ""
         # What PostgreSQL cannot store: refused by record and field, not a driver traceback or a chunk's first
         ('"name":"', '"name":"\\ud800', r"roles record 1, field 'name': holds a lone UTF-16 surrogate"),
         (re.compile(r'"changes":\{(?=")'), r'"changes":{"nul":"a\\u0000b",', r"field 'changes': holds a NUL"),
