@@ -1,5 +1,6 @@
 """csv: `manifest.json` plus one `<entity>.csv` per entity (header row = field names), in a folder or a
-.zip. Empty cells are NULL for non-text columns; JSON columns hold JSON text."""
+.zip. Empty cells are NULL for non-text columns; JSON columns hold the value's JSON text (a JSON string
+with its quotes, JSON null as `null`), an empty cell being SQL NULL."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from django.db import models
+
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import Entity
 from dbops.services.datamigration.formats import base
+from dbops.services.datamigration.formats.json_stream import MAX_VALUE_CHARS
+
+# The longest cell the reader takes, as the json reader's longest record: csv's default (131,072) is
+# less than a text column may hold, and a bound keeps one cell from taking all the memory.
+MAX_CELL_CHARS = MAX_VALUE_CHARS
 
 
 def _csv_cell(value) -> str:
@@ -24,6 +32,24 @@ def _csv_cell(value) -> str:
     if isinstance(value, dict | list):
         return base.encode_json(value)
     return str(value)
+
+
+def _json_cell(value) -> str:
+    """A JSON field's value as its JSON text: the string "5" stays a string, None is JSON null."""
+    return base.encode_json(value)
+
+
+def _nullable_json_cell(value) -> str:
+    """The empty cell is SQL NULL (Django reads a JSON null of a nullable column as None too)."""
+    return "" if value is None else base.encode_json(value)
+
+
+def _cell_writers(entity: Entity) -> list[tuple[str, object]]:
+    json_nullable = {f.name: f.null for f in entity.fields if isinstance(f, models.JSONField)}
+    return [
+        (name, _csv_cell if name not in json_nullable else _nullable_json_cell if json_nullable[name] else _json_cell)
+        for name in entity.field_names
+    ]
 
 
 class CsvWriter(base.ExportWriter):
@@ -50,10 +76,10 @@ class CsvWriter(base.ExportWriter):
         self._csv = csv.writer(self._handle)
         self.fields[entity.name] = entity.field_names
         self._csv.writerow(entity.field_names)
-        self._names = entity.field_names
+        self._cells = _cell_writers(entity)
 
     def write(self, record: dict) -> None:
-        self._csv.writerow([_csv_cell(record.get(name)) for name in self._names])
+        self._csv.writerow([cell(record.get(name)) for name, cell in self._cells])
         self.counts[self.entity.name] += 1
 
     def end_entity(self) -> None:
@@ -113,16 +139,31 @@ class _CsvSource:
             return open(self.path / name, encoding="utf-8", newline="")  # noqa: SIM115
         except (KeyError, FileNotFoundError):
             raise ImportFormatError(f"{self.path}: {name} is missing.") from None
+        except IsADirectoryError:
+            raise ImportFormatError(f"{self.path}: {name} is a folder, not a file.") from None
 
     def member(self, name) -> str:
         """A file the manifest names, refused unless it is a file of this folder or archive itself."""
+        if isinstance(name, str) and any(ord(char) < 32 or ord(char) == 127 for char in name):
+            # open() refuses a NUL with a ValueError; the other control characters make no file name either
+            raise ImportFormatError(f"{self.path}: manifest.json names {name!r}, which is no file name.")
         plain = isinstance(name, str) and name and "/" not in name and "\\" not in name and name not in (".", "..")
-        inside = plain and (self.archive is not None or (self.path / name).resolve().parent == self.path.resolve())
+        try:
+            inside = plain and (self.archive is not None or (self.path / name).resolve().parent == self.path.resolve())
+        except (OSError, ValueError):  # a name too long for the file system, for one
+            raise ImportFormatError(f"{self.path}: manifest.json names {name!r}, which is no file name.") from None
         if not inside:
             raise ImportFormatError(
                 f"{self.path}: manifest.json names {name!r}; it may only name files inside "
                 f"{'the archive' if self.archive is not None else 'its own folder'}."
             )
+        if self.archive is not None:
+            entry = self.archive.NameToInfo.get(name)
+            folder = (entry is not None and entry.is_dir()) or f"{name}/" in self.archive.NameToInfo
+        else:
+            folder = (self.path / name).is_dir()
+        if folder:
+            raise ImportFormatError(f"{self.path}: manifest.json names {name!r}, which is a folder, not a CSV file.")
         return name
 
     def open_binary(self, name: str):
@@ -133,10 +174,28 @@ class _CsvSource:
             return open(self.path / name, "rb")  # noqa: SIM115
         except (KeyError, FileNotFoundError):
             raise ImportFormatError(f"{self.path}: {name} is missing.") from None
+        except IsADirectoryError:  # made a folder since it was checked
+            raise ImportFormatError(f"{self.path}: {name} is a folder, not a CSV file.") from None
 
     def close(self) -> None:
         if self.archive is not None:
             self.archive.close()
+
+
+def _listed_fields(info: dict, where: str) -> list[str] | None:
+    """The manifest's `fields` of an entity (None when a hand-made manifest leaves them out)."""
+    fields = info.get("fields")
+    if fields is None:
+        return None
+    if not isinstance(fields, list) or not all(isinstance(name, str) for name in fields):
+        raise ImportFormatError(f"{where}: 'fields' must be a list of field names.")
+    if len(set(fields)) != len(fields):
+        raise ImportFormatError(f"{where}: 'fields' names {', '.join(map(repr, _repeated(fields)))} more than once.")
+    return fields
+
+
+def _repeated(names: list[str]) -> list[str]:
+    return [name for name in dict.fromkeys(names) if names.count(name) > 1]
 
 
 def read_csv(path: Path) -> Iterator[base.Record]:
@@ -156,6 +215,7 @@ def read_csv(path: Path) -> Iterator[base.Record]:
         for name, info in listed.items():  # every named file is checked before any is read
             base.entity_named(name, f"{path} manifest.json")
             source.member(info.get("file", f"{name}.csv"))
+            _listed_fields(info, f"{path}: manifest.json: entity {name!r}")
         for name, info in listed.items():
             yield from _read_csv_entity(source, base.entity_named(name, str(path)), info)
     finally:
@@ -174,16 +234,46 @@ def _utf8_lines(binary, where: str) -> Iterator[str]:
             ) from None
 
 
+def _check_header(header: list[str], listed: list[str] | None, where: str) -> None:
+    """The header names each field once, and (where the manifest lists them) the manifest's fields, in
+    any order: a column left out would take the field's default, a repeated one hide a value."""
+    if header and header[0].startswith("\ufeff"):
+        raise ImportFormatError(
+            f"{where}: starts with a UTF-8 byte-order mark (BOM); re-save the file as UTF-8 without one."
+        )
+    if len(set(header)) != len(header):
+        raise ImportFormatError(f"{where}: the header names {', '.join(map(repr, _repeated(header)))} more than once.")
+    if listed is None or set(header) == set(listed):
+        return
+    missing, unlisted = [n for n in listed if n not in header], [n for n in header if n not in listed]
+    differences = [f"{label} {', '.join(map(repr, names))}" for label, names in
+                   (("lacks", missing), ("has", unlisted)) if names]  # fmt: skip
+    suffix = " the manifest does not list" if unlisted else ""
+    raise ImportFormatError(
+        f"{where}: the header does not match the manifest's fields: it {' and '.join(differences)}{suffix}."
+    )
+
+
+def _allow_long_cells() -> None:
+    """csv's field limit is one for the whole process: raised to ours, never lowered (another reader of
+    the process may have raised it further), so no other user loses a cell it could read before."""
+    if csv.field_size_limit() < MAX_CELL_CHARS:
+        csv.field_size_limit(MAX_CELL_CHARS)
+
+
 def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator[base.Record]:
     text_fields, json_fields = base.text_fields(entity), base.json_fields(entity)
-    where = f"{source.path} {info.get('file')}"
+    where = f"{source.path} {info.get('file', f'{entity.name}.csv')}"
+    listed = _listed_fields(info, where)
     number = 0
+    _allow_long_cells()
     with source.open_binary(info.get("file", f"{entity.name}.csv")) as handle:
         try:
             reader = csv.reader(_utf8_lines(handle, where))
             header = next(reader, None)
             if header is None:
                 raise ImportFormatError(f"{where}: empty file (no header row).")
+            _check_header(header, listed, where)
             for row in reader:
                 number += 1
                 if len(row) != len(header):
@@ -204,6 +294,11 @@ def _read_csv_entity(source: _CsvSource, entity: Entity, info: dict) -> Iterator
                 f"{where}: not valid UTF-8 near record {number + 1} ({exc.reason}); re-save the file as UTF-8."
             ) from None
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise ImportFormatError(
+                    f"{where}: record {number + 1} has a cell longer than {MAX_CELL_CHARS:,} characters, "
+                    "the most a CSV cell may hold here."
+                ) from None
             raise ImportFormatError(f"{where}: malformed CSV near record {number + 1}: {exc}.") from None
         except RecursionError:
             raise ImportFormatError(f"{where}: record {number}: {base.TOO_DEEP}.") from None
