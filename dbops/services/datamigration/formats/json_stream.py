@@ -8,17 +8,62 @@ library's own decoder (`raw_decode`), so the accepted syntax and the error messa
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from dbops.services.datamigration.formats.base import JSON_DECODER
+from dbops.services.datamigration.formats import base
 
 CHUNK_CHARS = 1 << 20
 MAX_VALUE_CHARS = 64 << 20  # a single record (or header value) larger than this is refused
 _WHITESPACE = " \t\n\r"
 _CUT_MARGIN = 16  # a literal or number cut by the window's end is reported within this many characters of it
-_DECODER = JSON_DECODER  # numbers read exactly
 TOO_DEEP = "Nested too deeply (more levels than the parser's limit of about 1,000)"
+BOM = "Unexpected UTF-8 BOM"  # json's own words, so json and jsonl name it alike
+
+
+class DuplicateKeys(dict):
+    """A JSON object that names a key more than once, holding the last value of each (as json and jsonb
+    do); `key` is the first repeated one. A record shaped so is refused: which of its values is meant?"""
+
+    __slots__ = ("key",)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    """The decoder's object_pairs_hook: a plain dict unless a key is repeated (the one comparison of
+    lengths is all a well-formed object pays; the standard decoder drops repeats without a trace)."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    marked = DuplicateKeys(found)
+    marked.key = next(key for key, times in Counter(key for key, _value in pairs).items() if times > 1)
+    return marked
+
+
+class _RecordDecoder(base.ExactJsonDecoder):
+    """base.JSON_DECODER (numbers read exactly) that also marks objects with a repeated key."""
+
+    def __init__(self) -> None:
+        super().__init__(object_pairs_hook=_object)
+
+    def raw_decode(self, s: str, idx: int = 0):
+        try:
+            return json.JSONDecoder.raw_decode(self, s, idx)
+        except json.JSONDecodeError:
+            raise
+        except ValueError as exc:  # an integer past Python's parsing limit, as base.ExactJsonDecoder
+            if "integer string conversion" not in str(exc):
+                raise
+            return _LONG_INTEGER_DECODER.raw_decode(s, idx)
+
+
+_LONG_INTEGER_DECODER = json.JSONDecoder(
+    parse_float=base.JsonNumber,
+    parse_int=base._integer,  # read as base's own decoder reads them
+    object_pairs_hook=_object,
+)
+RECORD_DECODER = _RecordDecoder()
+_DECODER = RECORD_DECODER
 
 
 class JsonStreamError(ValueError):
@@ -47,6 +92,8 @@ class JsonDocumentReader:
     # -- the document ---------------------------------------------------------------------------------
     def read(self, header: dict[str, Any]) -> Iterator[tuple[str, dict]]:
         """Yields (entity, record) in file order; fills `header` with the other top-level members."""
+        if self._peek() == "\ufeff":
+            self._fail(f"{BOM} (the file starts with a byte-order mark; re-save it as UTF-8 without one)")
         self._expect("{")
         if self._peek() == "}":
             self._pos += 1
@@ -88,8 +135,17 @@ class JsonDocumentReader:
             if self._peek() == "]":
                 self._pos += 1
             else:
+                index = 0
                 while True:
-                    yield name, self._value()
+                    record = self._value()
+                    index += 1
+                    if type(record) is DuplicateKeys:
+                        line, _column = self._where()
+                        raise JsonShapeError(
+                            f"entities.{name} record {index} (ending on line {line}) names the key {record.key!r} "
+                            "more than once; a record gives each field once"
+                        )
+                    yield name, record
                     if self._next_of(",]") == "]":
                         break
             if self._next_of(",}") == "}":

@@ -18,7 +18,7 @@ from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
 from multipult.core.models import AuditLog, Concept
-from tests.dbops.services.datamigration.helpers import fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import EXPORT_HEADER, fingerprint, seed, user_record, wipe_domain
 
 pytestmark = pytest.mark.django_db
 
@@ -222,3 +222,70 @@ def test_json_field_values_of_every_kind_survive_a_csv_round_trip(tmp_path, name
     import_data(input_path=target, fmt="csv")
 
     assert _changes_texts(ids) == before
+
+
+# --- json and jsonl: a record naming a field twice ------------------------------------------------------
+
+ROLE_FIELDS = '"description":"Full access","created_at":"2025-01-01T00:00:00+00:00"'
+
+
+def _jsonl_lines(path, *record_texts: str, entity: str = "roles", spaced: bool = False):
+    """A jsonl file of these record texts as export_data writes its lines (the set-based path sends them
+    to the server unparsed) or, spaced, as json.dumps would (the parsing path)."""
+    separator = ", " if spaced else ","
+    lines = [json.dumps(EXPORT_HEADER)]
+    lines += [f'{{"entity":"{entity}"{separator}"data":{text}}}' for text in record_texts]
+    lines.append(json.dumps({"end": True, "counts": {entity: len(record_texts)}}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("spaced", [False, True], ids=["as-exported", "spaced"])
+@pytest.mark.parametrize(
+    "repeat",
+    ['"name":"admin","name":"hacked"', '"name":"admin","n\\u0061me":"hacked"', '"name":"admin","name" :"hacked"'],
+    ids=["plain", "escaped", "space-before-colon"],
+)
+def test_a_jsonl_record_naming_a_field_twice_is_refused(tmp_path, repeat, spaced):
+    seed(scale=0.1)
+    path = _jsonl_lines(tmp_path / "r.jsonl", f'{{"id":1,{repeat},{ROLE_FIELDS}}}', spaced=spaced)
+
+    _refused(path, "jsonl", r"line 2: roles record 1 names the field 'name' more than once", mode="upsert")
+
+
+def test_a_jsonl_record_repeating_a_privilege_flag_is_refused(tmp_path):
+    wipe_domain()
+    record = json.dumps(user_record(id=201))[:-1] + ',"is_superuser":true,"is_superuser":false}'
+    path = _jsonl_lines(tmp_path / "u.jsonl", record.replace(": ", ":").replace(", ", ","), entity="users")
+
+    _refused(path, "jsonl", r"users record 1 names the field 'is_superuser' more than once")
+
+
+def test_a_jsonl_line_repeating_its_data_key_is_refused(tmp_path):
+    seed(scale=0.1)
+    path = _jsonl_lines(tmp_path / "r.jsonl", f'{{"id":1,"name":"admin",{ROLE_FIELDS}}},"data":{{"id":1}}')
+
+    _refused(path, "jsonl", r"line 2: names the key 'data' more than once", mode="upsert")
+
+
+def test_a_json_record_naming_a_field_twice_is_refused(tmp_path):
+    seed(scale=0.1)
+    path = tmp_path / "r.json"
+    record = f'{{"id":1,"name":"admin","name":"hacked",{ROLE_FIELDS}}}'
+    path.write_text(json.dumps(EXPORT_HEADER)[:-1] + ',"entities":{"roles":[\n' + record + "\n]}}\n")
+
+    _refused(path, "json", r"entities.roles record 1 \(ending on line 2\) names the key 'name' more than once")
+
+
+# --- json: a byte-order mark ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_a_json_or_jsonl_file_starting_with_a_byte_order_mark_says_so(tmp_path, fmt):
+    seed(scale=0.1)
+    path = tmp_path / f"x.{fmt}"
+    export_data(entities="roles", output=path, fmt=fmt)
+    path.write_text("\ufeff" + path.read_text(encoding="utf-8"), encoding="utf-8")
+
+    refused = _refused(path, fmt, r"line 1.*Unexpected UTF-8 BOM \(the file starts with a byte-order mark")
+    assert refused.parameter is None  # not a matter of --format
