@@ -140,13 +140,13 @@ def test_privileges_without_allow_privileged_go_the_checking_way_and_are_refused
 
 
 @pytest.mark.django_db
-def test_a_line_naming_its_entity_again_goes_the_checking_way_which_reads_the_last_name(tmp_path):
-    # JSON keeps the last of two equal keys: this dictionary entry's line is a concept record to
-    # json.loads, so the checking path finds the end line's counts wrong; the prefix must not decide.
+def test_a_line_naming_its_entity_again_goes_the_checking_way_which_refuses_it(tmp_path):
+    # JSON would keep the last of two equal keys, making this dictionary entry's line a concept record:
+    # the prefix must not decide, and the checking path refuses a line that names a key twice.
     target, _seeded = _edited_export(tmp_path, '"position":0}}', '"position":0},"entity":"concepts"}')
     assert _staged(target) is None
     before = domain_rows()
-    with pytest.raises(ImportFormatError, match="end line counts"):
+    with pytest.raises(ImportFormatError, match=r"line \d+: names the key 'entity' more than once"):
         import_data(input_path=target, fmt="jsonl", allow_privileged=True)
     assert domain_rows() == before
 
