@@ -289,3 +289,14 @@ def test_a_json_or_jsonl_file_starting_with_a_byte_order_mark_says_so(tmp_path, 
 
     refused = _refused(path, fmt, r"line 1.*Unexpected UTF-8 BOM \(the file starts with a byte-order mark")
     assert refused.parameter is None  # not a matter of --format
+
+
+def test_a_jsonl_export_with_an_entity_of_no_rows_imports_back(tmp_path):
+    # The end line counts every exported entity, 0 for one that had no rows (and so no line)
+    seed(scale=0.05)
+    target = tmp_path / "some.jsonl"
+    export_data(entities="roles,concepts", where=["concepts.id<0"], output=target, fmt="jsonl")
+    assert '"concepts":0' in target.read_text().splitlines()[-1]
+    wipe_domain()
+    result = import_data(input_path=target, fmt="jsonl")
+    assert {item.entity: item.created for item in result.entities}["roles"] > 0 and not Concept.objects.exists()
