@@ -136,6 +136,8 @@ def import_data(
                 )
             # Keeps other writers out between validation and the write, so the checks stay true.
             get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
+            for stage in stages.values():  # after the lock: the table's largest id stays the largest
+                stage.ids_assign()
             rekeying = Rekeying(stages, match=matching, using=using) if matching.kind != "id" else None
             if rekeying:
                 rekeying.run()

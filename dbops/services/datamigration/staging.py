@@ -20,6 +20,14 @@ from dbops.services.datamigration.import_fields import TRUE_WORDS, Bad, FieldSpe
 STAGE_CHUNK = 10_000
 RECNO = "_dbops_recno"
 FIELDS = "_dbops_fields"
+_AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
+
+
+def assigned_key(spec: FieldSpec) -> bool:
+    """The automatic primary key, which a record may leave out (psql's INSERT without the id column, a
+    json record from another system): the row then gets a fresh id (Stage.ids_assign)."""
+    model_field = spec.model_field
+    return model_field is not None and model_field.primary_key and model_field.get_internal_type() in _AUTO_KEYS
 
 
 @dataclass(frozen=True, order=True)
@@ -86,6 +94,8 @@ class Stage:
                 self.fast_plan.append((None, None, spec.default))
             elif spec.default is not None:
                 self.fast_plan.append((None, self.connector.copy_text(db_default(spec.default)), None))
+            elif assigned_key(spec):
+                self.fast_plan.append((None, self.connector.copy_text(None), None))
             else:  # a required field the file does not provide: every record goes the checking way
                 self.fast_plan = None
                 return
@@ -171,6 +181,24 @@ class Stage:
         """The fields a record with this mask did not carry (that files carry at all)."""
         return [spec.name for spec, bit in zip(self.specs, mask, strict=True) if bit == "0" and spec.name in self.known]
 
+    def ids_assign(self) -> int:
+        """Fresh ids for the staged records that left the automatic primary key out: past the largest id of
+        the table and of the file, plus the record's number (as rekeying gives new rows ids past the
+        largest); no sequence value is used, and the sequences move past them after the write. The
+        records given one."""
+        pk_field = self.entity.model._meta.pk
+        if not any(assigned_key(spec) and spec.model_field is pk_field for spec in self.specs):
+            return 0
+        quote = self.connection.ops.quote_name
+        pk, recno = quote(pk_field.column), quote(RECNO)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT MAX({pk}) FROM {self.target}")  # noqa: S608
+            largest = cursor.fetchone()[0] or 0
+            cursor.execute(f"SELECT MAX({pk}) FROM {self.name}")  # noqa: S608
+            largest = max(largest, cursor.fetchone()[0] or 0)
+            cursor.execute(f"UPDATE {self.name} SET {pk} = %s + {recno} WHERE {pk} IS NULL", [largest])  # noqa: S608
+            return cursor.rowcount
+
     def drop(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
@@ -214,6 +242,8 @@ def convert_record(stage: Stage, number: int, record: dict) -> list[Problem]:
                 values.append(None)
         elif spec.default is not None:
             values.append(db_default(spec.default))
+        elif assigned_key(spec):
+            values.append(None)  # a fresh id once every record is staged
         else:
             found.append(Problem(stage.order, number, entity.name, spec.name, "required field is missing"))
             values.append(None)

@@ -299,3 +299,14 @@ def test_a_zipped_manifest_may_not_name_a_path_either(tmp_path):
     wipe_domain()
     with pytest.raises(ImportFormatError, match="may only name files inside the archive"):
         import_data(input_path=archive, fmt="csv")
+
+
+def test_a_record_without_an_id_is_created_with_a_fresh_one(tmp_path):
+    # a file from another system: no ids; the set-based path doubts it, the checking path gives ids
+    existing = User.objects.create(username="already.here")
+    record = _user(username="from.elsewhere")
+    del record["id"]
+    path = _jsonl(tmp_path / "u.jsonl", [("users", record)])
+    result = import_data(input_path=path, fmt="jsonl")
+    assert result.entities[0].created == 1
+    assert User.objects.get(username="from.elsewhere").pk > existing.pk

@@ -195,3 +195,28 @@ def test_json_values_are_exported_as_json_text_that_psql_and_import_read_back(tm
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, changes::text FROM core_auditlog ORDER BY id")
         assert cursor.fetchall() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_rows_without_an_id_get_fresh_ids_as_psql_would_give_them(tmp_path, dry_run):
+    # psql takes ids from the sequence; the import gives ids past the table's and the file's largest
+    seed(scale=0.02)
+    largest = Role.objects.order_by("-pk").first().pk
+    source = tmp_path / "new.sql"
+    source.write_text(
+        "INSERT INTO core_role (name, description, created_at) VALUES ('n1', 'a', '2025-01-01 00:00:00+00'),"  # noqa: S608
+        " ('n2', 'b', '2025-01-01 00:00:00+00');\n"
+        f"INSERT INTO core_role (id, name, description, created_at) VALUES (DEFAULT, 'n3', 'c', DEFAULT),"
+        f" ({largest + 100}, 'n4', 'd', DEFAULT);\n"
+    )
+    state = fingerprint()
+    result = import_data(input_path=source, fmt="sql", dry_run=dry_run)
+    assert [(item.entity, item.created) for item in result.entities] == [("roles", 4)]
+    if dry_run:
+        assert fingerprint() == state
+        return
+    new = dict(Role.objects.filter(name__in=["n1", "n2", "n3", "n4"]).values_list("name", "pk"))
+    assert new["n4"] == largest + 100 and min(new["n1"], new["n2"], new["n3"]) > largest + 100
+    assert len(set(new.values())) == 4
+    assert Role.objects.create(name="made later").pk > max(new.values())  # the sequence moved past them
