@@ -282,6 +282,11 @@ class Connector(ABC):
     def sql_masking_end(self) -> None:  # noqa: B027 - engines without sql_masking have nothing to forget
         """Forgets the key sql_masking gave the session (safe to call when it gave none)."""
 
+    def table_schema(self, table: str) -> str | None:
+        """The schema (namespace) the table is in, for a schema-qualified name in a file; None where the
+        engine has none."""
+        return None
+
     def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
         """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""
         raise FeatureUnavailable(f"{self.engine} has no set-based import path")

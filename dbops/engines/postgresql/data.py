@@ -61,6 +61,16 @@ class PostgreSQLData:
             cursor.execute("SET jit = off")
         return masking_sql.MaskingSQL(vocabulary)
 
+    def table_schema(self, table: str) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce((SELECT relnamespace::regnamespace::text FROM pg_class"
+                " WHERE oid = to_regclass(%s)), current_schema())",
+                ['"' + table.replace('"', '""') + '"'],
+            )
+            found = cursor.fetchone()[0]
+        return found.strip('"') if found else None
+
     def sql_masking_end(self) -> None:
         with contextlib.suppress(DatabaseError), self.connection.cursor() as cursor:  # an aborted transaction
             cursor.execute(masking_sql.KEY_TABLE_DROP)

@@ -24,7 +24,7 @@ _AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
 
 
 def assigned_key(spec: FieldSpec) -> bool:
-    """The automatic primary key, which a record may leave out (psql's INSERT without the id column, a
+    """The automatic primary key, which a record may leave out (an INSERT without the id column, a
     json record from another system): the row then gets a fresh id (Stage.ids_assign)."""
     model_field = spec.model_field
     return model_field is not None and model_field.primary_key and model_field.get_internal_type() in _AUTO_KEYS

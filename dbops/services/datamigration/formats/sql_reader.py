@@ -1,5 +1,5 @@
 """Reads SQL `INSERT ... VALUES` statements into records, never executing anything: the files export_data
-writes, and any such INSERT a database shell (psql) would accept for the entities' tables (a dump tool's
+writes, and any such INSERT PostgreSQL's shell would accept for the entities' tables (a dump tool's
 `--inserts` / `--column-inserts` output, hand-written files), read by PostgreSQL's own lexical rules:
 
 - keywords in any case; unquoted names (folded to lower case) or "quoted" ones; a table unqualified or in
@@ -14,7 +14,7 @@ writes, and any such INSERT a database shell (psql) would accept for the entitie
 
 `SET`, `SELECT` (a dump's set_config/setval) and transaction statements are skipped unread; any other
 statement (UPDATE, COPY, an INSERT with ON CONFLICT or a SELECT...) is refused with its line, as is an
-invalid literal (one that psql would refuse too).
+invalid literal (one that PostgreSQL would refuse too).
 
 A file with export_data's header must end with its COMMIT and `-- end {counts}` line, and the counts must be
 the rows read (a cut or edited file is found); in any file other comments are only comments.
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
+from dbops.engines import get_connector
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.entities import ENTITIES, Entity
 from dbops.services.datamigration.formats import base
@@ -389,7 +390,7 @@ def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
                     raise _Malformed("malformed INSERT statement (a parenthesized row expected)", position)
                 position += 1
                 continue
-            if text.startswith(";", position) or position >= len(text):  # psql runs a last unterminated one
+            if text.startswith(";", position) or position >= len(text):  # the shell runs a last unterminated one
                 position += 1
                 break
             clause = re.match(r"ON\s+CONFLICT|RETURNING", text[position : position + 40], re.IGNORECASE)
@@ -473,16 +474,8 @@ class _Tables:
     def schemas(self, entity: Entity) -> set[str]:
         """The schema names that designate the entity's table: the one it is in (public unless configured)."""
         if entity.name not in self._schemas:
-            database, found = self._database(entity), None
-            if database.vendor == "postgresql":
-                with database.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT coalesce((SELECT relnamespace::regnamespace::text FROM pg_class"
-                        " WHERE oid = to_regclass(%s)), current_schema())",
-                        ['"' + entity.table.replace('"', '""') + '"'],
-                    )
-                    found = cursor.fetchone()[0]
-            self._schemas[entity.name] = {found.strip('"')} if found else {"public", "main"}
+            found = get_connector(self._database(entity).alias).table_schema(entity.table)
+            self._schemas[entity.name] = {found} if found else {"public", "main"}
         return self._schemas[entity.name]
 
 
