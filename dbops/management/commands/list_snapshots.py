@@ -6,7 +6,7 @@ from dbops.management.base import DbopsCommand
 from dbops.management.options import add_database_option, add_json_option, add_limit_option
 from dbops.management.output import human_bytes, page_json, page_of, write_json, write_more
 from dbops.models import Snapshot
-from dbops.services.datamigration.snapshots import snapshot_list
+from dbops.services.datamigration.snapshots import snapshot_import_unfinished, snapshot_list
 
 
 class Command(DbopsCommand):
@@ -36,6 +36,8 @@ class Command(DbopsCommand):
         for snapshot in page.items:
             rows = sum(snapshot.row_counts.values())
             import_run = f"#{snapshot.import_run_id}" if snapshot.import_run_id else "-"
+            if snapshot_import_unfinished(snapshot):  # a killed import's: rollback refuses it unasked
+                import_run += " (unfinished)"
             self.stdout.write(
                 f"{snapshot.id:<{id_width}}  {snapshot.created_at:%Y-%m-%d %H:%M:%S}  {snapshot.status:<11}  "
                 f"{rows:>10,}  {human_bytes(snapshot.size_bytes):>10}  {snapshot.checksum[:12]:<12}  "
@@ -54,5 +56,6 @@ def _as_json(snapshot: Snapshot) -> dict:
         "checksum": snapshot.checksum,
         "size_bytes": snapshot.size_bytes,
         "import_run": snapshot.import_run_id,
+        "import_finished": not snapshot_import_unfinished(snapshot),
         "reason": snapshot.reason,
     }

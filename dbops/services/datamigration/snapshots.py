@@ -143,7 +143,7 @@ def snapshot_later_changes(*, snapshot: Snapshot, checksums_now: dict[str, str])
     return [table for table in snapshot.tables if table in after_import and checksums_now[table] != after_import[table]]
 
 
-def _import_unfinished(snapshot: Snapshot) -> str:
+def snapshot_import_unfinished(snapshot: Snapshot) -> str:
     """What the snapshot's import is when it never sealed it or did not succeed ("" when it did): a
     process killed mid-import leaves its snapshot, whose tables may have changed in any way since."""
     run = snapshot.import_run
@@ -176,7 +176,7 @@ def snapshot_rollback(
         checksums_before = {
             table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered
         }
-        unfinished = _import_unfinished(snapshot)
+        unfinished = snapshot_import_unfinished(snapshot)
         if unfinished and not discard_later_changes:
             raise SnapshotLaterChanges(
                 f"Snapshot {snapshot.id} was taken for {unfinished}: whether its rows are in the tables cannot be "

@@ -3,6 +3,7 @@ data only its owner can read, and the next run in that folder removes it and mar
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -18,6 +19,7 @@ from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.formats.base import OWNER_FILE
 from dbops.services.datamigration.snapshots import snapshot_discard, snapshot_rollback
 from multipult.core.models import Role
+from tests.commands import run_command
 from tests.dbops.commandline import child_database_env
 from tests.dbops.services.datamigration.helpers import fingerprint, seed
 from tests.paths import ROOT
@@ -96,6 +98,9 @@ def test_the_snapshot_of_a_killed_import_does_not_roll_back_later_changes_unaske
     snapshot = Snapshot.objects.get()
     try:
         assert snapshot.checksums_after_import == {}
+        (listed,) = json.loads(run_command("list_snapshots", "--json"))["snapshots"]
+        assert listed["id"] == snapshot.id and listed["import_finished"] is False
+        assert "(unfinished)" in run_command("list_snapshots")
         # A change made after it: rolling back to the snapshot would silently discard it
         Role.objects.filter(pk=role.pk).update(description="written later")
         state = fingerprint()
