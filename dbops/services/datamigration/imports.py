@@ -41,7 +41,7 @@ from dbops.services.datamigration.formats import FORMATS, read_records
 from dbops.services.datamigration.import_fields import field_specs
 from dbops.services.datamigration.rekeying import Rekeying, match_parse
 from dbops.services.datamigration.set_based import set_based_stages
-from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, stage_record
+from dbops.services.datamigration.staging import FIELDS, RECNO, STAGE_CHUNK, Problem, Stage, required, stage_record
 from dbops.services.datamigration.transformations import apply_transformations, resolve_transformations
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,12 @@ def import_data(
                 stages = set_based_stages(path, allow_privileged=allow_privileged, using=using, progress=progress)
             if stages is None:
                 stages = _stage_records(
-                    records, transformations, allow_privileged=allow_privileged, using=using, progress=progress
+                    records,
+                    transformations,
+                    allow_privileged=allow_privileged,
+                    partial=mode == "upsert",
+                    using=using,
+                    progress=progress,
                 )
             # Keeps other writers out between validation and the write, so the checks stay true.
             get_connector(using).lock_tables([stage.entity.table for stage in stages.values()], mode="write")
@@ -208,8 +213,16 @@ def _discard_snapshot(result: ImportResult) -> None:
 
 
 def _stage_records(
-    records: Iterator[tuple[str, int, dict]], transformations, *, allow_privileged: bool, using: str, progress
+    records: Iterator[tuple[str, int, dict]],
+    transformations,
+    *,
+    allow_privileged: bool,
+    partial: bool,
+    using: str,
+    progress,
 ) -> dict[str, Stage]:
+    """Every record converted and staged, or ImportValidationError naming each problem. `partial` (an
+    upsert): a record may leave a required field out; _validate refuses it only where it creates a row."""
     connector = get_connector(using)
     now = timezone.now()
     stages: dict[str, Stage] = {}
@@ -221,6 +234,7 @@ def _stage_records(
             entity = ENTITIES[entity_name]
             specs = field_specs(entity, now, copy_escapes=connector.copy_escapes)
             stage = stages[entity_name] = Stage(connector, entity, specs, ENTITIES.position(entity))
+            stage.partial = partial
         if not isinstance(record, dict):
             found = [Problem(stage.order, number, entity_name, "", "expected an object of field values")]
         else:
@@ -268,6 +282,16 @@ def _validate(stages: dict[str, Stage], *, mode: str, using: str) -> None:
         for stage in stages.values():
             model, stage_table, target = stage.entity.model, stage.name, stage.target
             pk = quote(model._meta.pk.column)
+            if mode == "upsert":  # a record that leaves a required field out may update a row, not create one
+                for position, spec in enumerate(stage.specs, 1):
+                    if spec.name in stage.known and required(spec):
+                        report(
+                            f"SELECT s.{recno} FROM {stage_table} s WHERE substr(s.{quote(FIELDS)}, {position}, 1) = '0' "  # noqa: S608, E501
+                            f"AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{pk} = s.{pk})",
+                            stage,
+                            spec.name,
+                            lambda row: "required field is missing (the record creates a row)",
+                        )
             for key in _unique_keys(model):
                 cols = [quote(column) for column in key]
                 label = ", ".join(key)
@@ -346,6 +370,20 @@ def _counts(stage: Stage) -> EntityImport:
     return EntityImport(entity=stage.entity.name, rows=stage.rows, created=stage.rows - existing, updated=existing)
 
 
+def _upsert_values(stage: Stage, mask: str) -> str:
+    """The staged columns of records with this mask; a required column they leave out comes from the row
+    they update (staged NULL, it would fail NOT NULL before ON CONFLICT could make the insert an update)."""
+    quote = stage.connection.ops.quote_name
+    pk = quote(stage.entity.model._meta.pk.column)
+    values = []
+    for spec, carried, column in zip(stage.specs, mask, stage.columns, strict=True):
+        if carried == "0" and required(spec):
+            values.append(f"(SELECT t.{column} FROM {stage.target} t WHERE t.{pk} = s.{pk})")  # noqa: S608
+        else:
+            values.append(f"s.{column}")
+    return ", ".join(values)
+
+
 def _upsert_conflict(stage: Stage, mask: str) -> str:
     quote = stage.connection.ops.quote_name
     pk_column = stage.entity.model._meta.pk.column
@@ -390,8 +428,10 @@ def _write(stages: dict[str, Stage], *, mode: str, using: str, progress) -> None
                 masks = list(stage.masks())
                 for mask in masks:
                     only_these = f"{quote(FIELDS)} = %s" if len(masks) > 1 else "true"
+                    selected = _upsert_values(stage, mask)
+                    statement = f"INSERT INTO {stage.target} ({columns}) SELECT {selected} FROM {stage.name} s WHERE "  # noqa: S608, E501
                     cursor.execute(
-                        insert + only_these + _upsert_conflict(stage, mask), [mask] if len(masks) > 1 else None
+                        statement + only_these + _upsert_conflict(stage, mask), [mask] if len(masks) > 1 else None
                     )
             if progress:
                 progress(f"writing {stage.entity.name}", stage.rows, stage.rows)

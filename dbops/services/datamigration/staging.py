@@ -23,6 +23,11 @@ FIELDS = "_dbops_fields"
 _AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
 
 
+def required(spec: FieldSpec) -> bool:
+    """A field a record must carry to create a row: no default, and not the automatic id."""
+    return spec.default is None and not assigned_key(spec)
+
+
 def assigned_key(spec: FieldSpec) -> bool:
     """The automatic primary key, which a record may leave out (an INSERT without the id column, a
     json record from another system): the row then gets a fresh id (Stage.ids_assign)."""
@@ -68,6 +73,7 @@ class Stage:
         self.buffer: list = []  # COPY text lines where the engine has COPY, value tuples elsewhere
         self.rows = 0
         self.copy = connector.supports_copy
+        self.partial = False  # an upsert: records may leave required fields out (convert_record)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
             # Only quoted identifiers from model metadata are interpolated, here and below.
@@ -244,6 +250,8 @@ def convert_record(stage: Stage, number: int, record: dict) -> list[Problem]:
             values.append(db_default(spec.default))
         elif assigned_key(spec):
             values.append(None)  # a fresh id once every record is staged
+        elif stage.partial:
+            values.append(None)  # an upsert's update keeps the row's value (imports._validate, _upsert_values)
         else:
             found.append(Problem(stage.order, number, entity.name, spec.name, "required field is missing"))
             values.append(None)

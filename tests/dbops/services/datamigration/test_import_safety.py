@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import zipfile
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -310,3 +311,36 @@ def test_a_record_without_an_id_is_created_with_a_fresh_one(tmp_path):
     result = import_data(input_path=path, fmt="jsonl")
     assert result.entities[0].created == 1
     assert User.objects.get(username="from.elsewhere").pk > existing.pk
+
+
+def test_an_upsert_record_may_leave_a_required_field_out_where_it_updates_a_row(tmp_path):
+    # Only the fields a record carries are written: the row keeps the rest, required ones included
+    log = AuditLog.objects.create(
+        action="create", entity_type="core.concept", entity_id=7, changes={"a": 1},
+        timestamp=datetime(2025, 1, 2, tzinfo=UTC),
+    )  # fmt: skip
+    path = _jsonl(tmp_path / "p.jsonl", [("audit_logs", {"id": log.pk, "action": "delete"})])
+    result = import_data(input_path=path, fmt="jsonl", mode="upsert")
+    assert result.entities[0].updated == 1
+    log.refresh_from_db()
+    assert (log.action, log.entity_type, log.entity_id, log.changes) == ("delete", "core.concept", 7, {"a": 1})
+    assert log.timestamp == datetime(2025, 1, 2, tzinfo=UTC)
+
+
+def test_an_upsert_record_that_creates_a_row_still_needs_every_required_field(tmp_path):
+    log = AuditLog.objects.create(
+        action="create", entity_type="core.concept", entity_id=7, changes={}, timestamp=datetime(2025, 1, 2, tzinfo=UTC)
+    )
+    records = [
+        ("audit_logs", {"id": log.pk, "action": "delete"}),
+        ("audit_logs", {"id": log.pk + 1000, "action": "login"}),
+    ]
+    path = _jsonl(tmp_path / "p.jsonl", records)
+    state = fingerprint()
+    with pytest.raises(
+        ImportValidationError,
+        match=r"audit_logs record 2, field '\w+': required field is missing \(the record creates a row\)",
+    ) as refused:
+        import_data(input_path=path, fmt="jsonl", mode="upsert")
+    assert "record 1" not in str(refused.value)
+    assert fingerprint() == state
