@@ -146,6 +146,8 @@ def import_data(
             rekeying = Rekeying(stages, match=matching, using=using) if matching.kind != "id" else None
             if rekeying:
                 rekeying.run()
+            if mode == "upsert" and not allow_privileged:
+                _refuse_changes_to_privileged_accounts(stages, using=using)
             _validate(stages, mode=mode, using=using)
             result.entities = [_counts(stage) for stage in stages.values()]
             if mode == "upsert":
@@ -265,6 +267,46 @@ def _unique_keys(model: type[models.Model]) -> list[list[str]]:
     keys += [[opts.get_field(name).column for name in together] for together in opts.unique_together]
     keys += [[opts.get_field(name).column for name in c.fields] for c in opts.total_unique_constraints]
     return keys
+
+
+def _refuse_changes_to_privileged_accounts(stages: dict[str, Stage], *, using: str) -> None:
+    """An upsert that changes a staff or superuser account that stays one (its email or username: a password
+    reset then takes it over) is a privileged import, as granting the flags is. A record that changes
+    nothing passes, and so does one that demotes the account."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    problems: list[Problem] = []
+    with connection.cursor() as cursor:
+        for stage in stages.values():
+            flags = [spec for spec in stage.specs if spec.name in stage.entity.privileged_fields]
+            if not flags:
+                continue
+            pk = quote(stage.entity.model._meta.pk.column)
+            changed = [
+                f"(substr(s.{quote(FIELDS)}, {position}, 1) = '1' AND s.{column} IS DISTINCT FROM t.{column})"
+                for position, (spec, column) in enumerate(zip(stage.specs, stage.columns, strict=True), 1)
+                if column != pk
+            ]
+            if not changed:
+                continue
+            # Staff or superuser as the import leaves it: a record that demotes the account changes nothing it
+            # could use (granting a flag is refused on its own)
+            positions = {spec.name: position for position, spec in enumerate(stage.specs, 1)}
+            powerful = " OR ".join(
+                f"(CASE WHEN substr(s.{quote(FIELDS)}, {positions[spec.name]}, 1) = '1' THEN s.{quote(spec.column)} "
+                f"ELSE t.{quote(spec.column)} END) = true"
+                for spec in flags
+            )
+            cursor.execute(
+                f"SELECT s.{quote(RECNO)} FROM {stage.name} s JOIN {stage.target} t ON t.{pk} = s.{pk} "  # noqa: S608
+                f"WHERE ({powerful}) AND ({' OR '.join(changed)}) ORDER BY 1 LIMIT {MAX_PROBLEMS}"
+            )
+            problems += [
+                Problem(stage.order, number, stage.entity.name, "", "changes a staff or superuser account", True)
+                for (number,) in cursor.fetchall()
+            ]
+    if problems:
+        raise PrivilegedImportRefused(problems)
 
 
 def _validate(stages: dict[str, Stage], *, mode: str, using: str) -> None:

@@ -344,3 +344,30 @@ def test_an_upsert_record_that_creates_a_row_still_needs_every_required_field(tm
         import_data(input_path=path, fmt="jsonl", mode="upsert")
     assert "record 1" not in str(refused.value)
     assert fingerprint() == state
+
+
+def test_an_upsert_that_changes_a_staff_account_needs_allow_privileged(tmp_path):
+    # A new email on a staff account, then a password reset, takes the account over
+    staff = User.objects.create(username="boss", email="boss@corp.test", is_staff=True)
+    plain = User.objects.create(username="plain", email="plain@corp.test")
+    unchanged = _jsonl(tmp_path / "same.jsonl", [("users", {"id": staff.pk, "email": "boss@corp.test"})])
+    import_data(input_path=unchanged, fmt="jsonl", mode="upsert")  # the same values: nothing to refuse
+    records = [
+        ("users", {"id": plain.pk, "email": "new@corp.test"}),
+        ("users", {"id": staff.pk, "email": "me@evil.test"}),
+    ]
+    changed = _jsonl(tmp_path / "changed.jsonl", records)
+    state = fingerprint()
+    with pytest.raises(
+        PrivilegedImportRefused, match=r"users record 2: changes a staff or superuser account"
+    ) as refused:
+        import_data(input_path=changed, fmt="jsonl", mode="upsert")
+    assert "record 1" not in str(refused.value) and fingerprint() == state
+    import_data(input_path=changed, fmt="jsonl", mode="upsert", allow_privileged=True)
+    assert User.objects.get(pk=staff.pk).email == "me@evil.test"
+    # Demoted in the same record, the account is no longer one to take over
+    demoted = _jsonl(
+        tmp_path / "demoted.jsonl", [("users", {"id": staff.pk, "email": "x@corp.test", "is_staff": False})]
+    )
+    import_data(input_path=demoted, fmt="jsonl", mode="upsert")
+    assert not User.objects.get(pk=staff.pk).is_staff
