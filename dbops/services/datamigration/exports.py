@@ -37,6 +37,7 @@ from dbops.services.datamigration.masked_copy import (
     masked_copy,
     remember_identities,
     scan_kept_values,
+    sql_masking_for,
 )
 from dbops.services.datamigration.masking_rules import PERSON_KINDS
 from dbops.services.datamigration.pii_scan import PiiScanner
@@ -189,11 +190,13 @@ def export_data(
     selected = resolve_entities(entities, with_companions=fmt in ("json", "jsonl"))
     transformations = resolve_transformations(transforms)
     anonymizer = scanner = None
+    identity_sources: list[Entity] = []
     if anonymize:
         check_rules(selected)
         _check_allowed_fields(allow_pii_in or (), selected)
         anonymizer, scanner = Anonymizer(), PiiScanner(allow=allow_pii_in or ())
-        for entity in [*selected, *_identity_sources(selected)]:
+        identity_sources = _identity_sources(selected)
+        for entity in [*selected, *identity_sources]:
             scanner.prepare(entity)
     groups = k_anonymity_report(k=k_anonymity, selected=selected) if k_anonymity is not None else None
     target = Path(output).expanduser().resolve()
@@ -249,14 +252,13 @@ def export_data(
     server_masking = server_rendered and anonymizer is not None
     try:
         # The rules in SQL, the kept text scanned by distinct value (None: the entity goes row by row).
+        masking = sql_masking_for(connector, anonymizer) if server_masking else None
         masked_by_entity = {
-            entity.name: masked_columns(connector, entity, anonymizer, scanner) if server_masking else None
-            for entity in selected
+            entity.name: masked_columns(connector, entity, masking, anonymizer, scanner) for entity in selected
         }
         with _ConsistentRead(using) as consistent_read, ExitStack() as scanning:
-            if scanner is not None:  # every real identity first, whatever the order, entities or filters
-                for entity in _identity_sources(selected):
-                    remember_identities(scanner, entity.model._default_manager.using(using).all(), entity)
+            for entity in identity_sources:  # every real identity first, whatever the order, entities or filters
+                remember_identities(scanner, entity.model._default_manager.using(using).all(), entity)
             background = _background_scan(consistent_read, connector, scanner, querysets, selected, masked_by_entity)
             if background is not None:
                 scanning.callback(background.cancel)  # ends before the shared read does

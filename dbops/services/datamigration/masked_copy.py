@@ -61,16 +61,24 @@ class MaskedColumns:
         self.by_value = by_value  # per column, its reference where the rule depends on the value alone
 
 
-def masked_columns(
-    connector: Connector, entity: Entity, anonymizer: Anonymizer, scanner: PiiScanner
-) -> MaskedColumns | None:
-    """Per exported field, the SQL giving its masked value; None: the rows go through Python."""
+def sql_masking_for(connector: Connector, anonymizer: Anonymizer):
+    """The engine's masking SQL for this anonymizer's key and vocabulary, the key loaded into the session
+    once for the whole export (Connector.sql_masking_end forgets it); None where the engine has none."""
     if not connector.supports_sql_masking:
+        return None
+    return connector.sql_masking(key=anonymizer.key, vocabulary=anonymizer.vocabulary)
+
+
+def masked_columns(
+    connector: Connector, entity: Entity, masking, anonymizer: Anonymizer, scanner: PiiScanner
+) -> MaskedColumns | None:
+    """Per exported field, the SQL giving its masked value (`masking`: sql_masking_for); None: the rows go
+    through Python."""
+    if masking is None:
         return None
     by_name = {f.name: f for f in entity.fields}
     if any(_field_type(by_name[name]) != "text" for name in scanner.scanned_fields.get(entity.name, ())):
         return None  # strings inside kept JSON are scanned row by row
-    masking = connector.sql_masking(key=anonymizer.key, vocabulary=anonymizer.vocabulary)
     quote = connector.connection.ops.quote_name
     person = None
     if any(rule.kind == "fake" and rule.argument in PERSON_KINDS for rule in entity.anonymize.values()):

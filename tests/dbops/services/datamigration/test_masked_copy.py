@@ -20,7 +20,7 @@ from dbops.services.datamigration import exports, masked_copy
 from dbops.services.datamigration.anonymization import Anonymizer
 from dbops.services.datamigration.entities import ENTITIES
 from dbops.services.datamigration.exports import export_data
-from dbops.services.datamigration.masked_copy import masked_columns
+from dbops.services.datamigration.masked_copy import masked_columns, sql_masking_for
 from dbops.services.datamigration.pii_scan import PiiScanner
 from multipult.core.models import AuditLog, Concept, Dictionary, DictionaryEntry, StoredFile, User
 from tests.dbops.services.datamigration.helpers import seed
@@ -84,7 +84,10 @@ def _rendered_by_the_server() -> list[str]:
     for entity in ENTITIES.values():
         scanner.prepare(entity)
     connector = get_connector()
-    return [name for name, entity in ENTITIES.items() if masked_columns(connector, entity, anonymizer, scanner)]
+    masking = sql_masking_for(connector, anonymizer)
+    return [
+        name for name, entity in ENTITIES.items() if masked_columns(connector, entity, masking, anonymizer, scanner)
+    ]
 
 
 @pytest.mark.django_db  # the key goes into a temporary table of the session
