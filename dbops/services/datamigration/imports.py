@@ -283,18 +283,17 @@ def _refuse_changes_to_privileged_accounts(stages: dict[str, Stage], *, using: s
                 continue
             pk = quote(stage.entity.model._meta.pk.column)
             changed = [
-                f"(substr(s.{quote(FIELDS)}, {position}, 1) = '1' AND s.{column} IS DISTINCT FROM t.{column})"
-                for position, (spec, column) in enumerate(zip(stage.specs, stage.columns, strict=True), 1)
+                f"({stage.carried_sql(spec)} AND s.{column} IS DISTINCT FROM t.{column})"
+                for spec, column in zip(stage.specs, stage.columns, strict=True)
                 if column != pk
             ]
             if not changed:
                 continue
             # Staff or superuser as the import leaves it: a record that demotes the account changes nothing it
             # could use (granting a flag is refused on its own)
-            positions = {spec.name: position for position, spec in enumerate(stage.specs, 1)}
             powerful = " OR ".join(
-                f"(CASE WHEN substr(s.{quote(FIELDS)}, {positions[spec.name]}, 1) = '1' THEN s.{quote(spec.column)} "
-                f"ELSE t.{quote(spec.column)} END) = true"
+                f"(CASE WHEN {stage.carried_sql(spec)} THEN s.{quote(spec.column)} ELSE t.{quote(spec.column)} END)"
+                " = true"
                 for spec in flags
             )
             cursor.execute(
@@ -325,10 +324,10 @@ def _validate(stages: dict[str, Stage], *, mode: str, using: str) -> None:
             model, stage_table, target = stage.entity.model, stage.name, stage.target
             pk = quote(model._meta.pk.column)
             if mode == "upsert":  # a record that leaves a required field out may update a row, not create one
-                for position, spec in enumerate(stage.specs, 1):
+                for spec in stage.specs:
                     if spec.name in stage.known and required(spec):
                         report(
-                            f"SELECT s.{recno} FROM {stage_table} s WHERE substr(s.{quote(FIELDS)}, {position}, 1) = '0' "  # noqa: S608, E501
+                            f"SELECT s.{recno} FROM {stage_table} s WHERE NOT ({stage.carried_sql(spec)}) "  # noqa: S608
                             f"AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{pk} = s.{pk})",
                             stage,
                             spec.name,

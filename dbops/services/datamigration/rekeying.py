@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from django.db import connections, models
 
 from dbops.exceptions import DataMigrationError, ImportValidationError
-from dbops.services.datamigration.staging import RECNO, Problem, Stage
+from dbops.services.datamigration.staging import AUTO_KEYS, RECNO, Problem, Stage
 
-_AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
 MAX_PROBLEMS = 1_000
 
 
@@ -121,7 +120,7 @@ class Rekeying:
             f"CREATE TEMPORARY TABLE {table} AS SELECT s.{pk} AS old_id, t.{pk} AS new_id "  # noqa: S608
             f"FROM {stage.name} s JOIN {stage.target} t ON {self._same(key)}"
         )
-        if model._meta.pk.get_internal_type() in _AUTO_KEYS:
+        if model._meta.pk.get_internal_type() in AUTO_KEYS:
             cursor.execute(
                 f"INSERT INTO {table} (old_id, new_id) SELECT s.{pk}, "  # noqa: S608
                 f"(SELECT COALESCE(MAX(t.{pk}), 0) FROM {stage.target} t) + ROW_NUMBER() OVER (ORDER BY s.{recno}) "

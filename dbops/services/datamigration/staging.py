@@ -20,7 +20,7 @@ from dbops.services.datamigration.import_fields import TRUE_WORDS, Bad, FieldSpe
 STAGE_CHUNK = 10_000
 RECNO = "_dbops_recno"
 FIELDS = "_dbops_fields"
-_AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")
+AUTO_KEYS = ("AutoField", "BigAutoField", "SmallAutoField")  # primary keys the database numbers itself
 
 
 def required(spec: FieldSpec) -> bool:
@@ -32,7 +32,7 @@ def assigned_key(spec: FieldSpec) -> bool:
     """The automatic primary key, which a record may leave out (an INSERT without the id column, a
     json record from another system): the row then gets a fresh id (Stage.ids_assign)."""
     model_field = spec.model_field
-    return model_field is not None and model_field.primary_key and model_field.get_internal_type() in _AUTO_KEYS
+    return model_field is not None and model_field.primary_key and model_field.get_internal_type() in AUTO_KEYS
 
 
 @dataclass(frozen=True, order=True)
@@ -183,6 +183,11 @@ class Stage:
             cursor.execute(f"SELECT s.{quote(FIELDS)}, COUNT(*) FROM {self.name} s{where} GROUP BY 1 ORDER BY 1")  # noqa: S608
             return dict(cursor.fetchall())
 
+    def carried_sql(self, spec: FieldSpec, alias: str = "s") -> str:
+        """SQL true where the staged record (the row `alias`) carried this field: its bit in the mask."""
+        position = self.specs.index(spec) + 1
+        return f"substr({alias}.{self.connection.ops.quote_name(FIELDS)}, {position}, 1) = '1'"
+
     def left_out(self, mask: str) -> list[str]:
         """The fields a record with this mask did not carry (that files carry at all)."""
         return [spec.name for spec, bit in zip(self.specs, mask, strict=True) if bit == "0" and spec.name in self.known]
@@ -192,11 +197,10 @@ class Stage:
         the table and of the file, plus the record's number (as rekeying gives new rows ids past the
         largest); no sequence value is used, and the sequences move past them after the write. The
         records given one."""
-        pk_field = self.entity.model._meta.pk
-        if not any(assigned_key(spec) and spec.model_field is pk_field for spec in self.specs):
+        if not any(assigned_key(spec) for spec in self.specs):
             return 0
         quote = self.connection.ops.quote_name
-        pk, recno = quote(pk_field.column), quote(RECNO)
+        pk, recno = quote(self.entity.model._meta.pk.column), quote(RECNO)
         with self.connection.cursor() as cursor:
             cursor.execute(f"SELECT MAX({pk}) FROM {self.target}")  # noqa: S608
             largest = cursor.fetchone()[0] or 0
