@@ -12,6 +12,11 @@ from dbops.models import DataTransferRun, Snapshot
 from dbops.services.datamigration.entities import ENTITIES
 from multipult.core.services.seeding import seed_create
 
+# One role row of an SQL file, its description a literal to fill in: `ROLE_INSERT.format("'x'")`.
+ROLE_INSERT = (
+    "INSERT INTO core_role (id, name, description, created_at) VALUES (1, 'r', {}, '2025-01-01 00:00:00+00');\n"
+)
+
 
 def seed(scale: float = 0.3, seed: int = 7) -> None:
     seed_create(scale=scale, seed=seed)

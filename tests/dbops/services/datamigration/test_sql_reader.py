@@ -13,7 +13,7 @@ from dbops.engines.postgresql.tools import tool_path
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.imports import import_data
 from multipult.core.models import AuditLog, Concept, Role
-from tests.dbops.services.datamigration.helpers import domain_rows, fingerprint, seed, wipe_domain
+from tests.dbops.services.datamigration.helpers import ROLE_INSERT, domain_rows, fingerprint, seed, wipe_domain
 
 TABLES = ["core_role", "core_user", "core_user_roles", "core_concept", "core_dictionary", "core_dictionaryentry",
           "core_storedfile", "core_auditlog"]  # fmt: skip
@@ -88,6 +88,17 @@ def test_hand_written_inserts_in_any_case_with_casts_and_quoting(tmp_path):
         ("INSERT INTO core_role (id, name) VALUES (1, 'a', 3);", "3 values for 2 columns"),
         ("INSERT INTO core_role (id, name) VALUES (1, 'a'", "malformed or truncated VALUES list"),
         ("INSERT INTO core_role (id, name) VALUES (1, now());", "malformed or truncated VALUES list"),
+        # What psql refuses too
+        (ROLE_INSERT.format("'x'").replace("core_role", "evil.core_role"), "evil.core_role is not the imported one"),
+        (ROLE_INSERT.format("'x'").replace("core_role", "db.public.core_role"), "a name with a database is not read"),
+        (ROLE_INSERT.format("'x' /* not closed"), "line 1: unterminated /* comment"),
+        (ROLE_INSERT.format("$a$x"), "unterminated dollar-quoted string"),
+        (
+            ROLE_INSERT.format("'x'") + "INSERT INTO core_role (id, name) VALUES (2, 'b'), (3);",  # noqa: S608
+            "line 2: VALUES lists must",
+        ),
+        ("INSERT INTO core_role (id, id) VALUES (1, 1);", "column 'id' specified more than once"),
+        ("INSERT INTO core_role (id, name) SELECT 1, 'a';", "only INSERT ... VALUES (...) statements are read"),
     ],
 )
 def test_anything_else_is_one_line_and_changes_nothing(tmp_path, text, says):
