@@ -4,6 +4,7 @@ a non-zero exit (CommandError), and the database and existing files exactly as t
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from django.core.management import get_commands, load_command_class
@@ -39,6 +40,16 @@ def _write_jsonl(path, header_from, records):
 
 
 _user = user_record
+
+
+@contextmanager
+def _registered(name: str, function):
+    """The transformation registered under `name` for the block, and gone from the registry after it."""
+    transformations.transformation(name)(function)
+    try:
+        yield
+    finally:
+        transformations._REGISTRY.pop(name)
 
 
 def test_every_option_has_help():
@@ -96,11 +107,10 @@ def test_transformations_on_import(exported, tmp_path):
 
 
 def test_a_registered_transformation_can_drop_records(exported, tmp_path):
-    @transformations.transformation("test_only_staff")
     def only_staff(entity, record):
         return None if entity == "users" and not record["is_staff"] else record
 
-    try:
+    with _registered("test_only_staff", only_staff):
         path = _write_jsonl(
             tmp_path / "t.jsonl",
             exported,
@@ -117,8 +127,6 @@ def test_a_registered_transformation_can_drop_records(exported, tmp_path):
             "--allow-privileged",
         )
         assert list(User.objects.values_list("pk", flat=True)) == [900002]
-    finally:
-        transformations._REGISTRY.pop("test_only_staff")
 
 
 # --- bad input: each leaves the database (and files) exactly as they were ------------------------------
@@ -306,17 +314,14 @@ def test_failed_export_keeps_the_existing_file_and_records_the_failure(tmp_path)
     existing = tmp_path / "keep.jsonl"
     existing.write_text("precious")
 
-    @transformations.transformation("test_explodes")
     def explodes(entity, record):
         raise RuntimeError("boom in the middle")
 
-    try:
+    with _registered("test_explodes", explodes):
         command_error(
             "export_data", "--output", str(existing), "--format", "jsonl", "--transform", "test_explodes",
             match=r"Transformation 'test_explodes' failed on \w+ record 1: RuntimeError: boom in the middle",
         )  # fmt: skip
-    finally:
-        transformations._REGISTRY.pop("test_explodes")
     assert existing.read_text() == "precious"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.jsonl"]
     run = DataTransferRun.objects.get()
@@ -338,16 +343,13 @@ def _divides_by_zero_on_the_second(entity, record):
 def test_a_failing_transformation_on_import_names_itself_and_the_record_and_writes_nothing(
     exported, tmp_path, function, message
 ):
-    transformations.transformation("test_faulty")(function)
     path = _write_jsonl(tmp_path / "t.jsonl", exported, [("users", _user()), ("users", _user(id=900002, username="s"))])
     state = fingerprint()
-    try:
+    with _registered("test_faulty", function):
         command_error(
             "import_data", "--input", str(path), "--format", "jsonl", "--transform", "test_faulty",
             match=f"Transformation 'test_faulty' {message}",
         )  # fmt: skip
-    finally:
-        transformations._REGISTRY.pop("test_faulty")
     # The operator's code failed, not the input: the data is as it was, and the run is kept as failed
     assert {**fingerprint(), "runs": None} == {**state, "runs": None}
     run = DataTransferRun.objects.get(kind=DataTransferRun.Kind.IMPORT)
