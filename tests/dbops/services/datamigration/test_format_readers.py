@@ -105,23 +105,19 @@ def test_a_csv_json_cell_nested_100000_levels_is_the_one_nested_too_deeply_messa
 # --- csv: manifests naming what is no file --------------------------------------------------------------
 
 
-def test_a_csv_manifest_naming_a_file_with_a_nul_is_refused_by_name(tmp_path):
-    seed(scale=0.1)
-    folder = tmp_path / "csv"
-    export_data(entities="roles", output=folder, fmt="csv")
-    _edit_manifest(folder, "roles", file="a\u0000.csv")
-
-    _refused(folder, "csv", r"manifest.json names 'a\\x00.csv', which is no file name")
-
-
-def test_a_csv_manifest_naming_a_folder_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize(
+    ("named", "says"),
+    [("a\u0000.csv", r"names 'a\\x00.csv', which is no file name"), ("sub", r"names 'sub', which is a folder")],
+    ids=["nul", "folder"],
+)
+def test_a_csv_manifest_naming_what_is_no_file_is_refused_by_name(tmp_path, named, says):
     seed(scale=0.1)
     folder = tmp_path / "csv"
     export_data(entities="roles", output=folder, fmt="csv")
     (folder / "sub").mkdir()
-    _edit_manifest(folder, "roles", file="sub")
+    _edit_manifest(folder, "roles", file=named)
 
-    _refused(folder, "csv", r"manifest.json names 'sub', which is a folder")
+    _refused(folder, "csv", rf"manifest.json {says}")
 
 
 def test_a_zipped_csv_manifest_naming_a_folder_is_refused_by_name(tmp_path):
