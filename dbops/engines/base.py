@@ -287,8 +287,14 @@ class Connector(ABC):
         engine has none."""
         return None
 
-    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> Any:
-        """The statements of a raw JSON staging table `raw` for these JsonFields (supports_json_staging)."""
+    def json_staging(self, table: str, fields: list, defaults: dict[str, Any], copier: Any = None) -> Any:
+        """The statements of the raw JSON table of an import into `table`, for these JsonFields
+        (supports_json_staging); its COPYs go through `copier` (json_copier) when given."""
+        raise FeatureUnavailable(f"{self.engine} has no set-based import path")
+
+    def json_copier(self) -> Any:
+        """A context manager whose put(statement, lines) COPYs from a second thread on this connection and
+        whose wait() returns once all are done (or raises the first failure)."""
         raise FeatureUnavailable(f"{self.engine} has no set-based import path")
 
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:

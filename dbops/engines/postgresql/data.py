@@ -19,7 +19,7 @@ from dbops.engines.per_key import KEY_ATTRIBUTE
 from dbops.engines.postgresql import masking_sql
 from dbops.engines.postgresql.bulk_indexes import IndexSuspension
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
-from dbops.engines.postgresql.json_staging import JsonStagingSQL
+from dbops.engines.postgresql.json_staging import Copier, JsonStagingSQL
 from dbops.exceptions import BulkLoadRejected
 
 SPOOL_IN_MEMORY = 16 << 20  # a snapshot copy passes through memory up to this size, then a temporary file
@@ -76,8 +76,13 @@ class PostgreSQLData:
             cursor.execute(masking_sql.KEY_TABLE_DROP)
             cursor.execute("RESET jit")
 
-    def json_staging(self, raw: str, fields: list, defaults: dict[str, Any]) -> JsonStagingSQL:
-        return JsonStagingSQL(self.connection, raw, fields, defaults)
+    def json_staging(
+        self, table: str, fields: list, defaults: dict[str, Any], copier: Copier | None = None
+    ) -> JsonStagingSQL:
+        return JsonStagingSQL(self.connection, table, fields, defaults, copier)
+
+    def json_copier(self) -> Copier:
+        return Copier(self.connection)
 
     # -- reading ------------------------------------------------------------------------------------------
     def rows_per_key(self, queryset: Any, *, key_field: str, keys: Sequence[Any], limit: int) -> Iterable[Any]:

@@ -6,11 +6,20 @@ refuses) but not an exponent (`1e2` becomes 100), so a line holding an exponent 
 (set_based's EXPONENT).
 Each check here is conservative: it accepts only what the Python checking path accepts too; whatever it
 does not accept sends the file down that path, which names the problem.
+
+The raw table is an UNLOGGED table created inside the import's transaction, not a temporary one: no other
+session sees it before commit (and the import drops it before), a killed import leaves nothing (the
+transaction's catalog rows die with it), yet parallel workers may scan it, which they may not do for a
+temporary table. The staging table is then made by CREATE TABLE AS, which (unlike INSERT … SELECT) runs
+its SELECT in parallel: the checks and conversions, most of the server's share of an import, on every core.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import queue
+import threading
 from typing import Any
 
 from dbops.engines.json_fields import JsonField
@@ -119,31 +128,40 @@ def _decimal_ok(ref: str, text: str, spec: JsonField) -> str:
 class JsonStagingSQL:
     """The statements of one entity's raw table `raw` (quoted): `recno bigint, doc jsonb`."""
 
-    def __init__(self, connection: Any, raw: str, fields: list[JsonField], defaults: dict[str, Any]) -> None:
-        self.connection, self.raw, self.fields = connection, raw, fields
+    def __init__(
+        self, connection: Any, table: str, fields: list[JsonField], defaults: dict[str, Any], copier: Copier | None
+    ) -> None:
+        self.connection, self.fields = connection, fields
+        self.shared = _may_create_tables(connection)  # else a temporary table: correct, only not parallel
+        self.raw = _raw_name(connection, table, shared=self.shared)
         # Each field as jsonb (its type, for the checks) and, for those read as text, as text too:
         # one expansion of the record instead of a `#>> '{}'` per use. Both give SQL NULL for a JSON
         # null and for an absent key alike; `s.doc ? key` tells them apart.
         record = ", ".join(f"{_quote_ident(f.key)} jsonb" for f in fields)
         texts = ", ".join(f"{_quote_ident(f.key)} text" for f in fields if f.kind in _TEXT_KINDS)
-        self.source = f"{raw} s, LATERAL jsonb_to_record(s.doc) AS r({record})"
+        self.source = f"{self.raw} s, LATERAL jsonb_to_record(s.doc) AS r({record})"
         if texts:
             self.source += f", LATERAL jsonb_to_record(s.doc) AS t({texts})"
         self.defaults = defaults  # key -> the constant filled in when a record leaves the field out
         self.key_literals = {f.key: _lit(connection, f.key) for f in fields}  # once: each is a round of mogrify
+        self.copier = copier
 
     def create(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.raw}")
-            cursor.execute(f"CREATE TEMPORARY TABLE {self.raw} (recno bigint, doc jsonb)")
+            kind = "UNLOGGED" if self.shared else "TEMPORARY"
+            cursor.execute(f"CREATE {kind} TABLE {self.raw} (recno bigint, doc jsonb)")
 
     def copy(self, lines: str) -> None:
-        """`recno \\x02 json` lines; CSV with control characters as delimiter and quote, so JSON goes in verbatim."""
+        """`recno \x02 json` lines; CSV with control characters as delimiter and quote, so JSON goes in verbatim.
+        Through the copier when there is one (it returns at once; copier.wait() before anything else uses
+        the connection)."""
+        statement = f"COPY {self.raw} (recno, doc) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
+        if self.copier is not None:
+            self.copier.put(statement, lines)
+            return
         with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
-            cursor.cursor.copy_expert(
-                f"COPY {self.raw} (recno, doc) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')",
-                io.StringIO(lines),
-            )
+            cursor.cursor.copy_expert(statement, io.StringIO(lines))
 
     def _parts(self, spec: JsonField) -> tuple[str, str, str]:
         """(the value as jsonb, as text, whether the record carries the key) in SQL."""
@@ -177,24 +195,34 @@ class JsonStagingSQL:
             )
             yield from cursor.fetchall()
 
-    def insert_into(self, stage: str, columns: list[str], extra: list[str]) -> int:
-        """Fills the typed staging table from the raw one with the records the checks plainly accept (the
-        record's number and its fields' mask too); the rows inserted, fewer than the raw rows when any
-        record is doubtful. The checks ride on the same pass: a separate pass for them cost as much
-        again as the insert."""
-        expressions, mask = [], []
-        for spec in self.fields:
+    def stage_create(self, stage: str, target: str, columns: list[str], recno: str, mask: str) -> int:
+        """Creates the temporary staging table `stage` (quoted) with the columns (names) of `target` (quoted),
+        their types, then the record's number `recno` and its fields' mask `mask` (names). From the records
+        the checks plainly accept; the rows it holds, fewer than the raw rows when any record is doubtful.
+        The checks ride on the same pass: a separate pass for them cost as much again."""
+        types = _column_types(self.connection, target)
+        expressions, bits = [], []
+        for spec, column in zip(self.fields, columns, strict=True):
             ref, text, present = self._parts(spec)
             _ok, value = _ok_and_value(self.connection, ref, text, spec)
             if spec.key in self.defaults:
                 default = _lit(self.connection, self.defaults[spec.key])
                 value = f"CASE WHEN {present} THEN {value} ELSE {default} END"  # a JSON null stays NULL
-            expressions.append(value)
-            mask.append(f"CASE WHEN {present} THEN '1' ELSE '0' END")
-        select = ", ".join([*expressions, "s.recno", f"concat({', '.join(mask)})"])
+            # Only accepted values reach the cast (WHERE runs first), so a varchar(n) cast never truncates.
+            expressions.append(f"({value})::{types[column]} AS {_quote_ident(column)}")
+            bits.append(f"CASE WHEN {present} THEN '1' ELSE '0' END")
+        width = max(len(bits), 1)
+        select = ", ".join(
+            [
+                *expressions,
+                f"s.recno AS {_quote_ident(recno)}",
+                f"concat({', '.join(bits)})::varchar({width}) AS {_quote_ident(mask)}",
+            ]
+        )
         with self.connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {stage}")
             cursor.execute(
-                f"INSERT INTO {stage} ({', '.join([*columns, *extra])}) SELECT {select} "  # noqa: S608
+                f"CREATE TEMPORARY TABLE {stage} AS SELECT {select} "  # noqa: S608
                 f"FROM {self.source} WHERE ({self._doubtful()}) IS NOT TRUE"
             )
             return cursor.rowcount
@@ -202,6 +230,87 @@ class JsonStagingSQL:
     def drop(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {self.raw}")
+
+
+class Copier:
+    """COPY statements run in order by a second thread on the caller's connection while the caller reads
+    the next lines: the server parses JSON about as fast as Python splits lines, and each waited for the
+    other. The driver does not keep two threads off one connection during a COPY, so the caller calls
+    wait() before it uses the connection itself. At most one chunk waits in the queue: memory stays
+    bounded. The first error stops the rest and is raised by wait(), as the database's error."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.dbapi = connection.connection
+        self.chunks: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="dbops-import-copy", daemon=True)
+        self.thread.start()
+
+    def __enter__(self) -> Copier:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.chunks.put(None)
+        self.thread.join()  # nothing runs on the connection once the caller goes on (or rolls back)
+
+    def put(self, statement: str, lines: str) -> None:
+        self._raise()
+        self.chunks.put((statement, lines))
+
+    def wait(self) -> None:
+        self.chunks.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            with self.connection.wrap_database_errors:
+                raise self.error
+
+    def _run(self) -> None:
+        while True:
+            item = self.chunks.get()
+            try:
+                if item is None:
+                    return
+                if self.error is None:
+                    statement, lines = item
+                    with self.dbapi.cursor() as cursor:
+                        cursor.copy_expert(statement, io.StringIO(lines))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by wait()
+                self.error = exc
+            finally:
+                self.chunks.task_done()
+
+
+def _may_create_tables(connection: Any) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_schema_privilege(current_schema(), 'CREATE')")
+        return bool(cursor.fetchone()[0])
+
+
+def _raw_name(connection: Any, table: str, *, shared: bool) -> str:
+    """Unique to this session (its backend's pid) when shared, and at most 63 bytes, which PostgreSQL would
+    otherwise cut (two long table names alike at the start would then share one raw table)."""
+    name = f"_dbops_raw_{table}"
+    if shared:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            name += f"_{cursor.fetchone()[0]}"
+    if len(name.encode()) > 63:
+        name = f"_dbops_raw_{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+    return _quote_ident(name)
+
+
+def _column_types(connection: Any, table: str) -> dict[str, str]:
+    """Each column (name) of `table` (quoted) -> its type in SQL (varchar(16), numeric(10,2), ...)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [table],
+        )
+        return dict(cursor.fetchall())
 
 
 def _quote_ident(name: str) -> str:

@@ -28,7 +28,7 @@ from dbops.services.datamigration.staging import FIELDS, RECNO, Stage, db_defaul
 
 # A number in exponent form: jsonb would read 1e2 as the integer 100, which the checking path refuses.
 EXPONENT = re.compile(r"[:,\[]\s*-?\d+(?:\.\d+)?[eE][+-]?\d+\s*[,}\]]")
-CHUNK_BYTES = 8 << 20  # raw JSON sent per COPY: memory stays flat whatever the file's size
+CHUNK_BYTES = 4 << 20  # raw JSON sent per COPY: memory stays flat whatever the file's size
 
 
 class _Doubtful(Exception):
@@ -96,17 +96,17 @@ def _checked_in_python(spec: FieldSpec, json_field: JsonField) -> bool:
 
 
 class _RawEntity:
-    def __init__(self, connector: Connector, entity: Entity, now, *, allow_privileged: bool) -> None:
+    def __init__(self, connector: Connector, entity: Entity, now, copier, *, allow_privileged: bool) -> None:
         specs = field_specs(entity, now, copy_escapes=connector.copy_escapes)
-        self.stage = Stage(connector, entity, specs, ENTITIES.position(entity))
         self.allow_privileged = allow_privileged
         fields = _json_fields(entity, specs, allow_privileged=allow_privileged)
+        # the staging table: made from the raw one at the end (finish), or filled in Python
+        self.stage = Stage(connector, entity, specs, ENTITIES.position(entity), create=fields is None)
         self.sql = None  # an entity the server cannot check (e.g. per-row import defaults) is read in Python
         if fields is None:
             return
         defaults = {spec.name: db_default(spec.default) for spec in specs if spec.default is not None}
-        raw = connector.connection.ops.quote_name(f"_dbops_raw_{entity.table}")
-        self.sql = connector.json_staging(raw, fields, defaults)
+        self.sql = connector.json_staging(entity.table, fields, defaults, copier)
         self.sql.create()
         self.checked = [spec for spec, field in zip(specs, fields, strict=True) if _checked_in_python(spec, field)]
         self.buffer: list[str] = []
@@ -133,17 +133,17 @@ class _RawEntity:
             self.flush()
 
     def flush(self) -> None:
-        if self.buffer:
+        if self.sql is not None and self.buffer:
             self.sql.copy("".join(self.buffer))
             self.buffer, self.size = [], 0
 
     def finish(self) -> Stage:
+        """After flush() and the copier's wait()."""
         if self.sql is None:
             self.stage.flush()
             return self.stage
-        self.flush()
-        quote = self.stage.connection.ops.quote_name
-        self.stage.rows = self.sql.insert_into(self.stage.name, self.stage.columns, [quote(RECNO), quote(FIELDS)])
+        columns = [spec.column for spec in self.stage.specs]
+        self.stage.rows = self.sql.stage_create(self.stage.name, self.stage.target, columns, RECNO, FIELDS)
         if self.stage.rows != self.count:  # the insert left doubtful records out; the savepoint undoes it
             raise _Doubtful(self.stage.entity.name)
         # The model's validators and choices: Python callables, on those fields only, and only once every
@@ -167,14 +167,22 @@ def set_based_stages(path: Path, *, allow_privileged: bool, using: str, progress
     now = timezone.now()
     entities: dict[str, _RawEntity] = {}
     try:
-        with transaction.atomic(using=using):
+        # the copier's thread ends before the savepoint is released or rolled back
+        with transaction.atomic(using=using), connector.json_copier() as copier:
             for name, number, data in read_jsonl_raw(path):
                 raw = entities.get(name)
+                if raw is None or raw.sql is None:
+                    copier.wait()  # the connection is this thread's again: the COPYs are done
                 if raw is None:
-                    raw = entities[name] = _RawEntity(connector, ENTITIES[name], now, allow_privileged=allow_privileged)
+                    raw = entities[name] = _RawEntity(
+                        connector, ENTITIES[name], now, copier, allow_privileged=allow_privileged
+                    )
                 raw.add(number, data)
                 if progress and number % 100_000 == 0:
                     progress(f"reading {name}", number, 0)
+            for raw in entities.values():
+                raw.flush()
+            copier.wait()
             stages = {name: raw.finish() for name, raw in entities.items()}
     except (_Doubtful, DatabaseError, ImportValidationError, ImportFormatError, UnicodeEncodeError):
         # the checking path names it (UnicodeEncodeError: a lone surrogate the driver cannot send)

@@ -58,7 +58,10 @@ def _grants(value) -> bool:
 class Stage:
     """The staging table of one entity: the target's columns plus the record number and its fields."""
 
-    def __init__(self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: float) -> None:
+    def __init__(
+        self, connector: Connector, entity: Entity, specs: list[FieldSpec], order: float, *, create: bool = True
+    ) -> None:
+        """`create` False: the caller creates the table, under `name` (set_based's CREATE TABLE AS)."""
         self.connector, self.entity, self.specs, self.order = connector, entity, specs, order
         self.connection = connection = connector.connection
         quote = connection.ops.quote_name
@@ -74,6 +77,8 @@ class Stage:
         self.rows = 0
         self.copy = connector.supports_copy
         self.partial = False  # an upsert: records may leave required fields out (convert_record)
+        if not create:
+            return
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
             # Only quoted identifiers from model metadata are interpolated, here and below.

@@ -86,7 +86,7 @@ def _set_based_accepts(path) -> bool:
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         stages = set_based_stages(path, allow_privileged=True, using="default", progress=None)
         transaction.set_rollback(True)
-    on_the_server = any(f'INSERT INTO "_dbops_stage_{TABLE}"' in query["sql"] for query in queries)
+    on_the_server = any(f'CREATE TEMPORARY TABLE "_dbops_stage_{TABLE}" AS SELECT' in query["sql"] for query in queries)
     return stages is not None and on_the_server
 
 

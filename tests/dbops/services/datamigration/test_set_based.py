@@ -4,9 +4,11 @@ it doubts to the checking path, whose refusals stay exactly as they were."""
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
@@ -184,3 +186,49 @@ def test_a_json_null_in_a_json_field_without_null_is_kept_not_replaced_by_the_de
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM core_auditlog WHERE changes = 'null'::jsonb")
         assert cursor.fetchone()[0] == 1
+
+
+def _left_behind() -> tuple[list[str], list[str]]:
+    """Raw tables an import left in the catalog, and copier threads still alive."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE '\\_dbops\\_raw\\_%'")
+        tables = [name for (name,) in cursor.fetchall()]
+    return tables, [thread.name for thread in threading.enumerate() if thread.name == "dbops-import-copy"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_raw_tables_and_the_copy_thread_are_gone_after_an_import_and_after_a_refusal(tmp_path):
+    # A trailing comma: the server's COPY into jsonb fails in the copy thread, in the middle of the file.
+    target, seeded = _edited_export(tmp_path, '"position":3}', '"position":3,}')
+    with pytest.raises(ImportFormatError, match="malformed JSON"):
+        import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert _left_behind() == ([], [])
+    assert domain_rows() == {name: [] for name in seeded}
+    target.write_text(target.read_text().replace('"position":3,}', '"position":3}'))
+    import_data(input_path=target, fmt="jsonl", allow_privileged=True)
+    assert _left_behind() == ([], [])
+    assert domain_rows() == seeded
+
+
+@pytest.mark.django_db
+def test_a_user_who_may_not_create_tables_in_the_schema_gets_temporary_raw_tables(tmp_path):
+    """The raw tables are unlogged tables in the schema (parallel workers can scan those); where the user
+    may not create tables there, temporary ones do the same work, only without the parallel scan."""
+    seed(scale=0.2)
+    target = tmp_path / "all.jsonl"
+    export_data(entities=None, output=target, fmt="jsonl")
+    expected = {name: len(rows) for name, rows in domain_rows().items() if rows}
+    with CaptureQueriesContext(connection) as queries:
+        assert _staged(target) == expected
+    assert any(query["sql"].startswith('CREATE UNLOGGED TABLE "_dbops_raw_') for query in queries)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE ROLE dbops_no_create NOLOGIN")  # undone with the transaction
+        cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        cursor.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO dbops_no_create")
+        cursor.execute("SET LOCAL ROLE dbops_no_create")
+        with CaptureQueriesContext(connection) as queries:
+            counts = _staged(target)
+        transaction.set_rollback(True)
+    assert counts == expected
+    creates = [query["sql"] for query in queries if "_dbops_raw_" in query["sql"] and "CREATE" in query["sql"]]
+    assert creates and all(sql.startswith("CREATE TEMPORARY TABLE") for sql in creates)
