@@ -16,7 +16,7 @@ same first hit; the COPYs do not depend on it, and the export is refused as befo
 
 from __future__ import annotations
 
-import json
+import itertools
 import threading
 
 from django.db import connections, models, transaction
@@ -37,6 +37,7 @@ LOOKUP_MIN_REPEATS = 10  # rows per distinct value, at least, for the lookup to 
 LOOKUP_SAMPLE = 10_000  # rows read to guess it
 _PERSON_RULES = frozenset(f"fake:{kind}" for kind in PERSON_KINDS - {"email"})  # the record's person: not per value
 _CHEAP_RULES = frozenset({"keep", "null", "generalize:month", "generalize:year"})
+_LOOKUP_NUMBERS = itertools.count(1)  # lookup tables of one session never share a name
 
 
 def _field_type(model_field: models.Field) -> str:
@@ -115,7 +116,10 @@ def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked
 
 
 def _with_lookups(connector: Connector, source: str, params, masked: MaskedColumns) -> list[str]:
-    """The columns, those that repeat few values as lookups into their masked distinct values."""
+    """The columns, those that repeat few values as lookups into their masked distinct values. Each lookup
+    is built by the server into a temporary table of the export's transaction (real value -> masked one,
+    as one jsonb) and read once per statement: as a literal in the statement the real values would stand
+    in pg_stat_activity and in the server's log of a failing statement."""
     columns = list(masked.columns)
     with connector.connection.cursor() as cursor:
         for index, ref in enumerate(masked.by_value):
@@ -129,16 +133,19 @@ def _with_lookups(connector: Connector, source: str, params, masked: MaskedColum
             rows, distinct = cursor.fetchone()
             if distinct * LOOKUP_MIN_REPEATS > rows:
                 continue
+            table = f"dbops_lookup_{next(_LOOKUP_NUMBERS)}"
             cursor.execute(
-                f"SELECT {ref}::text, {columns[index]} FROM (SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}) AS src",  # noqa: S608, E501
+                f"CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS SELECT count(*) AS n, "  # noqa: S608
+                f"jsonb_object_agg(v, m) AS masked FROM (SELECT {ref}::text AS v, {columns[index]} AS m FROM "
+                f"(SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}) AS src"
+                ") AS pairs",
                 params,
             )
-            pairs = cursor.fetchall()
-            if len(pairs) > LOOKUP_MAX_VALUES:
+            cursor.execute(f"SELECT n FROM {table}")  # noqa: S608
+            if cursor.fetchone()[0] > LOOKUP_MAX_VALUES:
                 continue
-            masked_values = json.dumps(dict(pairs))  # ASCII: non-ASCII text is \u-escaped
-            literal = "'" + masked_values.replace("'", "''").replace("%", "%%") + "'::jsonb"  # %%: a mogrify follows
-            columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {literal} ->> ({ref}::text) END"
+            lookup = f"(SELECT masked FROM pg_temp.{table})"  # noqa: S608 - uncorrelated: evaluated once per statement
+            columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {lookup} ->> ({ref}::text) END"
     return columns
 
 

@@ -195,7 +195,7 @@ def test_values_masked_once_per_distinct_value_are_looked_up_as_python_masks_the
     monkeypatch.setattr(masked_copy, "_with_lookups", lambda *args: lookups.append(result := original(*args)) or result)
     on_server, in_python = tmp_path / "server.jsonl", tmp_path / "python.jsonl"
     export_data(entities=None, output=on_server, fmt="jsonl", anonymize=True)
-    assert any("::jsonb ->>" in column for columns in lookups for column in columns)
+    assert any("(SELECT masked FROM pg_temp.dbops_lookup_" in column for columns in lookups for column in columns)
     _row_by_row(monkeypatch)
     export_data(entities=None, output=in_python, fmt="jsonl", anonymize=True)
     assert _records(on_server) == _records(in_python)
@@ -296,3 +296,26 @@ def test_the_key_never_appears_in_a_statement_sent_to_the_server(tmp_path, monke
     with connection.cursor() as cursor:  # and the session forgets the key afterwards
         cursor.execute("SELECT to_regclass('pg_temp.dbops_masking_key')")
         assert cursor.fetchone() == (None,)
+
+
+@pytest.mark.django_db
+def test_real_values_of_a_looked_up_column_never_appear_in_a_statement(tmp_path, monkeypatch):
+    # Audit logs repeating a few IPs are masked once per distinct value; the real -> fake lookup used to be a
+    # jsonb literal in the COPY statement, real IPs and all.
+    seed(scale=0.02)
+    real_ips = [f"198.51.100.{number}" for number in range(10, 15)]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE core_auditlog SET ip_address = ('198.51.100.' || (id % 5 + 10))::inet")
+    monkeypatch.setattr(masked_copy, "LOOKUP_MIN_REPEATS", 0)  # a small seed repeats too little to pay
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "cursor_factory", _RecordingCursor)
+    _RecordingCursor.sent.clear()
+    target = tmp_path / "server.jsonl"
+    export_data(entities=["audit_logs"], output=target, fmt="jsonl", anonymize=True)
+    sent = "\n".join(_RecordingCursor.sent)
+    assert " ->> (" in sent  # the column was masked by lookup
+    assert not [ip for ip in real_ips if ip in sent]
+    exported = target.read_text()
+    assert not [ip for ip in real_ips if ip in exported]
+    ips = {json.loads(line)["data"]["ip_address"] for line in exported.splitlines()[1:-1]}
+    assert len(ips) == len(real_ips)  # one fake per real IP, as before
