@@ -17,7 +17,7 @@ from datetime import time as dtime
 from pathlib import Path
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
@@ -35,6 +35,7 @@ from dbops.services.datamigration.masked_copy import (
     MaskedColumns,
     masked_columns,
     masked_copy,
+    no_rows_copy,
     remember_identities,
     scan_kept_values,
     sql_masking_for,
@@ -117,6 +118,15 @@ def parse_where(expressions: list[str], selected: list[Entity]) -> dict[str, lis
                 f"The filter {expression!r}: no exported entity has a field {field_name!r}.", parameter="where"
             )
     return filters
+
+
+def _where_withheld(expression: str) -> str:
+    """The filter as the run log keeps it: field and operator, not the value (an email, a name)."""
+    match = _WHERE.match(expression)
+    if not match:
+        return "(a filter)"
+    entity_name, field_name, operator, _value = match.groups()
+    return f"{entity_name + '.' if entity_name else ''}{field_name}{operator}…"
 
 
 def _where_value(model_field, raw: str):
@@ -235,7 +245,7 @@ def export_data(
             entities=[entity.name for entity in selected],
             options={
                 "anonymize": anonymize,
-                "where": where or [],
+                "where": [_where_withheld(expression) for expression in where or []],
                 "since": str(since or ""),
                 "transforms": transforms or [],
             },
@@ -301,6 +311,11 @@ def export_data(
                         writer.write(record)
                         if progress and writer.counts[entity.name] % CHUNK_ROWS == 0:
                             progress(entity.name, writer.counts[entity.name], total)
+                except RecursionError:  # a stored JSON value nests deeper than Python's parser reads
+                    raise DataMigrationError(
+                        f"{entity.name} record {writer.counts[entity.name] + 1}: a JSON value nests deeper than "
+                        "Python reads; --format jsonl without --transform or --k-anonymity exports it as it is."
+                    ) from None
                 finally:
                     rows.close()  # closes the server-side cursor now, while its transaction is still open
                 writer.end_entity()
@@ -344,7 +359,10 @@ def export_rules_explain(*, entities: list[str] | str | None, fmt: str) -> list[
 
 def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
     """Returns a function that copies the queryset's rows, as `prefix + row JSON + "}"` lines, into a file."""
-    sql, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
+    try:
+        sql, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
+    except EmptyResultSet:  # a filter no row can meet (an id past the column's range): nothing to copy
+        return no_rows_copy
     # Keys are field names, not columns (created_by, not created_by_id).
     return connector.copy_json_lines(sql, params, list(entity.field_names), prefix)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import threading
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, transaction
 from django.db.models import Count, Min, QuerySet
 
@@ -101,10 +102,18 @@ def masked_columns(
     return MaskedColumns(columns, person, by_value)
 
 
+def no_rows_copy(handle) -> int:
+    """The copy of a queryset that holds no row whatever the data (it compiles to no SQL at all)."""
+    return 0
+
+
 def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked: MaskedColumns, prefix: str):
     """A function copying the queryset's masked rows, as `prefix + row JSON + "}"` lines, into a file."""
     quote = connector.connection.ops.quote_name
-    inner, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
+    try:
+        inner, params = queryset.values_list(*[f.attname for f in entity.fields]).query.sql_with_params()
+    except EmptyResultSet:  # a filter no row can meet (an id past the column's range): nothing to copy
+        return no_rows_copy
     names = list(entity.field_names)
     source = f"({inner}) AS src({', '.join(map(quote, names))})"
     columns = _with_lookups(connector, source, params, masked)
