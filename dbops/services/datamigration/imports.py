@@ -152,6 +152,7 @@ def import_data(
             result.entities = [_counts(stage) for stage in stages.values()]
             if mode == "upsert":
                 result.warnings = [warning for stage in stages.values() for warning in _kept_fields(stage)]
+                result.warnings += rekeying.warnings if rekeying else []
             if dry_run:
                 for stage in stages.values():
                     stage.drop()
