@@ -52,7 +52,8 @@ class PostgreSQLData:
 
     def sql_masking(self, *, key: bytes, vocabulary: Any) -> masking_sql.MaskingSQL:
         # The key by COPY into a temporary table: never in a statement's text (masking_sql's docstring)
-        with self.connection.cursor() as cursor:
+        # wrap_database_errors on each raw COPY: a lost connection is Django's DatabaseError, one line
+        with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
             cursor.execute(masking_sql.KEY_TABLE_CREATE)
             cursor.execute(f"TRUNCATE {masking_sql.KEY_TABLE}")
             cursor.cursor.copy_expert(masking_sql.KEY_TABLE_COPY, io.StringIO(masking_sql.key_copy_text(key)))
@@ -102,7 +103,7 @@ class PostgreSQLData:
 
     def copy_into(self, table: str, columns: list[str], text: str) -> None:
         statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        with self.connection.cursor() as cursor:
+        with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
             try:
                 cursor.cursor.copy_expert(statement, io.StringIO(text))
             except self.connection.Database.DataError as exc:  # a value PostgreSQL's input functions reject
@@ -119,7 +120,7 @@ class PostgreSQLData:
         columns = ", ".join(quote(name) for name in aliases)
 
         def copy_into(handle) -> int:
-            with self.connection.cursor() as cursor:
+            with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
                 raw = cursor.cursor
                 inner = raw.mogrify(sql, params).decode()
                 line = raw.mogrify("SELECT %s || row_to_json(t)::text || '}' ", [prefix]).decode()
@@ -197,7 +198,7 @@ class PostgreSQLData:
         quote = self.connection.ops.quote_name
         query = f"SELECT * FROM {quote(table)} ORDER BY {quote(order_by)}"  # noqa: S608 - quoted identifiers
         sink = _HashSink()
-        with self.connection.cursor() as cursor:
+        with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
             cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT", sink)
         return sink.hash.hexdigest()
 
@@ -233,9 +234,9 @@ def _copy_between(source, copy_out: str, target, table: str, columns: list[tuple
     quote = target.connection.ops.quote_name
     copy_in = f"COPY {quote(table)} ({', '.join(quote(name) for name, _ in columns)}) FROM STDIN"
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b") as spool:
-        with source.connection.cursor() as cursor:
+        with source.connection.cursor() as cursor, source.connection.wrap_database_errors:
             cursor.cursor.copy_expert(copy_out, spool)
         spool.seek(0)
-        with target.connection.cursor() as cursor:
+        with target.connection.cursor() as cursor, target.connection.wrap_database_errors:
             cursor.cursor.copy_expert(copy_in, spool)
             return cursor.cursor.rowcount

@@ -22,6 +22,8 @@ import queue
 import threading
 from typing import Any
 
+from django.db import OperationalError
+
 from dbops.engines.json_fields import JsonField
 
 # Shapes the checking path's converters accept (fromisoformat, UUID), as the text of the value with every
@@ -161,7 +163,7 @@ class JsonStagingSQL:
             self.copier.put(statement, lines)
             return
         with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
-            cursor.cursor.copy_expert(statement, io.StringIO(lines))
+            cursor.cursor.copy_expert(statement, io.BytesIO(lines.encode()))
 
     def _parts(self, spec: JsonField) -> tuple[str, str, str]:
         """(the value as jsonb, as text, whether the record carries the key) in SQL."""
@@ -263,9 +265,12 @@ class Copier:
         self._raise()
 
     def _raise(self) -> None:
-        if self.error is not None:
-            with self.connection.wrap_database_errors:
-                raise self.error
+        if self.error is None:
+            return
+        if self.dbapi.closed:  # the server went away mid-COPY (the driver's error may then be a SystemError)
+            raise OperationalError("the connection to the database was lost while the import sent its rows") from None
+        with self.connection.wrap_database_errors:
+            raise self.error
 
     def _run(self) -> None:
         while True:
@@ -276,7 +281,7 @@ class Copier:
                 if self.error is None:
                     statement, lines = item
                     with self.dbapi.cursor() as cursor:
-                        cursor.copy_expert(statement, io.StringIO(lines))
+                        cursor.copy_expert(statement, io.BytesIO(lines.encode()))
             except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by wait()
                 self.error = exc
             finally:

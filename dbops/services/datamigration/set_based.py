@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, models, transaction
 from django.utils import timezone
 
 from dbops.engines import Connector, get_connector
@@ -184,6 +184,8 @@ def set_based_stages(path: Path, *, allow_privileged: bool, using: str, progress
                 raw.flush()
             copier.wait()
             stages = {name: raw.finish() for name, raw in entities.items()}
+    except (InterfaceError, OperationalError):  # the connection, not the file: the checking path cannot help
+        raise
     except (_Doubtful, DatabaseError, ImportValidationError, ImportFormatError, UnicodeEncodeError):
         # the checking path names it (UnicodeEncodeError: a lone surrogate the driver cannot send)
         return None

@@ -173,6 +173,9 @@ def snapshot_rollback(
             snapshot = Snapshot.objects.select_for_update().get(id=snapshot.id)
         except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
             raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
+        # Before the later-changes check: a write committed while this waits for the lock is seen by the
+        # check (each statement reads afresh), not refilled over.
+        connector.lock_tables(ordered, mode="exclusive")
         checksums_before = {
             table: connector.table_checksum(table, by_table[table]._meta.pk.column) for table in ordered
         }
@@ -194,7 +197,6 @@ def snapshot_rollback(
         missing = [table for table in ordered if not snapshot.copies.get(table)]
         if missing:
             raise SnapshotError(f"Snapshot {snapshot.id} has no copy of {missing[0]}.")
-        connector.lock_tables(ordered, mode="exclusive")
         missing = [table for table in ordered if not store.table_exists(snapshot.copies[table])]
         if missing:
             raise SnapshotError(f"Snapshot {snapshot.id}: the copy of {missing[0]} is gone; nothing changed.")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg2
 import pytest
+from django.db import connection, connections
 
 from dbops.engines import get_connector
 from dbops.exceptions import SnapshotError, SnapshotLaterChanges
@@ -123,3 +128,56 @@ def test_rollback_right_after_the_import_needs_no_leave(tmp_path):
     result = import_data(input_path=target, fmt="jsonl", mode="upsert", snapshot=True)
     assert Snapshot.objects.get(id=result.snapshot_id).checksums_after_import == _checksums(["core_concept"])
     snapshot_rollback(snapshot_id=result.snapshot_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_committed_while_the_rollback_waits_for_its_lock_is_seen_and_refused(tmp_path):
+    # The later-changes check ran before the rollback locked the tables: a write committed in between
+    # (while the rollback waited for the lock) was refilled over, silently.
+    seed(scale=0.1)
+    target = tmp_path / "concepts.jsonl"
+    export_data(entities="concepts", output=target, fmt="jsonl")
+    result = import_data(input_path=target, fmt="jsonl", mode="upsert", snapshot=True)
+    concept = Concept.objects.order_by("pk").first()
+    settings = connection.settings_dict
+    writer = psycopg2.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], password=settings["PASSWORD"],
+        dbname=settings["NAME"],
+    )  # fmt: skip
+    outcome: list[BaseException | None] = []
+
+    def rollback() -> None:
+        try:
+            snapshot_rollback(snapshot_id=result.snapshot_id)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+        finally:
+            connections.close_all()
+
+    try:
+        with writer.cursor() as cursor:  # holds a row lock: the rollback's table lock waits for this commit
+            cursor.execute("UPDATE core_concept SET name = 'written meanwhile' WHERE id = %s", [concept.pk])
+        thread = threading.Thread(target=rollback)
+        thread.start()
+        _wait_until_waiting_for_a_lock(writer)
+        writer.commit()
+        thread.join(timeout=60)
+    finally:
+        writer.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], SnapshotLaterChanges), outcome
+    assert Concept.objects.get(pk=concept.pk).name == "written meanwhile"
+
+
+def _wait_until_waiting_for_a_lock(observer, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with observer.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the transaction sees one frozen view
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the rollback never waited for the table lock")
