@@ -38,6 +38,12 @@ def read_records(fmt: str, path: Path) -> Iterator[Record]:
         raise ImportFormatError(f"{path} does not exist.")
     if fmt != "csv" and path.is_dir():
         raise ImportFormatError(f"{path} is a folder; of the formats only csv reads a folder.", parameter="fmt")
+    if not path.is_dir():
+        try:  # now, not once the run is recorded and the reader first reads
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise ImportFormatError(f"{path} cannot be read: {exc.strerror or exc}.") from None
     if fmt != "csv" and zipfile.is_zipfile(path):
         raise ImportFormatError(f"{path} is a zip archive, as the csv format writes, not {fmt}.", parameter="fmt")
     return READERS[fmt](path)

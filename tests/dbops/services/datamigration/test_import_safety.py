@@ -371,3 +371,13 @@ def test_an_upsert_that_changes_a_staff_account_needs_allow_privileged(tmp_path)
     )
     import_data(input_path=demoted, fmt="jsonl", mode="upsert")
     assert not User.objects.get(pk=staff.pk).is_staff
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "sql", "csv"])
+def test_a_file_that_cannot_be_read_is_one_line_before_any_run_is_recorded(fmt):
+    # /proc/self/mem opens but its first byte cannot be read (EIO): a traceback, and a failed run, before
+    state = fingerprint()
+    with pytest.raises(ImportFormatError, match=r"mem cannot be read: Input/output error\.$"):
+        import_data(input_path="/proc/self/mem", fmt=fmt)
+    assert fingerprint() == state
