@@ -1,12 +1,18 @@
 """csv: `manifest.json` plus one `<entity>.csv` per entity (header row = field names), in a folder or a
 .zip. Empty cells are NULL for non-text columns; JSON columns hold the value's JSON text (a JSON string
-with its quotes, JSON null as `null`), an empty cell being SQL NULL."""
+with its quotes, JSON null as `null`), an empty cell being SQL NULL.
+
+Text columns, as PostgreSQL's COPY: an empty cell is the empty string, NULL is the cell `\\N`, and a text
+that is a run of backslashes then N (`\\N`, `\\\\N`…) is written with one more backslash, which the
+reader takes off again. csv cannot tell a quoted empty cell from a bare one, so only a marker keeps
+NULL and '' apart; a file of another tool without one reads as before."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,6 +28,8 @@ from dbops.services.datamigration.formats.json_stream import MAX_VALUE_CHARS
 # The longest cell the reader takes, as the json reader's longest record: csv's default (131,072) is
 # less than a text column may hold, and a bound keeps one cell from taking all the memory.
 MAX_CELL_CHARS = MAX_VALUE_CHARS
+NULL_TEXT = "\\N"  # a text column's NULL
+_MARKER_LIKE = re.compile(r"\\+N")  # NULL_TEXT and the texts written with one more backslash than they hold
 
 
 def _csv_cell(value) -> str:
@@ -34,6 +42,13 @@ def _csv_cell(value) -> str:
     return str(value)
 
 
+def _text_cell(value) -> str:
+    if value is None:
+        return NULL_TEXT
+    text = _csv_cell(value)
+    return "\\" + text if text.startswith("\\") and _MARKER_LIKE.fullmatch(text) else text
+
+
 def _json_cell(value) -> str:
     """A JSON field's value as its JSON text: the string "5" stays a string, None is JSON null."""
     return base.encode_json(value)
@@ -44,12 +59,17 @@ def _nullable_json_cell(value) -> str:
     return "" if value is None else base.encode_json(value)
 
 
+def _cell_writer(model_field: models.Field, text_fields: set[str]):
+    if model_field.name in text_fields:
+        return _text_cell
+    if isinstance(model_field, models.JSONField):
+        return _nullable_json_cell if model_field.null else _json_cell
+    return _csv_cell
+
+
 def _cell_writers(entity: Entity) -> list[tuple[str, object]]:
-    json_nullable = {f.name: f.null for f in entity.fields if isinstance(f, models.JSONField)}
-    return [
-        (name, _csv_cell if name not in json_nullable else _nullable_json_cell if json_nullable[name] else _json_cell)
-        for name in entity.field_names
-    ]
+    text_fields = base.text_fields(entity)
+    return [(model_field.name, _cell_writer(model_field, text_fields)) for model_field in entity.fields]
 
 
 class CsvWriter(base.ExportWriter):
@@ -115,9 +135,11 @@ def _csv_value(value: str, name: str, text_fields: set[str], json_fields: set[st
             return base.json_loads(value) if value != "" else None
         except json.JSONDecodeError:
             return base.Unparsable(value)
-    if value == "" and name not in text_fields:
-        return None
-    return value
+    if name in text_fields:
+        if value.startswith("\\") and _MARKER_LIKE.fullmatch(value):
+            return None if value == NULL_TEXT else value[1:]
+        return value
+    return None if value == "" else value
 
 
 class _CsvSource:
