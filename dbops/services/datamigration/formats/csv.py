@@ -174,6 +174,8 @@ class _CsvSource:
             inside = plain and (self.archive is not None or (self.path / name).resolve().parent == self.path.resolve())
         except (OSError, ValueError):  # a name too long for the file system, for one
             raise ImportFormatError(f"{self.path}: manifest.json names {name!r}, which is no file name.") from None
+        if not inside and name == "manifest.json":
+            raise ImportFormatError(f"{self.path}: manifest.json links out of the folder; it must be a file inside it.")
         if not inside:
             raise ImportFormatError(
                 f"{self.path}: manifest.json names {name!r}; it may only name files inside "
@@ -223,7 +225,7 @@ def _repeated(names: list[str]) -> list[str]:
 def read_csv(path: Path) -> Iterator[base.Record]:
     source = _CsvSource(path)
     try:
-        with source.open("manifest.json") as handle:
+        with source.open(source.member("manifest.json")) as handle:  # a link out of the folder is refused too
             try:
                 manifest = json.load(handle)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

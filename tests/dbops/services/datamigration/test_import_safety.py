@@ -285,6 +285,19 @@ def test_a_symlink_out_of_the_folder_is_refused_too(tmp_path):
         import_data(input_path=folder, fmt="csv")
 
 
+def test_a_manifest_that_is_a_symlink_out_of_the_folder_is_refused(tmp_path):
+    seed(scale=0.1)
+    folder = tmp_path / "csv"
+    export_data(entities="roles", output=folder, fmt="csv")
+    (tmp_path / "outside").mkdir()
+    (folder / "manifest.json").rename(tmp_path / "outside" / "manifest.json")
+    (folder / "manifest.json").symlink_to(tmp_path / "outside" / "manifest.json")
+    state = fingerprint()
+    with pytest.raises(ImportFormatError, match="manifest.json links out of the folder"):
+        import_data(input_path=folder, fmt="csv", mode="upsert")
+    assert fingerprint() == state
+
+
 def test_a_zipped_manifest_may_not_name_a_path_either(tmp_path):
     seed(scale=0.1)
     archive = tmp_path / "x.zip"
