@@ -6,7 +6,8 @@
                          filename, filepath (the person kinds of one record derive from one pseudonym)
     hash                 a keyed hash of the value (hex, as long as the column allows)
     mask                 the first character kept, the rest replaced by '*'
-    null                 NULL, or the empty value where the column is not nullable (text, JSON)
+    null                 the empty value of the column's kind ('' for text, {} or [] for JSON), NULL for any
+                         other kind; a NULL stays NULL
     generalize:<kind>    month or year (dates and times to the start of it), range:<width> (numbers to
                          the lower end of their range, e.g. range:10 makes 37 into 30)
 
