@@ -4,22 +4,29 @@
 - email addresses;
 - phone numbers: international (+44 20 7946 0958, +442079460958, 0044 20 7946 0958, +33 6 12 34 56 78),
   with an area code in parentheses ((842)964-8658, (555) 123-4567), three to five groups of digits with
-  one separator (882-682-9888, 683.353.3740), a 0-led national number in two groups (07911 123456) or in
-  one (01614960978), ten plain digits shaped as a North American number (5767033452), each with an
-  optional extension (x754);
-- national id numbers: US SSN (078-05-1120), UK NI (AB 12 34 56 C, ab123456c);
+  one separator, or one after the first group and another after the rest (882-682-9888, 683.353.3740,
+  842 964-8658), a 0-led national number in two groups (07911 123456) or in one (01614960978), ten plain
+  digits shaped as a North American number (5767033452), each with an optional extension (x754);
+- national id numbers: US SSN (078-05-1120, and 078051120 after "SSN" or "social security"), UK NI
+  (AB 12 34 56 C, AB-12-34-56-C, ab123456c);
 - card numbers: plain or in the groups cards are printed in, passing the Luhn check, and starting as
   payment cards do: 16 to 19 digits from 2 to 6, 14 or 15 from 3, 13 from 4 (not a product barcode);
 - IBANs of the registry's countries at their country's length, passing the mod-97 check;
-- IP addresses (IPv4, and IPv6 of four hex digits at least: not ::1 or a slice's 1::2);
+- IP addresses (IPv4, zero-padded octets too, and IPv6 of four hex digits at least: not ::1 or a slice's
+  1::2);
 - the real values of the identity columns masked earlier in the same export: a user's name ("Monica
-  Brown", "Brown, Monica", "Monica J. Brown"), username or email in a concept's description.
+  Brown", "Brown, Monica", "Monica J. Brown", "MonicaBrown"), username, email or an email's distinctive
+  local part in a concept's description.
 
-Case does not matter and a sentence's full stop may follow. Whole numbers inside a kept JSON value are
-checked as card numbers (other long integers are ids far more often than phones or SSNs). Every search is
-linear in the length of the text: a candidate only starts where a run of its characters starts, and its
-repetitions are bounded, so a megabyte of digits, dots or colons scans in about the time of a megabyte of
-prose (about a second), where a restarting search would take hours.
+Case does not matter and a sentence's full stop may follow. Text that could hide something (not plain
+ASCII, or holding a %, & or <) is searched a second time as a reader sees it: percent-decoded, HTML
+entities unescaped and tags dropped, look-alike characters (fullwidth, no-break spaces, dashes) made
+plain, invisible ones (zero-width spaces) and accents dropped. Identity values are remembered and
+compared folded the same way ("Mónica" is "Monica", "İlker" is "ilker"). Whole numbers inside a kept JSON
+value are checked as card numbers (other long integers are ids far more often than phones or SSNs). Every
+search is linear in the length of the text: a candidate only starts where a run of its characters starts,
+and its repetitions are bounded, so a megabyte of digits, dots or colons scans in about the time of a
+megabyte of prose (about a second), where a restarting search would take hours.
 
 Values a rule produced are the rule's own output (fake, hash, mask...) and are not searched again.
 A hit fails the export naming the entity, record and field; `allow` accepts named fields consciously.
@@ -27,10 +34,13 @@ A hit fails the export naming the entity, record and field; `allow` accepts name
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from decimal import Decimal
+from urllib.parse import unquote
 
 from django.db import models
 
@@ -43,8 +53,10 @@ from dbops.services.datamigration.masking_rules import PERSON_KINDS
 _PATTERNS = {
     "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "ssn": re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])"),
-    "ni": re.compile(r"(?<!\w)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)", re.I),
-    "iban": re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)", re.I),
+    # nine digits alone are an id far more often: an SSN only a few characters after its name
+    "labelled ssn": re.compile(r"(?<![^\W\d_])(?:ssn|social[ -]?security)\D{0,16}\d{3}( ?)\d{2}\1\d{4}(?![\w-])", re.I),
+    "ni": re.compile(r"(?<!\w)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][ -]?\d{2}[ -]?\d{2}[ -]?\d{2}[ -]?[A-D](?!\w)", re.I),
+    "iban": re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?(?!\w)", re.I),
     "card": re.compile(
         r"(?<![\w.-])(?:\d{13,19}"
         r"|\d{4}(?P<sep>[ -])(?:\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{3})?|\d{6}(?P=sep)\d{4,5}))"
@@ -56,7 +68,8 @@ _PATTERNS = {
         r"(?<![\w+.-])(?=\+|\(\d{1,5}\)|\d[\d .-]{8})"  # nine characters at least: short numbers are not tried
         r"(?P<country>(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?[ .-]?(?:\d{1,5} (?=\d))?)?"  # +44, 0044, +44 (0), +55 93
         r"(?P<area>\(\d{1,5}\)[ .-]?)?"
-        r"(?P<number>\d{1,12}+(?:(?P<sep>[ .-])\d{1,8}+(?:(?P=sep)\d{1,8}+){0,4})?)"  # one separator throughout
+        # one separator throughout, or the area code's own first (842 964-8658)
+        r"(?P<number>\d{1,12}+(?:(?P<sep>[ .-])\d{1,8}+(?:(?P<rest>[ .-])\d{1,8}+(?:(?P=rest)\d{1,8}+){0,3})?)?)"
         r"(?: ?(?:x|ext\.?) ?\d{1,6}+)?"
         r"(?![\w+]|[.-]\d)",
         re.I,
@@ -76,20 +89,30 @@ _IBAN_LENGTHS = {
 _CARD_STARTS = {13: "4", 14: "3", 15: "3"}
 _NI_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _NOT_DIGIT = re.compile(r"\D")
+_PHONE_SEPARATOR = re.compile(r"[ .-]")
+_IBAN_SEPARATOR = re.compile(r"[ -]")
 _DATE = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}")
 _NORTH_AMERICAN = re.compile(r"[2-9]\d\d[2-9]\d{6}")  # area code and exchange never start with 0 or 1
 _NATIONAL = re.compile(r"0[1-9]\d{8,9}")  # a trunk 0, then the area code (01614960978, 0147699205)
 _MIGHT_HOLD = re.compile(r"[\d@:]")  # every kind holds a digit, an @ or colons: most text is skipped
 _WORD = re.compile(r"[\w.+@-]+")
 _NAME_WORD = re.compile(r"[^\W\d_]+")
-MAX_REMEMBERED = 1_000_000  # real identity values kept for the search (a bounded set: memory stays flat)
+_TAG = re.compile(r"</?[a-z][^<>]*>", re.I)
 # A username (or email) is remembered from 5 characters, or from 3 when not letters only ("wl7", "j.li"):
 # a short word of letters ("ann", "mike") is a common word or first name, which would fail ordinary text.
 MIN_USERNAME, MIN_MARKED_USERNAME = 5, 3
 MIN_NAME_LETTERS = 4  # of a first and last name together: "Wei Li" is remembered, "Al B" is not
-_WHAT = {"email": "an email address", "ssn": "a national id number", "ni": "a national id number",
-         "iban": "an IBAN", "card": "a card number", "ipv4": "an IP address", "ipv6": "an IP address",
-         "phone": "a phone number"}  # fmt: skip
+MIN_JOINED_NAME = 8  # a name written as one word ("monicabrown"); a shorter one ("albee") may be a word
+MIN_LOCAL_PART = 6  # an email's local part alone ("reg.private.box"), unless a role's (below)
+_ROLE_LOCAL_PARTS = frozenset({
+    "accounts", "billing", "bookings", "careers", "contact", "customerservice", "donotreply", "do-not-reply",
+    "enquiries", "feedback", "helpdesk", "hostmaster", "inquiries", "invoices", "mailer-daemon", "marketing",
+    "newsletter", "no-reply", "noreply", "notifications", "office", "orders", "postmaster", "privacy",
+    "reception", "security", "service", "support", "webmaster",
+})  # fmt: skip  # shared mailboxes' names, common words (shorter ones, info or admin, are too short anyway)
+_WHAT = {"email": "an email address", "ssn": "a national id number", "labelled ssn": "a national id number",
+         "ni": "a national id number", "iban": "an IBAN", "card": "a card number", "ipv4": "an IP address",
+         "ipv6": "an IP address", "phone": "a phone number"}  # fmt: skip
 
 
 def _luhn(digits: str) -> bool:
@@ -118,15 +141,14 @@ def _card(digits: str) -> bool:
 def _iban(text: str) -> bool:
     """At its country's length with the mod-97 check; words the pattern took after the number (a
     4-letter word after a short IBAN) are dropped one by one."""
-    while True:
-        compact = text.replace(" ", "").upper()
+    groups = _IBAN_SEPARATOR.split(text)
+    for count in range(len(groups), 0, -1):
+        compact = "".join(groups[:count]).upper()
         if _IBAN_LENGTHS.get(compact[:2]) == len(compact):
             moved = compact[4:] + compact[:4]
             if int("".join(str(int(char, 36)) for char in moved)) % 97 == 1:
                 return True
-        if " " not in text:
-            return False
-        text = text.rsplit(" ", 1)[0]
+    return False
 
 
 def _phone(match: re.Match) -> bool:
@@ -142,12 +164,12 @@ def _phone(match: re.Match) -> bool:
         return False
     if match["area"]:
         return True
-    groups = number.split(separator) if separator else [number]
+    groups = _PHONE_SEPARATOR.split(number)
     if len(groups) == 1:  # plain digits are ids far more often: a North American or a 0-led national shape
         return bool(_NORTH_AMERICAN.fullmatch(number) or _NATIONAL.fullmatch(number))
     if len(groups) == 2:  # a national number after its trunk 0, not a decimal number
         return number.startswith("0") and separator != "."
-    if _DATE.match(number) or (len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
+    if _DATE.search(number) or (len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
         return False  # a date, or thousands grouped (1 234 567 890, 192.168.100.200)
     return all(len(group) >= 2 for group in groups[1:])  # not an ISBN's 978-3-16-148410-0
 
@@ -161,25 +183,89 @@ def _real(kind: str, match: re.Match) -> bool:
         return _iban(text)
     if kind == "ni":
         return text[:2].upper() not in _NI_NEVER_ISSUED
-    if kind in ("ipv4", "ipv6"):
+    if kind == "ipv4":  # a zero-padded octet (203.0.113.045) is still an address, which ipaddress refuses
+        return all(int(octet) <= 255 for octet in text.split("."))
+    if kind == "ipv6":
         try:
             ipaddress.ip_address(text)
         except ValueError:
             return False
-        return kind == "ipv4" or sum(char != ":" for char in text) >= 4
+        return sum(char != ":" for char in text) >= 4
     if kind == "phone":
         return _phone(match)
     return True
 
 
-def personal_data_in(text: str) -> str | None:
-    """What personal data the text holds (by pattern), or None."""
+class _PlainCharacters(dict):
+    """str.translate's table after NFKD, filled as characters are met: marks (accents) and format
+    characters (a zero-width space) dropped, Unicode spaces made a space and dashes a hyphen."""
+
+    def __missing__(self, code: int) -> int | str | None:
+        char = chr(code)
+        category = unicodedata.category(char)
+        if code < 128:
+            plain = code
+        elif category[0] == "M" or category == "Cf":
+            plain = None
+        elif char.isspace() or category[0] == "Z":
+            plain = " "
+        elif category == "Pd" or char == "\u2212":  # and the minus sign
+            plain = "-"
+        else:
+            plain = code
+        self[code] = plain
+        return plain
+
+
+_PLAIN_CHARACTERS = _PlainCharacters()
+
+
+def _plain_characters(text: str) -> str:
+    """Look-alike characters as the ASCII they look like ("４" is "4", "Mónica" is "Monica")."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKD", text).translate(_PLAIN_CHARACTERS)
+
+
+def _plain(text: str) -> str:
+    """The text as a reader sees it: decoded, tags dropped, characters plain. Each step only where it
+    can change something, so plain ASCII text (most values) is returned as it is, at no cost."""
+    if "%" in text:
+        text = unquote(text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "<" in text:  # dropped, not spaced: the text as written already has the tags apart from the words
+        text = _TAG.sub("", text)
+    return _plain_characters(text)
+
+
+def _forms(text: str) -> tuple[str, ...]:
+    """The text as written, and as a reader sees it where that differs."""
+    plain = _plain(text)
+    return (text,) if plain == text else (text, plain)
+
+
+def _fold(text: str) -> str:
+    """A value as remembered and as compared: plain characters, case folded ("İlker" is "ilker")."""
+    return _plain_characters(text).casefold()
+
+
+def _pattern_in(text: str) -> str | None:
     if not _MIGHT_HOLD.search(text):
         return None
     for kind, pattern in _PATTERNS.items():
         for match in pattern.finditer(text):
             if _real(kind, match):
                 return _WHAT[kind]
+    return None
+
+
+def personal_data_in(text: str) -> str | None:
+    """What personal data the text holds (by pattern), or None."""
+    for form in _forms(text):
+        found = _pattern_in(form)
+        if found:
+            return found
     return None
 
 
@@ -217,8 +303,8 @@ def _kept_values(value, *, inside_json: bool = False) -> Iterable[str | int | fl
 
 
 def _name_words(value: str) -> list[str]:
-    """The words of a name, as the search splits text ("Jean-Luc" is two), initials left out."""
-    return [word for word in _NAME_WORD.findall(value.lower()) if len(word) > 1]
+    """The words of a name, as the search splits text ("Jean-Luc" is two), folded, initials left out."""
+    return [word for word in _NAME_WORD.findall(_fold(value)) if len(word) > 1]
 
 
 def _text_like(model_field) -> bool:
@@ -234,7 +320,10 @@ class PiiScanner:
 
     def __init__(self, *, allow: Iterable[str] = ()) -> None:
         self.allow = frozenset(allow)
-        self.identities: set[int] = set()  # hashes of lowercased real values (name pairs, usernames, emails)
+        # Hashes of folded real values, one 64-bit number however long the value: every identity of a big
+        # export is kept, at about 80 bytes each with the set's own (8 MB per 100,000 values)
+        self.identities: set[int] = set()  # usernames, emails, emails' local parts
+        self.names: set[int] = set()  # name pairs ("monica brown") and the pairs joined ("monicabrown")
         self.identity_fields: dict[str, list[tuple[str, str]]] = {}
         self.scanned_fields: dict[str, list[str]] = {}
         self.strings = 0
@@ -259,30 +348,37 @@ class PiiScanner:
         pair of words where the given name meets the family name; a single word alone is too common a
         word to stand for someone."""
         fields = self.identity_fields.get(entity)
-        if not fields or len(self.identities) >= MAX_REMEMBERED:
+        if not fields:
             return
         first = last = None
         for name, kind in fields:
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
                 continue
-            value = value.strip().lower()
             if kind == "first_name":
                 first = _name_words(value)[-1:]
             elif kind == "last_name":
                 last = _name_words(value)[:1]
             elif kind == "name":
                 self._remember_name(_name_words(value)[-2:])
-            elif kind in ("username", "email") and (
-                len(value) >= MIN_USERNAME or len(value) >= MIN_MARKED_USERNAME and not value.isalpha()
-            ):
-                self.identities.add(hash(value))
+            elif kind in ("username", "email"):
+                token = _fold(value.strip()).strip(".-")  # as the search strips a word of the text
+                self._remember_token(token)
+                local_part = token.partition("@")[0].rstrip(".-") if kind == "email" else ""
+                if len(local_part) >= MIN_LOCAL_PART and local_part not in _ROLE_LOCAL_PARTS:
+                    self.identities.add(hash(local_part))  # written without its domain ("box at gmail dot com")
         if first and last:
             self._remember_name(first + last)
 
+    def _remember_token(self, token: str) -> None:
+        if len(token) >= MIN_USERNAME or len(token) >= MIN_MARKED_USERNAME and not token.isalpha():
+            self.identities.add(hash(token))
+
     def _remember_name(self, words: list[str]) -> None:
         if len(words) == 2 and len(words[0]) + len(words[1]) >= MIN_NAME_LETTERS:
-            self.identities.add(hash(" ".join(words)))
+            self.names.add(hash(" ".join(words)))
+            if len(words[0]) + len(words[1]) >= MIN_JOINED_NAME:
+                self.names.add(hash("".join(words)))
 
     def scan(self, entity: str, number: int, record: dict) -> None:
         """After the rules: raises PersonalDataFound for the first value that holds personal data."""
@@ -298,7 +394,16 @@ class PiiScanner:
 
     def text_holds(self, text: str) -> str | None:
         """What personal data the text holds: by pattern, or a real identity value of this export."""
-        return personal_data_in(text) or self._identity_in(text)
+        forms = _forms(text)
+        for form in forms:
+            found = _pattern_in(form)
+            if found:
+                return found
+        for form in forms:
+            found = self._identity_in(form)
+            if found:
+                return found
+        return None
 
     @staticmethod
     def refusal(entity: str, number: int, name: str, found: str) -> PersonalDataFound:
@@ -308,12 +413,16 @@ class PiiScanner:
         )
 
     def _identity_in(self, text: str) -> str | None:
-        if not self.identities or len(text) < 3:
+        if not (self.identities or self.names) or len(text) < 3:
             return None
-        lowered = text.lower()
-        for word in _WORD.findall(lowered):
-            if hash(word.strip(".-")) in self.identities:
+        for word in _WORD.findall(text.casefold()):
+            token = word.strip(".-")
+            if hash(token) in self.identities or (
+                "@" in token and hash(token.partition("@")[0].rstrip(".-")) in self.identities
+            ):  # an email's local part before a domain cut short ("box@gmail")
                 return "a real identity value (username or email) of this export"
+            if hash(token) in self.names:  # a name written as one word
+                return "a real person's name of this export"
         words = _NAME_WORD.findall(text)  # as written: the case tells a name from two words of a sentence
         for index in range(len(words) - 1):
             given, following = words[index], words[index + 1]
@@ -327,7 +436,6 @@ class PiiScanner:
     def _is_name(self, first: str, second: str) -> bool:
         """In order, or reversed when both are capitalized: "Brown, Monica" is her name, "brown monica"
         lower case could be two words of a sentence ("Smith will..." is not "Will Smith")."""
-        first, second, capitalized = first.lower(), second.lower(), first[0].isupper() and second[0].isupper()
-        return hash(f"{first} {second}") in self.identities or (
-            capitalized and hash(f"{second} {first}") in self.identities
-        )
+        capitalized = first[0].isupper() and second[0].isupper()
+        first, second = first.casefold(), second.casefold()
+        return hash(f"{first} {second}") in self.names or (capitalized and hash(f"{second} {first}") in self.names)
