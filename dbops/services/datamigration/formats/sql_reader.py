@@ -9,12 +9,18 @@ writes, and any such INSERT PostgreSQL's shell would accept for the entities' ta
 - literals: numbers, NULL, TRUE/FALSE, `DEFAULT` or an omitted column (the field is left out, so the
   import's default applies), '...' strings (also N'...'), adjacent ones separated by a newline joined,
   E'...' with PostgreSQL's escapes (\\ooo and \\xhh are bytes, the result must be valid UTF-8), U&'...'
-  with UESCAPE, $$...$$ and $tag$...$tag$; casts (`'{}'::jsonb`) and typed literals (`TIMESTAMP '...'`);
+  with UESCAPE, $$...$$ and $tag$...$tag$; casts (`'{}'::jsonb`) and typed literals (`TIMESTAMP '...'`) that
+  leave the value as it is for its column (a cast that could change it, `::varchar(3)` or `::date` into a
+  timestamp, is refused); N'...' is `bpchar`, whose trailing spaces a text column drops;
 - comments anywhere between tokens (`--` and nested `/* */`), empty statements, a dump's `\\restrict` lines.
 
-`SET`, `SELECT` (a dump's set_config/setval) and transaction statements are skipped unread; any other
-statement (UPDATE, COPY, an INSERT with ON CONFLICT or a SELECT...) is refused with its line, as is an
-invalid literal (one that PostgreSQL would refuse too).
+Session statements (`SET`, `RESET`, a dump's `SELECT set_config(...)` / `setval(...)`) are read: those
+that leave the values as this reader reads them (a dump's own) are accepted, any other (another
+standard_conforming_strings, time zone, encoding, date style, an unknown setting) is refused, and
+search_path is followed, for the table an unqualified name finds. BEGIN/COMMIT are accepted; ROLLBACK,
+ABORT and a BEGIN never committed are refused (the shell would leave none of the rows). Any other
+statement (UPDATE, COPY, another SELECT, a meta-command, an INSERT with ON CONFLICT...) is refused with
+its line, as is an invalid literal (one that PostgreSQL would refuse too), and so is a file with no INSERT.
 
 A file with export_data's header must end with its COMMIT and `-- end {counts}` line, and the counts must be
 the rows read (a cut or edited file is found); in any file other comments are only comments.
@@ -70,14 +76,75 @@ _E_ESCAPE = re.compile(
     re.DOTALL,
 )
 _E_SINGLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_SKIPPED = frozenset({"BEGIN", "COMMIT", "END", "START", "SET", "SELECT", "ROLLBACK"})
+_TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "END", "SAVEPOINT", "RELEASE"})
+_SESSION = frozenset({"SET", "RESET", "SELECT"})
+_UNDOING = frozenset({"ROLLBACK", "ABORT"})
 # Recent dumps bracket their output in the shell's \restrict / \unrestrict (they stop other meta-commands).
 _META_COMMAND = re.compile(r"\\(?:un)?restrict\b[^\n]*(?:\n|\Z)")
 _END_LINE = re.compile(r"-- end (\{[^\n]*\})[ \t\r]*(?:\n|\Z)")  # as SqlWriter writes it, on a line of its own
 # An INSERT's head with nothing but names and spaces in it: the same text is the same head (export_data and
 # dumps repeat one per row), so it is parsed once per file.
 _PLAIN_HEAD = re.compile(r"INSERT\s+INTO\s[^;'$/()-]*?(?:\([^;'$/()-]*\)\s*)?VALUES\s*\(", re.IGNORECASE)
-_STATEMENT_TOKENS = re.compile(r"""[;'"$]|--|/\*""")
+_STATEMENT_TOKENS = re.compile(r"""[;'"$\\]|--|/\*""")
+_MARK = re.compile(r"[=,.()]")
+# Settings that change nothing in how a value is read, whatever their value (a dump writes most of them).
+_HARMLESS_SETTINGS = frozenset(
+    {
+        "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout",
+        "transaction_timeout", "client_min_messages", "check_function_bodies", "xmloption", "row_security",
+        "default_tablespace", "default_table_access_method", "default_with_oids", "extra_float_digits",
+        "application_name", "escape_string_warning", "synchronous_commit", "quote_all_identifiers",
+        "default_transaction_read_only",
+    }
+)  # fmt: skip
+_UTC = frozenset({"utc", "etc/utc", "gmt", "etc/gmt", "universal", "etc/universal", "zulu", "etc/zulu"})
+# Settings that change how values are read: (whether the values leave them read as here, the standard, what else).
+_READING_SETTINGS = {
+    "standard_conforming_strings": (
+        lambda values: values in (["on"], ["true"], ["yes"], ["1"]),
+        "on",
+        "backslashes in '...' would be escapes",
+    ),
+    "client_encoding": (
+        lambda values: len(values) == 1 and re.sub(r"[^0-9a-z]", "", values[0]) in ("utf8", "unicode"),
+        "UTF8",
+        "the file's bytes would be decoded in another encoding",
+    ),
+    "timezone": (
+        lambda values: len(values) == 1 and values[0] in _UTC,
+        "UTC",
+        "times without an offset would be in that zone",
+    ),
+    "datestyle": (
+        lambda values: set(re.split(r"[\s,]+", ",".join(values))) - {""} <= {"iso", "mdy"},
+        "ISO, MDY",
+        "dates would be read in another order",
+    ),
+    "intervalstyle": (lambda values: values == ["postgres"], "postgres", "intervals would be read otherwise"),
+}
+_TYPE_FAMILIES = {
+    "text": "text", "varchar": "text", "character varying": "text", "bpchar": "text",
+    "smallint": "integer", "int2": "integer", "integer": "integer", "int": "integer", "int4": "integer",
+    "bigint": "integer", "int8": "integer", "numeric": "numeric", "decimal": "numeric",
+    "double precision": "double precision", "float8": "double precision", "float": "double precision",
+    "boolean": "boolean", "bool": "boolean", "timestamp with time zone": "timestamp with time zone",
+    "timestamptz": "timestamp with time zone", "date": "date", "time": "time", "time without time zone": "time",
+    "interval": "interval", "uuid": "uuid", "inet": "inet", "json": "jsonb", "jsonb": "jsonb", "bytea": "bytea",
+}  # fmt: skip
+_INTEGER_LIMITS = {"smallint": 2**15, "int2": 2**15, "bigint": 2**63, "int8": 2**63}  # the others: 2**31
+_FIELD_FAMILIES = {
+    "CharField": "text", "TextField": "text", "EmailField": "text", "SlugField": "text", "URLField": "text",
+    "FileField": "text", "ImageField": "text", "FilePathField": "text", "AutoField": "integer",
+    "BigAutoField": "integer", "SmallAutoField": "integer", "IntegerField": "integer", "BigIntegerField": "integer",
+    "SmallIntegerField": "integer", "PositiveIntegerField": "integer", "PositiveBigIntegerField": "integer",
+    "PositiveSmallIntegerField": "integer", "DecimalField": "numeric", "FloatField": "double precision",
+    "BooleanField": "boolean", "DateTimeField": "timestamp with time zone", "DateField": "date", "TimeField": "time",
+    "DurationField": "interval", "UUIDField": "uuid", "GenericIPAddressField": "inet", "JSONField": "jsonb",
+    "BinaryField": "bytea",
+}  # fmt: skip
+# The kinds of literal a cast to a family takes unchanged (a number cast to text or a date is refused).
+_CAST_KINDS = {"integer": {"number", "string"}, "numeric": {"number", "string"}, "boolean": {"string", "boolean"}}
+_CAST_KINDS["double precision"] = _CAST_KINDS["numeric"]
 
 
 class _Malformed(Exception):
@@ -90,6 +157,60 @@ class _Malformed(Exception):
 
 class _Default:
     """`DEFAULT` in a VALUES list."""
+
+
+class _Cast:
+    """A literal with casts (a typed literal, N'...' included), checked against its column by _record."""
+
+    __slots__ = ("value", "kind", "casts", "position")
+
+    def __init__(self, value: object, kind: str, casts: list[str], position: int) -> None:
+        self.value, self.kind, self.casts, self.position = value, kind, casts, position
+
+    def resolved(self, field, column: str) -> object:
+        """The value the column would hold, if every cast leaves it as the uncast literal would be stored."""
+        while field is not None and field.get_internal_type() in ("ForeignKey", "OneToOneField"):
+            field = field.target_field
+        family = _FIELD_FAMILIES.get(field.get_internal_type()) if field is not None else None
+        value, kind = self.value, self.kind
+        for written in self.casts:
+            name = re.sub(r"\s+", " ", re.sub(r"^pg_catalog\s*\.\s*", "", written, flags=re.IGNORECASE))
+            name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+            if "(" in name or "[" in name:
+                raise _Malformed(
+                    f"the cast ::{written} is not read: a length, precision or array may change the value",
+                    self.position,
+                )
+            if family is None or _TYPE_FAMILIES.get(name) != family:
+                raise _Malformed(
+                    f"the cast ::{written} into column {column} ({family or 'of another type'}) is not read: it may "
+                    "change the value, or the database would refuse it",
+                    self.position,
+                )
+            if value is None:
+                continue
+            if kind not in _CAST_KINDS.get(family, {"string"}):
+                raise _Malformed(
+                    f"the cast ::{written} of a {kind} is not read: it may change the value", self.position
+                )
+            if name == "bpchar":
+                value = value.rstrip(" ")  # a text column drops a bpchar's trailing spaces
+            elif family == "integer":
+                value, kind = _integer_cast(value, kind, written, name, self.position), "integer"
+        return value
+
+
+def _integer_cast(value: object, kind: str, written: str, name: str, position: int) -> int:
+    """An integer cast that changes nothing: an integer in the type's range (-1::int is -(1::int))."""
+    if isinstance(value, str):
+        if kind != "string" or not re.fullmatch(r"[+-]?\d+", value):
+            raise _Malformed(f"::{written} of a number that is no integer is not read: it would round it", position)
+        value = int(value)
+    limit = _INTEGER_LIMITS.get(name, 2**31)
+    if not (abs(value) < limit if kind == "number" else -limit <= value < limit):
+        sign = " (a sign applies after the cast)" if kind == "number" and value < 0 else ""
+        raise _Malformed(f"{abs(value) if sign else value} is out of range for ::{written}{sign}", position)
+    return value
 
 
 def _skip(text: str, position: int) -> int:
@@ -269,13 +390,16 @@ def _string(text: str, position: int) -> tuple[str, int] | None:
 
 def _value(text: str, position: int) -> tuple[object, int]:
     """One literal of a VALUES list (casts included), with the position after it; DEFAULT as _Default."""
-    position = _skip(text, position)
+    start = position = _skip(text, position)
     typed = _TYPED_LITERAL.match(text, position)
+    casts = [" ".join(typed.group(0).split()).lower()] if typed else []
     string = _string(text, typed.end() if typed else position)
     if string is not None:
-        value, position = string
+        if text[typed.end() if typed else position] in "Nn":
+            casts.insert(0, "bpchar")  # N'...' is a bpchar
+        (value, position), kind = string, "string"
     elif number := _NUMBER.match(text, position):
-        position, digits = number.end(), number.group(0)
+        position, digits, kind = number.end(), number.group(0), "number"
         value = int(digits) if digits.lstrip("+-").isdigit() else digits  # others as text: every digit kept
     else:
         word = _WORD.match(text, position)
@@ -284,15 +408,19 @@ def _value(text: str, position: int) -> tuple[object, int]:
         )
         if value is _Malformed or _IDENT_CHAR.match(text, word.end()) or text.startswith("(", _skip(text, word.end())):
             raise _Malformed("malformed or truncated VALUES list (only literals are read)", position)
-        position = word.end()
-    while True:  # casts change nothing here: the import converts each value to its field's type
+        position, kind = word.end(), "boolean"
+    while True:
         after = _skip(text, position)
         if not text.startswith("::", after):
-            return value, position
+            break
         cast_type = _CAST_TYPE.match(text, _skip(text, after + 2))
         if cast_type is None:
             raise _Malformed("malformed cast in a VALUES list", after)
+        if value is _Default:
+            raise _Malformed("DEFAULT takes no cast", after)
+        casts.append(cast_type.group(0))
         position = cast_type.end()
+    return (_Cast(value, kind, casts, start) if casts else value), position
 
 
 def _header(text: str, path: Path) -> bool:
@@ -336,8 +464,8 @@ def read_sql(path: Path) -> Iterator[base.Record]:
 
 def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
     numbers: dict[str, int] = {}
-    tables, heads = _Tables(), {}
-    position, committed, end_counts, statements = 0, False, None, 0
+    tables, heads, session = _Tables(), {}, _Session()
+    position, committed, end_counts, statements, open_transaction = 0, False, None, 0, None
     while True:
         position, counts = _between_statements(text, position, own_file)
         end_counts = counts if counts is not None else end_counts
@@ -348,11 +476,22 @@ def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
             continue
         word = _WORD.match(text, position)
         keyword = word.group(0).upper() if word and not _IDENT_CHAR.match(text, word.end()) else ""
+        if text.startswith("\\", position):
+            command = re.match(r"\\[A-Za-z!?]*", text[position:]).group(0)
+            reason = "it changes the encoding the rest is read in" if command == "\\encoding" else "a shell runs it"
+            raise _Malformed(f"the meta-command {command} is not read: {reason}", position)
         if keyword != "INSERT":
-            if keyword in _SKIPPED:
+            if keyword in _TRANSACTION:
                 committed = committed or keyword in ("COMMIT", "END")
+                if keyword in ("BEGIN", "START", "COMMIT", "END"):
+                    open_transaction = position if keyword in ("BEGIN", "START") else None
                 position = _statement_end(text, position)
                 continue
+            if keyword in _SESSION:
+                position = session.statement(text, position, keyword)
+                continue
+            if keyword in _UNDOING:
+                raise _Malformed(f"{keyword} is not read: a database shell would undo the rows before it", position)
             if not own_file and not statements:
                 raise ImportFormatError(
                     f"{path} is not an export_data file (no {base.FILE_MARKER!r} header) nor SQL INSERT statements "
@@ -372,7 +511,9 @@ def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
                 heads[plain_head.group(0)] = head
         else:
             position = plain_head.end()
-        entity, columns, listed, drop_identity = head
+        entity, columns, listed, drop_identity, qualified = head
+        if not qualified and session.search_path is not None:
+            session.check_unqualified(entity, tables, word.start())
         width = None
         while True:
             row_start = position
@@ -396,6 +537,8 @@ def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
             clause = re.match(r"ON\s+CONFLICT|RETURNING", text[position : position + 40], re.IGNORECASE)
             detail = f" ({clause.group(0).upper()} is not read)" if clause else ""
             raise _Malformed(f"malformed INSERT statement{detail}", position)
+    if not own_file and not statements:
+        raise ImportFormatError(f"{path} holds no INSERT statement.")
     if own_file:
         if not committed or end_counts is None:
             raise ImportFormatError(f"{path}: truncated (no COMMIT / end line after {sum(numbers.values())} records).")
@@ -404,6 +547,10 @@ def _read(text: str, path: Path, own_file: bool) -> Iterator[base.Record]:
                 f"{path}: the end line counts {end_counts} records but the file holds {numbers} "
                 "(the file looks edited or truncated)."
             )
+    if open_transaction is not None:
+        raise _Malformed(
+            "BEGIN without COMMIT: a database shell would store none of the rows after it", open_transaction
+        )
 
 
 def _between_statements(text: str, position: int, own_file: bool) -> tuple[int, dict | None]:
@@ -435,6 +582,8 @@ def _statement_end(text: str, position: int) -> int:
             return token.end()
         if kind in ("--", "/*"):
             position = _skip(text, start)
+        elif kind == "\\":
+            raise _Malformed("a meta-command inside a statement is not read", start)
         elif kind == '"':
             name = _IDENT.match(text, start)
             if name is None:
@@ -449,6 +598,159 @@ def _statement_end(text: str, position: int) -> int:
         else:
             string = _string(text, start)
             position = string[1] if string else token.end()
+
+
+def _tokens(text: str, position: int) -> tuple[list[tuple[str, str]], int]:
+    """The tokens of a session statement up to its `;`, with the position after it: ("word", a name folded
+    to lower case), ("name", a quoted one), ("string", a literal's text), ("number", ...) or ("mark", = , . ( ))."""
+    tokens = []
+    while True:
+        position = _skip(text, position)
+        if position >= len(text) or text[position] == ";":
+            return tokens, position + 1
+        if (string := _string(text, position)) is not None:
+            tokens.append(("string", string[0]))
+            position = string[1]
+        elif (number := _NUMBER.match(text, position)) or (number := _MARK.match(text, position)):
+            tokens.append(("number" if number.re is _NUMBER else "mark", number.group(0)))
+            position = number.end()
+        elif name := _IDENT.match(text, position):
+            tokens.append(
+                ("name", name.group(1).replace('""', '"'))
+                if name.group(1) is not None
+                else ("word", name.group(2).lower())
+            )
+            position = name.end()
+        else:
+            raise _Malformed("a session statement is not read with this in it (only names and literals)", position)
+
+
+def _search_path_names(value: str) -> list[str]:
+    """The schemas of a search_path string (`"$user", public`): quoted names as they are, others folded."""
+    names = re.findall(r'\s*("(?:[^"]|"")*"|[^,]*?)\s*(?:,|$)', value)
+    return [name[1:-1].replace('""', '"') if name.startswith('"') else name.lower() for name in names if name]
+
+
+class _Session:
+    """The settings the file's session statements leave: only those that keep the values read as here are
+    accepted, and search_path is followed (it decides the table an unqualified name finds)."""
+
+    def __init__(self) -> None:
+        self.search_path: tuple[str, ...] | None = None  # None: the server's, the one the reader assumes
+        self.search_path_line = 0
+
+    def statement(self, text: str, position: int, keyword: str) -> int:
+        """Reads one SET, RESET or SELECT statement (refusing those that would change what is read); its end."""
+        tokens, end = _tokens(text, position + len(keyword))
+        words = [value if kind == "word" else None for kind, value in tokens]
+        if keyword == "SELECT":
+            setting = self._select(tokens, words, position)
+        elif keyword == "RESET":
+            setting = self._reset(words, position)
+        else:
+            setting = self._set(tokens, words, position)
+        if setting is not None:
+            self._apply(*setting, keyword, position, _line(text, position))
+        return end
+
+    @staticmethod
+    def _select(tokens: list, words: list, position: int) -> tuple[str, list[str] | None] | None:
+        """A dump's `SELECT pg_catalog.set_config('name', 'value', false)` (a setting) or setval (nothing)."""
+        call = tokens[2:] if words[:1] == ["pg_catalog"] and tokens[1:2] == [("mark", ".")] else tokens
+        shape = [kind if kind != "mark" else value for kind, value in call]
+        flag_ok = len(words) > 1 and words[-2] in ("true", "false")
+        if shape == ["word", "(", "string", ",", "string", ",", "word", ")"] and call[0][1] == "set_config" and flag_ok:
+            name, value = call[2][1].lower(), call[4][1]
+            return name, _search_path_names(value) if name == "search_path" else [value]
+        if call[:1] == [("word", "setval")] and (
+            shape[1:] == ["(", "string", ",", "number", ")"]
+            or (shape[1:] == ["(", "string", ",", "number", ",", "word", ")"] and flag_ok)
+        ):
+            return None
+        raise _Malformed(
+            "this SELECT is not read: a database shell would run it (only a dump's set_config and setval calls are "
+            "read)",
+            position,
+        )
+
+    @staticmethod
+    def _reset(words: list, position: int) -> tuple[str, None]:
+        if words == ["time", "zone"]:
+            return "timezone", None
+        if len(words) == 1 and words[0] not in ("all", "role") and words[0] is not None:
+            return words[0], None
+        shown = " ".join(word or "..." for word in words).upper()
+        raise _Malformed(f"RESET {shown} is not read: it puts back settings that may change what is read", position)
+
+    @staticmethod
+    def _set(tokens: list, words: list, position: int) -> tuple[str, list[str] | None] | None:
+        """`SET [SESSION | LOCAL] name {TO | =} value, ...` and the special forms: (setting, values or None)."""
+        if words[:1] == ["local"] or (
+            words[:1] == ["session"] and words[1:2] not in (["authorization"], ["characteristics"])
+        ):
+            tokens, words = tokens[1:], words[1:]
+        if words[:1] in (["transaction"], ["constraints"]) or words[:2] == ["session", "characteristics"]:
+            return None  # a transaction's modes or constraints' timing: no value changes
+        if words[:1] == ["role"] or words[:2] == ["session", "authorization"]:
+            shown = "ROLE" if words[0] == "role" else "SESSION AUTHORIZATION"
+            raise _Malformed(f"SET {shown} is not read: another role may find another table by the same name", position)
+        special = {("time", "zone"): "timezone", ("names",): "client_encoding", ("schema",): "search_path"}
+        special[("xml", "option")] = "xmloption"
+        for head, setting in special.items():
+            if tuple(words[: len(head)]) == head:
+                name, values = setting, tokens[len(head) :]
+                break
+        else:
+            index = 1
+            while tokens[index : index + 1] == [("mark", ".")] and index + 1 < len(tokens):
+                index += 2
+            name = ".".join(value for _, value in tokens[:index:2]).lower()
+            if not tokens or (words[index : index + 1] != ["to"] and tokens[index : index + 1] != [("mark", "=")]):
+                raise _Malformed("malformed SET statement", position)
+            values = tokens[index + 1 :]
+        if values in ([("word", "default")], [("word", "local")]):
+            return name, None
+        items = values[::2]
+        if not items or any(kind == "mark" for kind, _ in items) or any(mark != ("mark", ",") for mark in values[1::2]):
+            raise _Malformed(f"malformed SET {name} statement", position)
+        return name, [value for _, value in items]
+
+    def _apply(self, name: str, values: list[str] | None, keyword: str, position: int, line: int) -> None:
+        if name in _HARMLESS_SETTINGS:
+            return
+        if name == "search_path":
+            self.search_path, self.search_path_line = (None if values is None else tuple(values)), line
+            return
+        if values is None:
+            shown = f"RESET {name}" if keyword == "RESET" else f"SET {name} TO DEFAULT"
+            raise _Malformed(f"{shown} is not read: the server's default may change what is read", position)
+        if name not in _READING_SETTINGS:
+            raise _Malformed(
+                f"SET {name} is not read: only the settings a dump writes, which leave the values as they are read, "
+                "are accepted",
+                position,
+            )
+        accepted, standard, otherwise = _READING_SETTINGS[name]
+        if not accepted([value.lower() for value in values]):
+            raise _Malformed(
+                f"SET {name} = {', '.join(values)} is not read: {otherwise} (only {standard} is read)", position
+            )
+
+    def check_unqualified(self, entity: Entity, tables: _Tables, position: int) -> None:
+        """The table an unqualified name finds under the file's search_path must be the imported one."""
+        schemas = [name for name in self.search_path if name not in ("pg_catalog", "pg_temp", "$user")]
+        if not schemas:
+            raise _Malformed(
+                f"table {entity.table}: the search_path set on line {self.search_path_line} names no schema, so a "
+                "database shell would find no such table (give schema.table)",
+                position,
+            )
+        if schemas[0] not in tables.schemas(entity):
+            raise _Malformed(
+                f"table {entity.table}: the search_path set on line {self.search_path_line} puts schema "
+                f"{schemas[0]!r} first, where a database shell may find another table of that name",
+                position,
+            )
 
 
 class _Tables:
@@ -479,10 +781,10 @@ class _Tables:
         return self._schemas[entity.name]
 
 
-def _insert_head(text: str, position: int, tables: _Tables) -> tuple[Entity, list[str], bool, bool, int]:
+def _insert_head(text: str, position: int, tables: _Tables) -> tuple[Entity, list[str], bool, bool, bool, int]:
     """`INTO name [AS alias] [(columns)] [OVERRIDING ... VALUE] VALUES (`: the entity, the columns (the table's
-    without a list), whether they were listed, whether the identity column's values are ignored, and the
-    position of the first value."""
+    without a list), whether they were listed, whether the identity column's values are ignored, whether the
+    table's schema was given, and the position of the first value."""
     start = position
     position = _keyword(text, position, "INTO")
     if position is None:
@@ -526,7 +828,8 @@ def _insert_head(text: str, position: int, tables: _Tables) -> tuple[Entity, lis
     if opening is None or not text.startswith("(", opening):
         raise _Malformed("only INSERT ... VALUES (...) statements are read", start)
     listed = columns is not None
-    return entity, columns if listed else tables.columns(entity), listed, drop_identity, opening + 1
+    qualified = len(names) > 1
+    return entity, columns if listed else tables.columns(entity), listed, drop_identity, qualified, opening + 1
 
 
 def _entity(names: list[str], tables: _Tables, position: int) -> Entity:
@@ -578,14 +881,17 @@ def _record(entity: Entity, columns: list[str], listed: bool, values: list, drop
     # Without a column list a row may leave the table's last columns out, as PostgreSQL allows.
     if len(values) > len(columns) or (listed and len(values) < len(columns)):
         raise _Malformed(f"{len(values)} values for {len(columns)} columns", position)
-    by_column = {f.column: f.name for f in entity.model._meta.concrete_fields}
+    by_column = {f.column: f for f in entity.model._meta.concrete_fields}
     json_fields, hidden = base.json_fields(entity), entity.never_exported
     identity = entity.model._meta.auto_field
     record = {}
     for column, value in zip(columns, values, strict=False):
-        name = by_column.get(column, column)
+        field = by_column.get(column)
+        name = field.name if field else column
         if name in hidden or value is _Default or (drop_identity and identity and name == identity.name):
             continue
+        if type(value) is _Cast:
+            value = value.resolved(field, column)
         if name in json_fields and isinstance(value, str):
             try:
                 value = base.json_loads(value)

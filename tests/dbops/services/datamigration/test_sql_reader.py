@@ -99,6 +99,57 @@ def test_hand_written_inserts_in_any_case_with_casts_and_quoting(tmp_path):
         ),
         ("INSERT INTO core_role (id, id) VALUES (1, 1);", "column 'id' specified more than once"),
         ("INSERT INTO core_role (id, name) SELECT 1, 'a';", "only INSERT ... VALUES (...) statements are read"),
+        # Session statements that change how the shell reads the values after them
+        ("SET standard_conforming_strings = off;\n" + ROLE_INSERT.format("'a\\nb'"), "line 1: SET standard_conf"),
+        (
+            "SET standard_conforming_strings = off;\nSELECT 'a\\'; " + ROLE_INSERT.format("$$smuggled$$") + "--';",
+            "line 1: SET standard_conforming_strings = off is not read",
+        ),
+        ("set session TIME ZONE 'America/New_York';\n" + ROLE_INSERT.format("'x'"), "SET timezone = America/New_York"),
+        ("SET LOCAL timezone TO 'Europe/Paris';", "SET timezone = Europe/Paris is not read"),
+        ("SET client_encoding = 'LATIN1';\n" + ROLE_INSERT.format("'x'"), "SET client_encoding = LATIN1 is not"),
+        ("SET NAMES 'LATIN1';", "SET client_encoding = LATIN1 is not read"),
+        ("SET datestyle = 'ISO, DMY';", "SET datestyle = ISO, DMY is not read"),
+        ("SET intervalstyle = sql_standard;", "SET intervalstyle = sql_standard is not read"),
+        ("SET work_mem = '1GB';", "SET work_mem is not read"),
+        ("SET ROLE other;", "SET ROLE is not read"),
+        ("RESET standard_conforming_strings;", "RESET standard_conforming_strings is not read"),
+        ("RESET ALL;", "RESET ALL is not read"),
+        ("SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);", "line 1: SET standard_conf"),
+        ("SELECT set_config('TimeZone', 'Asia/Tokyo', true);", "SET timezone = Asia/Tokyo is not read"),
+        ("SELECT 1;", "only a dump's set_config and setval calls are read"),
+        ("SELECT 'a', pg_catalog.set_config('timezone', 'UTC', false);", "only a dump's set_config and setval"),
+        ("\\encoding LATIN1\n" + ROLE_INSERT.format("'x'"), "line 1: the meta-command \\encoding is not read"),
+        ("BEGIN \\encoding LATIN1\n;", "line 1: a meta-command inside a statement is not read"),
+        ("SET search_path = other, public;\n" + ROLE_INSERT.format("'x'"), "line 2: table core_role: the search_path"),
+        (
+            "SELECT pg_catalog.set_config('search_path', '', false);\n" + ROLE_INSERT.format("'x'"),
+            "line 2: table core_role: the search_path set on line 1 names no schema",
+        ),
+        # Statements that undo the rows before them, or leave them uncommitted
+        ("BEGIN;\n" + ROLE_INSERT.format("'x'") + "ROLLBACK;", "line 3: ROLLBACK is not read"),
+        ("BEGIN;\n" + ROLE_INSERT.format("'x'") + "abort;", "line 3: ABORT is not read"),
+        ("BEGIN;\nSAVEPOINT s;\n" + ROLE_INSERT.format("'x'") + "ROLLBACK TO SAVEPOINT s;\nCOMMIT;", "ROLLBACK"),
+        ("BEGIN;\n" + ROLE_INSERT.format("'x'"), "line 1: BEGIN without COMMIT"),
+        # Casts that could change the value
+        (ROLE_INSERT.format("'abcdef'::varchar(3)"), "the cast ::varchar(3) is not read"),
+        (ROLE_INSERT.format("'x'::char"), "the cast ::char into column description"),
+        (ROLE_INSERT.format("'x'::public.text"), "the cast ::public.text into column description"),
+        (ROLE_INSERT.format("'{x}'::text[]"), "the cast ::text[] is not read"),
+        (
+            ROLE_INSERT.format("'x'").replace("'2025-01-01 00:00:00+00'", "'2025-01-01 10:30:00+00'::date"),
+            "the cast ::date into column created_at (timestamp with time zone) is not read",
+        ),
+        (
+            ROLE_INSERT.format("'x'").replace("'2025-01-01 00:00:00+00'", "TIMESTAMP '2025-01-01 10:30:00+05'"),
+            "the cast ::timestamp into column created_at",
+        ),
+        (ROLE_INSERT.format("'x'").replace("(1,", "(2.5::int,"), "::int of a number that is no integer"),
+        (ROLE_INSERT.format("'x'").replace("(1,", "('1'::text,"), "the cast ::text into column id (integer)"),
+        (ROLE_INSERT.format("'x'").replace("(1,", "(40000::smallint,"), "40000 is out of range for ::smallint"),
+        (ROLE_INSERT.format("5::text"), "the cast ::text of a number is not read"),
+        (ROLE_INSERT.format("N'x'::varchar(2)"), "the cast ::varchar(2) is not read"),
+        (ROLE_INSERT.format("DEFAULT::text"), "DEFAULT takes no cast"),
     ],
 )
 def test_anything_else_is_one_line_and_changes_nothing(tmp_path, text, says):
@@ -109,3 +160,63 @@ def test_anything_else_is_one_line_and_changes_nothing(tmp_path, text, says):
         import_data(input_path=source, fmt="sql")
     assert says in str(caught.value) and "\n" not in str(caught.value)
     assert fingerprint() == state
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text", ["", "  \n\n", "-- only a comment\n/* and another */\n", "SET client_encoding = 'UTF8';\nBEGIN;\nCOMMIT;\n"]
+)
+def test_a_file_without_an_insert_statement_is_refused_as_empty(tmp_path, text):
+    source = tmp_path / "empty.sql"
+    source.write_text(text)
+    state = fingerprint()
+    with pytest.raises(ImportFormatError) as caught:
+        import_data(input_path=source, fmt="sql")
+    assert str(caught.value) == f"{source} holds no INSERT statement."
+    assert fingerprint() == state
+
+
+DUMP_SESSION = """SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+SET default_tablespace = '';
+SET default_table_access_method = heap;
+SET extra_float_digits = 3;
+SET LOCAL TIME ZONE 'UTC';
+SET SESSION datestyle TO 'ISO, MDY';
+SET NAMES 'utf-8';
+SET search_path = public, pg_catalog;
+RESET statement_timeout;
+INSERT INTO core_role (id, name, description, created_at) VALUES
+  (1, 'r1'::text, 'plain'::character varying, '2025-01-01 10:30:00+05'::timestamp with time zone),
+  (2::bigint, 'r2'::pg_catalog.varchar, N'padded  ', TIMESTAMPTZ '2025-01-01 00:00:00'),
+  ('3'::integer, 'r3', ''::text, '2025-01-01 00:00:00+00'::"timestamptz"::timestamptz);
+INSERT INTO public.core_auditlog (id, action, entity_type, entity_id, changes, timestamp, ip_address) VALUES
+  (1, 'update', 'core.role', 1::int8, '{"a": [1, 2.50]}'::jsonb, '2025-01-01 00:00:00+00', '10.0.0.1'::inet),
+  (2, 'update', 'core.role', 1, '"s"'::json, '2025-01-01 00:00:00+00', NULL::inet);
+SELECT pg_catalog.setval('public.core_role_id_seq', 3, true);
+"""
+
+
+@pytest.mark.django_db
+def test_a_dumps_session_settings_and_casts_that_change_nothing_are_read(tmp_path):
+    source = tmp_path / "dump.sql"
+    source.write_text(DUMP_SESSION)
+    import_data(input_path=source, fmt="sql")
+    assert list(Role.objects.order_by("pk").values_list("pk", "name", "description")) == [
+        (1, "r1", "plain"), (2, "r2", "padded"), (3, "r3", ""),
+    ]  # fmt: skip
+    assert [role.created_at.isoformat() for role in Role.objects.order_by("pk")] == [
+        "2025-01-01T05:30:00+00:00", "2025-01-01T00:00:00+00:00", "2025-01-01T00:00:00+00:00",
+    ]  # fmt: skip
+    assert list(AuditLog.objects.order_by("pk").values_list("changes", "ip_address")) == [
+        ({"a": [1, 2.5]}, "10.0.0.1"), ("s", None),
+    ]  # fmt: skip

@@ -3,16 +3,20 @@ oracle for every literal), refuses what psql refuses in one line, and checks exp
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.db.models import JSONField, Value
 
+from dbops.engines.postgresql.tools import tool_path
 from dbops.exceptions import ImportFormatError
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.formats.sql_reader import read_sql
 from dbops.services.datamigration.imports import import_data
 from multipult.core.models import AuditLog, Concept, Role
-from tests.dbops.services.datamigration.helpers import ROLE_INSERT, fingerprint, seed
+from tests.dbops.services.datamigration.helpers import ROLE_INSERT, domain_rows, fingerprint, seed, wipe_domain
 
 LITERALS = [
     r"E'caf\xc3\xa9 \303\251 \q\'\\ \b\f\n\r\t \1011 \x41g \xg'",  # \xhh \ooo: UTF-8 bytes, not Latin-1
@@ -74,8 +78,8 @@ def test_every_literal_reads_as_postgresql_reads_it(tmp_path, literal):
 PSQL_ACCEPTS = """-- end of the header comments: only a comment
 /* a /* nested */ comment */
 SET statement_timeout = 0;
-SELECT pg_catalog.set_config('search_path', '', false);
-SELECT 'a;b', $x$;$x$, E'\\';';
+SELECT pg_catalog.set_config('search_path', 'public', false);
+SET application_name = 'a;b'; SET application_name = $x$;$x$; SET application_name = E'\\';';
 ; ;
 INSERT INTO core_role (id, name, description, created_at) VALUES
 (101, /* c */ 'r101', 'x', '2025-01-01 00:00:00+00'), -- c
@@ -87,6 +91,7 @@ INSERT /* c */ INTO "public" . "core_role" AS r ("id", name, -- c
 INSERT INTO core_concept (id, code, name, created_at, updated_at)
   VALUES (7, 'C7', 'Seven', '2025-01-01 00:00:00+00', '2025-01-01 00:00:00+00');
 insert into core_role values (104, 'r104', 'w', '2025-01-01 00:00:00+00')"""
+PSQL_ACCEPTS_CONCEPT = PSQL_ACCEPTS[PSQL_ACCEPTS.index("INSERT INTO core_concept") : PSQL_ACCEPTS.index("insert into")]
 
 
 @pytest.mark.django_db
@@ -195,3 +200,87 @@ def test_rows_without_an_id_get_fresh_ids_as_psql_would_give_them(tmp_path, dry_
     assert new["n4"] == largest + 100 and min(new["n1"], new["n2"], new["n3"]) > largest + 100
     assert len(set(new.values())) == 4
     assert Role.objects.create(name="made later").pk > max(new.values())  # the sequence moved past them
+
+
+def _psql_stores(source) -> dict[str, list[tuple]]:
+    """The rows psql itself stores running the file (stopping at its first error), then removed again."""
+    settings = connection.settings_dict
+    args = [tool_path("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", settings["HOST"], "-p", str(settings["PORT"])]
+    args += ["-U", settings["USER"], "-d", settings["NAME"], "-f", str(source)]
+    subprocess.run(args, capture_output=True, env={**os.environ, "PGPASSWORD": settings["PASSWORD"] or ""})  # noqa: S603
+    stored = domain_rows()
+    wipe_domain()
+    return stored
+
+
+ROLE_AT = "INSERT INTO {table} (id, name, description, created_at) VALUES (1, 'r', {}, {});\n"  # noqa: S608
+
+
+def _role(description: str = "'d'", created_at: str = "'2025-01-01 00:00:00+00'", table: str = "core_role") -> str:
+    return ROLE_AT.format(description, created_at, table=table)
+
+
+PSQL_CASES = {
+    # what the file's session statements change: psql stores another value than the text says, or nothing
+    "backslashes as escapes": ("SET standard_conforming_strings = off;\n" + _role(r"'a\nb \\ c'"), "refused"),
+    "a string ending in a backslash": (
+        "SET standard_conforming_strings = off;\nSELECT 'a\\'; " + _role("$$smuggled$$") + "--';\n",
+        "refused",
+    ),
+    "another time zone": (
+        "SET timezone = 'America/New_York';\n" + _role(created_at="'2025-01-01 00:00:00'"),
+        "refused",
+    ),
+    "another encoding": ("SET client_encoding = 'LATIN1';\n" + _role("'café'"), "refused"),
+    "another date order": ("SET datestyle = 'ISO, DMY';\n" + _role(created_at="'02/01/2025 10:00:00+00'"), "refused"),
+    "set_config of the time zone": (
+        "SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false);\n" + _role(created_at="'2025-01-01'"),
+        "refused",
+    ),
+    "an empty search_path": ("SELECT pg_catalog.set_config('search_path', '', false);\n" + _role(), "refused"),
+    "rolled back": ("BEGIN;\n" + _role() + "ROLLBACK;\n", "refused"),
+    "never committed": ("BEGIN;\n" + _role(), "refused"),
+    "rolled back to a savepoint": (
+        "BEGIN;\nSAVEPOINT s;\n" + _role() + "ROLLBACK TO SAVEPOINT s;\nCOMMIT;\n",
+        "refused",
+    ),
+    "a length cast": (_role("'abcdef'::varchar(3)"), "refused"),
+    "a date cast into a timestamp": (_role(created_at="'2025-01-01 10:30:00+00'::date"), "refused"),
+    "a timestamp without time zone": (_role(created_at="TIMESTAMP '2025-01-01 10:30:00+05'"), "refused"),
+    "a rounding integer cast": (_role().replace("(1,", "(1.6::int,"), "refused"),
+    # what changes nothing: the same rows as psql stores
+    "a dump's settings": (
+        "SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n"
+        "SELECT pg_catalog.set_config('search_path', '', false);\nSET extra_float_digits = 3;\nSET timezone = 'UTC';\n"
+        + _role(r"'a\nb'", created_at="'2025-01-01 00:00:00'", table="public.core_role"),
+        "same",
+    ),
+    "casts that change nothing": (
+        _role("'x'::text", "'2025-01-01 10:30:00+05'::timestamp with time zone").replace("(1,", "(1::bigint,"),
+        "same",
+    ),
+    "a national character literal": (_role("N'padded  '"), "same"),
+    "committed": ("BEGIN;\n" + _role() + "COMMIT;\n", "same"),
+    # (without its concept, whose omitted NOT NULL description psql refuses and the import fills in)
+    "comments, empty and session statements": (PSQL_ACCEPTS.replace(PSQL_ACCEPTS_CONCEPT, "") + ";\n", "same"),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("case", PSQL_CASES)
+def test_the_import_stores_what_psql_stores_or_refuses_the_file(tmp_path, case):
+    # given a file, and what psql itself stores running it
+    text, expected = PSQL_CASES[case]
+    source = tmp_path / "case.sql"
+    source.write_text(text)
+    stored = _psql_stores(source)
+    # when it is imported
+    try:
+        import_data(input_path=source, fmt="sql")
+    except ImportFormatError as refusal:
+        outcome, message = "refused", str(refusal)
+    else:
+        outcome, message = "same" if domain_rows() == stored else "different", ""
+    # then the import stores exactly psql's rows, or refuses the file in one line naming the line
+    assert outcome == expected
+    assert outcome != "refused" or ("case.sql: line " in message and "\n" not in message)
