@@ -16,7 +16,6 @@ same first hit; the COPYs do not depend on it, and the export is refused as befo
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 from django.core.exceptions import EmptyResultSet
@@ -38,7 +37,6 @@ LOOKUP_MIN_REPEATS = 10  # rows per distinct value, at least, for the lookup to 
 LOOKUP_SAMPLE = 10_000  # rows read to guess it
 _PERSON_RULES = frozenset(f"fake:{kind}" for kind in PERSON_KINDS - {"email"})  # the record's person: not per value
 _CHEAP_RULES = frozenset({"keep", "null", "generalize:month", "generalize:year"})
-_LOOKUP_NUMBERS = itertools.count(1)  # lookup tables of one session never share a name
 
 
 def _field_type(model_field: models.Field) -> str:
@@ -116,20 +114,21 @@ def masked_copy(connector: Connector, queryset: QuerySet, entity: Entity, masked
         return no_rows_copy
     names = list(entity.field_names)
     source = f"({inner}) AS src({', '.join(map(quote, names))})"
-    columns = _with_lookups(connector, source, params, masked)
+    columns, column_params = _with_lookups(connector, source, params, masked)
     if masked.person:  # one person digest per record, for all its person fields
         # OFFSET 0: computed once here, not folded into each use of the column
         source = f"(SELECT src.*, {masked.person} AS {PERSON} FROM {source} OFFSET 0) AS src"  # noqa: S608 - generated SQL
     sql = f"SELECT {', '.join(columns)} FROM {source}"  # noqa: S608 - quoted names, generated SQL
-    return connector.copy_json_lines(sql, params, names, prefix)
+    return connector.copy_json_lines(sql, [*column_params, *params], names, prefix)
 
 
-def _with_lookups(connector: Connector, source: str, params, masked: MaskedColumns) -> list[str]:
-    """The columns, those that repeat few values as lookups into their masked distinct values. Each lookup
-    is built by the server into a temporary table of the export's transaction (real value -> masked one,
-    as one jsonb) and read once per statement: as a literal in the statement the real values would stand
-    in pg_stat_activity and in the server's log of a failing statement."""
-    columns = list(masked.columns)
+def _with_lookups(connector: Connector, source: str, params, masked: MaskedColumns) -> tuple[list[str], list]:
+    """The columns, those that repeat few values as lookups into their masked distinct values, and the
+    parameters the columns take (before the source's own). A lookup is an uncorrelated subquery (run once
+    per statement) whose jsonb maps each real value to its masked one, built by the server: as a literal
+    the real values would stand in the statement, in pg_stat_activity and in the server's log of a failing
+    statement. Not a temporary table: the export's consistent read is a read-only transaction."""
+    columns, column_params = list(masked.columns), []
     with connector.connection.cursor() as cursor:
         for index, ref in enumerate(masked.by_value):
             if ref is None:
@@ -142,20 +141,16 @@ def _with_lookups(connector: Connector, source: str, params, masked: MaskedColum
             rows, distinct = cursor.fetchone()
             if distinct * LOOKUP_MIN_REPEATS > rows:
                 continue
-            table = f"dbops_lookup_{next(_LOOKUP_NUMBERS)}"
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS SELECT count(*) AS n, "  # noqa: S608
-                f"jsonb_object_agg(v, m) AS masked FROM (SELECT {ref}::text AS v, {columns[index]} AS m FROM "
-                f"(SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}) AS src"
-                ") AS pairs",
-                params,
+            distinct_values = (
+                f"SELECT DISTINCT {ref} FROM {source} WHERE {ref} IS NOT NULL LIMIT {LOOKUP_MAX_VALUES + 1}"  # noqa: S608
             )
-            cursor.execute(f"SELECT n FROM {table}")  # noqa: S608
+            cursor.execute(f"SELECT count(*) FROM ({distinct_values}) AS src", params)  # noqa: S608
             if cursor.fetchone()[0] > LOOKUP_MAX_VALUES:
                 continue
-            lookup = f"(SELECT masked FROM pg_temp.{table})"  # noqa: S608 - uncorrelated: evaluated once per statement
+            lookup = f"(SELECT jsonb_object_agg({ref}::text, {columns[index]}) FROM ({distinct_values}) AS src)"  # noqa: S608
             columns[index] = f"CASE WHEN {ref} IS NULL THEN {columns[index]} ELSE {lookup} ->> ({ref}::text) END"
-    return columns
+            column_params += params  # the lookup holds the source (and its filter values) once
+    return columns, column_params
 
 
 def remember_identities(scanner: PiiScanner, queryset: QuerySet, entity: Entity) -> None:
