@@ -287,6 +287,13 @@ class Connector(ABC):
         engine has none."""
         return None
 
+    def json_too_deep(self, queryset: Any, attname: str) -> Any:
+        """The primary key of the first row of `queryset` whose JSON field `attname` nests deeper than Python's
+        parser reads safely (checked on the server, before Python tries: a RecursionError caught deep in C
+        leaves CPython 3.11's recursion bookkeeping off for the rest of the process); None where the engine
+        cannot tell."""
+        return None
+
     def json_staging(self, table: str, fields: list, defaults: dict[str, Any], copier: Any = None) -> Any:
         """The statements of the raw JSON table of an import into `table`, for these JsonFields
         (supports_json_staging); its COPYs go through `copier` (json_copier) when given."""

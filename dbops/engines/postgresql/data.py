@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import DatabaseError
+from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 
 from dbops.engines.per_key import KEY_ATTRIBUTE
 from dbops.engines.postgresql import masking_sql
 from dbops.engines.postgresql.bulk_indexes import IndexSuspension
 from dbops.engines.postgresql.copy_format import COPY_ESCAPES, copy_text
-from dbops.engines.postgresql.json_staging import Copier, JsonStagingSQL
+from dbops.engines.postgresql.json_staging import MAX_JSON_DEPTH, Copier, JsonStagingSQL
 from dbops.exceptions import BulkLoadRejected
 
 SPOOL_IN_MEMORY = 16 << 20  # a snapshot copy passes through memory up to this size, then a temporary file
@@ -81,6 +82,14 @@ class PostgreSQLData:
         self, table: str, fields: list, defaults: dict[str, Any], copier: Copier | None = None
     ) -> JsonStagingSQL:
         return JsonStagingSQL(self.connection, table, fields, defaults, copier)
+
+    def json_too_deep(self, queryset: Any, attname: str) -> Any:
+        quote, opts = self.connection.ops.quote_name, queryset.model._meta
+        column = f"{quote(opts.db_table)}.{quote(opts.get_field(attname).column)}"
+        # A path of MAX_JSON_DEPTH levels below the value: the set-based import's limit too
+        path = f"strict $.**{{{MAX_JSON_DEPTH}}}"
+        deep = RawSQL(f"jsonb_path_exists({column}, %s)", [path], output_field=BooleanField())  # noqa: S611 - quoted names, the path a parameter
+        return queryset.filter(deep).order_by("pk").values_list("pk", flat=True).first()
 
     def json_copier(self) -> Copier:
         return Copier(self.connection)

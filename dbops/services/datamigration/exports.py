@@ -292,6 +292,7 @@ def export_data(
                     if progress:
                         progress(entity.name, writer.counts[entity.name], max(total, writer.counts[entity.name]))
                     continue
+                _refuse_json_too_deep(connector, queryset, entity)
                 names, rows = _rows(queryset, entity)
                 try:
                     for row in rows:
@@ -311,10 +312,10 @@ def export_data(
                         writer.write(record)
                         if progress and writer.counts[entity.name] % CHUNK_ROWS == 0:
                             progress(entity.name, writer.counts[entity.name], total)
-                except RecursionError:  # a stored JSON value nests deeper than Python's parser reads
+                except RecursionError:  # nested too deep where the engine cannot tell beforehand
                     raise DataMigrationError(
                         f"{entity.name} record {writer.counts[entity.name] + 1}: a JSON value nests deeper than "
-                        "Python reads; --format jsonl without --transform or --k-anonymity exports it as it is."
+                        "Python reads."
                     ) from None
                 finally:
                     rows.close()  # closes the server-side cursor now, while its transaction is still open
@@ -355,6 +356,19 @@ def export_data(
 def export_rules_explain(*, entities: list[str] | str | None, fmt: str) -> list[ColumnRule]:
     """The masking rule of every column an anonymized export of these entities would write."""
     return rules_explain(resolve_entities(entities, with_companions=fmt in ("json", "jsonl")))
+
+
+def _refuse_json_too_deep(connector, queryset: QuerySet, entity: Entity) -> None:
+    """Before Python reads the rows: a JSON value nested deeper than its parser reads is one line."""
+    for model_field in entity.fields:
+        if isinstance(model_field, models.JSONField):
+            pk = connector.json_too_deep(queryset, model_field.attname)
+            if pk is not None:
+                raise DataMigrationError(
+                    f"{entity.name} id {pk}, field {model_field.name!r}: a JSON value nests deeper than Python "
+                    "reads; the jsonl format, without transformations or a k-anonymity check, exports it as it "
+                    "is (the server writes it)."
+                )
 
 
 def _copy_json_rows(connector, queryset: QuerySet, entity: Entity, prefix: str):
