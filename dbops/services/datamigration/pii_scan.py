@@ -97,19 +97,57 @@ _NATIONAL = re.compile(r"0[1-9]\d{8,9}")  # a trunk 0, then the area code (01614
 _MIGHT_HOLD = re.compile(r"[\d@:]")  # every kind holds a digit, an @ or colons: most text is skipped
 _WORD = re.compile(r"[\w.+@-]+")
 _NAME_WORD = re.compile(r"[^\W\d_]+")
-_TAG = re.compile(r"</?[a-z][^<>]*>", re.I)
+_TAG = re.compile(r"</?([a-z][a-z0-9]*)[^<>]*>", re.I)
+_INLINE_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "b",
+        "bdi",
+        "bdo",
+        "cite",
+        "code",
+        "data",
+        "dfn",
+        "em",
+        "font",
+        "i",
+        "kbd",
+        "mark",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strong",
+        "sub",
+        "sup",
+        "time",
+        "u",
+        "var",
+        "wbr",
+    }
+)
+
+
+def _tag_replacement(match: re.Match) -> str:
+    return "" if match.group(1).lower() in _INLINE_TAGS else " "
+
+
 # A username (or email) is remembered from 5 characters, or from 3 when not letters only ("wl7", "j.li"):
 # a short word of letters ("ann", "mike") is a common word or first name, which would fail ordinary text.
 MIN_USERNAME, MIN_MARKED_USERNAME = 5, 3
 MIN_NAME_LETTERS = 4  # of a first and last name together: "Wei Li" is remembered, "Al B" is not
 MIN_JOINED_NAME = 8  # a name written as one word ("monicabrown"); a shorter one ("albee") may be a word
-MIN_LOCAL_PART = 6  # an email's local part alone ("reg.private.box"), unless a role's (below)
-_ROLE_LOCAL_PARTS = frozenset({
-    "accounts", "billing", "bookings", "careers", "contact", "customerservice", "donotreply", "do-not-reply",
-    "enquiries", "feedback", "helpdesk", "hostmaster", "inquiries", "invoices", "mailer-daemon", "marketing",
-    "newsletter", "no-reply", "noreply", "notifications", "office", "orders", "postmaster", "privacy",
-    "reception", "security", "service", "support", "webmaster",
-})  # fmt: skip  # shared mailboxes' names, common words (shorter ones, info or admin, are too short anyway)
+MIN_LOCAL_PART = 6  # an email's local part alone ("reg.private.box"), when not letters only ("finance")
+# Account names that are words of ordinary text (roles, shared mailboxes): never remembered as identities.
+COMMON_ACCOUNT_WORDS = frozenset({
+    "accounts", "admin", "administrator", "backup", "billing", "bookings", "careers", "contact", "demo",
+    "deploy", "developer", "editor", "enquiries", "feedback", "guest", "helpdesk", "hostmaster", "inquiries",
+    "invoices", "manager", "marketing", "monitor", "newsletter", "noreply", "notifications", "office",
+    "operator", "orders", "owner", "postmaster", "privacy", "reception", "reviewer", "root", "security",
+    "service", "staff", "superuser", "support", "sysadmin", "system", "tester", "viewer", "webmaster",
+})  # fmt: skip
 _WHAT = {"email": "an email address", "ssn": "a national id number", "labelled ssn": "a national id number",
          "ni": "a national id number", "iban": "an IBAN", "card": "a card number", "ipv4": "an IP address",
          "ipv6": "an IP address", "phone": "a phone number"}  # fmt: skip
@@ -165,6 +203,8 @@ def _phone(match: re.Match) -> bool:
     if match["area"]:
         return True
     groups = _PHONE_SEPARATOR.split(number)
+    if match["rest"] and match["rest"] != separator:  # 842 964-8658; size runs (28 30-32-34) are not phones
+        return [len(group) for group in groups] == [3, 3, 4] and bool(_NORTH_AMERICAN.fullmatch("".join(groups)))
     if len(groups) == 1:  # plain digits are ids far more often: a North American or a 0-led national shape
         return bool(_NORTH_AMERICAN.fullmatch(number) or _NATIONAL.fullmatch(number))
     if len(groups) == 2:  # a national number after its trunk 0, not a decimal number
@@ -183,8 +223,8 @@ def _real(kind: str, match: re.Match) -> bool:
         return _iban(text)
     if kind == "ni":
         return text[:2].upper() not in _NI_NEVER_ISSUED
-    if kind == "ipv4":  # a zero-padded octet (203.0.113.045) is still an address, which ipaddress refuses
-        return all(int(octet) <= 255 for octet in text.split("."))
+    if kind == "ipv4":  # a zero-padded octet (24.01.15.01) is a build or version number far more often
+        return all(int(octet) <= 255 and (octet == "0" or not octet.startswith("0")) for octet in text.split("."))
     if kind == "ipv6":
         try:
             ipaddress.ip_address(text)
@@ -234,8 +274,8 @@ def _plain(text: str) -> str:
         text = unquote(text)
     if "&" in text:
         text = html.unescape(text)
-    if "<" in text:  # dropped, not spaced: the text as written already has the tags apart from the words
-        text = _TAG.sub("", text)
+    if "<" in text:  # inline tags (<b>415</b>-555-2671) go, others (<td>2</td><td>123456789</td>) part words
+        text = _TAG.sub(_tag_replacement, text)
     return _plain_characters(text)
 
 
@@ -351,6 +391,7 @@ class PiiScanner:
         if not fields:
             return
         first = last = None
+        tokens: list[tuple[str, str]] = []
         for name, kind in fields:
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
@@ -362,11 +403,16 @@ class PiiScanner:
             elif kind == "name":
                 self._remember_name(_name_words(value)[-2:])
             elif kind in ("username", "email"):
-                token = _fold(value.strip()).strip(".-")  # as the search strips a word of the text
+                tokens.append((kind, _fold(value.strip()).strip(".-")))  # as the search strips a word of the text
+        # A username or local part that is one plain word (admin, editor, finance, or the user's own first
+        # name) is a word of ordinary text far more often than it stands for this person.
+        plain_words = {*(first or ()), *(last or ())}
+        for kind, token in tokens:
+            if not (token.isalpha() and (token in plain_words or token in COMMON_ACCOUNT_WORDS)):
                 self._remember_token(token)
-                local_part = token.partition("@")[0].rstrip(".-") if kind == "email" else ""
-                if len(local_part) >= MIN_LOCAL_PART and local_part not in _ROLE_LOCAL_PARTS:
-                    self.identities.add(hash(local_part))  # written without its domain ("box at gmail dot com")
+            local_part = token.partition("@")[0].rstrip(".-") if kind == "email" else ""
+            if len(local_part) >= MIN_LOCAL_PART and not local_part.isalpha():
+                self.identities.add(hash(local_part))  # written without its domain ("box at gmail dot com")
         if first and last:
             self._remember_name(first + last)
 
