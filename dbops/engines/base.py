@@ -313,6 +313,11 @@ class Connector(ABC):
         """suspend() drops indexes of tables about to grow a lot, restore() rebuilds them (same transaction)."""
         return NoIndexSuspension()
 
+    def import_lock(self) -> bool:
+        """Takes this database's import lock for the current transaction; False when another transaction
+        holds it (two imports of big files would otherwise deadlock on each other's index rebuilds)."""
+        return True
+
     def lock_tables(self, tables: list[str], *, mode: str) -> None:
         """Locks the tables until the end of the current transaction (mode in LOCK_MODES).
 

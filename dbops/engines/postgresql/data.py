@@ -147,6 +147,11 @@ class PostgreSQLData:
     def index_suspension(self) -> IndexSuspension:
         return IndexSuspension(self.connection)
 
+    def import_lock(self) -> bool:
+        with self.connection.cursor() as cursor:  # released with the transaction, committed or not
+            cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext('dbops-import'))")
+            return bool(cursor.fetchone()[0])
+
     def lock_tables(self, tables: list[str], *, mode: str) -> None:
         if mode not in _LOCK_MODES:
             raise ValueError(f"lock mode {mode!r} is not one of {tuple(_LOCK_MODES)}")

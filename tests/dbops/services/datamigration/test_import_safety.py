@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import zipfile
 from datetime import UTC, datetime
 
@@ -14,8 +15,10 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
+from django.db import connections, transaction
 
-from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
+from dbops.engines import get_connector
+from dbops.exceptions import DataMigrationError, ImportFormatError, ImportValidationError, PrivilegedImportRefused
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
@@ -394,3 +397,35 @@ def test_a_file_that_cannot_be_read_is_one_line_before_any_run_is_recorded(fmt):
     with pytest.raises(ImportFormatError, match=r"mem cannot be read: Input/output error\.$"):
         import_data(input_path="/proc/self/mem", fmt=fmt)
     assert fingerprint() == state
+
+
+@pytest.mark.django_db
+def test_an_import_while_another_runs_is_refused_in_one_line(tmp_path):
+    # Two big imports at once deadlocked (one's index rebuild against the other's staging reads) and the
+    # loser printed PostgreSQL's deadlock report.
+    seed(scale=0.1)
+    target = tmp_path / "roles.jsonl"
+    export_data(entities="roles", output=target, fmt="jsonl")
+    holding, release = threading.Event(), threading.Event()
+
+    def other_import() -> None:  # its own connection, holding the import lock as a running import does
+        try:
+            with transaction.atomic():
+                assert get_connector().import_lock()
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_import)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        state = fingerprint()
+        with pytest.raises(DataMigrationError, match=r"^Another import is running on this database"):
+            import_data(input_path=target, fmt="jsonl", mode="upsert")
+        assert fingerprint() == state
+    finally:
+        release.set()
+        thread.join(30)
+    import_data(input_path=target, fmt="jsonl", mode="upsert")  # and once it has finished, it runs

@@ -14,7 +14,7 @@ from dbops.exceptions import SnapshotError, SnapshotLaterChanges
 from dbops.models import Snapshot
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
-from dbops.services.datamigration.snapshots import snapshot_create, snapshot_rollback
+from dbops.services.datamigration.snapshots import snapshot_create, snapshot_discard, snapshot_rollback
 from multipult.core.models import Concept, Role, User
 from tests.dbops.services.datamigration.helpers import fingerprint, seed
 
@@ -165,8 +165,11 @@ def test_a_write_committed_while_the_rollback_waits_for_its_lock_is_seen_and_ref
         thread.join(timeout=60)
     finally:
         writer.close()
-    assert len(outcome) == 1 and isinstance(outcome[0], SnapshotLaterChanges), outcome
-    assert Concept.objects.get(pk=concept.pk).name == "written meanwhile"
+    try:
+        assert len(outcome) == 1 and isinstance(outcome[0], SnapshotLaterChanges), outcome
+        assert Concept.objects.get(pk=concept.pk).name == "written meanwhile"
+    finally:  # its copy tables outlive the flush of a transaction test
+        snapshot_discard(snapshot_id=result.snapshot_id)
 
 
 def _wait_until_waiting_for_a_lock(observer, timeout: float = 30.0) -> None:
