@@ -315,7 +315,7 @@ class Connector(ABC):
 
     def import_lock(self) -> bool:
         """Takes this database's import lock for the current transaction; False when another transaction
-        holds it (two imports of big files would otherwise deadlock on each other's index rebuilds)."""
+        holds it (an import or a rollback: two of them would deadlock on each other's table locks)."""
         return True
 
     def lock_tables(self, tables: list[str], *, mode: str) -> None:

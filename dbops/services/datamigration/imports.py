@@ -128,7 +128,9 @@ def import_data(
     try:
         with transaction.atomic(using=using):
             if not get_connector(using).import_lock():
-                raise DataMigrationError("Another import is running on this database; try again when it has finished.")
+                raise DataMigrationError(
+                    "An import or a rollback is running on this database; try again when it has finished."
+                )
             stages = None
             if fmt == "jsonl" and not transformations:  # checked on the server; None: the checking path decides
                 stages = set_based_stages(path, allow_privileged=allow_privileged, using=using, progress=progress)

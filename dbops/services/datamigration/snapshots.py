@@ -173,6 +173,8 @@ def snapshot_rollback(
             snapshot = Snapshot.objects.select_for_update().get(id=snapshot.id)
         except Snapshot.DoesNotExist:  # pruned between the lookup above and this lock
             raise SnapshotError(f"Snapshot {snapshot.id!r} does not exist (it was just pruned).") from None
+        if not connector.import_lock():  # an import and a rollback of the same tables would deadlock
+            raise SnapshotError("An import or a rollback is running on this database; try again when it has finished.")
         # Before the later-changes check: a write committed while this waits for the lock is seen by the
         # check (each statement reads afresh), not refilled over.
         connector.lock_tables(ordered, mode="exclusive")

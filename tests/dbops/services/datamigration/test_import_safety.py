@@ -18,11 +18,18 @@ from django.contrib.sessions.models import Session
 from django.db import connections, transaction
 
 from dbops.engines import get_connector
-from dbops.exceptions import DataMigrationError, ImportFormatError, ImportValidationError, PrivilegedImportRefused
+from dbops.exceptions import (
+    DataMigrationError,
+    ImportFormatError,
+    ImportValidationError,
+    PrivilegedImportRefused,
+    SnapshotError,
+)
 from dbops.models import DataTransferRun
 from dbops.services.datamigration.exports import export_data
 from dbops.services.datamigration.imports import import_data
 from dbops.services.datamigration.privileges import privilege_flags, rows_grant_privileges
+from dbops.services.datamigration.snapshots import snapshot_discard, snapshot_rollback
 from multipult.core.models import ApiToken, AuditLog, Concept, StoredFile, User
 from tests.dbops.services.datamigration.helpers import (
     EXPORT_HEADER,
@@ -399,13 +406,14 @@ def test_a_file_that_cannot_be_read_is_one_line_before_any_run_is_recorded(fmt):
     assert fingerprint() == state
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the lock is the transaction's: the test's own would hold it
 def test_an_import_while_another_runs_is_refused_in_one_line(tmp_path):
     # Two big imports at once deadlocked (one's index rebuild against the other's staging reads) and the
     # loser printed PostgreSQL's deadlock report.
     seed(scale=0.1)
     target = tmp_path / "roles.jsonl"
     export_data(entities="roles", output=target, fmt="jsonl")
+    snapshot_id = import_data(input_path=target, fmt="jsonl", mode="upsert", snapshot=True).snapshot_id
     holding, release = threading.Event(), threading.Event()
 
     def other_import() -> None:  # its own connection, holding the import lock as a running import does
@@ -422,10 +430,13 @@ def test_an_import_while_another_runs_is_refused_in_one_line(tmp_path):
     try:
         assert holding.wait(30)
         state = fingerprint()
-        with pytest.raises(DataMigrationError, match=r"^Another import is running on this database"):
+        with pytest.raises(DataMigrationError, match=r"^An import or a rollback is running on this database"):
             import_data(input_path=target, fmt="jsonl", mode="upsert")
+        with pytest.raises(SnapshotError, match=r"^An import or a rollback is running on this database"):
+            snapshot_rollback(snapshot_id=snapshot_id)
         assert fingerprint() == state
     finally:
         release.set()
         thread.join(30)
     import_data(input_path=target, fmt="jsonl", mode="upsert")  # and once it has finished, it runs
+    snapshot_discard(snapshot_id=snapshot_id)  # its copy tables outlive the flush of a transaction test
