@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import queue
+import sys
 import threading
 from typing import Any
 
@@ -248,6 +249,15 @@ class Copier:
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="dbops-import-copy", daemon=True)
         self.thread.start()
+        # When the server ends the session mid-COPY, the driver prints the error (with the CONTEXT line,
+        # which quotes the record being sent: personal data on the terminal) through sys.excepthook before
+        # raising it; the caller reports the raised error in one line, so the copy of it is dropped.
+        self._excepthook = sys.excepthook
+        sys.excepthook = self._quiet_in_copy_thread
+
+    def _quiet_in_copy_thread(self, kind, value, traceback) -> None:
+        if threading.get_ident() != self.thread.ident:
+            self._excepthook(kind, value, traceback)
 
     def __enter__(self) -> Copier:
         return self
@@ -255,6 +265,8 @@ class Copier:
     def __exit__(self, *exc_info) -> None:
         self.chunks.put(None)
         self.thread.join()  # nothing runs on the connection once the caller goes on (or rolls back)
+        if sys.excepthook == self._quiet_in_copy_thread:
+            sys.excepthook = self._excepthook
 
     def put(self, statement: str, lines: str) -> None:
         self._raise()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
+import psycopg2
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from dbops.exceptions import ImportFormatError, ImportValidationError, PrivilegedImportRefused
@@ -257,3 +259,49 @@ def test_a_json_null_in_a_json_field_without_null_is_kept_on_the_checking_path_w
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, changes::text FROM core_auditlog ORDER BY id")
         assert cursor.fetchall() == [(1, "{}"), (2, "null"), (3, '{"x": 100}')]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_ended_mid_copy_is_one_error_and_prints_no_record(capsys):
+    """psycopg2 prints the server's error through sys.excepthook before raising it when the session ends
+    mid-COPY, with a CONTEXT line quoting the record being sent (personal data on the terminal)."""
+    from dbops.engines.postgresql.json_staging import Copier
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE copied (recno bigint, doc jsonb)")
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    record = '{"email": "planted.person@example.org", "note": "%s"}' % ("x" * 200)
+    lines = "".join(f"{number}\x02{record}\n" for number in range(400_000))  # a COPY of some seconds
+    settings = connection.settings_dict
+    watcher = psycopg2.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], password=settings["PASSWORD"],
+        dbname=settings["NAME"],
+    )  # fmt: skip
+    watcher.autocommit = True
+
+    def end_the_session_once_it_copies() -> None:
+        with watcher.cursor() as cursor:
+            for _ in range(600):
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid = %s AND state = 'active' AND query LIKE 'COPY%%'",
+                    [pid],
+                )
+                if cursor.fetchall():
+                    return
+                time.sleep(0.01)
+
+    ender = threading.Thread(target=end_the_session_once_it_copies)
+    ender.start()
+    try:
+        with pytest.raises(OperationalError, match="connection to the database was lost"), Copier(connection) as copier:
+            copier.put("COPY copied FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')", lines)
+            copier.wait()
+    finally:
+        ender.join(30)
+        watcher.close()
+        connection.close()  # the session is gone; the next use reconnects
+    printed = capsys.readouterr()
+    assert "planted.person" not in printed.err + printed.out
+    assert printed.err == ""
