@@ -294,9 +294,9 @@ class Connector(ABC):
         cannot tell."""
         return None
 
-    def json_staging(self, table: str, fields: list, defaults: dict[str, Any], copier: Any = None) -> Any:
+    def json_staging(self, table: str, fields: list, defaults: dict[str, Any], copier: Any) -> Any:
         """The statements of the raw JSON table of an import into `table`, for these JsonFields
-        (supports_json_staging); its COPYs go through `copier` (json_copier) when given."""
+        (supports_json_staging); its COPYs go through `copier` (json_copier)."""
         raise FeatureUnavailable(f"{self.engine} has no set-based import path")
 
     def json_copier(self) -> Any:

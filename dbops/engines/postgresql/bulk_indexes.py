@@ -43,15 +43,14 @@ class IndexSuspension:
         quote = self.connection.ops.quote_name
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "SELECT oid::regclass::text FROM pg_class "
-                "WHERE oid = ANY(%s::regclass[]) AND pg_has_role(relowner, 'USAGE')",
+                "SELECT relname FROM pg_class WHERE oid = ANY(%s::regclass[]) AND pg_has_role(relowner, 'USAGE')",
                 [[quote(model._meta.db_table) for model in rows_per_model]],
             )
             owned = {name for (name,) in cursor.fetchall()}
             for model, new_rows in rows_per_model.items():
-                table = quote(model._meta.db_table)
-                if table not in owned and model._meta.db_table not in owned:  # regclass text quotes only if needed
+                if model._meta.db_table not in owned:
                     continue
+                table = quote(model._meta.db_table)
                 # Quoted identifier from model metadata; the bound keeps this cheap on huge tables.
                 cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS existing", [new_rows])  # noqa: S608
                 if cursor.fetchone()[0] < new_rows:

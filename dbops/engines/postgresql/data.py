@@ -78,10 +78,8 @@ class PostgreSQLData:
             cursor.execute(masking_sql.KEY_TABLE_DROP)
             cursor.execute("RESET jit")
 
-    def json_staging(
-        self, table: str, fields: list, defaults: dict[str, Any], copier: Copier | None = None
-    ) -> JsonStagingSQL:
-        return JsonStagingSQL(self.connection, table, fields, defaults, copier)
+    def json_staging(self, table: str, fields: list, defaults: dict[str, Any], copier: Copier) -> JsonStagingSQL:
+        return JsonStagingSQL(self.connection, table, dict(self.table_columns(table)), fields, defaults, copier)
 
     def json_too_deep(self, queryset: Any, attname: str) -> Any:
         quote, opts = self.connection.ops.quote_name, queryset.model._meta

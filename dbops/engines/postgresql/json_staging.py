@@ -132,9 +132,16 @@ class JsonStagingSQL:
     """The statements of one entity's raw table `raw` (quoted): `recno bigint, doc jsonb`."""
 
     def __init__(
-        self, connection: Any, table: str, fields: list[JsonField], defaults: dict[str, Any], copier: Copier | None
+        self,
+        connection: Any,
+        table: str,
+        column_types: dict[str, str],
+        fields: list[JsonField],
+        defaults: dict[str, Any],
+        copier: Copier,
     ) -> None:
-        self.connection, self.fields = connection, fields
+        """`column_types`: each column of `table` -> its type in SQL (Connector.table_columns)."""
+        self.connection, self.fields, self.column_types = connection, fields, column_types
         self.shared = _may_create_tables(connection)  # else a temporary table: correct, only not parallel
         self.raw = _raw_name(connection, table, shared=self.shared)
         # Each field as jsonb (its type, for the checks) and, for those read as text, as text too:
@@ -157,14 +164,9 @@ class JsonStagingSQL:
 
     def copy(self, lines: str) -> None:
         """`recno \x02 json` lines; CSV with control characters as delimiter and quote, so JSON goes in verbatim.
-        Through the copier when there is one (it returns at once; copier.wait() before anything else uses
-        the connection)."""
+        Through the copier: it returns at once; copier.wait() before anything else uses the connection."""
         statement = f"COPY {self.raw} (recno, doc) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-        if self.copier is not None:
-            self.copier.put(statement, lines)
-            return
-        with self.connection.cursor() as cursor, self.connection.wrap_database_errors:
-            cursor.cursor.copy_expert(statement, io.BytesIO(lines.encode()))
+        self.copier.put(statement, lines)
 
     def _parts(self, spec: JsonField) -> tuple[str, str, str]:
         """(the value as jsonb, as text, whether the record carries the key) in SQL."""
@@ -198,12 +200,11 @@ class JsonStagingSQL:
             )
             yield from cursor.fetchall()
 
-    def stage_create(self, stage: str, target: str, columns: list[str], recno: str, mask: str) -> int:
-        """Creates the temporary staging table `stage` (quoted) with the columns (names) of `target` (quoted),
-        their types, then the record's number `recno` and its fields' mask `mask` (names). From the records
+    def stage_create(self, stage: str, columns: list[str], recno: str, mask: str) -> int:
+        """Creates the temporary staging table `stage` (quoted) with these columns (names) of the target, of
+        its types, then the record's number `recno` and its fields' mask `mask` (names). From the records
         the checks plainly accept; the rows it holds, fewer than the raw rows when any record is doubtful.
         The checks ride on the same pass: a separate pass for them cost as much again."""
-        types = _column_types(self.connection, target)
         expressions, bits = [], []
         for spec, column in zip(self.fields, columns, strict=True):
             ref, text, present = self._parts(spec)
@@ -212,7 +213,7 @@ class JsonStagingSQL:
                 default = _lit(self.connection, self.defaults[spec.key])
                 value = f"CASE WHEN {present} THEN {value} ELSE {default} END"  # a JSON null stays NULL
             # Only accepted values reach the cast (WHERE runs first), so a varchar(n) cast never truncates.
-            expressions.append(f"({value})::{types[column]} AS {_quote_ident(column)}")
+            expressions.append(f"({value})::{self.column_types[column]} AS {_quote_ident(column)}")
             bits.append(f"CASE WHEN {present} THEN '1' ELSE '0' END")
         width = max(len(bits), 1)
         select = ", ".join(
@@ -317,17 +318,6 @@ def _raw_name(connection: Any, table: str, *, shared: bool) -> str:
     if len(name.encode()) > 63:
         name = f"_dbops_raw_{hashlib.sha256(name.encode()).hexdigest()[:40]}"
     return _quote_ident(name)
-
-
-def _column_types(connection: Any, table: str) -> dict[str, str]:
-    """Each column (name) of `table` (quoted) -> its type in SQL (varchar(16), numeric(10,2), ...)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [table],
-        )
-        return dict(cursor.fetchall())
 
 
 def _quote_ident(name: str) -> str:

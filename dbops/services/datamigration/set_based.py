@@ -143,7 +143,7 @@ class _RawEntity:
             self.stage.flush()
             return self.stage
         columns = [spec.column for spec in self.stage.specs]
-        self.stage.rows = self.sql.stage_create(self.stage.name, self.stage.target, columns, RECNO, FIELDS)
+        self.stage.rows = self.sql.stage_create(self.stage.name, columns, RECNO, FIELDS)
         if self.stage.rows != self.count:  # the insert left doubtful records out; the savepoint undoes it
             raise _Doubtful(self.stage.entity.name)
         # The model's validators and choices: Python callables, on those fields only, and only once every
